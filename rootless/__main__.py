@@ -1,0 +1,5 @@
+"""`python -m rootless` is `rl`."""
+
+from rootless.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `rl` command line: click commands that parse, call the engine and print."""

@@ -1,0 +1,1 @@
+"""Images: references, OCI types, transports and the one copy routine between them."""

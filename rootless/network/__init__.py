@@ -1,0 +1,1 @@
+"""Networking without root: slirp4netns, port forwards, user-defined networks."""
