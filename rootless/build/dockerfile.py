@@ -390,10 +390,9 @@ def _node_from_line(line: str, d: _Directives) -> _Node:
                     node.args.append(tail)
     elif kind in ("maintainer", "stopsignal", "user", "workdir"):
         node.args = [rest] if rest else []
-    elif kind == "onbuild":
-        if rest:
-            node.sub = _node_from_line(rest, d)
-            node.args = [node.sub.cmd]
+    elif kind == "onbuild" and rest:
+        node.sub = _node_from_line(rest, d)
+        node.args = [node.sub.cmd]
     return node
 
 
