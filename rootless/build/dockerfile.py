@@ -592,11 +592,11 @@ def _parse_duration(flag: str, value: str | None) -> float | None:
     while pos < len(s):
         m = _RE_DURATION_PART.match(s, pos)
         if not m:
-            raise _LineError(f'time: invalid duration "{value}"', "use a duration like 30s, 1m30s or 500ms")
+            raise _LineError(f'invalid --{flag} duration "{value}"', "use a duration like 30s, 1m30s or 500ms")
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
     if pos == 0:
-        raise _LineError(f'time: invalid duration "{value}"')
+        raise _LineError(f'invalid --{flag} duration "{value}"')
     total *= sign
     if total == 0:
         return 0.0

@@ -270,6 +270,8 @@ class _State:
             raise ExpansionError("syntax error: bad substitution")
         name = self.name()
         ch = self.next()
+        if ch == _EOF:
+            raise ExpansionError("syntax error: missing '}'")
         chs = ch
         null_is_unset = False
         if ch == "}":
