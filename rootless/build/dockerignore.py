@@ -146,7 +146,7 @@ def _compile(text: str) -> tuple[re.Pattern[str] | None, str | None]:
             out.append(ch)
             kind = "regex"
         else:
-            out.append(re.escape(ch) if ch in "^" else ch)
+            out.append(ch)
         first = False
     if kind == "suffix":
         return None, text[2:]
@@ -185,6 +185,8 @@ class IgnoreRules:
                     raise RlError(f'{source}:{line}: illegal exclusion pattern: "!"',
                                   "write !PATTERN to re-include paths")
                 text = text[1:]
+            if len(text) > 1 and text.startswith("/"):
+                text = text[1:]  # as the file reader does: patterns are context-relative
             try:
                 regex, suffix = _compile(text)
             except ValueError as e:
