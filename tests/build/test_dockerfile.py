@@ -675,3 +675,50 @@ def test_large_realistic_dockerfile():
         "Copy", "Copy", "User", "Expose", "Healthcheck", "Entrypoint", "Cmd"]
     assert isinstance(df.stages[0].instructions[0], ins.Env)
     assert df.stages[0].instructions[0].pairs == (("PYTHONDONTWRITEBYTECODE", "1"), ("PYTHONUNBUFFERED", "1"))
+
+
+# BuildKit's own heredoc expectations (special symbols, quoting, substitution).
+HEREDOC_COPY_CASES = [
+    ('COPY <<EOF quotefile\n"quotes in file"\nEOF\n', '"quotes in file"\n'),
+    ("COPY <<EOF slashfile1\n\\\nEOF\n", "\n"),
+    ("COPY <<EOF slashfile2\n\\\\\nEOF\n", "\\\n"),
+    ("COPY <<EOF slashfile3\n\\$\nEOF\n", "$\n"),
+    ('COPY <<"EOF" rawslashfile1\n\\\nEOF\n', "\\\n"),
+    ('COPY <<"EOF" rawslashfile2\n\\\\\nEOF\n', "\\\\\n"),
+    ('COPY <<"EOF" rawslashfile3\n\\$\nEOF\n', "\\$\n"),
+    ("COPY <<EOF c1\nHello ${name}!\nEOF\n", "Hello world!\n"),
+    ("COPY <<'EOF' c2\nHello ${name}!\nEOF\n", "Hello ${name}!\n"),
+    ('COPY <<"EOF" c3\nHello ${name}!\nEOF\n', "Hello ${name}!\n"),
+    ("COPY <<EOF q1\nHello '${name}'!\nEOF\n", "Hello 'world'!\n"),
+    ('COPY <<EOF q2\nHello "${name}"!\nEOF\n', 'Hello "world"!\n'),
+    ("COPY <<'EOF' qsingle2\nHello \"${name}\"!\nEOF\n", 'Hello "${name}"!\n'),
+    ("COPY <<EOF /dest/foo-copy\n\tfoo\nEOF\n", "\tfoo\n"),
+    ("COPY <<-EOF /dest/bar-copy\n\tbar\nEOF\n", "bar\n"),
+]
+
+
+@pytest.mark.parametrize(("text", "content"), HEREDOC_COPY_CASES)
+def test_heredoc_copy_content_as_buildkit(text, content):
+    copy = one(text, dedent=False).expand({"name": "world"})
+    assert copy.contents[0].data == content
+
+
+@pytest.mark.parametrize(("text", "script"), [
+    ('RUN <<EOF\necho "\n\tfoo" > /dest/foo-run\nEOF\n', 'echo "\n\tfoo" > /dest/foo-run\n'),
+    ('RUN <<-EOF\necho "\n\tbar" > /dest/bar-run\nEOF\n', 'echo "\nbar" > /dest/bar-run\n'),
+    ('RUN <<-EOF sh > /dest/bar3-run\necho "\n\tbar"\nEOF\n', '<<-EOF sh > /dest/bar3-run\necho "\n\tbar"\nEOF'),
+    ("RUN <<EOF 3<<IN1 awk -f -\nBEGIN {}\nEOF\nhello\nIN1\n", "<<EOF 3<<IN1 awk -f -\nBEGIN {}\nEOF\nhello\nIN1"),
+    # RUN heredocs are never expanded by the builder: the shell does it.
+    ('RUN <<EOF\necho "Hello ${name}!"\nEOF\n', 'echo "Hello ${name}!"\n'),
+])
+def test_heredoc_run_script_as_buildkit(text, script):
+    run = one(text, dedent=False)
+    assert run.expand({"name": "world"}).shell_script() == script
+
+
+def test_heredoc_fd_and_shebang_chomp():
+    run = one("RUN <<EOF 3<<IN1 awk -f -\nx\nEOF\ny\nIN1\n", dedent=False)
+    assert [(d.name, d.fd) for d in run.heredocs] == [("EOF", None), ("IN1", 3)]
+    run = one("RUN <<-EOF\n\t#!/bin/awk -f\n\tBEGIN {}\nEOF\n", dedent=False)
+    assert run.shebang_heredoc is not None
+    assert run.shebang_heredoc.text == "#!/bin/awk -f\nBEGIN {}\n"
