@@ -619,10 +619,10 @@ def _at_least_one(node: _Node, what: list | None = None) -> None:
         raise _LineError(f"{node.cmd.upper()} requires at least one argument")
 
 
-def _instruction(node: _Node, escape: str) -> ins.Instruction:
+def _instruction(node: _Node, escape: str, filename: str) -> ins.Instruction:
     kind = node.lower
     base = {"line": node.start, "end_line": node.end, "source": node.original.strip(),
-            "escape": escape}
+            "escape": escape, "filename": filename}
     if kind == "from":
         flags = _parse_flags(node, {"platform": _STRING})
         args = node.args
@@ -819,7 +819,7 @@ def parse(source: str | bytes, filename: str = "Dockerfile") -> Dockerfile:
     global_args: list[ins.Arg] = []
     for node in nodes:
         try:
-            inst = _instruction(node, d.escape)
+            inst = _instruction(node, d.escape, filename)
         except _LineError as e:
             raise RlError(f"{filename}:{node.start}: {e.message}", e.fix) from None
         if isinstance(inst, ins.From):
@@ -845,6 +845,25 @@ def parse(source: str | bytes, filename: str = "Dockerfile") -> Dockerfile:
             seen[st.name] = st.line
     return Dockerfile(filename=filename, stages=stages, global_args=global_args, escape=d.escape,
                       directives=dict(d.seen), warnings=warnings)
+
+
+def parse_trigger(expression: str, origin: str = "ONBUILD") -> ins.Instruction:
+    """An ONBUILD trigger (the `expression` a base image's config keeps) parsed as the
+    instruction it is, heredocs included. Errors are named after `origin` (for example
+    "ONBUILD of python:3.11")."""
+    try:
+        nodes, d, _, _ = _read_nodes(expression)
+    except _Error as e:
+        raise RlError(f"{origin}: {e.message}", e.fix) from None
+    if len(nodes) != 1:
+        raise RlError(f"{origin}: trigger is not one instruction: {expression!r}")
+    node = nodes[0]
+    if node.lower in ("onbuild", "from", "maintainer"):
+        raise RlError(f"{origin}: {node.cmd.upper()} isn't allowed as an ONBUILD trigger")
+    try:
+        return _instruction(node, d.escape, origin)
+    except _LineError as e:
+        raise RlError(f"{origin}: {e.message}", e.fix) from None
 
 
 def parse_file(path: str | Path, display_name: str | None = None) -> Dockerfile:

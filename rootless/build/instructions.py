@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rootless.build.shellwords import Lexer
+from rootless.build.shellwords import ExpansionError, Lexer
+from rootless.errors import RlError
 
 _LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
 
@@ -52,17 +53,29 @@ class Instruction:
     end_line: int
     source: str
     escape: str = "\\"
+    filename: str = "Dockerfile"
 
     def expand(self, env: Mapping[str, str]) -> Instruction:
-        """A copy with variables substituted from `env` (Docker does none for this one)."""
+        """A copy with variables substituted from `env` (Docker does none for this one).
+        A malformed reference raises RlError naming the file and line."""
         return self
 
     # helpers for subclasses
-    def _word(self, word: str, env: Mapping[str, str]) -> str:
-        return Lexer(self.escape).process_word(word, env)
+    def _word(self, word: str, env: Mapping[str, str], lexer: Lexer | None = None) -> str:
+        try:
+            return (lexer or Lexer(self.escape)).process_word(word, env)
+        except ExpansionError as e:
+            raise self.error(str(e)) from None
 
     def _words(self, word: str, env: Mapping[str, str]) -> list[str]:
-        return Lexer(self.escape).process_words(word, env)
+        try:
+            return Lexer(self.escape).process_words(word, env)
+        except ExpansionError as e:
+            raise self.error(str(e)) from None
+
+    def error(self, message: str, fix: str | None = None) -> RlError:
+        """An RlError located at this instruction: "Dockerfile:7: message"."""
+        return RlError(f"{self.filename}:{self.line}: {message}", fix)
 
     @property
     def location(self) -> str:
@@ -293,7 +306,7 @@ class _Transfer(Instruction):
             self,
             sources=tuple(self._word(s, env) for s in self.sources),
             dest=self._word(self.dest, env),
-            contents=tuple(dataclasses.replace(c, data=raw.process_word(c.data, env))
+            contents=tuple(dataclasses.replace(c, data=self._word(c.data, env, raw))
                            if c.expand else c for c in self.contents),
             chown=None if self.chown is None else self._word(self.chown, env),
             chmod=None if self.chmod is None else self._word(self.chmod, env),

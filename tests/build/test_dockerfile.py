@@ -722,3 +722,23 @@ def test_heredoc_fd_and_shebang_chomp():
     run = one("RUN <<-EOF\n\t#!/bin/awk -f\n\tBEGIN {}\nEOF\n", dedent=False)
     assert run.shebang_heredoc is not None
     assert run.shebang_heredoc.text == "#!/bin/awk -f\nBEGIN {}\n"
+
+
+def test_onbuild_trigger_parses_back():
+    ob = one("ONBUILD COPY --chown=1:1 <<EOF /x\nhi $A\nEOF\n", dedent=False)
+    trig = dockerfile.parse_trigger(ob.expression, "ONBUILD of base:1")
+    assert isinstance(trig, ins.Copy) and trig.chown == "1:1"
+    assert trig.expand({"A": "a"}).contents[0].data == "hi a\n"
+    with pytest.raises(RlError, match=r"^ONBUILD of base:1: unknown instruction: BOGUS"):
+        dockerfile.parse_trigger("BOGUS x", "ONBUILD of base:1")
+
+
+def test_expansion_errors_name_file_and_line(tmp_path):
+    p = tmp_path / "Containerfile"
+    p.write_text("FROM a\nRUN true\nWORKDIR ${X\n")
+    wd = dockerfile.parse_file(p).stages[0].instructions[1]
+    with pytest.raises(RlError, match=r"^Containerfile:3: failed to process \"\$\{X\": syntax error: missing '\}'"):
+        wd.expand({})
+    env = one('ENV A="unclosed')
+    with pytest.raises(RlError, match=r"^Dockerfile:2: failed to process"):
+        env.expand({})
