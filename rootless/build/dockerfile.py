@@ -767,7 +767,7 @@ def _transfer(node: _Node, base: dict) -> ins.Copy | ins.Add:
                 "parents": _BOOL, "exclude": _STRINGS}
     else:
         spec = {"chown": _STRING, "chmod": _STRING, "link": _BOOL, "keep-git-dir": _BOOL,
-                "checksum": _STRING, "exclude": _STRINGS}
+                "checksum": _STRING, "exclude": _STRINGS, "unpack": _BOOL}
     flags = _parse_flags(node, spec)
     *srcs, dest = node.args
     if parse_heredoc_word(dest) is not None:
@@ -793,7 +793,8 @@ def _transfer(node: _Node, base: dict) -> ins.Copy | ins.Add:
         return ins.Copy(from_=flags.get("from") or None, parents=bool(flags.get("parents", False)),
                         **common)
     return ins.Add(checksum=flags.get("checksum") or None,
-                   keep_git_dir=bool(flags.get("keep-git-dir", False)), **common)
+                   keep_git_dir=bool(flags.get("keep-git-dir", False)),
+                   unpack=flags.get("unpack"), **common)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- parse
@@ -822,6 +823,7 @@ def parse(source: str | bytes, filename: str = "Dockerfile") -> Dockerfile:
             inst = _instruction(node, d.escape, filename)
         except _LineError as e:
             raise RlError(f"{filename}:{node.start}: {e.message}", e.fix) from None
+        warnings.extend(_lint(node, inst))
         if isinstance(inst, ins.From):
             stages.append(ins.Stage(index=len(stages), from_=inst, instructions=[]))
         elif not stages:
@@ -845,6 +847,23 @@ def parse(source: str | bytes, filename: str = "Dockerfile") -> Dockerfile:
             seen[st.name] = st.line
     return Dockerfile(filename=filename, stages=stages, global_args=global_args, escape=d.escape,
                       directives=dict(d.seen), warnings=warnings)
+
+
+def _lint(node: _Node, inst: ins.Instruction) -> list[str]:
+    """A few of BuildKit's build checks that need nothing but the text."""
+    out = []
+    where = f"line {inst.line}"
+    if isinstance(inst, ins.Maintainer):
+        out.append(f"{where}: MAINTAINER is deprecated, use "
+                   "LABEL org.opencontainers.image.authors=... instead")
+    elif isinstance(inst, ins.Cmd | ins.Entrypoint) and inst.shell_form and inst.command:
+        out.append(f"{where}: JSON arguments recommended for {inst.keyword} to prevent "
+                   "unintended behavior related to OS signals")
+    elif isinstance(inst, ins.From) and len(node.args) == 3:
+        kw, as_ = node.cmd, node.args[1]
+        if (kw.isupper() and as_.islower()) or (kw.islower() and as_.isupper()):
+            out.append(f"{where}: '{as_}' and '{kw}' keywords' casing do not match")
+    return out
 
 
 def parse_trigger(expression: str, origin: str = "ONBUILD") -> ins.Instruction:
@@ -918,6 +937,10 @@ class ResolvedStage:
     @property
     def index(self) -> int:
         return self.stage.index
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.base_stage is None and self.base.lower() == "scratch"
 
 
 @dataclass

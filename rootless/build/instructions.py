@@ -329,6 +329,7 @@ class Add(_Transfer):
     keyword: ClassVar[str] = "ADD"
     checksum: str | None = None
     keep_git_dir: bool = False
+    unpack: bool | None = None  # --unpack: None means Docker's default (local archives unpack)
 
     def expand(self, env: Mapping[str, str]) -> Add:
         out = super().expand(env)

@@ -742,3 +742,20 @@ def test_expansion_errors_name_file_and_line(tmp_path):
     env = one('ENV A="unclosed')
     with pytest.raises(RlError, match=r"^Dockerfile:2: failed to process"):
         env.expand({})
+
+
+def test_build_check_warnings():
+    df = parse("FROM a as b\nMAINTAINER me\nCMD run it\nENTRYPOINT [\"ok\"]\n")
+    text = "\n".join(df.warnings)
+    assert "line 1: 'as' and 'FROM' keywords' casing do not match" in text
+    assert "line 2: MAINTAINER is deprecated" in text
+    assert "line 3: JSON arguments recommended for CMD" in text
+    assert "ENTRYPOINT" not in text
+    assert parse("FROM a AS b\nCMD [\"x\"]\n").warnings == []
+
+
+def test_scratch_and_add_unpack():
+    df = parse("FROM scratch\nADD --unpack=false a.tar /x/\n")
+    plan = dockerfile.resolve(df, platform_args=PLAT)
+    assert plan.stages[0].is_scratch
+    assert df.stages[0].instructions[0].unpack is False
