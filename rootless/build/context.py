@@ -145,24 +145,35 @@ class BuildContext:
 
     def walk(self, top: str = "") -> Iterator[Entry]:
         """Every kept entry under the context-relative directory `top` (not `top` itself),
-        depth first in name order. An excluded directory is not yielded, but its kept
-        descendants are (the builder creates their parents)."""
+        depth first in name order. An excluded directory is yielded only when something
+        below it is kept (right before that entry), as BuildKit includes the parents of
+        re-included files."""
         top = "" if top in ("", ".") else dockerignore.go_clean(top)
-        yield from self._walk(top)
+        yield from self._walk(top, [])
 
-    def _walk(self, rel: str) -> Iterator[Entry]:
+    def _walk(self, rel: str, pending: list[Entry]) -> Iterator[Entry]:
+        # `pending` holds the excluded ancestors not yielded yet.
         try:
             names = sorted(os.listdir(self._abs(rel)))
         except OSError as e:
             raise RlError(f"build context: cannot read {rel or '.'}: {e.strerror}") from None
         for name in names:
             child = f"{rel}/{name}" if rel else name
-            st = os.lstat(self._abs(child))
+            entry = Entry(child, os.lstat(self._abs(child)))
             excluded = self.ignore.excluded(child)
             if not excluded:
-                yield Entry(child, st)
-            if stat.S_ISDIR(st.st_mode) and (not excluded or self.ignore.may_descend(child)):
-                yield from self._walk(child)
+                yield from pending
+                pending.clear()
+                yield entry
+            if not entry.is_dir:
+                continue
+            if not excluded:
+                yield from self._walk(child, pending)
+            elif self.ignore.may_descend(child):
+                pending.append(entry)
+                yield from self._walk(child, pending)
+                if pending and pending[-1] is entry:
+                    pending.pop()
 
     # ---------------------------------------------------------------- sources
 

@@ -157,14 +157,6 @@ def _compile(text: str) -> tuple[re.Pattern[str] | None, str | None]:
         raise ValueError(str(e)) from None
 
 
-def _component_regex(part: str) -> re.Pattern[str]:
-    """One path component of a pattern (filepath.Match semantics) as a regex."""
-    rx, _ = _compile(part)
-    if rx is None:  # a "**" component matches anything
-        return re.compile(".*")
-    return rx
-
-
 class IgnoreRules:
     """Compiled .dockerignore patterns. `excluded(path)` answers for a context-relative
     path ("a/b.txt", "/" separated); `may_descend(dir)` whether a walk must look inside an
@@ -193,6 +185,9 @@ class IgnoreRules:
                 raise RlError(f"{source}:{line}: bad pattern {text!r}: {e}") from None
             self.patterns.append(Pattern(text, exclusion, line, regex, suffix))
         self.has_exclusions = any(p.exclusion for p in self.patterns)
+        self._simple_exceptions = not any(
+            p.exclusion and re.search(r"[*?\[\\]", _without_trailing_glob(p.text))
+            for p in self.patterns)
 
     @classmethod
     def from_text(cls, text: str, source: str = IGNORE_FILE) -> IgnoreRules:
@@ -225,22 +220,21 @@ class IgnoreRules:
         return matched
 
     def may_descend(self, directory: str) -> bool:
-        """Whether some exception pattern could match a path below the (excluded)
-        `directory`, so that a walk has to look inside it."""
+        """Whether a walk must look inside the excluded `directory` because an exception
+        could re-include something below it. This is BuildKit's walker rule: when every
+        exception is a plain path (a trailing `/*` or `/**` allowed), descend only into
+        directories on the way to one; with any wildcard exception, descend everywhere."""
         if not self.has_exclusions:
             return False
-        dparts = go_clean(directory).split("/")
-        for pat in self.patterns:
-            if not pat.exclusion:
-                continue
-            parts = pat.parts
-            if any("**" in p for p in parts):
-                return True
-            if len(parts) <= len(dparts):
-                continue
-            if all(_component_regex(parts[i]).match(dparts[i]) for i in range(len(dparts))):
-                return True
-        return False
+        if not self._simple_exceptions:
+            return True
+        prefix = go_clean(directory) + "/"
+        return any((_without_trailing_glob(p.text) + "/").startswith(prefix)
+                   for p in self.patterns if p.exclusion)
+
+
+def _without_trailing_glob(text: str) -> str:
+    return text.removesuffix("/**").removesuffix("/*")
 
 
 def load(context_dir: str | Path, dockerfile: str | Path | None = None) -> IgnoreRules:

@@ -32,8 +32,15 @@ def test_walk_applies_ignore_and_descends_for_exceptions(make_context):
     })
     ctx = BuildContext.open(root)
     assert [e.path for e in ctx.walk()] == [
-        ".dockerignore", "Dockerfile", "app.py", "node_modules/keep.txt", "src", "src/a.py",
+        ".dockerignore", "Dockerfile", "app.py", "node_modules", "node_modules/keep.txt", "src", "src/a.py",
         "src/b.log"]  # *.log only matches at the root, as in Docker
+
+
+def test_walk_nested_exception_yields_each_parent_once(make_context):
+    root = make_context({".dockerignore": "a\n!a/b/c/keep\n", "a/b/c/keep": "k", "a/b/c/drop": "d",
+                         "a/b/other": "o", "a/x": "x"})
+    assert [e.path for e in BuildContext.open(root).walk()] == [
+        ".dockerignore", "a", "a/b", "a/b/c", "a/b/c/keep"]
 
 
 def test_walk_does_not_enter_excluded_directories_without_exceptions(make_context, monkeypatch):

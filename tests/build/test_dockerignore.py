@@ -144,13 +144,18 @@ def test_bad_patterns_name_the_line():
         IgnoreRules.from_text("[unclosed\n")
 
 
-def test_may_descend():
-    rules = IgnoreRules(["node_modules", "!node_modules/keep/*.txt"])
+def test_may_descend_follows_buildkits_walker():
+    # Plain exceptions: descend only on the way to them.
+    rules = IgnoreRules(["node_modules", "!node_modules/keep/x.txt"])
     assert rules.may_descend("node_modules")
     assert rules.may_descend("node_modules/keep")
     assert not rules.may_descend("node_modules/other")
+    assert IgnoreRules(["a", "!a/b/**"]).may_descend("a/b")
+    # No exceptions: never.
     assert not IgnoreRules(["node_modules"]).may_descend("node_modules")
+    # A wildcard in an exception: everywhere.
     assert IgnoreRules(["a", "!**/x"]).may_descend("a/b/c")
+    assert IgnoreRules(["a", "!a/*.txt"]).may_descend("a/other")
 
 
 @pytest.mark.parametrize(("path", "clean"), [
