@@ -65,7 +65,8 @@ _COMPONENT_CACHE: dict[str, re.Pattern[str]] = {}
 
 
 def _component_regex(pattern: str) -> re.Pattern[str]:
-    """Go's filepath.Match for one path component, as a regex."""
+    """Go's filepath.Match for one path component, as a regex. Hand-written: fnmatch
+    negates classes with `!` (Go uses `^`) and has no backslash escapes."""
     rx = _COMPONENT_CACHE.get(pattern)
     if rx is not None:
         return rx

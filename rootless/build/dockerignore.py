@@ -1,6 +1,8 @@
 """.dockerignore: which paths of the build context a build may see, by Docker's rules.
 
-The rules are moby/patternmatcher's (with its ignorefile reader), reimplemented here:
+The rules are moby/patternmatcher's (with its ignorefile reader), reimplemented here by
+hand: no Python library has them (gitignore matchers such as pathspec let a slash-less
+pattern match at any depth and treat `!` differently; fnmatch lets `*` cross `/`).
 
 - one pattern per line; a line starting with `#` is a comment; blank lines are skipped;
 - surrounding whitespace is trimmed; the pattern is cleaned like Go's filepath.Clean (so
@@ -13,7 +15,9 @@ The rules are moby/patternmatcher's (with its ignorefile reader), reimplemented 
 - the last pattern that matches a path (or one of its parent directories) decides.
 
 An excluded directory is still walked into when an exception could match something
-below it (`node_modules` then `!node_modules/keep.txt`); `may_descend` answers that.
+below it (`node_modules` then `!node_modules/keep.txt`); `may_descend` answers that with
+BuildKit's walker rule, and the walk then also lists the excluded parent directories of
+what it re-includes (context.BuildContext.walk).
 
 The Dockerfile and the .dockerignore file follow the same rules as every other file:
 BuildKit reads both itself, whatever the patterns say, and excluding them only hides
