@@ -48,10 +48,12 @@ _WS = r"[\t\v\f\r ]+"  # Docker's "whitespace" between words (not newline)
 _RE_WS = re.compile(_WS)
 _GO_SPACE = "[\t\n\f\r ]*"  # RE2's \s
 _RE_DIRECTIVE = re.compile(f"([a-zA-Z][a-zA-Z0-9]*){_GO_SPACE}={_GO_SPACE}(.+?){_GO_SPACE}", re.DOTALL)
-_RE_HEREDOC = re.compile(r"(\d*)<<(-?)([^<]*)", re.DOTALL)
+_RE_HEREDOC = re.compile(f"(\\d*)<<(-?){_GO_SPACE}([^<]*)", re.DOTALL)
+_RE_HEREDOC_OPERATOR = re.compile(r"\d*<<-?")
 _RE_STAGE_NAME = re.compile(r"[a-z][a-z0-9\-_.]*")
 _RE_ONBUILD = re.compile(r"^\s*ONBUILD\s*", re.IGNORECASE)
 _DIRECTIVES = ("syntax", "escape", "check")
+_KNOWN = frozenset(i.lower() for i in INSTRUCTIONS)
 
 
 class _Error(Exception):
@@ -187,9 +189,30 @@ class _Node:
     def lower(self) -> str:
         return self.cmd.lower()
 
+    def dump(self) -> str:
+        """BuildKit's parse-tree dump, `(cmd ["--flag"] "arg" ...)`, for comparing the
+        line parser with the reference's test files."""
+        out = self.lower
+        if self.flags:
+            out += " [" + " ".join(_go_quote(f) for f in self.flags) + "]"
+        if self.sub is not None:
+            return f"({out} {self.sub.dump()})"
+        if self.pairs is not None:
+            for k, v in self.pairs:
+                out += f" {_go_quote(k)} {_go_quote(v)} {_go_quote('' if self.legacy_pairs else '=')}"
+        elif self.lower not in _KNOWN:
+            out += ' ""'  # unknown instructions keep one empty argument node
+        for a in self.args:
+            out += " " + _go_quote(a)
+        return f"({out})"
+
     def can_contain_heredoc(self) -> bool:
         node = self.sub if self.lower == "onbuild" and self.sub is not None else self
         return node.lower in ("add", "copy", "run") and not node.json
+
+
+def _go_quote(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)
 
 
 def _split_command(line: str) -> tuple[str, list[str], str]:
@@ -450,10 +473,18 @@ def _heredocs_from_line(line: str) -> list[ins.Heredoc]:
     except ExpansionError:
         return []
     docs = []
-    for w in words:
-        doc = parse_heredoc_word(w)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        # Docker accepts a space between the operator and the delimiter (`<< EOF`,
+        # `<<- EOF`); the operator alone decides chomping (`<< -EOF` names "-EOF").
+        if _RE_HEREDOC_OPERATOR.fullmatch(word) and i + 1 < len(words):
+            word += " " + words[i + 1]
+            i += 1
+        doc = parse_heredoc_word(word)
         if doc is not None:
             docs.append(doc)
+        i += 1
     return docs
 
 

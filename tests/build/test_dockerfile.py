@@ -759,3 +759,64 @@ def test_scratch_and_add_unpack():
     plan = dockerfile.resolve(df, platform_args=PLAT)
     assert plan.stages[0].is_scratch
     assert df.stages[0].instructions[0].unpack is False
+
+
+# The line parser's tree, in BuildKit's dump format (parser/testfiles/*/result style).
+AST_CASES = [
+    ("FROM debian\nADD check.sh main.sh /app/\nCMD /app/main.sh\n",
+     ['(from "debian")', '(add "check.sh" "main.sh" "/app/")', '(cmd "/app/main.sh")']),
+    ("HEALTHCHECK\nHEALTHCHECK --interval=5s --retries=3 \\\n  CMD /bin/check --quiet\nHEALTHCHECK CMD\n"
+     "HEALTHCHECK   CMD   x y\nHEALTHCHECK --timeout=3s CMD [\"chk\"]\nHEALTHCHECK CONNECT TCP 7000\n",
+     ['(healthcheck)', '(healthcheck ["--interval=5s" "--retries=3"] "CMD" "/bin/check --quiet")',
+      '(healthcheck "CMD")', '(healthcheck "CMD" "x y")', '(healthcheck ["--timeout=3s"] "CMD" "chk")',
+      '(healthcheck "CONNECT" "TCP 7000")']),
+    ('ENV a=b c="d e"\nENV legacy  value  here\nLABEL "k"=v\n',
+     ['(env "a" "b" "=" "c" "\\"d e\\"" "=")', '(env "legacy" "value  here" "")',
+      '(label "\\"k\\"" "v" "=")']),
+    ("ONBUILD RUN echo hi\nARG a b=c\nEXPOSE 80  443\nVOLUME [\"/a\"]\nCOPY --from=x --chown=1 a b\n",
+     ['(onbuild (run "echo hi"))', '(arg "a" "b=c")', '(expose "80" "443")', '(volume "/a")',
+      '(copy ["--from=x" "--chown=1"] "a" "b")']),
+    ('RUN --mount="type=cache,target=/x y" echo\nFORM bad args\nuser  me  you\n',
+     ['(run ["--mount=type=cache,target=/x y"] "echo")', "(form \"\")", '(user "me  you")']),
+]
+
+
+@pytest.mark.parametrize(("text", "dump"), AST_CASES)
+def test_line_parser_tree(text, dump):
+    nodes, _, _, _ = dockerfile._read_nodes(text)
+    assert [n.dump() for n in nodes] == dump
+
+
+# BuildKit's parser test vectors for heredoc extraction: (line..., [(name, content, expand, chomp, fd)])
+HEREDOC_VECTORS = [
+    ("USER <<INVALID\n", []),
+    ("RUN <<EMPTY\nEMPTY\n", [("EMPTY", "", True, False, None)]),
+    ("RUN 3<<EMPTY2\nEMPTY2\n", [("EMPTY2", "", True, False, 3)]),
+    ('RUN "<<NOHEREDOC"\n', []),
+    ("RUN <<INDENT\n\tfoo\n\tbar\nINDENT\n", [("INDENT", "\tfoo\n\tbar\n", True, False, None)]),
+    ("RUN <<-UNINDENT\n\tbaz\n\tquux\nUNINDENT\n", [("UNINDENT", "\tbaz\n\tquux\n", True, True, None)]),
+    ("RUN <<-UNINDENT2\n\tbaz\n\tquux\n\tUNINDENT2\n", [("UNINDENT2", "\tbaz\n\tquux\n", True, True, None)]),
+    ("RUN <<-'NOEXPAND'\n\tdon't expand $NAME\nNOEXPAND\n",
+     [("NOEXPAND", "\tdon't expand $NAME\n", False, True, None)]),
+    ("RUN --mount=type=cache,target=/foo <<MOUNT\necho hello\nMOUNT\n", [("MOUNT", "echo hello\n", True, False, None)]),
+    ("COPY <<X <<Y /dest\nY\nX\nX\nY\n", [("X", "Y\n", True, False, None), ("Y", "X\n", True, False, None)]),
+    ("RUN <<COMPLEX python3\nprint('hello world')\nCOMPLEX\n", [("COMPLEX", "print('hello world')\n", True, False, None)]),
+    ("COPY <<file.txt /dest\nhello world\nfile.txt\n", [("file.txt", "hello world\n", True, False, None)]),
+    ("RUN <<eo'f'\necho foo\neof\n", [("eof", "echo foo\n", False, False, None)]),
+    ("RUN <<eo\\'f\necho foo\neo'f\n", [("eo'f", "echo foo\n", True, False, None)]),
+    ("RUN <<'e'o\\'f\necho foo\neo'f\n", [("eo'f", "echo foo\n", False, False, None)]),
+    ("RUN <<'one two'\necho bar\none two\n", [("one two", "echo bar\n", False, False, None)]),
+    ("RUN <<$EOF\n$EOF\n", [("$EOF", "", True, False, None)]),
+    ("RUN <<  EOF\nEOF\n", [("EOF", "", True, False, None)]),
+    ("RUN <<  EOF  > foo\nEOF\n", [("EOF", "", True, False, None)]),
+    ("RUN <<- EOF\n\tEOF\n", [("EOF", "", True, True, None)]),
+    ("RUN cat << -EOF\n\tEOF\n-EOF\n", [("-EOF", "\tEOF\n", True, False, None)]),
+    ('RUN ["<<EOF"]\n', []),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HEREDOC_VECTORS)
+def test_heredoc_vectors(text, expected):
+    nodes, _, _, _ = dockerfile._read_nodes(text)
+    got = [(d.name, d.content, d.expand, d.chomp, d.fd) for d in nodes[0].heredocs]
+    assert got == expected
