@@ -820,3 +820,29 @@ def test_heredoc_vectors(text, expected):
     nodes, _, _, _ = dockerfile._read_nodes(text)
     got = [(d.name, d.content, d.expand, d.chomp, d.fd) for d in nodes[0].heredocs]
     assert got == expected
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("foo", ["foo"]),
+    ("foo bar", ["foo", "bar"]),
+    ("foo\\ bar", ["foo\\ bar"]),
+    ("foo=bar", ["foo=bar"]),
+    ("foo bar 'abc xyz'", ["foo", "bar", "'abc xyz'"]),
+    ('foo bar "abc xyz"', ["foo", "bar", '"abc xyz"']),
+    ("àöû", ["àöû"]),
+    ('föo bàr "âbc xÿz"', ["föo", "bàr", '"âbc xÿz"']),
+])
+def test_parse_words_keeps_quotes(text, words):
+    assert dockerfile._parse_words(text, "\\") == words
+
+
+def test_empty_continuation_warnings_name_the_instruction():
+    df = parse("FROM alpine:3.6\n\nRUN valid \\\n    continuation\n\nRUN something \\\n\n    following \\\n\n"
+               "    more\n\nRUN another \\\n\n    thing\n\nRUN non-indented \\\n# this is a comment\n"
+               "   after-comment\n\nRUN indented \\\n    # this is an indented comment\n    comment\n",
+               dedent=False)
+    assert len(df.warnings) == 2
+    assert "line 6: empty continuation line found in: RUN something     following     more" in df.warnings[0]
+    assert "RUN another     thing" in df.warnings[1]
+    cmds = [i.command[0] for i in df.stages[0].instructions]
+    assert cmds[-2:] == ["non-indented    after-comment", "indented     comment"]
