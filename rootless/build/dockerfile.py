@@ -582,19 +582,19 @@ def _parse_flags(node: _Node, spec: Mapping[str, str]) -> dict[str, object]:
         name, eq, value = arg[2:].partition("=")
         if name not in spec:
             known = ", ".join(f"--{k}" for k in spec) or "none"
-            raise _LineError(f"unknown flag: {name}", f"{node.cmd.upper()} accepts: {known}")
+            raise _LineError(f"unknown flag: --{name}", f"{node.cmd.upper()} accepts: {known}")
         kind = spec[name]
         if name in out and kind != _STRINGS:
-            raise _LineError(f"duplicate flag specified: {name}")
+            raise _LineError(f"duplicate flag specified: --{name}")
         if kind == _BOOL:
             if eq and value == "":
-                raise _LineError(f"missing a value on flag: {name}")
+                raise _LineError(f"missing a value on flag: --{name}")
             low = value.lower()
             if low not in ("", "true", "false"):
-                raise _LineError(f"expecting boolean value for flag {name}, not: {value}")
+                raise _LineError(f"expecting boolean value for flag --{name}, not: {value}")
             out[name] = low != "false"
         elif not eq:
-            raise _LineError(f"missing a value on flag: {name}", f"write --{name}=VALUE")
+            raise _LineError(f"missing a value on flag: --{name}", f"write --{name}=VALUE")
         elif kind == _STRING:
             out[name] = value
         else:

@@ -393,7 +393,7 @@ def test_healthcheck():
     ("HEALTHCHECK --interval=5x CMD true", 'invalid --interval duration "5x"'),
     ("HEALTHCHECK --interval=1us CMD true", 'Interval "interval" cannot be less than 1ms'),
     ("HEALTHCHECK --retries=-1 CMD true", "--retries cannot be negative"),
-    ("HEALTHCHECK --bogus=1 CMD true", "unknown flag: bogus"),
+    ("HEALTHCHECK --bogus=1 CMD true", "unknown flag: --bogus"),
 ])
 def test_healthcheck_errors(text, message):
     with pytest.raises(RlError, match=r"^Dockerfile:2: " + re.escape(message)):
@@ -480,10 +480,10 @@ def test_substitution_where_docker_applies_it():
     ("FROM a\nLABEL =x\n", "Dockerfile:2: LABEL names can not be blank"),
     ("FROM a\nARG =x\n", "Dockerfile:2: ARG names can not be blank"),
     ("FROM a\nARG\n", "Dockerfile:2: ARG requires at least one argument"),
-    ("FROM a\nCOPY --foo=bar a b\n", "Dockerfile:2: unknown flag: foo"),
-    ("FROM a\nCOPY --from a b\n", "Dockerfile:2: missing a value on flag: from"),
-    ("FROM a\nCOPY --link=maybe a b\n", "Dockerfile:2: expecting boolean value for flag link"),
-    ("FROM a\nCOPY --chown=1 --chown=2 a b\n", "Dockerfile:2: duplicate flag specified: chown"),
+    ("FROM a\nCOPY --foo=bar a b\n", "Dockerfile:2: unknown flag: --foo"),
+    ("FROM a\nCOPY --from a b\n", "Dockerfile:2: missing a value on flag: --from"),
+    ("FROM a\nCOPY --link=maybe a b\n", "Dockerfile:2: expecting boolean value for flag --link"),
+    ("FROM a\nCOPY --chown=1 --chown=2 a b\n", "Dockerfile:2: duplicate flag specified: --chown"),
     ("FROM a\nWORKDIR\n", "Dockerfile:2: WORKDIR requires exactly one argument"),
     ("FROM a\nUSER\n", "Dockerfile:2: USER requires exactly one argument"),
     ("FROM a\nEXPOSE\n", "Dockerfile:2: EXPOSE requires at least one argument"),
@@ -500,6 +500,12 @@ def test_substitution_where_docker_applies_it():
     ("# only\n# comments\n\n", "Dockerfile:3: file with no instructions"),
     ("FROM a AS x\nFROM b AS X\n", "Dockerfile:2: duplicate stage name 'x'"),
     ("FROM a\nRUN a \\\n  b\nRUN c \\\n  d\nBOGUS \\\n  x\n", "Dockerfile:6: unknown instruction: BOGUS"),
+    ("FROM a\nfoo bar\n", "Dockerfile:2: unknown instruction: foo"),
+    ("FROM a\nMAINTAINER --boo joe@example.com\n", "Dockerfile:2: unknown flag: --boo"),
+    ("FROM a\nCOPY\t\n\t\tquux \\\n      bar\n", "Dockerfile:2: COPY requires at least two arguments"),
+    ("FROM a\nMAINTAINER\n", "Dockerfile:2: MAINTAINER requires exactly one argument"),
+    ("FROM a\nSTOPSIGNAL\n", "Dockerfile:2: STOPSIGNAL requires exactly one argument"),
+    ("FROM a\nLABEL\n", "Dockerfile:2: LABEL requires at least one argument"),
 ])
 def test_errors_name_file_and_line(text, message):
     with pytest.raises(RlError) as exc:
