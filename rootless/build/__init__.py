@@ -7,6 +7,8 @@
   Docker applies it (`Instruction.expand(env)`).
 - `shellwords`: Docker's small shell-word lexer: quotes, the escape character, `$V`,
   `${V:-x}` and friends.
+- `scope`: the ARGs and ENVs in scope at each instruction of a stage (what `$VAR` means
+  there, what RUN's environment is, what the image keeps).
 - `dockerignore`: `.dockerignore` patterns with Docker's matching rules.
 - `context`: the build context: walking it through the ignore rules, resolving COPY/ADD
   sources (wildcards, escape refusal) and hashing what they select for the build cache.

@@ -988,11 +988,13 @@ class BuildPlan:
     global_args: dict[str, str | None]
     build_args: dict[str, str]
     unused_build_args: list[str]
+    platform_args: dict[str, str] = field(default_factory=dict)
 
     def stage_arg_values(self, arg: ins.Arg, env: Mapping[str, str]) -> list[tuple[str, str | None]]:
         """Values for an ARG inside a stage, by Docker's rule: a --build-arg wins; then the
         ARG's own default (expanded with `env`, the stage's environment so far); then, for
-        `ARG NAME` without default, the global ARG of that name. None means unset."""
+        `ARG NAME` without default, the global ARG of that name, or the automatic platform
+        value (TARGETARCH, BUILDPLATFORM, ...). None means unset."""
         out: list[tuple[str, str | None]] = []
         expanded = arg.expand(env)
         for (key, default), (_, raw_default) in zip(expanded.args, arg.args, strict=True):
@@ -1000,8 +1002,10 @@ class BuildPlan:
                 out.append((key, self.build_args[key]))
             elif raw_default is not None:
                 out.append((key, default))
+            elif self.global_args.get(key) is not None:
+                out.append((key, self.global_args[key]))
             else:
-                out.append((key, self.global_args.get(key)))
+                out.append((key, self.platform_args.get(key)))
         return out
 
 
@@ -1025,6 +1029,8 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str] | None = None,
                 raise df.error(arg.line, str(e)) from None
             if key in build_args:
                 value = build_args[key]
+            elif value is None and key in platform_args:
+                value = platform_args[key]  # `ARG TARGETARCH` keeps the automatic value
             global_args[key] = value
             if value is None:
                 env.pop(key, None)
@@ -1119,7 +1125,8 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str] | None = None,
                 declared.update(k for k, _ in inst.args)
     unused = sorted(k for k in build_args if k not in declared and k not in PREDEFINED_ARGS)
     return BuildPlan(dockerfile=df, stages=resolved, target=tgt, order=order,
-                     global_args=global_args, build_args=build_args, unused_build_args=unused)
+                     global_args=global_args, build_args=build_args, unused_build_args=unused,
+                     platform_args=platform_args)
 
 
 def _check_cycles(df: Dockerfile, resolved: list[ResolvedStage]) -> None:
