@@ -91,14 +91,16 @@ class Dockerfile:
         return self.directives.get("syntax")
 
     def stage(self, name_or_index: str | int) -> ins.Stage | None:
-        """The stage with this name (case-insensitive) or index, or None."""
+        """The stage with this name (case-insensitive; the last one when several share
+        it, as in BuildKit) or index, or None."""
         if isinstance(name_or_index, int) or str(name_or_index).isdigit():
             i = int(name_or_index)
             return self.stages[i] if 0 <= i < len(self.stages) else None
+        found = None
         for st in self.stages:
             if st.name is not None and st.name == str(name_or_index).lower():
-                return st
-        return None
+                found = st
+        return found
 
     def error(self, line: int, message: str, fix: str | None = None) -> RlError:
         return RlError(f"{self.filename}:{line}: {message}", fix)
@@ -873,8 +875,10 @@ def parse(source: str | bytes, filename: str = "Dockerfile") -> Dockerfile:
     for st in stages:
         if st.name is not None:
             if st.name in seen:
-                raise RlError(f"{filename}:{st.line}: duplicate stage name {st.name!r} "
-                              f"(first used on line {seen[st.name]})", "give each stage its own name")
+                # BuildKit builds it (a later stage of the same name shadows the earlier
+                # one) and only warns.
+                warnings.append(f"line {st.line}: duplicate stage name {st.name!r} (also on line "
+                                f"{seen[st.name]}), stage names should be unique")
             seen[st.name] = st.line
     return Dockerfile(filename=filename, stages=stages, global_args=global_args, escape=d.escape,
                       directives=dict(d.seen), warnings=warnings)
@@ -1061,7 +1065,9 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str] | None = None,
                 raise df.error(f.line, str(e)) from None
         base_stage = None
         for earlier in resolved:
-            if earlier.stage.name is not None and earlier.stage.name == base.lower():
+            # BuildKit looks the expanded base up as written among the (lower-case) names
+            # of the stages before; the last one of that name wins.
+            if earlier.stage.name is not None and earlier.stage.name == base:
                 base_stage = earlier.index
         rs = ResolvedStage(stage=st, base=base, base_stage=base_stage, platform=plat)
         if base_stage is not None:

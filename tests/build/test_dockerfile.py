@@ -498,7 +498,6 @@ def test_substitution_where_docker_applies_it():
     ("ARG A=1\n", "Dockerfile:1: no FROM instruction"),
     ("", "Dockerfile:1: file with no instructions"),
     ("# only\n# comments\n\n", "Dockerfile:3: file with no instructions"),
-    ("FROM a AS x\nFROM b AS X\n", "Dockerfile:2: duplicate stage name 'x'"),
     ("FROM a\nRUN a \\\n  b\nRUN c \\\n  d\nBOGUS \\\n  x\n", "Dockerfile:6: unknown instruction: BOGUS"),
     ("FROM a\nfoo bar\n", "Dockerfile:2: unknown instruction: foo"),
     ("FROM a\nMAINTAINER --boo joe@example.com\n", "Dockerfile:2: unknown flag: --boo"),
@@ -852,3 +851,18 @@ def test_empty_continuation_warnings_name_the_instruction():
     assert "RUN another     thing" in df.warnings[1]
     cmds = [i.command[0] for i in df.stages[0].instructions]
     assert cmds[-2:] == ["non-indented    after-comment", "indented     comment"]
+
+
+def test_duplicate_stage_names_warn_and_the_last_wins():
+    df = parse("FROM a AS x\nFROM b AS X\nFROM x AS y\nFROM c\nCOPY --from=X /f /f\n")
+    assert any("line 2: duplicate stage name 'x'" in w for w in df.warnings)
+    plan = dockerfile.resolve(df, platform_args=PLAT)
+    assert plan.stages[2].base_stage == 1
+    assert plan.stages[3].copy_from == {0: 1}
+    assert dockerfile.resolve(df, target="x", platform_args=PLAT).target == 1
+
+
+def test_from_names_a_stage_only_in_lower_case():
+    df = parse("FROM a AS build\nFROM Build\n")
+    plan = dockerfile.resolve(df, platform_args=PLAT)
+    assert plan.stages[1].base_stage is None and plan.stages[1].base == "Build"
