@@ -15,7 +15,8 @@
 - `--flag=value` words after the keyword are instruction flags.
 
 `resolve(dockerfile, build_args, target)` then applies the global ARGs and build args to
-each FROM, finds which stage each FROM and COPY --from names, checks for cycles and picks
+each FROM (COPY --from is taken as written, as in BuildKit), finds which stage each FROM
+and COPY --from names, checks for cycles and picks
 the stages the target needs. Every error is an `RlError` whose message starts with
 `FILE:LINE:`.
 """
@@ -1015,8 +1016,9 @@ class BuildPlan:
 
 def resolve(df: Dockerfile, build_args: Mapping[str, str] | None = None,
             target: str | None = None, platform_args: Mapping[str, str] | None = None) -> BuildPlan:
-    """Apply global ARGs and build args to every FROM and COPY --from, and pick the stages
-    `target` (a stage name or index; default the last stage) needs."""
+    """Apply global ARGs and build args to every FROM, find the stage (or image) each FROM
+    and COPY --from names, and pick the stages `target` (a stage name or index; default
+    the last stage) needs."""
     build_args = dict(build_args or {})
     platform_args = dict(default_platform_args() if platform_args is None else platform_args)
     lexer = Lexer(df.escape)
@@ -1078,10 +1080,12 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str] | None = None,
         for pos, inst in enumerate(rs.stage.instructions):
             if not isinstance(inst, ins.Copy) or inst.from_ is None:
                 continue
-            try:
-                ref = lexer.process_word(inst.from_, env)
-            except ExpansionError as e:
-                raise df.error(inst.line, str(e)) from None
+            ref = inst.from_
+            if "$" in ref:
+                # BuildKit uses --from as written; a variable there can only end as an
+                # invalid image name, so say why now.
+                raise df.error(inst.line, f"COPY --from={ref}: variables are not expanded in --from",
+                               f"name a stage instead: FROM {ref} AS src, then COPY --from=src")
             if ref.isdigit():
                 i = int(ref)
                 if i >= len(df.stages):
@@ -1091,8 +1095,6 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str] | None = None,
                 rs.copy_from[pos] = i
                 rs.deps.add(i)
                 continue
-            if not ref:
-                raise df.error(inst.line, f"--from ({inst.from_}) should not be blank")
             named = df.stage(ref)
             if named is not None:
                 rs.copy_from[pos] = named.index
