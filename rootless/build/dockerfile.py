@@ -23,6 +23,7 @@ the stages the target needs. Every error is an `RlError` whose message starts wi
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
 import json
@@ -961,13 +962,16 @@ class ResolvedStage:
     base: the expanded base image name ("scratch" included); base_stage: the index of the
     earlier stage it builds on, if FROM names one; platform: the expanded --platform;
     copy_from: for each COPY --from in `stage.instructions` (by position), the stage index
-    (int) or image name (str) it reads from; deps: stage indexes this one needs."""
+    (int) or image name (str) it reads from; mount_from: the same for each RUN --mount
+    with a from= option, keyed by (position, mount number); deps: stage indexes this one
+    needs."""
 
     stage: ins.Stage
     base: str
     base_stage: int | None
     platform: str | None
     copy_from: dict[int, int | str] = field(default_factory=dict)
+    mount_from: dict[tuple[int, int], int | str] = field(default_factory=dict)
     deps: set[int] = field(default_factory=set)
 
     @property
@@ -1076,31 +1080,36 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str] | None = None,
             rs.deps.add(base_stage)
         resolved.append(rs)
 
+    def lookup(ref: str, inst: ins.Instruction) -> int | str:
+        # A number is a stage index, a stage name (case-insensitive) a stage, anything
+        # else an image, as BuildKit resolves --from.
+        if ref.isdigit():
+            i = int(ref)
+            if i >= len(df.stages):
+                raise df.error(inst.line, f"invalid stage index {i} in --from: the Dockerfile "
+                               f"has {len(df.stages)} stage(s), numbered from 0",
+                               "name an existing stage or use --from=<name>")
+            return i
+        named = df.stage(ref)
+        return named.index if named is not None else ref
+
     for rs in resolved:
         for pos, inst in enumerate(rs.stage.instructions):
-            if not isinstance(inst, ins.Copy) or inst.from_ is None:
-                continue
-            ref = inst.from_
-            if "$" in ref:
-                # BuildKit uses --from as written; a variable there can only end as an
-                # invalid image name, so say why now.
-                raise df.error(inst.line, f"COPY --from={ref}: variables are not expanded in --from",
-                               f"name a stage instead: FROM {ref} AS src, then COPY --from=src")
-            if ref.isdigit():
-                i = int(ref)
-                if i >= len(df.stages):
-                    raise df.error(inst.line, f"invalid stage index {i} in --from: the Dockerfile "
-                                   f"has {len(df.stages)} stage(s), numbered from 0",
-                                   "name an existing stage or use --from=<name>")
-                rs.copy_from[pos] = i
-                rs.deps.add(i)
-                continue
-            named = df.stage(ref)
-            if named is not None:
-                rs.copy_from[pos] = named.index
-                rs.deps.add(named.index)
-            else:
-                rs.copy_from[pos] = ref  # an image, as in Docker
+            if isinstance(inst, ins.Copy) and inst.from_ is not None:
+                ref = inst.from_
+                if "$" in ref:
+                    # BuildKit uses --from as written; a variable there can only end as
+                    # an invalid image name, so say why now.
+                    raise df.error(inst.line, f"COPY --from={ref}: variables are not expanded in --from",
+                                   f"name a stage instead: FROM {ref} AS src, then COPY --from=src")
+                rs.copy_from[pos] = lookup(ref, inst)
+            elif isinstance(inst, ins.Run):
+                for n, mount in enumerate(inst.mounts):
+                    ref = _mount_option(mount, "from")
+                    if ref and "$" not in ref:  # a variable is expanded later, at RUN
+                        rs.mount_from[(pos, n)] = lookup(ref, inst)
+        rs.deps.update(v for v in (*rs.copy_from.values(), *rs.mount_from.values())
+                       if isinstance(v, int))
 
     _check_cycles(df, resolved)
 
@@ -1135,6 +1144,16 @@ def resolve(df: Dockerfile, build_args: Mapping[str, str] | None = None,
     return BuildPlan(dockerfile=df, stages=resolved, target=tgt, order=order,
                      global_args=global_args, build_args=build_args, unused_build_args=unused,
                      platform_args=platform_args)
+
+
+def _mount_option(mount: str, key: str) -> str | None:
+    """The value of `key` in a --mount spec ("type=cache,from=build,target=/x")."""
+    for row in csv.reader([mount]):
+        for field_ in row:
+            k, _, v = field_.partition("=")
+            if k.strip().lower() == key:
+                return v.strip()
+    return None
 
 
 def _check_cycles(df: Dockerfile, resolved: list[ResolvedStage]) -> None:

@@ -869,3 +869,11 @@ def test_from_names_a_stage_only_in_lower_case():
     df = parse("FROM a AS build\nFROM Build\n")
     plan = dockerfile.resolve(df, platform_args=PLAT)
     assert plan.stages[1].base_stage is None and plan.stages[1].base == "Build"
+
+
+def test_run_mount_from_stage_is_a_dependency():
+    df = parse("FROM a AS tools\nFROM b AS unused\nFROM c\n"
+               "RUN --mount=type=bind,from=tools,source=/bin,target=/t --mount=type=cache,target=/c make\n")
+    plan = dockerfile.resolve(df, platform_args=PLAT)
+    assert plan.stages[2].mount_from == {(0, 0): 0}
+    assert plan.order == [0, 2]
