@@ -22,7 +22,7 @@ LINE = st.builds(lambda kw, parts: kw + " " + "".join(parts),
 DOCKERFILE = st.lists(LINE, max_size=12).map(lambda lines: "\n".join(lines))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(DOCKERFILE)
 def test_parse_never_crashes(text):
     try:
@@ -44,7 +44,7 @@ def test_parse_never_crashes(text):
     assert plan.order[-1] == plan.target
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(st.lists(PIECES, max_size=16).map("".join))
 def test_lexer_raises_only_expansion_errors(word):
     for escape in ("\\", "`"):
