@@ -882,6 +882,10 @@ def parse(source: str | bytes, filename: str = "Dockerfile") -> Dockerfile:
                 warnings.append(f"line {st.line}: duplicate stage name {st.name!r} (also on line "
                                 f"{seen[st.name]}), stage names should be unique")
             seen[st.name] = st.line
+    syntax = d.seen.get("syntax")
+    if syntax and not re.match(r"^(docker\.io/)?docker/dockerfile(-upstream)?(:[\w.-]+)?(@.*)?$", syntax):
+        warnings.insert(0, f"line 1: # syntax={syntax} asks for another Dockerfile frontend; "
+                        "rl reads the file with its own Dockerfile parser")
     return Dockerfile(filename=filename, stages=stages, global_args=global_args, escape=d.escape,
                       directives=dict(d.seen), warnings=warnings)
 

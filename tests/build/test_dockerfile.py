@@ -877,3 +877,10 @@ def test_run_mount_from_stage_is_a_dependency():
     plan = dockerfile.resolve(df, platform_args=PLAT)
     assert plan.stages[2].mount_from == {(0, 0): 0}
     assert plan.order == [0, 2]
+
+
+def test_foreign_syntax_directive_warns():
+    assert parse("# syntax=docker/dockerfile:1.7-labs\nFROM a\n").warnings == []
+    assert parse("# syntax=docker.io/docker/dockerfile:1@sha256:abc\nFROM a\n").warnings == []
+    warn = parse("# syntax=example.com/my/frontend:2\nFROM a\n").warnings
+    assert len(warn) == 1 and "another Dockerfile frontend" in warn[0]
