@@ -160,7 +160,12 @@ class BuildContext:
             raise RlError(f"build context: cannot read {rel or '.'}: {e.strerror}") from None
         for name in names:
             child = f"{rel}/{name}" if rel else name
-            entry = Entry(child, os.lstat(self._abs(child)))
+            try:
+                entry = Entry(child, os.lstat(self._abs(child)))
+            except FileNotFoundError:
+                continue  # removed while we walk
+            except OSError as e:
+                raise RlError(f"build context: cannot read {child}: {e.strerror}") from None
             excluded = self.ignore.excluded(child)
             if not excluded:
                 yield from pending
@@ -209,6 +214,9 @@ class BuildContext:
                 st = os.lstat(self._abs(candidate))
             except (FileNotFoundError, NotADirectoryError):
                 return None
+            except OSError as e:
+                raise RlError(f"{self._where(inst)}: cannot read {candidate} in the build context: "
+                              f"{e.strerror}") from None
             if stat.S_ISLNK(st.st_mode) and (todo or follow_last):
                 hops += 1
                 if hops > _MAX_SYMLINKS:

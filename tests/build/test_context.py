@@ -206,3 +206,15 @@ def test_hash_is_stable_across_contexts(make_context, tmp_path):
     r1 = make_context(files, tmp_path / "one")
     r2 = make_context(files, tmp_path / "two")
     assert _hash(r1) == _hash(r2)
+
+
+def test_unreadable_directory_is_a_clear_error(make_context):
+    root = make_context({"locked/f": "x", "ok": "y"})
+    os.chmod(root / "locked", 0)
+    try:
+        if os.access(root / "locked", os.R_OK):
+            pytest.skip("running with CAP_DAC_OVERRIDE: permissions are not enforced")
+        with pytest.raises(RlError, match=r"^build context: cannot read locked: Permission denied"):
+            list(BuildContext(root).walk())
+    finally:
+        os.chmod(root / "locked", 0o755)
