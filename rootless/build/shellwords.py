@@ -14,6 +14,7 @@ no Python library reproduces them (shlex has no expansion, os.path.expandvars no
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -108,8 +109,13 @@ class Lexer:
         return Result(text, words, state.matched, state.unmatched, state.unset_plain)
 
 
+def _printable(s: str) -> str:
+    return s.encode("unicode_escape").decode("ascii") if not s.isprintable() else s
+
+
 def _go_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # Go's %q: quoted, with newlines and control characters escaped (errors stay on one line)
+    return json.dumps(s, ensure_ascii=False)
 
 
 class _State:
@@ -286,7 +292,7 @@ class _State:
             ch = self.next()
             chs += ch
             if ch not in "+-?#%" or ch == _EOF:
-                raise ExpansionError(f"unsupported modifier ({chs}) in substitution")
+                raise ExpansionError(f"unsupported modifier ({_printable(chs)}) in substitution")
         if ch != _EOF and ch in "+-?#%":
             word, _ = self._modifier_word(ch in "#%")
             value, found = self.get_env(name)
@@ -299,9 +305,9 @@ class _State:
                 return "" if empty else word
             if ch == "?":
                 if not found:
-                    raise ExpansionError(f"{name}: {word or 'is not allowed to be unset'}")
+                    raise ExpansionError(f"{name}: {_printable(word or 'is not allowed to be unset')}")
                 if null_is_unset and value == "":
-                    raise ExpansionError(f"{name}: {word or 'is not allowed to be empty'}")
+                    raise ExpansionError(f"{name}: {_printable(word or 'is not allowed to be empty')}")
                 return value
             greedy = bool(word) and word[0] == ch
             if greedy:
@@ -332,7 +338,7 @@ class _State:
             if replace_all:
                 return rx.sub(lambda _m: replacement, value)
             return rx.sub(lambda _m: replacement, value, count=1)
-        raise ExpansionError(f"unsupported modifier ({chs}) in substitution")
+        raise ExpansionError(f"unsupported modifier ({_printable(chs)}) in substitution")
 
     def _modifier_word(self, raw_escapes: bool) -> tuple[str, list[str]]:
         try:
@@ -361,7 +367,8 @@ def _pattern_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[
                 continue
             i += 1
             if nxt not in ("*", "?", "\\"):
-                raise ExpansionError(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{nxt}'")
+                raise ExpansionError(f"invalid pattern ({_printable(pattern)}) in substitution: "
+                                     f"invalid escape '\\{_printable(nxt)}'")
             out.append(re.escape(nxt))
         else:
             out.append(re.escape(ch))

@@ -884,3 +884,11 @@ def test_foreign_syntax_directive_warns():
     assert parse("# syntax=docker.io/docker/dockerfile:1@sha256:abc\nFROM a\n").warnings == []
     warn = parse("# syntax=example.com/my/frontend:2\nFROM a\n").warnings
     assert len(warn) == 1 and "another Dockerfile frontend" in warn[0]
+
+
+def test_errors_stay_on_one_line():
+    copy = one("COPY <<EOF /x\nline one\n${BROKEN\nEOF\n", dedent=False)
+    with pytest.raises(RlError) as exc:
+        copy.expand({})
+    assert "\n" not in str(exc.value)
+    assert exc.value.message.startswith("Dockerfile:2: failed to process \"line one\\n${BROKEN\\n\"")
