@@ -108,6 +108,37 @@ class Pattern:
 _REGEX_SPECIAL = set(".+()|{}$")
 
 
+def _class(text: str, i: int, out: list[str]) -> int:
+    """Translate the character class starting after the "[" at text[i-1]; return the
+    index after its "]". Written out (not passed through) so Python's regex reads it as
+    RE2 does: a "[" inside is an ordinary character."""
+    body = ["["]
+    n = len(text)
+    if i < n and text[i] == "^":
+        body.append("^")
+        i += 1
+    first = True
+    while True:
+        if i >= n:
+            raise ValueError("missing closing ]")
+        c = text[i]
+        if c == "]" and not first:
+            i += 1
+            break
+        if c == "\\" and i + 1 < n:
+            body.append(re.escape(text[i + 1]))
+            i += 2
+        elif c == "-" and not first and i + 1 < n and text[i + 1] != "]":
+            body.append("-")
+            i += 1
+        else:
+            body.append(re.escape(c))
+            i += 1
+        first = False
+    out.append("".join(body) + "]")
+    return i
+
+
 def _compile(text: str) -> tuple[re.Pattern[str] | None, str | None]:
     """Translate a pattern into a regex, as patternmatcher does."""
     out = ["^"]
@@ -146,8 +177,11 @@ def _compile(text: str) -> tuple[re.Pattern[str] | None, str | None]:
                 kind = "regex"
             else:
                 out.append("\\\\")
-        elif ch in "[]":
-            out.append(ch)
+        elif ch == "[":
+            i = _class(text, i, out)
+            kind = "regex"
+        elif ch == "]":
+            out.append("\\]")
             kind = "regex"
         else:
             out.append(ch)

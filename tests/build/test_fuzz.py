@@ -54,3 +54,22 @@ def test_lexer_raises_only_expansion_errors(word):
             Lexer(escape).process(word, {"a": "1 2", "EOF": ""})
         except ExpansionError:
             pass
+
+
+IGNORE_PIECES = st.sampled_from(["a", "b", "*", "**", "?", "[", "]", "^", "-", "\\", "!", "/", ".",
+                                 "..", " ", "#", "\n", "(", "$", "+"])
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.lists(IGNORE_PIECES, max_size=30).map("".join),
+       st.lists(st.sampled_from(["a", "b", "ab", ".x", "a*b"]), min_size=1, max_size=4).map("/".join))
+def test_dockerignore_answers_or_refuses(text, path):
+    from rootless.build.dockerignore import IgnoreRules
+
+    try:
+        rules = IgnoreRules.from_text(text)
+    except RlError as e:
+        assert re.match(r"^\.dockerignore:\d+: ", e.message) and "\n" not in str(e)
+        return
+    assert rules.excluded(path) in (True, False)
+    assert rules.may_descend(path) in (True, False)
