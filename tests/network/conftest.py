@@ -53,7 +53,9 @@ def _wait_unshared(pid: int, reference: str) -> None:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
-            if os.readlink(f"/proc/{pid}/ns/net") != reference:
+            # unshare writes the id maps after unsharing: wait for its exec of sleep
+            if (os.readlink(f"/proc/{pid}/ns/net") != reference
+                    and Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"):
                 return
         except OSError:
             pass
@@ -61,17 +63,21 @@ def _wait_unshared(pid: int, reference: str) -> None:
     raise RuntimeError(f"process {pid} did not enter a new network namespace")
 
 
-def make_netns(parent: Netns | None = None) -> Netns:
-    """A fresh user+net namespace; inside `parent`, only a new net namespace in its user ns."""
+def make_netns(parent: Netns | int | None = None, own_user: bool = False) -> Netns:
+    """A fresh user+net namespace. Inside `parent` (a Netns or the pid of a process holding
+    user+net namespaces): a new net namespace owned by the parent's user namespace, or with
+    own_user a new user namespace under it too."""
     enter = ["nsenter", "--preserve-credentials", "-U", "-n"]
     if parent is None:
         ref = os.readlink("/proc/self/ns/net")
         cmd = ["unshare", "--user", "--map-root-user", "--net", "sleep", "600"]
     else:
-        ref = os.readlink(f"/proc/{parent.pid}/ns/net")
-        cmd = parent.cmd("unshare", "--net", "sleep", "600")
-    holder = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        ppid = parent if isinstance(parent, int) else parent.pid
+        ref = os.readlink(f"/proc/{ppid}/ns/net")
+        flags = ["--user", "--map-root-user"] if own_user else []
+        cmd = [*enter, "-t", str(ppid), "unshare", *flags, "--net", "sleep", "600"]
     # unshare and nsenter (without -p) exec in place: holder.pid is the namespace holder.
+    holder = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     _wait_unshared(holder.pid, ref)
     ns = Netns(holder, enter)
     ns.run(BUSYBOX, "ip", "link", "set", "lo", "up")
@@ -85,8 +91,8 @@ def netns_factory():
     users.need(os.path.exists(BUSYBOX), "busybox-static is not installed")
     made: list[Netns] = []
 
-    def factory(parent: Netns | None = None) -> Netns:
-        ns = make_netns(parent)
+    def factory(parent: Netns | int | None = None, own_user: bool = False) -> Netns:
+        ns = make_netns(parent, own_user)
         made.append(ns)
         return ns
 

@@ -1,0 +1,157 @@
+"""The per-user network holder: bridges and veths made with pyroute2 inside its
+namespaces, containers on one network reaching each other, networks isolated, the
+outside and published ports through slirp4netns attached to the holder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from rootless.errors import RlError
+from rootless.network import holder as holder_mod
+from rootless.network import ports, slirp
+from rootless.network.holder import Holder
+from tests.network.conftest import BUSYBOX, http_get
+
+
+@pytest.fixture
+def holder(netns_factory, tmp_path):
+    state = tmp_path / "holder.json"
+    h = Holder.start(state)
+    yield h
+    h.stop(state)
+
+
+NETS = [("rl-a", "10.89.1.0/24"), ("rl-b", "10.89.2.0/24")]
+
+
+def fetch(ns, url: str, tries: int = 1) -> subprocess.CompletedProcess:
+    # busybox 1.35's wget crashes with -T: bound the wait with timeout(1)
+    for _ in range(tries):
+        res = ns.run("timeout", "2", BUSYBOX, "wget", "-q", "-O", "-", url, check=False,
+                     timeout=20)
+        if res.returncode == 0:
+            break
+        time.sleep(0.1)
+    return res
+
+
+def test_holder_namespaces_and_state(holder, tmp_path):
+    assert holder.alive()
+    for ns in ("user", "net"):
+        assert os.readlink(f"/proc/{holder.pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+    uid_map = open(f"/proc/{holder.pid}/uid_map").read().split()
+    assert uid_map[:3] == ["0", str(os.getuid()), "1"]
+    from rootless.runtime import idmap
+    if idmap.read_ranges(idmap.SUBUID_FILE):
+        assert len(uid_map) == 6, "the subordinate range is mapped into the holder"
+    assert Holder.find(tmp_path / "holder.json") == holder
+    assert "lo" in holder.links()
+
+
+def test_stop_leaves_nothing(tmp_path):
+    state = tmp_path / "h.json"
+    h = Holder.start(state)
+    h.add_bridge("rl-x", "10.89.9.0/24", "10.89.9.1")
+    h.stop(state)
+    assert not h.alive()
+    assert not os.path.exists(f"/proc/{h.pid}")
+    assert not state.exists()
+    assert Holder.find(state) is None
+
+
+@pytest.fixture
+def two_networks(holder, netns_factory, webroot):
+    holder.add_bridge("rl-a", "10.89.1.0/24", "10.89.1.1")
+    holder.add_bridge("rl-b", "10.89.2.0/24", "10.89.2.1")
+    c1 = netns_factory(holder.pid)                 # net ns owned by the holder's user ns
+    c2 = netns_factory(holder.pid, own_user=True)  # its own user ns, a child of the holder's
+    c3 = netns_factory(holder.pid, own_user=True)
+    holder.connect("rl-a", c1.pid, "10.89.1.2", "10.89.1.0/24", "10.89.1.1")
+    holder.connect("rl-a", c2.pid, "10.89.1.3", "10.89.1.0/24", "10.89.1.1")
+    holder.connect("rl-b", c3.pid, "10.89.2.2", "10.89.2.0/24", "10.89.2.1")
+    holder.set_ruleset(NETS)
+    for c in (c1, c3):
+        c.spawn(BUSYBOX, "httpd", "-f", "-p", "80", "-h", str(webroot))
+    return c1, c2, c3
+
+
+def test_same_network_reaches_other_network_does_not(holder, two_networks):
+    c1, c2, c3 = two_networks
+    assert "10.89.1.3/24" in c2.run(BUSYBOX, "ip", "-4", "addr", "show", "eth0").stdout
+    assert "default via 10.89.1.1" in c2.run(BUSYBOX, "ip", "route").stdout
+    ok = fetch(c2, "http://10.89.1.2/", tries=5)  # httpd may still be starting
+    assert ok.stdout == "hello from the namespace\n"
+    assert fetch(c3, "http://10.89.1.2/").returncode != 0
+    assert fetch(c1, "http://10.89.2.2/").returncode != 0
+    # the bridge-side ends are in the holder; removing one cuts the container off
+    links = holder.links()
+    assert {"rl-a", "rl-b"} <= set(links)
+    veths = [n for n in links if n.startswith("rlv")]
+    assert len(veths) == 3
+
+
+def test_disconnect_and_remove_bridge(holder, netns_factory):
+    holder.add_bridge("rl-c", "10.89.3.0/24", "10.89.3.1")
+    c = netns_factory(holder.pid)
+    host_if = holder.connect("rl-c", c.pid, "10.89.3.2", "10.89.3.0/24", "10.89.3.1")
+    assert "eth0" in c.run(BUSYBOX, "ip", "link").stdout
+    holder.disconnect(host_if)
+    assert "eth0" not in c.run(BUSYBOX, "ip", "link").stdout
+    holder.remove_bridge("rl-c")
+    assert "rl-c" not in holder.links()
+
+
+def test_sibling_user_namespace_cannot_join(holder, netns):
+    """A container whose user ns is not under the holder's cannot get a veth (the reason
+    the runtime must create such containers inside the holder's user namespace)."""
+    holder.add_bridge("rl-d", "10.89.4.0/24", "10.89.4.1")
+    with pytest.raises(RlError, match="network holder"):
+        holder.connect("rl-d", netns.pid, "10.89.4.2", "10.89.4.0/24", "10.89.4.1")
+    assert not [n for n in holder.links() if n.startswith("rlv")]
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"host service\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_outside_and_published_port_through_holder_slirp(holder, two_networks, sockdir):
+    c1, _, _ = two_networks
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with slirp.start(holder.pid, api_socket=sockdir / "holder.sock",
+                         allow_host_loopback=True) as s:
+            # outbound: container -> bridge -> holder (masquerade) -> tap0 -> host loopback
+            res = fetch(c1, f"http://10.0.2.2:{server.server_address[1]}/")
+            assert res.stdout == "host service\n", res.stderr
+            # inbound: host 127.0.0.1:P -> slirp -> holder port 20080 -> DNAT -> c1:80
+            [m] = ports.allocate(ports.parse_publish("127.0.0.1::80"))
+            s.add_hostfwd("tcp", "127.0.0.1", m.host_port, 20080)
+            holder.set_ruleset(NETS, dnat=[("tcp", 20080, "10.89.1.2", 80)])
+            assert http_get(f"http://127.0.0.1:{m.host_port}/") == "hello from the namespace\n"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ruleset_text():
+    text = holder_mod.ruleset([("rl-a", "10.89.1.0/24")],
+                              dnat=[("udp", 20053, "10.89.1.5", 53)])
+    assert 'iifname "rl-a" oifname "rl-a" accept' in text
+    assert 'ip saddr 10.89.1.0/24 oifname "tap0" masquerade' in text
+    assert 'iifname "tap0" udp dport 20053 dnat to 10.89.1.5:53' in text
+    assert "policy drop" in text
