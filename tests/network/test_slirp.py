@@ -223,3 +223,17 @@ def test_slirp_dies_with_the_process_that_started_it(netns, sockdir):
         if monitor.poll() is None:
             monitor.kill()
             monitor.wait()
+
+
+def test_forward_all_is_all_or_nothing(httpd, sockdir):
+    [ok] = ports.allocate(ports.parse_publish("127.0.0.1::80"))
+    with socket.create_server(("127.0.0.1", 0)) as taken, \
+            slirp.start(httpd.pid, api_socket=sockdir / "api.sock") as s:
+        busy = ports.PortMapping(8080, "tcp", "127.0.0.1", taken.getsockname()[1])
+        with pytest.raises(Conflict, match="already in use"):
+            ports.forward_all(s, [ok, busy])
+        assert s.list_hostfwd() == []
+        assert not ports.port_in_use("tcp", "127.0.0.1", ok.host_port)
+        ids = ports.forward_all(s, [ok])
+        assert [e.id for e in s.list_hostfwd()] == ids
+        assert http_get(f"http://127.0.0.1:{ok.host_port}/").startswith("hello")
