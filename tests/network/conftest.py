@@ -78,9 +78,13 @@ def make_netns(parent: Netns | int | None = None, own_user: bool = False) -> Net
         cmd = [*enter, "-t", str(ppid), "unshare", *flags, "--net", "sleep", "600"]
     # unshare and nsenter (without -p) exec in place: holder.pid is the namespace holder.
     holder = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-    _wait_unshared(holder.pid, ref)
     ns = Netns(holder, enter)
-    ns.run(BUSYBOX, "ip", "link", "set", "lo", "up")
+    try:
+        _wait_unshared(holder.pid, ref)
+        ns.run(BUSYBOX, "ip", "link", "set", "lo", "up")
+    except BaseException:
+        ns.close()
+        raise
     return ns
 
 
