@@ -160,9 +160,9 @@ class Slirp:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 2.0) -> None:
-        """End slirp4netns (closing its exit fd, then SIGTERM, then SIGKILL) and reap it.
-
-        Every forward's listening socket is closed by then. Safe to call twice."""
+        """End slirp4netns (closing its exit fd, then SIGTERM, then SIGKILL), reap it and
+        remove its socket and log. Every forward's listening socket is closed by then.
+        Safe to call twice."""
         if self._exit_w is not None:
             os.close(self._exit_w)
             self._exit_w = None
@@ -175,8 +175,9 @@ class Slirp:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        with contextlib.suppress(FileNotFoundError):
-            self.api_socket.unlink()
+        for path in (self.api_socket, self.log_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def __enter__(self) -> Slirp:
         return self

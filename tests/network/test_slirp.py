@@ -73,6 +73,7 @@ def test_httpd_through_forward_then_stop_frees_everything(httpd, sockdir):
         s.stop()
     assert not pid_alive(s.process.pid)
     assert not (sockdir / "api.sock").exists()
+    assert not (sockdir / "api.sock.log").exists()
     assert not ports.port_in_use("tcp", "127.0.0.1", port)
     with socket.create_server(("127.0.0.1", port)):
         pass  # the port can be listened on again
