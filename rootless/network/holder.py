@@ -44,6 +44,7 @@ cannot express nat/masquerade rules (hand-written ruleset text instead).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -66,67 +67,58 @@ HOLDER_NAME = "rl-netns-holder"
 
 @dataclass
 class Holder:
-    pid: int
+    pid: int  # the process in the namespaces ("rl-netns-holder", a sleep)
     start_time: str
+    keeper: int = 0  # its parent in the host namespaces; owns the holder's slirp4netns
+    api_socket: str = ""  # that slirp4netns's API socket ("" when started without one)
 
     # -- lifetime -------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, state_file: Path | None = None) -> Holder:
-        """Fork the holder: new user + net namespace, ids mapped, lo up, then it sleeps."""
-        ready_r, ready_w = os.pipe()
-        go_r, go_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the holder
+    def start(cls, state_file: Path | None = None, *, slirp_socket: Path | None = None,
+              allow_host_loopback: bool = False) -> Holder:
+        """Start the holder and return once it is ready.
+
+        Two processes: a keeper (setsid, in the user's own namespaces) and its child in a
+        new user + net namespace (ids mapped, lo up, ip_forward on) that sleeps. With
+        `slirp_socket`, the keeper also runs slirp4netns for the namespace (tap0, the
+        outside world). SIGTERM to the keeper (`stop()`) ends all three; if the keeper is
+        killed outright, the child dies by PR_SET_PDEATHSIG and slirp4netns by its
+        --exit-fd. The keeper outlives the rl command that started it."""
+        r, w = os.pipe()
+        keeper = os.fork()
+        if keeper == 0:
+            code = 1
             try:
-                os.close(ready_r)
-                os.close(go_w)
+                os.close(r)
                 os.setsid()
-                syscalls.unshare(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNET)
-                os.write(ready_w, b"1")
-                if os.read(go_r, 1) != b"1":
-                    os._exit(1)
-                devnull = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(devnull, fd)
-                os.execv(shutil.which("sleep") or "/bin/sleep", [HOLDER_NAME, "infinity"])
+                code = _keeper_main(w, state_file, slirp_socket, allow_host_loopback)
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.write(w, pickle.dumps(("err", f"{exc}")))
             finally:
-                os._exit(127)
-        os.close(ready_w)
-        os.close(go_r)
-        try:
-            if os.read(ready_r, 1) != b"1":
-                raise RlError("the network holder could not create its namespaces",
-                              "are unprivileged user namespaces enabled? (rl info)")
-            _write_id_maps(pid)
-            os.write(go_w, b"1")
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise
-        finally:
-            os.close(ready_r)
-            os.close(go_w)
-        holder = cls(pid, _start_time(pid))
-        # wait for the exec, so that a later setns finds the final process
-        deadline = time.monotonic() + 5
-        while _comm(pid) != "sleep" and time.monotonic() < deadline:
-            time.sleep(0.005)
-        holder.run(_lo_up)
-        if state_file:
-            tmp = state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"pid": holder.pid, "start_time": holder.start_time}))
-            tmp.replace(state_file)
-        return holder
+                os._exit(code)
+        os.close(w)
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+        os.close(r)
+        answer = pickle.loads(b"".join(chunks)) if chunks else ("err", "it died while starting")
+        if answer[0] != "ok":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(keeper, 0)
+            raise RlError(f"the network holder could not start: {answer[1]}",
+                          "are unprivileged user namespaces enabled? (rl info)")
+        return cls(**answer[1])
 
     @classmethod
     def find(cls, state_file: Path) -> Holder | None:
         """The running holder recorded in state_file, or None (a stale file is removed)."""
         try:
             data = json.loads(state_file.read_text())
-            holder = cls(int(data["pid"]), str(data["start_time"]))
-        except (OSError, ValueError, KeyError):
+            holder = cls(int(data["pid"]), str(data["start_time"]), int(data.get("keeper", 0)),
+                         str(data.get("api_socket", "")))
+        except (OSError, ValueError, KeyError, TypeError):
             return None
         if holder.alive():
             return holder
@@ -135,25 +127,44 @@ class Holder:
         return None
 
     @classmethod
-    def ensure(cls, state_file: Path) -> Holder:
-        return cls.find(state_file) or cls.start(state_file)
+    def ensure(cls, state_file: Path, *, slirp_socket: Path | None = None) -> Holder:
+        return cls.find(state_file) or cls.start(state_file, slirp_socket=slirp_socket)
 
     def alive(self) -> bool:
         return _start_time(self.pid) == self.start_time
 
     def stop(self, state_file: Path | None = None) -> None:
-        """Kill the holder; its namespaces, bridges and veths go with it."""
-        if self.alive():
+        """End the holder (keeper, namespaces with their bridges and veths, slirp4netns)."""
+        if self.keeper and _start_time(self.keeper):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.keeper, signal.SIGTERM)
+        elif self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-            deadline = time.monotonic() + 5
-            while self.alive() and time.monotonic() < deadline:
-                time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.keeper:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(self.keeper, os.WNOHANG)  # our child when we started it
+            if not self.alive() and not (self.keeper and _start_time(self.keeper)):
+                break
+            time.sleep(0.01)
+        else:
+            for pid in (self.keeper, self.pid):
+                if pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         if state_file:
             with contextlib.suppress(FileNotFoundError):
                 state_file.unlink()
+
+    def slirp_api(self):
+        """The holder's slirp4netns API (add_hostfwd for published ports)."""
+        from rootless.network import slirp
+
+        if not self.api_socket:
+            raise RlError("the network holder runs without slirp4netns")
+        return slirp.Api(self.api_socket)
 
     # -- running code inside --------------------------------------------------------------
 
@@ -346,6 +357,100 @@ def _apply_nft(text: str) -> None:
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or ["nft failed"])[0]
         raise RlError(f"nft: {last}")
+
+
+# -- the keeper ---------------------------------------------------------------------------
+
+def _spawn_namespace_child() -> int:
+    """Fork the process that owns the namespaces; returns its pid once its ids are mapped
+    and it has exec'd sleep (so that setns finds the final process)."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            syscalls.unshare(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNET)
+            os.write(ready_w, b"1")
+            if os.read(go_r, 1) != b"1":
+                os._exit(1)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.execv(shutil.which("sleep") or "/bin/sleep", [HOLDER_NAME, "infinity"])
+        finally:
+            os._exit(127)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise RlError("could not create the user and network namespaces")
+        _write_id_maps(pid)
+        os.write(go_w, b"1")
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+    deadline = time.monotonic() + 5
+    while _comm(pid) != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return pid
+
+
+class _Stop(BaseException):
+    pass
+
+
+def _keeper_main(answer_w: int, state_file: Path | None, slirp_socket: Path | None,
+                 allow_host_loopback: bool) -> int:
+    from rootless.network import slirp
+
+    def on_term(*_):
+        # raise, not set a flag: Python retries an interrupted waitpid after a handler
+        # that returns (PEP 475)
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child = _spawn_namespace_child()
+    s = None
+    try:
+        holder = Holder(child, _start_time(child), os.getpid(), str(slirp_socket or ""))
+        holder.run(_lo_up)
+        if slirp_socket:
+            s = slirp.start(child, api_socket=Path(slirp_socket),
+                            allow_host_loopback=allow_host_loopback)
+        if state_file:
+            tmp = state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(dataclasses.asdict(holder)))
+            tmp.replace(state_file)
+        os.write(answer_w, pickle.dumps(("ok", dataclasses.asdict(holder))))
+        os.close(answer_w)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        with contextlib.suppress(_Stop):
+            os.waitpid(child, 0)  # until the namespace process dies or SIGTERM comes
+    except _Stop:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if s is not None:
+            s.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child, 0)
+    return 0
 
 
 # -- helpers ------------------------------------------------------------------------------

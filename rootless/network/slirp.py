@@ -67,20 +67,15 @@ class HostFwd:
     guest_port: int
 
 
-@dataclass
-class Slirp:
-    """A running slirp4netns attached to the network namespace of `pid`."""
+class Api:
+    """The API socket of a slirp4netns started elsewhere (e.g. the network holder's):
+    `Api(path).add_hostfwd(...)`. `Slirp` is this plus the process."""
 
-    process: subprocess.Popen
-    pid: int
-    api_socket: Path
-    log_path: Path
-    cidr: str
-    allow_host_loopback: bool
-    mtu: int
-    _exit_w: int | None = field(default=None, repr=False)
+    def __init__(self, api_socket: Path | str) -> None:
+        self.api_socket = Path(api_socket)
 
-    # -- the API socket -------------------------------------------------------------------
+    def _last_log_line(self) -> str:
+        return ""
 
     def _request(self, execute: str, arguments: dict | None = None) -> dict:
         request = {"execute": execute}
@@ -154,7 +149,20 @@ class Slirp:
                         host_port=e["host_port"], guest_addr=e["guest_addr"],
                         guest_port=e["guest_port"]) for e in entries]
 
-    # -- lifetime -------------------------------------------------------------------------
+
+@dataclass
+class Slirp(Api):
+    """A running slirp4netns attached to the network namespace of `pid`."""
+
+    process: subprocess.Popen
+    pid: int
+    api_socket: Path
+    log_path: Path
+    cidr: str
+    allow_host_loopback: bool
+    mtu: int
+    _exit_w: int | None = field(default=None, repr=False)
+
 
     def alive(self) -> bool:
         return self.process.poll() is None

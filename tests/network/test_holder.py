@@ -5,6 +5,7 @@ outside and published ports through slirp4netns attached to the holder."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -155,3 +156,58 @@ def test_ruleset_text():
     assert 'ip saddr 10.89.1.0/24 oifname "tap0" masquerade' in text
     assert 'iifname "tap0" udp dport 20053 dnat to 10.89.1.5:53' in text
     assert "policy drop" in text
+
+
+def _children(pid: int, comm: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            if name == comm and int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _gone(pids, timeout=5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(holder_mod._start_time(p) for p in pids):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_holder_with_its_own_slirp_and_published_port(tmp_path, sockdir, netns_factory, webroot):
+    state = tmp_path / "h.json"
+    h = Holder.start(state, slirp_socket=sockdir / "holder.sock")
+    try:
+        assert Holder.find(state) == h and h.keeper and h.api_socket
+        [slirp_pid] = _children(h.keeper, "slirp4netns")
+        assert "tap0" in h.links()
+        h.add_bridge("rl-p", "10.89.5.0/24", "10.89.5.1")
+        c = netns_factory(h.pid, own_user=True)
+        h.connect("rl-p", c.pid, "10.89.5.2", "10.89.5.0/24", "10.89.5.1")
+        c.spawn(BUSYBOX, "httpd", "-f", "-p", "80", "-h", str(webroot))
+        [m] = ports.allocate(ports.parse_publish("127.0.0.1::80"))
+        h.slirp_api().add_hostfwd("tcp", "127.0.0.1", m.host_port, m.host_port)
+        h.set_ruleset([("rl-p", "10.89.5.0/24")], dnat=[("tcp", m.host_port, "10.89.5.2", 80)])
+        assert http_get(f"http://127.0.0.1:{m.host_port}/") == "hello from the namespace\n"
+    finally:
+        h.stop(state)
+    assert _gone([h.keeper, h.pid, slirp_pid])
+    assert not state.exists()
+    assert not ports.port_in_use("tcp", "127.0.0.1", m.host_port)
+
+
+def test_killing_the_keeper_ends_namespace_and_slirp(tmp_path, sockdir):
+    h = Holder.start(tmp_path / "h.json", slirp_socket=sockdir / "holder.sock")
+    [slirp_pid] = _children(h.keeper, "slirp4netns")
+    os.kill(h.keeper, signal.SIGKILL)
+    os.waitpid(h.keeper, 0)
+    assert _gone([h.pid, slirp_pid]), "namespace holder or slirp4netns outlived the keeper"
+    assert Holder.find(tmp_path / "h.json") is None
