@@ -46,6 +46,7 @@ catalog.register_schema("networks", (
         aliases TEXT NOT NULL DEFAULT '[]',
         ip TEXT NOT NULL,
         host_if TEXT NOT NULL DEFAULT '',
+        ports TEXT NOT NULL DEFAULT '[]',
         PRIMARY KEY (network_id, container_id),
         UNIQUE (network_id, ip)
     )""",
@@ -232,6 +233,10 @@ def holder_state_file(create: bool = True) -> Path:
     return paths.runtime_dir(create=create) / "netns-holder.json"
 
 
+def holder_slirp_socket() -> Path:
+    return paths.runtime_dir(create=True) / "netns-holder-slirp.sock"
+
+
 def reserve_endpoint(ref: str, container_id: str, name: str, aliases: list[str] | None = None,
                      ip: str | None = None, root: Path | None = None) -> dict:
     """Give `container_id` an address on network `ref` (the next free one, or `ip`) and
@@ -271,7 +276,7 @@ def attach(container_id: str, pid: int, root: Path | None = None) -> list[dict]:
     eps = conn.execute("SELECT e.*, n.bridge, n.subnet, n.gateway, n.name AS net FROM "
                        "network_endpoints e JOIN networks n ON n.id=e.network_id "
                        "WHERE e.container_id=? ORDER BY n.name", (container_id,)).fetchall()
-    holder = Holder.ensure(holder_state_file())
+    holder = Holder.ensure(holder_state_file(), slirp_socket=holder_slirp_socket())
     done = []
     for i, e in enumerate(eps):
         holder.add_bridge(e["bridge"], e["subnet"], e["gateway"])
@@ -285,13 +290,56 @@ def attach(container_id: str, pid: int, root: Path | None = None) -> list[dict]:
     return done
 
 
-def release(container_id: str, root: Path | None = None) -> None:
-    """Forget `container_id`'s endpoints (its veths went with its net namespace); stop the
-    holder when no endpoint is left."""
+def publish(container_id: str, mappings: list[PortMapping],
+            root: Path | None = None) -> None:
+    """Publish `mappings` (from ports.allocate) of an attached container: host port ->
+    the same port in the holder (add_hostfwd on the holder's slirp4netns) -> DNAT to the
+    container's address on its first network. All or nothing."""
+    from rootless.network.holder import Holder
+
     conn = _connect(root)
+    ep = conn.execute("SELECT e.network_id, e.ip FROM network_endpoints e JOIN networks n ON "
+                      "n.id=e.network_id WHERE e.container_id=? ORDER BY n.name LIMIT 1",
+                      (container_id,)).fetchone()
+    holder = Holder.find(holder_state_file(create=False))
+    if ep is None or holder is None:
+        raise RlError(f"container {container_id[:12]} is not attached to a network")
+    api = holder.slirp_api()
+    added: list[dict] = []
+    try:
+        for m in mappings:
+            fid = api.add_hostfwd(m.protocol, m.host_ip or "0.0.0.0", m.host_port, m.host_port)
+            added.append({**m.to_dict(), "fwd_id": fid})
+        with catalog.transaction(conn):
+            conn.execute("UPDATE network_endpoints SET ports=? WHERE network_id=? AND "
+                         "container_id=?", (json.dumps(added), ep["network_id"], container_id))
+        _apply_rules(conn, holder)
+    except BaseException:
+        for p in added:
+            with contextlib.suppress(RlError):
+                api.remove_hostfwd(p["fwd_id"])
+        raise
+
+
+def release(container_id: str, root: Path | None = None) -> None:
+    """Forget `container_id`'s endpoints (its veths went with its net namespace) and its
+    published ports; stop the holder when no endpoint is left."""
+    from rootless.network.holder import Holder
+
+    conn = _connect(root)
+    holder = Holder.find(holder_state_file(create=False))
+    if holder is not None and holder.api_socket:
+        for row in conn.execute("SELECT ports FROM network_endpoints WHERE container_id=?",
+                                (container_id,)):
+            for p in json.loads(row["ports"]):
+                with contextlib.suppress(RlError):
+                    holder.slirp_api().remove_hostfwd(p["fwd_id"])
     with catalog.transaction(conn):
         conn.execute("DELETE FROM network_endpoints WHERE container_id=?", (container_id,))
     _holder_cleanup(conn)
+    holder = Holder.find(holder_state_file(create=False))
+    if holder is not None:
+        _apply_rules(conn, holder)
 
 
 def hosts_entries(container_id: str, root: Path | None = None) -> list[tuple[str, str]]:
@@ -310,10 +358,13 @@ def hosts_entries(container_id: str, root: Path | None = None) -> list[tuple[str
 
 
 def _apply_rules(conn: sqlite3.Connection, holder) -> None:
-    nets = [(r["bridge"], r["subnet"]) for r in conn.execute(
-        "SELECT bridge, subnet FROM networks WHERE id IN "
+    nets = [(r["bridge"], r["subnet"], bool(r["internal"])) for r in conn.execute(
+        "SELECT bridge, subnet, internal FROM networks WHERE id IN "
         "(SELECT network_id FROM network_endpoints) ORDER BY name")]
-    holder.set_ruleset(nets)
+    dnat = [(p["protocol"], p["host_port"], r["ip"], p["container_port"])
+            for r in conn.execute("SELECT ip, ports FROM network_endpoints")
+            for p in json.loads(r["ports"])]
+    holder.set_ruleset(nets, dnat)
 
 
 def _holder_cleanup(conn: sqlite3.Connection, drop_bridge: str | None = None) -> None:

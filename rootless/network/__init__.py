@@ -23,9 +23,16 @@ When the container ends (also on a failed start): s.stop(). The monitor owns the
 and stops it; if the monitor is killed, slirp4netns exits by itself (--exit-fd pipe, see
 slirp.py). Ports stop listening with slirp4netns.
 
-User-defined networks (engine.networks, design in holder.py): networks.reserve_endpoint()
-per network before start, the container's user namespace created inside the holder's
-(Holder.ensure(networks.holder_state_file()).pid), networks.attach(container_id, pid)
-once its net namespace exists, networks.hosts_entries() for /etc/hosts, and
-networks.release(container_id) when it is removed (the holder stops with the last one).
+User-defined networks (engine.networks, design in holder.py):
+    ep = networks.reserve_endpoint(net_name, container_id, name, aliases)  # per network
+    h = Holder.ensure(networks.holder_state_file(), slirp_socket=networks.holder_slirp_socket())
+    # create the container's user namespace INSIDE h's (setns to /proc/{h.pid}/ns/user
+    # first; h maps the user's subordinate range, so the same id maps can be written
+    # from there), then its net namespace; then, with pid a process in it:
+    networks.attach(container_id, pid)          # eth0.. with the reserved addresses
+    networks.publish(container_id, mappings)    # -p for such a container (no own slirp)
+    etcfiles.hosts(hostname, container_ip=ep["ip"],
+                   extra=networks.hosts_entries(container_id))   # names of the others
+    networks.release(container_id)              # on rm; the holder ends with the last one
+Other containers' /etc/hosts must be rewritten when one joins or leaves (hosts_entries).
 """

@@ -244,19 +244,19 @@ class Holder:
         """Remove the veth pair (both ends go when one is deleted)."""
         self.run(_remove_link, host_if)
 
-    def set_ruleset(self, networks: Iterable[tuple[str, str]],
+    def set_ruleset(self, networks: Iterable[tuple],
                     dnat: Iterable[tuple[str, int, str, int]] = (),
                     outside_if: str = "tap0") -> None:
-        """Replace `table ip rl` for `networks` (bridge, subnet): masquerade each subnet out
-        of outside_if; forward only within a bridge, outbound, replies and DNATed
+        """Replace `table ip rl` for `networks` (bridge, subnet[, internal]): masquerade
+        each subnet out of outside_if (not internal ones, which may not leave); forward only within a bridge, outbound, replies and DNATed
         connections (so networks cannot reach each other); DNAT (proto, holder_port,
         container_ip, container_port) coming in on outside_if."""
         self.run(_apply_nft, ruleset(networks, dnat, outside_if))
 
 
-def ruleset(networks: Iterable[tuple[str, str]], dnat: Iterable[tuple[str, int, str, int]] = (),
+def ruleset(networks: Iterable[tuple], dnat: Iterable[tuple[str, int, str, int]] = (),
             outside_if: str = "tap0") -> str:
-    networks = list(networks)
+    networks = [(n[0], n[1], bool(n[2]) if len(n) > 2 else False) for n in networks]
     lines = ["add table ip rl", "delete table ip rl", "table ip rl {",
              "  chain prerouting {", "    type nat hook prerouting priority -100; policy accept;"]
     for proto, hport, cip, cport in dnat:
@@ -264,14 +264,18 @@ def ruleset(networks: Iterable[tuple[str, str]], dnat: Iterable[tuple[str, int, 
                      f"dnat to {ipaddress.ip_address(cip)}:{int(cport)}")
     lines += ["  }", "  chain postrouting {",
               "    type nat hook postrouting priority 100; policy accept;"]
-    for _, net in networks:
-        lines.append(f'    ip saddr {ipaddress.ip_network(net)} oifname "{outside_if}" masquerade')
+    for _, net, internal in networks:
+        if not internal:
+            lines.append(f'    ip saddr {ipaddress.ip_network(net)} oifname "{outside_if}" '
+                         "masquerade")
     lines += ["  }", "  chain forward {", "    type filter hook forward priority 0; policy drop;",
               "    ct state established,related accept"]
     # With br_netfilter loaded (bridge-nf-call-iptables, as on these machines), frames
     # between two ports of one bridge pass this hook too, with the bridge as in and out.
-    for bridge, _ in networks:
+    for bridge, _, internal in networks:
         lines.append(f'    iifname "{_ifname(bridge)}" oifname "{_ifname(bridge)}" accept')
+        if internal:
+            lines.append(f'    iifname "{bridge}" drop')
     lines += [f'    oifname "{outside_if}" accept', "    ct status dnat accept", "  }", "}"]
     return "\n".join(lines) + "\n"
 

@@ -156,6 +156,9 @@ def test_ruleset_text():
     assert 'ip saddr 10.89.1.0/24 oifname "tap0" masquerade' in text
     assert 'iifname "tap0" udp dport 20053 dnat to 10.89.1.5:53' in text
     assert "policy drop" in text
+    internal = holder_mod.ruleset([("rl-i", "10.89.6.0/24", True)])
+    assert "masquerade" not in internal
+    assert 'iifname "rl-i" drop' in internal
 
 
 def _children(pid: int, comm: str) -> list[int]:

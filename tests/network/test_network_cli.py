@@ -11,8 +11,9 @@ import time
 import pytest
 
 from rootless.engine import networks
+from rootless.network import ports
 from rootless.network.holder import Holder
-from tests.network.conftest import BUSYBOX
+from tests.network.conftest import BUSYBOX, http_get
 
 
 def ok(rl, *args):
@@ -120,14 +121,14 @@ def test_port_lists_a_containers_published_ports(rl):
     assert "no public port '81/tcp' published for web" in error_line(rl("port", "web", "81"))
 
 
-def test_attach_by_engine_then_release_stops_holder(netns_factory, webroot, tmp_path,
-                                                    monkeypatch):
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    (tmp_path / "run").mkdir(mode=0o700)
+def test_attach_publish_release(netns_factory, webroot, tmp_path, sockdir, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(sockdir))  # short: slirp's socket lives there
     root = tmp_path / "data"
     networks.create("app", root=root)
     networks.create("other", root=root)
-    holder = Holder.ensure(networks.holder_state_file())
+    # the runtime makes the container's user ns inside the holder's, so it starts it first
+    holder = Holder.ensure(networks.holder_state_file(),
+                           slirp_socket=networks.holder_slirp_socket())
     try:
         web = netns_factory(holder.pid, own_user=True)
         client = netns_factory(holder.pid, own_user=True)
@@ -153,9 +154,15 @@ def test_attach_by_engine_then_release_stops_holder(netns_factory, webroot, tmp_
         res = stranger.run("timeout", "2", BUSYBOX, "wget", "-q", "-O", "-",
                            "http://10.89.0.2/", check=False)
         assert res.returncode != 0
+        # -p 127.0.0.1::80 for web: host -> holder's slirp4netns -> DNAT -> web:80
+        mappings = ports.allocate(ports.parse_publish("127.0.0.1::80"))
+        networks.publish("1" * 64, mappings, root=root)
+        url = f"http://127.0.0.1:{mappings[0].host_port}/"
+        assert http_get(url) == "hello from the namespace\n"
         for cid in ("1", "2"):
             networks.release(cid * 64, root=root)
         assert holder.alive(), "a container still uses a network"
+        assert not ports.port_in_use("tcp", "127.0.0.1", mappings[0].host_port)
         networks.release("3" * 64, root=root)
         assert not holder.alive(), "the holder ends with its last container"
         assert not os.path.exists(networks.holder_state_file(create=False))
