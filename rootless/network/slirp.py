@@ -248,6 +248,7 @@ def start(pid: int, *, api_socket: Path, allow_host_loopback: bool = False, mtu:
     if mtu < 68 or mtu > 65521:
         raise RlError(f"invalid MTU {mtu}: slirp4netns accepts 68 to 65521")
     log_path = Path(log_path) if log_path else api_socket.with_name(api_socket.name + ".log")
+    api_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(FileNotFoundError):
         api_socket.unlink()  # a stale socket of an earlier run makes slirp4netns fail
 
