@@ -11,7 +11,7 @@ import time
 import pytest
 
 from rootless.engine import networks
-from rootless.network import ports
+from rootless.network import etcfiles, ports
 from rootless.network.holder import Holder
 from tests.network.conftest import BUSYBOX, http_get
 
@@ -151,6 +151,15 @@ def test_attach_publish_release(netns_factory, webroot, tmp_path, sockdir, monke
                 break
             time.sleep(0.1)
         assert res.stdout == "hello from the namespace\n"
+        # by name and by alias, through the /etc/hosts the runtime would write
+        hosts = tmp_path / "client-hosts"
+        hosts.write_text(etcfiles.hosts("client", container_ip="10.89.0.3",
+                                        extra=networks.hosts_entries("2" * 64, root=root)))
+        for name in ("web", "www"):
+            res = client.run("unshare", "--mount", "sh", "-c",
+                             f"mount --bind {hosts} /etc/hosts && timeout 2 {BUSYBOX} wget -q "
+                             f"-O - http://{name}/", check=False)
+            assert res.stdout == "hello from the namespace\n", res.stderr
         res = stranger.run("timeout", "2", BUSYBOX, "wget", "-q", "-O", "-",
                            "http://10.89.0.2/", check=False)
         assert res.returncode != 0
