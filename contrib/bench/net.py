@@ -111,18 +111,34 @@ def bench_rl(root: Path, sockdir: Path) -> tuple[float, float]:
                 p.wait()
 
 
-def bench_podman(root: Path, port_handler: str | None) -> tuple[float, float]:
+def bench_podman(root: Path, port_handler: str | None, env: dict) -> tuple[float, float]:
     port = _free_port()
     name = f"rl-bench-net-{os.getpid()}"
     network = "slirp4netns" + (f":port_handler={port_handler}" if port_handler else "")
     subprocess.run(["podman", "--runtime", "runc", "run", "-d", "--name", name,
                     "--network", network, "-p", f"127.0.0.1:{port}:80", "--rootfs", str(root),
                     "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"],
-                   check=True, capture_output=True, text=True)
+                   check=True, capture_output=True, text=True, env=env)
     try:
         return measure(port)
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, env=env)
+
+
+def _end_podman_pause(run_dir: Path) -> None:
+    """podman leaves a pause process (catatonit) per runtime dir: end the one we caused,
+    found by its XDG_RUNTIME_DIR (podman 4.3 keeps no pid file for it there)."""
+    want = f"XDG_RUNTIME_DIR={run_dir}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "catatonit":
+                continue
+            if want in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                os.kill(int(entry), 9)
+        except OSError:
+            pass
 
 
 def run(report) -> None:
@@ -137,12 +153,18 @@ def run(report) -> None:
         if not have_podman:
             report.note(f"net: podman missing; rl alone: {rl_rps:.0f} req/s, {rl_mbs:.0f} MB/s")
             return
-        # the machine is shared: run each side twice, interleaved, and keep the best
-        pd_rps, pd_mbs = bench_podman(root, None)
-        ps_rps, ps_mbs = bench_podman(root, "slirp4netns")
-        rl2 = bench_rl(root, base)
-        pd2 = bench_podman(root, None)
-        ps2 = bench_podman(root, "slirp4netns")
+        run_dir = base / "podman-run"
+        run_dir.mkdir(mode=0o700)
+        env = dict(os.environ, XDG_RUNTIME_DIR=str(run_dir))
+        try:
+            # the machine is shared: run each side twice, interleaved, and keep the best
+            pd_rps, pd_mbs = bench_podman(root, None, env)
+            ps_rps, ps_mbs = bench_podman(root, "slirp4netns", env)
+            rl2 = bench_rl(root, base)
+            pd2 = bench_podman(root, None, env)
+            ps2 = bench_podman(root, "slirp4netns", env)
+        finally:
+            _end_podman_pause(run_dir)
         rl_rps, rl_mbs = max(rl_rps, rl2[0]), max(rl_mbs, rl2[1])
         pd_rps, pd_mbs = max(pd_rps, pd2[0]), max(pd_mbs, pd2[1])
         ps_rps, ps_mbs = max(ps_rps, ps2[0]), max(ps_mbs, ps2[1])
