@@ -26,9 +26,11 @@ slirp.py). Ports stop listening with slirp4netns.
 User-defined networks (engine.networks, design in holder.py):
     ep = networks.reserve_endpoint(net_name, container_id, name, aliases)  # per network
     h = Holder.ensure(networks.holder_state_file(), slirp_socket=networks.holder_slirp_socket())
-    # create the container's user namespace INSIDE h's (setns to /proc/{h.pid}/ns/user
-    # first; h maps the user's subordinate range, so the same id maps can be written
-    # from there), then its net namespace; then, with pid a process in it:
+    # create the container's user namespace INSIDE h's: the sandbox does setns to
+    # /proc/{h.pid}/ns/user, then unshare(CLONE_NEWUSER|...); its maps are written with
+    # h.write_id_maps(sandbox_pid) (not newuidmap: it cannot write for a grandchild
+    # namespace; the default map gives the same ids as today: root = the user, 1.. = the
+    # subordinate range). Then, with pid a process in its net namespace:
     networks.attach(container_id, pid)          # eth0.. with the reserved addresses
     networks.publish(container_id, mappings)    # -p for such a container (no own slirp)
     etcfiles.hosts(hostname, container_ip=ep["ip"],

@@ -19,7 +19,9 @@ reached, and the user in the initial namespace may not change N at all (checked 
 link add ... peer netns /proc/SIBLING/ns/net" fails, into a child of H succeeds). So for
 `--network NAME` the runtime creates the container's user namespace after setns() into H
 (H's maps hold the user's full subordinate range, written by newuidmap/newgidmap when the
-holder starts, so the container can map them again), then calls `Holder.connect()`.
+holder starts, so the container can map them again: `Holder.write_id_maps(pid)` writes
+them from inside H, since newuidmap cannot write for a grandchild namespace), then calls
+`Holder.connect()`.
 
 - Outside world: `slirp.start(holder.pid, ...)` gives N a tap0 (10.0.2.100, default route
   via 10.0.2.2); bridge subnets leave through tap0 masqueraded (`set_ruleset`).
@@ -212,6 +214,14 @@ class Holder:
             raise RlError(f"network holder: {result[1]}")
         return result[1]
 
+    def write_id_maps(self, pid: int, uid_map: str | None = None,
+                      gid_map: str | None = None) -> None:
+        """Write the id maps of `pid`'s new user namespace, a child of the holder's, from
+        inside the holder (newuidmap cannot: it only writes for children of the caller's
+        namespace). The lines are in the holder's ids; the default is the identity over
+        everything the holder maps (the user as root, then the subordinate range)."""
+        self.run(_write_child_maps, pid, uid_map, gid_map)
+
     # -- networks -------------------------------------------------------------------------
 
     def add_bridge(self, bridge: str, subnet: str, gateway: str) -> None:
@@ -299,6 +309,20 @@ def _index(ipr, name: str) -> int:
     if not found:
         raise RlError(f"no interface {name}")
     return found[0]
+
+
+def _write_child_maps(pid: int, uid_map: str | None, gid_map: str | None) -> None:
+    def identity(path: str) -> str:
+        # one line per extent of the holder's own map: the kernel maps each line of a
+        # child's map into ONE extent of the parent's, so "0 0 65537" would be refused
+        with open(path) as f:
+            return "".join(f"{ln.split()[0]} {ln.split()[0]} {ln.split()[2]}\n"
+                           for ln in f if ln.strip())
+
+    with open(f"/proc/{pid}/uid_map", "w") as f:
+        f.write(uid_map or identity("/proc/self/uid_map"))
+    with open(f"/proc/{pid}/gid_map", "w") as f:
+        f.write(gid_map or identity("/proc/self/gid_map"))
 
 
 def _lo_up() -> None:

@@ -214,3 +214,44 @@ def test_killing_the_keeper_ends_namespace_and_slirp(tmp_path, sockdir):
     os.waitpid(h.keeper, 0)
     assert _gone([h.pid, slirp_pid]), "namespace holder or slirp4netns outlived the keeper"
     assert Holder.find(tmp_path / "h.json") is None
+
+
+def test_container_user_namespace_under_holder_gets_the_full_range(holder, netns_factory):
+    """The runtime's path for --network NAME: a user namespace made inside the holder's,
+    its maps written from the holder, then joined to a bridge."""
+    from rootless.runtime import idmap
+
+    ranges = idmap.read_ranges(idmap.SUBUID_FILE)
+    if not ranges:
+        pytest.skip("no subordinate uid range for this user")
+    # a process that unshared a user ns (no maps yet) and a net ns, inside the holder's
+    proc = subprocess.Popen(
+        ["nsenter", "--preserve-credentials", "-U", "-n", "-t", str(holder.pid),
+         "unshare", "--user", "--net", "sh", "-c", "read x; exec sleep 600"],
+        stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 5
+        refs = {os.readlink(f"/proc/{holder.pid}/ns/user"), os.readlink("/proc/self/ns/user")}
+        while time.monotonic() < deadline:  # nsenter, then unshare, then sh
+            try:
+                if os.readlink(f"/proc/{proc.pid}/ns/user") not in refs:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
+        holder.write_id_maps(proc.pid)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        lines = [ln.split() for ln in open(f"/proc/{proc.pid}/uid_map").read().splitlines()]
+        # seen from the host: root is the user, 1.. the subordinate range
+        assert lines[0] == ["0", str(os.getuid()), "1"]
+        assert lines[1] == ["1", str(ranges[0].start), str(ranges[0].count)]
+        holder.add_bridge("rl-u", "10.89.7.0/24", "10.89.7.1")
+        holder.connect("rl-u", proc.pid, "10.89.7.2", "10.89.7.0/24", "10.89.7.1")
+        out = subprocess.run(["nsenter", "--preserve-credentials", "-U", "-n", "-t",
+                              str(proc.pid), BUSYBOX, "ip", "-4", "addr", "show", "eth0"],
+                             capture_output=True, text=True, check=True).stdout
+        assert "10.89.7.2/24" in out
+    finally:
+        proc.kill()
+        proc.wait()
