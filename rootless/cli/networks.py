@@ -55,8 +55,8 @@ def ls(quiet, no_trunc) -> None:
         for n in nets:
             click.echo(n.id[:width])
         return
-    rows = [("NETWORK ID", "NAME", "DRIVER", "SUBNET", "CONTAINERS")]
-    rows += [(n.id[:width], n.name, n.driver, n.subnet, str(len(n.endpoints))) for n in nets]
+    rows = [("NETWORK ID", "NAME", "DRIVER", "SCOPE")]  # Docker's columns
+    rows += [(n.id[:width], n.name, n.driver, "local") for n in nets]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

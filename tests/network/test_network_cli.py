@@ -35,11 +35,11 @@ def test_create_ls_inspect_rm(rl):
     assert len(net_id) == 64
     ok(rl, "network", "create", "--subnet", "10.90.7.0/24", "--label", "team=web", "back")
     out = ok(rl, "network", "ls").splitlines()
-    assert out[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SUBNET", "CONTAINERS"]
+    assert out[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
     rows = {line.split()[1]: line.split() for line in out[1:]}
-    assert rows["front"][0] == net_id[:12]
-    assert rows["front"][3] == "10.89.0.0/24"
-    assert rows["back"][3] == "10.90.7.0/24"
+    assert rows["front"] == [net_id[:12], "front", "bridge", "local"]
+    subnet = json.loads(ok(rl, "network", "inspect", "front"))[0]["IPAM"]["Config"][0]["Subnet"]
+    assert subnet == "10.89.0.0/24"
     assert ok(rl, "network", "ls", "-q").split() == [rows["back"][0], net_id[:12]]  # by name
     [doc] = json.loads(ok(rl, "network", "inspect", "back"))
     assert doc["Name"] == "back" and doc["Driver"] == "bridge"
