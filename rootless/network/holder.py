@@ -94,6 +94,7 @@ class Holder:
             try:
                 os.close(r)
                 os.setsid()
+                _close_fds_except(w)  # a long-lived fork of rl must not hold its files/locks
                 code = _keeper_main(w, state_file, slirp_socket, allow_host_loopback)
             except BaseException as exc:
                 with contextlib.suppress(OSError):
@@ -130,7 +131,12 @@ class Holder:
 
     @classmethod
     def ensure(cls, state_file: Path, *, slirp_socket: Path | None = None) -> Holder:
-        return cls.find(state_file) or cls.start(state_file, slirp_socket=slirp_socket)
+        """The running holder, or a new one; two rl commands at once start only one."""
+        import fcntl
+
+        with open(state_file.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return cls.find(state_file) or cls.start(state_file, slirp_socket=slirp_socket)
 
     def alive(self) -> bool:
         return _start_time(self.pid) == self.start_time
@@ -482,6 +488,14 @@ def _keeper_main(answer_w: int, state_file: Path | None, slirp_socket: Path | No
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+def _close_fds_except(keep: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
 
 def _start_time(pid: int) -> str:
     try:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -255,3 +257,18 @@ def test_container_user_namespace_under_holder_gets_the_full_range(holder, netns
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ensure_starts_one_holder_for_concurrent_callers(tmp_path):
+    state = tmp_path / "h.json"
+    script = ("import sys; from pathlib import Path; from rootless.network.holder import Holder;"
+              f"print(Holder.ensure(Path({str(state)!r})).pid)")
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2]) for _ in range(3)]
+    pids = {p.communicate(timeout=60)[0].strip() for p in procs}
+    h = Holder.find(state)
+    try:
+        assert h is not None and pids == {str(h.pid)}
+    finally:
+        if h:
+            h.stop(state)
