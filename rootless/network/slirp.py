@@ -208,10 +208,11 @@ def _last_line(path: Path) -> str:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
     except OSError:
         return ""
-    # slirp4netns prints progress ("sent tapfd=5 for tap0") and a seccomp warning before
-    # any real error; the last line is the one that says why it stopped.
+    # slirp4netns prints progress ("sent tapfd=5 for tap0"), seccomp warnings and, from
+    # its parent, "child failed(1)" after the child's real error: skip the generic lines.
     lines = [ln for ln in lines if ln and not ln.startswith("WARNING: Support for seccomp")]
-    return lines[-1] if lines else ""
+    useful = [ln for ln in lines if not ln.startswith("child failed(")]
+    return (useful or lines or [""])[-1]
 
 
 def command(pid: int, *, api_socket: Path, allow_host_loopback: bool = False,

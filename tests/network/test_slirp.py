@@ -196,6 +196,7 @@ def test_failure_reports_last_stderr_line(sockdir):
     # a pid that does not exist: slirp4netns cannot open its namespaces and exits
     with pytest.raises(RlError, match=r"^slirp4netns failed: .+") as info:
         slirp.start(2**22 + 12345, api_socket=sockdir / "api.sock", timeout=5)
+    assert f"/proc/{2**22 + 12345}/ns/" in str(info.value)  # its own words, not "child failed"
     assert "\n" not in str(info.value)
 
 
