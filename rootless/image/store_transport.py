@@ -72,10 +72,11 @@ class StoreDestination(ImageDestination):
         self._diff_ids.append(diff_id)
         return self._existing(descriptor, diff_id)
 
-    def _existing(self, descriptor: mf.Descriptor, diff_id: str) -> LayerResult | None:
+    def _existing(self, descriptor: mf.Descriptor, diff_id: str,
+                  conn=None) -> LayerResult | None:
         if not self.layers.has(diff_id):
             return None
-        row = imagedb.layer_row(self.conn, diff_id)
+        row = imagedb.layer_row(conn or self.conn, diff_id)
         if row is not None:
             self._record(diff_id, row["blob_digest"], row["media_type"], row["blob_size"],
                          row["size"])
@@ -91,7 +92,12 @@ class StoreDestination(ImageDestination):
                   progress) -> LayerResult:
         with locks.layer_lock(diff_id, root=self.root):
             if self.layers.has(diff_id):  # another pull unpacked it while we waited
-                result = self._existing(descriptor, diff_id)
+                # (a worker thread: sqlite connections belong to the thread that made them)
+                conn = catalog.connect(self.root)
+                try:
+                    result = self._existing(descriptor, diff_id, conn)
+                finally:
+                    conn.close()
                 assert result is not None
                 return result
             return self._unpack(reader, descriptor, diff_id, progress)
