@@ -111,7 +111,9 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
         if not _DIGEST.match(digest):
             raise _bad(text, f"malformed digest {digest!r}")
         algo, _, hex_part = digest.partition(":")
-        if algo == "sha256" and not _SHA256_HEX.match(hex_part):
+        if algo != "sha256":
+            raise _bad(text, f"unsupported digest algorithm {algo!r} (only sha256)")
+        if not _SHA256_HEX.match(hex_part):
             raise _bad(text, "a sha256 digest has 64 lowercase hex digits")
     tag = None
     slash = rest.rfind("/")

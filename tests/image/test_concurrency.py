@@ -44,7 +44,7 @@ def test_two_pulls_at_once(rl, registry, proxy):
              spawn(rl, "pull", "-q", f"{proxy.host}/busybox"),
              spawn(rl, "pull", "-q", f"{proxy.host}/layered")]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     images = check_consistent(rl)
     assert len(images) == 2

@@ -265,7 +265,7 @@ def test_malformed_and_unsupported_manifests(rl, fake_registry, seeded):
         rl("pull", f"{fake_registry.host}/artifact"))
     assert store_state(rl) == seeded
     # every manifest request asked explicitly for schema 2 / OCI
-    for method, path, headers in fake_registry.requests:
+    for _method, path, headers in fake_registry.requests:
         if "/manifests/" in path:
             accept = headers.get("Accept", "")
             assert DOCKER_MANIFEST in accept and "application/vnd.oci.image.index.v1+json" \
