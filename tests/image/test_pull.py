@@ -339,3 +339,37 @@ def test_disk_full(rl, registry, tmp_path):
     assert len(errors) == 1 and "no space left on device" in errors[0], proc.stderr
     assert proc.stdout.split("rc=125")[1].split()[0] == "images-done"
     assert "no-leftovers" in proc.stdout
+
+
+def test_zstd_multiframe_and_uncompressed_layers(rl, registry):
+    """OCI layers compressed with zstd (two frames: the reader must read across them) and
+    not compressed at all."""
+    import zstandard
+
+    from tests.image.tarmaker import RawTar
+    from tests.support.images import OCI_CONFIG, OCI_MANIFEST, _config
+
+    zstd_tar = RawTar().dir("z").file("z/big", b"zstd " * 50_000).bytes()
+    half = len(zstd_tar) // 2
+    cctx = zstandard.ZstdCompressor()
+    zstd_blob = cctx.compress(zstd_tar[:half]) + cctx.compress(zstd_tar[half:])
+    plain_tar = RawTar().dir("p").file("p/plain", b"plain\n").bytes()
+    cfg = _config()
+    cfg["rootfs"] = {"type": "layers", "diff_ids": [sha256(zstd_tar), sha256(plain_tar)]}
+    cfg_bytes = json.dumps(cfg).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": sha256(cfg_bytes), "size": len(cfg_bytes)},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
+             "digest": sha256(zstd_blob), "size": len(zstd_blob)},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar",
+             "digest": sha256(plain_tar), "size": len(plain_tar)}]}).encode()
+    with registry.client() as c:
+        for blob in (zstd_blob, plain_tar, cfg_bytes):
+            registry.push_blob(c, "compressions", sha256(blob), blob)
+        registry.push_manifest(c, "compressions", "latest", OCI_MANIFEST, manifest)
+    rl("pull", "-q", registry.ref("compressions"), check=True)
+    layers = rl.data_dir / "layers"
+    assert (layers / sha256(zstd_tar)[7:] / "z/big").read_bytes() == b"zstd " * 50_000
+    assert (layers / sha256(plain_tar)[7:] / "p/plain").read_bytes() == b"plain\n"
