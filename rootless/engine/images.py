@@ -210,7 +210,10 @@ def _pull_one(ref: reference.Reference, conf, platform: str | None,
             with prog.for_terminal(quiet) as progress:
                 result = copy(src, dst, names=names, platform=platform, progress=progress)
         except NotFound as exc:
-            raise NotFound(f"{ref}: {exc.message}", exc.fix) from None
+            if exc.message.startswith("manifest "):
+                raise NotFound(f"image {ref} not found in registry {src.registry}",
+                               "check the name and tag") from None
+            raise
         finally:
             dst.close()
     finally:
