@@ -373,3 +373,17 @@ def test_zstd_multiframe_and_uncompressed_layers(rl, registry):
     layers = rl.data_dir / "layers"
     assert (layers / sha256(zstd_tar)[7:] / "z/big").read_bytes() == b"zstd " * 50_000
     assert (layers / sha256(plain_tar)[7:] / "p/plain").read_bytes() == b"plain\n"
+
+
+def test_pull_by_digest(rl, registry, test_images):
+    image = test_images["busybox:latest"]
+    pinned = f"{registry.host}/busybox@{image.digest}"
+    rl("pull", "-q", pinned, check=True)
+    row = rl("images", check=True).stdout.splitlines()[1].split()
+    assert row[:2] == [f"{registry.host}/busybox", "<none>"]
+    info = json.loads(rl("image", "inspect", pinned, check=True).stdout)[0]
+    assert info["RepoDigests"] == [pinned] and info["RepoTags"] == []
+    # the tag later: same image, now named; by digest it is still found
+    rl("pull", "-q", registry.ref("busybox"), check=True)
+    assert json.loads(rl("image", "inspect", f"{registry.host}/busybox@{image.digest}",
+                         check=True).stdout)[0]["RepoTags"] == [registry.ref("busybox:latest")]
