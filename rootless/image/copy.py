@@ -159,14 +159,20 @@ def copy(src: ImageSource, dst: ImageDestination, *, names: list[str],
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(todo)),
                                 thread_name_prefix="rl-layer") as pool:
             futures = {pool.submit(transfer, i): i for i in todo}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                except BaseException as exc:
-                    cancel.set()
-                    if first_error is None or isinstance(first_error, Cancelled):
-                        first_error = exc
+            try:
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    try:
+                        results[i] = fut.result()
+                    except Exception as exc:
+                        cancel.set()
+                        if first_error is None or isinstance(first_error, Cancelled):
+                            first_error = exc
+            except BaseException:
+                # Ctrl-C while waiting: make the workers stop at their next read (they
+                # delete their partial work) instead of finishing their layers.
+                cancel.set()
+                raise
         if first_error is not None:
             raise first_error
 

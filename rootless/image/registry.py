@@ -202,6 +202,11 @@ class RegistryClient:
 
     def _error(self, resp, what: str, repo: str):
         code = resp.status_code
+        if code == 401 and self._tokens and not self.credentials:
+            # Docker Hub answers so for a repository that does not exist, too.
+            return AuthError(f"{what}: access denied by {self.host} (401): the repository "
+                             "does not exist or needs a login",
+                             f"check the name, or log in with: rl login {self.host}")
         if code == 401:
             return AuthError(f"{what}: authentication required by {self.host} (401)",
                              f"log in with: rl login {self.host}")

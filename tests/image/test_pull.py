@@ -387,3 +387,21 @@ def test_pull_by_digest(rl, registry, test_images):
     rl("pull", "-q", registry.ref("busybox"), check=True)
     assert json.loads(rl("image", "inspect", f"{registry.host}/busybox@{image.digest}",
                          check=True).stdout)[0]["RepoTags"] == [registry.ref("busybox:latest")]
+
+
+def test_diff_id_mismatch(rl, registry, seeded):
+    """A blob that matches its digest but whose tar is not the one the config names."""
+    from tests.support.images import Image
+
+    class WrongDiffIds(Image):
+        @property
+        def config_bytes(self) -> bytes:
+            cfg = dict(self.config)
+            cfg["rootfs"] = {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}
+            return json.dumps(cfg, sort_keys=True).encode()
+
+    good = unique_image()
+    registry.push_image("wrong-diffid", "latest", WrongDiffIds(good.layers, good.config))
+    line = one_line_error(rl("pull", registry.ref("wrong-diffid")))
+    assert "the image config says sha256:111" in line
+    assert store_state(rl) == seeded
