@@ -48,6 +48,16 @@ def connect(root: Path | None = None) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
+def session(root: Path | None = None) -> Iterator[sqlite3.Connection]:
+    """A connection that is closed when the block ends."""
+    conn = connect(root)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
     conn.execute("BEGIN IMMEDIATE")

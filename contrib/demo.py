@@ -1,0 +1,59 @@
+"""The main job of the README, as the current (unprivileged) user.
+
+1. builds a busybox-static image offline (tests/support/images.py),
+2. serves it from Debian's docker-registry on 127.0.0.1 and points `docker.io` at that
+   registry through a registries.conf (RL_REGISTRIES_CONF), so short names resolve as usual,
+3. `rl pull busybox`, `rl images`, then runs real containers from it.
+
+Each step prints the rl command it runs; the first failing one stops the demo non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support import images
+from tests.support.registry import Registry
+
+
+def rl(*args: str, env: dict[str, str]) -> None:
+    print(f"$ rl {shlex.join(args)}", flush=True)
+    proc = subprocess.run(["rl", *args], env=env)
+    if proc.returncode != 0:
+        print(f"demo: `rl {shlex.join(args)}` exited {proc.returncode}", file=sys.stderr)
+        sys.exit(proc.returncode)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="rl-demo-") as tmp:
+        reg = Registry.start(Path(tmp) / "registry")
+        try:
+            reg.push_image("library/busybox", "latest", images.build_busybox())
+            conf = Path(tmp) / "registries.conf"
+            conf.write_text(
+                'unqualified-search-registries = ["docker.io"]\n\n'
+                f'[[registry]]\nprefix = "docker.io"\nlocation = "{reg.host}"\ninsecure = true\n')
+            env = dict(os.environ, RL_REGISTRIES_CONF=str(conf))
+            print(f"demo: a registry on {reg.host} serves docker.io/library/busybox:latest")
+            rl("info", env=env)
+            rl("pull", "busybox", env=env)
+            rl("images", env=env)
+            rl("run", "--rm", "busybox", "sh", "-c",
+               "echo hello from $(hostname); id; cat /proc/self/uid_map", env=env)
+            rl("run", "--rm", "-v", "rl-demo-data:/data", "busybox", "sh", "-c",
+               "date > /data/stamp", env=env)
+            rl("run", "--rm", "-v", "rl-demo-data:/data", "busybox", "cat", "/data/stamp",
+               env=env)
+            rl("volume", "rm", "rl-demo-data", env=env)
+        finally:
+            reg.stop()
+    print("demo: done")
+
+
+if __name__ == "__main__":
+    main()
