@@ -218,6 +218,13 @@ def _pull_one(ref: reference.Reference, conf, platform: str | None,
             dst.close()
     finally:
         src.close()
+    if not quiet:
+        import sys
+
+        total = len(result.layers)
+        print(f"Pulled {ref}: {result.downloaded} of {total} layer"
+              f"{'s' if total != 1 else ''} downloaded, {total - result.downloaded} already "
+              "present", file=sys.stderr, flush=True)
     return get_image(result.image_id)
 
 

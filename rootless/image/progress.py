@@ -1,5 +1,5 @@
-"""Per-layer progress of a copy, on stderr: a rich display on a terminal, plain lines
-otherwise, nothing when quiet. rich is imported only when a terminal shows it."""
+"""Per-layer progress of a copy, on stderr: a rich display on a terminal, nothing when
+stderr is not a terminal or when quiet. rich is imported only when a terminal shows it."""
 
 from __future__ import annotations
 
@@ -12,25 +12,6 @@ from rootless.image.manifest import Descriptor
 
 def _short(desc: Descriptor) -> str:
     return desc.digest.partition(":")[2][:12]
-
-
-class LineProgress(NullProgress):
-    """One line per finished layer, as podman prints when stderr is not a terminal."""
-
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self._lock = threading.Lock()
-
-    def layer_done(self, descriptor: Descriptor, status: str) -> None:
-        text = "already exists" if status == "exists" else "done"
-        with self._lock:
-            print(f"Copying blob {_short(descriptor)} {text}", file=self.stream, flush=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 class RichProgress(NullProgress):
@@ -88,8 +69,8 @@ class _Quiet(NullProgress):
 
 
 def for_terminal(quiet: bool):
-    if quiet:
-        return _Quiet()
-    if sys.stderr.isatty():
+    """A rich display when stderr is a terminal, else nothing (logs stay clean); the
+    caller prints one summary line when not quiet."""
+    if not quiet and sys.stderr.isatty():
         return RichProgress()
-    return LineProgress()
+    return _Quiet()

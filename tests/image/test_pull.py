@@ -22,7 +22,8 @@ from tests.support.images import DOCKER_MANIFEST, sha256
 
 def one_line_error(proc) -> str:
     assert proc.returncode == 125, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if not line.startswith("Trying to pull")]
+    lines = [line for line in proc.stderr.splitlines()
+             if not line.startswith(("Trying to pull", "Pulled "))]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("rl: error: ")
     return lines[0]
@@ -152,9 +153,9 @@ def test_second_pull_downloads_nothing_and_shared_base_only_new_layers(rl, regis
     for digest in [layer.digest for layer in first.layers]:
         blob_file(registry, digest).unlink()
     proc = rl("pull", registry.ref("shared-a"), check=True)
-    assert proc.stderr.count("already exists") == 2
+    assert "0 of 2 layers downloaded, 2 already present" in proc.stderr
     proc = rl("pull", registry.ref("shared-b"), check=True)
-    assert proc.stderr.count("already exists") == 1
+    assert "1 of 2 layers downloaded, 1 already present" in proc.stderr
     layer_dirs = os.listdir(rl.data_dir / "layers")
     assert sorted(layer_dirs) == sorted({layer.diff_id[7:] for layer in
                                          first.layers + second.layers})
@@ -405,3 +406,26 @@ def test_diff_id_mismatch(rl, registry, seeded):
     line = one_line_error(rl("pull", registry.ref("wrong-diffid")))
     assert "the image config says sha256:111" in line
     assert store_state(rl) == seeded
+
+
+def test_progress_on_a_terminal_only(rl, registry, test_images):
+    import pexpect
+
+    from tests.support.users import rl_executable
+
+    ref = registry.ref("layered:latest")
+    child = pexpect.spawn(rl_executable(), ["pull", ref], env=rl.env, encoding="utf-8",
+                          timeout=60)
+    output = child.read()
+    child.close()
+    assert child.exitstatus == 0, output
+    for layer in test_images["layered:latest"].layers:
+        assert f"blob {layer.digest[7:19]}" in output  # one rich bar per layer
+    child = pexpect.spawn(rl_executable(), ["pull", "-q", ref], env=rl.env, encoding="utf-8",
+                          timeout=60)
+    quiet = child.read()
+    child.close()
+    assert quiet.split() == [sha256(test_images["layered:latest"].config_bytes)[7:]]
+    # not a terminal: no progress lines, one summary
+    proc = rl("pull", ref, check=True)
+    assert "blob " not in proc.stderr and "Pulled " in proc.stderr
