@@ -13,7 +13,8 @@ The format is version 2 of containers-registries.conf(5) (TOML), the file podman
       location = "mirror.example:5000"
       insecure = true
 
-Files are read in order, each one overriding the one before: /etc/containers/registries.conf,
+The older V1 format (`[registries.search] registries = [...]`, likewise `insecure` and
+`block`) is read too. Files are read in order, each one overriding the one before: /etc/containers/registries.conf,
 then ~/.config/rl/registries.conf, then $RL_REGISTRIES_CONF. A later file replaces the search
 list when it sets one, and replaces a [[registry]] entry with the same prefix.
 
@@ -183,6 +184,9 @@ def load(files: list[Path] | None = None) -> RegistriesConf:
             if not isinstance(search, list) or not all(isinstance(s, str) for s in search):
                 raise RlError(f"{path}: unqualified-search-registries must be a list of strings")
             conf.search = list(search)
+        v1 = data.get("registries")
+        if isinstance(v1, dict):  # the older V1 format, still found in /etc
+            _load_v1(v1, path, conf, by_prefix)
         registries = data.get("registry", [])
         if not isinstance(registries, list):
             raise RlError(f"{path}: [[registry]] must be an array of tables")
@@ -193,3 +197,24 @@ def load(files: list[Path] | None = None) -> RegistriesConf:
             by_prefix[entry.prefix] = entry
     conf.registries = list(by_prefix.values())
     return conf
+
+
+def _load_v1(v1: dict, path: Path, conf: RegistriesConf,
+             by_prefix: dict[str, RegistryEntry]) -> None:
+    """[registries.search] / [registries.insecure] / [registries.block] `registries = [...]`."""
+    def hosts(kind: str) -> list[str]:
+        table = v1.get(kind) or {}
+        value = table.get("registries", []) if isinstance(table, dict) else []
+        if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+            raise RlError(f"{path}: [registries.{kind}] registries must be a list of strings")
+        return value
+
+    search = hosts("search")
+    if search:
+        conf.search = search
+    for host in hosts("insecure"):
+        entry = by_prefix.setdefault(host, RegistryEntry(host, host))
+        entry.insecure = True
+    for host in hosts("block"):
+        entry = by_prefix.setdefault(host, RegistryEntry(host, host))
+        entry.blocked = True

@@ -1,4 +1,4 @@
-"""The local store as an ImageDestination: what a pull writes into.
+"""The local store as an ImageDestination (what a pull writes into) and an ImageSource.
 
 Each layer is streamed once: the blob is hashed and saved (blobs/), decompressed, hashed
 again (diff_id) and unpacked (layers/) in the same pass, into temporary places that are
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 from pathlib import Path
 
-from rootless.errors import RlError
+from rootless.errors import NotFound, RlError
 from rootless.image import manifest as mf
 from rootless.image.registry import TransientError
 from rootless.image.streams import BlobReader, Cancelled, DigestReader, decompressor
-from rootless.image.types import ImageDestination, LayerResult
+from rootless.image.types import ImageDestination, ImageSource, LayerResult
 from rootless.store import catalog, imagedb, locks, paths
 from rootless.store.blobs import BlobStore
 from rootless.store.layers import LayerStore, TempArea, remove_tree
@@ -214,3 +215,48 @@ class StoreDestination(ImageDestination):
         with contextlib.suppress(Exception):
             self.conn.close()
         self._lock.__exit__(None, None, None)
+
+
+class StoreSource(ImageSource):
+    """The local store as an ImageSource (for push, save, or a copy between stores).
+
+    `get_manifest()` returns the manifest bytes exactly as pulled; `get_blob` serves the
+    config from the catalog and layer blobs from blobs/. A layer that was reused by its
+    diff_id from another image's (differently compressed) blob has no blob of this
+    manifest's digest: get_blob raises NotFound for it, and a caller that needs it must
+    recompress the unpacked layer and rewrite the manifest.
+    """
+
+    def __init__(self, image_id: str, root: Path | None = None) -> None:
+        self.root = root or paths.data_dir()
+        self.blobs = BlobStore(self.root)
+        conn = catalog.connect(self.root)
+        try:
+            row = conn.execute("SELECT manifest, manifest_type, config FROM images WHERE id=?",
+                               (image_id,)).fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            raise NotFound(f"image {image_id} not found in the local store")
+        self.name = image_id
+        self._manifest = (bytes(row["manifest"]), row["manifest_type"])
+        self._config = bytes(row["config"])
+        self._config_digest = mf.sha256_digest(self._config)
+
+    def get_manifest(self, instance_digest: str | None = None) -> tuple[bytes, str]:
+        if instance_digest and instance_digest != mf.sha256_digest(self._manifest[0]):
+            raise NotFound(f"manifest {instance_digest} is not stored for {self.name}")
+        return self._manifest
+
+    @contextlib.contextmanager
+    def get_blob(self, descriptor: mf.Descriptor):
+        if descriptor.digest == self._config_digest:
+            yield io.BytesIO(self._config), len(self._config)
+            return
+        try:
+            f = open(self.blobs.path(descriptor.digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {descriptor.digest[:19]} of {self.name} is not in the "
+                           "store (the layer was shared from another image)") from None
+        with f:
+            yield f, os.fstat(f.fileno()).st_size

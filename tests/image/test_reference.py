@@ -87,3 +87,15 @@ def test_loopback_is_insecure():
         assert registries_conf.is_loopback(host), host
     for host in ("docker.io", "10.0.0.1:5000", "example.localhost.com"):
         assert not registries_conf.is_loopback(host), host
+
+
+def test_registries_conf_v1_format(tmp_path):
+    old = tmp_path / "v1.conf"
+    old.write_text("[registries.search]\nregistries = ['quay.io', 'docker.io']\n"
+                   "[registries.insecure]\nregistries = ['plain.example:5000']\n"
+                   "[registries.block]\nregistries = ['bad.example']\n")
+    conf = registries_conf.load([old])
+    assert conf.search_registries() == ["quay.io", "docker.io"]
+    assert conf.sources(reference.parse("plain.example:5000/a"))[0].endpoint.insecure
+    with pytest.raises(RlError, match="blocked"):
+        conf.sources(reference.parse("bad.example/a"))
