@@ -24,6 +24,7 @@ from rootless.errors import NotFound, RlError
 RETRIES = 3  # attempts in all, for a transient error
 BACKOFF = 0.25  # seconds before the 2nd attempt; doubles each time
 USER_AGENT = "rl (rootless container engine)"
+MAX_MANIFEST = 4 << 20  # as containers/image: manifests are small documents
 
 
 class TransientError(RlError):
@@ -234,13 +235,27 @@ class RegistryClient:
     def get_manifest(self, repo: str, reference: str, accept: str) -> tuple[bytes, str | None,
                                                                             str | None]:
         """(body, Content-Type, Docker-Content-Digest) of a manifest by tag or digest."""
+        import httpx
+
         resp = self.request("GET", f"/v2/{repo}/manifests/{reference}",
-                            scope=f"repository:{repo}:pull", headers={"Accept": accept})
+                            scope=f"repository:{repo}:pull", headers={"Accept": accept},
+                            stream=True)
+        sep = "@" if reference.startswith("sha256:") else ":"
+        what = f"manifest {self.host}/{repo}{sep}{reference}"
         try:
             if resp.status_code != 200:
-                sep = "@" if reference.startswith("sha256:") else ":"
-                raise self._error(resp, f"manifest {self.host}/{repo}{sep}{reference}", repo)
-            body = resp.read()
+                raise self._error(resp, what, repo)
+            chunks, size = [], 0
+            try:
+                for chunk in resp.iter_raw():
+                    size += len(chunk)
+                    if size > MAX_MANIFEST:
+                        raise RlError(f"{what} is larger than {MAX_MANIFEST} bytes",
+                                      "this is not an image manifest")
+                    chunks.append(chunk)
+            except httpx.TransportError as exc:
+                raise TransientError(f"{what}: connection lost: {_reason(exc)}") from None
+            body = b"".join(chunks)
         finally:
             resp.close()
         return body, resp.headers.get("Content-Type"), resp.headers.get("Docker-Content-Digest")

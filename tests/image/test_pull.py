@@ -264,6 +264,9 @@ def test_malformed_and_unsupported_manifests(rl, fake_registry, seeded):
     assert "schema 1" in one_line_error(rl("pull", f"{fake_registry.host}/old"))
     assert "unsupported layer media type" in one_line_error(
         rl("pull", f"{fake_registry.host}/artifact"))
+    fake_registry.routes["/v2/huge/manifests/latest"] = (
+        200, {"Content-Type": DOCKER_MANIFEST}, b"{" + b" " * (5 << 20) + b"}")
+    assert "larger than" in one_line_error(rl("pull", f"{fake_registry.host}/huge"))
     assert store_state(rl) == seeded
     # every manifest request asked explicitly for schema 2 / OCI
     for _method, path, headers in fake_registry.requests:
