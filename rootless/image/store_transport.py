@@ -124,9 +124,9 @@ class StoreDestination(ImageDestination):
             except (UnpackError, OSError, EOFError, ValueError, RlError) as exc:
                 # A corrupted stream often shows first as a decompression or tar error:
                 # say what really happened when the bytes are not the published ones.
-                self._blame_digest(blob, descriptor, diff_id, exc)
                 if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise _disk_error(exc, f"layer {short}") from None
+                self._blame_digest(blob, descriptor, diff_id, exc)
                 if isinstance(exc, RlError):
                     raise RlError(f"layer {short}: {exc.message}", exc.fix) from None
                 raise RlError(f"layer {short} cannot be decompressed: {exc}") from None
