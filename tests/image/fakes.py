@@ -12,12 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FakeRegistry:
     """routes: path -> (status, headers, body). Records (method, path, headers) per request.
-    `fail_first[path] = n` answers 503 to the first n requests of that path."""
+    `fail_first[path] = n` answers 503 to the first n requests of that path;
+    `cut_first[path] = n` drops the connection half-way through the first n bodies."""
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[int, dict, bytes]] = {}
         self.requests: list[tuple[str, str, dict]] = []
         self.fail_first: dict[str, int] = {}
+        self.cut_first: dict[str, int] = {}  # send half the body, then drop the connection
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,13 +34,20 @@ class FakeRegistry:
                     status, headers, body = outer.routes.get(
                         self.path, (404, {"Content-Type": "application/json"},
                                     b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}'))
+                cut = outer.cut_first.get(self.path, 0) > 0 and status == 200
+                if cut:
+                    outer.cut_first[self.path] -= 1
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if with_body:
-                    self.wfile.write(body)
+                    self.wfile.write(body[:len(body) // 2] if cut else body)
+                if cut:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
 
             def do_GET(self) -> None:
                 self._answer(True)

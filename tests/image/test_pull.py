@@ -432,3 +432,17 @@ def test_progress_on_a_terminal_only(rl, registry, test_images):
     # not a terminal: no progress lines, one summary
     proc = rl("pull", ref, check=True)
     assert "blob " not in proc.stderr and "Pulled " in proc.stderr
+
+
+def test_connection_cut_mid_blob_is_retried(rl, fake_registry):
+    image = unique_image(unique_layer(300_000))
+    serve(fake_registry, "cut", image)
+    path = f"/v2/cut/blobs/{image.layers[0].digest}"
+    fake_registry.cut_first[path] = 2
+    rl("pull", "-q", f"{fake_registry.host}/cut", check=True)
+    assert [p for _m, p, _h in fake_registry.requests].count(path) == 3
+    assert os.listdir(rl.data_dir / "tmp") == []
+    fake_registry.cut_first[path] = 5  # more than the retries: a clear error
+    rl("rmi", f"{fake_registry.host}/cut", check=True)
+    line = one_line_error(rl("pull", f"{fake_registry.host}/cut"))
+    assert "connection lost" in line or "truncated" in line
