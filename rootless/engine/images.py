@@ -228,6 +228,9 @@ def _pull_one(ref: reference.Reference, conf, platform: str | None,
     return get_image(result.image_id)
 
 
+_pull = pull  # ensure_image's `pull` argument shadows the function
+
+
 def ensure_image(ref: str, *, pull: str = "missing", platform: str | None = None,
                  quiet: bool = False) -> ImageRecord:
     """What `rl run`/`rl create` call: the local image, pulled per policy
@@ -236,20 +239,20 @@ def ensure_image(ref: str, *, pull: str = "missing", platform: str | None = None
         raise InvalidArgument(f"invalid pull policy {pull!r}",
                               f"use one of {', '.join(PULL_POLICIES)}")
     if pull == "always":
-        return globals()["pull"](ref, platform=platform, quiet=quiet)
+        return _pull(ref, platform=platform, quiet=quiet)
     try:
         image = get_image(ref)
     except NotFound:
         if pull == "never":
             raise NotFound(f"image {ref} not found in the local store and pull policy is "
                            "'never'", f"pull it first with: rl pull {ref}") from None
-        return globals()["pull"](ref, platform=platform, quiet=quiet)
+        return _pull(ref, platform=platform, quiet=quiet)
     if platform and pull == "missing":
         from rootless.image import manifest as mf
 
         os_, arch, _ = mf.parse_platform(platform)
         if (image.config.get("os"), image.config.get("architecture")) != (os_, arch):
-            return globals()["pull"](ref, platform=platform, quiet=quiet)
+            return _pull(ref, platform=platform, quiet=quiet)
     return image
 
 

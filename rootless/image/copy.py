@@ -116,7 +116,7 @@ def copy(src: ImageSource, dst: ImageDestination, *, names: list[str],
     progress = progress or NullProgress()
     data, doc, list_digest = resolve_manifest(src, platform)
     manifest_digest = mf.sha256_digest(data)
-    config_bytes = dst.reuse_config(doc.config) if hasattr(dst, "reuse_config") else None
+    config_bytes = dst.reuse_config(doc.config)
     if config_bytes is None:
         config_bytes = read_verified(src, doc.config, "image config")
     config = mf.parse_config(config_bytes, len(doc.layers))

@@ -57,7 +57,8 @@ class LayerResult:
 class ImageDestination(abc.ABC):
     """Writes one image somewhere. The order of calls is fixed:
 
-    1. `reuse_layer(descriptor, diff_id)` for each layer: returns a LayerResult when the
+    0. `reuse_config(descriptor)`, optional: the config bytes when already held.
+    1. `reuse_layer(descriptor, diff_id)` for each layer, in order: returns a LayerResult when the
        destination already holds that layer (nothing needs to be read), else None.
     2. `put_layer(reader, descriptor, diff_id, progress)` for each layer not reused, possibly
        from several threads at once. It consumes the whole stream, verifies it against
@@ -73,6 +74,11 @@ class ImageDestination(abc.ABC):
     5. `close()`, exactly once, last, whether or not commit was called; it discards
        whatever uncommitted work remains.
     """
+
+    def reuse_config(self, descriptor: Descriptor) -> bytes | None:
+        """The config bytes if the destination already holds this image (no need to read
+        it from the source), else None."""
+        return None
 
     @abc.abstractmethod
     def reuse_layer(self, descriptor: Descriptor, diff_id: str) -> LayerResult | None: ...
