@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from rootless.store import paths
@@ -73,7 +72,7 @@ class TempArea:
 
     def path(self, what: str) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return self.dir / f"{os.getpid()}-{uuid.uuid4().hex[:12]}-{what}"
+        return self.dir / f"{os.getpid()}-{os.urandom(6).hex()}-{what}"
 
     def mkdir(self, what: str) -> Path:
         p = self.path(what)
