@@ -276,3 +276,54 @@ def test_hostile_truncated_tar_refused(sandbox):
 def test_hostile_hardlink_cycle_to_itself(sandbox):
     with pytest.raises(UnpackError):
         sandbox.unpack(RawTar().hardlink("self", "self").bytes())
+
+
+# -- random hostile tars: whatever the entries, nothing outside changes --
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NAMES = ["a", "a/victim", "a/b", "b", "../a", "/a/victim", "a/../../victim"]
+
+
+def _names():
+    """Few names, so links made by one entry are met by the next ones."""
+    return st.sampled_from(_NAMES)
+
+
+def _targets(outside: str):
+    return st.sampled_from([outside, outside + "/victim", "../outside", "a", "/", "..",
+                            "a/victim", "/../outside"])
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_entries_never_escape(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("fuzz")
+    layer, outside = root / "layer", root / "outside"
+    layer.mkdir()
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"original\n")
+    before = snapshot(outside)
+    names, targets = _names(), _targets(str(outside))
+    tar = RawTar()
+    for _ in range(data.draw(st.integers(1, 10))):
+        kind = data.draw(st.sampled_from(["file", "dir", "symlink", "hardlink", "chr"]))
+        name = data.draw(names)
+        if kind == "file":
+            tar.file(name, b"pwned")
+        elif kind == "dir":
+            tar.dir(name)
+        elif kind == "symlink":
+            tar.symlink(name, data.draw(targets))
+        elif kind == "hardlink":
+            tar.hardlink(name, data.draw(st.one_of(targets, names)))
+        else:
+            tar.add(name, tarfile.CHRTYPE, major=1, minor=3)
+    try:
+        unpack_tar(io.BytesIO(tar.bytes()), layer)
+    except UnpackError:
+        pass
+    assert snapshot(outside) == before
+    assert sorted(os.listdir(root)) == ["layer", "outside"]
