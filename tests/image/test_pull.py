@@ -446,3 +446,26 @@ def test_connection_cut_mid_blob_is_retried(rl, fake_registry):
     rl("rmi", f"{fake_registry.host}/cut", check=True)
     line = one_line_error(rl("pull", f"{fake_registry.host}/cut"))
     assert "connection lost" in line or "truncated" in line
+
+
+def test_docker_manifest_list(rl, registry):
+    """Docker's manifest list (not only the OCI index) is resolved for the platform."""
+    from tests.support.images import DOCKER_LIST, Image, Index, _config
+
+    class DockerList(Index):
+        @property
+        def manifest_type(self) -> str:
+            return DOCKER_LIST
+
+        @property
+        def manifest_bytes(self) -> bytes:
+            doc = json.loads(super().manifest_bytes)
+            doc["mediaType"] = DOCKER_LIST
+            return json.dumps(doc).encode()
+
+    amd = Image([unique_layer()], _config("amd64"))
+    arm = Image([unique_layer()], dict(_config("arm64"), variant="v8"))
+    registry.push_image("dockerlist", "latest", DockerList([arm, amd]))
+    rl("pull", "-q", registry.ref("dockerlist"), check=True)
+    info = json.loads(rl("image", "inspect", registry.ref("dockerlist"), check=True).stdout)[0]
+    assert info["Id"] == sha256(amd.config_bytes) and info["Digest"] == amd.digest
