@@ -469,3 +469,10 @@ def test_docker_manifest_list(rl, registry):
     rl("pull", "-q", registry.ref("dockerlist"), check=True)
     info = json.loads(rl("image", "inspect", registry.ref("dockerlist"), check=True).stdout)[0]
     assert info["Id"] == sha256(amd.config_bytes) and info["Digest"] == amd.digest
+
+
+def test_pull_as_user_without_subuid_range(rl_nosub, registry):
+    """Pulling needs no id range: the plain user writes the layers, owners go to xattrs."""
+    rl_nosub("pull", "-q", registry.ref("layered:latest"), check=True)
+    out = rl_nosub("images", "--format", "json", check=True).stdout
+    assert json.loads(out)[0]["RepoTags"] == [registry.ref("layered:latest")]
