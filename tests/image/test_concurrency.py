@@ -108,3 +108,23 @@ def test_kill_9_during_pull(rl, registry, proxy, point):
     assert _listing(rl.data_dir / "tmp") == []
     for layer in image.layers:
         assert (rl.data_dir / "blobs" / "sha256" / layer.digest[7:]).is_file()
+
+
+def test_ctrl_c_stops_quickly_and_cleans_up(rl, registry, proxy):
+    image = unique_image(unique_layer(2_000_000, "a"), unique_layer(2_000_000, "b"))
+    registry.push_image("interrupted", "latest", image)
+    proc = spawn(rl, "pull", "-q", f"{proxy.host}/interrupted")
+    try:
+        assert _wait_for(proc, lambda: POINTS["downloading"](rl.data_dir))
+        time.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+        assert time.monotonic() - started < 1.5  # not after finishing 2 MB at 1 MB/s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert _listing(rl.data_dir / "tmp") == [] and _listing(rl.data_dir / "layers") == []
+    assert check_consistent(rl) == []
