@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rootless.errors import NotFound, RlError
+from rootless.image import httpx_lite
 
 RETRIES = 3  # attempts in all, for a transient error
 BACKOFF = 0.25  # seconds before the 2nd attempt; doubles each time
@@ -57,7 +58,7 @@ class StreamReader(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        import httpx
+        httpx = httpx_lite.load()
 
         if not self._buf:
             try:
@@ -75,7 +76,7 @@ class StreamReader(io.RawIOBase):
 class RegistryClient:
     def __init__(self, host: str, *, insecure: bool = False,
                  credentials: tuple[str, str] | None = None) -> None:
-        import httpx
+        httpx = httpx_lite.load()
 
         self.host = host
         self.insecure = insecure
@@ -105,7 +106,7 @@ class RegistryClient:
         return f"{self._scheme}://{self.host}{path}"
 
     def _send_once(self, method: str, path: str, headers: dict, stream: bool):
-        import httpx
+        httpx = httpx_lite.load()
 
         req = self._http.build_request(method, self._url(path), headers=headers)
         try:
@@ -161,7 +162,7 @@ class RegistryClient:
         if self.credentials:
             headers["Authorization"] = _basic(self.credentials)
             query["account"] = self.credentials[0]
-        import httpx
+        httpx = httpx_lite.load()
 
         try:
             resp = self._http.get(realm, params=query, headers=headers)
@@ -235,7 +236,7 @@ class RegistryClient:
     def get_manifest(self, repo: str, reference: str, accept: str) -> tuple[bytes, str | None,
                                                                             str | None]:
         """(body, Content-Type, Docker-Content-Digest) of a manifest by tag or digest."""
-        import httpx
+        httpx = httpx_lite.load()
 
         resp = self.request("GET", f"/v2/{repo}/manifests/{reference}",
                             scope=f"repository:{repo}:pull", headers={"Accept": accept},
