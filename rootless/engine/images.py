@@ -296,6 +296,12 @@ def _matching_name(text: str, record: ImageRecord) -> str | None:
     return None
 
 
+def _other_tags(names, name: str) -> bool:
+    """Whether removing `name` leaves the image a tag. Digest names (`repo@sha256:..`) do
+    not keep an image alive: removing its last tag removes it, as in Docker."""
+    return any("@" not in n and n != name for n in names)
+
+
 def remove(refs: list[str], *, force: bool = False) -> RemoveResult:
     """rmi: untag a name, or delete an image and the layers no other image uses.
 
@@ -321,7 +327,7 @@ def remove(refs: list[str], *, force: bool = False) -> RemoveResult:
             raise Conflict(f"image {text} has several names "
                            f"({', '.join(record.repo_tags)})",
                            "remove them by name, or use -f")
-        deleting = name is None or len(record.names) == 1
+        deleting = name is None or not _other_tags(record.names, name)
         if deleting and record.id in in_use and not force:
             raise Conflict(f"image {text} is in use by a container",
                            "remove the container first, or use -f to untag it")
@@ -333,7 +339,7 @@ def remove(refs: list[str], *, force: bool = False) -> RemoveResult:
         with catalog.transaction(conn):
             for _text, record, name in plan:
                 current = set(imagedb.names_of(conn, record.id))
-                if name is not None and len(current) > 1:
+                if name is not None and _other_tags(current, name):
                     conn.execute("DELETE FROM image_names WHERE name=?", (name,))
                     result.untagged.append(name)
                     continue

@@ -391,6 +391,10 @@ def test_pull_by_digest(rl, registry, test_images):
     rl("pull", "-q", registry.ref("busybox"), check=True)
     assert json.loads(rl("image", "inspect", f"{registry.host}/busybox@{image.digest}",
                          check=True).stdout)[0]["RepoTags"] == [registry.ref("busybox:latest")]
+    # removing its last tag removes the image, digest name and all
+    out = rl("rmi", registry.ref("busybox"), check=True).stdout
+    assert f"Deleted: {sha256(image.config_bytes)}" in out
+    assert rl("images", "-q", check=True).stdout == ""
 
 
 def test_diff_id_mismatch(rl, registry, seeded):
