@@ -480,3 +480,16 @@ def test_pull_as_user_without_subuid_range(rl_nosub, registry):
     rl_nosub("pull", "-q", registry.ref("layered:latest"), check=True)
     out = rl_nosub("images", "--format", "json", check=True).stdout
     assert json.loads(out)[0]["RepoTags"] == [registry.ref("layered:latest")]
+
+
+def test_short_name_tries_each_search_registry(rl, registry, fake_registry):
+    write_registries_conf(
+        rl, f'unqualified-search-registries = ["{fake_registry.host}", "{registry.host}"]\n')
+    proc = rl("pull", "busybox", check=True)
+    assert f"Trying to pull {fake_registry.host}/busybox:latest" in proc.stderr
+    assert f"Trying to pull {registry.host}/busybox:latest" in proc.stderr
+    info = json.loads(rl("image", "inspect", "busybox", check=True).stdout)[0]
+    assert info["RepoTags"] == [registry.ref("busybox:latest")]
+    line = one_line_error(rl("pull", "nosuchimage"))
+    assert "not found in any of the search registries" in line
+    assert fake_registry.host in line and registry.host in line
