@@ -124,10 +124,15 @@ def _connect():
 
 
 def _proc_start(pid: int) -> int | None:
+    """The start time of a live process (None when gone or a zombie): with the pid, it
+    names the process even after the pid is reused."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
-        return int(raw[raw.rindex(b")") + 2:].split()[19])
+        fields = raw[raw.rindex(b")") + 2:].split()
+        if fields[0] in (b"Z", b"X"):
+            return None
+        return int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
 

@@ -159,4 +159,24 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
         fn.argtypes = [ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
         if fn(_SYS_CLOSE_RANGE, first, last, flags) == 0:
             return
-    os.closerange(first, 65536)
+    os.closerange(first, min(last, 65535) + 1)
+
+
+def neutralize_fds(keep: set[int]) -> None:
+    """Point every open fd not in `keep` at /dev/null, in a forked child that goes on
+    running Python code. Closing them would be wrong: a Python object of the parent (an
+    sqlite connection, a file) still owns the number and closes it when collected, which
+    would then close whatever new pipe or device got that number. A /dev/null copy releases
+    the original file (a pipe's end, a socket) and keeps the number taken."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd in keep or fd == null:
+                continue
+            try:
+                os.dup2(null, fd, inheritable=False)
+            except OSError:
+                pass
+    finally:
+        os.close(null)

@@ -123,9 +123,7 @@ class Server:
                 null = os.open(os.devnull, os.O_RDWR)
                 os.dup2(null, 0)
                 os.dup2(null, 1)
-                if ready_w > 3:
-                    syscalls.close_range(3, ready_w - 1)
-                syscalls.close_range(ready_w + 1)
+                syscalls.neutralize_fds({0, 1, 2, ready_w})
                 server.run(spec.lowerdirs, spec.upperdir, spec.workdir, spec.mountpoint,
                            ready_fd=ready_w)
                 os._exit(0)

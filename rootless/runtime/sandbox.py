@@ -99,6 +99,11 @@ class Launch:
                          pty_child.detach() if pty_child is not None else None)
             except BaseException as exc:
                 try:
+                    if os.environ.get("RL_DEBUG"):
+                        import traceback
+
+                        with open(os.environ["RL_DEBUG"], "a") as dbg:
+                            traceback.print_exc(file=dbg)
                     _send(status_w, f"E 125 sandbox: {exc}")
                 finally:
                     os._exit(125)
@@ -208,6 +213,12 @@ class Launch:
 
 # -- the sandbox process -------------------------------------------------------------------
 
+def _close_all_but(keep: set[int]) -> None:
+    """Release every fd not in `keep`: the sandbox must not hold the monitor's pipes (a
+    detached start waits for EOF on one) nor anything else of the caller."""
+    sc.neutralize_fds(keep)
+
+
 def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: str,
              namespaces: set[str], pty_sock: int | None) -> None:
     # Our own process group: the terminal's Ctrl-C goes to the monitor, which forwards it.
@@ -220,6 +231,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     for i, fd in enumerate(stdio):
         if fd != i:
             os.dup2(fd, i)
+    _close_all_but({0, 1, 2, ctl_r, status_w} | ({pty_sock} if pty_sock is not None else set()))
     ctl = _Lines(ctl_r)
     sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
     _send(status_w, "U")
