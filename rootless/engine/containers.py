@@ -792,7 +792,7 @@ def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool 
 # -- cp -----------------------------------------------------------------------------------
 
 def cp(src: str, dst: str) -> None:
-    from rootless.engine import copying
+    from rootless.runtime import copying
 
     s_ctr, s_path = _split_cp(src)
     d_ctr, d_path = _split_cp(dst)
@@ -800,9 +800,9 @@ def cp(src: str, dst: str) -> None:
         raise InvalidArgument("rl cp copies between a container and the host",
                               "write one side as CONTAINER:PATH")
     if s_ctr is not None:
-        copying.copy_out(_running(s_ctr), s_path, d_path)
+        copying.copy_out(_running(s_ctr).pid, s_path, d_path)
     else:
-        copying.copy_in(_running(d_ctr), s_path, d_path)
+        copying.copy_in(_running(d_ctr).pid, s_path, d_path)
 
 
 def _split_cp(arg: str) -> tuple[str | None, str]:

@@ -187,6 +187,8 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
         proc_user = {"uid": os.getuid(), "gid": os.getgid()}
     elif user:
         annotations["io.rl.user"] = user
+    if config.get("StopSignal"):
+        annotations["io.rl.stop-signal"] = str(config["StopSignal"])
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
     if opts.network != "host":
         namespaces.append({"type": "network"})

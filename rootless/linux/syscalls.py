@@ -180,3 +180,16 @@ def neutralize_fds(keep: set[int]) -> None:
                 pass
     finally:
         os.close(null)
+
+
+def loopback_up() -> None:
+    """Bring up `lo` in the current network namespace (SIOCSIFFLAGS on a socket)."""
+    import fcntl
+    import socket
+    import struct
+
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh14x", b"lo", 0)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | IFF_UP))

@@ -187,3 +187,69 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
         if log is not None:
             log.close()
     return launch.wait()
+
+
+def run_exec_pty(child: int, master: int | None, *, interactive: bool) -> int:
+    """`rl exec -t`: copy between the terminal and the pty until `child` exits."""
+    import termios
+    import tty
+
+    old = None
+    if master is not None and os.isatty(0):
+        _copy_winsize(0, master)
+        if interactive:
+            old = termios.tcgetattr(0)
+            tty.setraw(0)
+
+    def on_winch(signum, frame):
+        if master is not None:
+            _copy_winsize(0, master)
+
+    prev = signal.signal(signal.SIGWINCH, on_winch)
+    stdin_open = interactive
+    status = None
+    try:
+        while master is not None:
+            watch = [master] + ([0] if stdin_open else [])
+            try:
+                ready, _, _ = select.select(watch, [], [], 0.2)
+            except InterruptedError:
+                continue
+            if not ready:
+                done, st = os.waitpid(child, os.WNOHANG)
+                if done:
+                    status = st
+                    with contextlib.suppress(OSError):
+                        os.set_blocking(master, False)
+                        while data := os.read(master, 65536):
+                            _write_all(1, data)
+                    break
+                continue
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if not data:
+                    stdin_open = False
+                    _write_all(master, b"\x04")
+                else:
+                    _write_all(master, data)
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                _write_all(1, data)
+    finally:
+        if master is not None:
+            os.close(master)
+        if old is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, old)
+        signal.signal(signal.SIGWINCH, prev)
+    while status is None:
+        try:
+            _, status = os.waitpid(child, 0)
+        except InterruptedError:
+            continue
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
+        128 + os.WTERMSIG(status)

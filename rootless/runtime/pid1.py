@@ -402,12 +402,10 @@ def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None) -> NoReturn
     os.setsid()
     linux = spec.get("linux", {})
     kinds = {ns["type"] for ns in linux.get("namespaces", [])}
-    flags = sc.CLONE_NEWNS
-    flags |= sc.CLONE_NEWUTS if "uts" in kinds else 0
-    flags |= sc.CLONE_NEWIPC if "ipc" in kinds else 0
+    # The sandbox made the net, uts and ipc namespaces (slirp4netns needed the net one
+    # before we existed); ours is the mount namespace where pivot_root happens.
     netns = "network" in kinds
-    flags |= sc.CLONE_NEWNET if netns else 0
-    sc.unshare(flags)
+    sc.unshare(sc.CLONE_NEWNS)
     if "uts" in kinds and spec.get("hostname"):
         sc.sethostname(spec["hostname"])
 

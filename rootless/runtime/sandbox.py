@@ -120,6 +120,10 @@ class Launch:
             self._fail(line)
         try:
             userns.write(pid, self.maps)
+        except OSError as exc:
+            self.abort()
+            raise RlError(f"cannot write the id maps of the container: {exc}",
+                          "check `rl info`") from None
         except BaseException:
             self.abort()
             raise
@@ -224,7 +228,6 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     # Our own process group: the terminal's Ctrl-C goes to the monitor, which forwards it.
     os.setpgid(0, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     # The container's stdio sits on 0, 1, 2 for pid 1 to inherit.
@@ -237,6 +240,10 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     _send(status_w, "U")
     if ctl.read() != "M":
         os._exit(0)
+    # The sandbox stays dumpable: the monitor writes its /proc/PID/uid_map without a helper
+    # when there is no subordinate range, and slirp4netns opens its /proc/PID/ns/net. No
+    # process of the container can reach it (it is outside the container's pid namespace);
+    # pid 1 makes itself non-dumpable until its exec.
     try:  # root inside (keep-id maps our own uid to itself; root is then a subuid)
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
@@ -250,6 +257,8 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
             flags |= flag
     if flags:
         sc.unshare(flags)
+    if "network" in namespaces:
+        sc.loopback_up()
     line = ctl.read()
     if not line or not line.startswith("B "):
         os._exit(0)

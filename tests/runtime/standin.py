@@ -19,7 +19,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fuse_overlay.metadata import Override, write_override
+from fuse_overlay.metadata import Override, read_override, write_override
 from rootless.errors import NotFound
 from rootless.store import paths
 
@@ -80,6 +80,14 @@ def unpack_layer(tar_bytes: bytes, dest: Path) -> None:
     for p, ov in reversed(later):
         write_override(p, ov)
         os.chmod(p, (ov.mode & 0o777) | stat.S_IRWXU)
+    # fuse-overlayfs looks for the xattr on a layer's root to decide whether the layer
+    # carries ownership in xattrs at all (containers/storage marks its layers the same way);
+    # once it does, an entry without the xattr fails with ENODATA: mark the directories the
+    # tar did not list (parents made implicitly) as root's.
+    for dirpath, dirnames, _ in os.walk(dest):
+        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
+            if not os.path.islink(d) and read_override(d) is None:
+                write_override(d, Override(0, 0, 0o755))
 
 
 def install(data_dir: Path, name: str, image) -> ImageRecord:
