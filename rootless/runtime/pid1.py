@@ -391,6 +391,9 @@ def _report(fd: int, code: int, message: str) -> NoReturn:
 
 
 def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None) -> NoReturn:
+    from rootless.runtime.sandbox import trace
+
+    trace("P start")
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     # Until exec, nobody (not even the container's root) may open /proc/1/exe etc.: it is
     # the host's Python.
@@ -434,6 +437,9 @@ def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None) -> NoReturn
     if spec.get("root", {}).get("readonly"):
         _remount_ro(rootfs)
 
+    from rootless.runtime.sandbox import trace
+
+    trace("P mounts done")
     os.fchdir(rootfd)
     os.close(rootfd)
     sc.pivot_root(".", ".")

@@ -31,6 +31,19 @@ from rootless.linux import syscalls as sc
 from rootless.runtime import rootfs as rootfs_mod
 from rootless.runtime import userns
 
+_TRACE = os.environ.get("RL_TRACE")
+
+
+def trace(what: str) -> None:
+    """RL_TRACE=FILE: append `wall-clock-ms pid what` lines, to see where a start spends
+    its time across the monitor, sandbox and pid 1."""
+    if _TRACE:
+        import time
+
+        with open(_TRACE, "a") as f:
+            f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
+
+
 NS_FLAGS = {"network": sc.CLONE_NEWNET, "uts": sc.CLONE_NEWUTS, "ipc": sc.CLONE_NEWIPC}
 
 
@@ -79,6 +92,7 @@ class Launch:
 
     # -- monitor side -----------------------------------------------------------------------
     def fork(self) -> None:
+        trace("M fork")
         ctl_r, ctl_w = os.pipe()
         status_r, status_w = os.pipe()
         pty_child = None
@@ -115,6 +129,7 @@ class Launch:
         self.sandbox_pid = pid
         self._ctl_w = ctl_w
         self._status = _Lines(status_r)
+        trace("M forked")
         line = self._status.read()
         if line != "U":
             self._fail(line)
@@ -127,11 +142,13 @@ class Launch:
         except BaseException:
             self.abort()
             raise
+        trace("M maps written")
         _send(ctl_w, "M")
 
     def start(self, bundle: Path, *, before_go=None) -> None:
         """Send the bundle; return once the container's command runs (or raise)."""
         assert self._status is not None
+        trace("M bundle")
         _send(self._ctl_w, f"B {bundle}")
         line = self._status.read()
         if line != "N":
@@ -142,6 +159,7 @@ class Launch:
             except BaseException:
                 self.abort()
                 raise
+        trace("M go")
         _send(self._ctl_w, "G")
         line = self._status.read()
         if not line or not line.startswith("P "):
@@ -229,13 +247,14 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     os.setpgid(0, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # SIGPIPE stays ignored (Python's default): a dead peer is an EPIPE we report.
     # The container's stdio sits on 0, 1, 2 for pid 1 to inherit.
     for i, fd in enumerate(stdio):
         if fd != i:
             os.dup2(fd, i)
     _close_all_but({0, 1, 2, ctl_r, status_w} | ({pty_sock} if pty_sock is not None else set()))
     ctl = _Lines(ctl_r)
+    trace("S start")
     sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
     _send(status_w, "U")
     if ctl.read() != "M":
@@ -249,6 +268,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         os.setresuid(0, 0, 0)
     except OSError:
         pass
+    trace("S maps ok")
     server = rootfs_mod.Server(backend)
     server.prestart()
     flags = 0
@@ -266,6 +286,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     with open(os.path.join(bundle, "config.json")) as f:
         spec = json.load(f)
     rfs = rootfs_mod.RootfsSpec.load(os.path.join(bundle, "rootfs.json"))
+    trace("S bundle read")
     _send(status_w, "N")
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     try:
@@ -281,6 +302,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
             hint = " (check that /dev/fuse exists and is readable and writable by you)"
         _send(status_w, f"E 125 root filesystem: {exc}{hint}")
         os._exit(125)
+    trace("S mounted")
     if ctl.read() != "G":
         server.stop(rfs)
         os._exit(0)
@@ -302,6 +324,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    trace("S forked P")
     _send(status_w, f"P {pid}")
     report = b""
     while chunk := os.read(exec_r, 4096):
@@ -315,5 +338,6 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
             continue
         if done == pid:
             break
+    trace("S P exited")
     _send(status_w, f"X {status}")
     server.stop(rfs)
