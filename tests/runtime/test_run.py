@@ -197,7 +197,7 @@ def test_ulimit(rl):
 
 
 def test_init_is_pid_1(rl):
-    r = run(rl, "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo $$")
+    r = run(rl, "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$")
     first, pid = r.stdout.splitlines()
     assert first.startswith("/dev/init")
     assert pid != "1"
