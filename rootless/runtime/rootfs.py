@@ -108,11 +108,11 @@ class Server:
                 syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 try:
-                    from fuse_overlay import server
-
                     # The server imports these when it mounts; importing them now is the
                     # point of forking early (pyfuse3 + trio: ~90 ms).
                     import pyfuse3  # noqa: F401
+
+                    from fuse_overlay import server
                     try:
                         from fuse_overlay import fs  # noqa: F401
                     except ImportError:
