@@ -281,13 +281,13 @@ def _namespaces(network: str) -> set[str]:
     return kinds
 
 
-def _launch(c_options: dict, maps, wiring):
+def _launch(c_options: dict, maps, wiring, early=None):
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
 
     return Launch(maps=maps, backend=rootfs.default_backend(),
                   namespaces=_namespaces(c_options.get("network", "slirp4netns")),
-                  stdio=wiring.stdio, terminal=wiring.tty)
+                  stdio=wiring.stdio, terminal=wiring.tty, early=early)
 
 
 def _maps_of(c: Container):
@@ -364,10 +364,15 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
 
 def run(opts: RunOptions) -> int | str:
     """`rl run`: the exit code (foreground) or the container id (detached)."""
-    from rootless.runtime import monitor, userns
+    from rootless.runtime import early, monitor, userns
 
-    _check_unsupported(opts)
+    try:
+        _check_unsupported(opts)
+    except BaseException:
+        early.discard()
+        raise
     if opts.detach:
+        early.discard()
         c = create(opts)
         _start_detached(c)
         return c.id
@@ -375,7 +380,8 @@ def run(opts: RunOptions) -> int | str:
     direct = opts.rm and not opts.tty
     wiring = monitor.wire(mode="direct" if direct else "pipes", interactive=opts.interactive,
                           tty=opts.tty)
-    launch = _launch({"network": opts.network}, maps, wiring)
+    # The fuse server `rl` forked before parsing (rootless.runtime.early), if any.
+    launch = _launch({"network": opts.network}, maps, wiring, early=early.take())
     # Fork the sandbox now: its fuse server imports pyfuse3 while we resolve the image
     # and write the bundle.
     launch.fork()

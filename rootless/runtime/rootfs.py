@@ -88,61 +88,24 @@ def _child_log(spec: RootfsSpec) -> int:
 class Server:
     """The process that serves the rootfs (None for the kernel backend)."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, early_ready_fd: int | None = None) -> None:
         self.backend = backend
-        self.pid: int | None = None
-        self._params_w: int | None = None
-        self._ready_r: int | None = None
+        self.pid: int | None = None  # a server that is our child
+        self._pre = None
+        # A server forked by `rl run` before this sandbox existed (rootless.runtime.early):
+        # it joins our namespaces and mounts by itself; we only wait for its ready byte.
+        self._early_ready = early_ready_fd
 
     # -- fuse_overlay: fork now, import pyfuse3 while the caller does other work ----------
     def prestart(self) -> None:
-        if self.backend != "fuse_overlay" or self.pid is not None:
+        if self.backend != "fuse_overlay" or self._pre is not None:
             return
-        params_r, params_w = os.pipe()
-        ready_r, ready_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the fuse server
-            try:
-                os.close(params_w)
-                os.close(ready_r)
-                syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                try:
-                    # The server imports these when it mounts; importing them now is the
-                    # point of forking early (pyfuse3 + trio: ~90 ms).
-                    import pyfuse3  # noqa: F401
+        if self._early_ready is not None:
+            return
+        from rootless.runtime import early
 
-                    from fuse_overlay import server
-                    try:
-                        from fuse_overlay import fs  # noqa: F401
-                    except ImportError:
-                        pass
-                except ImportError as exc:
-                    os.write(ready_w, f"E fuse_overlay is not available: {exc}".encode())
-                    os._exit(1)
-                raw = b""
-                while chunk := os.read(params_r, 65536):
-                    raw += chunk
-                if not raw:
-                    os._exit(0)
-                spec = RootfsSpec(**json.loads(raw))
-                logfd = _child_log(spec)
-                os.dup2(logfd, 2)
-                null = os.open(os.devnull, os.O_RDWR)
-                os.dup2(null, 0)
-                os.dup2(null, 1)
-                syscalls.neutralize_fds({0, 1, 2, ready_w})
-                server.run(spec.lowerdirs, spec.upperdir, spec.workdir, spec.mountpoint,
-                           ready_fd=ready_w)
-                os._exit(0)
-            except BaseException as exc:  # report, never return into the caller's code
-                try:
-                    os.write(2, f"fuse_overlay server: {exc!r}\n".encode())
-                finally:
-                    os._exit(1)
-        os.close(params_r)
-        os.close(ready_w)
-        self.pid, self._params_w, self._ready_r = pid, params_w, ready_r
+        self._pre = early.fork_server()
+        self.pid = self._pre.pid
 
     def mount(self, spec: RootfsSpec, timeout: float = 30.0) -> None:
         os.makedirs(spec.mountpoint, exist_ok=True)
@@ -151,21 +114,20 @@ class Server:
                            overlay_options(spec) + ",userxattr")
             return
         if spec.backend == "fuse_overlay":
-            self.prestart()
-            assert self._params_w is not None and self._ready_r is not None
-            try:
-                os.write(self._params_w, json.dumps(asdict(spec)).encode())
-            except BrokenPipeError:
-                pass  # the server died early: its reason is on the ready pipe
-            os.close(self._params_w)
-            self._params_w = None
+            if self._early_ready is not None:
+                ready_r = self._early_ready
+                self._early_ready = None
+            else:
+                self.prestart()
+                assert self._pre is not None
+                self._pre.send(asdict(spec))
+                ready_r = self._pre.ready_r
             answer = b""
-            while chunk := os.read(self._ready_r, 4096):
+            while chunk := os.read(ready_r, 4096):
                 answer += chunk
                 if answer.startswith(b"1"):
                     break
-            os.close(self._ready_r)
-            self._ready_r = None
+            os.close(ready_r)
             if not answer.startswith(b"1"):
                 msg = answer[2:].decode(errors="replace") if answer.startswith(b"E ") else ""
                 raise RootfsError(msg or "the fuse_overlay server exited before the mount "

@@ -76,8 +76,12 @@ class Launch:
     caller's work), then `start(bundle)`, then `wait()` for the exit status."""
 
     def __init__(self, *, maps: userns.Maps, backend: str, namespaces: set[str],
-                 stdio: tuple[int, int, int], terminal: bool = False) -> None:
+                 stdio: tuple[int, int, int], terminal: bool = False, early=None) -> None:
         self.maps = maps
+        # A fuse_overlay server forked before us (rootless.runtime.early.Prestarted).
+        self.early = early if backend == "fuse_overlay" else None
+        if early is not None and self.early is None:
+            early.kill()
         self.backend = backend
         self.namespaces = namespaces
         self.stdio = stdio
@@ -110,7 +114,8 @@ class Launch:
                 if self._pty_sock is not None:
                     self._pty_sock.close()
                 _sandbox(ctl_r, status_w, self.stdio, self.backend, self.namespaces,
-                         pty_child.detach() if pty_child is not None else None)
+                         pty_child.detach() if pty_child is not None else None,
+                         self.early.ready_r if self.early is not None else None)
             except BaseException as exc:
                 try:
                     if os.environ.get("RL_DEBUG"):
@@ -126,6 +131,9 @@ class Launch:
         os.close(status_w)
         if pty_child is not None:
             pty_child.close()
+        if self.early is not None:
+            os.close(self.early.ready_r)  # the sandbox waits on it
+            self.early.ready_r = -1
         self.sandbox_pid = pid
         self._ctl_w = ctl_w
         self._status = _Lines(status_r)
@@ -148,6 +156,13 @@ class Launch:
     def start(self, bundle: Path, *, before_go=None) -> None:
         """Send the bundle; return once the container's command runs (or raise)."""
         assert self._status is not None
+        if self.early is not None:
+            from dataclasses import asdict
+
+            from rootless.runtime.rootfs import RootfsSpec
+
+            spec = asdict(RootfsSpec.load(str(Path(bundle) / "rootfs.json")))
+            self.early.send(spec, ns_pid=self.sandbox_pid)
         trace("M bundle")
         _send(self._ctl_w, f"B {bundle}")
         line = self._status.read()
@@ -213,12 +228,17 @@ class Launch:
             128 + os.WTERMSIG(status)
 
     def reap(self) -> None:
+        if self.early is not None:
+            self.early.close_params()
         if self.sandbox_pid is not None:
             try:
                 os.waitpid(self.sandbox_pid, 0)
             except ChildProcessError:
                 pass
             self.sandbox_pid = None
+        if self.early is not None:
+            self.early.reap()  # it exits once the sandbox unmounted the rootfs
+            self.early = None
         if self._ctl_w >= 0:
             os.close(self._ctl_w)
             self._ctl_w = -1
@@ -230,6 +250,8 @@ class Launch:
                 os.kill(self.sandbox_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.early is not None:
+            self.early.kill()
         self.reap()
 
 
@@ -242,7 +264,7 @@ def _close_all_but(keep: set[int]) -> None:
 
 
 def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: str,
-             namespaces: set[str], pty_sock: int | None) -> None:
+             namespaces: set[str], pty_sock: int | None, early_ready: int | None) -> None:
     # Our own process group: the terminal's Ctrl-C goes to the monitor, which forwards it.
     os.setpgid(0, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -252,7 +274,9 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     for i, fd in enumerate(stdio):
         if fd != i:
             os.dup2(fd, i)
-    _close_all_but({0, 1, 2, ctl_r, status_w} | ({pty_sock} if pty_sock is not None else set()))
+    keep = {0, 1, 2, ctl_r, status_w}
+    keep |= {fd for fd in (pty_sock, early_ready) if fd is not None}
+    _close_all_but(keep)
     ctl = _Lines(ctl_r)
     trace("S start")
     sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
@@ -269,7 +293,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     except OSError:
         pass
     trace("S maps ok")
-    server = rootfs_mod.Server(backend)
+    server = rootfs_mod.Server(backend, early_ready)
     server.prestart()
     flags = 0
     for kind, flag in NS_FLAGS.items():
