@@ -75,8 +75,17 @@ def fork_server() -> Prestarted:
     return Prestarted(pid, params_w, ready_r)
 
 
+def _trace(what: str) -> None:
+    if os.environ.get("RL_TRACE"):
+        import time
+
+        with open(os.environ["RL_TRACE"], "a") as f:
+            f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
+
+
 def _server_main(params_r: int, ready_w: int) -> None:
     try:
+        _trace("F start")
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
@@ -90,6 +99,7 @@ def _server_main(params_r: int, ready_w: int) -> None:
         except ImportError as exc:
             os.write(ready_w, f"E fuse_overlay is not available: {exc}".encode())
             os._exit(1)
+        _trace("F imported")
         raw = b""
         while chunk := os.read(params_r, 65536):
             raw += chunk
@@ -106,6 +116,7 @@ def _server_main(params_r: int, ready_w: int) -> None:
         os.dup2(null, 1)
         os.close(null)
         sc.neutralize_fds({0, 1, 2, ready_w})
+        _trace("F params")
         if spec.get("ns_pid"):
             _join(spec["ns_pid"])
         server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],

@@ -257,6 +257,14 @@ class Launch:
 
 # -- the sandbox process -------------------------------------------------------------------
 
+def _become_root() -> None:
+    try:  # root inside (keep-id maps our own uid to itself; root is then a subuid)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass
+
+
 def _close_all_but(keep: set[int]) -> None:
     """Release every fd not in `keep`: the sandbox must not hold the monitor's pipes (a
     detached start waits for EOF on one) nor anything else of the caller."""
@@ -287,11 +295,8 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     # when there is no subordinate range, and slirp4netns opens its /proc/PID/ns/net. No
     # process of the container can reach it (it is outside the container's pid namespace);
     # pid 1 makes itself non-dumpable until its exec.
-    try:  # root inside (keep-id maps our own uid to itself; root is then a subuid)
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-    except OSError:
-        pass
+    if early_ready is None:
+        _become_root()
     trace("S maps ok")
     server = rootfs_mod.Server(backend, early_ready)
     server.prestart()
@@ -327,6 +332,10 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         _send(status_w, f"E 125 root filesystem: {exc}{hint}")
         os._exit(125)
     trace("S mounted")
+    if early_ready is not None:
+        # Only now: an early fuse server had to open our /proc/PID/ns/* first, which a
+        # change to a subordinate uid (--userns=keep-id) would have forbidden it.
+        _become_root()
     if ctl.read() != "G":
         server.stop(rfs)
         os._exit(0)
