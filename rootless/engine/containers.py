@@ -375,6 +375,7 @@ def run(opts: RunOptions) -> int | str:
         early.discard()
         c = create(opts)
         _start_detached(c)
+        _warm_up()
         return c.id
     maps = userns.plan(opts.userns == "keep-id")
     direct = opts.rm and not opts.tty
@@ -397,6 +398,22 @@ def run(opts: RunOptions) -> int | str:
     finally:
         if opts.rm:
             _remove_files(c)
+        _warm_up()
+
+
+def _warm_up() -> None:
+    """After a container ran (so that its start did not pay for it): start the fuse
+    server zygote for the next ones, if fuse_overlay serves root filesystems."""
+    from rootless.runtime import rootfs
+
+    if rootfs.default_backend() != "fuse_overlay":
+        return
+    from rootless.runtime import zygote
+
+    try:
+        zygote.spawn()
+    except OSError:
+        pass
 
 
 def _start_detached(c: Container) -> None:

@@ -83,19 +83,25 @@ def _trace(what: str) -> None:
             f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
 
 
+def import_server():
+    """Import what serving needs (the point of forking early or keeping a warm zygote)."""
+    import pyfuse3  # noqa: F401
+
+    from fuse_overlay import server
+    try:
+        from fuse_overlay import fs  # noqa: F401
+    except ImportError:
+        pass
+    return server
+
+
 def _server_main(params_r: int, ready_w: int) -> None:
     try:
         _trace("F start")
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            import pyfuse3  # noqa: F401  (the point of forking early)
-
-            from fuse_overlay import server
-            try:
-                from fuse_overlay import fs  # noqa: F401
-            except ImportError:
-                pass
+            server = import_server()
         except ImportError as exc:
             os.write(ready_w, f"E fuse_overlay is not available: {exc}".encode())
             os._exit(1)
@@ -106,28 +112,51 @@ def _server_main(params_r: int, ready_w: int) -> None:
         os.close(params_r)
         if not raw:
             os._exit(0)
-        spec = json.loads(raw)
-        if spec.get("log"):
-            logfd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(logfd, 2)
-            os.close(logfd)
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(null, 1)
-        os.close(null)
-        sc.neutralize_fds({0, 1, 2, ready_w})
-        _trace("F params")
-        if spec.get("ns_pid"):
-            _join(spec["ns_pid"])
-        server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],
-                   ready_fd=ready_w)
-        os._exit(0)
+        serve(server, json.loads(raw), ready_w, watch=False)
     except BaseException as exc:  # report, never return into the caller's code
         try:
             os.write(ready_w, f"E {exc}".encode(errors="replace"))
             os.write(2, f"fuse_overlay server: {exc!r}\n".encode())
         finally:
             os._exit(1)
+
+
+def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
+    """Mount spec's rootfs and serve it; never returns. With `watch` (a server forked by
+    the zygote, so no PDEATHSIG tie to the container), a thread exits the process when the
+    sandbox (spec["ns_pid"]) dies, which tears the mount down with its namespace."""
+    _trace("F params")
+    if spec.get("log"):
+        logfd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(logfd, 2)
+        os.close(logfd)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    sc.neutralize_fds({0, 1, 2, ready_w})
+    pidfd = None
+    if spec.get("ns_pid"):
+        if watch:
+            pidfd = os.pidfd_open(spec["ns_pid"])
+        _join(spec["ns_pid"])
+    try:  # root inside (keep-id maps our own uid to itself): allow_other needs it
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass
+    if pidfd is not None:
+        import select
+        import threading
+
+        def watcher() -> None:
+            select.select([pidfd], [], [])
+            os._exit(0)
+
+        threading.Thread(target=watcher, daemon=True).start()
+    server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],
+               ready_fd=ready_w)
+    os._exit(0)
 
 
 def _join(pid: int) -> None:
@@ -183,9 +212,17 @@ def _wants_early(args: list[str]) -> bool:
 
 
 def start_for_run(args: list[str]) -> None:
-    """Fork the fuse server now if this `rl run` will serve its rootfs with fuse_overlay."""
+    """Fork the fuse server now if this `rl run` will serve its rootfs with fuse_overlay
+    and no warm zygote (rootless.runtime.zygote) will."""
     global _EARLY
     if _EARLY is None and _wants_early(args):
+        from rootless.runtime import zygote
+
+        try:
+            if zygote.available():
+                return
+        except Exception:
+            pass
         _EARLY = fork_server()
 
 

@@ -95,15 +95,22 @@ class Server:
         # A server forked by `rl run` before this sandbox existed (rootless.runtime.early):
         # it joins our namespaces and mounts by itself; we only wait for its ready byte.
         self._early_ready = early_ready_fd
+        self._zygote = False  # a warm zygote will fork our server
 
     # -- fuse_overlay: fork now, import pyfuse3 while the caller does other work ----------
     def prestart(self) -> None:
         if self.backend != "fuse_overlay" or self._pre is not None:
             return
-        if self._early_ready is not None:
+        if self._early_ready is not None or self._zygote:
             return
-        from rootless.runtime import early
+        from rootless.runtime import early, zygote
 
+        try:
+            if zygote.available():
+                self._zygote = True
+                return
+        except Exception:
+            pass
         self._pre = early.fork_server()
         self.pid = self._pre.pid
 
@@ -114,10 +121,17 @@ class Server:
                            overlay_options(spec) + ",userxattr")
             return
         if spec.backend == "fuse_overlay":
+            ready_r = None
             if self._early_ready is not None:
                 ready_r = self._early_ready
                 self._early_ready = None
-            else:
+            elif self._zygote:
+                from rootless.runtime import zygote
+
+                ready_r = zygote.request(asdict(spec), os.getpid())
+                if ready_r is None:  # it went away: serve it ourselves
+                    self._zygote = False
+            if ready_r is None:
                 self.prestart()
                 assert self._pre is not None
                 self._pre.send(asdict(spec))

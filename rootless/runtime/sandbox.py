@@ -295,8 +295,8 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     # when there is no subordinate range, and slirp4netns opens its /proc/PID/ns/net. No
     # process of the container can reach it (it is outside the container's pid namespace);
     # pid 1 makes itself non-dumpable until its exec.
-    if early_ready is None:
-        _become_root()
+    if backend != "fuse_overlay":
+        _become_root()  # fuse-overlayfs is exec'd: as root in the namespace it keeps its caps
     trace("S maps ok")
     server = rootfs_mod.Server(backend, early_ready)
     server.prestart()
@@ -332,9 +332,10 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         _send(status_w, f"E 125 root filesystem: {exc}{hint}")
         os._exit(125)
     trace("S mounted")
-    if early_ready is not None:
-        # Only now: an early fuse server had to open our /proc/PID/ns/* first, which a
-        # change to a subordinate uid (--userns=keep-id) would have forbidden it.
+    if backend == "fuse_overlay":
+        # Only now: a fuse server forked before us or by the zygote had to open our
+        # /proc/PID/ns/* (and the zygote checks our uid): a change to a subordinate uid
+        # (--userns=keep-id) would have forbidden both.
         _become_root()
     if ctl.read() != "G":
         server.stop(rfs)
