@@ -98,15 +98,17 @@ class Server:
         self._zygote = False  # a warm zygote will fork our server
 
     # -- fuse_overlay: fork now, import pyfuse3 while the caller does other work ----------
-    def prestart(self) -> None:
+    def prestart(self, *, fork: bool = False) -> None:
+        """Get a server ready: nothing to do when one was forked before us or a warm
+        zygote answers; otherwise (or with `fork`) fork one now."""
         if self.backend != "fuse_overlay" or self._pre is not None:
             return
-        if self._early_ready is not None or self._zygote:
+        if not fork and (self._early_ready is not None or self._zygote):
             return
         from rootless.runtime import early, zygote
 
         try:
-            if zygote.available():
+            if not fork and zygote.available():
                 self._zygote = True
                 return
         except Exception:
@@ -132,7 +134,7 @@ class Server:
                 if ready_r is None:  # it went away: serve it ourselves
                     self._zygote = False
             if ready_r is None:
-                self.prestart()
+                self.prestart(fork=True)
                 assert self._pre is not None
                 self._pre.send(asdict(spec))
                 ready_r = self._pre.ready_r

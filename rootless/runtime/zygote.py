@@ -138,6 +138,7 @@ def _main(path: str) -> None:
     listener.bind(tmp)
     listener.listen(64)
     os.rename(tmp, path)
+    ino = os.stat(path).st_ino  # ours, as long as nobody replaced or removed it
     with open(path[: -len(".sock")] + ".pid", "w") as f:
         f.write(str(os.getpid()))
     last = time.monotonic()
@@ -152,7 +153,7 @@ def _main(path: str) -> None:
                 if not done:
                     break
             try:
-                if os.stat(path).st_ino != os.fstat(listener.fileno()).st_ino:
+                if os.stat(path).st_ino != ino:
                     return
             except OSError:
                 return  # socket removed (its directory too): nothing will call us
@@ -163,7 +164,7 @@ def _main(path: str) -> None:
             _handle(conn, server)
     finally:
         try:
-            if os.stat(path).st_ino == os.fstat(listener.fileno()).st_ino:
+            if os.stat(path).st_ino == ino:
                 os.unlink(path)
         except OSError:
             pass
