@@ -5,6 +5,7 @@ in rootless.engine.containers."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -90,8 +91,11 @@ def run(**kw) -> None:
     if isinstance(result, str):
         click.echo(result)
         return
+    # The container's exit code, and no interpreter teardown (~10 ms of module cleanup
+    # for nothing: every file and the catalog are closed and committed already).
     sys.stdout.flush()
-    sys.exit(result)
+    sys.stderr.flush()
+    os._exit(result)
 
 
 @click.command(context_settings=_RUN_CTX)

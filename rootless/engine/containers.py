@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import time
@@ -191,12 +190,16 @@ def _check_unsupported(opts: RunOptions) -> None:
                               "use --userns=keep-id")
 
 
+def _pick(words: tuple[str, ...]) -> str:
+    return words[int.from_bytes(os.urandom(2), "big") % len(words)]
+
+
 def _new_name(conn) -> str:
     for _ in range(100):
-        name = f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}"
+        name = f"{_pick(_ADJ)}_{_pick(_NOUN)}"
         if conn.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone() is None:
             return name
-    return "rl_" + secrets.token_hex(4)
+    return "rl_" + os.urandom(4).hex()
 
 
 def _validate_name(name: str) -> None:
@@ -223,7 +226,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     image = images.ensure_image(opts.image, pull=opts.pull)
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     hostname = opts.hostname or cid[:12]
     base = containers_dir()
     base.mkdir(parents=True, exist_ok=True)
@@ -358,7 +361,8 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     finally:
         for s in slirp:
             s.stop()
-    _set_exited(c, code)
+    if not c.options.get("rm"):  # otherwise the row is about to go
+        _set_exited(c, code)
     return code
 
 

@@ -299,6 +299,8 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         _become_root()  # fuse-overlayfs is exec'd: as root in the namespace it keeps its caps
     trace("S maps ok")
     server = rootfs_mod.Server(backend, early_ready)
+    from rootless.runtime import pid1
+
     server.prestart()
     flags = 0
     for kind, flag in NS_FLAGS.items():

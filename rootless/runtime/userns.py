@@ -10,8 +10,6 @@ to the child's /proc/PID/setgroups as the kernel requires.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -65,7 +63,11 @@ def plan(keep_id: bool = False, *, warn: bool = True) -> Maps:
 
 
 def _helper(name: str) -> str:
-    path = shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin:" + os.environ.get("PATH", ""))
+    path = None
+    for d in ["/usr/bin", "/bin", "/usr/sbin", "/sbin", *os.environ.get("PATH", "").split(":")]:
+        if d and os.access(os.path.join(d, name), os.X_OK):
+            path = os.path.join(d, name)
+            break
     if path is None:
         raise RlError(f"{name} is not installed; it is needed to map the subordinate ids",
                       "install the uidmap package (apt-get install uidmap)")
@@ -82,19 +84,35 @@ def write(pid: int, maps: Maps) -> None:
         with open(f"/proc/{pid}/gid_map", "w") as f:
             f.write(maps.gid.proc_format())
         return
-    # Both helpers at once: each is a setuid exec of a few milliseconds.
+    # Both helpers at once: each is a setuid exec of a few milliseconds. posix_spawn, not
+    # subprocess: this is on the path of every start and subprocess costs an import.
     procs = []
     for name, m in (("newuidmap", maps.uid), ("newgidmap", maps.gid)):
-        procs.append((name, subprocess.Popen([_helper(name), str(pid), *m.newidmap_args()],
-                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                             stderr=subprocess.STDOUT, close_fds=True)))
-    for name, p in procs:
-        out = p.communicate()[0].decode(errors="replace").strip()
-        if p.returncode != 0:
-            raise RlError(
-                f"{name} failed: {out.splitlines()[-1] if out else f'exit {p.returncode}'}",
-                f"check that {name} is setuid root (ls -l $(command -v {name})) and that "
-                "/etc/subuid and /etc/subgid grant you a range")
+        r, w = os.pipe()
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)]
+        try:
+            child = os.posix_spawn(_helper(name), [name, str(pid), *m.newidmap_args()],
+                                   os.environ, file_actions=actions)
+        finally:
+            os.close(w)
+        procs.append((name, child, r))
+    failures = []
+    for name, child, r in procs:
+        out = b""
+        while chunk := os.read(r, 4096):
+            out += chunk
+        os.close(r)
+        _, status = os.waitpid(child, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            text = out.decode(errors="replace").strip()
+            failures.append((name, text.splitlines()[-1] if text else f"exit status {status}"))
+    if failures:
+        name, text = failures[0]
+        raise RlError(
+            f"{name} failed: {text}",
+            f"check that {name} is setuid root (ls -l $(command -v {name})) and that "
+            "/etc/subuid and /etc/subgid grant you a range")
 
 
 def run_in_userns(fn, maps: Maps | None = None, *, mount_ns: bool = True) -> int:

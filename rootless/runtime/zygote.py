@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 
 IDLE = 600.0
 DISABLE_ENV = "RL_FUSE_ZYGOTE"  # "0" disables
@@ -66,6 +65,8 @@ def request(spec: dict, ns_pid: int) -> int | None:
     path = socket_path()
     if not os.path.exists(path):
         return None
+    import socket
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         s.connect(path)
@@ -110,6 +111,7 @@ def spawn() -> None:
 def _main(path: str) -> None:
     import fcntl
     import select
+    import socket
     import time
 
     from rootless.linux import syscalls as sc
@@ -123,6 +125,11 @@ def _main(path: str) -> None:
     sc.neutralize_fds({0, 1, 2})
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def on_term(signum, frame):
+        raise SystemExit(0)  # through the finally below: the socket goes too
+
+    signal.signal(signal.SIGTERM, on_term)
     lock = os.open(path[: -len(".sock")] + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                    0o600)
     try:
@@ -171,7 +178,8 @@ def _main(path: str) -> None:
         listener.close()
 
 
-def _handle(conn: socket.socket, server) -> None:
+def _handle(conn, server) -> None:
+    import socket
     import struct
 
     try:

@@ -59,6 +59,19 @@ class Runner(users.RlRunner):
         ids = r.stdout.split()
         if ids:
             self("rm", "-f", *ids, timeout=60)
+        stop_zygotes(self.root)
+
+
+def stop_zygotes(root: Path) -> None:
+    """The warm fuse server rl leaves for the next run (rootless/runtime/zygote.py) would
+    outlive the test by its idle timeout: stop it."""
+    import signal
+
+    for pidfile in root.glob("run/rl/fuse-zygote-*.pid"):
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +122,9 @@ def rl_nosub(layer_store):
     yield runner
     try:
         runner.cleanup()
+        for pidfile in users.run_as_nosub(["sh", "-c", "cat /tmp/rl-$(id -u)/fuse-zygote-*.pid"
+                                           ]).stdout.split():
+            users.run_as_nosub(["kill", pidfile])
     finally:
         users.cleanup_nosub_runner(runner)
 

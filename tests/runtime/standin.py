@@ -11,12 +11,9 @@ and the `rl` fixture of tests/runtime pulls from the `registry` fixture instead.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
-import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fuse_overlay.metadata import Override, read_override, write_override
@@ -26,12 +23,9 @@ from rootless.store import paths
 INDEX = "standin-images.json"
 
 
-@dataclass
 class ImageRecord:
-    id: str
-    names: list[str]
-    config: dict
-    layer_dirs: list[Path] = field(default_factory=list)
+    def __init__(self, id: str, names: list[str], config: dict, layer_dirs: list[Path]):
+        self.id, self.names, self.config, self.layer_dirs = id, names, config, layer_dirs
 
 
 def _index_path(data_dir: Path) -> Path:
@@ -58,6 +52,9 @@ def ensure_image(ref, *, pull="missing", platform=None, quiet=False) -> ImageRec
 
 
 def unpack_layer(tar_bytes: bytes, dest: Path) -> None:
+    import io
+    import tarfile
+
     dest.mkdir(parents=True)
     later: list[tuple[str, Override]] = []
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
