@@ -100,7 +100,11 @@ def spawn() -> None:
     if pid == 0:
         try:
             os.setsid()
-            if os.fork() != 0:
+            child = os.fork()
+            if child != 0:
+                # Written before spawn() returns, so whoever started it can stop it.
+                with open(path[: -len(".sock")] + ".pid", "w") as f:
+                    f.write(str(child))
                 os._exit(0)
             _main(path)
         finally:
@@ -146,8 +150,6 @@ def _main(path: str) -> None:
     listener.listen(64)
     os.rename(tmp, path)
     ino = os.stat(path).st_ino  # ours, as long as nobody replaced or removed it
-    with open(path[: -len(".sock")] + ".pid", "w") as f:
-        f.write(str(os.getpid()))
     last = time.monotonic()
     try:
         while time.monotonic() - last < IDLE:
