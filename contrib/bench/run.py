@@ -110,10 +110,10 @@ class Env:
                 self.image = "localhost/rlbench:latest"
                 return argv
         # the stand-in store of the runtime tests
-        script = ("import sys; sys.path.insert(0, %r); from pathlib import Path;"
+        data = str(self.rl_root / "data" / "rl")
+        script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from pathlib import Path;"
                   "from tests.runtime import standin; from tests.support import images;"
-                  "standin.install(Path(%r), 'busybox:latest', images.build_busybox())"
-                  % (str(REPO), str(self.rl_root / "data" / "rl")))
+                  f"standin.install(Path({data!r}), 'busybox:latest', images.build_busybox())")
         r = _as_user([sys.executable, "-c", script], self.env, cwd="/")
         if r.returncode != 0:
             raise RuntimeError(r.stderr)
