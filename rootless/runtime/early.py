@@ -50,13 +50,30 @@ class Prestarted:
             pass
         self.reap()
 
-    def reap(self) -> None:
-        if self.pid:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
-            self.pid = 0
+    def reap(self, timeout: float = 2.0) -> None:
+        """Wait for the server to exit (it does once the sandbox unmounted the rootfs);
+        kill it if it has not after `timeout` (a sandbox killed before unmounting leaves
+        it serving a namespace nobody else is in)."""
+        if not self.pid:
+            return
+        import time
+
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        try:
+            while True:
+                done, _ = os.waitpid(self.pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        except (ChildProcessError, ProcessLookupError):
+            pass
+        self.pid = 0
 
 
 def fork_server() -> Prestarted:

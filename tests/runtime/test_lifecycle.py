@@ -230,3 +230,21 @@ def test_sigterm_to_rl_run_is_forwarded(rl):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_logs_follow_and_tail(rl):
+    detached(rl, "busybox", "sh", "-c",
+             "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo late; printf partial",
+             name="chatty")
+    wait_for_log(rl, "chatty", "line5")
+    assert rl("logs", "--tail", "2", "chatty").stdout == "line4\nline5\n"
+    r = rl("logs", "-f", "chatty", timeout=30)  # returns once the container exited
+    assert r.stdout == "line1\nline2\nline3\nline4\nline5\nlate\npartial"
+    assert rl("logs", "--tail", "1", "chatty").stdout == "partial"
+
+
+def test_detached_with_tty_logs_through_the_pty(rl):
+    detached(rl, "-t", "busybox", "sh", "-c", "tty; echo done", name="ttybox")
+    rl("wait", "ttybox", check=True)
+    out = rl("logs", "ttybox").stdout
+    assert "/dev/pts/0" in out and "done" in out
