@@ -826,10 +826,17 @@ def cp(src: str, dst: str) -> None:
     if (s_ctr is None) == (d_ctr is None):
         raise InvalidArgument("rl cp copies between a container and the host",
                               "write one side as CONTAINER:PATH")
-    if s_ctr is not None:
-        copying.copy_out(_running(s_ctr).pid, s_path, d_path)
+    c = lookup(s_ctr if s_ctr is not None else d_ctr)
+    if c.state == "running" and c.pid:
+        target = c.pid  # join it: its mounts (volumes) are seen as it sees them
     else:
-        copying.copy_in(_running(d_ctr).pid, s_path, d_path)
+        from rootless.runtime.rootfs import RootfsSpec
+
+        target = RootfsSpec.load(str(c.dir / "rootfs.json"))
+    if s_ctr is not None:
+        copying.copy_out(target, s_path, d_path)
+    else:
+        copying.copy_in(target, s_path, d_path)
 
 
 def _split_cp(arg: str) -> tuple[str | None, str]:

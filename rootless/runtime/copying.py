@@ -18,8 +18,13 @@ from rootless.errors import InvalidArgument, RlError
 from rootless.runtime import join
 
 
-def _child_in_container(pid: int, fn) -> int:
-    """Fork a child into the container's user and mount namespaces and run fn() there."""
+def _child_in_container(target, fn) -> int:
+    """Fork a child that runs fn() with the container's root as its root: joining the
+    running container (target: its pid 1) or, for a stopped one (target: a RootfsSpec),
+    mounting its root filesystem in a user and mount namespace of its own."""
+    if not isinstance(target, int):
+        return _child_in_rootfs(target, fn)
+    pid = target
     nsfds = join.open_namespaces(pid, kinds={"user", "mnt"})
     child = os.fork()
     if child == 0:
@@ -44,12 +49,55 @@ def _child_in_container(pid: int, fn) -> int:
     return child
 
 
+def _child_in_rootfs(rfs, fn) -> int:
+    from rootless.runtime import userns
+
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            def inner() -> int:
+                from rootless.linux import syscalls as sc
+                from rootless.runtime import rootfs
+
+                sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+                server = rootfs.Server(rfs.backend)
+                server.prestart(fork=True)
+                server.mount(rfs)
+                try:
+                    worker = os.fork()
+                    if worker == 0:
+                        rc = 1
+                        try:
+                            tarfile.pwd = tarfile.grp = None  # see _child_in_container
+                            os.chroot(rfs.mountpoint)
+                            os.chdir("/")
+                            rc = fn() or 0
+                        except BaseException as exc:
+                            os.write(2, f"rl: error: {exc}\n".encode())
+                        finally:
+                            os._exit(rc)
+                    _, status = os.waitpid(worker, 0)
+                    return os.waitstatus_to_exitcode(status)
+                finally:
+                    server.stop(rfs)
+
+            code = userns.run_in_userns(inner)
+        except BaseException as exc:
+            try:
+                os.write(2, f"rl: error: {exc}\n".encode())
+            finally:
+                os._exit(1)
+        os._exit(code)
+    return child
+
+
 def _wait(child: int) -> int:
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status)
 
 
-def copy_out(pid: int, src: str, dest: str) -> None:
+def copy_out(pid, src: str, dest: str) -> None:
     r, w = os.pipe()
 
     def produce() -> int:
@@ -138,7 +186,7 @@ def _safe_extract(tar: tarfile.TarFile, dest: str) -> None:
         # device nodes and fifos from a container are skipped on the host
 
 
-def copy_in(pid: int, src: str, dest: str) -> None:
+def copy_in(pid, src: str, dest: str) -> None:
     if not os.path.lexists(src):
         raise InvalidArgument(f"{src} does not exist on the host")
     r, w = os.pipe()

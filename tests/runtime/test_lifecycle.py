@@ -248,3 +248,18 @@ def test_detached_with_tty_logs_through_the_pty(rl):
     rl("wait", "ttybox", check=True)
     out = rl("logs", "ttybox").stdout
     assert "/dev/pts/0" in out and "done" in out
+
+
+def test_cp_with_a_stopped_container(rl, tmp_path):
+    rl("run", "--name", "stopped", "--network", "none", "busybox", "sh", "-c",
+       "echo kept > /kept; ln -sfn / /up", check=True)
+    rl("cp", "stopped:/kept", str(tmp_path / "kept"), check=True)
+    assert (tmp_path / "kept").read_text() == "kept\n"
+    src = tmp_path / "in"
+    src.write_text("put\n")
+    rl("cp", str(src), "stopped:/up/put", check=True)
+    assert not os.path.exists("/put")
+    r = rl("start", "-a", "stopped", check=True)  # runs its command again
+    assert r.returncode == 0
+    rl("cp", "stopped:/put", str(tmp_path / "back"), check=True)
+    assert (tmp_path / "back").read_text() == "put\n"
