@@ -20,6 +20,7 @@ is left mounted or running. Fork happens before any thread exists anywhere in th
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -106,9 +107,13 @@ class Launch:
             self._pty_sock, pty_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         sys.stdout.flush()
         sys.stderr.flush()
+        # Objects made so far are never collected: the garbage collector then leaves their
+        # pages alone in the sandbox, which keeps sharing them with us (copy-on-write).
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             try:
+                gc.disable()
                 os.close(ctl_w)
                 os.close(status_r)
                 if self._pty_sock is not None:
