@@ -263,3 +263,10 @@ def test_cp_with_a_stopped_container(rl, tmp_path):
     assert r.returncode == 0
     rl("cp", "stopped:/put", str(tmp_path / "back"), check=True)
     assert (tmp_path / "back").read_text() == "put\n"
+
+
+def test_rm_removes_files_owned_by_subordinate_ids(rl):
+    rl("run", "--name", "owner", "--network", "none", "-u", "1000", "busybox", "sh", "-c",
+       "mkdir /tmp/d && echo x > /tmp/d/f && chmod 700 /tmp/d", check=True)
+    rl("rm", "owner", check=True)
+    assert not list((rl.data_dir / "containers").iterdir())
