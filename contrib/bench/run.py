@@ -129,10 +129,11 @@ class Env:
         import signal
 
         for pidfile in (self.rl_root / "run" / "rl").glob("fuse-zygote-*.pid"):
-            try:
-                os.kill(int(pidfile.read_text()), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
+            for pid in pidfile.read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGTERM)
+                except (OSError, ValueError):
+                    pass
         _as_user([*self.podman, "rm", "-af", "-t", "0"], self.env)
         _as_user([*self.podman, "unshare", "rm", "-rf", str(self.podman_root)], self.env)
         _as_user([*self.rl_argv, "rm", "-f", "rlbench-mem"], self.env)
@@ -206,7 +207,7 @@ def memory(e: Env, report) -> None:
     # whose mount namespace is the sandbox's.
     zygotes = set()
     for pidfile in (e.rl_root / "run" / "rl").glob("fuse-zygote-*.pid"):
-        zygotes.add(int(pidfile.read_text()))
+        zygotes |= {int(p) for p in pidfile.read_text().split() if int(p) in procs}
     sandbox_mnt = None
     for p in mine:
         if procs[p][0] == monitor:

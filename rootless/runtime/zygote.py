@@ -102,9 +102,10 @@ def spawn() -> None:
             os.setsid()
             child = os.fork()
             if child != 0:
-                # Written before spawn() returns, so whoever started it can stop it.
-                with open(path[: -len(".sock")] + ".pid", "w") as f:
-                    f.write(str(child))
+                # Written before spawn() returns, so whoever started it can stop it; one
+                # line per spawn (of several at once, the one that gets the lock stays).
+                with open(path[: -len(".sock")] + ".pid", "a") as f:
+                    f.write(f"{child}\n")
                 os._exit(0)
             _main(path)
         finally:

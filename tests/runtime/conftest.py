@@ -68,10 +68,11 @@ def stop_zygotes(root: Path) -> None:
     import signal
 
     for pidfile in root.glob("run/rl/fuse-zygote-*.pid"):
-        try:
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+        for pid in pidfile.read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
 
 
 @pytest.fixture(scope="session")
@@ -122,9 +123,9 @@ def rl_nosub(layer_store):
     yield runner
     try:
         runner.cleanup()
-        for pidfile in users.run_as_nosub(["sh", "-c", "cat /tmp/rl-$(id -u)/fuse-zygote-*.pid"
-                                           ]).stdout.split():
-            users.run_as_nosub(["kill", pidfile])
+        for pid in users.run_as_nosub(["sh", "-c", "cat /tmp/rl-$(id -u)/fuse-zygote-*.pid"
+                                       ]).stdout.split():
+            users.run_as_nosub(["kill", pid])
     finally:
         users.cleanup_nosub_runner(runner)
 
