@@ -234,3 +234,57 @@ def test_unshare_shows_the_user_namespace(rl):
     r = rl("unshare", "cat", "/proc/self/uid_map", check=True)
     first = r.stdout.split("\n")[0].split()
     assert first == ["0", str(os.getuid()), "1"]
+
+
+def _host_address() -> str | None:
+    import socket
+
+    for name in sorted(os.listdir("/sys/class/net")):
+        if name == "lo":
+            continue
+        try:
+            import fcntl
+            import struct
+
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                raw = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+            return socket.inet_ntoa(raw[20:24])
+        except OSError:
+            continue
+    return None
+
+
+def test_default_network_reaches_out(rl):
+    import http.server
+    import threading
+
+    addr = _host_address()
+    if addr is None:
+        pytest.skip("no non-loopback IPv4 address on this host")
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello from the host\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer((addr, 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        r = rl("run", "--rm", "busybox", "wget", "-q", "-O", "-",
+               f"http://{addr}:{server.server_port}/", check=True)
+        assert r.stdout == "hello from the host\n"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pid_1_is_the_command_not_the_host_python(rl):
+    r = run(rl, "busybox", "sh", "-c", "readlink /proc/1/exe; ls /proc/1/fd | wc -l")
+    exe, nfds = r.stdout.split()
+    assert exe in ("/bin/sh", "/bin/busybox")  # hard links of one file: either name
+    assert int(nfds) == 3
