@@ -400,8 +400,12 @@ def run(opts: RunOptions) -> int | str:
     try:
         return _drive(c, launch, wiring, attach=True, log=not direct)
     finally:
+        from rootless.runtime.sandbox import trace
+
+        trace("M driven")
         if opts.rm:
             _remove_files(c)
+        trace("M removed")
         _warm_up()
 
 

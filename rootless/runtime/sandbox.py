@@ -220,6 +220,7 @@ class Launch:
             if line is None:
                 return None
             if line.startswith("X "):
+                trace("M exit status")
                 self.exit_status = int(line[2:])
                 return self.exit_status
 
@@ -233,6 +234,7 @@ class Launch:
             128 + os.WTERMSIG(status)
 
     def reap(self) -> None:
+        trace("M reap")
         if self.early is not None:
             self.early.close_params()
         if self.sandbox_pid is not None:
