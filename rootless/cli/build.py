@@ -1,0 +1,227 @@
+"""Build and ship commands: build, push, save, load, import, export, history, commit.
+Parsing and printing only; the work is in rootless.engine.ship and rootless.engine.build."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from rootless.errors import InvalidArgument
+
+
+def _short(image_id: str) -> str:
+    return image_id.partition(":")[2][:12]
+
+
+def _changes(items: tuple[str, ...]) -> dict:
+    """--change 'CMD ["x"]' / 'ENV K=V' / 'WORKDIR /x' / 'ENTRYPOINT [...]' / 'USER u'."""
+    import json
+
+    out: dict = {}
+    for item in items:
+        word, _, rest = item.strip().partition(" ")
+        word, rest = word.upper(), rest.strip()
+        if word in ("CMD", "ENTRYPOINT"):
+            try:
+                value = json.loads(rest)
+            except ValueError:
+                value = ["/bin/sh", "-c", rest]
+            out["Cmd" if word == "CMD" else "Entrypoint"] = value
+        elif word == "ENV":
+            k, _, v = rest.partition("=")
+            out.setdefault("Env", []).append(f"{k}={v}")
+        elif word == "WORKDIR":
+            out["WorkingDir"] = rest
+        elif word == "USER":
+            out["User"] = rest
+        else:
+            raise InvalidArgument(f"unsupported --change {item!r}",
+                                  "use CMD, ENTRYPOINT, ENV, WORKDIR or USER")
+    return out
+
+
+@click.command()
+@click.argument("image")
+@click.argument("destination", required=False)
+@click.option("--format", "fmt", type=click.Choice(["oci", "v2s2"]),
+              help="Manifest format (default: as pulled).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--tls-verify/--no-tls-verify", default=True, hidden=True)
+def push(image: str, destination: str | None, fmt: str | None, quiet: bool,
+         tls_verify: bool) -> None:
+    """Push an image to a registry."""
+    from rootless.engine import ship
+
+    result = ship.push(image, destination, fmt, quiet=True)
+    if not quiet:
+        click.echo(f"Pushed {result.destination}: {result.pushed} blob(s) uploaded, "
+                   f"{result.skipped} already present", err=True)
+        click.echo(result.digest)
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", help="Write to this file (default: stdout).")
+@click.option("--format", "fmt", default="docker-archive",
+              type=click.Choice(["docker-archive", "oci-archive"]), help="Archive format.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def save(images: tuple[str, ...], output: str | None, fmt: str, quiet: bool) -> None:
+    """Save images to a tar archive."""
+    from rootless.engine import ship
+
+    if output is None and sys.stdout.isatty():
+        raise InvalidArgument("refusing to write an archive to a terminal",
+                              "use -o FILE or redirect the output")
+    ship.save(list(images), output if output else sys.stdout.buffer, fmt)
+
+
+@click.command()
+@click.option("-i", "--input", "input_", help="Read from this file (default: stdin).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ids.")
+def load(input_: str | None, quiet: bool) -> None:
+    """Load images from a tar archive (docker-archive or oci-archive)."""
+    from rootless.engine import ship
+
+    if input_ is None:
+        if sys.stdin.isatty():
+            raise InvalidArgument("no archive given", "use -i FILE or pipe one on stdin")
+        import shutil
+        import tempfile
+
+        from rootless.store import paths
+
+        paths.data_dir().mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="rl-load-", dir=str(paths.data_dir()))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+            loaded = ship.load(tmp)
+        finally:
+            os.unlink(tmp)
+    else:
+        loaded = ship.load(input_)
+    for image_id, names in loaded:
+        if quiet:
+            click.echo(image_id)
+        elif names:
+            for n in names:
+                click.echo(f"Loaded image: {n}")
+        else:
+            click.echo(f"Loaded image: {image_id}")
+
+
+@click.command("import")
+@click.argument("source")
+@click.argument("name", required=False)
+@click.option("-m", "--message", help="A comment for the history entry.")
+@click.option("-c", "--change", "changes", multiple=True,
+              help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id (the default).")
+def import_(source: str, name: str | None, message: str | None, changes: tuple[str, ...],
+            quiet: bool) -> None:
+    """Create an image from a rootfs tarball (FILE or - for stdin)."""
+    from rootless.engine import ship
+
+    click.echo(ship.import_(source, name, message, _changes(changes)).partition(":")[2])
+
+
+@click.command()
+@click.argument("container")
+@click.option("-o", "--output", help="Write to this file (default: stdout).")
+def export(container: str, output: str | None) -> None:
+    """Export a container's filesystem as a tar."""
+    from rootless.engine import ship
+
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument("refusing to write a tar to a terminal",
+                                  "use -o FILE or redirect the output")
+        sys.stdout.flush()
+        ship.export(container, sys.stdout.fileno())
+        return
+    tmp = f"{output}.rl-tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        ship.export(container, fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, output)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _size(n: int) -> str:
+    from rootless.cli.images import _human_size
+
+    return _human_size(n)
+
+
+@click.command()
+@click.argument("image")
+@click.option("-H", "--human/--no-human", default=True, help="Sizes and dates for people.")
+@click.option("--no-trunc", is_flag=True, help="Do not shorten the output.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the ids.")
+@click.option("--format", "fmt", metavar="table|json", help="Output format.")
+def history(image: str, human: bool, no_trunc: bool, quiet: bool, fmt: str | None) -> None:
+    """Show the history of an image."""
+    import json
+
+    from rootless.cli.images import _ago
+    from rootless.engine import ship
+
+    entries = ship.history(image)
+    if quiet:
+        for e in entries:
+            click.echo(e["id"] if no_trunc or e["id"] == "<missing>" else _short(e["id"]))
+        return
+    if fmt == "json":
+        click.echo(json.dumps(entries, indent=2))
+        return
+    rows = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for e in entries:
+        by = e["created_by"] or ""
+        if not no_trunc and len(by) > 45:
+            by = by[:44] + "…"
+        ident = e["id"] if no_trunc or e["id"] == "<missing>" else _short(e["id"])
+        rows.append([ident, _ago(e["created"]) if human else (e["created"] or ""), by,
+                     _size(e["size"]) if human else str(e["size"]), e["comment"] or ""])
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@click.command()
+@click.argument("container")
+@click.argument("name", required=False)
+@click.option("-m", "--message", help="A comment for the history entry.")
+@click.option("-a", "--author", help="The author of the image.")
+@click.option("-c", "--change", "changes", multiple=True,
+              help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id (the default).")
+def commit(container: str, name: str | None, message: str | None, author: str | None,
+           changes: tuple[str, ...], quiet: bool) -> None:
+    """Create an image from a container's changes."""
+    from rootless.engine import ship
+
+    click.echo(ship.commit(container, name, message=message, author=author,
+                           changes=_changes(changes)).partition(":")[2])
+
+
+def _build_missing():
+    @click.command(context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1)
+    def build(args) -> None:
+        """Build an image from a Dockerfile."""
+        raise InvalidArgument("rl build is not part of this version")
+    return build
+
+
+try:
+    from rootless.cli.build_cmd import build
+except ImportError:  # pragma: no cover - build lives in its own module once it exists
+    build = _build_missing()
