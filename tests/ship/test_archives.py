@@ -1,0 +1,145 @@
+"""rl save / rl load (docker-archive, oci-archive), with podman on both sides."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.support import users
+
+
+def _names(tar_path) -> set[str]:
+    with tarfile.open(tar_path) as tf:
+        return {m.name for m in tf.getmembers()}
+
+
+def test_save_docker_archive_layout_and_load_back(rl, pulled, tmp_path):
+    ref = pulled("layered:latest")
+    out = tmp_path / "img.tar"
+    rl("save", "-o", str(out), ref, check=True)
+    names = _names(out)
+    assert {"manifest.json", "repositories"} <= names
+    with tarfile.open(out) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))
+        assert manifest[0]["RepoTags"] == [ref]
+        assert len(manifest[0]["Layers"]) == 3
+        assert manifest[0]["Config"] in names
+        for layer in manifest[0]["Layers"]:
+            assert layer in names
+            with tarfile.open(fileobj=tf.extractfile(layer)) as lt:  # uncompressed tars
+                lt.getmembers()
+    image_id = rl("image", "inspect", ref, check=True)
+    rl("rmi", ref, check=True)
+    assert rl("image", "inspect", ref).returncode != 0
+    proc = rl("load", "-i", str(out), check=True)
+    assert f"Loaded image: {ref}" in proc.stdout
+    assert json.loads(rl("image", "inspect", ref, check=True).stdout)[0]["Id"] == \
+        json.loads(image_id.stdout)[0]["Id"]
+    r = rl("run", "--rm", ref, check=True)  # CMD cat /data/keep.txt; whiteouts kept
+    assert r.stdout == "keep\n"
+    r = rl("run", "--rm", ref, "sh", "-c", "ls /data; ls /olddir; stat -c '%u:%g %a' "
+           "/home/user/secret", check=True)
+    assert r.stdout.split() == ["keep.txt", "new", "1000:1000", "640"]
+
+
+def test_oci_archive_round_trip_keeps_digest(rl, pulled, tmp_path):
+    ref = pulled("busybox:oci")
+    out = tmp_path / "img.oci.tar"
+    rl("save", "--format", "oci-archive", "-o", str(out), ref, check=True)
+    names = _names(out)
+    assert {"oci-layout", "index.json"} <= names
+    with tarfile.open(out) as tf:
+        index = json.load(tf.extractfile("index.json"))
+    entry = index["manifests"][0]
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == ref
+    before = json.loads(rl("image", "inspect", ref, check=True).stdout)[0]
+    assert entry["digest"] == before["Digest"]  # blobs and manifest as pulled
+    rl("rmi", ref, check=True)
+    rl("load", "-q", "-i", str(out), check=True)
+    after = json.loads(rl("image", "inspect", ref, check=True).stdout)[0]
+    assert (after["Id"], after["Digest"]) == (before["Id"], before["Digest"])
+
+
+def test_save_to_stdout_and_load_from_stdin(rl, pulled, tmp_path):
+    ref = pulled("busybox:latest")
+    proc = rl("save", ref, text=False, check=True)
+    assert len(proc.stdout) > 100_000
+    rl("rmi", ref, check=True)
+    proc = rl("load", "-q", input=proc.stdout, text=False, check=True)
+    assert proc.stdout.decode().strip().startswith("sha256:")
+    assert rl("run", "--rm", ref, "echo", "hi", check=True).stdout == "hi\n"
+
+
+def test_load_rejects_garbage_and_changes_nothing(rl, tmp_path):
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar at all" * 100)
+    proc = rl("load", "-i", str(bad))
+    assert proc.returncode == 125
+    assert "not an image archive" in proc.stderr
+    empty = tmp_path / "empty.tar"
+    with tarfile.open(empty, "w") as tf:
+        info = tarfile.TarInfo("hello")
+        tf.addfile(info)
+    proc = rl("load", "-i", str(empty))
+    assert proc.returncode == 125 and "no manifest.json" in proc.stderr
+    assert rl("images", "-q", check=True).stdout.strip() == ""
+    proc = rl("save", "-o", str(tmp_path / "x.tar"), "nosuch:image")
+    assert proc.returncode == 125 and not (tmp_path / "x.tar").exists()
+
+
+def _podman(tmp_path):
+    users.need(shutil.which("podman") is not None, "podman is not installed")
+    root = tmp_path / "podman"
+    for d in ("storage", "run", "conf"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "run").chmod(0o700)
+    conf = root / "conf" / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{root}/storage"\n'
+                    f'runroot = "{root}/run"\n')
+    env = {"HOME": str(root), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+           "XDG_RUNTIME_DIR": str(root / "run"), "CONTAINERS_STORAGE_CONF": str(conf),
+           "XDG_CONFIG_HOME": str(root / "conf"), "LANG": "C.UTF-8"}
+
+    def podman(*args, check=True, **kw):
+        proc = subprocess.run(["podman", "--runtime", "runc", "--cgroup-manager",
+                               "cgroupfs", "--events-backend", "none", *args],
+                              env=env, capture_output=True, text=True, timeout=120, **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podman {args} failed: {proc.stderr}")
+        return proc
+
+    return podman, root
+
+
+@pytest.fixture
+def podman(tmp_path):
+    podman, root = _podman(tmp_path)
+    yield podman
+    podman("system", "reset", "-f", check=False)
+    subprocess.run(["podman", "unshare", "rm", "-rf", str(root)], capture_output=True,
+                   env={"HOME": str(root), "PATH": "/usr/bin:/bin",
+                        "XDG_RUNTIME_DIR": str(root / "run")})
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_rl_save_loads_in_podman_and_podman_save_loads_in_rl(rl, pulled, podman, tmp_path):
+    ref = pulled("layered:latest")
+    ours = tmp_path / "ours.tar"
+    rl("save", "-o", str(ours), ref, check=True)
+    proc = podman("load", "-i", str(ours))
+    assert ref in proc.stdout
+    r = podman("run", "--rm", "--network", "none", ref)
+    assert r.stdout == "keep\n"
+    # podman's docker-archive of an image it holds, loaded by rl and run
+    podman("tag", ref, "localhost/frompodman:v1")
+    theirs = tmp_path / "theirs.tar"
+    podman("save", "-o", str(theirs), "localhost/frompodman:v1")
+    proc = rl("load", "-i", str(theirs), check=True)
+    assert "localhost/frompodman:v1" in proc.stdout
+    r = rl("run", "--rm", "frompodman:v1", "sh", "-c", "cat /data/keep.txt; ls /olddir",
+           check=True)
+    assert r.stdout.split() == ["keep", "new"]
