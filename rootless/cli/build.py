@@ -212,16 +212,39 @@ def commit(container: str, name: str | None, message: str | None, author: str | 
                            changes=_changes(changes)).partition(":")[2])
 
 
-def _build_missing():
-    @click.command(context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1)
-    def build(args) -> None:
-        """Build an image from a Dockerfile."""
-        raise InvalidArgument("rl build is not part of this version")
-    return build
+def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not k:
+            raise InvalidArgument(f"invalid {what} {item!r}", "use KEY=VALUE")
+        if not sep:
+            v = os.environ.get(k)
+            if v is None:
+                continue
+        out[k] = v
+    return out
 
 
-try:
-    from rootless.cli.build_cmd import build
-except ImportError:  # pragma: no cover - build lives in its own module once it exists
-    build = _build_missing()
+@click.command()
+@click.argument("context", default=".")
+@click.option("-t", "--tag", "tags", multiple=True, help="Name the image (repeatable).")
+@click.option("-f", "--file", "dockerfile", help="The Dockerfile (default CONTEXT/Dockerfile).")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
+              help="A build argument.")
+@click.option("--target", help="Build this stage.")
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="Add a label to the image.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
+          quiet) -> None:
+    """Build an image from a Dockerfile."""
+    from rootless.engine import build as engine
+
+    image_id = engine.build(engine.BuildOptions(
+        context=context, dockerfile=dockerfile, tags=list(tags),
+        build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
+        labels=_pairs(labels, "--label"), quiet=quiet))
+    click.echo(image_id.partition(":")[2] if quiet else
+               f"--> {_short(image_id)}\n{image_id.partition(':')[2]}")

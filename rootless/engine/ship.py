@@ -373,7 +373,7 @@ def upper_layer(upper: str) -> NewLayer | None:
         return None
     tmp = str(TempArea().path("layer.tar"))
     try:
-        layertar.write_tar_file(upper, tmp, in_userns=True)
+        layertar.write_tar_file(upper, tmp, in_userns=True, upper=True)
         return layer_from_tar(tmp)
     finally:
         with contextlib.suppress(OSError):

@@ -67,17 +67,42 @@ def _pax_xattrs(attrs: dict[str, bytes]) -> dict[str, str]:
     return out
 
 
+# Mount points the runtime creates in a container's root when the image lacks them: left
+# out of layers while still empty (Docker and buildah leave them out too).
+_EXCLUDE: dict[str, int] = {}
+MOUNT_POINTS = {"proc": stat.S_IFDIR, "sys": stat.S_IFDIR, "dev": stat.S_IFDIR,
+                "etc/hosts": stat.S_IFREG, "etc/hostname": stat.S_IFREG,
+                "etc/resolv.conf": stat.S_IFREG}
+
+
+def _is_empty(path: str, kind: int) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_IFMT(st.st_mode) != kind:
+        return False
+    if kind == stat.S_IFDIR:
+        try:
+            return not os.listdir(path)
+        except OSError:
+            return False
+    return st.st_size == 0
+
+
 def write_tar(root: str, fileobj, *, mtime: int | None = None, include_root: bool = False,
-              skip: tuple[str, ...] = ()) -> None:
+              skip: tuple[str, ...] = (), upper: bool = False) -> None:
     """Write the tree under `root` as an uncompressed PAX tar to `fileobj`.
 
     `skip`: top-level names to leave out (the bind-mount targets a container dir holds
     for /etc/hosts and friends are not in the upper dir, so usually nothing)."""
+    global _EXCLUDE
+    _EXCLUDE = MOUNT_POINTS if upper else {}
     tf = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT)
     inodes: dict[tuple[int, int], str] = {}
     try:
         if include_root:
-            _add(tf, root, "./", mtime, inodes)
+            add_entry(tf, root, "./", mtime, inodes)
         _walk(tf, root, "", mtime, inodes, skip)
     finally:
         tf.close()
@@ -94,13 +119,18 @@ def _walk(tf, root: str, rel: str, mtime, inodes, skip=()) -> None:
             continue
         child_rel = f"{rel}/{name}" if rel else name
         child = os.path.join(root, child_rel)
-        is_dir = _add(tf, child, child_rel, mtime, inodes)
+        if _EXCLUDE.get(child_rel) and _is_empty(child, _EXCLUDE[child_rel]):
+            continue
+        is_dir = add_entry(tf, child, child_rel, mtime, inodes)
         if is_dir:
             _walk(tf, root, child_rel, mtime, inodes)
 
 
-def _add(tf, path: str, name: str, mtime, inodes) -> bool:
-    """Add one entry; True when it is a directory to descend into."""
+def add_entry(tf, path: str, name: str, mtime=None, inodes=None, *,
+              owner: tuple[int, int] | None = None, chmod: int | None = None) -> bool:
+    """Add one entry; True when it is a directory to descend into. `owner`/`chmod`
+    replace what the file says (COPY --chown/--chmod, and context files, owned by root)."""
+    inodes = {} if inodes is None else inodes
     st = os.lstat(path)
     attrs = {} if stat.S_ISLNK(st.st_mode) else _xattrs(path)
     ov = None
@@ -114,6 +144,10 @@ def _add(tf, path: str, name: str, mtime, inodes) -> bool:
     info.uid, info.gid = (ov.uid, ov.gid) if ov else (st.st_uid, st.st_gid)
     info.uname = info.gname = ""
     info.mode = ov.mode if ov else stat.S_IMODE(st.st_mode)
+    if owner is not None:
+        info.uid, info.gid = owner
+    if chmod is not None:
+        info.mode = chmod
     ftype = ov.ftype if ov and ov.ftype is not None else stat.S_IFMT(st.st_mode)
     rdev = ov.rdev if ov and ov.ftype is not None else st.st_rdev
     base = os.path.basename(name.rstrip("/"))
@@ -160,13 +194,13 @@ def _add(tf, path: str, name: str, mtime, inodes) -> bool:
 
 
 def write_tar_file(root: str, dest: str, *, in_userns: bool = False, mtime: int | None = None,
-                   include_root: bool = False) -> None:
+                   include_root: bool = False, upper: bool = False) -> None:
     """write_tar into the file `dest` (created 0600), from inside the user namespace when
     `in_userns` (see the module docstring)."""
     def work() -> int:
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as f:
-            write_tar(root, f, mtime=mtime, include_root=include_root)
+            write_tar(root, f, mtime=mtime, include_root=include_root, upper=upper)
         return 0
 
     if not in_userns:

@@ -1,0 +1,532 @@
+"""`rl build`: a Dockerfile (parsed and resolved by rootless/build/) made into an image.
+
+Each stage starts from its base (an image, ensured through engine.images; `scratch`; or an
+earlier stage's result) and walks its instructions with rootless.build.scope:
+- RUN runs in a container created from the current image (engine.containers, network of
+  the host, output shown unless -q); the container's upper dir becomes the new layer
+  (ship.upper_layer: owners from the union fs, whiteouts kept), then the container goes.
+- COPY/ADD write a layer tar of what their sources select: from the context
+  (rootless/build/context.py, owned by root unless --chown), or from an earlier stage or
+  an image (COPY --from), read through the merged view of its layers; ADD unpacks a local
+  tar archive.
+- every other instruction changes only the config and adds a history entry.
+Every step is committed as an (unnamed) image through copy() into the store, and
+recorded in the `build_cache` table under a key of: the parent image, the instruction's
+text, the build args in scope and, for COPY/ADD, the content hash of the sources (or the
+source stage's image). A later build finds the key and prints `Using cache`.
+Names are given only when the whole build succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+
+from rootless.errors import InvalidArgument, NotFound, RlError
+from rootless.store import catalog
+
+catalog.register_schema("build_cache", (
+    """CREATE TABLE IF NOT EXISTS build_cache (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        added REAL NOT NULL)""",
+))
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+
+
+@dataclass
+class BuildOptions:
+    context: str
+    dockerfile: str | None = None
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False
+
+
+class _State:
+    """The image a stage has built so far."""
+
+    def __init__(self, image_id: str | None, config: dict) -> None:
+        self.image_id = image_id
+        self.config = config
+
+
+def _out(opts: BuildOptions, text: str) -> None:
+    if not opts.quiet:
+        print(text, flush=True)
+
+
+def _cache_get(key: str) -> str | None:
+    conn = catalog.connect()
+    try:
+        row = conn.execute("SELECT build_cache.image_id FROM build_cache JOIN images ON "
+                           "images.id = build_cache.image_id WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def _cache_put(key: str, image_id: str) -> None:
+    conn = catalog.connect()
+    try:
+        with catalog.transaction(conn):
+            conn.execute("INSERT INTO build_cache(key, image_id, added) VALUES (?,?,?) ON "
+                         "CONFLICT(key) DO UPDATE SET image_id=excluded.image_id, "
+                         "added=excluded.added", (key, image_id, time.time()))
+    finally:
+        conn.close()
+
+
+def build(opts: BuildOptions) -> str:
+    """Build; returns the image id of the target stage."""
+    from rootless.build import dockerfile as dfmod
+    from rootless.build.context import BuildContext
+    from rootless.engine import ship
+
+    if not os.path.isdir(opts.context):
+        raise NotFound(f"build context {opts.context}: no such directory")
+    df_path = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
+    if not os.path.isabs(df_path) and opts.dockerfile and not os.path.exists(df_path):
+        df_path = os.path.join(opts.context, opts.dockerfile)
+    if not os.path.isfile(df_path):
+        raise NotFound(f"Dockerfile {df_path}: no such file",
+                       "give one with -f, or put a Dockerfile in the context")
+    names = [ship.normalize_name(t) for t in opts.tags]  # bad tags fail before any work
+    df = dfmod.parse_file(df_path, os.path.basename(df_path))
+    plan = dfmod.resolve(df, opts.build_args, opts.target)
+    ctx = BuildContext.open(opts.context, df_path)
+    total = sum(1 + len(plan.stages[i].stage.instructions) for i in plan.order)
+    results: dict[int, str] = {}
+    step = [0]
+    for i in plan.order:
+        results[i] = _build_stage(opts, plan, plan.stages[i], results, ctx, step, total)
+    image_id = results[plan.target]
+    if opts.labels:
+        from rootless.engine import images
+
+        rec = images.get_image(image_id)
+        cfg = ship.base_config(rec.config)
+        cfg["config"].setdefault("Labels", {}).update(opts.labels)
+        image_id = ship.add_image(cfg, image_id, [], [])
+    if names:
+        from rootless.store import imagedb
+
+        conn = catalog.connect()
+        try:
+            with catalog.transaction(conn):
+                for n in names:
+                    imagedb.set_name(conn, n, image_id)
+        finally:
+            conn.close()
+        for n in names:
+            _out(opts, f"Successfully tagged {n}")
+    return image_id
+
+
+def _key(*parts) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
+    from rootless.build import instructions as ins
+    from rootless.build.scope import StageScope
+    from rootless.engine import images, ship
+
+    step[0] += 1
+    _out(opts, f"STEP {step[0]}/{total}: {rs.stage.from_.source}")
+    if rs.base_stage is not None:
+        rec = images.get_image(results[rs.base_stage])
+        state = _State(rec.id, ship.base_config(rec.config))
+    elif rs.is_scratch:
+        state = _State(None, ship.base_config(None))
+    else:
+        try:
+            rec = images.ensure_image(rs.base, quiet=opts.quiet)
+        except RlError as exc:
+            raise RlError(f"{rs.stage.from_.location}: {exc.message}", exc.fix) from None
+        state = _State(rec.id, ship.base_config(rec.config))
+    scope = StageScope(plan, state.config["config"].get("Env") or [])
+    for pos, raw in enumerate(rs.stage.instructions):
+        step[0] += 1
+        _out(opts, f"STEP {step[0]}/{total}: {raw.source}")
+        inst = scope.step(raw)
+        extra = None
+        from_image = None
+        if isinstance(inst, (ins.Copy, ins.Add)):
+            src = rs.copy_from.get(pos) if isinstance(inst, ins.Copy) else None
+            if src is not None:
+                from_image = results[src] if isinstance(src, int) else \
+                    images.ensure_image(src, quiet=opts.quiet).id
+                extra = from_image
+            else:
+                extra = ctx.content_hash(ctx.resolve_sources(inst))
+        key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
+                   state.config["config"].get("Env"))
+        if not opts.no_cache:
+            cached = _cache_get(key)
+            if cached is not None:
+                rec = images.get_image(cached)
+                state = _State(rec.id, ship.base_config(rec.config))
+                _out(opts, f"--> Using cache {cached.partition(':')[2]}")
+                continue
+        new_id = _execute(opts, inst, state, scope, ctx, from_image)
+        _cache_put(key, new_id)
+        rec = images.get_image(new_id)
+        state = _State(new_id, ship.base_config(rec.config))
+        _out(opts, f"--> {new_id.partition(':')[2][:12]}")
+    if state.image_id is None:  # FROM scratch and nothing else: an empty image
+        state.image_id = ship.add_image(state.config, None, [], [])
+    return state.image_id
+
+
+def _history(cfg: dict, created_by: str, empty: bool) -> None:
+    from rootless.engine import ship
+
+    cfg["created"] = ship.now_iso()
+    entry = {"created": cfg["created"], "created_by": created_by}
+    if empty:
+        entry["empty_layer"] = True
+    cfg["history"].append(entry)
+
+
+def _shell(cfg: dict) -> list[str]:
+    return list(cfg["config"].get("Shell") or DEFAULT_SHELL)
+
+
+def _command(cfg: dict, inst) -> list[str]:
+    if inst.shell_form:
+        return [*_shell(cfg), inst.command[0] if inst.command else ""]
+    return list(inst.command)
+
+
+def _execute(opts, inst, state: _State, scope, ctx, from_image) -> str:
+    from rootless.build import instructions as ins
+    from rootless.engine import ship
+
+    cfg = json.loads(json.dumps(state.config))
+    c = cfg["config"]
+    layer = None
+    nop = f"/bin/sh -c #(nop) {inst.source}"
+    try:
+        if isinstance(inst, ins.Run):
+            layer, created_by = _run(opts, inst, state, scope)
+            _history(cfg, created_by, layer is None)
+        elif isinstance(inst, (ins.Copy, ins.Add)):
+            layer = _copy(inst, state, ctx, from_image)
+            _history(cfg, nop, False)
+        else:
+            if isinstance(inst, ins.Env):
+                c["Env"] = scope.image_env()
+            elif isinstance(inst, ins.Label):
+                c.setdefault("Labels", {}).update(dict(inst.pairs))
+            elif isinstance(inst, ins.Workdir):
+                c["WorkingDir"] = os.path.join(c.get("WorkingDir") or "/", inst.path)
+            elif isinstance(inst, ins.User):
+                c["User"] = inst.user
+            elif isinstance(inst, ins.Expose):
+                for p in inst.ports:
+                    c.setdefault("ExposedPorts", {})[p if "/" in p else f"{p}/tcp"] = {}
+            elif isinstance(inst, ins.Volume):
+                for p in inst.paths:
+                    c.setdefault("Volumes", {})[p] = {}
+            elif isinstance(inst, ins.StopSignal):
+                c["StopSignal"] = inst.signal
+            elif isinstance(inst, ins.Cmd):
+                c["Cmd"] = _command(cfg, inst)
+            elif isinstance(inst, ins.Entrypoint):
+                c["Entrypoint"] = _command(cfg, inst)
+                c.pop("Cmd", None) if not _cmd_set_here(state) else None
+            elif isinstance(inst, ins.Shell):
+                c["Shell"] = list(inst.shell)
+            elif isinstance(inst, ins.Healthcheck):
+                hc = {"Test": list(inst.test)}
+                for attr, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                                  ("start_period", "StartPeriod"), ("retries", "Retries")):
+                    v = getattr(inst, attr)
+                    if v is not None:
+                        hc[key] = v if key == "Retries" else int(v * 1e9)
+                c["Healthcheck"] = hc
+            elif isinstance(inst, ins.Onbuild):
+                c.setdefault("OnBuild", []).append(inst.expression)
+            elif isinstance(inst, ins.Maintainer):
+                cfg["author"] = inst.maintainer
+            _history(cfg, nop, True)
+        return ship.add_image(cfg, state.image_id, [layer] if layer else [], [])
+    finally:
+        if layer is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(layer.blob_path)
+
+
+def _cmd_set_here(state: _State) -> bool:
+    """Docker: ENTRYPOINT resets a CMD inherited from the base image, but not one set by
+    an earlier CMD of this stage (we do not track which; keep CMD when history shows it)."""
+    for h in reversed(state.config.get("history") or []):
+        if "CMD" in h.get("created_by", "") and "#(nop)" in h.get("created_by", ""):
+            return True
+    return False
+
+
+# -- RUN --
+
+def _run(opts, inst, state: _State, scope):
+    from rootless.engine import containers, ship
+    from rootless.engine.spec import RunOptions
+
+    if state.image_id is None:
+        raise inst.error("RUN needs a base image with a shell (this stage is FROM scratch "
+                         "with no files yet)")
+    cfg = state.config
+    if inst.shell_form:
+        script = inst.shell_script()
+        argv = [*_shell(cfg), script]
+        created_by = " ".join([*_shell(cfg), script])
+    else:
+        argv = list(inst.command)
+        created_by = " ".join(argv)
+    env = [f"{k}={v}" for k, v in scope.run_env().items()]
+    name = f"rl-build-{os.urandom(6).hex()}"
+    run_opts = RunOptions(image=state.image_id.partition(":")[2], command=argv,
+                          entrypoint="", name=name, env=env,
+                          workdir=cfg["config"].get("WorkingDir") or None,
+                          user=cfg["config"].get("User") or None, network="host",
+                          pull="never")
+    capture = None
+    saved: list[int] = []
+    if opts.quiet:
+        import tempfile
+
+        capture = tempfile.TemporaryFile()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+    try:
+        code = containers.run(run_opts)
+    finally:
+        if saved:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+    try:
+        c = containers.lookup(name)
+    except NotFound:
+        c = None
+    try:
+        if code != 0:
+            tail = ""
+            if capture is not None:
+                capture.seek(0)
+                lines = capture.read().decode(errors="replace").splitlines()[-5:]
+                tail = (": " + " | ".join(lines)) if lines else ""
+            raise inst.error(f"RUN {inst.source.partition(' ')[2].strip()} failed with "
+                             f"exit code {code}{tail}")
+        layer = ship.upper_layer(str(c.dir / "upper")) if c is not None else None
+        return layer, created_by
+    finally:
+        if capture is not None:
+            capture.close()
+        if c is not None:
+            with contextlib.suppress(RlError):
+                containers.remove(c.id, force=True)
+
+
+# -- COPY / ADD --
+
+def _merged_find(layers: list[str], rel: str) -> str | None:
+    """The path of `rel` in the union of `layers` (top first), or None (absent/whited out)."""
+    parts = [p for p in rel.strip("/").split("/") if p and p != "."]
+    if not parts:
+        return layers[0] if layers else None
+    for top in layers:
+        cur = top
+        hidden = False
+        for i, p in enumerate(parts):
+            if os.path.lexists(os.path.join(cur, ".wh." + p)):
+                return None
+            nxt = os.path.join(cur, p)
+            if not os.path.lexists(nxt):
+                if os.path.lexists(os.path.join(cur, ".wh..wh..opq")) and i >= 0:
+                    hidden = True
+                break
+            if i < len(parts) - 1 and (os.path.islink(nxt) or not os.path.isdir(nxt)):
+                break
+            cur = nxt
+        else:
+            return cur
+        if hidden:
+            return None
+    return None
+
+
+def _merged_list(layers: list[str], rel: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    gone: set[str] = set()
+    for top in layers:
+        d = os.path.join(top, rel) if rel else top
+        if not os.path.isdir(d) or os.path.islink(d):
+            if os.path.lexists(d):
+                break
+            continue
+        names = os.listdir(d)
+        for n in names:
+            if n == ".wh..wh..opq":
+                continue
+            if n.startswith(".wh."):
+                gone.add(n[4:])
+            elif n not in out and n not in gone:
+                out[n] = os.path.join(d, n)
+        if ".wh..wh..opq" in names:
+            break
+    return out
+
+
+def _owner(spec: str | None) -> tuple[int, int] | None:
+    if not spec:
+        return (0, 0)
+    user, _, group = spec.partition(":")
+    ids = []
+    for part in (user, group or user):
+        if part == "root":
+            ids.append(0)
+        elif part.isdigit():
+            ids.append(int(part))
+        else:
+            raise InvalidArgument(f"--chown={spec}: only numeric ids and root are supported")
+    return ids[0], ids[1]
+
+
+def _copy(inst, state: _State, ctx, from_image):
+    from rootless.build import instructions as ins
+    from rootless.engine import images, ship
+    from rootless.image import layertar
+    from rootless.store.layers import TempArea
+
+    try:
+        owner = _owner(inst.chown)
+    except InvalidArgument as exc:
+        raise inst.error(exc.message) from None
+    chmod = int(inst.chmod, 8) if inst.chmod else None
+    workdir = state.config["config"].get("WorkingDir") or "/"
+    dest = inst.dest if inst.dest.startswith("/") else os.path.join(workdir, inst.dest)
+    dest_is_dir = inst.dest.endswith("/") or inst.dest in (".", "./")
+    base_layers: list[str] = []
+    if state.image_id:
+        base_layers = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]
+    found = _merged_find(base_layers, dest) if base_layers else None
+    if found and os.path.isdir(found) and not os.path.islink(found):
+        dest_is_dir = True
+    items: list[tuple[str, str]] = []  # (absolute source path, source name)
+    if from_image is not None:
+        layers = [str(p) for p in reversed(images.get_image(from_image).layer_dirs)]
+        for spec in inst.sources:
+            p = _merged_find(layers, spec)
+            if p is None:
+                raise inst.error(f"{spec}: no such file or directory in {inst.from_}")
+            items.append((p, spec))
+        source_layers = layers
+    else:
+        sources = ctx.resolve_sources(inst)
+        for s in sources:
+            if s.url:
+                raise inst.error("ADD of a URL is not supported yet")
+            if not s.paths:
+                raise inst.error(f"COPY source {s.spec}: no such file or directory in the "
+                                 "build context")
+            for p in s.paths:
+                items.append((str(ctx._abs(p)), p))
+            if s.wildcard or len(s.paths) > 1:
+                dest_is_dir = True
+        source_layers = None
+    if len(items) > 1:
+        dest_is_dir = True
+    tmp = str(TempArea().path("copy.tar"))
+    try:
+        with open(tmp, "wb") as f:
+            tf = tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT)
+            inodes: dict = {}
+            ctx_owner = owner if from_image is None or inst.chown else None
+            for path, _spec in items:
+                is_dir = os.path.isdir(path) and not os.path.islink(path)
+                if is_dir:
+                    target = dest.strip("/")
+                    if target:
+                        _dir_entry(tf, target)
+                    _add_tree(tf, path, target, source_layers, _rel_in(source_layers, path),
+                              ctx_owner, chmod, inodes)
+                    continue
+                if isinstance(inst, ins.Add) and from_image is None and _is_archive(path):
+                    _add_archive(tf, path, dest.strip("/"))
+                    continue
+                name = os.path.join(dest, os.path.basename(path)) if dest_is_dir else dest
+                layertar.add_entry(tf, path, name.strip("/"), None, inodes, owner=ctx_owner,
+                                   chmod=chmod)
+            tf.close()
+        return ship.layer_from_tar(tmp)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _rel_in(layers, path: str) -> str | None:
+    if layers is None:
+        return None
+    for top in layers:
+        if path == top or path.startswith(top + "/"):
+            return os.path.relpath(path, top)
+    return None
+
+
+def _dir_entry(tf, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    tf.addfile(info)
+
+
+def _add_tree(tf, path, target, layers, rel, owner, chmod, inodes) -> None:
+    from rootless.image import layertar
+
+    if layers is not None and rel is not None:
+        children = _merged_list(layers, "" if rel == "." else rel)
+    else:
+        children = {n: os.path.join(path, n) for n in os.listdir(path)}
+    for n in sorted(children):
+        child = children[n]
+        name = f"{target}/{n}" if target else n
+        if layers is None and n.startswith(".wh."):
+            continue
+        is_dir = layertar.add_entry(tf, child, name, None, inodes, owner=owner, chmod=chmod)
+        if is_dir:
+            _add_tree(tf, child, name, layers,
+                      None if rel is None else os.path.join(rel, n), owner, chmod, inodes)
+
+
+def _is_archive(path: str) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _add_archive(tf, path: str, dest: str) -> None:
+    with tarfile.open(path, "r:*") as src:
+        for m in src:
+            name = os.path.normpath(m.name).lstrip("/")
+            if name.startswith(".."):
+                continue
+            m.name = f"{dest}/{name}" if dest else name
+            if m.islnk():
+                m.linkname = f"{dest}/{m.linkname.lstrip('/')}" if dest else m.linkname
+            tf.addfile(m, src.extractfile(m) if m.isreg() else None)

@@ -1,0 +1,146 @@
+"""rl build: instructions, layers from RUN, COPY, cache, multi-stage, errors; commit and
+export of containers."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+
+@pytest.fixture
+def ctx(tmp_path, pulled):
+    base = pulled("busybox:latest")
+    d = tmp_path / "ctx"
+    d.mkdir()
+    (d / "hello.txt").write_text("hi\n")
+    (d / "sub").mkdir()
+    (d / "sub" / "a.txt").write_text("a\n")
+    (d / ".dockerignore").write_text("ignored.txt\n")
+    (d / "ignored.txt").write_text("no\n")
+
+    def write(text: str) -> str:
+        (d / "Dockerfile").write_text(text.replace("BASE", base))
+        return str(d)
+    write.dir = d
+    write.base = base
+    return write
+
+
+DOCKERFILE = """\
+FROM BASE
+ARG GREETING=hello
+ENV APP=/app
+WORKDIR /app
+COPY hello.txt ./
+COPY sub /app/sub/
+RUN echo "$GREETING from run" > /app/run.txt && mkdir -p /home/bob && \\
+    echo x > /home/bob/f && chown -R 1234:1234 /home/bob && chmod 0640 /home/bob/f && \\
+    rm /etc/group
+CMD ["cat", "/app/hello.txt", "/app/run.txt"]
+"""
+
+
+def test_build_run_copy_cache_and_layers(rl, ctx):
+    path = ctx(DOCKERFILE)
+    proc = rl("build", "-t", "built:1", "--build-arg", "GREETING=salut", path, check=True)
+    assert "STEP 8/8" in proc.stdout and "Using cache" not in proc.stdout
+    assert rl("run", "--rm", "built:1", check=True).stdout == "hi\nsalut from run\n"
+    r = rl("run", "--rm", "built:1", "sh", "-c",
+           "stat -c '%u:%g %a' /home/bob/f; ls /app/sub; test -e /etc/group || echo gone; "
+           "echo $APP; pwd; ls /app", check=True)
+    assert r.stdout.split() == ["1234:1234", "640", "a.txt", "gone", "/app", "/app",
+                                "hello.txt", "run.txt", "sub"]
+    info = json.loads(rl("image", "inspect", "built:1", check=True).stdout)[0]
+    assert len(info["RootFS"]["Layers"]) == 1 + 3  # busybox + COPY, COPY, RUN
+    assert info["Config"]["WorkingDir"] == "/app"
+    assert "APP=/app" in info["Config"]["Env"]
+    assert not any(e.startswith("GREETING=") for e in info["Config"]["Env"])
+    # everything cached the second time
+    proc = rl("build", "-t", "built:2", "--build-arg", "GREETING=salut", path, check=True)
+    assert proc.stdout.count("Using cache") == 7
+    info2 = json.loads(rl("image", "inspect", "built:2", check=True).stdout)[0]
+    assert info2["Id"] == info["Id"]
+    # another build arg value: from the ARG step on, RUN is rebuilt
+    proc = rl("build", "-q", path, check=True)
+    assert len(proc.stdout.strip()) == 64 and "STEP" not in proc.stdout
+    # editing the COPYed file rebuilds from that step only
+    (ctx.dir / "hello.txt").write_text("changed\n")
+    proc = rl("build", "-t", "built:3", "--build-arg", "GREETING=salut", path, check=True)
+    assert proc.stdout.count("Using cache") == 3
+    assert rl("run", "--rm", "built:3", check=True).stdout == "changed\nsalut from run\n"
+    hist = rl("history", "built:3", check=True).stdout
+    assert "COPY hello.txt" in hist
+
+
+def test_multistage_copy_from_and_scratch(rl, ctx):
+    path = ctx("""\
+FROM BASE AS builder
+RUN mkdir -p /out && echo made > /out/artifact && echo junk > /junk
+FROM scratch
+COPY --from=builder /out/artifact /artifact
+COPY --from=builder /bin/busybox /bin/busybox
+ENTRYPOINT ["/bin/busybox"]
+CMD ["cat", "/artifact"]
+""")
+    rl("build", "-t", "multi:1", path, check=True)
+    assert rl("run", "--rm", "multi:1", check=True).stdout == "made\n"
+    r = rl("run", "--rm", "multi:1", "ls", "/")
+    assert r.stdout.split() == ["artifact", "bin"] or "junk" not in r.stdout
+    info = json.loads(rl("image", "inspect", "multi:1", check=True).stdout)[0]
+    assert len(info["RootFS"]["Layers"]) == 2
+    # --target builds only the first stage
+    rl("build", "--target", "builder", "-t", "multi:builder", path, check=True)
+    assert rl("run", "--rm", "multi:builder", "cat", "/junk", check=True).stdout == "junk\n"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("FROM BASE\nFROBNICATE x\n", "Dockerfile:2"),
+    ("FROM BASE\nCOPY missing.txt /x\n", "Dockerfile:2"),
+    ("FROM BASE\nCOPY ../outside /x\n", "Dockerfile:2"),
+    ("FROM BASE\nCOPY --from=nostage /x /y\n", "Dockerfile:2"),
+    ("FROM BASE\nRUN echo before; exit 3\n", "Dockerfile:2"),
+    ("ARG V\nFROM $V\n", "Dockerfile:2"),
+])
+def test_build_errors_name_the_line_and_tag_nothing(rl, ctx, text, needle):
+    path = ctx(text)
+    before = rl("images", "-q").stdout
+    proc = rl("build", "-t", "bad:1", path)
+    assert proc.returncode != 0
+    assert needle in proc.stderr, proc.stderr
+    if "exit 3" in text:
+        assert "exit code 3" in proc.stderr
+    assert rl("image", "inspect", "bad:1").returncode != 0
+    assert before is not None
+
+
+def test_build_missing_context(rl, tmp_path):
+    proc = rl("build", str(tmp_path / "nope"))
+    assert proc.returncode == 125 and "no such directory" in proc.stderr
+
+
+def test_commit_and_export(rl, pulled, tmp_path):
+    ref = pulled("busybox:latest")
+    rl("run", "--name", "c1", ref, "sh", "-c",
+       "echo data > /made && chown 77:88 /made && rm /etc/passwd", check=True)
+    out = rl("commit", "-c", 'CMD ["cat", "/made"]', "c1", "committed:1", check=True)
+    assert len(out.stdout.strip()) == 64
+    assert rl("run", "--rm", "committed:1", check=True).stdout == "data\n"
+    r = rl("run", "--rm", "committed:1", "sh", "-c",
+           "stat -c '%u:%g' /made; test -e /etc/passwd || echo gone", check=True)
+    assert r.stdout.split() == ["77:88", "gone"]
+    exported = tmp_path / "c1.tar"
+    rl("export", "-o", str(exported), "c1", check=True)
+    with tarfile.open(exported) as tf:
+        m = tf.getmember("made")
+        assert (m.uid, m.gid) == (77, 88)
+        assert tf.extractfile(m).read() == b"data\n"
+        names = set(tf.getnames())
+    assert "bin/busybox" in names and "etc/passwd" not in names
+    proc = rl("export", "c1", text=False, check=True)
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tf:
+        assert "made" in tf.getnames()
+    proc = rl("commit", "nosuch", "x:1")
+    assert proc.returncode == 125
