@@ -153,7 +153,7 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
         try:
             rec = images.ensure_image(rs.base, quiet=opts.quiet)
         except RlError as exc:
-            raise RlError(f"{rs.stage.from_.location}: {exc.message}", exc.fix) from None
+            raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: {exc.message}", exc.fix) from None
         state = _State(rec.id, ship.base_config(rec.config))
     scope = StageScope(plan, state.config["config"].get("Env") or [])
     for pos, raw in enumerate(rs.stage.instructions):
@@ -165,8 +165,12 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
         if isinstance(inst, (ins.Copy, ins.Add)):
             src = rs.copy_from.get(pos) if isinstance(inst, ins.Copy) else None
             if src is not None:
-                from_image = results[src] if isinstance(src, int) else \
-                    images.ensure_image(src, quiet=opts.quiet).id
+                try:
+                    from_image = results[src] if isinstance(src, int) else \
+                        images.ensure_image(src, quiet=opts.quiet).id
+                except RlError as exc:
+                    raise RlError(f"{raw.filename}:{raw.location}: COPY --from={src}: {exc.message}",
+                                  exc.fix) from None
                 extra = from_image
             else:
                 extra = ctx.content_hash(ctx.resolve_sources(inst))

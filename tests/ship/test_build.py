@@ -101,6 +101,7 @@ CMD ["cat", "/artifact"]
     ("FROM BASE\nCOPY missing.txt /x\n", "Dockerfile:2"),
     ("FROM BASE\nCOPY ../outside /x\n", "Dockerfile:2"),
     ("FROM BASE\nCOPY --from=nostage /x /y\n", "Dockerfile:2"),
+    ("FROM BASE\nCOPY --from=3 /x /y\n", "Dockerfile:2"),
     ("FROM BASE\nRUN echo before; exit 3\n", "Dockerfile:2"),
     ("ARG V\nFROM $V\n", "Dockerfile:2"),
 ])
