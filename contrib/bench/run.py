@@ -232,7 +232,7 @@ def memory(e: Env, report) -> None:
         theirs |= {c}
     fo = [p for p, (_, cmd) in procs.items() if "fuse-overlayfs" in cmd
           and str(e.podman_root) in cmd]
-    slirp = [p for p, (pp, cmd) in procs.items() if "slirp4netns" in cmd.split()[0]
+    slirp = [p for p, (pp, cmd) in procs.items() if "slirp4netns" in (cmd.split() or [""])[0]
              and "netns-" in cmd and str(e.rl_root) in cmd]
     theirs |= set(fo) | set(slirp)
     podman_bytes = sum(_pss(p) for p in theirs)
