@@ -210,7 +210,7 @@ def memory(e: Env, report) -> None:
         zygotes |= {int(p) for p in pidfile.read_text().split() if int(p) in procs}
     sandbox_mnt = None
     for p in mine:
-        if procs[p][0] == monitor:
+        if procs[p][0] == monitor and "slirp4netns" not in procs[p][1]:  # the sandbox
             try:
                 sandbox_mnt = os.readlink(f"/proc/{p}/ns/mnt")
             except OSError:
