@@ -115,6 +115,9 @@ def import_server():
 def _server_main(params_r: int, ready_w: int) -> None:
     try:
         _trace("F start")
+        import gc
+
+        gc.enable()  # a sandbox forks us with its collector off; we run for long
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:

@@ -294,7 +294,12 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     _close_all_but(keep)
     ctl = _Lines(ctl_r)
     trace("S start")
-    sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
+    try:
+        sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
+    except OSError as exc:
+        _send(status_w, f"E 125 cannot create a user namespace: {exc.strerror} (run `rl info`: "
+                        "user namespaces may be disabled by sysctl or AppArmor on this host)")
+        os._exit(125)
     _send(status_w, "U")
     if ctl.read() != "M":
         os._exit(0)
