@@ -33,6 +33,9 @@ from fuse_overlay.metadata import (
 
 XATTR_OVERRIDE_PREFIX = "user.containers.override_"
 EXTRA_OPAQUE = ("user.fuseoverlayfs.opaque",)
+# fuse-overlayfs marks an opaque directory with this file when it cannot set xattrs
+FUSE_OVERLAYFS_OPAQUE = ".wh..opq"
+_MARKERS = (OPAQUE_MARKER, FUSE_OVERLAYFS_OPAQUE)
 _SKIP_XATTRS = {OVERRIDE_XATTR, *OPAQUE_XATTRS, *EXTRA_OPAQUE}
 
 
@@ -84,7 +87,7 @@ def _is_empty(path: str, kind: int) -> bool:
         return False
     if kind == stat.S_IFDIR:
         try:
-            return not os.listdir(path)
+            return not [n for n in os.listdir(path) if n not in _MARKERS]
         except OSError:
             return False
     return st.st_size == 0
@@ -115,7 +118,7 @@ def _walk(tf, root: str, rel: str, mtime, inodes, skip=()) -> None:
     except OSError:
         return
     for name in names:
-        if not rel and name in skip:
+        if (not rel and name in skip) or name == FUSE_OVERLAYFS_OPAQUE:
             continue
         child_rel = f"{rel}/{name}" if rel else name
         child = os.path.join(root, child_rel)
@@ -162,7 +165,8 @@ def add_entry(tf, path: str, name: str, mtime=None, inodes=None, *,
     if ftype == stat.S_IFDIR:
         info.type = tarfile.DIRTYPE
         tf.addfile(info)
-        if _is_opaque(attrs) and not os.path.lexists(os.path.join(path, OPAQUE_MARKER)):
+        if (_is_opaque(attrs) or os.path.lexists(os.path.join(path, FUSE_OVERLAYFS_OPAQUE))
+                ) and not os.path.lexists(os.path.join(path, OPAQUE_MARKER)):
             marker = tarfile.TarInfo(OPAQUE_MARKER if name == "./" else
                                      f"{name}/{OPAQUE_MARKER}")
             marker.mtime = info.mtime
