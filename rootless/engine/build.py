@@ -249,7 +249,8 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image) -> str:
                 c["Cmd"] = _command(cfg, inst)
             elif isinstance(inst, ins.Entrypoint):
                 c["Entrypoint"] = _command(cfg, inst)
-                c.pop("Cmd", None) if not _cmd_set_here(state) else None
+                if not _cmd_set_here(state):
+                    c.pop("Cmd", None)
             elif isinstance(inst, ins.Shell):
                 c["Shell"] = list(inst.shell)
             elif isinstance(inst, ins.Healthcheck):
