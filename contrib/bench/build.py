@@ -62,7 +62,7 @@ def run(report: Report) -> None:
         _run(report, work, rl_executable())
     finally:
         if os.getuid() == 0:
-            subprocess.run(["runuser", "-u", TEST_USER, "--", "podman", "unshare", "rm",
+            subprocess.run(["/usr/sbin/runuser", "-u", TEST_USER, "--", "podman", "unshare", "rm",
                             "-rf", str(work / "podman")], capture_output=True,
                            env={"HOME": str(work), "PATH": "/usr/bin:/bin",
                                 "XDG_RUNTIME_DIR": str(work / "prun")})
@@ -92,7 +92,7 @@ def _run(report: Report, work: Path, rl: str) -> None:
 
     def cmd(argv, env):
         if os.getuid() == 0:
-            argv = ["runuser", "-u", TEST_USER, "--", "env", "-i",
+            argv = ["/usr/sbin/runuser", "-u", TEST_USER, "--", "env", "-i",
                     *(f"{k}={v}" for k, v in env.items()), *argv]
         t0 = time.perf_counter()
         subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
