@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import tarfile
-
-import pytest
-
-from tests.support import users
 
 
 def _names(tar_path) -> set[str]:
@@ -89,41 +83,6 @@ def test_load_rejects_garbage_and_changes_nothing(rl, tmp_path):
     assert rl("images", "-q", check=True).stdout.strip() == ""
     proc = rl("save", "-o", str(tmp_path / "x.tar"), "nosuch:image")
     assert proc.returncode == 125 and not (tmp_path / "x.tar").exists()
-
-
-def _podman(tmp_path):
-    users.need(shutil.which("podman") is not None, "podman is not installed")
-    root = tmp_path / "podman"
-    for d in ("storage", "run", "conf"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "run").chmod(0o700)
-    conf = root / "conf" / "storage.conf"
-    conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{root}/storage"\n'
-                    f'runroot = "{root}/run"\n')
-    env = {"HOME": str(root), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
-           "XDG_RUNTIME_DIR": str(root / "run"), "CONTAINERS_STORAGE_CONF": str(conf),
-           "XDG_CONFIG_HOME": str(root / "conf"), "LANG": "C.UTF-8"}
-
-    def podman(*args, check=True, **kw):
-        proc = subprocess.run(["podman", "--runtime", "runc", "--cgroup-manager",
-                               "cgroupfs", "--events-backend", "none", *args],
-                              env=env, capture_output=True, text=True, timeout=120, **kw)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"podman {args} failed: {proc.stderr}")
-        return proc
-
-    return podman, root
-
-
-@pytest.fixture
-def podman(tmp_path):
-    podman, root = _podman(tmp_path)
-    yield podman
-    podman("system", "reset", "-f", check=False)
-    subprocess.run(["podman", "unshare", "rm", "-rf", str(root)], capture_output=True,
-                   env={"HOME": str(root), "PATH": "/usr/bin:/bin",
-                        "XDG_RUNTIME_DIR": str(root / "run")})
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_rl_save_loads_in_podman_and_podman_save_loads_in_rl(rl, pulled, podman, tmp_path):

@@ -131,3 +131,27 @@ def test_history_of_pulled_image(rl, pulled):
     assert len(lines) == 4
     assert [ln.split()[0] for ln in lines[2:]] == ["<missing>", "<missing>"]
     assert "layer 2" in lines[1] and "layer 0" in lines[3]
+
+
+def test_rl_build_push_runs_in_podman_and_podman_push_runs_in_rl(rl, pulled, registry,
+                                                                  podman, tmp_path):
+    base = pulled("busybox:latest")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "msg").write_text("from rl\n")
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY msg /msg\n"
+                                    "RUN echo built >> /msg\nCMD [\"cat\", \"/msg\"]\n")
+    rl("build", "-q", "-t", "rlbuilt:1", str(ctx), check=True)
+    dest = registry.ref("interop/rlbuilt:1")
+    rl("push", "rlbuilt:1", dest, check=True)
+    podman("pull", "--tls-verify=false", dest)
+    assert podman("run", "--rm", "--network", "none", dest).stdout == "from rl\nbuilt\n"
+    # podman's image (imported from a rootfs, committed by podman) through the registry
+    tar = tmp_path / "rootfs.tar"
+    _rootfs_tar(tar)
+    podman("import", "--change", 'CMD ["/bin/sh", "-c", "cat /owned"]', str(tar),
+           "localhost/pm:1")
+    theirs = registry.ref("interop/pm:1")
+    podman("push", "--tls-verify=false", "localhost/pm:1", theirs)
+    rl("pull", "-q", theirs, check=True)
+    assert rl("run", "--rm", theirs, check=True).stdout == "me\n"
