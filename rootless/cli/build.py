@@ -237,10 +237,17 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
               help="Add a label to the image.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.option("--timestamp", type=int, metavar="SECONDS",
+              help="Creation time and clamp for file times (reproducible images).")
 def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
-          quiet) -> None:
+          quiet, timestamp) -> None:
     """Build an image from a Dockerfile."""
     from rootless.engine import build as engine
+
+    if timestamp is not None:
+        if timestamp < 0:
+            raise InvalidArgument("--timestamp must be >= 0")
+        os.environ["SOURCE_DATE_EPOCH"] = str(timestamp)  # what the engine reads
 
     image_id = engine.build(engine.BuildOptions(
         context=context, dockerfile=dockerfile, tags=list(tags),

@@ -175,7 +175,7 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
             else:
                 extra = ctx.content_hash(ctx.resolve_sources(inst))
         key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
-                   state.config["config"].get("Env"))
+                   state.config["config"].get("Env"), ship.source_epoch())
         if not opts.no_cache:
             cached = _cache_get(key)
             if cached is not None:
@@ -457,6 +457,7 @@ def _copy(inst, state: _State, ctx, from_image):
         source_layers = None
     if len(items) > 1:
         dest_is_dir = True
+    mtime = ship.source_epoch()
     tmp = str(TempArea().path("copy.tar"))
     try:
         with open(tmp, "wb") as f:
@@ -476,7 +477,7 @@ def _copy(inst, state: _State, ctx, from_image):
                     _add_archive(tf, path, dest.strip("/"))
                     continue
                 name = os.path.join(dest, os.path.basename(path)) if dest_is_dir else dest
-                layertar.add_entry(tf, path, name.strip("/"), None, inodes, owner=ctx_owner,
+                layertar.add_entry(tf, path, name.strip("/"), mtime, inodes, owner=ctx_owner,
                                    chmod=chmod)
             tf.close()
         return ship.layer_from_tar(tmp)
@@ -495,12 +496,16 @@ def _rel_in(layers, path: str) -> str | None:
 
 
 def _dir_entry(tf, name: str) -> None:
+    from rootless.engine import ship
+
     info = tarfile.TarInfo(name)
+    info.mtime = ship.source_epoch() or int(time.time())
     info.type, info.mode = tarfile.DIRTYPE, 0o755
     tf.addfile(info)
 
 
 def _add_tree(tf, path, target, layers, rel, owner, chmod, inodes) -> None:
+    from rootless.engine import ship
     from rootless.image import layertar
 
     if layers is not None and rel is not None:
@@ -512,7 +517,8 @@ def _add_tree(tf, path, target, layers, rel, owner, chmod, inodes) -> None:
         name = f"{target}/{n}" if target else n
         if layers is None and n.startswith(".wh."):
             continue
-        is_dir = layertar.add_entry(tf, child, name, None, inodes, owner=owner, chmod=chmod)
+        is_dir = layertar.add_entry(tf, child, name, ship.source_epoch(), inodes, owner=owner,
+                                    chmod=chmod)
         if is_dir:
             _add_tree(tf, child, name, layers,
                       None if rel is None else os.path.join(rel, n), owner, chmod, inodes)
@@ -526,12 +532,17 @@ def _is_archive(path: str) -> bool:
 
 
 def _add_archive(tf, path: str, dest: str) -> None:
+    from rootless.engine import ship
+
+    epoch = ship.source_epoch()
     with tarfile.open(path, "r:*") as src:
         for m in src:
             name = os.path.normpath(m.name).lstrip("/")
             if name.startswith(".."):
                 continue
             m.name = f"{dest}/{name}" if dest else name
+            if epoch is not None:
+                m.mtime = min(int(m.mtime), epoch)
             if m.islnk():
                 m.linkname = f"{dest}/{m.linkname.lstrip('/')}" if dest else m.linkname
             tf.addfile(m, src.extractfile(m) if m.isreg() else None)

@@ -34,6 +34,13 @@ def normalize_name(text: str) -> str:
     return ref.tagged
 
 
+def source_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH (set by `rl build --timestamp` too): the time written into
+    configs and the clamp for every timestamp in new layers, for reproducible images."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(epoch) if epoch.isdigit() else None
+
+
 def now_iso() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     t = int(epoch) if epoch and epoch.isdigit() else time.time()
@@ -373,7 +380,8 @@ def upper_layer(upper: str) -> NewLayer | None:
         return None
     tmp = str(TempArea().path("layer.tar"))
     try:
-        layertar.write_tar_file(upper, tmp, in_userns=True, upper=True)
+        layertar.write_tar_file(upper, tmp, in_userns=True, upper=True,
+                                 mtime=source_epoch())
         return layer_from_tar(tmp)
     finally:
         with contextlib.suppress(OSError):

@@ -145,3 +145,16 @@ def test_commit_and_export(rl, pulled, tmp_path):
         assert "made" in tf.getnames()
     proc = rl("commit", "nosuch", "x:1")
     assert proc.returncode == 125
+
+
+def test_timestamp_makes_builds_reproducible(rl, ctx):
+    path = ctx("FROM BASE\nCOPY sub /sub\nRUN echo x > /made && mkdir /d\nENV A=1\n")
+    first = rl("build", "-q", "--no-cache", "--timestamp", "0", path, check=True).stdout
+    (ctx.dir / "sub" / "a.txt").touch()  # a newer mtime, same content
+    second = rl("build", "-q", "--no-cache", "--timestamp", "0", path, check=True).stdout
+    assert first == second and len(first.strip()) == 64
+    info = json.loads(rl("image", "inspect", first.strip(), check=True).stdout)[0]
+    assert info["Created"].startswith("1970-01-01T00:00:00")
+    r = rl("run", "--rm", first.strip(), "stat", "-c", "%Y", "/made", "/sub/a.txt",
+           check=True)
+    assert r.stdout.split() == ["0", "0"]
