@@ -398,19 +398,45 @@ def _merged_list(layers: list[str], rel: str) -> dict[str, str]:
     return out
 
 
-def _owner(spec: str | None) -> tuple[int, int] | None:
+def _id_table(layers: list[str], name: str) -> dict[str, tuple[int, int]]:
+    """name -> (id, primary gid) from the image's /etc/passwd or /etc/group."""
+    path = _merged_find(layers, f"etc/{name}") if layers else None
+    out: dict[str, tuple[int, int]] = {}
+    if path is None or not os.path.isfile(path):
+        return out
+    with open(path, errors="replace") as f:
+        for line in f:
+            parts = line.strip().split(":")
+            if len(parts) >= 3 and parts[2].isdigit():
+                gid = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else int(parts[2])
+                out[parts[0]] = (int(parts[2]), gid)
+    return out
+
+
+def _owner(spec: str | None, layers: list[str]) -> tuple[int, int]:
+    """--chown=USER[:GROUP], names looked up in the image's /etc/passwd and /etc/group
+    (as Docker does); a user alone also sets the group to the user's primary group."""
     if not spec:
         return (0, 0)
-    user, _, group = spec.partition(":")
-    ids = []
-    for part in (user, group or user):
-        if part == "root":
-            ids.append(0)
-        elif part.isdigit():
-            ids.append(int(part))
+    user, sep, group = spec.partition(":")
+    if user.isdigit():
+        uid, gid = int(user), int(user)
+    else:
+        entry = _id_table(layers, "passwd").get(user)
+        if entry is None:
+            raise InvalidArgument(f"--chown={spec}: no user {user!r} in the image's "
+                                  "/etc/passwd")
+        uid, gid = entry
+    if sep and group:
+        if group.isdigit():
+            gid = int(group)
         else:
-            raise InvalidArgument(f"--chown={spec}: only numeric ids and root are supported")
-    return ids[0], ids[1]
+            g = _id_table(layers, "group").get(group)
+            if g is None:
+                raise InvalidArgument(f"--chown={spec}: no group {group!r} in the image's "
+                                      "/etc/group")
+            gid = g[0]
+    return uid, gid
 
 
 def _copy(inst, state: _State, ctx, from_image):
@@ -419,17 +445,19 @@ def _copy(inst, state: _State, ctx, from_image):
     from rootless.image import layertar
     from rootless.store.layers import TempArea
 
-    try:
-        owner = _owner(inst.chown)
-    except InvalidArgument as exc:
-        raise inst.error(exc.message) from None
-    chmod = int(inst.chmod, 8) if inst.chmod else None
-    workdir = state.config["config"].get("WorkingDir") or "/"
-    dest = inst.dest if inst.dest.startswith("/") else os.path.join(workdir, inst.dest)
-    dest_is_dir = inst.dest.endswith("/") or inst.dest in (".", "./")
     base_layers: list[str] = []
     if state.image_id:
         base_layers = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]
+    try:
+        owner = _owner(inst.chown, base_layers)
+        chmod = int(inst.chmod, 8) if inst.chmod else None
+    except InvalidArgument as exc:
+        raise inst.error(exc.message) from None
+    except ValueError:
+        raise inst.error(f"--chmod={inst.chmod}: not an octal mode") from None
+    workdir = state.config["config"].get("WorkingDir") or "/"
+    dest = inst.dest if inst.dest.startswith("/") else os.path.join(workdir, inst.dest)
+    dest_is_dir = inst.dest.endswith("/") or inst.dest in (".", "./")
     found = _merged_find(base_layers, dest) if base_layers else None
     if found and os.path.isdir(found) and not os.path.islink(found):
         dest_is_dir = True

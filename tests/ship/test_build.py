@@ -158,3 +158,32 @@ def test_timestamp_makes_builds_reproducible(rl, ctx):
     r = rl("run", "--rm", first.strip(), "stat", "-c", "%Y", "/made", "/sub/a.txt",
            check=True)
     assert r.stdout.split() == ["0", "0"]
+
+
+def test_copy_chown_chmod_wildcards_and_add_archive(rl, ctx):
+    d = ctx.dir
+    (d / "w1.cfg").write_text("1\n")
+    (d / "w2.cfg").write_text("2\n")
+    inner = d / "inner"
+    inner.mkdir()
+    (inner / "in.txt").write_text("in\n")
+    with tarfile.open(d / "arch.tar.gz", "w:gz") as tf:
+        tf.add(inner / "in.txt", arcname="x/in.txt")
+    path = ctx("""\
+FROM BASE
+COPY --chown=user:nobody --chmod=0600 hello.txt /owned
+COPY --chown=1000 *.cfg /cfg/
+ADD arch.tar.gz /unpacked/
+""")
+    rl("build", "-t", "perm:1", path, check=True)
+    r = rl("run", "--rm", "perm:1", "sh", "-c",
+           "stat -c '%u:%g %a' /owned /cfg/w1.cfg; ls /cfg; cat /unpacked/x/in.txt",
+           check=True)
+    assert r.stdout.split() == ["1000:65534", "600", "1000:1000", "644", "w1.cfg", "w2.cfg",
+                                "in"]
+    proc = rl("build", ctx("FROM BASE\nCOPY ignored.txt /x\n"))  # .dockerignore'd
+    assert proc.returncode == 125 and "Dockerfile:2" in proc.stderr
+    bad = ctx("FROM BASE\nCOPY --chown=nosuchuser hello.txt /x\n")
+    proc = rl("build", bad)
+    assert proc.returncode == 125 and "Dockerfile:2" in proc.stderr and "nosuchuser" in \
+        proc.stderr
