@@ -156,14 +156,31 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
             raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: {exc.message}", exc.fix) from None
         state = _State(rec.id, ship.base_config(rec.config))
     scope = StageScope(plan, state.config["config"].get("Env") or [])
-    for pos, raw in enumerate(rs.stage.instructions):
-        step[0] += 1
-        _out(opts, f"STEP {step[0]}/{total}: {raw.source}")
+    # The base's ONBUILD triggers run first, and are not inherited further (Docker).
+    from rootless.build import dockerfile as dfmod
+
+    triggers = state.config["config"].pop("OnBuild", None) or []
+    todo: list = []
+    for expr in triggers:
+        try:
+            todo.append((None, dfmod.parse_trigger(expr)))
+        except RlError as exc:
+            raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: ONBUILD "
+                          f"trigger of the base image: {exc.message}", exc.fix) from None
+    todo += list(enumerate(rs.stage.instructions))
+    for pos, raw in todo:
+        if pos is None:
+            _out(opts, f"ONBUILD {raw.source}")
+        else:
+            step[0] += 1
+            _out(opts, f"STEP {step[0]}/{total}: {raw.source}")
         inst = scope.step(raw)
         extra = None
         from_image = None
         if isinstance(inst, (ins.Copy, ins.Add)):
             src = rs.copy_from.get(pos) if isinstance(inst, ins.Copy) else None
+            if pos is None and isinstance(inst, ins.Copy) and inst.from_:
+                src = inst.from_  # a trigger names an image
             if src is not None:
                 try:
                     from_image = results[src] if isinstance(src, int) else \

@@ -187,3 +187,16 @@ ADD arch.tar.gz /unpacked/
     proc = rl("build", bad)
     assert proc.returncode == 125 and "Dockerfile:2" in proc.stderr and "nosuchuser" in \
         proc.stderr
+
+
+def test_onbuild_triggers_run_in_the_child_build(rl, ctx):
+    rl("build", "-t", "parent:1", ctx("FROM BASE\nONBUILD RUN echo triggered > /trig\n"),
+       check=True)
+    info = json.loads(rl("image", "inspect", "parent:1", check=True).stdout)[0]
+    assert info["Config"]["OnBuild"] == ["RUN echo triggered > /trig"]
+    proc = rl("build", "-t", "child:1",
+              ctx("FROM localhost/parent:1\nCMD [\"cat\", \"/trig\"]\n"), check=True)
+    assert "ONBUILD RUN echo triggered" in proc.stdout
+    assert rl("run", "--rm", "child:1", check=True).stdout == "triggered\n"
+    info = json.loads(rl("image", "inspect", "child:1", check=True).stdout)[0]
+    assert not info["Config"].get("OnBuild")
