@@ -237,10 +237,12 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
               help="Add a label to the image.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+              help="The platform of the base images (RUN needs one this host runs).")
 @click.option("--timestamp", type=int, metavar="SECONDS",
               help="Creation time and clamp for file times (reproducible images).")
 def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
-          quiet, timestamp) -> None:
+          quiet, platform, timestamp) -> None:
     """Build an image from a Dockerfile."""
     from rootless.engine import build as engine
 
@@ -252,6 +254,6 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
     image_id = engine.build(engine.BuildOptions(
         context=context, dockerfile=dockerfile, tags=list(tags),
         build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
-        labels=_pairs(labels, "--label"), quiet=quiet))
+        labels=_pairs(labels, "--label"), quiet=quiet, platform=platform))
     click.echo(image_id.partition(":")[2] if quiet else
                f"--> {_short(image_id)}\n{image_id.partition(':')[2]}")

@@ -51,6 +51,7 @@ class BuildOptions:
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
+    platform: str | None = None
 
 
 class _State:
@@ -151,7 +152,8 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
         state = _State(None, ship.base_config(None))
     else:
         try:
-            rec = images.ensure_image(rs.base, quiet=opts.quiet)
+            rec = images.ensure_image(rs.base, quiet=opts.quiet,
+                                      platform=rs.platform or opts.platform)
         except RlError as exc:
             raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: {exc.message}", exc.fix) from None
         state = _State(rec.id, ship.base_config(rec.config))

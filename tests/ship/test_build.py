@@ -200,3 +200,12 @@ def test_onbuild_triggers_run_in_the_child_build(rl, ctx):
     assert rl("run", "--rm", "child:1", check=True).stdout == "triggered\n"
     info = json.loads(rl("image", "inspect", "child:1", check=True).stdout)[0]
     assert not info["Config"].get("OnBuild")
+
+
+def test_platform_picks_the_base_of_that_platform(rl, ctx, registry):
+    multi = registry.ref("multiarch:latest")
+    path = ctx(f"FROM {multi}\nLABEL x=y\n")
+    image_id = rl("build", "-q", "--platform", "linux/arm64", path, check=True).stdout.strip()
+    info = json.loads(rl("image", "inspect", image_id, check=True).stdout)[0]
+    assert info["Architecture"] == "arm64"
+    assert info["Config"]["Labels"] == {"x": "y"}
