@@ -57,6 +57,7 @@ def push(image: str, destination: str | None, fmt: str | None, quiet: bool,
     result = ship.push(image, destination, fmt, quiet=True)
     if not quiet:
         click.echo(f"Pushed {result.destination}: {result.pushed} blob(s) uploaded, "
+                   f"{result.mounted} mounted from another repository, "
                    f"{result.skipped} already present", err=True)
         click.echo(result.digest)
 

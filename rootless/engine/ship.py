@@ -132,6 +132,7 @@ class PushResult:
     pushed: int
     skipped: int
     destination: str
+    mounted: int = 0
 
 
 def push(name: str, dest: str | None = None, fmt: str | None = None,
@@ -162,7 +163,15 @@ def push(name: str, dest: str | None = None, fmt: str | None = None,
         ref = reference.parse(f"{ref.name}:latest")
     src = StoreExportSource(record.id, manifest_type=mtype)
     try:
-        dst = RegistryDestination(ref, registries_conf.load())
+        # other repositories of the same registry the image came from: blobs there can
+        # be mounted instead of uploaded
+        mount_from = []
+        for n in record.names:
+            with contextlib.suppress(InvalidArgument):
+                r = reference.parse(n)
+                if r.domain == ref.domain:
+                    mount_from.append(r.path)
+        dst = RegistryDestination(ref, registries_conf.load(), mount_from=mount_from)
         try:
             with prog.for_terminal(quiet) as progress:
                 result = copy(src, dst, names=[str(ref)], progress=progress)
@@ -171,7 +180,7 @@ def push(name: str, dest: str | None = None, fmt: str | None = None,
     finally:
         src.close()
     return PushResult(result.manifest_digest, dst.pushed,
-                      len(result.layers) - dst.pushed, str(ref))
+                      len(result.layers) - dst.pushed - dst.mounted, str(ref), dst.mounted)
 
 
 # -- history --

@@ -2,6 +2,8 @@
 registry through rootless/image/registry.py's client (its auth, retries and http fallback).
 
 - `reuse_layer`: HEAD /v2/<repo>/blobs/<digest>; a blob the registry holds is not sent.
+  Else, when the image came from other repositories of the same registry (`mount_from`),
+  a cross-repository mount (POST ?mount=&from=) links the blob without sending it.
 - `put_layer`: the stream is spooled (memory, then a temp file), checked against the
   descriptor and the diff_id, then sent as one monolithic upload (POST for a session, PUT
   with ?digest=). The registry checks the digest again.
@@ -27,7 +29,8 @@ from rootless.image.types import ImageDestination, LayerResult
 
 
 class RegistryDestination(ImageDestination):
-    def __init__(self, ref: Reference, conf: RegistriesConf) -> None:
+    def __init__(self, ref: Reference, conf: RegistriesConf,
+                 mount_from: list[str] | None = None) -> None:
         self.ref = ref
         source = conf.sources(ref)[-1]  # the location itself, never a mirror
         self.repo = source.repository
@@ -37,6 +40,8 @@ class RegistryDestination(ImageDestination):
         self.scope = f"repository:{self.repo}:pull,push"
         self.manifest: tuple[bytes, str, str] | None = None
         self.pushed = 0
+        self.mounted = 0
+        self.mount_from = [r for r in (mount_from or []) if r != self.repo]
 
     def _has(self, digest: str) -> bool:
         resp = self.client.request("HEAD", f"/v2/{self.repo}/blobs/{digest}", scope=self.scope)
@@ -51,7 +56,27 @@ class RegistryDestination(ImageDestination):
     def reuse_layer(self, descriptor, diff_id):
         if self._has(descriptor.digest):
             return LayerResult(diff_id, descriptor.size, True)
+        for repo in self.mount_from:
+            if self._mount(descriptor.digest, repo):
+                self.mounted += 1
+                return LayerResult(diff_id, descriptor.size, True)
         return None
+
+    def _mount(self, digest: str, repo: str) -> bool:
+        query = urlencode({"mount": digest, "from": repo})
+        resp = self.client.request("POST", f"/v2/{self.repo}/blobs/uploads/?{query}",
+                                   scope=f"{self.scope} repository:{repo}:pull",
+                                   headers={"Content-Length": "0"})
+        resp.close()
+        if resp.status_code == 201:
+            return True
+        if resp.status_code == 202 and resp.headers.get("Location"):
+            # the registry opened an upload session instead: close it
+            with contextlib.suppress(Exception):
+                parts = urlsplit(resp.headers["Location"])
+                self.client.request("DELETE", parts.path + (f"?{parts.query}" if parts.query
+                                                            else ""), scope=self.scope).close()
+        return False
 
     def _upload(self, path: str, digest: str, size: int) -> None:
         what = f"upload of {digest[:19]} to {self.host}/{self.repo}"

@@ -29,8 +29,9 @@ def test_push_keeps_digest_skips_existing_blobs_and_pulls_back(rl, pulled, regis
     before = json.loads(rl("image", "inspect", src, check=True).stdout)[0]
     dest = registry.ref("pushed/layered:v1")
     proc = rl("push", src, dest, check=True)
-    # every blob of layered is already in the registry (other repo: not mounted, so
-    # uploaded here), the manifest is the one pulled
+    # every blob of layered is in the registry's `layered` repository: mounted from there,
+    # none uploaded; the manifest is the one pulled
+    assert "0 blob(s) uploaded, 3 mounted from another repository" in proc.stderr
     assert proc.stdout.strip() == before["Digest"]
     seen = _skopeo(dest)
     assert seen["raw"]["mediaType"] == before["ManifestMediaType"]
@@ -38,7 +39,8 @@ def test_push_keeps_digest_skips_existing_blobs_and_pulls_back(rl, pulled, regis
     assert len(seen["info"]["Layers"]) == 3
     # a second push sends nothing: HEAD finds every blob
     proc = rl("push", src, dest, check=True)
-    assert "0 blob(s) uploaded, 3 already present" in proc.stderr
+    assert "0 blob(s) uploaded, 0 mounted from another repository, 3 already present" \
+        in proc.stderr
     # pulled back by a fresh store and run
     other = users.make_runner(tmp_path / "other")
     other.env["RL_ROOTFS_BACKEND"] = rl.env["RL_ROOTFS_BACKEND"]
