@@ -157,3 +157,14 @@ def test_rl_build_push_runs_in_podman_and_podman_push_runs_in_rl(rl, pulled, reg
     podman("push", "--tls-verify=false", "localhost/pm:1", theirs)
     rl("pull", "-q", theirs, check=True)
     assert rl("run", "--rm", theirs, check=True).stdout == "me\n"
+
+
+def test_push_through_bearer_token_auth(rl, token_registry, tmp_path):
+    src = token_registry.ref("busybox:latest")
+    rl("pull", "-q", src, check=True)
+    dest = token_registry.ref("tokenpush/busybox:t1")
+    proc = rl("push", src, dest, check=True)
+    assert proc.stdout.strip().startswith("sha256:")
+    other = users.make_runner(tmp_path / "other")
+    other("pull", "-q", dest, check=True)
+    assert other("images", "-q", check=True).stdout.strip()
