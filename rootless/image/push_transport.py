@@ -6,7 +6,8 @@ registry through rootless/image/registry.py's client (its auth, retries and http
   a cross-repository mount (POST ?mount=&from=) links the blob without sending it.
 - `put_layer`: the stream is spooled (memory, then a temp file), checked against the
   descriptor and the diff_id, then sent as one monolithic upload (POST for a session, PUT
-  with ?digest=). The registry checks the digest again.
+  with ?digest=), or, above CHUNK_SIZE (RL_PUSH_CHUNK_SIZE), in PATCH chunks closed by
+  an empty PUT. The registry checks the digest again.
 - `put_config` uploads the config the same way; `commit` PUTs the manifest under each tag.
 Nothing is visible under a tag before commit; blobs uploaded before a failure stay (a
 registry garbage-collects unreferenced blobs), as with every registry client.
@@ -26,6 +27,11 @@ from rootless.image.reference import Reference
 from rootless.image.registries_conf import RegistriesConf
 from rootless.image.registry import RegistryClient
 from rootless.image.types import ImageDestination, LayerResult
+
+
+def chunk_size() -> int:
+    value = os.environ.get("RL_PUSH_CHUNK_SIZE", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 64 << 20
 
 
 class RegistryDestination(ImageDestination):
@@ -86,21 +92,41 @@ class RegistryDestination(ImageDestination):
         if resp.status_code != 202:
             raise self.client._error(resp, what, self.repo)
         location = resp.headers.get("Location", "")
+        limit = chunk_size()
+        with open(path, "rb") as f:
+            if size > limit:
+                start = 0
+                while data := f.read(limit):
+                    location = self._patch(location, data, start, what)
+                    start += len(data)
+                body = b""
+            else:
+                body = f.read()
         parts = urlsplit(location)
         path_q = parts.path + "?" + (parts.query + "&" if parts.query else "") + urlencode(
             {"digest": digest})
-        with open(path, "rb") as f:
-            resp = self._put(path_q, f.read() if size < (64 << 20) else f, size)
+        resp = self._send_body("PUT", path_q, body)
         resp.close()
         if resp.status_code not in (201, 204):
             raise self.client._error(resp, what, self.repo)
 
-    def _put(self, path: str, body, size: int):
+    def _patch(self, location: str, data: bytes, start: int, what: str) -> str:
+        parts = urlsplit(location)
+        path_q = parts.path + (f"?{parts.query}" if parts.query else "")
+        resp = self._send_body("PATCH", path_q, data, {
+            "Content-Range": f"{start}-{start + len(data) - 1}"})
+        resp.close()
+        if resp.status_code != 202:
+            raise self.client._error(resp, what, self.repo)
+        return resp.headers.get("Location", location)
+
+    def _send_body(self, method: str, path: str, body: bytes, extra: dict | None = None):
         # The client's request() sends no body: build this one by hand, with the same auth.
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size),
+        headers = {"Content-Type": "application/octet-stream",
+                   "Content-Length": str(len(body)), **(extra or {}),
                    **self.client._auth_header(self.scope)}
-        req = self.client._http.build_request("PUT", self.client._url(path), headers=headers,
-                                              content=body)
+        req = self.client._http.build_request(method, self.client._url(path),
+                                              headers=headers, content=body)
         return self.client._http.send(req)
 
     def put_layer(self, reader, descriptor, diff_id, progress):

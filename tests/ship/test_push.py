@@ -168,3 +168,15 @@ def test_push_through_bearer_token_auth(rl, token_registry, tmp_path):
     other = users.make_runner(tmp_path / "other")
     other("pull", "-q", dest, check=True)
     assert other("images", "-q", check=True).stdout.strip()
+
+
+def test_chunked_upload(rl, registry, tmp_path):
+    tar = tmp_path / "rootfs.tar"
+    _rootfs_tar(tar)  # a layer no repository of the registry holds
+    rl("import", str(tar), "tochunk:1", check=True)
+    dest = registry.ref("chunked/busybox:1")
+    proc = rl("push", "tochunk:1", dest, env={"RL_PUSH_CHUNK_SIZE": "100000"}, check=True)
+    assert "1 blob(s) uploaded, 0 mounted" in proc.stderr
+    seen = _skopeo(dest)
+    assert seen["info"]["Digest"] == proc.stdout.strip()
+    assert seen["raw"]["layers"][0]["size"] > 300_000  # several chunks
