@@ -192,7 +192,8 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
                                   exc.fix) from None
                 extra = from_image
             else:
-                extra = ctx.content_hash(ctx.resolve_sources(inst))
+                extra = [ctx.content_hash(ctx.resolve_sources(inst)),
+                         [(c.path, c.data) for c in inst.contents]]
         key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
                    state.config["config"].get("Env"), ship.source_epoch())
         if not opts.no_cache:
@@ -459,9 +460,7 @@ def _owner(spec: str | None, layers: list[str]) -> tuple[int, int]:
 
 
 def _copy(inst, state: _State, ctx, from_image):
-    from rootless.build import instructions as ins
     from rootless.engine import images, ship
-    from rootless.image import layertar
     from rootless.store.layers import TempArea
 
     base_layers: list[str] = []
@@ -481,6 +480,13 @@ def _copy(inst, state: _State, ctx, from_image):
     if found and os.path.isdir(found) and not os.path.islink(found):
         dest_is_dir = True
     items: list[tuple[str, str]] = []  # (absolute source path, source name)
+    generated: list[str] = []  # a temp dir for heredoc sources and downloads
+
+    def gen_dir() -> str:
+        if not generated:
+            generated.append(str(TempArea().mkdir("copy-src")))
+        return generated[0]
+
     if from_image is not None:
         layers = [str(p) for p in reversed(images.get_image(from_image).layer_dirs)]
         for spec in inst.sources:
@@ -493,7 +499,8 @@ def _copy(inst, state: _State, ctx, from_image):
         sources = ctx.resolve_sources(inst)
         for s in sources:
             if s.url:
-                raise inst.error("ADD of a URL is not supported yet")
+                items.append((_fetch(inst, s.url, gen_dir()), s.url))
+                continue
             if not s.paths:
                 raise inst.error(f"COPY source {s.spec}: no such file or directory in the "
                                  "build context")
@@ -502,10 +509,32 @@ def _copy(inst, state: _State, ctx, from_image):
             if s.wildcard or len(s.paths) > 1:
                 dest_is_dir = True
         source_layers = None
+    for content in inst.contents:  # heredoc sources: files of their text
+        path = os.path.join(gen_dir(), os.path.basename(content.path) or "heredoc")
+        with open(path, "w") as f:
+            f.write(content.data)
+        os.chmod(path, 0o644)
+        items.append((path, content.path))
     if len(items) > 1:
         dest_is_dir = True
     mtime = ship.source_epoch()
     tmp = str(TempArea().path("copy.tar"))
+    try:
+        return _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner,
+                                 chmod, from_image, mtime)
+    finally:
+        if generated:
+            import shutil
+
+            shutil.rmtree(generated[0], ignore_errors=True)
+
+
+def _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner, chmod,
+                      from_image, mtime):
+    from rootless.build import instructions as ins
+    from rootless.engine import ship
+    from rootless.image import layertar
+
     try:
         with open(tmp, "wb") as f:
             tf = tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT)
@@ -520,7 +549,8 @@ def _copy(inst, state: _State, ctx, from_image):
                     _add_tree(tf, path, target, source_layers, _rel_in(source_layers, path),
                               ctx_owner, chmod, inodes)
                     continue
-                if isinstance(inst, ins.Add) and from_image is None and _is_archive(path):
+                if isinstance(inst, ins.Add) and from_image is None and "://" not in _spec \
+                        and _is_archive(path):
                     _add_archive(tf, path, dest.strip("/"))
                     continue
                 name = os.path.join(dest, os.path.basename(path)) if dest_is_dir else dest
@@ -531,6 +561,33 @@ def _copy(inst, state: _State, ctx, from_image):
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _fetch(inst, url: str, into: str) -> str:
+    """ADD URL: download into `into` (mode 0600, as Docker), checked against --checksum."""
+    from urllib.parse import urlsplit
+
+    from rootless.image import httpx_lite
+
+    httpx = httpx_lite.load()
+    name = os.path.basename(urlsplit(url).path) or "index.html"
+    path = os.path.join(into, name)
+    h = hashlib.sha256()
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as resp:
+            if resp.status_code != 200:
+                raise inst.error(f"ADD {url}: the server answered {resp.status_code}")
+            with open(path, "wb") as f:
+                for chunk in resp.iter_bytes():
+                    h.update(chunk)
+                    f.write(chunk)
+    except httpx.HTTPError as exc:
+        raise inst.error(f"ADD {url}: {exc}") from None
+    got = "sha256:" + h.hexdigest()
+    if inst.checksum and inst.checksum != got:
+        raise inst.error(f"ADD {url}: checksum mismatch: expected {inst.checksum}, got {got}")
+    os.chmod(path, 0o600)
+    return path
 
 
 def _rel_in(layers, path: str) -> str | None:

@@ -209,3 +209,54 @@ def test_platform_picks_the_base_of_that_platform(rl, ctx, registry):
     info = json.loads(rl("image", "inspect", image_id, check=True).stdout)[0]
     assert info["Architecture"] == "arm64"
     assert info["Config"]["Labels"] == {"x": "y"}
+
+
+@pytest.fixture
+def http_file():
+    """A local web server serving one file: (url, sha256 digest)."""
+    import hashlib
+    import http.server
+    import threading
+
+    body = b"downloaded content\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/files/data.txt":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield (f"http://127.0.0.1:{server.server_address[1]}/files/data.txt",
+           "sha256:" + hashlib.sha256(body).hexdigest())
+    server.shutdown()
+    server.server_close()
+
+
+def test_copy_heredoc_and_add_url_with_checksum(rl, ctx, http_file):
+    url, digest = http_file
+    path = ctx(f"""\
+FROM BASE
+ARG WHO=world
+COPY <<EOF /greeting
+hello $WHO
+EOF
+ADD --checksum={digest} {url} /dl/
+""")
+    rl("build", "-t", "here:1", path, check=True)
+    r = rl("run", "--rm", "here:1", "sh", "-c",
+           "cat /greeting /dl/data.txt; stat -c %a /dl/data.txt", check=True)
+    assert r.stdout == "hello world\ndownloaded content\n600\n"
+    bad = ctx(f"FROM BASE\nADD --checksum=sha256:{'0' * 64} {url} /dl/\n")
+    proc = rl("build", "-t", "here:2", bad)
+    assert proc.returncode == 125 and "Dockerfile:2" in proc.stderr and "checksum" in \
+        proc.stderr
+    assert rl("image", "inspect", "here:2").returncode != 0
