@@ -603,7 +603,8 @@ def _dir_entry(tf, name: str) -> None:
     from rootless.engine import ship
 
     info = tarfile.TarInfo(name)
-    info.mtime = ship.source_epoch() or int(time.time())
+    epoch = ship.source_epoch()
+    info.mtime = int(time.time()) if epoch is None else epoch
     info.type, info.mode = tarfile.DIRTYPE, 0o755
     tf.addfile(info)
 
