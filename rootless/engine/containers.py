@@ -359,9 +359,12 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
             else:
                 slirp.append(netsetup.start_slirp(sandbox_pid, sock))
 
+    forwarder = monitor.Forwarder()
+    forwarder.install()
     try:
         launch.start(c.dir, before_go=before_go)
     except RlError as exc:
+        forwarder.restore()
         for s in slirp:
             s.stop()
         _set_exited(c, exc.exit_code)
@@ -379,8 +382,9 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     try:
         code = monitor.run_loop(launch, wiring, log_path=str(c.dir / "ctr.log") if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
-                                send_signal=send)
+                                send_signal=send, forwarder=forwarder)
     finally:
+        forwarder.restore()
         for s in slirp:
             s.stop()
     if not c.options.get("rm"):  # otherwise the row is about to go
