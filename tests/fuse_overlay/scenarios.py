@@ -1,0 +1,376 @@
+"""What the fuse_overlay tests do inside the user namespace (run by nsworker.py).
+
+Each public function takes and returns JSON-able values. Layers are built from specs:
+a list of [path, kind, arg] with kind file (arg: text), dir, symlink (arg: target), fifo,
+hardlink (arg: existing path), whiteout, opaque (arg unused), xattr (arg: [name, value]),
+chown (arg: [uid, gid], the real owner), override (arg: the override_stat value).
+Whiteouts and opaque dirs are written in the `form` asked: "oci" (`.wh.` names) or "kernel"
+(char 0/0 and the user.overlay.opaque xattr) -- the kernel's overlayfs reads only the latter.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+import fuse_overlay
+from fuse_overlay import metadata
+
+BASE = os.environ.get("FO_TEST_BASE", "/tmp")
+_mounts: list[tuple[str, subprocess.Popen | None]] = []
+SKIP_XATTRS = ("user.overlay.", "trusted.overlay.", metadata.OVERRIDE_XATTR, "security.")
+
+
+def new_dir(prefix: str = "t") -> str:
+    d = tempfile.mkdtemp(prefix=prefix, dir=BASE)
+    os.chmod(d, 0o755)
+    return d
+
+
+def remove_tree(path: str) -> None:
+    cleanup_mounts()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ---- layers ------------------------------------------------------------------------------
+
+def build_layer(root: str, spec: list, form: str = "oci") -> None:
+    os.makedirs(root, exist_ok=True)
+    for path, kind, arg in spec:
+        p = os.path.join(root, path)
+        parent = os.path.dirname(p)
+        os.makedirs(parent, exist_ok=True)
+        if kind == "file":
+            with open(p, "w") as f:
+                f.write(arg)
+        elif kind == "bytes":
+            with open(p, "wb") as f:
+                f.write(bytes.fromhex(arg))
+        elif kind == "dir":
+            os.makedirs(p, exist_ok=True)
+            if arg:
+                os.chmod(p, int(arg, 8))
+        elif kind == "mode":
+            os.chmod(p, int(arg, 8))
+        elif kind == "symlink":
+            os.symlink(arg, p)
+        elif kind == "fifo":
+            os.mkfifo(p)
+        elif kind == "hardlink":
+            os.link(os.path.join(root, arg), p)
+        elif kind == "whiteout":
+            if form == "oci":
+                wh = os.path.join(parent, ".wh." + os.path.basename(p))
+                open(wh, "w").close()
+            else:
+                os.mknod(p, stat.S_IFCHR | 0o600, 0)
+        elif kind == "opaque":
+            os.makedirs(p, exist_ok=True)
+            if form == "oci":
+                open(os.path.join(p, ".wh..wh..opq"), "w").close()
+            else:
+                os.setxattr(p, "user.overlay.opaque", b"y")
+        elif kind == "xattr":
+            os.setxattr(p, arg[0], arg[1].encode(), follow_symlinks=False)
+        elif kind == "chown":
+            os.lchown(p, arg[0], arg[1])
+        elif kind == "override":
+            os.setxattr(p, metadata.OVERRIDE_XATTR, arg.encode())
+        else:
+            raise ValueError(kind)
+
+
+def make_layers(layers: list[list], form: str = "oci") -> dict:
+    """Lower layers (top-most first) from specs, plus empty upper, work, mountpoint."""
+    top = new_dir("ov")
+    lowers = []
+    for i, spec in enumerate(layers):
+        d = os.path.join(top, f"l{i}")
+        build_layer(d, spec, form)
+        lowers.append(d)
+    paths = {"top": top, "lowers": lowers}
+    for name in ("upper", "work", "mnt"):
+        paths[name] = os.path.join(top, name)
+        os.mkdir(paths[name])
+    return paths
+
+
+# ---- mounting ----------------------------------------------------------------------------
+
+def mount_fuse(lowers: list[str], upper: str | None, work: str | None, mnt: str,
+               extra: str = "") -> subprocess.Popen:
+    r, w = os.pipe()
+    opts = "lowerdir=" + ":".join(lowers)
+    if upper:
+        opts += f",upperdir={upper},workdir={work}"
+    opts += f",ready_fd={w}" + ("," + extra if extra else "")
+    proc = subprocess.Popen([sys.executable, "-m", "fuse_overlay.cli", "-f", "-o", opts, mnt],
+                            pass_fds=(w,), stderr=subprocess.PIPE)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        ok = f.read(1)
+    if ok != b"1":
+        err = proc.communicate(timeout=10)[1].decode()
+        raise RuntimeError(f"fuse-overlay did not mount: {err}")
+    _mounts.append((mnt, proc))
+    return proc
+
+
+def mount_kernel(lowers: list[str], upper: str | None, work: str | None, mnt: str) -> None:
+    opts = "lowerdir=" + ":".join(lowers)
+    if upper:
+        opts += f",upperdir={upper},workdir={work}"
+    opts += ",userxattr"
+    subprocess.run(["mount", "-t", "overlay", "-o", opts, "overlay", mnt], check=True,
+                   capture_output=True)
+    _mounts.append((mnt, None))
+
+
+def mount(kind: str, paths: dict, extra: str = "", readonly: bool = False):
+    upper = None if readonly else paths["upper"]
+    work = None if readonly else paths["work"]
+    if kind == "kernel":
+        return mount_kernel(paths["lowers"], upper, work, paths["mnt"])
+    return mount_fuse(paths["lowers"], upper, work, paths["mnt"], extra)
+
+
+def umount(mnt: str) -> None:
+    for i, (m, proc) in enumerate(_mounts):
+        if m == mnt:
+            del _mounts[i]
+            subprocess.run(["umount", mnt], check=True, capture_output=True)
+            if proc is not None:
+                proc.wait(timeout=20)
+                assert proc.returncode == 0, proc.stderr.read().decode()
+            return
+    raise KeyError(mnt)
+
+
+def cleanup_mounts() -> None:
+    while _mounts:
+        m, proc = _mounts.pop()
+        subprocess.run(["umount", "-l", m], capture_output=True)
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# ---- looking at trees ----------------------------------------------------------------------
+
+def _xattrs(p: str) -> dict:
+    try:
+        names = os.listxattr(p, follow_symlinks=False)
+    except OSError:
+        return {}
+    out = {}
+    for n in sorted(names):
+        if n.startswith(SKIP_XATTRS):
+            continue
+        try:
+            out[n] = os.getxattr(p, n, follow_symlinks=False).decode("latin-1")
+        except OSError as e:
+            out[n] = f"<{errno.errorcode.get(e.errno)}>"
+    return out
+
+
+def describe(p: str, st: os.stat_result, ids: bool = True) -> dict:
+    m = st.st_mode
+    d = {"mode": oct(stat.S_IMODE(m)), "nlink": st.st_nlink}
+    if ids:
+        d["uid"], d["gid"] = st.st_uid, st.st_gid
+    if stat.S_ISREG(m):
+        d["type"] = "file"
+        d["size"] = st.st_size
+        with open(p, "rb") as f:
+            d["sha"] = hashlib.sha1(f.read()).hexdigest()[:12]
+    elif stat.S_ISDIR(m):
+        d["type"] = "dir"
+    elif stat.S_ISLNK(m):
+        d["type"] = "symlink"
+        d["target"] = os.readlink(p)
+        d.pop("mode")
+    elif stat.S_ISFIFO(m):
+        d["type"] = "fifo"
+    elif stat.S_ISSOCK(m):
+        d["type"] = "socket"
+    else:
+        d["type"] = f"dev-{os.major(st.st_rdev)}-{os.minor(st.st_rdev)}"
+    if not stat.S_ISLNK(m):
+        d["xattrs"] = _xattrs(p)
+    return d
+
+
+def snapshot(root: str, ids: bool = True) -> dict:
+    """Everything a user sees below root, by relative path; hard links as groups."""
+    out = {}
+    inodes: dict[int, list[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            st = os.lstat(p)
+            out[rel] = describe(p, st, ids)
+            if not stat.S_ISDIR(st.st_mode):
+                inodes.setdefault(st.st_ino, []).append(rel)
+    groups = sorted(sorted(g) for g in inodes.values() if len(g) > 1)
+    return {"tree": out, "links": groups}
+
+
+def upper_state(upper: str) -> dict:
+    """The upper dir with the whiteout and opaque forms normalised: {rel: kind}."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(upper):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, upper)
+            st = os.lstat(p)
+            if name == metadata.OPAQUE_MARKER:
+                continue
+            if name.startswith(".wh."):
+                out[os.path.join(os.path.dirname(rel), name[4:])] = "whiteout"
+            elif metadata.is_whiteout_device(st):
+                out[rel] = "whiteout"
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = "dir"
+            elif stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    out[rel] = "file:" + hashlib.sha1(f.read()).hexdigest()[:12]
+            else:
+                out[rel] = "other"
+    return out
+
+
+# ---- operations ----------------------------------------------------------------------------
+
+def apply_ops(root: str, ops: list) -> list:
+    """Run operations on a mounted tree; each gives "ok", a value, or an errno name."""
+    results = []
+    for op in ops:
+        name, args = op[0], op[1:]
+        where = PATH_ARGS.get(name, (0,))
+        p = [os.path.join(root, a) if i in where else a for i, a in enumerate(args)]
+        try:
+            results.append(_op(name, p))
+        except OSError as e:
+            results.append(errno.errorcode.get(e.errno, str(e.errno)))
+    return results
+
+
+PATH_ARGS = {"rename": (0, 1), "link": (0, 1), "symlink": (1,)}
+
+
+def _op(name: str, p: list):
+    if name == "write":
+        with open(p[0], "w") as f:
+            f.write(p[1])
+    elif name == "append":
+        with open(p[0], "a") as f:
+            f.write(p[1])
+    elif name == "read":
+        with open(p[0]) as f:
+            return f.read()
+    elif name == "rw":  # open read-write, write in the middle
+        fd = os.open(p[0], os.O_RDWR)
+        try:
+            os.pwrite(fd, p[1].encode(), 1)
+        finally:
+            os.close(fd)
+    elif name == "truncate":
+        os.truncate(p[0], p[1])
+    elif name == "mkdir":
+        os.mkdir(p[0])
+    elif name == "rmdir":
+        os.rmdir(p[0])
+    elif name == "unlink":
+        os.unlink(p[0])
+    elif name == "rename":
+        try:
+            os.rename(p[0], p[1])
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            # what mv does when the kernel's overlayfs refuses to rename a lower directory
+            if os.path.isdir(p[1]) and not os.path.islink(p[1]):
+                os.rmdir(p[1])
+            shutil.copytree(p[0], p[1], symlinks=True)
+            shutil.rmtree(p[0])
+    elif name == "symlink":
+        os.symlink(p[0], p[1])
+    elif name == "link":
+        os.link(p[0], p[1])
+    elif name == "chmod":
+        os.chmod(p[0], p[1])
+    elif name == "setxattr":
+        os.setxattr(p[0], p[1], p[2].encode(), follow_symlinks=False)
+    elif name == "removexattr":
+        os.removexattr(p[0], p[1], follow_symlinks=False)
+    elif name == "utime":
+        os.utime(p[0], (p[1], p[1]), follow_symlinks=False)
+    elif name == "listdir":
+        return sorted(os.listdir(p[0]))
+    elif name == "stat":
+        st = os.lstat(p[0])
+        return [oct(st.st_mode), st.st_nlink, st.st_size]
+    else:
+        raise ValueError(name)
+    return "ok"
+
+
+def run_ops(kind: str, layers: list, ops: list, form: str = "oci",
+            remount: bool = True) -> dict:
+    """Build layers, mount with `kind` (kernel or fuse), apply ops, and report the visible
+    tree, the op results, the upper dir, and the tree after a remount."""
+    paths = make_layers(layers, "kernel" if kind == "kernel" else form)
+    mount(kind, paths)
+    try:
+        results = apply_ops(paths["mnt"], ops)
+        try:
+            tree = snapshot(paths["mnt"])
+        except OSError as e:
+            raise RuntimeError(f"{kind} ({form}): {e}") from e
+    finally:
+        umount(paths["mnt"])
+    out = {"results": results, "tree": tree, "upper": upper_state(paths["upper"])}
+    if remount:
+        mount(kind, paths)
+        try:
+            out["remounted"] = snapshot(paths["mnt"])
+        finally:
+            umount(paths["mnt"])
+    shutil.rmtree(paths["top"], ignore_errors=True)
+    return out
+
+
+def oracle(layers: list, ops: list, forms: list | None = None) -> dict:
+    """run_ops on the kernel's overlayfs and on fuse_overlay (each whiteout form)."""
+    out = {"kernel": run_ops("kernel", layers, ops)}
+    for form in forms or ["oci"]:
+        out[f"fuse-{form}"] = run_ops("fuse", layers, ops, form)
+    return out
+
+
+def version() -> str:
+    return fuse_overlay.__version__
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
