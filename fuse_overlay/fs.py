@@ -582,9 +582,13 @@ class Overlay(pyfuse3.Operations):
         perms = stat.S_IMODE(mode)
         as_type = False
         if kind in (stat.S_IFCHR, stat.S_IFBLK):
+            # A real 0/0 device would read as a kernel-form whiteout; other devices cannot
+            # be made in a user namespace: both are recorded in the override xattr.
             try:
+                if rdev == 0:
+                    raise PermissionError
                 os.mknod(path, mode, rdev)
-            except PermissionError:  # no mknod in a user namespace: record the type
+            except PermissionError:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                                  perms))
                 as_type = True

@@ -374,3 +374,227 @@ def wait_gone(pid: int, timeout: float = 10) -> bool:
         time.sleep(0.02)
     return False
 
+
+
+# ---- semantics beyond the kernel's (or where the kernel cannot be asked) ------------------
+
+def _fuse(layers: list, extra: str = "", form: str = "oci", readonly: bool = False):
+    paths = make_layers(layers, form)
+    proc = mount("fuse", paths, extra, readonly)
+    return paths, proc
+
+
+def _remount(paths: dict, extra: str = "") -> subprocess.Popen:
+    umount(paths["mnt"])
+    return mount("fuse", paths, extra)
+
+
+def _read(p: str) -> str:
+    with open(p) as f:
+        return f.read()
+
+
+def lower_hardlinks() -> dict:
+    paths, _ = _fuse([[["h1", "file", "one"], ["d/h2", "hardlink", "h1"]]])
+    m = paths["mnt"]
+    out = {"before": [os.stat(f"{m}/h1").st_ino == os.stat(f"{m}/d/h2").st_ino,
+                      os.stat(f"{m}/h1").st_nlink]}
+    with open(f"{m}/h1", "a") as f:
+        f.write("+more")
+    out["after_copy_up"] = [_read(f"{m}/d/h2"), os.stat(f"{m}/h1").st_ino ==
+                            os.stat(f"{m}/d/h2").st_ino, os.stat(f"{m}/d/h2").st_nlink]
+    os.link(f"{m}/h1", f"{m}/h3")
+    out["third"] = os.stat(f"{m}/h3").st_nlink
+    _remount(paths)
+    out["remounted"] = [_read(f"{m}/d/h2"), os.stat(f"{m}/h1").st_ino ==
+                        os.stat(f"{m}/d/h2").st_ino, os.stat(f"{m}/h3").st_nlink]
+    umount(m)
+    return out
+
+
+def rename_lower_dir() -> dict:
+    paths, _ = _fuse([[["d/x", "file", "x"], ["d/sub/y", "file", "y"]],
+                      [["d/z", "file", "z"], ["e/old", "file", "old"]]])
+    m = paths["mnt"]
+    fd = os.open(f"{m}/d/sub/y", os.O_RDONLY)  # a node the kernel holds across the rename
+    os.rename(f"{m}/d", f"{m}/moved")
+    out = {"moved": snapshot(m)["tree"], "open_read": os.pread(fd, 10, 0).decode()}
+    os.close(fd)
+    with open(f"{m}/moved/sub/y", "a") as f:
+        f.write("2")
+    os.rmdir(f"{m}/e") if False else None
+    shutil.rmtree(f"{m}/e")
+    os.rename(f"{m}/moved", f"{m}/e")  # onto a name a lower layer has (now deleted)
+    out["final"] = snapshot(m)["tree"]
+    _remount(paths)
+    out["remounted"] = snapshot(m)["tree"]
+    umount(m)
+    return out
+
+
+def special_files() -> dict:
+    import socket
+
+    paths, _ = _fuse([[["dev/null", "file", ""],
+                       ["dev/null", "override", "0:0:0666:char-1-3"]]])
+    m = paths["mnt"]
+    os.mkfifo(f"{m}/fifo", 0o640)
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(f"{m}/sock")
+    s.close()
+    # the kernel lets a user namespace make only 0/0 devices (overlay whiteouts): as a file
+    # in a container they are just a character device, shown as such and hiding nothing
+    os.mknod(f"{m}/zero", stat.S_IFCHR | 0o666, 0)
+    out = {}
+    for name in ("fifo", "sock", "zero", "dev/null"):
+        st = os.lstat(f"{m}/{name}")
+        out[name] = [stat.filemode(st.st_mode), os.major(st.st_rdev), os.minor(st.st_rdev)]
+    _remount(paths)
+    out["remounted"] = stat.filemode(os.lstat(f"{m}/zero").st_mode)
+    umount(m)
+    return out
+
+
+def sparse_and_big() -> dict:
+    paths = make_layers([[]])
+    lower = paths["lowers"][0]
+    with open(f"{lower}/sparse", "wb") as f:
+        f.truncate(1 << 30)
+        f.seek((1 << 30) - 5)
+        f.write(b"tail!")
+    mount("fuse", paths)
+    m = paths["mnt"]
+    out = {}
+    with open(f"{m}/big", "wb") as f:  # over 4 GiB
+        f.truncate(5 << 30)
+        f.seek((4 << 30) + 100)
+        f.write(b"beyond4g")
+    with open(f"{m}/big", "rb") as f:
+        f.seek((4 << 30) + 100)
+        out["big"] = [f.read(8).decode(), os.stat(f"{m}/big").st_size]
+    out["big_blocks_small"] = os.stat(f"{paths['upper']}/big").st_blocks < 1000
+    fd = os.open(f"{m}/sparse", os.O_RDWR)  # copy-up of a 1 GiB sparse file
+    os.pwrite(fd, b"X", 0)
+    os.close(fd)
+    up = os.stat(f"{paths['upper']}/sparse")
+    out["sparse_copy"] = [up.st_size, up.st_blocks < 1000, _tail(f"{m}/sparse")]
+    umount(m)
+    return out
+
+
+def _tail(p: str) -> str:
+    with open(p, "rb") as f:
+        f.seek(-5, 2)
+        return f.read().decode()
+
+
+def append_mmap_concurrency() -> dict:
+    import mmap
+    import threading
+
+    paths, _ = _fuse([[["lower", "file", "0123456789"]]])
+    m = paths["mnt"]
+    a = os.open(f"{m}/log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    b = os.open(f"{m}/log", os.O_WRONLY | os.O_APPEND)
+    for i in range(5):
+        os.write(a, b"a%d\n" % i)
+        os.write(b, b"b%d\n" % i)
+    os.close(a)
+    os.close(b)
+    out = {"append": _read(f"{m}/log")}
+    with open(f"{m}/lower", "r+b") as f:  # shared writable mmap of a lower file
+        mm = mmap.mmap(f.fileno(), 0)
+        mm[0:3] = b"abc"
+        mm.flush()
+        mm.close()
+    out["mmap"] = _read(f"{m}/lower")
+
+    def writer(name, off, ch):
+        fd = os.open(f"{m}/{name}", os.O_WRONLY | os.O_CREAT, 0o644)
+        for k in range(200):
+            os.pwrite(fd, ch * 100, off + k * 100)
+        os.close(fd)
+
+    threads = [threading.Thread(target=writer, args=("same", i * 20000, bytes([65 + i])))
+               for i in range(4)]
+    threads += [threading.Thread(target=writer, args=(f"own{i}", 0, b"z")) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    data = open(f"{m}/same", "rb").read()
+    out["same"] = [len(data), all(data[i * 20000:(i + 1) * 20000] == bytes([65 + i]) * 20000
+                                  for i in range(4))]
+    out["own"] = [os.path.getsize(f"{m}/own{i}") for i in range(4)]
+    _remount(paths)
+    out["remounted"] = [_read(f"{m}/lower"), _read(f"{m}/log").count("\n")]
+    umount(m)
+    return out
+
+
+def inodes_and_readdir() -> dict:
+    spec = [[f"d/f{i:03d}", "file", str(i)] for i in range(300)]
+    paths, _ = _fuse([spec + [["a", "file", "a"]]])
+    m = paths["mnt"]
+    ino = os.stat(f"{m}/a").st_ino
+    with open(f"{m}/a", "a") as f:
+        f.write("copied up")
+    out = {"ino_kept_on_copy_up": os.stat(f"{m}/a").st_ino == ino}
+    seen = []
+    it = os.scandir(f"{m}/d")
+    for _ in range(100):
+        seen.append(next(it).name)
+    for i in range(150, 300):  # change the directory under the open listing
+        os.unlink(f"{m}/d/f{i:03d}")
+    for i in range(50):
+        open(f"{m}/d/new{i}", "w").close()
+    seen += [e.name for e in it]
+    it.close()
+    out["listing"] = [len(seen), len(set(seen)),
+                      sorted(set(seen)) == sorted(f"f{i:03d}" for i in range(300))]
+    out["now"] = len(os.listdir(f"{m}/d"))
+    inos = {os.stat(f"{m}/d/f{i:03d}").st_ino for i in range(150)}
+    out["distinct_inos"] = len(inos)
+    _remount(paths)
+    out["lower_ino_after_remount"] = os.stat(f"{m}/d/f000").st_ino in inos
+    umount(m)
+    return out
+
+
+def xattrs_statfs_readonly() -> dict:
+    paths, _ = _fuse([[["f", "file", "f"], ["f", "xattr", ["user.a", "1"]],
+                       ["f", "override", "0:0:0644"]]])
+    m = paths["mnt"]
+    out = {"list": sorted(os.listxattr(f"{m}/f")), "get": os.getxattr(f"{m}/f", "user.a").decode()}
+    os.setxattr(f"{m}/f", "user.b", b"2")
+    os.removexattr(f"{m}/f", "user.a")
+    out["after"] = sorted(os.listxattr(f"{m}/f"))
+    try:
+        os.setxattr(f"{m}/f", metadata.OVERRIDE_XATTR, b"1:1:0777")
+        out["set_internal"] = "ok"
+    except OSError as e:
+        out["set_internal"] = errno.errorcode[e.errno]
+    try:
+        open(f"{m}/.wh.x", "w").close()
+        out["create_wh"] = "ok"
+    except OSError as e:
+        out["create_wh"] = errno.errorcode[e.errno]
+    sv = os.statvfs(m)
+    out["statfs"] = sv.f_blocks > 0 and sv.f_bsize > 0
+    fd = os.open(f"{m}/f", os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    umount(m)
+    mount("fuse", paths, readonly=True)
+    out["ro_read"] = _read(f"{m}/f")
+    res = []
+    for fn in (lambda: open(f"{m}/f", "a"), lambda: os.mkdir(f"{m}/x"),
+               lambda: os.unlink(f"{m}/f")):
+        try:
+            fn()
+            res.append("ok")
+        except OSError as e:
+            res.append(errno.errorcode[e.errno])
+    out["ro_writes"] = res
+    umount(m)
+    return out
