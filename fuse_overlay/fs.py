@@ -99,6 +99,24 @@ def _join(base: bytes, name: bytes) -> bytes:
     return base + b"/" + name if base else name
 
 
+def _unmapped_test():
+    """For the squash_unmapped option: a function (uid, gid) -> (uid, gid) that shows ids
+    this user namespace does not map as 0. Without it such files show as 65534 and the
+    kernel refuses every write to them, even by root of the namespace."""
+    def ranges(path):
+        with open(path) as f:
+            return [(int(a), int(c)) for a, _b, c in (line.split() for line in f)]
+
+    uids, gids = ranges("/proc/self/uid_map"), ranges("/proc/self/gid_map")
+
+    def mapped(i, rs):
+        return any(a <= i < a + c for a, c in rs)
+
+    def squash(uid, gid):
+        return (uid if mapped(uid, uids) else 0), (gid if mapped(gid, gids) else 0)
+    return squash
+
+
 class Overlay(pyfuse3.Operations):
     enable_writeback_cache = False
     supports_dot_lookup = True
@@ -109,12 +127,14 @@ class Overlay(pyfuse3.Operations):
         "listxattr", "removexattr", "create")
 
     def __init__(self, lowerdirs: list[str], upperdir: str | None, workdir: str | None, *,
-                 writeback: bool = False, realchown: bool = False) -> None:
+                 writeback: bool = False, realchown: bool = False,
+                 squash_unmapped: bool = False) -> None:
         super().__init__()
         for op in self._fs_ops:  # bind the synchronous _op implementations as coroutines
             setattr(self, op, _errors(getattr(self, "_" + op)))
         self.enable_writeback_cache = writeback
         self.realchown = realchown
+        self.unmapped = _unmapped_test() if squash_unmapped else None
         self.layers = ([os.fsencode(upperdir)] if upperdir else []) + \
             [os.fsencode(d) for d in lowerdirs]
         self.upper = 0 if upperdir else None
@@ -292,6 +312,8 @@ class Overlay(pyfuse3.Operations):
             ov = metadata.read_override(path)
             if ov is not None:
                 uid, gid = ov.uid, ov.gid
+                if self.unmapped is not None:
+                    uid, gid = self.unmapped(uid, gid)
                 mode = (ov.ftype if ov.ftype is not None else stat.S_IFMT(mode)) | ov.mode
                 if ov.ftype is not None:
                     rdev = ov.rdev

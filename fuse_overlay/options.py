@@ -28,7 +28,10 @@ PASSED = frozenset({"nosuid", "nodev", "noexec", "ro", "allow_other", "allow_roo
 # Options with a value that fuse_overlay itself uses.
 VALUED = frozenset({"lowerdir", "upperdir", "workdir", "ready_fd", "writeback", "fsname"})
 # Flags of fuse_overlay itself.
-OWN_FLAGS = frozenset({"realchown"})
+# realchown: also chown on disk when the id is mapped (the xattr stays authoritative).
+# squash_unmapped: show ids from the xattr that the mounting namespace does not map as 0
+# (for a single id mapping, where such files would otherwise be read-only even for root).
+OWN_FLAGS = frozenset({"realchown", "squash_unmapped"})
 
 
 @dataclass

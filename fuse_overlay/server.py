@@ -66,7 +66,8 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
 
     os.umask(0)  # modes of new files come from the kernel, which has applied the caller's
     ops = Overlay(opts.lowerdirs, opts.upperdir, opts.workdir, writeback=opts.writeback,
-                  realchown="realchown" in opts.flags)
+                  realchown="realchown" in opts.flags,
+                  squash_unmapped="squash_unmapped" in opts.flags)
     try:
         pyfuse3.init(ops, os.path.abspath(mountpoint), fuse_mount_options(opts))
     except RuntimeError as e:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -83,7 +84,8 @@ def _worker(tmp_path_factory, mapping: str):
     users.need(shutil.which("unshare") is not None, "util-linux unshare is not installed")
     users.need(os.path.exists("/dev/fuse"), "/dev/fuse is missing")
     users.need(_usable(mapping), f"cannot create a user namespace ({mapping} mapping) here")
-    base = str(tmp_path_factory.mktemp(f"fo-{mapping}"))
+    # not below pytest's 0700 basetemp: other users of the namespace must reach the mounts
+    base = tempfile.mkdtemp(prefix=f"fo-{mapping}-")
     os.chmod(base, 0o755)
     worker = NsWorker(mapping, base)
     return worker

@@ -598,3 +598,93 @@ def xattrs_statfs_readonly() -> dict:
     out["ro_writes"] = res
     umount(m)
     return out
+
+
+# ---- ownership -----------------------------------------------------------------------------
+
+def _ids(p: str) -> list:
+    st = os.lstat(p)
+    return [st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))]
+
+
+def _try(fn):
+    try:
+        r = fn()
+        return "ok" if r is None else r
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def _as_user(uid: int, fn) -> object:
+    """Run fn() in a child process with uid/gid `uid` (like `-u uid` in a container)."""
+    import json as _json
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            res = _json.dumps(fn())
+        except BaseException as e:  # noqa: BLE001 - report anything to the parent
+            res = _json.dumps(f"child failed: {e!r}")
+        os.write(w, res.encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return _json.loads(data)
+
+
+def ownership(mapping: str, extra: str = "") -> dict:
+    lower = [["plain", "file", "p"], ["ov", "file", "o"], ["ov", "override", "1000:1000:0640"],
+             ["ov2", "file", "o"], ["ov2", "override", "1000:1000:0666"],
+             ["secret", "file", "s"], ["secret", "mode", "0600"], ["pub", "file", "pub"],
+             ["link", "symlink", "plain"], ["dir", "dir", "0755"]]
+    if mapping == "full":
+        lower += [["real", "file", "r"], ["real", "chown", [1000, 1000]],
+                  ["both", "file", "b"], ["both", "chown", [1000, 1000]],
+                  ["both", "override", "2000:2000:0600"]]
+    paths, _ = _fuse([lower], extra)
+    m, up = paths["mnt"], paths["upper"]
+    out = {name: _ids(f"{m}/{name}") for name in ("plain", "ov", "link", "secret")}
+    if mapping == "full":
+        out["real"] = _ids(f"{m}/real")
+        out["both"] = _ids(f"{m}/both")
+    out["append_ov"] = _try(lambda: open(f"{m}/ov", "a").close())
+
+    def copy_up_ov2():
+        with open(f"{m}/ov2", "a") as f:  # copy-up keeps the recorded owner
+            f.write("+")
+        return [_ids(f"{m}/ov2"), os.getxattr(f"{up}/ov2", metadata.OVERRIDE_XATTR).decode()]
+    out["ov_after_copy_up"] = _try(copy_up_ov2)
+    os.chmod(f"{m}/plain", 0o600)
+    out["chmod"] = _ids(f"{m}/plain")
+    out["chown_root"] = _try(lambda: os.chown(f"{m}/plain", 0, 0))
+    out["chown_1000"] = _try(lambda: os.chown(f"{m}/plain", 1000, 1000))
+    out["plain_after_chown"] = _ids(f"{m}/plain")
+    out["plain_xattr"] = _try(lambda: os.getxattr(f"{up}/plain",
+                                                  metadata.OVERRIDE_XATTR).decode())
+    out["plain_disk_owner"] = [os.lstat(f"{up}/plain").st_uid, os.lstat(f"{up}/plain").st_gid]
+    out["chown_link"] = _try(lambda: os.lchown(f"{m}/link", 1000, 1000))
+    if mapping == "full":
+        os.chown(f"{m}/dir", 1000, 1000)  # a directory user 1000 may write in
+        os.chmod(f"{m}/secret", 0o600)
+        out["as_1000"] = _as_user(1000, lambda: {
+            "list": sorted(os.listdir(m)) != [],
+            "secret": _try(lambda: open(f"{m}/secret").read()),
+            "pub": _try(lambda: open(f"{m}/pub").read()),
+            "write_root_dir": _try(lambda: open(f"{m}/new", "w").close()),
+            "create_own": _try(lambda: open(f"{m}/dir/mine", "w").close()),
+        })
+        out["mine"] = _try(lambda: _ids(f"{m}/dir/mine"))
+        out["mine_xattr"] = _try(lambda: os.getxattr(f"{up}/dir/mine",
+                                                     metadata.OVERRIDE_XATTR).decode())
+        out["mine_disk_owner"] = _try(lambda: os.lstat(f"{up}/dir/mine").st_uid)
+    _remount(paths, extra)
+    out["remounted"] = {n: _ids(f"{m}/{n}") for n in ("plain", "ov")}
+    umount(m)
+    return out
