@@ -99,3 +99,31 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
     finally:
         if mounted:
             pyfuse3.close(unmount=True)
+
+
+def abort(mountpoint: str) -> bool:
+    """Abort the FUSE connection of `mountpoint` (for a server that hangs): every waiting
+    and future request fails with ENOTCONN at once, then the mount is detached (lazy
+    unmount). The mounting user owns /sys/fs/fuse/connections/N/abort, where N is the
+    minor device number of the mount. Returns False when there was nothing to abort."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        dev = os.stat(mountpoint).st_dev  # the root's attributes: cached by the kernel
+    except OSError:  # ENOTCONN: the server is gone, the kernel aborted the connection
+        dev = None
+    done = False
+    if dev is not None:
+        try:
+            with open(f"/sys/fs/fuse/connections/{os.minor(dev)}/abort", "w") as f:
+                f.write("1")
+            done = True
+        except OSError:
+            pass
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+    MNT_DETACH = 2
+    if libc.umount2(os.fsencode(mountpoint), MNT_DETACH) == 0:
+        done = True
+    return done

@@ -422,7 +422,6 @@ def rename_lower_dir() -> dict:
     os.close(fd)
     with open(f"{m}/moved/sub/y", "a") as f:
         f.write("2")
-    os.rmdir(f"{m}/e") if False else None
     shutil.rmtree(f"{m}/e")
     os.rename(f"{m}/moved", f"{m}/e")  # onto a name a lower layer has (now deleted)
     out["final"] = snapshot(m)["tree"]
@@ -534,7 +533,7 @@ def append_mmap_concurrency() -> dict:
 
 def inodes_and_readdir() -> dict:
     spec = [[f"d/f{i:03d}", "file", str(i)] for i in range(300)]
-    paths, _ = _fuse([spec + [["a", "file", "a"]]])
+    paths, _ = _fuse([[*spec, ["a", "file", "a"]]])
     m = paths["mnt"]
     ino = os.stat(f"{m}/a").st_ino
     with open(f"{m}/a", "a") as f:
@@ -628,7 +627,7 @@ def _as_user(uid: int, fn) -> object:
             os.setgid(uid)
             os.setuid(uid)
             res = _json.dumps(fn())
-        except BaseException as e:  # noqa: BLE001 - report anything to the parent
+        except BaseException as e:
             res = _json.dumps(f"child failed: {e!r}")
         os.write(w, res.encode())
         os._exit(0)
@@ -687,4 +686,202 @@ def ownership(mapping: str, extra: str = "") -> dict:
     _remount(paths, extra)
     out["remounted"] = {n: _ids(f"{m}/{n}") for n in ("plain", "ov")}
     umount(m)
+    return out
+
+
+# ---- real workloads --------------------------------------------------------------------------
+
+def _stdlib_tree(dst: str, names=("json", "email", "html", "http", "logging")) -> None:
+    """Part of Python's standard library as a source tree (no __pycache__)."""
+    src = os.path.dirname(os.__file__)
+    for n in names:
+        shutil.copytree(os.path.join(src, n), os.path.join(dst, n),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _sh(cmd: list, cwd: str, **kw) -> str:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({r.returncode}): {r.stderr[-2000:]}")
+    return r.stdout
+
+
+def workloads() -> dict:
+    paths = make_layers([[]])
+    lower = paths["lowers"][0]
+    _stdlib_tree(os.path.join(lower, "usr/lib/py"))
+    src = new_dir("src")
+    _stdlib_tree(src, ("xml", "unittest"))
+    tarball = os.path.join(paths["top"], "src.tar")
+    _sh(["tar", "-cf", tarball, "-C", src, "."], cwd=src)
+    mount("fuse", paths)
+    m = paths["mnt"]
+    out = {}
+    # unpack a source tarball and compare with the source
+    os.mkdir(f"{m}/build")
+    _sh(["tar", "-xf", tarball, "-C", f"{m}/build"], cwd=m)
+    out["tar"] = snapshot(f"{m}/build", ids=False)["tree"] == snapshot(src, ids=False)["tree"]
+    # byte-compile the unpacked tree and the lower one, then import from it
+    _sh([sys.executable, "-m", "compileall", "-q", f"{m}/build", f"{m}/usr/lib/py"], cwd=m)
+    pycs = [f for _d, _s, fs in os.walk(f"{m}/usr/lib/py") for f in fs if f.endswith(".pyc")]
+    out["compileall"] = len(pycs) > 20
+    out["import"] = _sh([sys.executable, "-c",
+                         "import json.decoder, email.message; print(json.decoder.__file__)"],
+                        cwd=m, env={"PYTHONPATH": f"{m}/usr/lib/py",
+                                    "PATH": os.environ["PATH"]}).strip()
+    # git: init, add, commit, log, fsck
+    env = {"PATH": os.environ["PATH"], "HOME": m, "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    repo = f"{m}/build"
+    _sh(["git", "init", "-q"], cwd=repo, env=env)
+    _sh(["git", "add", "-A"], cwd=repo, env=env)
+    _sh(["git", "commit", "-qm", "import"], cwd=repo, env=env)
+    with open(f"{repo}/xml/__init__.py", "a") as f:
+        f.write("# changed\n")
+    _sh(["git", "commit", "-qam", "change"], cwd=repo, env=env)
+    out["git_log"] = _sh(["git", "log", "--format=%s"], cwd=repo, env=env).split()
+    _sh(["git", "fsck", "--no-progress"], cwd=repo, env=env)
+    out["git_status"] = _sh(["git", "status", "--porcelain"], cwd=repo, env=env)
+    # sqlite with many transactions
+    import sqlite3
+
+    db = sqlite3.connect(f"{m}/db.sqlite")
+    db.execute("create table t (i integer primary key, v text)")
+    for i in range(300):
+        with db:
+            db.execute("insert into t (v) values (?)", (f"row {i}",))
+    with db:
+        db.execute("update t set v = v || '!' where i % 2 = 0")
+    db.close()
+    db = sqlite3.connect(f"{m}/db.sqlite")
+    out["sqlite"] = [db.execute("select count(*), sum(v like '%!') from t").fetchone(),
+                     db.execute("pragma integrity_check").fetchone()[0]]
+    db.close()
+    # rm -rf of a lower-layer tree
+    _sh(["rm", "-rf", f"{m}/usr"], cwd=m)
+    out["rm_rf"] = [os.path.exists(f"{m}/usr"), sorted(os.listdir(m))]
+    out["upper_usr"] = sorted(os.listdir(paths["upper"]))
+    _remount(paths)
+    out["remounted"] = [os.path.exists(f"{m}/usr"),
+                        _sh(["git", "log", "--format=%s"], cwd=repo, env=env).split()]
+    umount(m)
+    return out
+
+
+# ---- robustness ------------------------------------------------------------------------------
+
+def _stat_in_child(p: str, timeout: float = 10) -> str:
+    r = subprocess.run(["cat", p], capture_output=True, text=True, timeout=timeout)
+    return "ok" if r.returncode == 0 else r.stderr.strip().split(": ")[-1]
+
+
+def kill9() -> dict:
+    paths, proc = _fuse([[["a", "file", "a"], ["b", "file", "b"], ["c", "file", "c"]]])
+    m = paths["mnt"]
+    out = {"before": _stat_in_child(f"{m}/a")}
+    fd = os.open(f"{m}/b", os.O_RDONLY)
+    proc.kill()
+    proc.wait()
+    t0 = time.monotonic()
+    out["after"] = _stat_in_child(f"{m}/c")
+    out["open_fd"] = _try(lambda: os.pread(fd, 10, 0).decode())
+    out["close"] = _try(lambda: os.close(fd))
+    out["seconds"] = time.monotonic() - t0
+    out["umount"] = subprocess.run(["umount", m], capture_output=True).returncode
+    for i, (mnt, _p) in enumerate(_mounts):
+        if mnt == m:
+            del _mounts[i]
+    out["listing_after_umount"] = os.listdir(m)
+    return out
+
+
+def hung_server_abort() -> dict:
+    from fuse_overlay import server
+
+    paths, proc = _fuse([[["a", "file", "a"], ["b", "file", "b"]]])
+    m = paths["mnt"]
+    os.stat(m)
+    proc.send_signal(19)  # SIGSTOP: the server hangs
+    reader = subprocess.Popen(["cat", f"{m}/b"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    out = {"blocked": reader.poll() is None}
+    t0 = time.monotonic()
+    minor = os.minor(os.stat(m).st_dev)
+    out["fusectl"] = os.path.exists(f"/sys/fs/fuse/connections/{minor}/abort")
+    out["aborted"] = server.abort(m)  # fusectl abort when mounted, and lazy unmount
+    if not out["fusectl"]:
+        proc.kill()  # without fusectl: the connection ends when the server's fd closes
+    _o, err = reader.communicate(timeout=10)
+    out["reader"] = [reader.returncode, err.strip().split(": ")[-1]]
+    out["seconds"] = time.monotonic() - t0
+    proc.kill()
+    proc.wait()
+    for i, (mnt, _p) in enumerate(_mounts):
+        if mnt == m:
+            del _mounts[i]
+    out["mounted"] = m in open("/proc/self/mountinfo").read()
+    return out
+
+
+def crash_mid_copy_up() -> dict:
+    n = 300
+    data = {f"f{i:03d}": (f"{i:03d}" * 20000)[: 30000 + i] for i in range(n)}
+    paths, proc = _fuse([[[name, "file", text] for name, text in data.items()]])
+    m = paths["mnt"]
+    code = (f"import os\nfor i in range({n}):\n"
+            f"    fd = os.open('{m}/f%03d' % i, os.O_RDWR)\n    os.close(fd)\n")
+    toucher = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    # wait until copy-ups are under way, then kill the server in the middle of them
+    end = time.monotonic() + 10
+    while time.monotonic() < end and len(os.listdir(paths["upper"])) < n // 10:
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    toucher.wait(timeout=10)
+    out = {"copied_before_kill": len(os.listdir(paths["upper"]))}
+    bad = [f for f in os.listdir(paths["upper"])
+           if _read(os.path.join(paths["upper"], f)) != data[f]]
+    out["incomplete_in_upper"] = bad
+    out["work_leftovers"] = len(os.listdir(os.path.join(paths["work"], "fuse-overlay.work")))
+    subprocess.run(["umount", "-l", m], capture_output=True)
+    for i, (mnt, _p) in enumerate(_mounts):
+        if mnt == m:
+            del _mounts[i]
+    mount("fuse", paths)
+    out["after_remount_ok"] = all(_read(f"{m}/{f}") == t for f, t in data.items())
+    out["work_after_remount"] = os.listdir(os.path.join(paths["work"], "fuse-overlay.work"))
+    umount(m)
+    return out
+
+
+def daemon_and_signals() -> dict:
+    """The command daemonised (exits once the mount is live), and run() with SIGTERM."""
+    paths = make_layers([[["a", "file", "a"]]])
+    m = paths["mnt"]
+    opts = f"lowerdir={paths['lowers'][0]},upperdir={paths['upper']},workdir={paths['work']}"
+    r = subprocess.run(["fuse-overlay", "-o", opts + ",fast_ino", m], capture_output=True,
+                       text=True, timeout=30)
+    out = {"daemon_rc": r.returncode, "stderr": r.stderr.strip(),
+           "live": _read(f"{m}/a")}
+    subprocess.run(["fusermount3", "-u", m], check=True, capture_output=True)
+    out["unmounted"] = m not in open("/proc/self/mountinfo").read()
+    # the library entry point, in a forked process as the runtime calls it
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        try:
+            from fuse_overlay import server
+            server.run(paths["lowers"], paths["upper"], paths["work"], m, ready_fd=wfd)
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        out["ready"] = f.read().decode()
+    out["lib_live"] = _read(f"{m}/a")
+    os.kill(pid, 15)
+    out["lib_exit"] = os.waitpid(pid, 0)[1] >> 8
+    out["lib_unmounted"] = m not in open("/proc/self/mountinfo").read()
     return out
