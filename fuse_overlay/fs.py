@@ -44,6 +44,7 @@ TIMEOUT = 86400.0  # entry, attribute and negative-lookup cache lifetime (second
 WH = metadata.WHITEOUT_PREFIX.encode()
 OPQ = metadata.OPAQUE_MARKER.encode()
 _FALLBACK_INO = 1 << 62
+_AHEAD = 8 << 20
 
 
 class Node:
@@ -64,11 +65,12 @@ class Node:
 
 
 class FileHandle:
-    __slots__ = ("fd", "node")
+    __slots__ = ("ahead", "fd", "node")
 
     def __init__(self, fd, node):
         self.fd = fd
         self.node = node
+        self.ahead = 0  # how far the underlying file has been asked to read ahead
 
 
 class DirHandle:
@@ -122,7 +124,7 @@ class Overlay(pyfuse3.Operations):
     supports_dot_lookup = True
     _fs_ops: ClassVar[tuple[str, ...]] = (
         "lookup", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink", "rmdir",
-        "symlink", "rename", "link", "open", "read", "write", "flush", "release", "fsync",
+        "symlink", "rename", "link", "open", "read", "write", "release", "fsync",
         "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "setxattr", "getxattr",
         "listxattr", "removexattr", "create")
 
@@ -800,13 +802,18 @@ class Overlay(pyfuse3.Operations):
         return FileInfo(fh=self._add_fh(FileHandle(fd, node)), keep_cache=True), entry
 
     def _read(self, fh, off, size):
-        return os.pread(self.fhs[fh].fd, size, off)
+        h = self.fhs[fh]
+        end = off + size
+        if end > h.ahead - _AHEAD // 2 and size >= 65536:
+            # Sequential reads: ask the disk for the next window now, so it is read while
+            # this single-threaded server answers the kernel (cold reads of big files).
+            start = max(end, h.ahead)
+            os.posix_fadvise(h.fd, start, _AHEAD, os.POSIX_FADV_WILLNEED)
+            h.ahead = start + _AHEAD
+        return os.pread(h.fd, size, off)
 
     def _write(self, fh, off, buf):
         return os.pwrite(self.fhs[fh].fd, buf, off)
-
-    def _flush(self, fh):
-        pass
 
     def _release(self, fh):
         h = self.fhs.pop(fh)

@@ -94,6 +94,7 @@ def from_dict(values: dict, flags: set[str] | None = None,
     except ValueError:
         raise MountError(f"ready_fd={ready!r} is not a file descriptor number") from None
     wb = str(values.get("writeback", "0")).lower()
+
     return MountOptions(
         lowerdirs=[d for d in lower.split(":") if d],
         upperdir=values.get("upperdir") or None,

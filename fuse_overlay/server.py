@@ -57,10 +57,7 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
           on_ready=None) -> None:
     """Mount with checked options and serve (the part after validation). `on_ready` is
     called once the mount is live, after ready_fd got its byte."""
-    import signal
-
     import pyfuse3
-    import trio
 
     from .fs import Overlay
 
@@ -72,7 +69,26 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
         pyfuse3.init(ops, os.path.abspath(mountpoint), fuse_mount_options(opts))
     except RuntimeError as e:
         raise mount_options.MountError(f"cannot mount at {mountpoint}: {e}") from None
-    mounted = True
+
+    def ready() -> None:
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, b"1")
+            finally:
+                os.close(ready_fd)
+        if on_ready is not None:
+            on_ready()
+
+    try:
+        _serve_trio(pyfuse3, ready)
+    finally:
+        pyfuse3.close(unmount=True)
+
+
+def _serve_trio(pyfuse3, ready) -> None:
+    import signal
+
+    import trio
 
     async def signals():
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
@@ -83,22 +99,12 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
     async def main():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(signals)
-            if ready_fd is not None:
-                try:
-                    os.write(ready_fd, b"1")
-                finally:
-                    os.close(ready_fd)
-            if on_ready is not None:
-                on_ready()
+            ready()
             # Every handler is synchronous (local syscalls): one worker task is enough.
             await pyfuse3.main(min_tasks=1, max_tasks=1)
             nursery.cancel_scope.cancel()
 
-    try:
-        trio.run(main)
-    finally:
-        if mounted:
-            pyfuse3.close(unmount=True)
+    trio.run(main)
 
 
 def abort(mountpoint: str) -> bool:
