@@ -26,7 +26,8 @@ IGNORED = frozenset({
 # Mount flags handed to the kernel as they are.
 PASSED = frozenset({"nosuid", "nodev", "noexec", "ro", "allow_other", "allow_root"})
 # Options with a value that fuse_overlay itself uses.
-VALUED = frozenset({"lowerdir", "upperdir", "workdir", "ready_fd", "writeback", "fsname"})
+VALUED = frozenset({"lowerdir", "upperdir", "workdir", "ready_fd", "writeback", "fsname",
+                    "loop"})
 # Flags of fuse_overlay itself.
 # realchown: also chown on disk when the id is mapped (the xattr stays authoritative).
 # squash_unmapped: show ids from the xattr that the mounting namespace does not map as 0
@@ -43,6 +44,7 @@ class MountOptions:
     flags: set[str] = field(default_factory=set)  # PASSED and OWN_FLAGS present
     writeback: bool = False
     fsname: str = "fuse-overlay"
+    loop: str = "direct"  # what runs pyfuse3's main loop: direct (loop.py) or trio
     warnings: list[str] = field(default_factory=list)
 
 
@@ -94,6 +96,9 @@ def from_dict(values: dict, flags: set[str] | None = None,
     except ValueError:
         raise MountError(f"ready_fd={ready!r} is not a file descriptor number") from None
     wb = str(values.get("writeback", "0")).lower()
+    loop = values.get("loop") or "direct"
+    if loop not in ("direct", "trio"):
+        raise MountError(f"loop={loop!r} is not one of direct, trio")
 
     return MountOptions(
         lowerdirs=[d for d in lower.split(":") if d],
@@ -103,6 +108,7 @@ def from_dict(values: dict, flags: set[str] | None = None,
         flags=set(flags or ()),
         writeback=wb in ("1", "yes", "true", "on"),
         fsname=values.get("fsname") or "fuse-overlay",
+        loop=loop,
         warnings=list(warnings or ()),
     )
 

@@ -80,7 +80,15 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
             on_ready()
 
     try:
-        _serve_trio(pyfuse3, ready)
+        if opts.loop == "trio":
+            _serve_trio(pyfuse3, ready)
+        else:
+            from . import loop
+
+            async def main():
+                ready()
+                await pyfuse3.main(min_tasks=1, max_tasks=1)
+            loop.run(pyfuse3, main)
     finally:
         pyfuse3.close(unmount=True)
 

@@ -328,11 +328,11 @@ def _op(name: str, p: list):
 
 
 def run_ops(kind: str, layers: list, ops: list, form: str = "oci",
-            remount: bool = True) -> dict:
+            remount: bool = True, extra: str = "") -> dict:
     """Build layers, mount with `kind` (kernel or fuse), apply ops, and report the visible
     tree, the op results, the upper dir, and the tree after a remount."""
     paths = make_layers(layers, "kernel" if kind == "kernel" else form)
-    mount(kind, paths)
+    mount(kind, paths, extra)
     try:
         results = apply_ops(paths["mnt"], ops)
         try:
@@ -343,7 +343,7 @@ def run_ops(kind: str, layers: list, ops: list, form: str = "oci",
         umount(paths["mnt"])
     out = {"results": results, "tree": tree, "upper": upper_state(paths["upper"])}
     if remount:
-        mount(kind, paths)
+        mount(kind, paths, extra)
         try:
             out["remounted"] = snapshot(paths["mnt"])
         finally:
@@ -352,11 +352,11 @@ def run_ops(kind: str, layers: list, ops: list, form: str = "oci",
     return out
 
 
-def oracle(layers: list, ops: list, forms: list | None = None) -> dict:
+def oracle(layers: list, ops: list, forms: list | None = None, extra: str = "") -> dict:
     """run_ops on the kernel's overlayfs and on fuse_overlay (each whiteout form)."""
     out = {"kernel": run_ops("kernel", layers, ops)}
     for form in forms or ["oci"]:
-        out[f"fuse-{form}"] = run_ops("fuse", layers, ops, form)
+        out[f"fuse-{form}"] = run_ops("fuse", layers, ops, form, extra=extra)
     return out
 
 

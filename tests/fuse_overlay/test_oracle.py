@@ -91,6 +91,13 @@ def test_script_matches_kernel(ns_single, script):
     check_same(res)
 
 
+@pytest.mark.parametrize("options", ["loop=trio", "writeback=1"])
+def test_other_loop_and_writeback_cache(ns_single, options):
+    """pyfuse3 on trio itself instead of fuse_overlay.loop; the kernel's writeback cache."""
+    ops = SCRIPTS["read-write"] + SCRIPTS["rename"] + [["append", "b", "x"], ["read", "b"]]
+    check_same(ns_single("oracle", LAYERS, ops, ["oci"], options))
+
+
 def test_three_layers_full_mapping(ns_full):
     middle = [["a", "whiteout", ""], ["d", "opaque", ""], ["d/m", "file", "m"],
               ["o", "file", "owned by 1000"], ["o", "chown", [1000, 1000]]]
