@@ -65,12 +65,53 @@ class Node:
 
 
 class FileHandle:
-    __slots__ = ("ahead", "fd", "node")
+    __slots__ = ("ahead", "cached", "fd", "node")
 
-    def __init__(self, fd, node):
+    def __init__(self, fd, node, cached=None):
         self.fd = fd
         self.node = node
         self.ahead = 0  # how far the underlying file has been asked to read ahead
+        self.cached = cached  # the _FdCache key when fd belongs to the cache
+
+
+class _FdCache:
+    """Read-only descriptors of lower-layer files, kept across open/close: reopening a file
+    (a build reading headers, an interpreter importing modules) costs no open(2)/close(2).
+    Lower files never change, so a descriptor stays right as long as the node reads from
+    that layer; the key holds the layer, so a copied-up node gets a new descriptor."""
+
+    def __init__(self, size: int = 512) -> None:
+        from collections import OrderedDict
+
+        self.size = size
+        self.fds: OrderedDict = OrderedDict()  # (ino, layer) -> [fd, users]
+
+    def get(self, key, path: bytes, flags: int) -> int:
+        ent = self.fds.get(key)
+        if ent is not None:
+            self.fds.move_to_end(key)
+            ent[1] += 1
+            return ent[0]
+        fd = os.open(path, flags)
+        self.fds[key] = [fd, 1]
+        if len(self.fds) > self.size:
+            for k, (ofd, users) in list(self.fds.items())[: len(self.fds) - self.size]:
+                if not users:
+                    os.close(ofd)
+                    del self.fds[k]
+        return fd
+
+    def put(self, key) -> None:
+        ent = self.fds.get(key)
+        if ent is not None:
+            ent[1] -= 1
+
+    def drop(self, ino: int) -> None:
+        for key in [k for k in self.fds if k[0] == ino]:
+            fd, users = self.fds[key]
+            if not users:
+                os.close(fd)
+                del self.fds[key]
 
 
 class DirHandle:
@@ -150,6 +191,7 @@ class Overlay(pyfuse3.Operations):
         self.origin_ino: dict[tuple[int, int], int] = {}  # copied-up file -> node number
         self.devs: dict[int, int] = {}
         self.fhs: dict[int, object] = {}
+        self.fdcache = _FdCache()
         self._next_fh = 1
         self._next_ino = _FALLBACK_INO
         self._tmp = 0
@@ -293,6 +335,7 @@ class Overlay(pyfuse3.Operations):
 
     def _maybe_forget(self, node: Node) -> None:
         if node.lookups <= 0 and node.ino != pyfuse3.ROOT_INODE:
+            self.fdcache.drop(node.ino)
             if self.nodes.get(node.ino) is node:
                 del self.nodes[node.ino]
             for key in node.keys:
@@ -779,13 +822,19 @@ class Overlay(pyfuse3.Operations):
 
     def _open(self, ino, flags, ctx):
         node = self._node(ino)
+        cached = None
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self._rw()
             self._copy_up(node)
-        fd = os.open(self._path(node), self._open_flags(flags))
+            fd = os.open(self._path(node), self._open_flags(flags))
+        elif node.layer != self.upper and not flags & (os.O_DIRECT | os.O_PATH):
+            cached = (node.ino, node.layer)
+            fd = self.fdcache.get(cached, self._path(node), os.O_RDONLY | os.O_CLOEXEC)
+        else:
+            fd = os.open(self._path(node), self._open_flags(flags))
         node.handles += 1
         # keep_cache: pages stay valid across opens, every write goes through this mount.
-        return FileInfo(fh=self._add_fh(FileHandle(fd, node)), keep_cache=True)
+        return FileInfo(fh=self._add_fh(FileHandle(fd, node, cached)), keep_cache=True)
 
     def _create(self, parent_ino, name, mode, flags, ctx):
         d = self._node(parent_ino)
@@ -817,7 +866,10 @@ class Overlay(pyfuse3.Operations):
 
     def _release(self, fh):
         h = self.fhs.pop(fh)
-        os.close(h.fd)
+        if h.cached is not None:
+            self.fdcache.put(h.cached)
+        else:
+            os.close(h.fd)
         h.node.handles -= 1
         if h.node.lookups <= 0 and not h.node.handles:
             self._maybe_forget(h.node)
