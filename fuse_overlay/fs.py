@@ -192,6 +192,7 @@ class Overlay(pyfuse3.Operations):
         self.devs: dict[int, int] = {}
         self.fhs: dict[int, object] = {}
         self.fdcache = _FdCache()
+        self._link_index: dict[int, dict[int, list[bytes]]] = {}
         self._next_fh = 1
         self._next_ino = _FALLBACK_INO
         self._tmp = 0
@@ -453,6 +454,7 @@ class Overlay(pyfuse3.Operations):
             return
         self._rw()
         self._copy_up_dir(node.parent)
+        src_layer = node.layer
         src = self._path(node)
         st = os.lstat(src)
         shown = self._shown(st, src)[:3]
@@ -474,15 +476,50 @@ class Overlay(pyfuse3.Operations):
         node.keys.append(key)
         self.by_key[key] = node
         self.origin_ino[key] = node.ino
-        if st.st_nlink > 1 and node.extra:
-            # Keep the hard links one inode: link the other names this node is known by.
-            for parent, name in node.extra:
-                self._copy_up_dir(parent)
-                other = self._abs(self.upper, _join(self._rel(parent), name))
-                if os.path.lexists(other):
-                    continue
-                os.link(dst, other)
-                self._clear_whiteout(parent, name)
+        if st.st_nlink > 1:
+            self._copy_up_links(node, src_layer, st, dst)
+
+    def _copy_up_links(self, node: Node, layer: int, st, dst: bytes) -> None:
+        """Keep a hard-linked lower file one inode: give every other visible name of it in
+        its layer (and every name the node is known by) the same upper inode."""
+        for rel in self._lower_aliases(layer, st):
+            d = self.nodes[pyfuse3.ROOT_INODE]
+            made = []
+            try:
+                for comp in rel.split(b"/"):
+                    d, _st = self._live_child(d, comp)
+                    made.append(d)
+            except (FUSEError, OSError):
+                pass  # not visible (whited out, shadowed): nothing to keep
+            for n in made:
+                if n is not node and n.lookups <= 0 and not n.handles:
+                    self._maybe_forget(n)
+        for parent, name in list(node.extra or ()):
+            self._copy_up_dir(parent)
+            other = self._abs(self.upper, _join(self._rel(parent), name))
+            if os.path.lexists(other):
+                continue
+            os.link(dst, other)
+            self._clear_whiteout(parent, name)
+
+    def _lower_aliases(self, layer: int, st) -> list[bytes]:
+        """Paths (relative) of the files in `layer` with the inode of `st`: an index of the
+        layer's hard-linked files, built once, the first time one is copied up."""
+        idx = self._link_index.get(layer)
+        if idx is None:
+            idx = {}
+            root = self.layers[layer]
+            for dirpath, _dirs, files in os.walk(root):
+                for n in files:
+                    p = os.path.join(dirpath, n)
+                    try:
+                        s = os.lstat(p)
+                    except OSError:
+                        continue
+                    if s.st_nlink > 1:
+                        idx.setdefault(s.st_ino, []).append(os.path.relpath(p, root))
+            self._link_index[layer] = idx
+        return idx.get(st.st_ino, [])
 
     def _copy_up_tree(self, d: Node) -> None:
         """Copy a directory and everything visible below it into upper, making it

@@ -395,7 +395,9 @@ def _read(p: str) -> str:
 
 
 def lower_hardlinks() -> dict:
-    paths, _ = _fuse([[["h1", "file", "one"], ["d/h2", "hardlink", "h1"]]])
+    paths, _ = _fuse([[["w/h5", "whiteout", ""]],
+                      [["h1", "file", "one"], ["d/h2", "hardlink", "h1"],
+                       ["e/deep/h4", "hardlink", "h1"], ["w/h5", "hardlink", "h1"]]])
     m = paths["mnt"]
     out = {"before": [os.stat(f"{m}/h1").st_ino == os.stat(f"{m}/d/h2").st_ino,
                       os.stat(f"{m}/h1").st_nlink]}
@@ -407,7 +409,8 @@ def lower_hardlinks() -> dict:
     out["third"] = os.stat(f"{m}/h3").st_nlink
     _remount(paths)
     out["remounted"] = [_read(f"{m}/d/h2"), os.stat(f"{m}/h1").st_ino ==
-                        os.stat(f"{m}/d/h2").st_ino, os.stat(f"{m}/h3").st_nlink]
+                        os.stat(f"{m}/d/h2").st_ino, os.stat(f"{m}/h3").st_nlink,
+                        _read(f"{m}/e/deep/h4"), os.path.exists(f"{m}/w/h5")]
     umount(m)
     return out
 
