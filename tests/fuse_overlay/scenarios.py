@@ -195,6 +195,7 @@ def describe(p: str, st: os.stat_result, ids: bool = True) -> dict:
             d["sha"] = hashlib.sha1(f.read()).hexdigest()[:12]
     elif stat.S_ISDIR(m):
         d["type"] = "dir"
+        d["size"] = st.st_size
     elif stat.S_ISLNK(m):
         d["type"] = "symlink"
         d["target"] = os.readlink(p)
@@ -713,13 +714,15 @@ def workloads() -> dict:
     paths = make_layers([[]])
     lower = paths["lowers"][0]
     _stdlib_tree(os.path.join(lower, "usr/lib/py"))
+    os.makedirs(os.path.join(lower, "bin"))
+    shutil.copy2("/bin/echo", os.path.join(lower, "bin/echo"))
     src = new_dir("src")
     _stdlib_tree(src, ("xml", "unittest"))
     tarball = os.path.join(paths["top"], "src.tar")
     _sh(["tar", "-cf", tarball, "-C", src, "."], cwd=src)
     mount("fuse", paths)
     m = paths["mnt"]
-    out = {}
+    out = {"exec": _sh([f"{m}/bin/echo", "run from the mount"], cwd=m).strip()}
     # unpack a source tarball and compare with the source
     os.mkdir(f"{m}/build")
     _sh(["tar", "-xf", tarball, "-C", f"{m}/build"], cwd=m)

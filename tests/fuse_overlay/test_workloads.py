@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def test_tar_compileall_git_sqlite_rm_rf(ns_single):
     r = ns_single("workloads")
+    assert r["exec"] == "run from the mount"
     assert r["tar"], "the unpacked tree equals the source"
     assert r["compileall"]
     assert r["import"].endswith("/usr/lib/py/json/decoder.py")
