@@ -12,6 +12,6 @@ def test_tar_compileall_git_sqlite_rm_rf(ns_single):
     assert r["git_log"] == ["change", "import"]
     assert r["git_status"] == ""
     assert r["sqlite"] == [[300, 150], "ok"]
-    assert r["rm_rf"] == [False, ["build", "db.sqlite"]]
+    assert r["rm_rf"] == [False, ["bin", "build", "db.sqlite"]]
     assert ".wh.usr" in r["upper_usr"]
     assert r["remounted"] == [False, ["change", "import"]]
