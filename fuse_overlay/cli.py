@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in opts.warnings:
             print(f"fuse-overlay: warning: {w}", file=sys.stderr)
         mount_options.check(opts, mountpoint)
+        mountpoint = os.path.abspath(mountpoint)
     except mount_options.MountError as e:
         return _fail(str(e))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             server.serve(opts, mountpoint, opts.ready_fd)
         except mount_options.MountError as e:
             return _fail(str(e))
+        except OSError as e:
+            return _fail(f"{e.filename or mountpoint}: {e.strerror}")
         return 0
     r, w = os.pipe()
     pid = os.fork()
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # the daemon: stderr stays until the mount is live, so errors reach the caller
     os.close(r)
     os.setsid()
+    os.chdir("/")  # hold no directory busy (all paths are absolute by now)
 
     def ready() -> None:
         os.write(w, b"1")
