@@ -85,3 +85,22 @@ def test_import_is_cheap():
             "print(sorted(m for m in ('trio', 'pyfuse3') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_plain_user_mount_through_fusermount3(dirs):
+    """Outside a user namespace libfuse mounts through the setuid fusermount3 (without
+    allow_other, which /etc/fuse.conf does not allow here); the daemon mode returns once
+    the mount is live and fusermount3 -u ends it."""
+    if os.geteuid() == 0:
+        pytest.skip("a plain user's mount")
+    (dirs / "l1" / "f").write_text("hi")
+    r = run("-o", f"lowerdir={dirs}/l1,upperdir={dirs}/u,workdir={dirs}/w", str(dirs / "m"))
+    assert r.returncode == 0, r.stderr
+    try:
+        assert (dirs / "m" / "f").read_text() == "hi"
+        with open(dirs / "m" / "f", "a") as f:
+            f.write("+")
+        assert os.stat(dirs / "m" / "f").st_uid == os.getuid()
+        assert (dirs / "u" / "f").read_text() == "hi+"
+    finally:
+        subprocess.run(["fusermount3", "-u", str(dirs / "m")], check=True, timeout=30)
