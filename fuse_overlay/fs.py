@@ -45,6 +45,7 @@ WH = metadata.WHITEOUT_PREFIX.encode()
 OPQ = metadata.OPAQUE_MARKER.encode()
 _FALLBACK_INO = 1 << 62
 _AHEAD = 8 << 20
+_REFUSED = (errno.EPERM, errno.EACCES, errno.EOPNOTSUPP)
 
 
 class Node:
@@ -988,16 +989,34 @@ class Overlay(pyfuse3.Operations):
         node = self._node(ino)
         self._rw()
         self._copy_up(node)
-        os.setxattr(self._path(node), name, value, 0, follow_symlinks=False)
+        path = self._path(node)
+        try:
+            os.setxattr(path, name, value, 0, follow_symlinks=False)
+        except OSError as e:
+            if name.startswith(b"user.") or e.errno not in _REFUSED:
+                raise
+            # a name the disk refuses a plain user: keep it where the store keeps them
+            os.setxattr(path, metadata.stored_xattr_name(name), value, 0,
+                        follow_symlinks=False)
 
     def _getxattr(self, ino, name, ctx):
         if metadata.is_internal_xattr(name):
             raise FUSEError(pyfuse3.ENOATTR)
-        return os.getxattr(self._path(self._node(ino)), name, follow_symlinks=False)
+        path = self._path(self._node(ino))
+        try:
+            return os.getxattr(path, name, follow_symlinks=False)
+        except OSError as e:
+            if name.startswith(b"user.") or e.errno not in (*_REFUSED, errno.ENODATA):
+                raise
+            return os.getxattr(path, metadata.stored_xattr_name(name), follow_symlinks=False)
 
     def _listxattr(self, ino, ctx):
-        names = os.listxattr(self._path(self._node(ino)), follow_symlinks=False)
-        return [n.encode() for n in names if not metadata.is_internal_xattr(n.encode())]
+        out = []
+        for n in os.listxattr(self._path(self._node(ino)), follow_symlinks=False):
+            shown = metadata.shown_xattr_name(n.encode())
+            if shown is not None and shown not in out:
+                out.append(shown)
+        return out
 
     def _removexattr(self, ino, name, ctx):
         if metadata.is_internal_xattr(name):
@@ -1005,4 +1024,10 @@ class Overlay(pyfuse3.Operations):
         node = self._node(ino)
         self._rw()
         self._copy_up(node)
-        os.removexattr(self._path(node), name, follow_symlinks=False)
+        path = self._path(node)
+        try:
+            os.removexattr(path, name, follow_symlinks=False)
+        except OSError as e:
+            if name.startswith(b"user.") or e.errno not in (*_REFUSED, errno.ENODATA):
+                raise
+            os.removexattr(path, metadata.stored_xattr_name(name), follow_symlinks=False)

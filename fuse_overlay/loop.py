@@ -9,8 +9,8 @@ runner costs one poll() and a coroutine resume. It implements just what pyfuse3 
 because no library offers this; pyfuse3.asyncio is the model. Select it with loop=direct
 (the default); loop=trio runs on trio itself.
 
-Signals: SIGTERM/SIGINT/SIGHUP wake the poll through a self-pipe (signal.set_wakeup_fd) and
-end the main loop the way pyfuse3.terminate() does.
+Signals: SIGTERM/SIGINT/SIGHUP (those not ignored by the caller) wake the poll through a
+self-pipe (signal.set_wakeup_fd) and end the main loop the way pyfuse3.terminate() does.
 """
 
 from __future__ import annotations
@@ -109,7 +109,10 @@ def run(pyfuse3, main_coro_fn, stop_signals=(signal.SIGTERM, signal.SIGINT, sign
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     old_wakeup = signal.set_wakeup_fd(wake_w)
     stop = []
-    old_handlers = {sig: signal.signal(sig, lambda s, f: stop.append(s)) for sig in stop_signals}
+    # a signal the caller ignores stays ignored (the runtime ignores SIGINT, which the
+    # container's terminal sends to the whole process group)
+    old_handlers = {sig: signal.signal(sig, lambda s, f: stop.append(s)) for sig in stop_signals
+                    if signal.getsignal(sig) is not signal.SIG_IGN}
     poller = select.poll()
     poller.register(wake_r, select.POLLIN)
     registered = None

@@ -30,6 +30,11 @@ option `realchown` fuse_overlay also changes the on-disk owner when the id is ma
 xattr stays authoritative. Copy-up keeps what a file showed: when the upper copy would show a
 different owner or mode than the lower file did, the xattr is written on the copy.
 
+Other xattrs: a file's xattrs outside `user.*` (security.capability, trusted.*, ...) that a
+plain user cannot set are stored as `user.containers.override_<name>` (the store does so when
+it unpacks a layer; fuse_overlay when setting the real name is refused) and shown through the
+mount under <name>; the prefixed names themselves are not visible.
+
 Whiteouts: a lower or upper layer hides NAME of the layers below with either
 - an entry `.wh.NAME` (any type; the OCI image-spec form, which the store keeps as is), or
 - a character device 0/0 named NAME (the kernel overlayfs form).
@@ -52,6 +57,7 @@ import stat
 from dataclasses import dataclass
 
 OVERRIDE_XATTR = "user.containers.override_stat"
+XATTR_OVERRIDE_PREFIX = "user.containers.override_"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
@@ -129,12 +135,31 @@ def whiteout_target(name: str) -> str:
     return name[len(WHITEOUT_PREFIX):]
 
 
-INTERNAL_XATTRS = (b"user.overlay.", b"trusted.overlay.", OVERRIDE_XATTR.encode())
+INTERNAL_XATTRS = (b"user.overlay.", b"trusted.overlay.", XATTR_OVERRIDE_PREFIX.encode())
 
 
 def is_internal_xattr(name: bytes) -> bool:
     """xattrs that carry the layer format and are hidden from the mount's users."""
-    return name == INTERNAL_XATTRS[2] or name.startswith(INTERNAL_XATTRS[:2])
+    return name.startswith(INTERNAL_XATTRS)
+
+
+def stored_xattr_name(name: bytes) -> bytes:
+    """Where a non-`user.*` xattr is kept when the disk refuses its real name."""
+    return XATTR_OVERRIDE_PREFIX.encode() + name
+
+
+def shown_xattr_name(stored: bytes) -> bytes | None:
+    """The name shown for a stored one, or None when it is not shown at all."""
+    prefix = XATTR_OVERRIDE_PREFIX.encode()
+    if stored.startswith(prefix):
+        stored = stored[len(prefix):]
+        if stored == b"stat" or stored.startswith(b"user."):
+            return None
+    elif is_internal_xattr(stored):
+        return None
+    if stored.startswith(b"trusted."):
+        return None  # the kernel lets no process in a user namespace read them
+    return stored
 
 
 def is_whiteout_device(st: os.stat_result) -> bool:

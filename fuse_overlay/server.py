@@ -30,7 +30,8 @@ def fuse_mount_options(opts: mount_options.MountOptions) -> set[str]:
 def run(lowerdirs: list[str], upperdir: str | None, workdir: str | None, mountpoint: str, *,
         ready_fd: int | None = None, options: dict | None = None) -> None:
     """Mount lowerdirs (top-most first) under upperdir at mountpoint and serve until
-    unmounted or SIGTERM/SIGINT (then unmount). Writes b"1" to ready_fd and closes it once
+    unmounted or SIGTERM/SIGINT/SIGHUP (then unmount; a signal the caller has set to
+    SIG_IGN stays ignored). Writes b"1" to ready_fd and closes it once
     the mount is live. Read-only when upperdir is None. Raises MountError for bad input.
 
     options: other mount options by name, e.g. {"nodev": True, "writeback": "1",
@@ -98,8 +99,11 @@ def _serve_trio(pyfuse3, ready) -> None:
 
     import trio
 
+    wanted = [s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+              if signal.getsignal(s) is not signal.SIG_IGN]  # ignored stays ignored
+
     async def signals():
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+        with trio.open_signal_receiver(*wanted) as sigs:
             async for _ in sigs:
                 pyfuse3.terminate()
                 return

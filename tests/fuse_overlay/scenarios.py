@@ -566,12 +566,22 @@ def inodes_and_readdir() -> dict:
 
 def xattrs_statfs_readonly() -> dict:
     paths, _ = _fuse([[["f", "file", "f"], ["f", "xattr", ["user.a", "1"]],
-                       ["f", "override", "0:0:0644"]]])
+                       ["f", "override", "0:0:0644"],
+                       ["f", "xattr", ["user.containers.override_security.capability", "cap"]],
+                       ["f", "xattr", ["user.containers.override_security.t", "t"]],
+                       ["f", "xattr", ["user.containers.override_trusted.t", "t"]]]])
     m = paths["mnt"]
-    out = {"list": sorted(os.listxattr(f"{m}/f")), "get": os.getxattr(f"{m}/f", "user.a").decode()}
+    out = {"list": sorted(os.listxattr(f"{m}/f")), "get": os.getxattr(f"{m}/f", "user.a").decode(),
+           "security": os.getxattr(f"{m}/f", "security.t").decode()}
+    os.setxattr(f"{m}/f", "security.new", b"n")  # refused on disk to a user namespace
+    out["security_new"] = [os.getxattr(f"{m}/f", "security.new").decode(),
+                           os.getxattr(f"{paths['upper']}/f",
+                                       "user.containers.override_security.new").decode()]
+    os.removexattr(f"{m}/f", "security.t")
     os.setxattr(f"{m}/f", "user.b", b"2")
     os.removexattr(f"{m}/f", "user.a")
     out["after"] = sorted(os.listxattr(f"{m}/f"))
+    out["hidden"] = _try(lambda: os.getxattr(f"{m}/f", "user.containers.override_security.new"))
     try:
         os.setxattr(f"{m}/f", metadata.OVERRIDE_XATTR, b"1:1:0777")
         out["set_internal"] = "ok"
@@ -878,7 +888,10 @@ def daemon_and_signals() -> dict:
     if pid == 0:
         os.close(rfd)
         try:
+            import signal
+
             from fuse_overlay import server
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the runtime does
             server.run(paths["lowers"], paths["upper"], paths["work"], m, ready_fd=wfd)
             os._exit(0)
         except BaseException:
@@ -887,6 +900,9 @@ def daemon_and_signals() -> dict:
     with os.fdopen(rfd, "rb") as f:
         out["ready"] = f.read().decode()
     out["lib_live"] = _read(f"{m}/a")
+    os.kill(pid, 2)  # ignored by the caller: stays ignored
+    time.sleep(0.2)
+    out["after_sigint"] = _try(lambda: _read(f"{m}/a"))
     os.kill(pid, 15)
     out["lib_exit"] = os.waitpid(pid, 0)[1] >> 8
     out["lib_unmounted"] = m not in open("/proc/self/mountinfo").read()

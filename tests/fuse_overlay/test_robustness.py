@@ -47,5 +47,6 @@ def test_daemon_mode_and_library_run(ns_single):
     assert r["unmounted"]
     assert r["ready"] == "1"
     assert r["lib_live"] == "a"
+    assert r["after_sigint"] == "a"
     assert r["lib_exit"] == 0
     assert r["lib_unmounted"]
