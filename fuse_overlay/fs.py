@@ -59,7 +59,7 @@ class Node:
         self.layer = layer
         self.dirlayers = dirlayers  # tuple of layer indexes, or None for a non-directory
         self.lookups = 0
-        self.keys = []  # (st_dev, st_ino) of every real file this node has been
+        self.keys = ()  # _key() of every real file this node has been (a tuple: small)
         self.extra = None  # other (parent, name) of a hard-linked file
         self.gone = False  # every name removed (may still be open)
         self.handles = 0
@@ -188,7 +188,7 @@ class Overlay(pyfuse3.Operations):
             self._clean_work()
         self.uid, self.gid = os.geteuid(), os.getegid()
         self.nodes: dict[int, Node] = {}
-        self.by_key: dict[tuple[int, int], Node] = {}
+        self.by_key: dict[int, Node] = {}
         self.origin_ino: dict[tuple[int, int], int] = {}  # copied-up file -> node number
         self.devs: dict[int, int] = {}
         self.fhs: dict[int, object] = {}
@@ -205,7 +205,7 @@ class Overlay(pyfuse3.Operations):
         root = Node(pyfuse3.ROOT_INODE, None, b"", root_layers[0], tuple(root_layers))
         root.lookups = 1
         st = os.lstat(self.layers[root.layer])
-        root.keys.append((st.st_dev, st.st_ino))
+        root.keys = (self._key(st),)
         self.nodes[root.ino] = root
 
     # ---- helpers -------------------------------------------------------------------------
@@ -247,11 +247,20 @@ class Overlay(pyfuse3.Operations):
         except KeyError:
             raise FUSEError(errno.ESTALE) from None
 
-    def _alloc_ino(self, key: tuple[int, int]) -> int:
+    def _key(self, st):
+        """A file's identity as one int (device index << 48 | inode): smaller in memory
+        than a (dev, ino) tuple, and the node number derived from it."""
+        dev = self.devs.get(st.st_dev)
+        if dev is None:
+            dev = self.devs[st.st_dev] = len(self.devs) + 1
+        if st.st_ino < (1 << 48) and dev < 4096:
+            return (dev << 48) | st.st_ino
+        return (st.st_dev, st.st_ino)
+
+    def _alloc_ino(self, key) -> int:
         ino = self.origin_ino.get(key)
         if ino is None:
-            dev = self.devs.setdefault(key[0], len(self.devs) + 1)
-            ino = (dev << 48) | key[1] if key[1] < (1 << 48) and dev < 4096 else 0
+            ino = key if isinstance(key, int) else 0
         if ino <= pyfuse3.ROOT_INODE or ino in self.nodes:
             ino = self._next_ino
             self._next_ino += 1
@@ -298,7 +307,7 @@ class Overlay(pyfuse3.Operations):
         return bool(layers) and self._resolve(d, name, layers) is not None
 
     def _node_for(self, parent: Node, name: bytes, layer: int, st, dirlayers) -> Node:
-        key = (st.st_dev, st.st_ino)
+        key = self._key(st)
         node = self.by_key.get(key)
         if node is not None and not node.gone:
             if dirlayers is None and node.dirlayers is None:
@@ -311,7 +320,7 @@ class Overlay(pyfuse3.Operations):
                 node.layer = layer
                 return node
         node = Node(self._alloc_ino(key), parent, name, layer, dirlayers)
-        node.keys.append(key)
+        node.keys = (key,)
         self.nodes[node.ino] = node
         self.by_key[key] = node
         return node
@@ -443,7 +452,7 @@ class Overlay(pyfuse3.Operations):
         d.dirlayers = (self.upper, *d.dirlayers)
         d.layer = self.upper
         up = os.lstat(self._abs(self.upper, self._rel(d)))
-        d.keys.append((up.st_dev, up.st_ino))
+        d.keys = (*d.keys, self._key(up))
         self.by_key[d.keys[-1]] = d
 
     def _copy_up(self, node: Node) -> None:
@@ -473,8 +482,8 @@ class Overlay(pyfuse3.Operations):
             raise
         node.layer = self.upper
         up = os.lstat(dst)
-        key = (up.st_dev, up.st_ino)
-        node.keys.append(key)
+        key = self._key(up)
+        node.keys = (*node.keys, key)
         self.by_key[key] = node
         self.origin_ino[key] = node.ino
         if st.st_nlink > 1:
