@@ -649,41 +649,49 @@ class Overlay(pyfuse3.Operations):
         node = self._node(ino)
         self._rw()
         self._copy_up(node)
-        path = self._path(node)
+        # the file, or for an open file whose last name is gone (ftruncate, fchmod after
+        # unlink) a descriptor of it
+        t = self._path(node)
+        if node.gone:
+            t = next((h.fd for h in self.fhs.values()
+                      if isinstance(h, FileHandle) and h.node is node), None)
+            if t is None:
+                raise FUSEError(errno.ENOENT)
+        by_fd = isinstance(t, int)
+        nofollow = {} if by_fd else {"follow_symlinks": False}
         if fields.update_size:
             h = self.fhs.get(fh) if fh else None
             if isinstance(h, FileHandle):
                 os.ftruncate(h.fd, attr.st_size)
             else:
-                os.truncate(path, attr.st_size)
-        st = os.lstat(path) if not node.gone else None
-        is_link = st is not None and stat.S_ISLNK(st.st_mode)
+                os.truncate(t, attr.st_size)
+        is_link = stat.S_ISLNK(os.stat(t, **nofollow).st_mode)
         if fields.update_mode and not is_link:
             perms = stat.S_IMODE(attr.st_mode)
-            ov = metadata.read_override(path)
+            ov = metadata.read_override(t)
             if ov is not None:
-                metadata.write_override(path, metadata.Override(ov.uid, ov.gid, perms,
-                                                                ov.ftype, ov.rdev))
-            os.chmod(path, perms)
+                metadata.write_override(t, metadata.Override(ov.uid, ov.gid, perms,
+                                                             ov.ftype, ov.rdev))
+            os.chmod(t, perms)
         if fields.update_uid or fields.update_gid:
-            cur_uid, cur_gid, cur_mode, _ = self._shown(os.lstat(path), path)
+            cur_uid, cur_gid, cur_mode, _ = self._shown(os.stat(t, **nofollow), t)
             uid = attr.st_uid if fields.update_uid else cur_uid
             gid = attr.st_gid if fields.update_gid else cur_gid
             if is_link or self.realchown:
                 try:
-                    os.lchown(path, uid, gid)
+                    os.chown(t, uid, gid, **nofollow)
                 except OSError:
                     pass
             if not is_link:
-                ov = metadata.read_override(path)
-                metadata.write_override(path, metadata.Override(
+                ov = metadata.read_override(t)
+                metadata.write_override(t, metadata.Override(
                     uid, gid, stat.S_IMODE(cur_mode), ov.ftype if ov else None,
                     ov.rdev if ov else 0))
         if fields.update_atime or fields.update_mtime:
-            cur = os.lstat(path)
+            cur = os.stat(t, **nofollow)
             a = attr.st_atime_ns if fields.update_atime else cur.st_atime_ns
             m = attr.st_mtime_ns if fields.update_mtime else cur.st_mtime_ns
-            os.utime(path, ns=(a, m), follow_symlinks=False)
+            os.utime(t, ns=(a, m), **nofollow)
         return self._entry(node)
 
     def _readlink(self, ino, ctx):

@@ -113,7 +113,10 @@ class Override:
 def read_override(path: str | int, *, follow_symlinks: bool = False) -> Override | None:
     """The override recorded on `path` (a path or an open fd), or None."""
     try:
-        raw = os.getxattr(path, OVERRIDE_XATTR, follow_symlinks=follow_symlinks)
+        if isinstance(path, int):
+            raw = os.getxattr(path, OVERRIDE_XATTR)
+        else:
+            raw = os.getxattr(path, OVERRIDE_XATTR, follow_symlinks=follow_symlinks)
     except OSError:
         return None
     try:

@@ -529,6 +529,14 @@ def append_mmap_concurrency() -> dict:
     out["same"] = [len(data), all(data[i * 20000:(i + 1) * 20000] == bytes([65 + i]) * 20000
                                   for i in range(4))]
     out["own"] = [os.path.getsize(f"{m}/own{i}") for i in range(4)]
+    fd = os.open(f"{m}/own0", os.O_RDWR)  # an open file whose name is gone
+    os.unlink(f"{m}/own0")
+    os.ftruncate(fd, 5)
+    os.fchmod(fd, 0o600)
+    os.write(fd, b"ab")
+    st = os.fstat(fd)
+    out["unlinked_open"] = [st.st_size, oct(stat.S_IMODE(st.st_mode)), os.pread(fd, 5, 0).decode()]
+    os.close(fd)
     _remount(paths)
     out["remounted"] = [_read(f"{m}/lower"), _read(f"{m}/log").count("\n")]
     umount(m)

@@ -46,6 +46,7 @@ def test_append_mmap_and_concurrent_writers(ns_single):
     assert r["mmap"] == "abc3456789"
     assert r["same"] == [80000, True]
     assert r["own"] == [20000] * 4
+    assert r["unlinked_open"] == [5, "0o600", "abzzz"]
     assert r["remounted"] == ["abc3456789", 10]
 
 
