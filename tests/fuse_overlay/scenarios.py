@@ -800,7 +800,8 @@ def _stat_in_child(p: str, timeout: float = 10) -> str:
 
 
 def kill9() -> dict:
-    paths, proc = _fuse([[["a", "file", "a"], ["b", "file", "b"], ["c", "file", "c"]]])
+    # b is too big to be put in the page cache at open: reading it needs the server
+    paths, proc = _fuse([[["a", "file", "a"], ["b", "file", "b" * 300000], ["c", "file", "c"]]])
     m = paths["mnt"]
     out = {"before": _stat_in_child(f"{m}/a")}
     fd = os.open(f"{m}/b", os.O_RDONLY)
@@ -808,7 +809,7 @@ def kill9() -> dict:
     proc.wait()
     t0 = time.monotonic()
     out["after"] = _stat_in_child(f"{m}/c")
-    out["open_fd"] = _try(lambda: os.pread(fd, 10, 0).decode())
+    out["open_fd"] = _try(lambda: os.pread(fd, 10, 200000).decode())
     out["close"] = _try(lambda: os.close(fd))
     out["seconds"] = time.monotonic() - t0
     out["umount"] = subprocess.run(["umount", m], capture_output=True).returncode
