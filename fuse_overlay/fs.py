@@ -602,9 +602,12 @@ class Overlay(pyfuse3.Operations):
         self._copy_up_dir(d)
         return self._abs(self.upper, _join(self._rel(d), name))
 
-    def _new_node(self, d: Node, name: bytes, path: bytes) -> EntryAttributes:
-        self._clear_whiteout(d, name)
-        st = os.lstat(path)
+    def _new_node(self, d: Node, name: bytes, path: bytes, fd: int | None = None
+                  ) -> EntryAttributes:
+        if d.dirlayers != (self.upper,):
+            # (in a directory with no lower part, any whiteout is moot: nothing to clear)
+            self._clear_whiteout(d, name)
+        st = os.lstat(path) if fd is None else os.fstat(fd)
         node = self._node_for(d, name, self.upper,
                               st, (self.upper,) if stat.S_ISDIR(st.st_mode) else None)
         node.lookups += 1
@@ -916,7 +919,7 @@ class Overlay(pyfuse3.Operations):
         fd = os.open(path, self._open_flags(flags) | os.O_CREAT, stat.S_IMODE(mode))
         try:
             self._new_owner(path, ctx, fd)
-            entry = self._new_node(d, name, path)
+            entry = self._new_node(d, name, path, fd)
         except BaseException:
             os.close(fd)
             raise
