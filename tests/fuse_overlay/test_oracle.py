@@ -155,6 +155,8 @@ operation = st.one_of(
     st.tuples(st.just("chmod"), path, st.sampled_from([0o700, 0o644, 0o4755])),
     st.tuples(st.just("setxattr"), path, st.just("user.t"), st.just("v")),
     st.tuples(st.just("listdir"), st.sampled_from([".", "d", "e"])),
+    st.tuples(st.just("read"), path),
+    st.tuples(st.just("rw"), path, st.just("RW")),
 ).map(list)
 
 
