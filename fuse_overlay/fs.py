@@ -162,6 +162,26 @@ def _unmapped_test():
     return squash
 
 
+_RENAME_EXCHANGE = 2
+_libc = None
+
+
+def _renameat2(old: bytes, new: bytes, flags: int) -> None:
+    """renameat2(2), which os.rename does not offer (hand-written: no library has it)."""
+    global _libc
+    import ctypes
+
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                    ctypes.c_char_p, ctypes.c_uint)
+        _libc.renameat2.restype = ctypes.c_int
+    at_fdcwd = -100
+    if _libc.renameat2(at_fdcwd, old, at_fdcwd, new, flags) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), old)
+
+
 class Overlay(pyfuse3.Operations):
     enable_writeback_cache = False
     supports_dot_lookup = True
@@ -796,11 +816,14 @@ class Overlay(pyfuse3.Operations):
 
     def _rename(self, old_ino, old_name, new_ino, new_name, flags, ctx):
         self._rw()
-        if flags & ~pyfuse3.RENAME_NOREPLACE:
-            raise FUSEError(errno.EINVAL)  # RENAME_EXCHANGE is not offered
+        if flags & ~(pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):
+            raise FUSEError(errno.EINVAL)
         self._check_name(new_name)
         od, nd = self._node(old_ino), self._node(new_ino)
         src, sst = self._live_child(od, old_name)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            self._exchange(od, old_name, src, nd, new_name)
+            return
         r = self._resolve(nd, new_name)
         dst = None
         if r is not None:
@@ -854,6 +877,39 @@ class Overlay(pyfuse3.Operations):
             self._add_alias(src, nd, new_name)
         if src.lookups <= 0:
             self._maybe_forget(src)
+
+    def _exchange(self, od: Node, old_name: bytes, src: Node, nd: Node, new_name: bytes):
+        """renameat2(RENAME_EXCHANGE): both names stay, so no whiteouts; each side is made
+        upper-only (a directory with lower parts is copied up whole) and a directory gets
+        the opaque marker where a lower layer has its new name."""
+        dst, _st = self._live_child(nd, new_name)
+        if dst is src:
+            return
+        for node in (src, dst):
+            if node.dirlayers is not None:
+                self._copy_up_tree(node)
+            else:
+                self._copy_up(node)
+        self._copy_up_dir(od)
+        self._copy_up_dir(nd)
+        old_path = self._abs(self.upper, _join(self._rel(od), old_name))
+        new_path = self._abs(self.upper, _join(self._rel(nd), new_name))
+        for node, path, (parent, name) in ((src, old_path, (nd, new_name)),
+                                            (dst, new_path, (od, old_name))):
+            if node.dirlayers is not None and self._lower_has(parent, name):
+                os.close(os.open(path + b"/" + OPQ, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+                                 0o600))
+        _renameat2(old_path, new_path, _RENAME_EXCHANGE)
+        for node, (p_from, n_from), (p_to, n_to) in ((src, (od, old_name), (nd, new_name)),
+                                                     (dst, (nd, new_name), (od, old_name))):
+            if node.parent is p_from and node.name == n_from:
+                node.parent, node.name = p_to, n_to
+            else:
+                self._drop_name(node, p_from, n_from)
+                self._add_alias(node, p_to, n_to)
+        for node in (src, dst):
+            if node.lookups <= 0 and not node.handles:
+                self._maybe_forget(node)
 
     def _link(self, ino, new_parent_ino, new_name, ctx):
         node = self._node(ino)

@@ -268,7 +268,7 @@ def apply_ops(root: str, ops: list) -> list:
     return results
 
 
-PATH_ARGS = {"rename": (0, 1), "link": (0, 1), "symlink": (1,)}
+PATH_ARGS = {"rename": (0, 1), "link": (0, 1), "symlink": (1,), "exchange": (0, 1)}
 
 
 def _op(name: str, p: list):
@@ -308,6 +308,13 @@ def _op(name: str, p: list):
             shutil.rmtree(p[0])
     elif name == "symlink":
         os.symlink(p[0], p[1])
+    elif name == "exchange":  # renameat2(RENAME_EXCHANGE)
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.renameat2(-100, os.fsencode(p[0]), -100, os.fsencode(p[1]), 2) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
     elif name == "link":
         os.link(p[0], p[1])
     elif name == "chmod":
@@ -431,6 +438,16 @@ def rename_lower_dir() -> dict:
     out["final"] = snapshot(m)["tree"]
     _remount(paths)
     out["remounted"] = snapshot(m)["tree"]
+    # exchange a directory from the lower layers with a new one (the kernel says EXDEV)
+    paths2, _ = _fuse([[["d/x", "file", "x"]], [["d/z", "file", "z"], ["n/old", "file", "o"]]])
+    m2 = paths2["mnt"]
+    os.mkdir(f"{m2}/y")
+    open(f"{m2}/y/new", "w").close()
+    _op("exchange", [f"{m2}/d", f"{m2}/n"])
+    out["exchanged"] = [sorted(os.listdir(f"{m2}/d")), sorted(os.listdir(f"{m2}/n"))]
+    _remount(paths2)
+    out["exchanged_remounted"] = [sorted(os.listdir(f"{m2}/d")), sorted(os.listdir(f"{m2}/n"))]
+    umount(m2)
     umount(m)
     return out
 

@@ -54,6 +54,12 @@ SCRIPTS = {
         ["mkdir", "m3"], ["rename", "m3", "e"], ["rename", "ro", "ro2"],
         ["listdir", "."], ["listdir", "d"],
     ],
+    "exchange": [
+        ["exchange", "a", "b"], ["read", "a"], ["read", "b"], ["mkdir", "x"],
+        ["write", "x/1", "1"], ["exchange", "x", "s"], ["listdir", "s"], ["stat", "x"],
+        ["write", "new", "n"], ["exchange", "new", "gone"], ["exchange", "d/x", "missing"],
+        ["listdir", "."],
+    ],
     "metadata": [
         ["chmod", "a", 0o600], ["chmod", "d", 0o700], ["chmod", "ro", 0o640],
         ["setxattr", "b", "user.k", "v"], ["removexattr", "d/y", "user.color"],

@@ -21,6 +21,8 @@ def test_rename_of_directory_from_lower_layers(ns_single):
     assert set(r["final"]) == {"e", "e/x", "e/z", "e/sub", "e/sub/y"}
     assert r["final"]["e/sub/y"]["size"] == 2
     assert r["remounted"] == r["final"]
+    assert r["exchanged"] == [["old"], ["x", "z"]]
+    assert r["exchanged_remounted"] == r["exchanged"]
 
 
 def test_fifos_sockets_and_device_nodes(ns_single):
