@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import logging
 import os
 import stat
@@ -96,11 +97,16 @@ class _FdCache:
             return ent[0]
         fd = os.open(path, flags)
         self.fds[key] = [fd, 1]
-        if len(self.fds) > self.size:
-            for k, (ofd, users) in list(self.fds.items())[: len(self.fds) - self.size]:
+        excess = len(self.fds) - self.size
+        if excess > 0:  # close the least recently used that no open file is using
+            for k in list(itertools.islice(self.fds, excess + 16)):
+                ofd, users = self.fds[k]
                 if not users:
                     os.close(ofd)
                     del self.fds[k]
+                    excess -= 1
+                    if not excess:
+                        break
         return fd
 
     def put(self, key) -> None:
