@@ -1,0 +1,133 @@
+"""`rl network create/ls/inspect/rm/prune` and `rl port`: parse, call
+rootless.engine.networks, print as Docker does."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _labels(values: tuple[str, ...]) -> dict:
+    out = {}
+    for v in values:
+        key, _, val = v.partition("=")
+        if not key:
+            raise click.BadParameter(f"invalid label {v!r}: want KEY=VALUE", param_hint="--label")
+        out[key] = val
+    return out
+
+
+@click.group()
+def network() -> None:
+    """Manage networks (containers on one network reach each other by name)."""
+
+
+@network.command("create")
+@click.option("--subnet", help="Subnet in CIDR form, e.g. 10.90.0.0/24 (default: a free 10.89.N.0/24).")
+@click.option("--gateway", help="Gateway address in the subnet (default: its first address).")
+@click.option("--label", "labels", multiple=True, help="Set a label KEY=VALUE.")
+@click.option("--internal", is_flag=True, help="No access to the outside.")
+@click.option("-d", "--driver", default="bridge", show_default=True, help="Only bridge.")
+@click.argument("name")
+def create(subnet, gateway, labels, internal, driver, name) -> None:
+    """Create a network."""
+    from rootless.engine import networks
+    from rootless.errors import InvalidArgument
+
+    if driver != "bridge":
+        raise InvalidArgument(f"network driver {driver} is not supported", "use bridge")
+    net = networks.create(name, subnet=subnet, gateway=gateway, labels=_labels(labels),
+                          internal=internal)
+    click.echo(net.id)
+
+
+@network.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only display network IDs.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
+def ls(quiet, no_trunc) -> None:
+    """List networks."""
+    from rootless.engine import networks
+
+    nets = networks.list_networks()
+    width = 64 if no_trunc else 12
+    if quiet:
+        for n in nets:
+            click.echo(n.id[:width])
+        return
+    rows = [("NETWORK ID", "NAME", "DRIVER", "SCOPE")]  # Docker's columns
+    rows += [(n.id[:width], n.name, n.driver, "local") for n in nets]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@network.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+def inspect(names) -> None:
+    """Show networks as JSON."""
+    from rootless.engine import networks
+
+    click.echo(json.dumps([networks.inspect(n).to_inspect() for n in names], indent=4))
+
+
+@network.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Do not fail when a network does not exist.")
+@click.argument("names", nargs=-1, required=True)
+def rm(force, names) -> None:
+    """Remove networks no container uses."""
+    from rootless.engine import networks
+    from rootless.errors import NotFound, RlError
+
+    failed: RlError | None = None
+    for n in names:
+        try:
+            click.echo(networks.remove(n))
+        except NotFound as exc:
+            if not force:
+                failed = failed or exc
+        except RlError as exc:
+            failed = failed or exc
+    if failed:
+        raise failed
+
+
+@network.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def prune(force) -> None:
+    """Remove every network no container uses."""
+    from rootless.engine import networks
+
+    if not force and not click.confirm(
+            "WARNING! This will remove all networks not used by at least one container.\n"
+            "Are you sure you want to continue?", default=False):
+        return
+    removed = networks.prune()
+    if removed:
+        click.echo("Deleted Networks:")
+        for name in removed:
+            click.echo(name)
+
+
+@click.command()
+@click.argument("container")
+@click.argument("private_port", required=False)
+def port(container, private_port) -> None:
+    """List a container's published ports, or the host side of one (PORT[/PROTO])."""
+    from rootless.engine import networks
+    from rootless.errors import InvalidArgument, NotFound
+
+    name, mappings = networks.container_ports(container)
+    if private_port:
+        num, _, proto = private_port.partition("/")
+        if not num.isdigit():
+            raise InvalidArgument(f"invalid port {private_port}", "give PORT or PORT/PROTO")
+        proto = proto or "tcp"
+        hits = [m for m in mappings if m.container_port == int(num) and m.protocol == proto]
+        if not hits:
+            raise NotFound(f"no public port '{num}/{proto}' published for {name}")
+        for m in hits:
+            click.echo(m.host())
+        return
+    for m in sorted(mappings, key=lambda m: (m.container_port, m.protocol)):
+        click.echo(str(m))

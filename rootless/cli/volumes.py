@@ -1,0 +1,113 @@
+"""`rl volume`: create, ls, inspect, rm, prune."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _labels(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, _, value = item.partition("=")
+        if not key:
+            raise click.BadParameter(f"bad label {item!r}: expected KEY=VALUE", param_hint="--label")
+        out[key] = value
+    return out
+
+
+def _filters(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("name", "label", "dangling"):
+            raise click.BadParameter(f"bad filter {item!r}: use name=, label= or dangling=",
+                                     param_hint="--filter")
+        out[key] = value
+    return out
+
+
+@click.group()
+def volume() -> None:
+    """Manage volumes: data that outlives containers."""
+
+
+@volume.command()
+@click.argument("name", required=False)
+@click.option("--label", "-l", multiple=True, help="Set metadata KEY=VALUE on the volume.")
+@click.option("--driver", "-d", default="local", help="Volume driver (only 'local').")
+def create(name: str | None, label: tuple[str, ...], driver: str) -> None:
+    """Create a volume (with a random name when NAME is not given)."""
+    from rootless.engine import volumes
+
+    if driver != "local":
+        raise click.BadParameter(f"driver {driver!r} is not supported; rl has only 'local'",
+                                 param_hint="--driver")
+    click.echo(volumes.create(name, _labels(label)).name)
+
+
+@volume.command("ls")
+@click.option("--quiet", "-q", is_flag=True, help="Only names.")
+@click.option("--format", "fmt", default=None, help="'json' or 'table'.")
+@click.option("--filter", "-f", "filters", multiple=True, help="name=, label=, dangling=")
+def ls(quiet: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
+    """List volumes."""
+    from rootless.engine import volumes
+
+    vols = volumes.list_volumes(_filters(filters))
+    if quiet:
+        for v in vols:
+            click.echo(v.name)
+    elif fmt == "json":
+        click.echo(json.dumps([v.as_docker() for v in vols], indent=2))
+    elif fmt in (None, "table"):
+        click.echo(f"{'DRIVER':<10}VOLUME NAME")
+        for v in vols:
+            click.echo(f"{'local':<10}{v.name}")
+    else:
+        raise click.BadParameter(f"unknown format {fmt!r}: use json or table",
+                                 param_hint="--format")
+
+
+volume.add_command(ls, "list")
+
+
+@volume.command()
+@click.argument("names", nargs=-1, required=True)
+def inspect(names: tuple[str, ...]) -> None:
+    """Show volumes as JSON."""
+    from rootless.engine import volumes
+
+    click.echo(json.dumps([volumes.inspect(n).as_docker() for n in names], indent=2))
+
+
+@volume.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Do not fail on missing volumes.")
+def rm(names: tuple[str, ...], force: bool) -> None:
+    """Remove volumes (refused while a container uses them)."""
+    from rootless.engine import volumes
+
+    for name in volumes.remove(list(names), force=force):
+        click.echo(name)
+
+
+volume.add_command(rm, "remove")
+
+
+@volume.command()
+@click.option("--all", "-a", "all_volumes", is_flag=True,
+              help="Remove every unused volume, not only anonymous ones.")
+@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
+def prune(all_volumes: bool, force: bool) -> None:
+    """Remove unused volumes."""
+    from rootless.engine import volumes
+
+    if not force and not click.confirm(
+            "This removes all unused " + ("" if all_volumes else "anonymous ") + "volumes. Continue?",
+            default=False):
+        return
+    removed = volumes.prune(all_volumes)
+    for name in removed:
+        click.echo(name)

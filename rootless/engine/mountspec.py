@@ -1,0 +1,189 @@
+"""Parse `-v`, `--mount` and `--tmpfs` into mount requests, with Docker's rules.
+
+- `-v /host:/ctr[:opts]` is a bind mount; `-v name:/ctr[:opts]` a named volume (created on
+  first use); `-v /ctr` an anonymous volume. A source that is neither absolute nor a valid
+  volume name (`./dir`, `a/b`) is refused as Docker refuses it.
+- `--mount type=bind|volume|tmpfs,source=..,target=..,readonly,...` (CSV, Docker's keys).
+- `--tmpfs /ctr[:size=64m,mode=1777,...]`.
+Targets must be absolute, not `/`, without `..` components or empty parts.
+"""
+
+from __future__ import annotations
+
+import csv
+import posixpath
+from dataclasses import dataclass, field
+
+from rootless.errors import InvalidArgument
+from rootless.store.volumes import validate_name
+
+PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
+# Accepted for compatibility and meaningless here: SELinux relabel, macOS consistency.
+NOOP_MODES = {"z", "Z", "consistent", "cached", "delegated"}
+
+
+@dataclass
+class MountRequest:
+    type: str  # "bind", "volume" or "tmpfs"
+    target: str
+    source: str | None = None  # host path (bind), volume name (volume; None = anonymous)
+    readonly: bool = False
+    nocopy: bool = False
+    propagation: str = "rprivate"
+    tmpfs_options: list[str] = field(default_factory=list)
+    create_source: bool = False  # -v creates a missing host dir; --mount refuses it
+
+    def as_docker(self) -> dict:
+        return {"Type": self.type, "Source": self.source or "", "Destination": self.target,
+                "RW": not self.readonly, "Propagation": self.propagation}
+
+
+def _check_target(target: str, spec: str) -> str:
+    if not target:
+        raise InvalidArgument(f"invalid mount spec {spec!r}: empty container path")
+    if not target.startswith("/"):
+        raise InvalidArgument(f"invalid mount spec {spec!r}: container path {target!r} "
+                              "must be absolute")
+    parts = target.split("/")[1:]
+    if ".." in parts:
+        raise InvalidArgument(f"invalid mount spec {spec!r}: container path {target!r} "
+                              "must not contain '..'")
+    clean = posixpath.normpath(target)
+    if clean == "/":
+        raise InvalidArgument(f"invalid mount spec {spec!r}: the container path can't be '/'")
+    return clean
+
+
+def _source_kind(source: str, spec: str) -> str:
+    if source.startswith("/"):
+        if ".." in source.split("/"):
+            raise InvalidArgument(f"invalid mount spec {spec!r}: host path {source!r} "
+                                  "must not contain '..'")
+        return "bind"
+    try:
+        validate_name(source)
+    except InvalidArgument as exc:
+        raise InvalidArgument(
+            f"invalid mount spec {spec!r}: {source!r} is neither an absolute host path nor "
+            "a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)",
+            "give host directories as absolute paths, e.g. -v \"$PWD/dir:/dir\"") from exc
+    return "volume"
+
+
+def parse_volume(spec: str) -> MountRequest:
+    """One `-v`/`--volume` value."""
+    parts = spec.split(":")
+    if any(p == "" for p in parts) or len(parts) > 3:
+        raise InvalidArgument(f"invalid volume spec {spec!r}: expected "
+                              "[SOURCE:]CONTAINER-PATH[:OPTIONS] with no empty part")
+    if len(parts) == 1:
+        return MountRequest("volume", _check_target(parts[0], spec))
+    source, target = parts[0], parts[1]
+    opts = parts[2].split(",") if len(parts) == 3 else []
+    req = MountRequest(_source_kind(source, spec), _check_target(target, spec), source)
+    if req.type == "bind":
+        req.source = posixpath.normpath(source)
+        req.create_source = True
+    for opt in opts:
+        if opt == "ro":
+            req.readonly = True
+        elif opt == "rw":
+            req.readonly = False
+        elif opt == "nocopy":
+            req.nocopy = True
+        elif opt in PROPAGATIONS:
+            req.propagation = opt
+        elif opt in NOOP_MODES:
+            pass
+        else:
+            raise InvalidArgument(f"invalid volume spec {spec!r}: unknown option {opt!r}",
+                                  "options are ro, rw, nocopy, z, Z and propagation modes")
+    return req
+
+
+def _bool(value: str, key: str, spec: str) -> bool:
+    v = value.lower()
+    if v in ("", "1", "true"):
+        return True
+    if v in ("0", "false"):
+        return False
+    raise InvalidArgument(f"invalid --mount {spec!r}: {key}={value!r} is not a boolean")
+
+
+def parse_mount(spec: str) -> MountRequest:
+    """One `--mount` value."""
+    try:
+        fields = next(csv.reader([spec]))
+    except (csv.Error, StopIteration) as exc:
+        raise InvalidArgument(f"invalid --mount {spec!r}: {exc}") from exc
+    kv: dict[str, str] = {}
+    for f in fields:
+        key, sep, value = f.partition("=")
+        key = key.strip().lower()
+        if key in ("readonly", "ro", "volume-nocopy") and not sep:
+            value = "true"
+        elif not sep:
+            raise InvalidArgument(f"invalid --mount {spec!r}: invalid field {f!r}, "
+                                  "expected KEY=VALUE")
+        kv[key] = value
+    mtype = kv.pop("type", "volume")
+    if mtype not in ("bind", "volume", "tmpfs"):
+        raise InvalidArgument(f"invalid --mount {spec!r}: type {mtype!r} is not supported",
+                              "use type=bind, type=volume or type=tmpfs")
+    target = None
+    for key in ("target", "destination", "dst"):
+        if key in kv:
+            target = kv.pop(key)
+    if target is None:
+        raise InvalidArgument(f"invalid --mount {spec!r}: target is required")
+    source = None
+    for key in ("source", "src"):
+        if key in kv:
+            source = kv.pop(key)
+    req = MountRequest(mtype, _check_target(target, spec), source or None)
+    for key, value in kv.items():
+        if key in ("readonly", "ro"):
+            req.readonly = _bool(value, key, spec)
+        elif key == "bind-propagation" and mtype == "bind":
+            if value not in PROPAGATIONS:
+                raise InvalidArgument(f"invalid --mount {spec!r}: bad propagation {value!r}")
+            req.propagation = value
+        elif key == "volume-nocopy" and mtype == "volume":
+            req.nocopy = _bool(value, key, spec)
+        elif key == "tmpfs-size" and mtype == "tmpfs":
+            req.tmpfs_options.append(f"size={value}")
+        elif key == "tmpfs-mode" and mtype == "tmpfs":
+            req.tmpfs_options.append(f"mode={int(value, 8):o}")
+        elif key == "consistency":
+            pass
+        else:
+            raise InvalidArgument(f"invalid --mount {spec!r}: unexpected key {key!r} "
+                                  f"for type={mtype}")
+    if mtype == "bind":
+        if not source:
+            raise InvalidArgument(f"invalid --mount {spec!r}: source is required for a bind mount")
+        if not source.startswith("/"):
+            raise InvalidArgument(f"invalid --mount {spec!r}: bind source {source!r} must be "
+                                  "an absolute path")
+        req.source = posixpath.normpath(source)
+    elif mtype == "volume" and source:
+        _source_kind(source, spec)
+    elif mtype == "tmpfs" and source:
+        raise InvalidArgument(f"invalid --mount {spec!r}: a tmpfs mount takes no source")
+    return req
+
+
+def parse_tmpfs(spec: str) -> MountRequest:
+    """One `--tmpfs` value: PATH[:OPTIONS]."""
+    target, _, opts = spec.partition(":")
+    req = MountRequest("tmpfs", _check_target(target, spec))
+    req.tmpfs_options = [o for o in opts.split(",") if o]
+    return req
+
+
+def check_unique_targets(mounts: list[MountRequest]) -> None:
+    seen: set[str] = set()
+    for m in mounts:
+        if m.target in seen:
+            raise InvalidArgument(f"duplicate mount point: {m.target}")
+        seen.add(m.target)

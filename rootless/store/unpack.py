@@ -1,0 +1,375 @@
+"""Unpack one layer tar into a directory, as a plain user, safely against hostile tars.
+
+Every path is resolved component by component from a directory file descriptor with
+O_NOFOLLOW (openat-style), never by string checks on joined paths, so no entry can reach
+outside the layer directory, whatever its name, its link target or the symlinks unpacked
+before it:
+- names are cleaned lexically (`a/./b`, `//x`); an absolute name is relative to the layer
+  root (OCI, Docker); a `..` that would climb above the root is an escape: the layer is
+  refused, as Docker refuses it;
+- a symlink met while resolving a parent directory is followed *inside* the layer root (as
+  Docker's chrooted unpacking does): an absolute target restarts at the root, `..` above
+  the root is an escape, more than 40 links is an error;
+- symlink entries are stored verbatim and never followed by us; hardlink targets are
+  resolved the same way, inside the root, and must exist;
+- duplicate entries replace what is there (a directory over a directory keeps it).
+
+What the disk cannot hold as a plain user is recorded per fuse_overlay/metadata.py: the
+xattr user.containers.override_stat ("uid:gid:mode[:type]") on every entry except symlinks
+(Linux refuses user xattrs on symlinks). Device nodes and fifos become empty regular files
+whose type is in the xattr. setuid/setgid/sticky and world-writable bits live only in the
+xattr: the host file gets `(mode & 0755) | 0600` and directories 0755, so the user can always
+read the store and delete it. Whiteouts stay `.wh.NAME` / `.wh..wh..opq` entries. The image's
+own xattrs: `user.*` as they are, others (security.capability, ...) under
+`user.containers.override_<name>`, the prefix fuse-overlayfs uses for the same purpose.
+
+The tar stream is parsed by the stdlib's tarfile (headers only: PAX, GNU long names, sparse);
+the extraction itself is ours because tarfile's extraction filters are string based and
+drop setuid bits that images need.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass
+
+from fuse_overlay.metadata import (
+    OPAQUE_MARKER,
+    OVERRIDE_XATTR,
+    WHITEOUT_PREFIX,
+    Override,
+)
+from rootless.errors import RlError
+
+XATTR_OVERRIDE_PREFIX = "user.containers.override_"
+MAX_SYMLINKS = 40
+COPY_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UnpackError(RlError):
+    """The layer tar is malformed or tries to reach outside its directory."""
+
+
+def disk_file_mode(mode: int) -> int:
+    return (mode & 0o755) | 0o600
+
+
+DISK_DIR_MODE = 0o755
+
+
+def clean(name: str) -> list[str]:
+    """Lexical clean of a tar name into components; raises on an escape via `..`."""
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise UnpackError(f"entry {name!r} points outside the layer")
+            parts.pop()
+            continue
+        parts.append(part)
+    return parts
+
+
+@dataclass
+class UnpackStats:
+    entries: int = 0
+    bytes: int = 0  # regular file content
+
+
+class _Unpacker:
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.cache_key: tuple[str, ...] | None = None
+        self.cache_fd = -1
+        self.dirs: list[tuple[list[str], int]] = []  # (components, mtime ns) set at the end
+        self.stats = UnpackStats()
+
+    # -- resolution inside the root --
+
+    def _drop_cache(self) -> None:
+        if self.cache_fd >= 0:
+            os.close(self.cache_fd)
+        self.cache_key, self.cache_fd = None, -1
+
+    def resolve_dir(self, comps: list[str], create: bool = True) -> int:
+        """An fd (the caller must not close it) of the directory at `comps` inside the root,
+        following symlinks inside the root; missing directories are made when `create`."""
+        key = tuple(comps)
+        if key == self.cache_key:
+            return self.cache_fd
+        fds = [os.dup(self.root_fd)]
+        todo = list(comps)
+        links = 0
+        try:
+            while todo:
+                part = todo.pop(0)
+                if part in ("", "."):
+                    continue
+                if part == "..":
+                    if len(fds) == 1:
+                        raise UnpackError(f"path {'/'.join(comps)!r} leads outside the layer")
+                    os.close(fds.pop())
+                    continue
+                cur = fds[-1]
+                try:
+                    fd = os.open(part, _DIR_FLAGS, dir_fd=cur)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(part, DISK_DIR_MODE, dir_fd=cur)
+                    fd = os.open(part, _DIR_FLAGS, dir_fd=cur)
+                    os.setxattr(fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    st = os.stat(part, dir_fd=cur, follow_symlinks=False)
+                    if not stat.S_ISLNK(st.st_mode):
+                        raise UnpackError(f"path {'/'.join(comps)!r}: {part!r} is not a "
+                                          "directory") from None
+                    links += 1
+                    if links > MAX_SYMLINKS:
+                        raise UnpackError(f"path {'/'.join(comps)!r}: too many levels of "
+                                          "symbolic links") from None
+                    target = os.readlink(part, dir_fd=cur)
+                    if target.startswith("/"):
+                        for extra in fds[1:]:
+                            os.close(extra)
+                        del fds[1:]
+                    todo = target.split("/") + todo
+                    continue
+                fds.append(fd)
+            result = fds.pop()
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._drop_cache()
+        self.cache_key, self.cache_fd = key, result
+        return result
+
+    def _remove_existing(self, parent: int, leaf: str, keep_dir: bool) -> bool:
+        """Remove `leaf` if present; True when an existing directory was kept."""
+        try:
+            st = os.stat(leaf, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        # `parent` is the cached directory itself, not one below `leaf`: removing `leaf`
+        # leaves the cache valid.
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return True
+            shutil.rmtree(leaf, dir_fd=parent)
+        else:
+            os.unlink(leaf, dir_fd=parent)
+        return False
+
+    # -- metadata --
+
+    @staticmethod
+    def _override(info: tarfile.TarInfo, ftype: int | None = None, rdev: int = 0) -> bytes:
+        return Override(info.uid, info.gid, info.mode & 0o7777, ftype, rdev).encode()
+
+    @staticmethod
+    def _xattrs(info: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+        out = []
+        for key, value in info.pax_headers.items():
+            if key.startswith("SCHILY.xattr."):
+                name = key[len("SCHILY.xattr."):]
+                raw = value.encode("utf-8", "surrogateescape")
+            elif key.startswith("LIBARCHIVE.xattr."):
+                name = key[len("LIBARCHIVE.xattr."):]
+                try:
+                    raw = base64.b64decode(value + "=" * (-len(value) % 4))
+                except ValueError:
+                    continue
+            else:
+                continue
+            if name == OVERRIDE_XATTR or name.startswith(XATTR_OVERRIDE_PREFIX):
+                continue  # ours to write; an image must not forge them
+            if not name.startswith("user."):
+                name = XATTR_OVERRIDE_PREFIX + name
+            out.append((name, raw))
+        return out
+
+    def _finish(self, fd: int, info: tarfile.TarInfo, override: bytes) -> None:
+        for name, value in self._xattrs(info):
+            os.setxattr(fd, name, value)
+        os.setxattr(fd, OVERRIDE_XATTR, override)
+
+    @staticmethod
+    def _mtime_ns(info: tarfile.TarInfo) -> int:
+        try:
+            return int(float(info.mtime) * 1_000_000_000)
+        except (TypeError, ValueError, OverflowError):
+            return 0
+
+    # -- entries --
+
+    def entry(self, tf: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+        comps = clean(info.name)
+        self.stats.entries += 1
+        if not comps:  # the layer root itself ("./")
+            if info.isdir():
+                self._finish(self.root_fd, info, self._override(info))
+                self.dirs.append(([], self._mtime_ns(info)))
+            return
+        leaf = comps[-1]
+        if leaf.startswith(WHITEOUT_PREFIX) and leaf != OPAQUE_MARKER:
+            hidden = leaf[len(WHITEOUT_PREFIX):]
+            if hidden in ("", ".", ".."):
+                raise UnpackError(f"entry {info.name!r} is a whiteout of an invalid name")
+        parent = self.resolve_dir(comps[:-1])
+        ns = self._mtime_ns(info)
+        if info.isdir():
+            kept = self._remove_existing(parent, leaf, keep_dir=True)
+            if not kept:
+                os.mkdir(leaf, DISK_DIR_MODE, dir_fd=parent)
+            fd = os.open(leaf, _DIR_FLAGS, dir_fd=parent)
+            try:
+                os.chmod(fd, DISK_DIR_MODE)
+                self._finish(fd, info, self._override(info))
+            finally:
+                os.close(fd)
+            self.dirs.append((comps, ns))
+            return
+        if info.islnk():
+            self._hardlink(parent, leaf, info)
+            return
+        self._remove_existing(parent, leaf, keep_dir=False)
+        if info.issym():
+            os.symlink(info.linkname, leaf, dir_fd=parent)
+            os.utime(leaf, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
+            return
+        if info.isreg():
+            self._regular(tf, parent, leaf, info, ns)
+            return
+        if info.ischr() or info.isblk() or info.isfifo():
+            if info.isfifo():
+                ftype, rdev = stat.S_IFIFO, 0
+            else:
+                ftype = stat.S_IFCHR if info.ischr() else stat.S_IFBLK
+                rdev = os.makedev(info.devmajor, info.devminor)
+            fd = self._create(parent, leaf)
+            try:
+                self._finish(fd, info, self._override(info, ftype, rdev))
+                os.utime(fd, ns=(ns, ns))
+            finally:
+                os.close(fd)
+            return
+        raise UnpackError(f"entry {info.name!r} has unsupported tar type {info.type!r}")
+
+    @staticmethod
+    def _create(parent: int, leaf: str) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(leaf, flags, 0o600, dir_fd=parent)
+
+    def _regular(self, tf: tarfile.TarFile, parent: int, leaf: str, info: tarfile.TarInfo,
+                 ns: int) -> None:
+        fd = self._create(parent, leaf)
+        try:
+            src = tf.extractfile(info)
+            remaining = info.size
+            while remaining > 0:
+                chunk = src.read(min(COPY_CHUNK, remaining))
+                if not chunk:
+                    raise UnpackError(f"entry {info.name!r}: the tar ends inside the file")
+                view = memoryview(chunk)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                remaining -= len(chunk)
+            self.stats.bytes += info.size
+            os.fchmod(fd, disk_file_mode(info.mode))
+            self._finish(fd, info, self._override(info))
+            os.utime(fd, ns=(ns, ns))
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, parent: int, leaf: str, info: tarfile.TarInfo) -> None:
+        target = clean(info.linkname)
+        if not target:
+            raise UnpackError(f"hardlink {info.name!r} has no target")
+        # Resolve the target first: replacing `leaf` may drop the cached parent fd.
+        tparent = os.dup(self.resolve_dir(target[:-1], create=False))
+        try:
+            try:
+                st = os.stat(target[-1], dir_fd=tparent, follow_symlinks=False)
+            except FileNotFoundError:
+                raise UnpackError(f"hardlink {info.name!r}: target {info.linkname!r} is not "
+                                  "in the layer") from None
+            if stat.S_ISDIR(st.st_mode):
+                raise UnpackError(f"hardlink {info.name!r}: target {info.linkname!r} is a "
+                                  "directory")
+            parent = self.resolve_dir(clean(info.name)[:-1])
+            try:
+                existing = os.stat(leaf, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                existing = None
+            if existing is not None and (existing.st_dev, existing.st_ino) == (st.st_dev,
+                                                                               st.st_ino):
+                return  # already that very file
+            if existing is not None:
+                self._remove_existing(parent, leaf, keep_dir=False)
+                parent = self.resolve_dir(clean(info.name)[:-1])
+            os.link(target[-1], leaf, src_dir_fd=tparent, dst_dir_fd=parent,
+                    follow_symlinks=False)
+        finally:
+            os.close(tparent)
+
+    def finish_dirs(self) -> None:
+        """Directory times last: creating entries inside them changes them."""
+        self._drop_cache()
+        for comps, ns in reversed(self.dirs):
+            try:
+                fd = self.resolve_dir(comps, create=False) if comps else self.root_fd
+                os.utime(fd, ns=(ns, ns))
+            except (OSError, UnpackError):
+                continue
+        self._drop_cache()
+
+    def close(self) -> None:
+        self._drop_cache()
+
+
+def unpack_tar(fileobj, root: str | os.PathLike) -> UnpackStats:
+    """Unpack the tar stream `fileobj` into the existing, empty directory `root`.
+
+    Reads the stream only up to the tar's end-of-archive marker; the caller drains the rest
+    (and checks digests). Raises UnpackError (an RlError) for a malformed or hostile tar and
+    OSError for host trouble (ENOSPC, ...); either way `root` is left half-filled and the
+    caller deletes it.
+    """
+    root_fd = os.open(root, _DIR_FLAGS)
+    unpacker = _Unpacker(root_fd)
+    try:
+        os.chmod(root_fd, DISK_DIR_MODE)
+        os.setxattr(root_fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
+        try:
+            tf = tarfile.open(fileobj=fileobj, mode="r|", bufsize=COPY_CHUNK,
+                              errorlevel=2)
+            for info in tf:
+                try:
+                    unpacker.entry(tf, info)
+                except UnpackError:
+                    raise
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+                        raise
+                    raise UnpackError(f"entry {info.name[:200]!r}: {exc.strerror or exc}"
+                                      ) from None
+                except ValueError as exc:  # e.g. a NUL byte in a name
+                    raise UnpackError(f"entry {info.name[:200]!r}: {exc}") from None
+        except tarfile.TarError as exc:
+            raise UnpackError(f"malformed tar: {exc}") from None
+        unpacker.finish_dirs()
+    finally:
+        unpacker.close()
+        os.close(root_fd)
+    return unpacker.stats

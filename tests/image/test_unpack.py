@@ -1,0 +1,329 @@
+"""Layer unpacking: metadata recorded as fuse_overlay reads it, and a corpus of hostile tars,
+none of which may touch anything outside the layer directory."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+
+import pytest
+
+from fuse_overlay.metadata import OVERRIDE_XATTR, Override, read_override
+from rootless.store.unpack import UnpackError, unpack_tar
+from tests.image.tarmaker import RawTar
+
+
+def snapshot(root) -> dict:
+    """Every path under root with type, mode, size, content and xattrs."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            entry = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size]
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    entry.append(f.read())
+            if stat.S_ISLNK(st.st_mode):
+                entry.append(os.readlink(p))
+            else:
+                entry.append(sorted(os.listxattr(p)))
+            out[os.path.relpath(p, root)] = entry
+    return out
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """tmp/layer (empty, unpacked into) beside tmp/outside (with a victim file)."""
+    layer = tmp_path / "layer"
+    outside = tmp_path / "outside"
+    layer.mkdir()
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"original\n")
+    os.chmod(outside / "victim", 0o644)
+    (outside / "sub").mkdir()
+    before = snapshot(tmp_path / "outside")
+
+    class Box:
+        pass
+
+    box = Box()
+    box.layer, box.outside, box.root = layer, outside, tmp_path
+
+    def unpack(data: bytes):
+        return unpack_tar(io.BytesIO(data), layer)
+
+    box.unpack = unpack
+    yield box
+    # Whatever happened inside, nothing outside the layer changed or appeared.
+    assert snapshot(tmp_path / "outside") == before
+    assert sorted(os.listdir(tmp_path)) == ["layer", "outside"]
+
+
+def override(path) -> Override:
+    ov = read_override(str(path))
+    assert ov is not None, f"no {OVERRIDE_XATTR} on {path}"
+    return ov
+
+
+# -- honest layers: metadata as fuse_overlay expects it --
+
+def test_owners_modes_and_times_recorded(sandbox):
+    data = (RawTar().dir("etc", mode=0o755).file("etc/shadow", b"s", mode=0o640, uid=0, gid=42)
+            .dir("home/user", mode=0o700, uid=1000, gid=1000)
+            .file("home/user/f", b"hello", mode=0o600, uid=1000, gid=1000)
+            .dir("tmp", mode=0o1777).symlink("bin", "usr/bin").bytes())
+    stats = sandbox.unpack(data)
+    layer = sandbox.layer
+    assert override(layer / "etc/shadow") == Override(0, 42, 0o640)
+    assert override(layer / "home/user") == Override(1000, 1000, 0o700)
+    assert override(layer / "home/user/f") == Override(1000, 1000, 0o600)
+    assert override(layer / "tmp") == Override(0, 0, 0o1777)
+    # implicit parent (no entry for "home"): root-owned 0755
+    assert override(layer / "home") == Override(0, 0, 0o755)
+    assert (layer / "home/user/f").read_bytes() == b"hello"
+    assert os.readlink(layer / "bin") == "usr/bin"
+    assert os.lstat(layer / "etc/shadow").st_mtime == 1_700_000_000
+    assert os.lstat(layer / "tmp").st_mtime == 1_700_000_000
+    assert os.lstat(layer / "bin").st_mtime == 1_700_000_000
+    assert stats.bytes == 6
+    # host disk: directories stay usable by the user, no sticky/world-writable bits
+    assert stat.S_IMODE(os.lstat(layer / "tmp").st_mode) == 0o755
+    assert stat.S_IMODE(os.lstat(layer / "home/user").st_mode) == 0o755
+
+
+def test_setuid_and_world_writable_only_in_xattr(sandbox):
+    sandbox.unpack(RawTar().file("su", b"x", mode=0o4755).file("sg", b"x", mode=0o2777)
+                   .file("ww", b"x", mode=0o666).file("none", b"x", mode=0o000).bytes())
+    layer = sandbox.layer
+    assert override(layer / "su").mode == 0o4755
+    assert override(layer / "sg").mode == 0o2777
+    for name, disk in (("su", 0o755), ("sg", 0o755), ("ww", 0o644), ("none", 0o600)):
+        assert stat.S_IMODE(os.lstat(layer / name).st_mode) == disk, name
+
+
+def test_devices_and_fifos_recorded_not_created(sandbox):
+    sandbox.unpack(RawTar().dir("dev")
+                   .add("dev/null", tarfile.CHRTYPE, mode=0o666, major=1, minor=3)
+                   .add("dev/sda", tarfile.BLKTYPE, mode=0o660, gid=6, major=8, minor=0)
+                   .add("dev/fifo", tarfile.FIFOTYPE, mode=0o600).bytes())
+    layer = sandbox.layer
+    for name in ("null", "sda", "fifo"):
+        assert stat.S_ISREG(os.lstat(layer / "dev" / name).st_mode)
+        assert os.lstat(layer / "dev" / name).st_size == 0
+    assert override(layer / "dev/null") == Override(0, 0, 0o666, stat.S_IFCHR,
+                                                    os.makedev(1, 3))
+    assert override(layer / "dev/sda") == Override(0, 6, 0o660, stat.S_IFBLK, os.makedev(8, 0))
+    assert override(layer / "dev/fifo").ftype == stat.S_IFIFO
+
+
+def test_whiteouts_kept_in_oci_form(sandbox):
+    sandbox.unpack(RawTar().dir("a").file("a/.wh.gone").file("a/.wh..wh..opq").bytes())
+    assert sorted(os.listdir(sandbox.layer / "a")) == [".wh..wh..opq", ".wh.gone"]
+    assert override(sandbox.layer / "a/.wh.gone").uid == 0
+
+
+def test_hardlinks_share_the_inode(sandbox):
+    sandbox.unpack(RawTar().file("bin/busybox", b"bb", mode=0o755)
+                   .hardlink("bin/sh", "bin/busybox").hardlink("usr/bin/env", "/bin/busybox")
+                   .bytes())
+    a = os.lstat(sandbox.layer / "bin/busybox")
+    assert os.lstat(sandbox.layer / "bin/sh").st_ino == a.st_ino
+    assert os.lstat(sandbox.layer / "usr/bin/env").st_ino == a.st_ino
+
+
+def test_image_xattrs_kept_and_ours_not_forgeable(sandbox):
+    cap = "\x01\x00\x00\x02\x00\x20\x00\x00"
+    sandbox.unpack(RawTar().file("ping", b"p", mode=0o755, uid=1000, pax={
+        "SCHILY.xattr.security.capability": cap,
+        "SCHILY.xattr.user.comment": "hi",
+        "SCHILY.xattr.user.containers.override_stat": "0:0:4755",
+    }).bytes())
+    p = str(sandbox.layer / "ping")
+    assert override(p) == Override(1000, 0, 0o755)
+    assert os.getxattr(p, "user.comment") == b"hi"
+    assert os.getxattr(p, "user.containers.override_security.capability") == cap.encode()
+
+
+def test_duplicate_entries_last_wins(sandbox):
+    sandbox.unpack(RawTar().file("dup", b"one").dir("dup").file("dup/x", b"x")
+                   .dir("d").file("d", b"file now").file("f", b"1").file("f", b"2").bytes())
+    layer = sandbox.layer
+    assert (layer / "dup/x").read_bytes() == b"x"
+    assert (layer / "d").read_bytes() == b"file now"
+    assert (layer / "f").read_bytes() == b"2"
+
+
+# -- hostile tars: refused, or contained inside the layer; never outside --
+
+def test_hostile_dotdot_refused(sandbox):
+    with pytest.raises(UnpackError, match="outside the layer"):
+        sandbox.unpack(RawTar().file("../outside/victim", b"pwned").bytes())
+
+
+def test_hostile_nested_dotdot_refused(sandbox):
+    with pytest.raises(UnpackError, match="outside the layer"):
+        sandbox.unpack(RawTar().dir("a").file("a/../../outside/evil", b"pwned").bytes())
+
+
+def test_hostile_absolute_path_stays_inside(sandbox):
+    host_path = str(sandbox.outside / "victim")
+    sandbox.unpack(RawTar().file(host_path, b"pwned").file("/etc/evil", b"e").bytes())
+    assert (sandbox.layer / host_path.lstrip("/")).read_bytes() == b"pwned"
+    assert (sandbox.layer / "etc/evil").read_bytes() == b"e"
+
+
+def test_hostile_relative_symlink_then_write_through_refused(sandbox):
+    with pytest.raises(UnpackError, match="outside the layer"):
+        sandbox.unpack(RawTar().symlink("link", "../outside").file("link/victim", b"pwned")
+                       .bytes())
+
+
+def test_hostile_absolute_symlink_then_write_resolves_inside(sandbox):
+    sandbox.unpack(RawTar().symlink("abs", str(sandbox.outside)).file("abs/victim", b"pwned")
+                   .file("abs/new", b"n").bytes())
+    inside = sandbox.layer / str(sandbox.outside).lstrip("/")
+    assert (inside / "victim").read_bytes() == b"pwned"
+    assert os.readlink(sandbox.layer / "abs") == str(sandbox.outside)
+
+
+def test_hostile_symlink_to_root_then_dotdot_refused(sandbox):
+    with pytest.raises(UnpackError, match="outside the layer"):
+        sandbox.unpack(RawTar().symlink("r", "/../..").file("r/outside/victim", b"x").bytes())
+
+
+def test_hostile_hardlink_outside_refused(sandbox):
+    with pytest.raises(UnpackError, match="outside the layer"):
+        sandbox.unpack(RawTar().hardlink("hl", "../outside/victim").bytes())
+
+
+def test_hostile_hardlink_to_host_absolute_path_refused(sandbox):
+    with pytest.raises(UnpackError, match=r"not in the layer|No such file"):
+        sandbox.unpack(RawTar().hardlink("hl", str(sandbox.outside / "victim")).bytes())
+
+
+def test_hostile_hardlink_through_symlink_refused(sandbox):
+    with pytest.raises(UnpackError):
+        sandbox.unpack(RawTar().symlink("s", str(sandbox.outside)).hardlink("hl", "s/victim")
+                       .bytes())
+
+
+def test_hostile_symlink_replaced_by_file_not_written_through(sandbox):
+    victim = str(sandbox.outside / "victim")
+    sandbox.unpack(RawTar().symlink("x", victim).file("x", b"mine").bytes())
+    assert stat.S_ISREG(os.lstat(sandbox.layer / "x").st_mode)
+    assert (sandbox.layer / "x").read_bytes() == b"mine"
+
+
+def test_hostile_symlink_over_directory_then_write(sandbox):
+    sandbox.unpack(RawTar().dir("d").symlink("d", str(sandbox.outside)).file("d/victim", b"x")
+                   .bytes())
+    assert (sandbox.layer / str(sandbox.outside).lstrip("/") / "victim").read_bytes() == b"x"
+
+
+def test_hostile_symlink_loop_refused(sandbox):
+    with pytest.raises(UnpackError, match="symbolic links"):
+        sandbox.unpack(RawTar().symlink("l1", "l2").symlink("l2", "l1").file("l1/x").bytes())
+
+
+def test_hostile_huge_name_refused(sandbox):
+    with pytest.raises(UnpackError, match="too long"):
+        sandbox.unpack(RawTar().file("a" * 300, b"x").bytes())
+
+
+def test_deep_path_beyond_path_max_is_fine(sandbox):
+    name = "/".join(["d" * 200] * 25) + "/f"  # 5000+ characters, each component legal
+    sandbox.unpack(RawTar().file(name, b"deep").bytes())
+    fd = os.open(sandbox.layer, os.O_RDONLY)
+    try:
+        for part in name.split("/")[:-1]:
+            nfd = os.open(part, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        assert os.stat("f", dir_fd=fd).st_size == 4
+    finally:
+        os.close(fd)
+
+
+def test_hostile_whiteout_escapes_refused(sandbox):
+    with pytest.raises(UnpackError, match="outside the layer"):
+        sandbox.unpack(RawTar().file("../.wh.victim").bytes())
+    with pytest.raises(UnpackError, match="whiteout"):
+        sandbox.unpack(RawTar().dir("a").file("a/.wh...").bytes())
+
+
+def test_hostile_device_node_is_not_a_device(sandbox):
+    sandbox.unpack(RawTar().add("kmem", tarfile.CHRTYPE, mode=0o666, major=1, minor=2).bytes())
+    st = os.lstat(sandbox.layer / "kmem")
+    assert stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
+def test_hostile_nul_byte_in_name_refused(sandbox):
+    data = RawTar().file("okay", b"x").bytes()
+    data = data.replace(b"okay", b"ok\x00y", 1)
+    with pytest.raises(UnpackError):
+        sandbox.unpack(data)
+
+
+def test_hostile_truncated_tar_refused(sandbox):
+    data = RawTar().file("big", b"x" * 100_000).bytes()
+    with pytest.raises(UnpackError):
+        sandbox.unpack(data[:50_000])
+
+
+def test_hostile_hardlink_cycle_to_itself(sandbox):
+    with pytest.raises(UnpackError):
+        sandbox.unpack(RawTar().hardlink("self", "self").bytes())
+
+
+# -- random hostile tars: whatever the entries, nothing outside changes --
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NAMES = ["a", "a/victim", "a/b", "b", "../a", "/a/victim", "a/../../victim"]
+
+
+def _names():
+    """Few names, so links made by one entry are met by the next ones."""
+    return st.sampled_from(_NAMES)
+
+
+def _targets(outside: str):
+    return st.sampled_from([outside, outside + "/victim", "../outside", "a", "/", "..",
+                            "a/victim", "/../outside"])
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_entries_never_escape(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("fuzz")
+    layer, outside = root / "layer", root / "outside"
+    layer.mkdir()
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"original\n")
+    before = snapshot(outside)
+    names, targets = _names(), _targets(str(outside))
+    tar = RawTar()
+    for _ in range(data.draw(st.integers(1, 10))):
+        kind = data.draw(st.sampled_from(["file", "dir", "symlink", "hardlink", "chr"]))
+        name = data.draw(names)
+        if kind == "file":
+            tar.file(name, b"pwned")
+        elif kind == "dir":
+            tar.dir(name)
+        elif kind == "symlink":
+            tar.symlink(name, data.draw(targets))
+        elif kind == "hardlink":
+            tar.hardlink(name, data.draw(st.one_of(targets, names)))
+        else:
+            tar.add(name, tarfile.CHRTYPE, major=1, minor=3)
+    try:
+        unpack_tar(io.BytesIO(tar.bytes()), layer)
+    except UnpackError:
+        pass
+    assert snapshot(outside) == before
+    assert sorted(os.listdir(root)) == ["layer", "outside"]
