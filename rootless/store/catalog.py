@@ -39,12 +39,34 @@ def connect(root: Path | None = None) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
-    if _SCHEMAS:
-        with transaction(conn):
-            for statements in _SCHEMAS.values():
-                for sql in statements:
-                    conn.execute(sql)
+    _ensure_schemas(conn)
     return conn
+
+
+def _digest(statements: tuple[str, ...]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+
+
+def _ensure_schemas(conn: sqlite3.Connection) -> None:
+    """Create the registered tables that are missing. Which component's statements were
+    applied is remembered in `schemas`, so the usual connect is one read, not a write lock."""
+    wanted = {name: _digest(sql) for name, sql in _SCHEMAS.items()}
+    try:
+        done = dict(conn.execute("SELECT name, digest FROM schemas").fetchall())
+    except sqlite3.OperationalError:  # a new catalog
+        done = {}
+    todo = [name for name, digest in wanted.items() if done.get(name) != digest]
+    if not todo:
+        return
+    with transaction(conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS schemas (name TEXT PRIMARY KEY, digest TEXT)")
+        for name in todo:
+            for sql in _SCHEMAS[name]:
+                conn.execute(sql)
+            conn.execute("INSERT OR REPLACE INTO schemas (name, digest) VALUES (?, ?)",
+                         (name, wanted[name]))
 
 
 @contextlib.contextmanager
