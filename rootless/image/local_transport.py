@@ -5,7 +5,9 @@
 - `StoreExportSource`: a stored image for push and save. It serves the manifest exactly as
   pulled when every blob is held, so a pushed image keeps its digest; when a layer's blob is
   missing (reused by diff_id from another image) or another manifest format is asked for, it
-  writes a new manifest, recompressing the missing layers from their unpacked directories.
+  writes a new manifest, recompressing the missing layers from their unpacked directories
+  (a re-made tar rarely has the original's bytes: its new diff_id goes into the config, so
+  such a copy gets a new image id).
 
 Also the blob helpers every transport here shares: `receive` (verify a stream against its
 descriptor and diff_id while saving the blob and/or the uncompressed tar) and `compress`.
@@ -208,6 +210,7 @@ class StoreExportSource(BlobSource):
         changed = want != stored_type
         entries: list[tuple[str, int, str]] = []
         paths: dict[str, str] = {}
+        replaced: dict[str, str] = {}
         try:
             for desc, diff_id in zip(doc.layers, diff_ids, strict=True):
                 mtype = convert_layer_type(desc.media_type, want) if changed else \
@@ -230,14 +233,19 @@ class StoreExportSource(BlobSource):
                 digest, size, got = compress(tar_path, blob_path)
                 os.unlink(tar_path)
                 if got != diff_id:
-                    raise RlError(f"layer {diff_id[:19]} of the store does not reproduce its "
-                                  f"diff_id (got {got[:19]})",
-                                  "pull the image again to get its original blobs")
+                    # The same files, but not the same tar bytes as the original (entry
+                    # order, headers): the copy names the layer by its new diff_id, which
+                    # changes the config and so the image id (we keep no tar-split data).
+                    replaced[diff_id] = got
                 entries.append((GZIP_LAYER[want], size, digest))
                 paths[digest] = blob_path
         except BaseException:
             self.close()
             raise
+        if replaced:
+            cfg = json.loads(config)
+            cfg["rootfs"]["diff_ids"] = [replaced.get(d, d) for d in cfg["rootfs"]["diff_ids"]]
+            config = json.dumps(cfg).encode()
         if changed:
             if want != stored_type:
                 cfg_type = CONFIG_OF[want]

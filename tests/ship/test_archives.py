@@ -102,3 +102,35 @@ def test_rl_save_loads_in_podman_and_podman_save_loads_in_rl(rl, pulled, podman,
     r = rl("run", "--rm", "frompodman:v1", "sh", "-c", "cat /data/keep.txt; ls /olddir",
            check=True)
     assert r.stdout.split() == ["keep", "new"]
+
+
+def test_save_several_images_gzipped_archive_and_missing_blobs(rl, pulled, tmp_path):
+    import gzip
+
+    from tests.support import users
+
+    one, two = pulled("busybox:latest"), pulled("layered:latest")
+    # a layer whose compressed blob the store lacks (as when it was shared by diff_id
+    # from another image) is recompressed from its unpacked directory
+    info = json.loads(rl("image", "inspect", one, check=True).stdout)[0]
+    (rl.data_dir / "blobs" / "sha256" / info["Layers"][0]["Digest"].partition(":")[2]
+     ).unlink()
+    out = tmp_path / "two.tar"
+    rl("save", "-o", str(out), one, two, check=True)
+    with tarfile.open(out) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))
+    assert [m["RepoTags"] for m in manifest] == [[one], [two]]
+    assert manifest[0]["Layers"][0] == manifest[1]["Layers"][0]  # shared base, stored once
+    gz = tmp_path / "two.tar.gz"
+    gz.write_bytes(gzip.compress(out.read_bytes(), compresslevel=1))
+    fresh = users.make_runner(tmp_path / "fresh")
+    fresh.env["RL_ROOTFS_BACKEND"] = rl.env["RL_ROOTFS_BACKEND"]
+    proc = fresh("load", "-i", str(gz), check=True)
+    assert proc.stdout.splitlines() == [f"Loaded image: {one}", f"Loaded image: {two}"]
+    try:
+        assert fresh("run", "--rm", two, check=True).stdout == "keep\n"
+        assert fresh("run", "--rm", one, "echo", "ok", check=True).stdout == "ok\n"
+    finally:
+        from tests.ship.conftest import stop_zygotes
+
+        stop_zygotes(fresh.root)
