@@ -8,7 +8,21 @@ import sys
 
 import click
 
-from rootless.errors import InvalidArgument
+from rootless.errors import InvalidArgument, RlError
+
+
+def _os_errors(fn):
+    """An OSError (a path that cannot be read or written) as one line, not a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise RlError(f"{where}{exc.strerror or exc}") from None
+    return wrapper
 
 
 def _short(image_id: str) -> str:
@@ -49,6 +63,7 @@ def _changes(items: tuple[str, ...]) -> dict:
               help="Manifest format (default: as pulled).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--tls-verify/--no-tls-verify", default=True, hidden=True)
+@_os_errors
 def push(image: str, destination: str | None, fmt: str | None, quiet: bool,
          tls_verify: bool) -> None:
     """Push an image to a registry."""
@@ -68,6 +83,7 @@ def push(image: str, destination: str | None, fmt: str | None, quiet: bool,
 @click.option("--format", "fmt", default="docker-archive",
               type=click.Choice(["docker-archive", "oci-archive"]), help="Archive format.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@_os_errors
 def save(images: tuple[str, ...], output: str | None, fmt: str, quiet: bool) -> None:
     """Save images to a tar archive."""
     from rootless.engine import ship
@@ -81,6 +97,7 @@ def save(images: tuple[str, ...], output: str | None, fmt: str, quiet: bool) -> 
 @click.command()
 @click.option("-i", "--input", "input_", help="Read from this file (default: stdin).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ids.")
+@_os_errors
 def load(input_: str | None, quiet: bool) -> None:
     """Load images from a tar archive (docker-archive or oci-archive)."""
     from rootless.engine import ship
@@ -120,6 +137,7 @@ def load(input_: str | None, quiet: bool) -> None:
 @click.option("-c", "--change", "changes", multiple=True,
               help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id (the default).")
+@_os_errors
 def import_(source: str, name: str | None, message: str | None, changes: tuple[str, ...],
             quiet: bool) -> None:
     """Create an image from a rootfs tarball (FILE or - for stdin)."""
@@ -131,6 +149,7 @@ def import_(source: str, name: str | None, message: str | None, changes: tuple[s
 @click.command()
 @click.argument("container")
 @click.option("-o", "--output", help="Write to this file (default: stdout).")
+@_os_errors
 def export(container: str, output: str | None) -> None:
     """Export a container's filesystem as a tar."""
     from rootless.engine import ship
@@ -168,6 +187,7 @@ def _size(n: int) -> str:
 @click.option("--no-trunc", is_flag=True, help="Do not shorten the output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the ids.")
 @click.option("--format", "fmt", metavar="table|json", help="Output format.")
+@_os_errors
 def history(image: str, human: bool, no_trunc: bool, quiet: bool, fmt: str | None) -> None:
     """Show the history of an image."""
     import json
@@ -204,6 +224,7 @@ def history(image: str, human: bool, no_trunc: bool, quiet: bool, fmt: str | Non
 @click.option("-c", "--change", "changes", multiple=True,
               help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id (the default).")
+@_os_errors
 def commit(container: str, name: str | None, message: str | None, author: str | None,
            changes: tuple[str, ...], quiet: bool) -> None:
     """Create an image from a container's changes."""
@@ -242,6 +263,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
               help="The platform of the base images (RUN needs one this host runs).")
 @click.option("--timestamp", type=int, metavar="SECONDS",
               help="Creation time and clamp for file times (reproducible images).")
+@_os_errors
 def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
           quiet, platform, timestamp) -> None:
     """Build an image from a Dockerfile."""
