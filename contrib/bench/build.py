@@ -61,6 +61,14 @@ def run(report: Report) -> None:
     try:
         _run(report, work, rl_executable())
     finally:
+        import signal
+
+        for pidfile in work.glob("rl/run/rl/fuse-zygote-*.pid"):  # rl's warm fuse server
+            for pid in pidfile.read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGTERM)
+                except (OSError, ValueError):
+                    pass
         if os.getuid() == 0:
             subprocess.run(["/usr/sbin/runuser", "-u", TEST_USER, "--", "podman", "unshare", "rm",
                             "-rf", str(work / "podman")], capture_output=True,
@@ -85,7 +93,7 @@ def _run(report: Report, work: Path, rl: str) -> None:
             "LANG": "C.UTF-8"}
     rl_env = {**base, "XDG_DATA_HOME": str(work / "rl/data"),
               "XDG_CONFIG_HOME": str(work / "rl/config"),
-              "XDG_RUNTIME_DIR": str(work / "rl/run"), "RL_ROOTFS_BACKEND": "fuse-overlayfs"}
+              "XDG_RUNTIME_DIR": str(work / "rl/run")}
     p_env = {**base, "XDG_RUNTIME_DIR": str(work / "prun")}
     podman = ["podman", "--root", str(work / "podman"), "--runroot", str(work / "prun/s"),
               "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
