@@ -78,12 +78,25 @@ def _podman(tmp_path):
     return podman, root
 
 
+def kill_pause_process(runtime_dir) -> None:
+    """Rootless podman leaves a pause process (catatonit) per XDG_RUNTIME_DIR: end ours."""
+    import os
+    import signal
+
+    pidfile = runtime_dir / "libpod" / "tmp" / "pause.pid"
+    try:
+        os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
 @pytest.fixture
 def podman(tmp_path):
     podman, root = _podman(tmp_path)
     yield podman
     podman("system", "reset", "-f", check=False)
-    subprocess.run(["podman", "unshare", "rm", "-rf", str(root)], capture_output=True,
-                   env={"HOME": str(root), "PATH": "/usr/bin:/bin",
-                        "XDG_RUNTIME_DIR": str(root / "run")})
+    # files of subordinate ids left in the storage, removed from podman's namespace;
+    # that starts the pause process again: end it last, then remove the rest
+    podman("unshare", "rm", "-rf", str(root / "storage"), check=False)
+    kill_pause_process(root / "run")
     shutil.rmtree(root, ignore_errors=True)
