@@ -311,6 +311,14 @@ def _run(opts, inst, state: _State, scope):
     if state.image_id is None:
         raise inst.error("RUN needs a base image with a shell (this stage is FROM scratch "
                          "with no files yet)")
+    if inst.mounts:
+        raise inst.error("RUN --mount is not supported yet", "copy what the step needs "
+                         "with COPY, or use --mount-free steps")
+    if inst.security and inst.security != "sandbox":
+        raise inst.error(f"RUN --security={inst.security} is not supported")
+    network = inst.network or "host"  # the default: the host's, as buildah's rootless RUN
+    if network not in ("host", "none", "default"):
+        raise inst.error(f"RUN --network={network}: use host, none or default")
     cfg = state.config
     if inst.shell_form:
         script = inst.shell_script()
@@ -324,7 +332,8 @@ def _run(opts, inst, state: _State, scope):
     run_opts = RunOptions(image=state.image_id.partition(":")[2], command=argv,
                           entrypoint="", name=name, env=env,
                           workdir=cfg["config"].get("WorkingDir") or None,
-                          user=cfg["config"].get("User") or None, network="host",
+                          user=cfg["config"].get("User") or None,
+                          network="host" if network == "default" else network,
                           pull="never")
     capture = None
     saved: list[int] = []

@@ -260,3 +260,13 @@ ADD --checksum={digest} {url} /dl/
     assert proc.returncode == 125 and "Dockerfile:2" in proc.stderr and "checksum" in \
         proc.stderr
     assert rl("image", "inspect", "here:2").returncode != 0
+
+
+def test_run_network_none_and_unsupported_mount(rl, ctx):
+    path = ctx("FROM BASE\n"
+               "RUN --network=none cat /proc/net/dev | tail -n +3 | wc -l > /ifaces\n")
+    rl("build", "-t", "net:1", path, check=True)
+    assert rl("run", "--rm", "net:1", "cat", "/ifaces", check=True).stdout.strip() == "1"
+    proc = rl("build", ctx("FROM BASE\nRUN --mount=type=cache,target=/c true\n"))
+    assert proc.returncode == 125 and "Dockerfile:2" in proc.stderr and "--mount" in \
+        proc.stderr
