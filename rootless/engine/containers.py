@@ -47,6 +47,13 @@ catalog.register_schema("containers", (
         finished REAL
     )""",
     "CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id)",
+    # which named volumes a container uses (rootless/store/volumes.py reads it: a volume
+    # in use is not removed)
+    """CREATE TABLE IF NOT EXISTS container_volumes (
+        container TEXT NOT NULL,
+        volume TEXT NOT NULL,
+        PRIMARY KEY (container, volume)
+    )""",
 ))
 
 STOP_TIMEOUT = 10
@@ -257,8 +264,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         for sub in ("upper", "work", "merged"):
             (tmp / sub).mkdir()
         spec = spec_mod.build(image_config=image.config, opts=opts, hostname=hostname,
-                              bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps,
-                              volumes_dir=str(paths.data_dir() / "volumes"))
+                              bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps)
         for fname, content in spec_mod.network_files(opts.network, hostname).items():
             (tmp / fname).write_text(content)
         with open(tmp / "config.json", "w") as f:
@@ -285,6 +291,9 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                     " labels, options) VALUES (?,?,?,?,?,?,?,?)",
                     (cid, name, image.id, opts.image, json.dumps(spec["process"]["args"]),
                      time.time(), json.dumps(opts.labels), json.dumps(options)))
+                for vol in filter(None, spec["annotations"].get("io.rl.volumes", "").split(",")):
+                    conn.execute("INSERT OR IGNORE INTO container_volumes VALUES (?, ?)",
+                                 (name, vol))
             except BaseException:
                 final.rename(tmp)
                 raise
@@ -636,6 +645,7 @@ def restart(ref: str, timeout: int | None = None) -> Container:
 def _remove_files(c: Container) -> None:
     with _db() as conn, catalog.transaction(conn):
         conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
+        conn.execute("DELETE FROM container_volumes WHERE container=?", (c.name,))
     _rmtree(c.dir)
     sock = paths.runtime_dir() / f"slirp-{c.short_id}.sock"
     try:

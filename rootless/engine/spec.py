@@ -108,30 +108,35 @@ def parse_ulimit(text: str) -> dict:
     return {"type": f"RLIMIT_{name.upper()}", "soft": s, "hard": h}
 
 
-def parse_volume(text: str, volumes_dir: str) -> dict:
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InvalidArgument(f"invalid volume {text!r}", "use SOURCE:DEST[:ro|rw]")
-    src, dest = parts[0], parts[1]
-    opts = parts[2].split(",") if len(parts) == 3 else []
-    if not dest.startswith("/"):
-        raise InvalidArgument(f"invalid volume {text!r}: the destination must be absolute")
-    bad = [o for o in opts if o not in ("ro", "rw", "z", "Z")]
-    if bad:
-        raise InvalidArgument(f"invalid volume option {bad[0]!r}", "use ro or rw")
-    if src.startswith("/") or src.startswith("."):
-        src = os.path.abspath(src)
-        if not os.path.exists(src):
-            raise InvalidArgument(f"bind source {src} does not exist")
-    else:  # a named volume: a directory of its own, made on first use
-        if "/" in src:
-            raise InvalidArgument(f"invalid volume name {src!r}")
-        path = os.path.join(volumes_dir, src, "_data")
-        os.makedirs(path, exist_ok=True)
-        src = path
-    options = ["rbind", "rprivate"] + (["ro"] if "ro" in opts else [])
-    return {"destination": os.path.normpath(dest), "type": "bind", "source": src,
-            "options": options}
+def volume_mounts(volumes: list[str]) -> tuple[list[dict], list[str]]:
+    """`-v` values -> OCI bind mounts, and the names of the volumes they use. Parsing and
+    the volume store are rootless.engine.mountspec and rootless.engine.volumes (named
+    volumes are created on first use, `-v /path` makes an anonymous one)."""
+    from rootless.engine import mountspec
+    from rootless.engine import volumes as volumes_mod
+
+    reqs = [mountspec.parse_volume(v) for v in volumes]
+    mountspec.check_unique_targets(reqs)
+    mounts, names = [], []
+    for req in reqs:
+        if req.type == "bind":
+            src = os.path.abspath(req.source)
+            if not os.path.exists(src):
+                if not req.create_source:
+                    raise InvalidArgument(f"bind source {src} does not exist")
+                try:  # Docker's -v makes a missing host directory
+                    os.makedirs(src)
+                except OSError as exc:
+                    raise InvalidArgument(f"bind source {src} does not exist and cannot be "
+                                          f"created: {exc.strerror}") from None
+        else:
+            vol = volumes_mod.ensure(req.source) if req.source else volumes_mod.create()
+            src = str(vol.mountpoint)
+            names.append(vol.name)
+        options = ["rbind", req.propagation] + (["ro"] if req.readonly else [])
+        mounts.append({"destination": req.target, "type": "bind", "source": src,
+                       "options": options})
+    return mounts, names
 
 
 def command_of(config: dict, opts: RunOptions) -> list[str]:
@@ -159,7 +164,7 @@ def find_init() -> str:
 
 
 def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
-          uid_maps: list[dict], gid_maps: list[dict], volumes_dir: str) -> dict:
+          uid_maps: list[dict], gid_maps: list[dict]) -> dict:
     """The OCI runtime spec for a container. Raises InvalidArgument on bad flags."""
     config = image_config.get("config") or {}
     args = command_of(config, opts)
@@ -209,7 +214,10 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind",
                        "source": os.path.join(bundle, name), "options": ["rbind", "rprivate"]})
-    mounts += [parse_volume(v, volumes_dir) for v in opts.volumes]
+    extra, volume_names = volume_mounts(opts.volumes)
+    mounts += extra
+    if volume_names:
+        annotations["io.rl.volumes"] = ",".join(volume_names)
     if opts.init:
         mounts.append({"destination": "/dev/init", "type": "bind", "source": find_init(),
                        "options": ["bind", "ro"]})
