@@ -3,7 +3,9 @@
 1. builds a busybox-static image offline (tests/support/images.py),
 2. serves it from Debian's docker-registry on 127.0.0.1 and points `docker.io` at that
    registry through a registries.conf (RL_REGISTRIES_CONF), so short names resolve as usual,
-3. `rl pull busybox`, `rl images`, then runs real containers from it.
+3. `rl pull busybox`, `rl images`, runs containers from it with a named volume,
+4. builds a web-server image with `rl build`, runs it with a published port and a volume
+   (`rl run -d -v data:/data -p 127.0.0.1:PORT:80`) and fetches a page from the host.
 
 Each step prints the rl command it runs; the first failing one stops the demo non-zero.
 """
@@ -18,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tests.support import images
-from tests.support.registry import Registry
+from tests.support.registry import Registry, free_port
 
 
 def rl(*args: str, env: dict[str, str]) -> None:
@@ -27,6 +29,22 @@ def rl(*args: str, env: dict[str, str]) -> None:
     if proc.returncode != 0:
         print(f"demo: `rl {shlex.join(args)}` exited {proc.returncode}", file=sys.stderr)
         sys.exit(proc.returncode)
+
+
+def fetch(url: str, attempts: int = 50) -> str:
+    """GET url, retrying while the server in the container starts."""
+    import time
+    import urllib.request
+
+    for i in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            if i == attempts - 1:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 def main() -> None:
@@ -49,6 +67,28 @@ def main() -> None:
                "date > /data/stamp", env=env)
             rl("run", "--rm", "-v", "rl-demo-data:/data", "busybox", "cat", "/data/stamp",
                env=env)
+            web = Path(tmp) / "web"
+            web.mkdir()
+            (web / "index.html").write_text("hello from a rootless container\n")
+            (web / "Dockerfile").write_text(
+                "FROM busybox\n"
+                "COPY index.html /www/index.html\n"
+                "EXPOSE 80\n"
+                'CMD ["sh", "-c", "date >> /data/visits; exec httpd -f -p 80 -h /www"]\n')
+            rl("build", "-t", "rl-demo-web", str(web), env=env)
+            port = free_port()
+            rl("run", "-d", "--name", "rl-demo-web", "-v", "rl-demo-data:/data",
+               "-p", f"127.0.0.1:{port}:80", "rl-demo-web", env=env)
+            try:
+                body = fetch(f"http://127.0.0.1:{port}/")
+                print(f"demo: GET http://127.0.0.1:{port}/ -> {body.strip()!r}")
+                rl("ps", env=env)
+                rl("port", "rl-demo-web", env=env)
+            finally:
+                rl("rm", "-f", "rl-demo-web", env=env)
+            rl("run", "--rm", "-v", "rl-demo-data:/data", "busybox", "cat", "/data/visits",
+               env=env)
+            rl("rmi", "rl-demo-web", env=env)
             rl("volume", "rm", "rl-demo-data", env=env)
         finally:
             reg.stop()
