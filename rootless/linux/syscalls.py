@@ -98,3 +98,98 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl")
+
+# --- additions for the container runtime -------------------------------------------------
+
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+MS_NOSYMFOLLOW = 256
+MS_UNBINDABLE = 1 << 17
+
+# openat2(2) resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437}.get(os.uname().machine)
+_SYS_CLOSE_RANGE = {"x86_64": 436, "aarch64": 436}.get(os.uname().machine)
+
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.sethostname.restype = ctypes.c_int
+_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.setdomainname.restype = ctypes.c_int
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), "sethostname")
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open `path` relative to `dirfd` with RESOLVE_* restrictions.
+
+    RESOLVE_IN_ROOT makes every symlink and `..` resolve as if `dirfd` were `/`: the way to
+    open a path inside a container's root filesystem from outside it without following a
+    symlink the image (or the container) planted to a host path."""
+    if _SYS_OPENAT2 is None:
+        raise OSError(38, "openat2: unsupported architecture")
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fn = _libc.syscall
+    fn.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_OpenHow),
+                   ctypes.c_size_t]
+    return _check(fn(_SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how),
+                     ctypes.sizeof(how)), "openat2", path)
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    """Close every fd in [first, last]; falls back to os.closerange on old kernels."""
+    if _SYS_CLOSE_RANGE is not None:
+        fn = _libc.syscall
+        fn.argtypes = [ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
+        if fn(_SYS_CLOSE_RANGE, first, last, flags) == 0:
+            return
+    os.closerange(first, min(last, 65535) + 1)
+
+
+def neutralize_fds(keep: set[int]) -> None:
+    """Point every open fd not in `keep` at /dev/null, in a forked child that goes on
+    running Python code. Closing them would be wrong: a Python object of the parent (an
+    sqlite connection, a file) still owns the number and closes it when collected, which
+    would then close whatever new pipe or device got that number. A /dev/null copy releases
+    the original file (a pipe's end, a socket) and keeps the number taken."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd in keep or fd == null:
+                continue
+            try:
+                os.dup2(null, fd, inheritable=False)
+            except OSError:
+                pass
+    finally:
+        os.close(null)
+
+
+def loopback_up() -> None:
+    """Bring up `lo` in the current network namespace (SIOCSIFFLAGS on a socket)."""
+    import fcntl
+    import socket
+    import struct
+
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh14x", b"lo", 0)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | IFF_UP))

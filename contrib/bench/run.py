@@ -1,0 +1,279 @@
+"""`rl run --rm IMAGE true` against `podman run --rm` on the same busybox image, and the
+memory one running container costs (its processes' PSS).
+
+Both run as the unprivileged test user (rltest when started as root, else the caller):
+- latency: median of RL_BENCH_REPEAT (default 10) interleaved runs, `--network none` and
+  the default network (slirp4netns for both);
+- memory: one `sleep` container detached; rl: monitor + sandbox + fuse server (+ slirp4netns);
+  podman: conmon + fuse-overlayfs (+ slirp4netns), podman storage set to use fuse-overlayfs
+  as its mount program so that the two do the same work.
+podman runs with `--runtime runc` (crun refuses this host's hybrid cgroups), its own
+--root/--runroot in a temporary directory, and loads the image from a docker-archive made
+from tests/support/images.py. rl gets the same image through the image store, or through
+tests/runtime/standin.py while the image store is not merged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+USER = "rltest"
+
+
+def _as_user(argv: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
+    if os.getuid() == 0:
+        argv = ["runuser", "-u", USER, "--", "env", "-i",
+                *(f"{k}={v}" for k, v in env.items()), *argv]
+        env = None
+    return subprocess.run(argv, env=env, capture_output=True, text=True, **kw)
+
+
+def _docker_archive(path: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    from tests.support import images
+
+    img = images.build_busybox()
+    with tarfile.open(path, "w") as tar:
+        def add(name: str, data: bytes) -> None:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            import io
+
+            tar.addfile(ti, io.BytesIO(data))
+
+        layers = []
+        for i, layer in enumerate(img.layers):
+            add(f"layer{i}.tar", layer.tar)
+            layers.append(f"layer{i}.tar")
+        add("config.json", img.config_bytes)
+        add("manifest.json", json.dumps([{"Config": "config.json",
+                                          "RepoTags": ["localhost/rlbench:latest"],
+                                          "Layers": layers}]).encode())
+
+
+class Env:
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="rl-bench-run-"))
+        os.chmod(self.tmp, 0o755)
+        home = f"/home/{USER}" if os.getuid() == 0 else os.environ.get("HOME", "/tmp")
+        self.rl_root = self.tmp / "rl"
+        self.env = {
+            "HOME": home, "LANG": "C.UTF-8",
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin",
+            "XDG_DATA_HOME": str(self.rl_root / "data"),
+            "XDG_CONFIG_HOME": str(self.rl_root / "config"),
+            "XDG_RUNTIME_DIR": str(self.rl_root / "run"),
+        }
+        if os.environ.get("RL_ROOTFS_BACKEND"):
+            self.env["RL_ROOTFS_BACKEND"] = os.environ["RL_ROOTFS_BACKEND"]
+        self.podman_root = self.tmp / "podman"
+        for d in ("data", "config", "run"):
+            (self.rl_root / d).mkdir(parents=True)
+        (self.podman_root).mkdir()
+        if os.getuid() == 0:
+            shutil.chown(self.tmp, USER)
+            for p in self.tmp.rglob("*"):
+                shutil.chown(p, USER)
+        os.chmod(self.rl_root / "run", 0o700)
+        self.archive = self.tmp / "busybox.tar"
+        _docker_archive(self.archive)
+        os.chmod(self.archive, 0o644)
+        self.rl_argv = self._rl_argv()
+        self.podman = ["podman", "--root", str(self.podman_root / "root"),
+                       "--runroot", str(self.podman_root / "runroot"),
+                       "--storage-driver", "overlay",
+                       "--storage-opt", "overlay.mount_program=/usr/bin/fuse-overlayfs",
+                       "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+                       "--events-backend", "none"]
+
+    def _rl_argv(self) -> list[str]:
+        try:
+            import importlib.util
+
+            real = importlib.util.find_spec("rootless.engine.images") is not None
+        except ModuleNotFoundError:
+            real = False
+        if real:
+            argv = [str(Path(sys.executable).with_name("rl"))]
+            r = _as_user([*argv, "load", "-i", str(self.archive)], self.env)
+            if r.returncode == 0:
+                self.image = "localhost/rlbench:latest"
+                return argv
+        # the stand-in store of the runtime tests
+        data = str(self.rl_root / "data" / "rl")
+        script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from pathlib import Path;"
+                  "from tests.runtime import standin; from tests.support import images;"
+                  f"standin.install(Path({data!r}), 'busybox:latest', images.build_busybox())")
+        r = _as_user([sys.executable, "-c", script], self.env, cwd="/")
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr)
+        self.image = "busybox"
+        return [sys.executable, str(REPO / "tests" / "runtime" / "rl_standin.py")]
+
+    def load_podman(self) -> None:
+        r = _as_user([*self.podman, "load", "-q", "-i", str(self.archive)], self.env)
+        if r.returncode != 0:
+            raise RuntimeError(f"podman load: {r.stderr}")
+
+    def cleanup(self) -> None:
+        import signal
+
+        for pidfile in (self.rl_root / "run" / "rl").glob("fuse-zygote-*.pid"):
+            for pid in pidfile.read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGTERM)
+                except (OSError, ValueError):
+                    pass
+        _as_user([*self.podman, "rm", "-af", "-t", "0"], self.env)
+        _as_user([*self.podman, "unshare", "rm", "-rf", str(self.podman_root)], self.env)
+        _as_user([*self.rl_argv, "rm", "-f", "rlbench-mem"], self.env)
+        _as_user([*self.rl_argv, "unshare", "rm", "-rf", str(self.rl_root)], self.env)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _time(argv: list[str], env: dict) -> float:
+    t0 = time.perf_counter()
+    r = _as_user(argv, env)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])}... exited {r.returncode}: {r.stderr}")
+    return dt
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _procs() -> dict[int, tuple[int, str]]:
+    out = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    raw = f.read()
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            out[int(p)] = (int(raw[raw.rindex(")") + 2:].split()[1]), cmd)
+    return out
+
+
+def _descendants(root: int, procs) -> set[int]:
+    members = {root}
+    changed = True
+    while changed:
+        changed = False
+        for p, (pp, _) in procs.items():
+            if pp in members and p not in members:
+                members.add(p)
+                changed = True
+    return members
+
+
+def memory(e: Env, report) -> None:
+    r = _as_user([*e.rl_argv, "run", "-d", "--name", "rlbench-mem", e.image, "sleep", "300"],
+                 e.env)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr)
+    r = _as_user([*e.podman, "run", "-d", "--name", "rlbench-mem", "localhost/rlbench",
+                  "sleep", "300"], e.env)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr)
+    time.sleep(1)
+    procs = _procs()
+    doc = json.loads(_as_user([*e.rl_argv, "inspect", "rlbench-mem"], e.env).stdout)[0]
+    monitor = doc["State"]["MonitorPid"]
+    cpid = doc["State"]["Pid"]
+    mine = _descendants(monitor, procs) - _descendants(cpid, procs)
+    # The fuse server forked by the warm zygote is not below the monitor: it is the one
+    # whose mount namespace is the sandbox's.
+    zygotes = set()
+    for pidfile in (e.rl_root / "run" / "rl").glob("fuse-zygote-*.pid"):
+        zygotes |= {int(p) for p in pidfile.read_text().split() if int(p) in procs}
+    sandbox_mnt = None
+    for p in mine:
+        if procs[p][0] == monitor:
+            try:
+                sandbox_mnt = os.readlink(f"/proc/{p}/ns/mnt")
+            except OSError:
+                pass
+    for p, (pp, _) in procs.items():
+        if pp in zygotes:
+            try:
+                if os.readlink(f"/proc/{p}/ns/mnt") == sandbox_mnt:
+                    mine.add(p)
+            except OSError:
+                pass
+    rl_bytes = sum(_pss(p) for p in mine)
+    zygote_bytes = sum(_pss(p) for p in zygotes)
+    names = sorted(procs[p][1].split()[0].rsplit("/", 1)[-1] for p in mine)
+    conmon = [p for p, (_, cmd) in procs.items() if cmd.startswith("/usr/bin/conmon")
+              and str(e.podman_root) in cmd]
+    theirs = set()
+    for c in conmon:
+        theirs |= {c}
+    fo = [p for p, (_, cmd) in procs.items() if "fuse-overlayfs" in cmd
+          and str(e.podman_root) in cmd]
+    slirp = [p for p, (pp, cmd) in procs.items() if "slirp4netns" in cmd.split()[0]
+             and "netns-" in cmd and str(e.rl_root) in cmd]
+    theirs |= set(fo) | set(slirp)
+    podman_bytes = sum(_pss(p) for p in theirs)
+    report.ratio("run: memory of one running container (PSS)", rl_bytes / 2**20, "podman",
+                 podman_bytes / 2**20, unit="MiB", target="<= 2.0")
+    report.note(f"rl processes: {', '.join(names)}; podman: conmon x{len(conmon)}, "
+                f"fuse-overlayfs x{len(fo)}, slirp4netns x{len(slirp)}")
+    if zygotes:
+        report.note(f"plus, shared by all containers of the user: the fuse server zygote, "
+                    f"{zygote_bytes / 2**20:.1f} MiB PSS")
+
+
+def run(report) -> None:
+    repeat = int(os.environ.get("RL_BENCH_REPEAT", "10"))
+    e = Env()
+    try:
+        e.load_podman()
+        for label, net in (("--network none", ["--network", "none"]), ("default network", [])):
+            rl_argv = [*e.rl_argv, "run", "--rm", *net, e.image, "true"]
+            pd_argv = [*e.podman, "run", "--rm", *net, "localhost/rlbench", "true"]
+            _time(rl_argv, e.env)
+            _time(pd_argv, e.env)
+            ours, theirs = [], []
+            for _ in range(repeat):
+                ours.append(_time(rl_argv, e.env))
+                theirs.append(_time(pd_argv, e.env))
+            report.ratio(f"run --rm true ({label})", statistics.median(ours), "podman",
+                         statistics.median(theirs), target="<= 1.0")
+        memory(e, report)
+        report.note(f"rootfs backend: {e.env.get('RL_ROOTFS_BACKEND', 'fuse_overlay')}; "
+                    f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    finally:
+        e.cleanup()
+
+
+def main() -> None:
+    sys.path.insert(0, str(REPO))
+    from contrib.bench import Report
+
+    run(Report())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""Container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait, inspect,
+exec, top, cp, container (prune, ls, ...), unshare. Parsing and printing only: the work is
+in rootless.engine.containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from rootless.errors import InvalidArgument
+
+_RUN_CTX = {"allow_interspersed_args": False}
+
+
+def _engine():
+    from rootless.engine import containers
+
+    return containers
+
+
+def _labels(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        k, _, val = v.partition("=")
+        if not k:
+            raise InvalidArgument(f"invalid label {v!r}", "use KEY=VALUE")
+        out[k] = val
+    return out
+
+
+def _run_options(f):
+    opts = [
+        click.option("--name", help="Name of the container."),
+        click.option("--rm", is_flag=True, help="Remove the container when it exits."),
+        click.option("-d", "--detach", is_flag=True, help="Run in the background, print the id."),
+        click.option("-i", "--interactive", is_flag=True, help="Keep stdin open."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal."),
+        click.option("-e", "--env", multiple=True, help="Set an environment variable."),
+        click.option("--env-file", multiple=True, help="Read variables from a file."),
+        click.option("-w", "--workdir", help="Working directory inside the container."),
+        click.option("-u", "--user", help="user[:group] to run as (name or id)."),
+        click.option("--entrypoint", help="Override the image's entrypoint."),
+        click.option("-h", "--hostname", help="Hostname of the container."),
+        click.option("-l", "--label", multiple=True, help="KEY=VALUE label."),
+        click.option("--userns", help="keep-id: run as your own uid inside."),
+        click.option("--cap-add", multiple=True, help="Add a capability."),
+        click.option("--cap-drop", multiple=True, help="Drop a capability."),
+        click.option("--ulimit", multiple=True, help="NAME=SOFT[:HARD] resource limit."),
+        click.option("--init", is_flag=True, help="Run a reaper as pid 1."),
+        click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
+        click.option("--network", "--net", default="slirp4netns",
+                     help="slirp4netns (default), none or host."),
+        click.option("-v", "--volume", multiple=True, help="SRC:DEST[:ro] bind or volume."),
+        click.option("--pull", type=click.Choice(["missing", "always", "never", "newer"]),
+                     default="missing", help="When to pull the image."),
+        click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
+        click.option("--cpus", help="Refused: needs cgroup v2 delegation."),
+        click.argument("image"),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _make_options(kw: dict):
+    from rootless.engine.spec import RunOptions
+
+    if kw.get("hostname") is not None and not kw["hostname"]:
+        raise InvalidArgument("--hostname must not be empty")
+    return RunOptions(
+        image=kw["image"], command=list(kw["command"]), name=kw["name"],
+        entrypoint=kw["entrypoint"], env=list(kw["env"]), env_files=list(kw["env_file"]),
+        workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
+        labels=_labels(kw["label"]), rm=kw["rm"], detach=kw.get("detach", False),
+        interactive=kw["interactive"], tty=kw["tty"], userns=kw["userns"],
+        cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
+        ulimits=list(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],
+        network=kw["network"], volumes=list(kw["volume"]), pull=kw["pull"],
+        memory=kw["memory"], cpus=kw["cpus"])
+
+
+@click.command(context_settings=_RUN_CTX)
+@_run_options
+def run(**kw) -> None:
+    """Run a command in a new container."""
+    result = _engine().run(_make_options(kw))
+    if isinstance(result, str):
+        click.echo(result)
+        return
+    # The container's exit code, and no interpreter teardown (~10 ms of module cleanup
+    # for nothing: every file and the catalog are closed and committed already).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(result)
+
+
+@click.command(context_settings=_RUN_CTX)
+@_run_options
+def create(**kw) -> None:
+    """Create a container (start it with rl start)."""
+    kw["detach"] = False
+    c = _engine().create(_make_options(kw))
+    click.echo(c.id)
+
+
+@click.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach to the output and wait.")
+@click.argument("containers", nargs=-1, required=True)
+def start(attach: bool, containers: tuple[str, ...]) -> None:
+    """Start one or more containers."""
+    eng = _engine()
+    if attach:
+        if len(containers) != 1:
+            raise InvalidArgument("rl start -a takes one container")
+        code = eng.start(containers[0], attach=True)
+        sys.exit(code or 0)
+    for ref in containers:
+        eng.start(ref)
+        click.echo(ref)
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait before killing (default 10).")
+@click.argument("containers", nargs=-1, required=True)
+def stop(timeout: int | None, containers: tuple[str, ...]) -> None:
+    """Stop containers: the stop signal, then SIGKILL after the timeout."""
+    for ref in containers:
+        _engine().stop(ref, timeout)
+        click.echo(ref)
+
+
+@click.command()
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send (default KILL).")
+@click.argument("containers", nargs=-1, required=True)
+def kill(sig: str, containers: tuple[str, ...]) -> None:
+    """Send a signal to containers."""
+    for ref in containers:
+        _engine().kill(ref, sig)
+        click.echo(ref)
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, default=None)
+@click.argument("containers", nargs=-1, required=True)
+def restart(timeout: int | None, containers: tuple[str, ...]) -> None:
+    """Restart containers."""
+    for ref in containers:
+        _engine().restart(ref, timeout)
+        click.echo(ref)
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Stop running containers first.")
+@click.argument("containers", nargs=-1, required=True)
+def rm(force: bool, containers: tuple[str, ...]) -> None:
+    """Remove containers."""
+    for ref in containers:
+        _engine().remove(ref, force=force)
+        click.echo(ref)
+
+
+def _ps_row(c) -> dict:
+    return {"Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
+            "Command": c.command, "Created": int(c.created), "State": c.state,
+            "Status": c.status_text(), "ExitCode": c.exit_code, "Labels": c.labels,
+            "Pid": c.pid or 0}
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show stopped containers too.")
+@click.option("-q", "--quiet", is_flag=True, help="Only ids.")
+@click.option("--format", "fmt", help="json, or table (default).")
+def ps(all_: bool, quiet: bool, fmt: str | None) -> None:
+    """List containers."""
+    cs = _engine().list_containers(all_)
+    if quiet:
+        for c in cs:
+            click.echo(c.short_id)
+        return
+    if fmt == "json":
+        click.echo(json.dumps([_ps_row(c) for c in cs], indent=2))
+        return
+    if fmt not in (None, "table"):
+        raise InvalidArgument(f"unknown format {fmt!r}", "use json or table")
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    import time
+
+    from rootless.engine.containers import _ago
+
+    for c in cs:
+        cmd = " ".join(c.command)
+        cmd = cmd if len(cmd) <= 20 else cmd[:17] + "..."
+        rows.append((c.short_id, c.image, f'"{cmd}"', _ago(time.time() - c.created) + " ago",
+                     c.status_text(), c.name))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output.")
+@click.option("--tail", default="all", help="Lines from the end (default all).")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.argument("container")
+def logs(follow: bool, tail: str, timestamps: bool, container: str) -> None:
+    """Show a container's output."""
+    if tail == "all":
+        n = None
+    elif tail.isdigit():
+        n = int(tail)
+    else:
+        raise InvalidArgument(f"invalid --tail value {tail!r}", "a number or all")
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    line_start = {"stdout": True, "stderr": True}
+    for ts, stream, data in _engine().logs(container, follow=follow, tail=n):
+        target = err if stream == "stderr" else out
+        if timestamps and line_start[stream]:
+            target.write(ts.encode() + b" ")
+        target.write(data)
+        line_start[stream] = data.endswith(b"\n")
+        target.flush()
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def wait(containers: tuple[str, ...]) -> None:
+    """Wait for containers to stop; print their exit codes."""
+    for ref in containers:
+        click.echo(_engine().wait(ref))
+
+
+@click.command()
+@click.option("--format", "fmt", help="A {{.Field.Sub}} path to print, or json.")
+@click.argument("names", nargs=-1, required=True)
+def inspect(fmt: str | None, names: tuple[str, ...]) -> None:
+    """Show a container's state, configuration and OCI spec as JSON."""
+    docs = [_engine().inspect(n) for n in names]
+    if fmt and fmt != "json":
+        for d in docs:
+            click.echo(_format_path(d, fmt))
+        return
+    click.echo(json.dumps(docs, indent=2))
+
+
+def _format_path(doc: dict, fmt: str) -> str:
+    import re
+
+    def repl(m):
+        value = doc
+        for part in m.group(1).strip().lstrip(".").split("."):
+            if not part:
+                continue
+            value = value.get(part) if isinstance(value, dict) else None
+        return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+    return re.sub(r"{{\s*(\.[^}]*)}}", repl, fmt)
+
+
+@click.command("exec", context_settings=_RUN_CTX)
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
+@click.option("-u", "--user", help="user[:group] to run as.")
+@click.option("-w", "--workdir", help="Working directory.")
+@click.option("-e", "--env", multiple=True, help="Set an environment variable.")
+@click.option("--env-file", multiple=True, help="Read variables from a file.")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(interactive, tty, user, workdir, env, env_file, container, command) -> None:
+    """Run a command in a running container."""
+    code = _engine().exec_(container, list(command), interactive=interactive, tty=tty,
+                           user=user, workdir=workdir, env=list(env), env_files=list(env_file))
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+@click.command()
+@click.argument("container")
+def top(container: str) -> None:
+    """Show a container's processes."""
+    rows = _engine().top(container)
+    click.echo(f"{'UID':<8} {'PID':>6} {'HOSTPID':>8} {'TIME':>9}  CMD")
+    for r in rows:
+        click.echo(f"{r['UID']:<8} {r['PID']:>6} {r['HOSTPID']:>8} {r['TIME']:>9}  {r['CMD']}")
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dest")
+def cp(src: str, dest: str) -> None:
+    """Copy files between a container and the host (CONTAINER:PATH on one side)."""
+    _engine().cp(src, dest)
+
+
+@click.group()
+def container() -> None:
+    """Manage containers."""
+
+
+@container.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Do not ask (rl never asks).")
+def prune(force: bool) -> None:
+    """Remove every stopped container."""
+    for cid in _engine().prune():
+        click.echo(cid)
+
+
+for _name, _cmd in (("ls", ps), ("list", ps), ("rm", rm), ("inspect", inspect),
+                    ("start", start), ("stop", stop), ("kill", kill), ("logs", logs),
+                    ("create", create), ("run", run), ("top", top), ("wait", wait),
+                    ("restart", restart), ("exec", exec_), ("cp", cp)):
+    container.add_command(_cmd, _name)
+
+
+@click.command(context_settings=_RUN_CTX)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def unshare(command: tuple[str, ...]) -> None:
+    """Run a command (default: your shell) as root in rl's user namespace."""
+    sys.exit(_engine().unshare(list(command)))

@@ -1,0 +1,858 @@
+"""Containers as verbs: create, run, start, stop, kill, restart, rm, ps, logs, wait,
+inspect, exec, top, cp, prune, unshare. Every front end calls these.
+
+A container is a row in the catalog table `containers` plus a directory
+`<data_dir>/containers/<id>/` holding config.json (the OCI runtime spec), rootfs.json (the
+root filesystem description), the upper and work dirs of the union mount, the files
+bind-mounted on /etc/hosts, /etc/hostname, /etc/resolv.conf, and ctr.log.
+
+State: `created`, `running`, `exited`. A running container has a monitor process (the
+`rl run` process itself in the foreground, a detached double-forked one otherwise); its pid
+and start time are in the row, so that `rl ps` tells the truth after the monitor or the
+machine died (a row says `running` but its monitor is gone: it is shown, and stored, as
+exited).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rootless.engine.spec import RunOptions
+from rootless.errors import Conflict, InvalidArgument, NotFound, RlError
+from rootless.store import catalog, paths
+
+catalog.register_schema("containers", (
+    """CREATE TABLE IF NOT EXISTS containers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT NOT NULL,
+        image TEXT NOT NULL,
+        command TEXT NOT NULL,
+        created REAL NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        options TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL DEFAULT 'created',
+        monitor_pid INTEGER,
+        monitor_start INTEGER,
+        pid INTEGER,
+        exit_code INTEGER,
+        started REAL,
+        finished REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id)",
+))
+
+STOP_TIMEOUT = 10
+_ADJ = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
+        "merry", "nimble", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen")
+_NOUN = ("ada", "babbage", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "kepler",
+         "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wirth")
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    image_id: str
+    image: str
+    command: list[str]
+    created: float
+    labels: dict
+    options: dict
+    state: str
+    monitor_pid: int | None
+    monitor_start: int | None
+    pid: int | None
+    exit_code: int | None
+    started: float | None
+    finished: float | None
+
+    @property
+    def dir(self) -> Path:
+        return containers_dir() / self.id
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @classmethod
+    def from_row(cls, row) -> Container:
+        d = dict(row)
+        d["command"] = json.loads(d["command"])
+        d["labels"] = json.loads(d["labels"])
+        d["options"] = json.loads(d["options"])
+        return cls(**d)
+
+    def spec(self) -> dict:
+        with open(self.dir / "config.json") as f:
+            return json.load(f)
+
+    def status_text(self) -> str:
+        now = time.time()
+        if self.state == "running":
+            return f"Up {_ago(now - (self.started or now))}"
+        if self.state == "exited":
+            code = "unknown" if self.exit_code is None else self.exit_code
+            return f"Exited ({code}) {_ago(now - (self.finished or now))} ago"
+        return "Created"
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return "Less than a minute" if s >= 1 else "Less than a second"
+    if s < 3600:
+        return f"{s // 60} minute{'s' if s >= 120 else ''}"
+    if s < 86400:
+        return f"{s // 3600} hour{'s' if s >= 7200 else ''}"
+    return f"{s // 86400} day{'s' if s >= 172800 else ''}"
+
+
+def containers_dir() -> Path:
+    return paths.data_dir() / "containers"
+
+
+def _connect():
+    return catalog.connect()
+
+
+def _proc_start(pid: int) -> int | None:
+    """The start time of a live process (None when gone or a zombie): with the pid, it
+    names the process even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+        fields = raw[raw.rindex(b")") + 2:].split()
+        if fields[0] in (b"Z", b"X"):
+            return None
+        return int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _monitor_alive(c: Container) -> bool:
+    return (c.monitor_pid is not None and c.monitor_start is not None
+            and _proc_start(c.monitor_pid) == c.monitor_start)
+
+
+def _refresh(conn, c: Container) -> Container:
+    """A row that says running but whose monitor is gone becomes exited (the truth)."""
+    if c.state == "running" and not _monitor_alive(c):
+        with catalog.transaction(conn):
+            row = conn.execute("SELECT * FROM containers WHERE id=?", (c.id,)).fetchone()
+            if row is None:
+                return c
+            c = Container.from_row(row)
+            if c.state == "running" and not _monitor_alive(c):
+                conn.execute("UPDATE containers SET state='exited', finished=?, pid=NULL "
+                             "WHERE id=?", (time.time(), c.id))
+                c.state, c.finished, c.pid = "exited", time.time(), None
+    return c
+
+
+def lookup(ref: str, conn=None) -> Container:
+    conn = conn or _connect()
+    rows = conn.execute("SELECT * FROM containers WHERE id=? OR name=?", (ref, ref)).fetchall()
+    if not rows and len(ref) >= 3 and all(ch in "0123456789abcdef" for ch in ref):
+        rows = conn.execute("SELECT * FROM containers WHERE id LIKE ?", (ref + "%",)).fetchall()
+        if len(rows) > 1:
+            raise InvalidArgument(f"container id prefix {ref} is ambiguous",
+                                  "give more characters of the id")
+    if not rows:
+        raise NotFound(f"no such container: {ref}")
+    return _refresh(conn, Container.from_row(rows[0]))
+
+
+def list_containers(all_: bool = False) -> list[Container]:
+    conn = _connect()
+    rows = conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+    out = [_refresh(conn, Container.from_row(r)) for r in rows]
+    return out if all_ else [c for c in out if c.state == "running"]
+
+
+# -- create -------------------------------------------------------------------------------
+
+def _check_unsupported(opts: RunOptions) -> None:
+    for flag, value in (("--memory", opts.memory), ("--cpus", opts.cpus)):
+        if value is not None:
+            raise InvalidArgument(
+                f"{flag} needs cgroup v2 with a delegated controller, which this host lacks",
+                "limits through --ulimit still work; enable cgroup v2 delegation "
+                "(systemd.unified_cgroup_hierarchy=1 and Delegate=yes) to use " + flag)
+    if opts.userns not in (None, "", "keep-id", "host"):
+        raise InvalidArgument(f"unsupported --userns value {opts.userns!r}",
+                              "use --userns=keep-id")
+
+
+def _pick(words: tuple[str, ...]) -> str:
+    return words[int.from_bytes(os.urandom(2), "big") % len(words)]
+
+
+def _new_name(conn) -> str:
+    for _ in range(100):
+        name = f"{_pick(_ADJ)}_{_pick(_NOUN)}"
+        if conn.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone() is None:
+            return name
+    return "rl_" + os.urandom(4).hex()
+
+
+def _validate_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
+        raise InvalidArgument(f"invalid container name {name!r}",
+                              "use letters, digits, '_', '.' and '-'")
+
+
+def create(opts: RunOptions, *, maps=None) -> Container:
+    """Resolve the image, write the bundle and the catalog row. Nothing is left behind
+    when this raises."""
+    from rootless.engine import spec as spec_mod
+    from rootless.runtime import rootfs, userns
+
+    _check_unsupported(opts)
+    if opts.name is not None:
+        _validate_name(opts.name)
+    if opts.tty and opts.detach is False and opts.interactive is False:
+        pass
+    from rootless.engine import images
+
+    image = images.ensure_image(opts.image, pull=opts.pull)
+    if maps is None:
+        maps = userns.plan(opts.userns == "keep-id")
+    cid = os.urandom(32).hex()
+    hostname = opts.hostname or cid[:12]
+    base = containers_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".{cid}.tmp"
+    final = base / cid
+    uid_maps, gid_maps = maps.to_oci()
+    try:
+        tmp.mkdir()
+        for sub in ("upper", "work", "merged"):
+            (tmp / sub).mkdir()
+        spec = spec_mod.build(image_config=image.config, opts=opts, hostname=hostname,
+                              bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps,
+                              volumes_dir=str(paths.data_dir() / "volumes"))
+        for fname, content in spec_mod.network_files(opts.network, hostname).items():
+            (tmp / fname).write_text(content)
+        with open(tmp / "config.json", "w") as f:
+            json.dump(spec, f, indent=1)
+        rootfs.RootfsSpec(
+            lowerdirs=[str(d) for d in reversed(image.layer_dirs)],
+            upperdir=str(final / "upper"), workdir=str(final / "work"),
+            mountpoint=str(final / "merged"), backend=rootfs.default_backend(),
+            log=str(final / "rootfs.log"),
+        ).save(str(tmp / "rootfs.json"))
+        options = {"rm": opts.rm, "tty": opts.tty, "interactive": opts.interactive,
+                   "network": opts.network, "userns": opts.userns or "",
+                   "volumes": opts.volumes, "init": opts.init}
+        conn = _connect()
+        with catalog.transaction(conn):
+            name = opts.name or _new_name(conn)
+            if conn.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
+                raise Conflict(f"the container name {name!r} is already in use",
+                               "remove that container (rl rm) or choose another --name")
+            tmp.rename(final)
+            try:
+                conn.execute(
+                    "INSERT INTO containers (id, name, image_id, image, command, created,"
+                    " labels, options) VALUES (?,?,?,?,?,?,?,?)",
+                    (cid, name, image.id, opts.image, json.dumps(spec["process"]["args"]),
+                     time.time(), json.dumps(opts.labels), json.dumps(options)))
+            except BaseException:
+                final.rename(tmp)
+                raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return lookup(cid, conn)
+
+
+# -- start and run ------------------------------------------------------------------------
+
+def _namespaces(network: str) -> set[str]:
+    kinds = {"pid", "ipc", "uts"}
+    if network != "host":
+        kinds.add("network")
+    return kinds
+
+
+def _launch(c_options: dict, maps, wiring, early=None):
+    from rootless.runtime import rootfs
+    from rootless.runtime.sandbox import Launch
+
+    return Launch(maps=maps, backend=rootfs.default_backend(),
+                  namespaces=_namespaces(c_options.get("network", "slirp4netns")),
+                  stdio=wiring.stdio, terminal=wiring.tty, early=early)
+
+
+def _maps_of(c: Container):
+    from rootless.runtime import userns
+
+    linux = c.spec()["linux"]
+    return userns.Maps.from_oci(linux["uidMappings"], linux["gidMappings"])
+
+
+def _set_running(c: Container, pid: int) -> None:
+    conn = _connect()
+    with catalog.transaction(conn):
+        conn.execute("UPDATE containers SET state='running', monitor_pid=?, monitor_start=?,"
+                     " pid=?, started=?, exit_code=NULL, finished=NULL WHERE id=?",
+                     (os.getpid(), _proc_start(os.getpid()), pid, time.time(), c.id))
+
+
+def _set_exited(c: Container, code: int | None) -> None:
+    conn = _connect()
+    with catalog.transaction(conn):
+        conn.execute("UPDATE containers SET state='exited', pid=NULL, exit_code=?,"
+                     " finished=? WHERE id=?", (code, time.time(), c.id))
+
+
+def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
+           on_started=None) -> int:
+    """Start the forked sandbox on c's bundle and monitor it to the end. Returns the exit
+    code; raises RlError when the container could not start."""
+    from rootless.runtime import join, monitor, netsetup
+
+    for fd in wiring.close_after_fork:
+        os.close(fd)
+    slirp: list = []
+
+    def before_go(sandbox_pid: int) -> None:
+        if c.options.get("network", "slirp4netns") == "slirp4netns":
+            sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
+            try:
+                from rootless.network import slirp as net_slirp  # the network branch
+            except ImportError:
+                net_slirp = None
+            if net_slirp is not None and hasattr(net_slirp, "start"):
+                slirp.append(net_slirp.start(sandbox_pid, api_socket=sock))
+            else:
+                slirp.append(netsetup.start_slirp(sandbox_pid, sock))
+
+    try:
+        launch.start(c.dir, before_go=before_go)
+    except RlError as exc:
+        for s in slirp:
+            s.stop()
+        _set_exited(c, exc.exit_code)
+        raise
+    _set_running(c, launch.pid)
+    if on_started is not None:
+        on_started()
+
+    def send(sig: int) -> None:
+        try:
+            join.kill(launch.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    try:
+        code = monitor.run_loop(launch, wiring, log_path=str(c.dir / "ctr.log") if log else None,
+                                attach=attach, interactive=bool(c.options.get("interactive")),
+                                send_signal=send)
+    finally:
+        for s in slirp:
+            s.stop()
+    if not c.options.get("rm"):  # otherwise the row is about to go
+        _set_exited(c, code)
+    return code
+
+
+def run(opts: RunOptions) -> int | str:
+    """`rl run`: the exit code (foreground) or the container id (detached)."""
+    from rootless.runtime import early, monitor, userns
+
+    try:
+        _check_unsupported(opts)
+    except BaseException:
+        early.discard()
+        raise
+    if opts.detach:
+        early.discard()
+        c = create(opts)
+        _start_detached(c)
+        _warm_up()
+        return c.id
+    maps = userns.plan(opts.userns == "keep-id")
+    direct = opts.rm and not opts.tty
+    wiring = monitor.wire(mode="direct" if direct else "pipes", interactive=opts.interactive,
+                          tty=opts.tty)
+    # The fuse server `rl` forked before parsing (rootless.runtime.early), if any.
+    launch = _launch({"network": opts.network}, maps, wiring, early=early.take())
+    # Fork the sandbox now: its fuse server imports pyfuse3 while we resolve the image
+    # and write the bundle.
+    launch.fork()
+    try:
+        c = create(opts, maps=maps)
+    except BaseException:
+        launch.abort()
+        for fd in wiring.close_after_fork:
+            os.close(fd)
+        raise
+    try:
+        return _drive(c, launch, wiring, attach=True, log=not direct)
+    finally:
+        from rootless.runtime.sandbox import trace
+
+        trace("M driven")
+        if opts.rm:
+            _remove_files(c)
+        trace("M removed")
+        _warm_up()
+
+
+def _warm_up() -> None:
+    """After a container ran (so that its start did not pay for it): start the fuse
+    server zygote for the next ones, if fuse_overlay serves root filesystems."""
+    from rootless.runtime import rootfs
+
+    if rootfs.default_backend() != "fuse_overlay":
+        return
+    from rootless.runtime import zygote
+
+    try:
+        zygote.spawn()
+    except OSError:
+        pass
+
+
+def _start_detached(c: Container) -> None:
+    """Start `c` under a monitor that outlives this process (setsid, double fork)."""
+    from rootless.runtime import monitor
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            os.chdir("/")
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            wiring = monitor.wire(mode="detached", interactive=False,
+                                  tty=bool(c.options.get("tty")))
+            launch = _launch(c.options, _maps_of(c), wiring)
+
+            def started() -> None:
+                os.write(w, b"ok")
+                os.close(w)
+
+            launch.fork()
+            try:
+                _drive(c, launch, wiring, attach=False, log=True, on_started=started)
+            finally:
+                if c.options.get("rm"):
+                    _remove_files(c)
+        except RlError as exc:
+            try:
+                os.write(w, f"E {exc.exit_code} {exc}".encode())
+            except OSError:
+                pass
+        except BaseException as exc:
+            try:
+                os.write(w, f"E 125 {exc!r}".encode())
+            except OSError:
+                pass
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    answer = b""
+    while chunk := os.read(r, 4096):
+        answer += chunk
+    os.close(r)
+    if answer == b"ok":
+        return
+    text = answer.decode(errors="replace")
+    if text.startswith("E "):
+        code, _, msg = text[2:].partition(" ")
+        raise RlError(msg, exit_code=int(code) if code.isdigit() else 125)
+    raise RlError("the container's monitor exited before the container started")
+
+
+def start(ref: str, *, attach: bool = False) -> int | None:
+    c = lookup(ref)
+    if c.state == "running":
+        return None
+    if attach:
+        from rootless.runtime import monitor
+
+        wiring = monitor.wire(mode="pipes", interactive=bool(c.options.get("interactive")),
+                              tty=bool(c.options.get("tty")))
+        launch = _launch(c.options, _maps_of(c), wiring)
+        launch.fork()
+        try:
+            return _drive(c, launch, wiring, attach=True, log=True)
+        finally:
+            if c.options.get("rm"):
+                _remove_files(c)
+    _start_detached(c)
+    return None
+
+
+# -- signals, stop, wait ------------------------------------------------------------------
+
+def parse_signal(text: str | int) -> int:
+    if isinstance(text, int) or str(text).isdigit():
+        n = int(text)
+        if 0 < n < 65:
+            return n
+        raise InvalidArgument(f"invalid signal {text}")
+    name = str(text).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal {text!r}", "use a name like TERM or a number") from None
+
+
+def kill(ref: str, sig: str | int = "KILL") -> Container:
+    from rootless.runtime import join
+
+    signum = parse_signal(sig)
+    c = lookup(ref)
+    if c.state != "running" or c.pid is None:
+        raise Conflict(f"container {c.name} is not running")
+    try:
+        join.kill(c.pid, signum)
+    except ProcessLookupError:
+        pass
+    return c
+
+
+def _wait_exit(c: Container, timeout: float | None) -> bool:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while _monitor_alive(c):
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    return True
+
+
+def stop(ref: str, timeout: int | None = None) -> Container:
+    c = lookup(ref)
+    if c.state != "running":
+        return c
+    stopsig = signal.SIGTERM
+    try:
+        cfg_sig = c.spec().get("annotations", {}).get("io.rl.stop-signal")
+        if cfg_sig:
+            stopsig = parse_signal(cfg_sig)
+    except (OSError, RlError):
+        pass
+    t = STOP_TIMEOUT if timeout is None else timeout
+    from rootless.runtime import join
+
+    if t > 0:
+        try:
+            join.kill(c.pid, stopsig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if _wait_exit(c, t):
+            return lookup(c.id)
+    try:
+        join.kill(c.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _wait_exit(c, 10)
+    return lookup(c.id)
+
+
+def wait(ref: str) -> int:
+    c = lookup(ref)
+    while True:
+        if c.state != "running":
+            return c.exit_code if c.exit_code is not None else -1
+        _wait_exit(c, None)
+        try:
+            c = lookup(c.id)
+        except NotFound:
+            return -1
+
+
+def restart(ref: str, timeout: int | None = None) -> Container:
+    c = stop(ref, timeout)
+    start(c.id)
+    return lookup(c.id)
+
+
+# -- remove -------------------------------------------------------------------------------
+
+def _remove_files(c: Container) -> None:
+    conn = _connect()
+    with catalog.transaction(conn):
+        conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
+    _rmtree(c.dir)
+    sock = paths.runtime_dir() / f"slirp-{c.short_id}.sock"
+    try:
+        sock.unlink()
+    except OSError:
+        pass
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a container dir; files the container created as another uid sit in the
+    upper dir owned by subordinate ids, which the user can only remove from inside the
+    user namespace."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        from rootless.runtime import userns
+
+        userns.rmtree(str(path))
+
+
+def remove(ref: str, *, force: bool = False) -> Container:
+    c = lookup(ref)
+    if c.state == "running":
+        if not force:
+            raise Conflict(f"container {c.name} is running",
+                           "stop it first (rl stop) or use rl rm -f")
+        c = stop(c.id, timeout=0)
+    _remove_files(c)
+    return c
+
+
+def prune() -> list[str]:
+    removed = []
+    for c in list_containers(all_=True):
+        if c.state != "running":
+            _remove_files(c)
+            removed.append(c.id)
+    return removed
+
+
+# -- logs, inspect, top -------------------------------------------------------------------
+
+def logs(ref: str, *, follow: bool = False, tail: int | None = None):
+    """(timestamp, stream, data) records of the container's output."""
+    from rootless.runtime import logfile
+
+    c = lookup(ref)
+    path = str(c.dir / "ctr.log")
+    recs = logfile.records(path)
+    if tail is not None:
+        from collections import deque
+
+        # tail counts lines, not records: a line may be several partial records.
+        lines: deque = deque(maxlen=max(tail, 0) or None)
+        cur: list = []
+        for rec in recs:
+            cur.append(rec)
+            if rec[2].endswith(b"\n"):
+                lines.append(cur)
+                cur = []
+        if cur:
+            lines.append(cur)
+        if tail == 0:
+            lines.clear()
+        head = [r for line in lines for r in line]
+        yield from head
+        if not follow:
+            return
+        skip = sum(1 for _ in logfile.records(path))
+    else:
+        skip = 0
+        if not follow:
+            yield from recs
+            return
+
+    def running() -> bool:
+        try:
+            return lookup(c.id).state == "running"
+        except NotFound:
+            return False
+
+    for i, rec in enumerate(logfile.records(path, follow=True, still_running=running)):
+        if i >= skip:
+            yield rec
+
+
+def inspect(ref: str) -> dict:
+    c = lookup(ref)
+    spec = c.spec()
+    try:
+        from rootless.runtime.rootfs import RootfsSpec
+
+        rootfs = RootfsSpec.load(str(c.dir / "rootfs.json")).__dict__
+    except OSError:
+        rootfs = {}
+    return {
+        "Id": c.id,
+        "Name": c.name,
+        "Created": _iso(c.created),
+        "Image": c.image_id,
+        "ImageName": c.image,
+        "Path": c.command[0] if c.command else "",
+        "Args": c.command[1:],
+        "State": {
+            "Status": c.state,
+            "Running": c.state == "running",
+            "Pid": c.pid or 0,
+            "MonitorPid": c.monitor_pid or 0,
+            "ExitCode": c.exit_code if c.exit_code is not None else 0,
+            "StartedAt": _iso(c.started),
+            "FinishedAt": _iso(c.finished),
+        },
+        "Config": {
+            "Hostname": spec.get("hostname"),
+            "Env": spec["process"]["env"],
+            "Cmd": c.command,
+            "WorkingDir": spec["process"]["cwd"],
+            "User": spec.get("annotations", {}).get("io.rl.user", ""),
+            "Labels": c.labels,
+            "Tty": spec["process"]["terminal"],
+        },
+        "HostConfig": {"NetworkMode": c.options.get("network"),
+                       "AutoRemove": c.options.get("rm"),
+                       "ReadonlyRootfs": spec["root"].get("readonly", False),
+                       "UsernsMode": c.options.get("userns", "")},
+        "Mounts": [{"Type": "bind", "Source": m["source"], "Destination": m["destination"],
+                    "RW": "ro" not in m.get("options", [])}
+                   for m in spec["mounts"] if m.get("type") == "bind"
+                   and not m["source"].startswith(str(c.dir))],
+        "Rootfs": rootfs,
+        "LogPath": str(c.dir / "ctr.log"),
+        "Bundle": str(c.dir),
+        "OCISpec": spec,
+    }
+
+
+def _iso(t: float | None) -> str:
+    if not t:
+        return "0001-01-01T00:00:00Z"
+    from rootless.runtime.logfile import timestamp
+
+    return timestamp(int(t * 1e9))
+
+
+def _running(ref: str) -> Container:
+    c = lookup(ref)
+    if c.state != "running" or not c.pid:
+        raise Conflict(f"container {c.name} is not running", "start it first (rl start)")
+    return c
+
+
+def top(ref: str) -> list[dict]:
+    from rootless.runtime import join
+
+    c = _running(ref)
+    maps = _maps_of(c)
+    rows = []
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in join.processes(c.pid):
+        inside = next((i + p["uid"] - o for i, o, n in maps.uid.entries
+                       if o <= p["uid"] < o + n), p["uid"])
+        secs = p["utime"] // tick
+        rows.append({"UID": inside, "PID": int(p["nspid"][-1]), "HOSTPID": p["hostpid"],
+                     "TIME": f"{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}",
+                     "CMD": p["args"]})
+    return rows
+
+
+# -- exec ---------------------------------------------------------------------------------
+
+def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool = False,
+          user: str | None = None, workdir: str | None = None,
+          env: list[str] | None = None, env_files: list[str] | None = None) -> int:
+    from rootless.engine import spec as spec_mod
+    from rootless.runtime import join, monitor
+
+    if not command:
+        raise InvalidArgument("rl exec needs a command")
+    c = _running(ref)
+    spec = c.spec()
+    process = dict(spec["process"])
+    extra = []
+    for f in env_files or []:
+        extra += spec_mod.parse_env_file(f)
+    extra += env or []
+    process["env"] = spec_mod.merge_env(process["env"], extra + (["TERM=xterm"] if tty else []))
+    process["args"] = list(command)
+    process["terminal"] = tty
+    if workdir:
+        process["cwd"] = workdir
+    sock_parent = sock_child = None
+    if tty:
+        import socket
+
+        sock_parent, sock_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    pid = os.fork()
+    if pid == 0:
+        if not interactive:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+        if sock_parent is not None:
+            sock_parent.close()
+        join.exec_child(c.pid, spec, process,
+                        tty_sock=sock_child.detach() if sock_child is not None else None,
+                        user=user)
+    if sock_child is not None:
+        sock_child.close()
+    if not tty:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
+            128 + os.WTERMSIG(status)
+    import socket
+
+    _, fds, _, _ = socket.recv_fds(sock_parent, 16, 1)
+    sock_parent.close()
+    return monitor.run_exec_pty(pid, fds[0] if fds else None, interactive=interactive)
+
+
+# -- cp -----------------------------------------------------------------------------------
+
+def cp(src: str, dst: str) -> None:
+    from rootless.runtime import copying
+
+    s_ctr, s_path = _split_cp(src)
+    d_ctr, d_path = _split_cp(dst)
+    if (s_ctr is None) == (d_ctr is None):
+        raise InvalidArgument("rl cp copies between a container and the host",
+                              "write one side as CONTAINER:PATH")
+    c = lookup(s_ctr if s_ctr is not None else d_ctr)
+    if c.state == "running" and c.pid:
+        target = c.pid  # join it: its mounts (volumes) are seen as it sees them
+    else:
+        from rootless.runtime.rootfs import RootfsSpec
+
+        target = RootfsSpec.load(str(c.dir / "rootfs.json"))
+    if s_ctr is not None:
+        copying.copy_out(target, s_path, d_path)
+    else:
+        copying.copy_in(target, s_path, d_path)
+
+
+def _split_cp(arg: str) -> tuple[str | None, str]:
+    if ":" in arg and not arg.startswith(("/", ".")):
+        name, _, path = arg.partition(":")
+        return name, path or "/"
+    return None, arg
+
+
+# -- unshare ------------------------------------------------------------------------------
+
+def unshare(command: list[str]) -> int:
+    from rootless.runtime import userns
+
+    return userns.unshare(command)

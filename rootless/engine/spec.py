@@ -1,0 +1,266 @@
+"""Image config + `rl run` flags -> an OCI runtime spec (config.json) and a rootfs
+description (rootfs.json): the boundary between the engine and the runtime.
+
+The spec is the standard document (https://github.com/opencontainers/runtime-spec); what it
+cannot say is in `annotations` under `io.rl.*` (a user named rather than numbered, resolved
+inside the container's own /etc/passwd when it starts).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from rootless.errors import InvalidArgument
+from rootless.runtime import caps
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INIT_BINARIES = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini",
+                 "/usr/bin/tini-static")
+NETWORKS = ("slirp4netns", "none", "host")
+
+MASKED_PATHS = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/fs/selinux", "/sys/dev/block", "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+ULIMIT_NAMES = {
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack", "as",
+}
+
+
+@dataclass
+class RunOptions:
+    """Everything `rl run` / `rl create` accept, as the engine sees it."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    name: str | None = None
+    entrypoint: str | None = None  # "" resets the image's entrypoint
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    rm: bool = False
+    detach: bool = False
+    interactive: bool = False
+    tty: bool = False
+    userns: str | None = None  # None or "keep-id"
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    ulimits: list[str] = field(default_factory=list)
+    init: bool = False
+    read_only: bool = False
+    network: str = "slirp4netns"
+    volumes: list[str] = field(default_factory=list)
+    pull: str = "missing"
+    memory: str | None = None
+    cpus: str | None = None
+
+
+def parse_env_file(path: str) -> list[str]:
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read env file {path}: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def merge_env(base: list[str], extra: list[str]) -> list[str]:
+    """Later entries win by key; `NAME` alone takes the host's value (or is dropped)."""
+    order: dict[str, str] = {}
+    for item in [*base, *extra]:
+        if "=" in item:
+            k, v = item.split("=", 1)
+        else:
+            k = item
+            if k not in os.environ:
+                continue
+            v = os.environ[k]
+        if not k:
+            raise InvalidArgument(f"invalid environment variable {item!r}")
+        order.pop(k, None)
+        order[k] = v
+    return [f"{k}={v}" for k, v in order.items()]
+
+
+def parse_ulimit(text: str) -> dict:
+    name, sep, values = text.partition("=")
+    if not sep or name not in ULIMIT_NAMES:
+        raise InvalidArgument(f"invalid ulimit {text!r}",
+                              f"use NAME=SOFT[:HARD], NAME one of {', '.join(sorted(ULIMIT_NAMES))}")
+    soft, _, hard = values.partition(":")
+    try:
+        s = -1 if soft in ("-1", "unlimited") else int(soft)
+        h = s if not hard else (-1 if hard in ("-1", "unlimited") else int(hard))
+    except ValueError:
+        raise InvalidArgument(f"invalid ulimit {text!r}", "values are integers") from None
+    inf = (1 << 64) - 1
+    s, h = (inf if s < 0 else s), (inf if h < 0 else h)
+    if s > h:
+        raise InvalidArgument(f"invalid ulimit {text!r}: soft limit above the hard limit")
+    return {"type": f"RLIMIT_{name.upper()}", "soft": s, "hard": h}
+
+
+def parse_volume(text: str, volumes_dir: str) -> dict:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InvalidArgument(f"invalid volume {text!r}", "use SOURCE:DEST[:ro|rw]")
+    src, dest = parts[0], parts[1]
+    opts = parts[2].split(",") if len(parts) == 3 else []
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"invalid volume {text!r}: the destination must be absolute")
+    bad = [o for o in opts if o not in ("ro", "rw", "z", "Z")]
+    if bad:
+        raise InvalidArgument(f"invalid volume option {bad[0]!r}", "use ro or rw")
+    if src.startswith("/") or src.startswith("."):
+        src = os.path.abspath(src)
+        if not os.path.exists(src):
+            raise InvalidArgument(f"bind source {src} does not exist")
+    else:  # a named volume: a directory of its own, made on first use
+        if "/" in src:
+            raise InvalidArgument(f"invalid volume name {src!r}")
+        path = os.path.join(volumes_dir, src, "_data")
+        os.makedirs(path, exist_ok=True)
+        src = path
+    options = ["rbind", "rprivate"] + (["ro"] if "ro" in opts else [])
+    return {"destination": os.path.normpath(dest), "type": "bind", "source": src,
+            "options": options}
+
+
+def command_of(config: dict, opts: RunOptions) -> list[str]:
+    if opts.entrypoint is not None:
+        import shlex
+
+        entry = shlex.split(opts.entrypoint) if opts.entrypoint else []
+        cmd = list(opts.command)
+    else:
+        entry = list(config.get("Entrypoint") or [])
+        cmd = list(opts.command) or list(config.get("Cmd") or [])
+    args = entry + cmd
+    if not args:
+        raise InvalidArgument("no command specified: the image has no Cmd or Entrypoint",
+                              "give a command after the image name")
+    return args
+
+
+def find_init() -> str:
+    for path in INIT_BINARIES:
+        if os.access(path, os.X_OK):
+            return path
+    raise InvalidArgument("--init needs catatonit or tini on the host",
+                          "apt-get install catatonit")
+
+
+def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
+          uid_maps: list[dict], gid_maps: list[dict], volumes_dir: str) -> dict:
+    """The OCI runtime spec for a container. Raises InvalidArgument on bad flags."""
+    config = image_config.get("config") or {}
+    args = command_of(config, opts)
+    extra_env = []
+    for f in opts.env_files:
+        extra_env += parse_env_file(f)
+    extra_env += opts.env
+    env = merge_env(config.get("Env") or [], extra_env)
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, f"PATH={DEFAULT_PATH}")
+    env = merge_env(env, [f"HOSTNAME={hostname}"] + (["TERM=xterm"] if opts.tty else []))
+    try:
+        capset = caps.compute(opts.cap_add, opts.cap_drop)
+    except ValueError as exc:
+        raise InvalidArgument(f"unknown capability {exc.args[0]!r}",
+                              "use names like NET_ADMIN or CAP_NET_ADMIN") from None
+    rlimits = [parse_ulimit(u) for u in opts.ulimits]
+    if opts.network not in NETWORKS:
+        raise InvalidArgument(f"unknown network mode {opts.network!r}",
+                              f"use one of {', '.join(NETWORKS)}")
+    user = opts.user if opts.user is not None else (config.get("User") or "")
+    annotations = {}
+    proc_user: dict = {"uid": 0, "gid": 0}
+    if opts.userns == "keep-id" and opts.user is None:
+        proc_user = {"uid": os.getuid(), "gid": os.getgid()}
+    elif user:
+        annotations["io.rl.user"] = user
+    if config.get("StopSignal"):
+        annotations["io.rl.stop-signal"] = str(config["StopSignal"])
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
+    if opts.network != "host":
+        namespaces.append({"type": "network"})
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+    ]
+    for name in ("hosts", "hostname", "resolv.conf"):
+        mounts.append({"destination": f"/etc/{name}", "type": "bind",
+                       "source": os.path.join(bundle, name), "options": ["rbind", "rprivate"]})
+    mounts += [parse_volume(v, volumes_dir) for v in opts.volumes]
+    if opts.init:
+        mounts.append({"destination": "/dev/init", "type": "bind", "source": find_init(),
+                       "options": ["bind", "ro"]})
+        args = ["/dev/init", "--", *args]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": opts.tty,
+            "user": proc_user,
+            "args": args,
+            "env": env,
+            "cwd": opts.workdir or config.get("WorkingDir") or "/",
+            "capabilities": {k: capset for k in ("bounding", "effective", "permitted")},
+            "rlimits": rlimits,
+            "noNewPrivileges": True,
+        },
+        "root": {"path": os.path.join(bundle, "merged"), "readonly": opts.read_only},
+        "hostname": hostname,
+        "mounts": mounts,
+        "annotations": annotations,
+        "linux": {
+            "uidMappings": uid_maps,
+            "gidMappings": gid_maps,
+            "namespaces": namespaces,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        },
+    }
+
+
+def network_files(network: str, hostname: str) -> dict[str, str]:
+    """Contents of /etc/hosts, /etc/hostname, /etc/resolv.conf for the container."""
+    def host_file(path: str) -> str:
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    resolv = host_file("/etc/resolv.conf")
+    if network == "host":
+        hosts = host_file("/etc/hosts") or "127.0.0.1\tlocalhost\n"
+    else:
+        ip = "10.0.2.100" if network == "slirp4netns" else "127.0.1.1"
+        hosts = (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 f"{ip}\t{hostname}\n")
+        kept = [line for line in resolv.splitlines()
+                if not line.startswith("nameserver") or not
+                line.split()[1:2] or not line.split()[1].startswith(("127.", "::1"))]
+        if network == "slirp4netns":
+            kept = [line for line in kept if not line.startswith("nameserver")]
+            kept.append("nameserver 10.0.2.3")
+        resolv = "\n".join(kept) + "\n"
+    return {"hosts": hosts, "hostname": hostname + "\n", "resolv.conf": resolv}

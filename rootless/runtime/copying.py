@@ -1,0 +1,233 @@
+"""`rl cp`: files between a running container and the host, safe against symlinks.
+
+The container side is read or written by a child that has joined the container's user and
+mount namespaces: its root is the container's root, so every symlink, absolute or `..`,
+resolves inside the container, as it would for a process of the container. The two sides
+talk through a tar stream on a pipe. The host side never trusts that stream: members with
+absolute paths or `..`, links leaving the destination, device nodes, and writes through a
+symlink are refused (Python 3.11.2 lacks tarfile's extraction filters, hence this code).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+
+from rootless.errors import InvalidArgument, RlError
+from rootless.runtime import join
+
+
+def _child_in_container(target, fn) -> int:
+    """Fork a child that runs fn() with the container's root as its root: joining the
+    running container (target: its pid 1) or, for a stopped one (target: a RootfsSpec),
+    mounting its root filesystem in a user and mount namespace of its own."""
+    if not isinstance(target, int):
+        return _child_in_rootfs(target, fn)
+    pid = target
+    nsfds = join.open_namespaces(pid, kinds={"user", "mnt"})
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            from rootless.linux import syscalls as sc
+
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)
+            # No name lookups inside the container: getpwuid() would load NSS modules
+            # from the container's filesystem into this process.
+            tarfile.pwd = tarfile.grp = None
+            join.enter(nsfds)
+            code = fn()
+        except BaseException as exc:
+            try:
+                os.write(2, f"rl: error: {exc}\n".encode())
+            finally:
+                os._exit(1)
+        os._exit(code or 0)
+    for fd, _ in nsfds:
+        os.close(fd)
+    return child
+
+
+def _child_in_rootfs(rfs, fn) -> int:
+    from rootless.runtime import userns
+
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            def inner() -> int:
+                from rootless.linux import syscalls as sc
+                from rootless.runtime import rootfs
+
+                sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+                server = rootfs.Server(rfs.backend)
+                server.prestart(fork=True)
+                server.mount(rfs)
+                try:
+                    worker = os.fork()
+                    if worker == 0:
+                        rc = 1
+                        try:
+                            tarfile.pwd = tarfile.grp = None  # see _child_in_container
+                            os.chroot(rfs.mountpoint)
+                            os.chdir("/")
+                            rc = fn() or 0
+                        except BaseException as exc:
+                            os.write(2, f"rl: error: {exc}\n".encode())
+                        finally:
+                            os._exit(rc)
+                    _, status = os.waitpid(worker, 0)
+                    return os.waitstatus_to_exitcode(status)
+                finally:
+                    server.stop(rfs)
+
+            code = userns.run_in_userns(inner)
+        except BaseException as exc:
+            try:
+                os.write(2, f"rl: error: {exc}\n".encode())
+            finally:
+                os._exit(1)
+        os._exit(code)
+    return child
+
+
+def _wait(child: int) -> int:
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def copy_out(pid, src: str, dest: str) -> None:
+    r, w = os.pipe()
+
+    def produce() -> int:
+        os.close(r)
+        try:
+            os.lstat(src)
+        except OSError as exc:
+            os.write(2, f"rl: error: {src}: {exc.strerror} in the container\n".encode())
+            return 2
+        with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
+            tar.add(src, arcname=os.path.basename(src.rstrip("/")) or ".")
+        return 0
+
+    child = _child_in_container(pid, produce)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            try:
+                tar = tarfile.open(fileobj=f, mode="r|")
+            except tarfile.ReadError:
+                tar = None
+            if tar is not None:
+                with tar:
+                    _safe_extract(tar, dest)
+    finally:
+        code = _wait(child)
+    if code != 0:
+        raise RlError(f"copying {src} out of the container failed")
+
+
+def _target(dest: str, first_name: str) -> tuple[str, str | None]:
+    """Docker's rule: into an existing dir keep the name; otherwise take dest's name."""
+    if os.path.isdir(dest):
+        return dest, None
+    parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        raise InvalidArgument(f"{parent} does not exist on the host")
+    return parent, os.path.basename(os.path.abspath(dest))
+
+
+def _safe_extract(tar: tarfile.TarFile, dest: str) -> None:
+    root = None
+    base = rename = None
+    for m in tar:
+        parts = [p for p in m.name.split("/") if p not in ("", ".")]
+        if m.name.startswith("/") or ".." in parts or not parts:
+            raise RlError(f"refusing archive member {m.name!r}")
+        if base is None:
+            base, rename = _target(dest, parts[0])
+            root = os.path.realpath(base)
+        if rename is not None:
+            parts[0] = rename
+        path = os.path.join(root, *parts)
+        # No component below the destination may be a symlink (we never write through one).
+        cur = root
+        for p in parts[:-1]:
+            cur = os.path.join(cur, p)
+            if os.path.islink(cur) or not os.path.isdir(cur):
+                raise RlError(f"refusing to write through {cur}: not a directory")
+        if os.path.islink(path) or (os.path.exists(path) and not m.isdir()):
+            if os.path.isdir(path) and not os.path.islink(path):
+                raise RlError(f"{path} is a directory")
+            os.unlink(path)
+        mode = m.mode & 0o777
+        if m.isdir():
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, mode | stat.S_IRWXU)
+        elif m.isfile():
+            src = tar.extractfile(m)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+        elif m.issym():
+            os.symlink(m.linkname, path)
+        elif m.islnk():
+            lparts = [p for p in m.linkname.split("/") if p not in ("", ".")]
+            if m.linkname.startswith("/") or ".." in lparts or not lparts:
+                raise RlError(f"refusing hard link {m.name!r} -> {m.linkname!r}")
+            if rename is not None:
+                lparts[0] = rename
+            target = os.path.join(root, *lparts)
+            if os.path.islink(target):
+                raise RlError(f"refusing hard link to a symlink {m.linkname!r}")
+            os.link(target, path)
+        # device nodes and fifos from a container are skipped on the host
+
+
+def copy_in(pid, src: str, dest: str) -> None:
+    if not os.path.lexists(src):
+        raise InvalidArgument(f"{src} does not exist on the host")
+    r, w = os.pipe()
+
+    def consume() -> int:
+        os.close(w)
+        target = dest
+        name = os.path.basename(os.path.abspath(src))
+        if os.path.isdir(target):
+            into, rename = target, None
+        else:
+            into, rename = os.path.dirname(target) or "/", os.path.basename(target)
+            if not os.path.isdir(into):
+                os.write(2, f"rl: error: {into} does not exist in the container\n".encode())
+                return 2
+        with os.fdopen(r, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            for m in tar:
+                if rename is not None:
+                    first, _, rest = m.name.partition("/")
+                    if first == name:
+                        m.name = rename + ("/" + rest if rest else "")
+                    if m.islnk():
+                        first, _, rest = m.linkname.partition("/")
+                        if first == name:
+                            m.linkname = rename + ("/" + rest if rest else "")
+                tar.extract(m, into, set_attrs=True, numeric_owner=True)
+        return 0
+
+    child = _child_in_container(pid, consume)
+    os.close(r)
+    err = None
+    try:
+        with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
+            def owned_by_root(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+                ti.uid = ti.gid = 0
+                ti.uname = ti.gname = "root"
+                return ti
+
+            tar.add(src, arcname=os.path.basename(os.path.abspath(src)), filter=owned_by_root)
+    except BrokenPipeError as exc:
+        err = exc
+    code = _wait(child)
+    if code != 0 or err is not None:
+        raise RlError(f"copying {src} into the container failed")

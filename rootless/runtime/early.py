@@ -1,0 +1,258 @@
+"""Start the fuse_overlay server process before anything else, so that its imports
+(pyfuse3 and trio, ~90 ms) overlap the rest of a container's start.
+
+`fork_server()` forks a process that imports the server at once, then waits for its
+parameters on a pipe: the rootfs description and, when it was forked outside the
+container's namespaces, the pid of a process (the sandbox) whose user and mount namespaces
+it joins before mounting. It writes b"1" on its ready pipe once the mount is live, or
+`E message` if it cannot serve.
+
+`rl run` calls `start_for_run(argv)` first thing, before click and the engine are even
+imported; the engine later `take()`s the process and hands it to the sandbox. The module
+imports nothing heavy: it is on that path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from rootless.linux import syscalls as sc
+
+BACKEND_ENV = "RL_ROOTFS_BACKEND"
+
+
+class Prestarted:
+    def __init__(self, pid: int, params_w: int, ready_r: int) -> None:
+        self.pid = pid
+        self.params_w = params_w
+        self.ready_r = ready_r
+
+    def send(self, spec: dict, ns_pid: int | None = None) -> None:
+        msg = dict(spec, ns_pid=ns_pid)
+        try:
+            os.write(self.params_w, json.dumps(msg).encode())
+        except BrokenPipeError:
+            pass  # it died early: the reason is on the ready pipe
+        self.close_params()
+
+    def close_params(self) -> None:
+        if self.params_w >= 0:
+            os.close(self.params_w)
+            self.params_w = -1
+
+    def kill(self) -> None:
+        self.close_params()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.reap()
+
+    def reap(self, timeout: float = 2.0) -> None:
+        """Wait for the server to exit (it does once the sandbox unmounted the rootfs);
+        kill it if it has not after `timeout` (a sandbox killed before unmounting leaves
+        it serving a namespace nobody else is in)."""
+        if not self.pid:
+            return
+        import time
+
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        try:
+            while True:
+                done, _ = os.waitpid(self.pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        except (ChildProcessError, ProcessLookupError):
+            pass
+        self.pid = 0
+
+
+def fork_server() -> Prestarted:
+    params_r, params_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(params_w)
+            os.close(ready_r)
+            _server_main(params_r, ready_w)
+        finally:
+            os._exit(1)
+    os.close(params_r)
+    os.close(ready_w)
+    return Prestarted(pid, params_w, ready_r)
+
+
+def _trace(what: str) -> None:
+    if os.environ.get("RL_TRACE"):
+        import time
+
+        with open(os.environ["RL_TRACE"], "a") as f:
+            f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
+
+
+def import_server():
+    """Import what serving needs (the point of forking early or keeping a warm zygote)."""
+    import pyfuse3  # noqa: F401
+
+    from fuse_overlay import server
+    try:
+        from fuse_overlay import fs  # noqa: F401
+    except ImportError:
+        pass
+    return server
+
+
+def _server_main(params_r: int, ready_w: int) -> None:
+    try:
+        _trace("F start")
+        import gc
+
+        gc.enable()  # a sandbox forks us with its collector off; we run for long
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            server = import_server()
+        except ImportError as exc:
+            os.write(ready_w, f"E fuse_overlay is not available: {exc}".encode())
+            os._exit(1)
+        _trace("F imported")
+        raw = b""
+        while chunk := os.read(params_r, 65536):
+            raw += chunk
+        os.close(params_r)
+        if not raw:
+            os._exit(0)
+        serve(server, json.loads(raw), ready_w, watch=False)
+    except BaseException as exc:  # report, never return into the caller's code
+        try:
+            os.write(ready_w, f"E {exc}".encode(errors="replace"))
+            os.write(2, f"fuse_overlay server: {exc!r}\n".encode())
+        finally:
+            os._exit(1)
+
+
+def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
+    """Mount spec's rootfs and serve it; never returns. With `watch` (a server forked by
+    the zygote, so no PDEATHSIG tie to the container), a thread exits the process when the
+    sandbox (spec["ns_pid"]) dies, which tears the mount down with its namespace."""
+    _trace("F params")
+    if spec.get("log"):
+        logfd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(logfd, 2)
+        os.close(logfd)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    sc.neutralize_fds({0, 1, 2, ready_w})
+    pidfd = None
+    if spec.get("ns_pid"):
+        if watch:
+            pidfd = os.pidfd_open(spec["ns_pid"])
+        _join(spec["ns_pid"])
+    try:  # root inside (keep-id maps our own uid to itself): allow_other needs it
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass
+    if pidfd is not None:
+        import select
+        import threading
+
+        def watcher() -> None:
+            select.select([pidfd], [], [])
+            os._exit(0)
+
+        threading.Thread(target=watcher, daemon=True).start()
+    server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],
+               ready_fd=ready_w)
+    os._exit(0)
+
+
+def _join(pid: int) -> None:
+    """Enter the sandbox's user and mount namespaces (this process is single-threaded:
+    importing pyfuse3 and trio starts no thread) and become root there."""
+    if len(os.listdir("/proc/self/task")) != 1:
+        raise RuntimeError("the fuse server has threads; it cannot join a user namespace")
+    user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    sc.setns(user, sc.CLONE_NEWUSER)
+    sc.setns(mnt, sc.CLONE_NEWNS)
+    os.close(user)
+    os.close(mnt)
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass
+
+
+# -- the early start of `rl run` ------------------------------------------------------------
+
+_EARLY: Prestarted | None = None
+
+# `rl run` options that take a value (the rest are flags); kept in step with
+# rootless/cli/containers.py. Only used to find -d before click parses.
+_VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--user",
+           "--entrypoint", "-h", "--hostname", "-l", "--label", "--userns", "--cap-add",
+           "--cap-drop", "--ulimit", "--network", "--net", "-v", "--volume", "--pull",
+           "-m", "--memory", "--cpus"}
+
+
+def _wants_early(args: list[str]) -> bool:
+    backend = os.environ.get(BACKEND_ENV, "").strip() or "fuse_overlay"
+    if backend != "fuse_overlay":
+        return False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--" or not a.startswith("-") or a == "-":
+            break
+        if a in ("-d", "--detach") or (a.startswith("-") and not a.startswith("--")
+                                        and "=" not in a and "d" in a[1:]
+                                        and a[:2] not in ("-e", "-w", "-u", "-h", "-l",
+                                                          "-v", "-m")):
+            return False  # detached: the monitor, not this process, runs it
+        if a == "--help":
+            return False
+        if a in _VALUED:
+            i += 1
+        i += 1
+    return True
+
+
+def start_for_run(args: list[str]) -> None:
+    """Fork the fuse server now if this `rl run` will serve its rootfs with fuse_overlay
+    and no warm zygote (rootless.runtime.zygote) will."""
+    global _EARLY
+    if _EARLY is None and _wants_early(args):
+        from rootless.runtime import zygote
+
+        try:
+            if zygote.available():
+                return
+        except Exception:
+            pass
+        _EARLY = fork_server()
+
+
+def take() -> Prestarted | None:
+    global _EARLY
+    p, _EARLY = _EARLY, None
+    return p
+
+
+def discard() -> None:
+    p = take()
+    if p is not None:
+        p.kill()

@@ -1,0 +1,391 @@
+"""Starting one container: the monitor's side and the sandbox process.
+
+    monitor (caller)                       sandbox S (forked)
+    ----------------                       ------------------
+    Launch.fork() ------------ fork ------> unshare(user, mount)          "U" ->
+    newuidmap/newgidmap (userns.write)      <- "M"   root in the namespace now
+                                            fork the fuse server early (pyfuse3 import)
+                                            unshare(net, uts, ipc)        "N" ->
+    Launch.start(bundle) ------------------> "B <bundle>"
+    (starts slirp4netns for S's netns)      mount the rootfs (fuse server ready)
+                                 "G" -----> unshare(pid); fork pid 1 (pid1.run)
+                                            "P <pid>", then "S" (exec done) or "E code msg"
+    Launch.wait() <------------------------ "X <wait status>" when pid 1 exits; unmount;
+                                            stop the server; exit
+
+Every process below the monitor has PR_SET_PDEATHSIG=SIGKILL: if the monitor dies, the
+sandbox dies, and with it pid 1 (so the whole pid namespace) and the fuse server; nothing
+is left mounted or running. Fork happens before any thread exists anywhere in this chain.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from rootless.errors import RlError
+from rootless.linux import syscalls as sc
+from rootless.runtime import rootfs as rootfs_mod
+from rootless.runtime import userns
+
+_TRACE = os.environ.get("RL_TRACE")
+
+
+def trace(what: str) -> None:
+    """RL_TRACE=FILE: append `wall-clock-ms pid what` lines, to see where a start spends
+    its time across the monitor, sandbox and pid 1."""
+    if _TRACE:
+        import time
+
+        with open(_TRACE, "a") as f:
+            f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
+
+
+NS_FLAGS = {"network": sc.CLONE_NEWNET, "uts": sc.CLONE_NEWUTS, "ipc": sc.CLONE_NEWIPC}
+
+
+class _Lines:
+    """Line reader on a pipe fd (the protocol is a handful of short lines)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def read(self) -> str | None:
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                if self.buf:
+                    line, self.buf = self.buf, b""
+                    return line.decode(errors="replace")
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+
+def _send(fd: int, line: str) -> None:
+    os.write(fd, (line.replace("\n", " ") + "\n").encode(errors="replace"))
+
+
+class Launch:
+    """One container start. `fork()` early (it overlaps the fuse server's start-up with the
+    caller's work), then `start(bundle)`, then `wait()` for the exit status."""
+
+    def __init__(self, *, maps: userns.Maps, backend: str, namespaces: set[str],
+                 stdio: tuple[int, int, int], terminal: bool = False, early=None) -> None:
+        self.maps = maps
+        # A fuse_overlay server forked before us (rootless.runtime.early.Prestarted).
+        self.early = early if backend == "fuse_overlay" else None
+        if early is not None and self.early is None:
+            early.kill()
+        self.backend = backend
+        self.namespaces = namespaces
+        self.stdio = stdio
+        self.terminal = terminal
+        self.sandbox_pid: int | None = None
+        self.pid: int | None = None  # the container's pid 1, as the host sees it
+        self.pty_master: int | None = None
+        self.exit_status: int | None = None
+        self._ctl_w = -1
+        self._status: _Lines | None = None
+        self._pty_sock = None
+
+    # -- monitor side -----------------------------------------------------------------------
+    def fork(self) -> None:
+        trace("M fork")
+        ctl_r, ctl_w = os.pipe()
+        status_r, status_w = os.pipe()
+        pty_child = None
+        if self.terminal:
+            import socket
+
+            self._pty_sock, pty_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Objects made so far are never collected: the garbage collector then leaves their
+        # pages alone in the sandbox, which keeps sharing them with us (copy-on-write).
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                gc.disable()
+                os.close(ctl_w)
+                os.close(status_r)
+                if self._pty_sock is not None:
+                    self._pty_sock.close()
+                _sandbox(ctl_r, status_w, self.stdio, self.backend, self.namespaces,
+                         pty_child.detach() if pty_child is not None else None,
+                         self.early.ready_r if self.early is not None else None)
+            except BaseException as exc:
+                try:
+                    if os.environ.get("RL_DEBUG"):
+                        import traceback
+
+                        with open(os.environ["RL_DEBUG"], "a") as dbg:
+                            traceback.print_exc(file=dbg)
+                    _send(status_w, f"E 125 sandbox: {exc}")
+                finally:
+                    os._exit(125)
+            os._exit(0)
+        os.close(ctl_r)
+        os.close(status_w)
+        if pty_child is not None:
+            pty_child.close()
+        if self.early is not None:
+            os.close(self.early.ready_r)  # the sandbox waits on it
+            self.early.ready_r = -1
+        self.sandbox_pid = pid
+        self._ctl_w = ctl_w
+        self._status = _Lines(status_r)
+        trace("M forked")
+        line = self._status.read()
+        if line != "U":
+            self._fail(line)
+        try:
+            userns.write(pid, self.maps)
+        except OSError as exc:
+            self.abort()
+            raise RlError(f"cannot write the id maps of the container: {exc}",
+                          "check `rl info`") from None
+        except BaseException:
+            self.abort()
+            raise
+        trace("M maps written")
+        _send(ctl_w, "M")
+
+    def start(self, bundle: Path, *, before_go=None) -> None:
+        """Send the bundle; return once the container's command runs (or raise)."""
+        assert self._status is not None
+        if self.early is not None:
+            from dataclasses import asdict
+
+            from rootless.runtime.rootfs import RootfsSpec
+
+            spec = asdict(RootfsSpec.load(str(Path(bundle) / "rootfs.json")))
+            self.early.send(spec, ns_pid=self.sandbox_pid)
+        trace("M bundle")
+        _send(self._ctl_w, f"B {bundle}")
+        line = self._status.read()
+        if line != "N":
+            self._fail(line)
+        if before_go is not None:
+            try:
+                before_go(self.sandbox_pid)
+            except BaseException:
+                self.abort()
+                raise
+        trace("M go")
+        _send(self._ctl_w, "G")
+        line = self._status.read()
+        if not line or not line.startswith("P "):
+            self._fail(line)
+        self.pid = int(line[2:])
+        if self._pty_sock is not None:
+            import socket
+
+            _, fds, _, _ = socket.recv_fds(self._pty_sock, 16, 1)
+            self._pty_sock.close()
+            self._pty_sock = None
+            if fds:
+                self.pty_master = fds[0]
+        line = self._status.read()
+        if line != "S":
+            self._fail(line)
+
+    def _fail(self, line: str | None) -> None:
+        self.abort()
+        if line and line.startswith("E "):
+            code, _, msg = line[2:].partition(" ")
+            raise RlError(msg, exit_code=int(code) if code.isdigit() else 125)
+        if line and line.startswith("X "):
+            raise RlError("the container exited during set-up")
+        raise RlError("the container's sandbox exited during set-up"
+                      + (f": {line}" if line else ""))
+
+    @property
+    def status_fd(self) -> int:
+        assert self._status is not None
+        return self._status.fd
+
+    def read_exit(self) -> int | None:
+        """Read the sandbox's last line: the wait status of pid 1 (None if it died)."""
+        assert self._status is not None
+        while True:
+            line = self._status.read()
+            if line is None:
+                return None
+            if line.startswith("X "):
+                trace("M exit status")
+                self.exit_status = int(line[2:])
+                return self.exit_status
+
+    def wait(self) -> int:
+        """Docker's exit code: the command's own, or 128+N when killed by signal N."""
+        status = self.exit_status if self.exit_status is not None else self.read_exit()
+        self.reap()
+        if status is None:
+            return 137
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
+            128 + os.WTERMSIG(status)
+
+    def reap(self) -> None:
+        trace("M reap")
+        if self.early is not None:
+            self.early.close_params()
+        if self.sandbox_pid is not None:
+            try:
+                os.waitpid(self.sandbox_pid, 0)
+            except ChildProcessError:
+                pass
+            self.sandbox_pid = None
+        if self.early is not None:
+            self.early.reap()  # it exits once the sandbox unmounted the rootfs
+            self.early = None
+        if self._ctl_w >= 0:
+            os.close(self._ctl_w)
+            self._ctl_w = -1
+
+    def abort(self) -> None:
+        """Tear down a sandbox that will not be started (or failed)."""
+        if self.sandbox_pid is not None:
+            try:
+                os.kill(self.sandbox_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.early is not None:
+            self.early.kill()
+        self.reap()
+
+
+# -- the sandbox process -------------------------------------------------------------------
+
+def _become_root() -> None:
+    try:  # root inside (keep-id maps our own uid to itself; root is then a subuid)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Release every fd not in `keep`: the sandbox must not hold the monitor's pipes (a
+    detached start waits for EOF on one) nor anything else of the caller."""
+    sc.neutralize_fds(keep)
+
+
+def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: str,
+             namespaces: set[str], pty_sock: int | None, early_ready: int | None) -> None:
+    # Our own process group: the terminal's Ctrl-C goes to the monitor, which forwards it.
+    os.setpgid(0, 0)
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGPIPE stays ignored (Python's default): a dead peer is an EPIPE we report.
+    # The container's stdio sits on 0, 1, 2 for pid 1 to inherit.
+    for i, fd in enumerate(stdio):
+        if fd != i:
+            os.dup2(fd, i)
+    keep = {0, 1, 2, ctl_r, status_w}
+    keep |= {fd for fd in (pty_sock, early_ready) if fd is not None}
+    _close_all_but(keep)
+    ctl = _Lines(ctl_r)
+    trace("S start")
+    try:
+        sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
+    except OSError as exc:
+        _send(status_w, f"E 125 cannot create a user namespace: {exc.strerror} (run `rl info`: "
+                        "user namespaces may be disabled by sysctl or AppArmor on this host)")
+        os._exit(125)
+    _send(status_w, "U")
+    if ctl.read() != "M":
+        os._exit(0)
+    # The sandbox stays dumpable: the monitor writes its /proc/PID/uid_map without a helper
+    # when there is no subordinate range, and slirp4netns opens its /proc/PID/ns/net. No
+    # process of the container can reach it (it is outside the container's pid namespace);
+    # pid 1 makes itself non-dumpable until its exec.
+    if backend != "fuse_overlay":
+        _become_root()  # fuse-overlayfs is exec'd: as root in the namespace it keeps its caps
+    trace("S maps ok")
+    server = rootfs_mod.Server(backend, early_ready)
+    from rootless.runtime import pid1
+
+    server.prestart()
+    flags = 0
+    for kind, flag in NS_FLAGS.items():
+        if kind in namespaces:
+            flags |= flag
+    if flags:
+        sc.unshare(flags)
+    if "network" in namespaces:
+        sc.loopback_up()
+    line = ctl.read()
+    if not line or not line.startswith("B "):
+        os._exit(0)
+    bundle = line[2:]
+    with open(os.path.join(bundle, "config.json")) as f:
+        spec = json.load(f)
+    rfs = rootfs_mod.RootfsSpec.load(os.path.join(bundle, "rootfs.json"))
+    trace("S bundle read")
+    _send(status_w, "N")
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    try:
+        server.mount(rfs)
+    except rootfs_mod.RootfsError as exc:
+        server.stop(rfs)
+        _send(status_w, f"E 125 root filesystem: {exc}")
+        os._exit(125)
+    except OSError as exc:
+        server.stop(rfs)
+        hint = ""
+        if exc.filename == "/dev/fuse" or "fuse" in str(exc):
+            hint = " (check that /dev/fuse exists and is readable and writable by you)"
+        _send(status_w, f"E 125 root filesystem: {exc}{hint}")
+        os._exit(125)
+    trace("S mounted")
+    if backend == "fuse_overlay":
+        # Only now: a fuse server forked before us or by the zygote had to open our
+        # /proc/PID/ns/* (and the zygote checks our uid): a change to a subordinate uid
+        # (--userns=keep-id) would have forbidden both.
+        _become_root()
+    if ctl.read() != "G":
+        server.stop(rfs)
+        os._exit(0)
+    if "pid" in namespaces:
+        sc.unshare(sc.CLONE_NEWPID)
+    exec_r, exec_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        from rootless.runtime import pid1
+
+        os.close(exec_r)
+        os.close(status_w)
+        os.close(ctl_r)
+        pid1.run(spec, rfs.mountpoint, exec_w, pty_sock)
+    os.close(exec_w)
+    if pty_sock is not None:
+        os.close(pty_sock)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    trace("S forked P")
+    _send(status_w, f"P {pid}")
+    report = b""
+    while chunk := os.read(exec_r, 4096):
+        report += chunk
+    os.close(exec_r)
+    _send(status_w, report.decode(errors="replace") if report else "S")
+    while True:
+        try:
+            done, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        if done == pid:
+            break
+    trace("S P exited")
+    _send(status_w, f"X {status}")
+    server.stop(rfs)

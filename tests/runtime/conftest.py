@@ -1,0 +1,146 @@
+"""Fixtures for the container runtime tests: an `rl` runner whose image store holds the
+test images (through tests/runtime/standin.py until the image store is merged), and
+cleanup that removes every container a test made, also when the test failed.
+
+Root filesystem backend: the default is fuse_overlay; until fuse_overlay.server exists on
+this branch the tests use the fuse-overlayfs backend (same options, same ownership xattr).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.runtime import standin
+from tests.support import images, users
+
+HERE = Path(__file__).resolve().parent
+WRAPPER = HERE / "rl_standin.py"
+
+
+def rootfs_backend() -> str:
+    try:
+        found = importlib.util.find_spec("fuse_overlay.server") is not None
+    except ModuleNotFoundError:
+        found = False
+    return "fuse_overlay" if found else "fuse-overlayfs"
+
+
+class Runner(users.RlRunner):
+    """users.RlRunner, running rl through the stand-in wrapper."""
+
+    def __call__(self, *args, check=False, input=None, timeout=60, env=None, text=True):
+        full_env = dict(self.env, **(env or {}))
+        full_env = {k: v for k, v in full_env.items() if v is not None}
+        exe = [sys.executable, str(WRAPPER)]
+        cmd = [*exe, *args]
+        if self.prefix:
+            cmd = [*self.prefix, "env", *(f"{k}={v}" for k, v in full_env.items()), *exe,
+                   *args]
+        proc = subprocess.run(cmd, env=full_env, input=input, capture_output=True,
+                              timeout=timeout, text=text)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"rl {' '.join(args)} exited {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def argv(self, *args) -> list[str]:
+        """The command line (for pexpect or Popen) with the environment set by the caller."""
+        return [sys.executable, str(WRAPPER), *args]
+
+    def cleanup(self) -> None:
+        r = self("ps", "-aq", timeout=30)
+        ids = r.stdout.split()
+        if ids:
+            self("rm", "-f", *ids, timeout=60)
+        stop_zygotes(self.root)
+
+
+def stop_zygotes(root: Path) -> None:
+    """The warm fuse server rl leaves for the next run (rootless/runtime/zygote.py) would
+    outlive the test by its idle timeout: stop it."""
+    import signal
+
+    for pidfile in root.glob("run/rl/fuse-zygote-*.pid"):
+        for pid in pidfile.read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+
+
+@pytest.fixture(scope="session")
+def layer_store(tmp_path_factory):
+    """The test images unpacked once per session (shared read-only by every runner)."""
+    root = tmp_path_factory.mktemp("standin-images")
+    data = root / "data"
+    standin.install(data, "busybox:latest", images.build_busybox())
+    standin.install(data, "layered:latest", images.build_layered())
+    return json.loads((data / standin.INDEX).read_text())
+
+
+@pytest.fixture
+def rl(tmp_path, layer_store):
+    root = tmp_path / "rl"
+    for sub in ("data", "config", "run"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(root / "run", 0o700)
+    runner = Runner(root, extra_env={"RL_ROOTFS_BACKEND": rootfs_backend()})
+    runner.data_dir.mkdir(parents=True, exist_ok=True)
+    (runner.data_dir / standin.INDEX).write_text(json.dumps(layer_store))
+    yield runner
+    runner.cleanup()
+
+
+INSTALL_AS_NOSUB = """
+import sys
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from tests.runtime import standin
+from tests.support import images
+standin.install(Path({data!r}), "busybox:latest", images.build_busybox())
+"""
+
+
+@pytest.fixture
+def rl_nosub(layer_store):
+    users.need(users.nosub_available(),
+               f"user {users.NOSUB_USER} not reachable through sudo")
+    base = users.make_nosub_runner()
+    runner = Runner(base.root, prefix=base.prefix,
+                    extra_env={"HOME": f"/home/{users.NOSUB_USER}", "XDG_RUNTIME_DIR": None,
+                               "RL_ROOTFS_BACKEND": rootfs_backend()})
+    runner.env.pop("XDG_RUNTIME_DIR", None)
+    data = str(runner.data_dir)
+    script = INSTALL_AS_NOSUB.format(repo=str(HERE.parents[1]), data=data)
+    users.run_as_nosub([sys.executable, "-c", script], check=True, cwd="/")
+    yield runner
+    try:
+        runner.cleanup()
+        for pid in users.run_as_nosub(["sh", "-c", "cat /tmp/rl-$(id -u)/fuse-zygote-*.pid"
+                                       ]).stdout.split():
+            users.run_as_nosub(["kill", pid])
+    finally:
+        users.cleanup_nosub_runner(runner)
+
+
+def user_processes_mentioning(text: str) -> list[str]:
+    """Command lines of this user's processes that mention `text` (a container dir)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            out.append(f"{pid}: {cmd}")
+    return out

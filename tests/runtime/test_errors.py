@@ -1,0 +1,67 @@
+"""Bad input: one clear line, exit 125, and nothing left behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.runtime.conftest import user_processes_mentioning
+
+
+def assert_clean(rl):
+    assert rl("ps", "-aq").stdout == ""
+    cdir = rl.data_dir / "containers"
+    assert not cdir.exists() or not [p for p in cdir.iterdir()]
+    assert user_processes_mentioning(str(rl.root)) == []
+
+
+def one_error_line(r, *words):
+    assert r.returncode == 125, (r.returncode, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_unknown_image(rl):
+    one_error_line(rl("run", "--rm", "no-such-image:1"), "no-such-image")
+    assert_clean(rl)
+
+
+@pytest.mark.parametrize("args,word", [
+    (["--network", "bogus"], "bogus"),
+    (["--cap-add", "NOT_A_CAP"], "NOT_A_CAP"),
+    (["--ulimit", "nofile=abc"], "nofile=abc"),
+    (["--userns", "weird"], "weird"),
+    (["-v", "/definitely/not/here:/x"], "/definitely/not/here"),
+    (["--memory", "1g"], "cgroup"),
+    (["--cpus", "2"], "cgroup"),
+])
+def test_bad_flag_values(rl, args, word):
+    one_error_line(rl("run", "--rm", *args, "busybox", "true"), word)
+    assert_clean(rl)
+
+
+def test_unknown_flag(rl):
+    one_error_line(rl("run", "--no-such-flag", "busybox", "true"), "--no-such-flag")
+    assert_clean(rl)
+
+
+def test_name_in_use_keeps_the_first(rl):
+    rl("create", "--name", "dup", "--network", "none", "busybox", "echo", "first", check=True)
+    one_error_line(rl("run", "--name", "dup", "--network", "none", "busybox", "true"),
+                   "dup", "already in use")
+    assert rl("ps", "-aq").stdout.count("\n") == 1
+    assert rl("start", "-a", "dup").stdout == "first\n"
+    assert len(list((rl.data_dir / "containers").iterdir())) == 1
+
+
+def test_user_absent_from_image(rl):
+    one_error_line(rl("run", "--rm", "--network", "none", "-u", "nobody-here", "busybox", "true"),
+                   "nobody-here")
+    assert_clean(rl)
+
+
+def test_unknown_container(rl):
+    for cmd in (["stop", "nope"], ["rm", "nope"], ["logs", "nope"], ["exec", "nope", "true"],
+                ["inspect", "nope"], ["kill", "nope"], ["start", "nope"]):
+        one_error_line(rl(*cmd), "nope")
