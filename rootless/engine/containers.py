@@ -224,6 +224,13 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     from rootless.engine import images
 
     image = images.ensure_image(opts.image, pull=opts.pull)
+    from rootless.engine import mounts, netwire
+
+    # Checked before anything is made: mounts, network, published ports (allocated here).
+    mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
+                             image_config=image.config)
+    _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
+                                    publish_all=opts.publish_all, image_config=image.config)
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
     cid = os.urandom(32).hex()
@@ -240,7 +247,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         spec = spec_mod.build(image_config=image.config, opts=opts, hostname=hostname,
                               bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps,
                               volumes_dir=str(paths.data_dir() / "volumes"))
-        for fname, content in spec_mod.network_files(opts.network, hostname).items():
+        spec["mounts"] += mount_plan.realize()
+        for fname, content in netwire.files(opts.network, hostname).items():
             (tmp / fname).write_text(content)
         with open(tmp / "config.json", "w") as f:
             json.dump(spec, f, indent=1)
@@ -252,7 +260,9 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         ).save(str(tmp / "rootfs.json"))
         options = {"rm": opts.rm, "tty": opts.tty, "interactive": opts.interactive,
                    "network": opts.network, "userns": opts.userns or "",
-                   "volumes": opts.volumes, "init": opts.init}
+                   "volumes": opts.volumes, "init": opts.init,
+                   "ports": [m.to_dict() for m in port_maps],
+                   "exposed": list((image.config.get("config") or {}).get("ExposedPorts") or {})}
         conn = _connect()
         with catalog.transaction(conn):
             name = opts.name or _new_name(conn)
@@ -266,11 +276,13 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                     " labels, options) VALUES (?,?,?,?,?,?,?,?)",
                     (cid, name, image.id, opts.image, json.dumps(spec["process"]["args"]),
                      time.time(), json.dumps(opts.labels), json.dumps(options)))
+                mounts.record(conn, cid, name, mount_plan)
             except BaseException:
                 final.rename(tmp)
                 raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        mount_plan.undo()
         raise
     return lookup(cid, conn)
 
@@ -319,23 +331,19 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
            on_started=None) -> int:
     """Start the forked sandbox on c's bundle and monitor it to the end. Returns the exit
     code; raises RlError when the container could not start."""
-    from rootless.runtime import join, monitor, netsetup
+    from rootless.runtime import join, monitor
 
     for fd in wiring.close_after_fork:
         os.close(fd)
     slirp: list = []
 
     def before_go(sandbox_pid: int) -> None:
-        if c.options.get("network", "slirp4netns") == "slirp4netns":
-            sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
-            try:
-                from rootless.network import slirp as net_slirp  # the network branch
-            except ImportError:
-                net_slirp = None
-            if net_slirp is not None and hasattr(net_slirp, "start"):
-                slirp.append(net_slirp.start(sandbox_pid, api_socket=sock))
-            else:
-                slirp.append(netsetup.start_slirp(sandbox_pid, sock))
+        from rootless.engine import netwire
+
+        sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
+        s = netwire.start(c.options, sandbox_pid, sock)  # slirp4netns + published ports
+        if s is not None:
+            slirp.append(s)
 
     try:
         launch.start(c.dir, before_go=before_go)
@@ -404,7 +412,7 @@ def run(opts: RunOptions) -> int | str:
 
         trace("M driven")
         if opts.rm:
-            _remove_files(c)
+            _remove_files(c, volumes=True)
         trace("M removed")
         _warm_up()
 
@@ -455,7 +463,7 @@ def _start_detached(c: Container) -> None:
                 _drive(c, launch, wiring, attach=False, log=True, on_started=started)
             finally:
                 if c.options.get("rm"):
-                    _remove_files(c)
+                    _remove_files(c, volumes=True)
         except RlError as exc:
             try:
                 os.write(w, f"E {exc.exit_code} {exc}".encode())
@@ -497,7 +505,7 @@ def start(ref: str, *, attach: bool = False) -> int | None:
             return _drive(c, launch, wiring, attach=True, log=True)
         finally:
             if c.options.get("rm"):
-                _remove_files(c)
+                _remove_files(c, volumes=True)
     _start_detached(c)
     return None
 
@@ -593,10 +601,14 @@ def restart(ref: str, timeout: int | None = None) -> Container:
 
 # -- remove -------------------------------------------------------------------------------
 
-def _remove_files(c: Container) -> None:
+def _remove_files(c: Container, *, volumes: bool = False) -> None:
+    """Forget and delete the container; `volumes`: its anonymous volumes too (rm -v, --rm)."""
+    from rootless.engine import mounts
+
     conn = _connect()
     with catalog.transaction(conn):
         conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
+    mounts.release(c.id, remove_anonymous=volumes)
     _rmtree(c.dir)
     sock = paths.runtime_dir() / f"slirp-{c.short_id}.sock"
     try:
@@ -616,14 +628,14 @@ def _rmtree(path: Path) -> None:
         userns.rmtree(str(path))
 
 
-def remove(ref: str, *, force: bool = False) -> Container:
+def remove(ref: str, *, force: bool = False, volumes: bool = False) -> Container:
     c = lookup(ref)
     if c.state == "running":
         if not force:
             raise Conflict(f"container {c.name} is running",
                            "stop it first (rl stop) or use rl rm -f")
         c = stop(c.id, timeout=0)
-    _remove_files(c)
+    _remove_files(c, volumes=volumes)
     return c
 
 
@@ -717,19 +729,29 @@ def inspect(ref: str) -> dict:
             "Labels": c.labels,
             "Tty": spec["process"]["terminal"],
         },
+        "NetworkSettings": _network_settings(c, spec),
         "HostConfig": {"NetworkMode": c.options.get("network"),
                        "AutoRemove": c.options.get("rm"),
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
                        "UsernsMode": c.options.get("userns", "")},
-        "Mounts": [{"Type": "bind", "Source": m["source"], "Destination": m["destination"],
-                    "RW": "ro" not in m.get("options", [])}
-                   for m in spec["mounts"] if m.get("type") == "bind"
-                   and not m["source"].startswith(str(c.dir))],
+        "Mounts": _mounts_of(spec, str(c.dir)),
         "Rootfs": rootfs,
         "LogPath": str(c.dir / "ctr.log"),
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _mounts_of(spec: dict, bundle: str) -> list[dict]:
+    from rootless.engine import mounts
+
+    return mounts.inspect_mounts(spec, bundle)
+
+
+def _network_settings(c: Container, spec: dict) -> dict:
+    from rootless.engine import netwire
+
+    return netwire.inspect_settings(c.options, c.options.get("exposed") or [])
 
 
 def _iso(t: float | None) -> str:

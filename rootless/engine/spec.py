@@ -58,6 +58,10 @@ class RunOptions:
     read_only: bool = False
     network: str = "slirp4netns"
     volumes: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)  # --mount
+    tmpfs: list[str] = field(default_factory=list)  # --tmpfs
+    publish: list[str] = field(default_factory=list)  # -p
+    publish_all: bool = False  # -P
     pull: str = "missing"
     memory: str | None = None
     cpus: str | None = None
@@ -108,32 +112,6 @@ def parse_ulimit(text: str) -> dict:
     return {"type": f"RLIMIT_{name.upper()}", "soft": s, "hard": h}
 
 
-def parse_volume(text: str, volumes_dir: str) -> dict:
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InvalidArgument(f"invalid volume {text!r}", "use SOURCE:DEST[:ro|rw]")
-    src, dest = parts[0], parts[1]
-    opts = parts[2].split(",") if len(parts) == 3 else []
-    if not dest.startswith("/"):
-        raise InvalidArgument(f"invalid volume {text!r}: the destination must be absolute")
-    bad = [o for o in opts if o not in ("ro", "rw", "z", "Z")]
-    if bad:
-        raise InvalidArgument(f"invalid volume option {bad[0]!r}", "use ro or rw")
-    if src.startswith("/") or src.startswith("."):
-        src = os.path.abspath(src)
-        if not os.path.exists(src):
-            raise InvalidArgument(f"bind source {src} does not exist")
-    else:  # a named volume: a directory of its own, made on first use
-        if "/" in src:
-            raise InvalidArgument(f"invalid volume name {src!r}")
-        path = os.path.join(volumes_dir, src, "_data")
-        os.makedirs(path, exist_ok=True)
-        src = path
-    options = ["rbind", "rprivate"] + (["ro"] if "ro" in opts else [])
-    return {"destination": os.path.normpath(dest), "type": "bind", "source": src,
-            "options": options}
-
-
 def command_of(config: dict, opts: RunOptions) -> list[str]:
     if opts.entrypoint is not None:
         import shlex
@@ -177,9 +155,9 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
         raise InvalidArgument(f"unknown capability {exc.args[0]!r}",
                               "use names like NET_ADMIN or CAP_NET_ADMIN") from None
     rlimits = [parse_ulimit(u) for u in opts.ulimits]
-    if opts.network not in NETWORKS:
-        raise InvalidArgument(f"unknown network mode {opts.network!r}",
-                              f"use one of {', '.join(NETWORKS)}")
+    from rootless.network.modes import parse_network
+
+    network_kind = parse_network(opts.network).kind  # every --network form (modes.py)
     user = opts.user if opts.user is not None else (config.get("User") or "")
     annotations = {}
     proc_user: dict = {"uid": 0, "gid": 0}
@@ -190,7 +168,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     if config.get("StopSignal"):
         annotations["io.rl.stop-signal"] = str(config["StopSignal"])
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
-    if opts.network != "host":
+    if network_kind != "host":
         namespaces.append({"type": "network"})
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc",
@@ -209,7 +187,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind",
                        "source": os.path.join(bundle, name), "options": ["rbind", "rprivate"]})
-    mounts += [parse_volume(v, volumes_dir) for v in opts.volumes]
+    # -v/--mount/--tmpfs and the image's VOLUMEs: engine/mounts.py adds them to the spec
     if opts.init:
         mounts.append({"destination": "/dev/init", "type": "bind", "source": find_init(),
                        "options": ["bind", "ro"]})

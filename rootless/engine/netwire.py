@@ -1,0 +1,110 @@
+"""A container's network as the engine wires it: `--network`, `-p`/`-P` checked and host
+ports allocated at create (before anything starts), slirp4netns and the forwards started
+by the monitor, and the shapes `rl inspect` / `rl ps` show.
+
+The allocated mappings are stored in the container's options (`ports`, a list of
+PortMapping dicts, which engine.networks.container_ports reads for `rl port`).
+"""
+
+from __future__ import annotations
+
+from rootless.errors import InvalidArgument
+
+
+def mode_of(network: str | None):
+    from rootless.network import modes
+
+    return modes.parse_network(network)
+
+
+def plan(*, network: str | None, publish: list[str], publish_all: bool,
+         image_config: dict) -> tuple[object, list]:
+    """(NetworkMode, [PortMapping]) for a new container. Raises before anything starts on a
+    malformed or unusable network/port, a host port in use or below the unprivileged start."""
+    from rootless.network import modes, ports
+
+    mode = modes.parse_network(network)
+    if mode.kind == "bridge":
+        raise InvalidArgument(
+            f"--network {mode.name}: user-defined networks cannot be joined by containers yet",
+            "use the default network (slirp4netns) and -p to publish ports")
+    if mode.kind == "container":
+        raise InvalidArgument(
+            f"--network container:{mode.name} is not supported yet",
+            "publish the other container's port with -p, or use the default network")
+    exposed = list((image_config.get("config") or {}).get("ExposedPorts") or {})
+    requests = [r for spec in publish for r in ports.parse_publish(spec)]
+    if publish_all:
+        requests += ports.publish_all(exposed)
+    if requests and not modes.publishing_allowed(mode):
+        raise InvalidArgument(f"-p/-P cannot be used with --network {mode}",
+                              "the container shares a network namespace that rl does not "
+                              "forward ports into; drop -p or use the default network")
+    return mode, ports.allocate(requests)
+
+
+def mappings_of(options: dict) -> list:
+    from rootless.network.ports import PortMapping
+
+    return [PortMapping.from_dict(p) for p in options.get("ports") or []]
+
+
+def start(options: dict, sandbox_pid: int, api_socket: str):
+    """In the monitor, once the sandbox's net namespace exists: slirp4netns and every
+    published port (all or nothing). Returns the Slirp to stop, or None."""
+    from rootless.network import ports, slirp
+
+    mode = mode_of(options.get("network"))
+    if mode.kind != "slirp4netns":
+        return None
+    s = slirp.start(sandbox_pid, api_socket=api_socket,
+                    allow_host_loopback=mode.allow_host_loopback, mtu=mode.mtu, cidr=mode.cidr)
+    try:
+        ports.forward_all(s, mappings_of(options))
+    except BaseException:
+        s.stop()
+        raise
+    return s
+
+
+def files(network: str | None, hostname: str) -> dict[str, str]:
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf for the mode (with its cidr)."""
+    from rootless.network import etcfiles
+
+    mode = mode_of(network)
+    if mode.kind == "slirp4netns":
+        search, opts = etcfiles.host_search_options()
+        return {"hosts": etcfiles.hosts(hostname, cidr=mode.cidr),
+                "hostname": hostname + "\n",
+                "resolv.conf": etcfiles.resolv_conf(cidr=mode.cidr, search=search,
+                                                    options=opts)}
+    from rootless.engine import spec as spec_mod
+
+    return spec_mod.network_files(mode.kind, hostname)
+
+
+def ps_ports(options: dict) -> str:
+    from rootless.network import ports
+
+    return ports.format_ps(mappings_of(options))
+
+
+def inspect_settings(options: dict, exposed: list[str]) -> dict:
+    """NetworkSettings in Docker's shape: Ports maps "80/tcp" to its host bindings, or
+    None for an exposed port that is not published."""
+    out: dict = {}
+    for item in exposed:
+        port, _, proto = item.partition("/")
+        out[f"{port}/{proto or 'tcp'}"] = None
+    for m in mappings_of(options):
+        key = f"{m.container_port}/{m.protocol}"
+        out[key] = (out.get(key) or []) + [{"HostIp": m.host_ip or "0.0.0.0",
+                                            "HostPort": str(m.host_port)}]
+    mode = mode_of(options.get("network"))
+    settings = {"Ports": out, "NetworkMode": str(mode)}
+    if mode.kind == "slirp4netns":
+        from rootless.network import etcfiles
+
+        addrs = etcfiles.slirp_addresses(mode.cidr)
+        settings.update({"IPAddress": addrs["container"], "Gateway": addrs["gateway"]})
+    return settings
