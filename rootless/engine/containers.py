@@ -284,7 +284,12 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         shutil.rmtree(tmp, ignore_errors=True)
         mount_plan.undo()
         raise
-    return lookup(cid, conn)
+    try:
+        return lookup(cid, conn)
+    finally:
+        # Closed now, not by the cycle collector later: a connection still open when the
+        # detached monitor forks corrupts the catalog (sqlite's locks do not survive fork).
+        conn.close()
 
 
 # -- start and run ------------------------------------------------------------------------
@@ -437,6 +442,9 @@ def _start_detached(c: Container) -> None:
     from rootless.runtime import monitor
 
     r, w = os.pipe()
+    import gc
+
+    gc.collect()  # close unreferenced catalog connections: none may cross the fork
     pid = os.fork()
     if pid == 0:
         try:

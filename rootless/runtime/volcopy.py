@@ -77,8 +77,9 @@ def copy_up(rootfd: int, target: str, volume_dir: str) -> bool:
         # directories last, deepest first: their modes may forbid writing into them
         for dirpath, _dirnames, _ in sorted(os.walk(src_root), key=lambda w: -len(w[0])):
             rel = os.path.relpath(dirpath, src_root)
+            # the top is /proc/self/fd/N, a magic link: its own stat is fstat(fd)
             _meta(volume_dir if rel == "." else os.path.join(volume_dir, rel),
-                  os.lstat(dirpath))
+                  os.fstat(fd) if rel == "." else os.lstat(dirpath))
         return True
     finally:
         os.close(fd)
