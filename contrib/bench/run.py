@@ -210,7 +210,7 @@ def memory(e: Env, report) -> None:
         zygotes |= {int(p) for p in pidfile.read_text().split() if int(p) in procs}
     sandbox_mnt = None
     for p in mine:
-        if procs[p][0] == monitor:
+        if procs[p][0] == monitor and "slirp4netns" not in procs[p][1]:  # the sandbox
             try:
                 sandbox_mnt = os.readlink(f"/proc/{p}/ns/mnt")
             except OSError:
@@ -232,7 +232,7 @@ def memory(e: Env, report) -> None:
         theirs |= {c}
     fo = [p for p, (_, cmd) in procs.items() if "fuse-overlayfs" in cmd
           and str(e.podman_root) in cmd]
-    slirp = [p for p, (pp, cmd) in procs.items() if "slirp4netns" in cmd.split()[0]
+    slirp = [p for p, (pp, cmd) in procs.items() if "slirp4netns" in (cmd.split() or [""])[0]
              and "netns-" in cmd and str(e.rl_root) in cmd]
     theirs |= set(fo) | set(slirp)
     podman_bytes = sum(_pss(p) for p in theirs)
