@@ -10,8 +10,6 @@ import tarfile
 
 import pytest
 
-from tests.volumes.ctr import ctr_images, rlc  # noqa: F401
-
 
 def subuid_base() -> int:
     me = pwd.getpwuid(os.getuid()).pw_name
