@@ -169,3 +169,20 @@ def test_allow_host_loopback_reaches_the_hosts_127_0_0_1(rlc, host_server):
     assert r.stdout.endswith("host loopback\n")
     r = rlc("run", "--rm", rlc.busybox, "sh", "-c", get)
     assert "host loopback" not in r.stdout
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("80:80", "net.ipv4.ip_unprivileged_port_start"),
+    ("127.0.0.1:x:80", "invalid hostPort"),
+    ("8080:80/sctp", "sctp"),
+    ("300.1.1.1:8080:80", "invalid IP address"),
+])
+def test_bad_publish_is_one_clear_error_and_nothing_is_made(rlc, spec, words):
+    if words.startswith("net.") and int(open("/proc/sys/net/ipv4/ip_unprivileged_port_start"
+                                             ).read()) <= 80:
+        pytest.skip("port 80 is not privileged on this host")
+    r = rlc("run", "-d", "-p", spec, rlc.voltest)
+    assert r.returncode == 125
+    assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert ok(rlc, "ps", "-aq").stdout == ""
+    assert slirps_of(rlc) == []
