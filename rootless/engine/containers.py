@@ -230,7 +230,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
                              image_config=image.config)
     _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
-                                    publish_all=opts.publish_all, image_config=image.config)
+                                    publish_all=opts.publish_all, image_config=image.config,
+                                    userns=opts.userns)
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
     cid = os.urandom(32).hex()
@@ -296,16 +297,23 @@ def create(opts: RunOptions, *, maps=None) -> Container:
 
 def _namespaces(network: str) -> set[str]:
     kinds = {"pid", "ipc", "uts"}
-    if network != "host":
+    if network != "host" and not network.startswith("container:"):
         kinds.add("network")
     return kinds
 
 
 def _launch(c_options: dict, maps, wiring, early=None):
+    from rootless.engine import netwire
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
 
-    return Launch(maps=maps, backend=rootfs.default_backend(),
+    try:  # --network container:NAME: its pid 1 (which must run)
+        join_pid = netwire.join_pid(c_options.get("network"))
+    except BaseException:
+        if early is not None:
+            early.kill()
+        raise
+    return Launch(maps=maps, backend=rootfs.default_backend(), join_pid=join_pid,
                   namespaces=_namespaces(c_options.get("network", "slirp4netns")),
                   stdio=wiring.stdio, terminal=wiring.tty, early=early)
 

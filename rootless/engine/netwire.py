@@ -17,8 +17,34 @@ def mode_of(network: str | None):
     return modes.parse_network(network)
 
 
+def _target(ref: str, userns: str | None = None):
+    """The container whose network namespace `--network container:REF` shares."""
+    from rootless.engine import containers
+
+    target = containers.lookup(ref)
+    if userns is not None and (target.options.get("userns") or "") != (userns or ""):
+        raise InvalidArgument(f"--network container:{ref} needs the same --userns as {ref}",
+                              "the two containers share one user namespace")
+    return target
+
+
+def join_pid(network: str | None) -> int | None:
+    """For `--network container:NAME`: the host pid of NAME's pid 1, whose user and net
+    namespaces the new container joins; None for every other mode."""
+    from rootless.errors import Conflict
+
+    mode = mode_of(network)
+    if mode.kind != "container":
+        return None
+    target = _target(mode.name)
+    if target.state != "running" or not target.pid:
+        raise Conflict(f"container {mode.name} is not running",
+                       f"start it first: rl start {mode.name}")
+    return target.pid
+
+
 def plan(*, network: str | None, publish: list[str], publish_all: bool,
-         image_config: dict) -> tuple[object, list]:
+         image_config: dict, userns: str | None = None) -> tuple[object, list]:
     """(NetworkMode, [PortMapping]) for a new container. Raises before anything starts on a
     malformed or unusable network/port, a host port in use or below the unprivileged start."""
     from rootless.network import modes, ports
@@ -29,9 +55,7 @@ def plan(*, network: str | None, publish: list[str], publish_all: bool,
             f"--network {mode.name}: user-defined networks cannot be joined by containers yet",
             "use the default network (slirp4netns) and -p to publish ports")
     if mode.kind == "container":
-        raise InvalidArgument(
-            f"--network container:{mode.name} is not supported yet",
-            "publish the other container's port with -p, or use the default network")
+        _target(mode.name, userns or "")
     exposed = list((image_config.get("config") or {}).get("ExposedPorts") or {})
     requests = [r for spec in publish for r in ports.parse_publish(spec)]
     if publish_all:
@@ -78,6 +102,12 @@ def files(network: str | None, hostname: str) -> dict[str, str]:
                 "hostname": hostname + "\n",
                 "resolv.conf": etcfiles.resolv_conf(cidr=mode.cidr, search=search,
                                                     options=opts)}
+    if mode.kind == "container":  # the other container's hosts and resolv.conf
+        target = _target(mode.name)
+        out = {"hostname": hostname + "\n"}
+        for name in ("hosts", "resolv.conf"):
+            out[name] = (target.dir / name).read_text()
+        return out
     from rootless.engine import spec as spec_mod
 
     return spec_mod.network_files(mode.kind, hostname)

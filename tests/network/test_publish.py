@@ -186,3 +186,19 @@ def test_bad_publish_is_one_clear_error_and_nothing_is_made(rlc, spec, words):
     assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert ok(rlc, "ps", "-aq").stdout == ""
     assert slirps_of(rlc) == []
+
+
+def test_network_container_shares_the_other_containers_namespace_and_ports(rlc):
+    port = free_port()
+    ok(rlc, "run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", rlc.voltest)
+    get = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 80; ls /sys/class/net"
+    r = ok(rlc, "run", "--rm", "--network", "container:web", rlc.busybox, "sh", "-c", get)
+    assert "hello from rl" in r.stdout
+    assert r.stdout.split()[-2:] == ["lo", "tap0"]
+    assert fetch(port) == "hello from rl\n"  # web is untouched
+    r = rlc("run", "--rm", "--network", "container:nosuch", rlc.busybox, "true")
+    assert r.returncode == 125 and "nosuch" in r.stderr
+    ok(rlc, "stop", "-t", "0", "web")
+    r = rlc("run", "--rm", "--network", "container:web", rlc.busybox, "true")
+    assert r.returncode == 125 and "not running" in r.stderr
+    assert len(ok(rlc, "ps", "-aq").stdout.split()) == 1  # only web: nothing was made
