@@ -15,6 +15,7 @@ exited).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -118,8 +119,20 @@ def containers_dir() -> Path:
     return paths.data_dir() / "containers"
 
 
-def _connect():
-    return catalog.connect()
+@contextlib.contextmanager
+def _db(conn=None):
+    """A catalog connection, closed on exit (not left to the garbage collector: a
+    connection object that survives into a forked child and is finalized there would
+    checkpoint the WAL through shared memory behind the other processes' backs; seen here
+    as an exit code written by the monitor and then lost)."""
+    if conn is not None:
+        yield conn
+        return
+    c = catalog.connect()
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 def _proc_start(pid: int) -> int | None:
@@ -150,6 +163,10 @@ def _refresh(conn, c: Container) -> Container:
                 return c
             c = Container.from_row(row)
             if c.state == "running" and not _monitor_alive(c):
+                from rootless.runtime.sandbox import trace
+
+                trace(f"refresh: monitor {c.monitor_pid} gone ({_proc_start(c.monitor_pid)} "
+                      f"!= {c.monitor_start})")
                 conn.execute("UPDATE containers SET state='exited', finished=?, pid=NULL "
                              "WHERE id=?", (time.time(), c.id))
                 c.state, c.finished, c.pid = "exited", time.time(), None
@@ -157,7 +174,11 @@ def _refresh(conn, c: Container) -> Container:
 
 
 def lookup(ref: str, conn=None) -> Container:
-    conn = conn or _connect()
+    with _db(conn) as conn:
+        return _lookup(ref, conn)
+
+
+def _lookup(ref: str, conn) -> Container:
     rows = conn.execute("SELECT * FROM containers WHERE id=? OR name=?", (ref, ref)).fetchall()
     if not rows and len(ref) >= 3 and all(ch in "0123456789abcdef" for ch in ref):
         rows = conn.execute("SELECT * FROM containers WHERE id LIKE ?", (ref + "%",)).fetchall()
@@ -170,9 +191,9 @@ def lookup(ref: str, conn=None) -> Container:
 
 
 def list_containers(all_: bool = False) -> list[Container]:
-    conn = _connect()
-    rows = conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
-    out = [_refresh(conn, Container.from_row(r)) for r in rows]
+    with _db() as conn:
+        rows = conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+        out = [_refresh(conn, Container.from_row(r)) for r in rows]
     return out if all_ else [c for c in out if c.state == "running"]
 
 
@@ -264,8 +285,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                    "volumes": opts.volumes, "init": opts.init,
                    "ports": [m.to_dict() for m in port_maps],
                    "exposed": list((image.config.get("config") or {}).get("ExposedPorts") or {})}
-        conn = _connect()
-        with catalog.transaction(conn):
+        conn = catalog.connect()
+        with contextlib.closing(conn), catalog.transaction(conn):
             name = opts.name or _new_name(conn)
             if conn.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
                 raise Conflict(f"the container name {name!r} is already in use",
@@ -285,12 +306,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         shutil.rmtree(tmp, ignore_errors=True)
         mount_plan.undo()
         raise
-    try:
-        return lookup(cid, conn)
-    finally:
-        # Closed now, not by the cycle collector later: a connection still open when the
-        # detached monitor forks corrupts the catalog (sqlite's locks do not survive fork).
-        conn.close()
+    return lookup(cid)
 
 
 # -- start and run ------------------------------------------------------------------------
@@ -326,16 +342,17 @@ def _maps_of(c: Container):
 
 
 def _set_running(c: Container, pid: int) -> None:
-    conn = _connect()
-    with catalog.transaction(conn):
+    with _db() as conn, catalog.transaction(conn):
         conn.execute("UPDATE containers SET state='running', monitor_pid=?, monitor_start=?,"
                      " pid=?, started=?, exit_code=NULL, finished=NULL WHERE id=?",
                      (os.getpid(), _proc_start(os.getpid()), pid, time.time(), c.id))
 
 
 def _set_exited(c: Container, code: int | None) -> None:
-    conn = _connect()
-    with catalog.transaction(conn):
+    from rootless.runtime.sandbox import trace
+
+    trace(f"set exited {code}")
+    with _db() as conn, catalog.transaction(conn):
         conn.execute("UPDATE containers SET state='exited', pid=NULL, exit_code=?,"
                      " finished=? WHERE id=?", (code, time.time(), c.id))
 
@@ -384,6 +401,9 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
             s.stop()
     if not c.options.get("rm"):  # otherwise the row is about to go
         _set_exited(c, code)
+    from rootless.runtime.sandbox import trace
+
+    trace(f"M recorded exit code {code}")
     return code
 
 
@@ -450,11 +470,9 @@ def _start_detached(c: Container) -> None:
     from rootless.runtime import monitor
 
     r, w = os.pipe()
-    import gc
-
-    gc.collect()  # close unreferenced catalog connections: none may cross the fork
     pid = os.fork()
     if pid == 0:
+        pipe = [w]
         try:
             os.close(r)
             os.setsid()
@@ -470,9 +488,11 @@ def _start_detached(c: Container) -> None:
                                   tty=bool(c.options.get("tty")))
             launch = _launch(c.options, _maps_of(c), wiring)
 
+            # pipe[0] is -1 once closed: its number may be reused by then.
             def started() -> None:
-                os.write(w, b"ok")
-                os.close(w)
+                os.write(pipe[0], b"ok")
+                os.close(pipe[0])
+                pipe[0] = -1
 
             launch.fork()
             try:
@@ -480,16 +500,16 @@ def _start_detached(c: Container) -> None:
             finally:
                 if c.options.get("rm"):
                     _remove_files(c, volumes=True)
-        except RlError as exc:
-            try:
-                os.write(w, f"E {exc.exit_code} {exc}".encode())
-            except OSError:
-                pass
         except BaseException as exc:
-            try:
-                os.write(w, f"E 125 {exc!r}".encode())
-            except OSError:
-                pass
+            code = exc.exit_code if isinstance(exc, RlError) else 125
+            text = str(exc) if isinstance(exc, RlError) else repr(exc)
+            if pipe[0] >= 0:
+                try:
+                    os.write(pipe[0], f"E {code} {text}".encode())
+                except OSError:
+                    pass
+            else:  # already started: the CLI is gone, keep the reason
+                _monitor_log(c, exc)
         os._exit(0)
     os.close(w)
     os.waitpid(pid, 0)
@@ -504,6 +524,16 @@ def _start_detached(c: Container) -> None:
         code, _, msg = text[2:].partition(" ")
         raise RlError(msg, exit_code=int(code) if code.isdigit() else 125)
     raise RlError("the container's monitor exited before the container started")
+
+
+def _monitor_log(c: Container, exc: BaseException) -> None:
+    import traceback
+
+    try:
+        with open(c.dir / "monitor.log", "a") as f:
+            traceback.print_exception(exc, file=f)
+    except OSError:
+        pass
 
 
 def start(ref: str, *, attach: bool = False) -> int | None:
@@ -621,8 +651,7 @@ def _remove_files(c: Container, *, volumes: bool = False) -> None:
     """Forget and delete the container; `volumes`: its anonymous volumes too (rm -v, --rm)."""
     from rootless.engine import mounts
 
-    conn = _connect()
-    with catalog.transaction(conn):
+    with _db() as conn, catalog.transaction(conn):
         conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
     mounts.release(c.id, remove_anonymous=volumes)
     _rmtree(c.dir)
