@@ -52,7 +52,8 @@ def _run_options(f):
         click.option("--init", is_flag=True, help="Run a reaper as pid 1."),
         click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
         click.option("--network", "--net", default="slirp4netns",
-                     help="slirp4netns (default), none or host."),
+                     help="slirp4netns[:OPTS] (default), none, host, container:NAME or a "
+                          "network's name."),
         click.option("-v", "--volume", multiple=True, help="SRC:DEST[:ro] bind or volume."),
         click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=,target=."),
         click.option("--tmpfs", multiple=True, help="PATH[:size=,mode=] tmpfs mount."),
@@ -60,7 +61,7 @@ def _run_options(f):
                      help="[hostip:][hostport:]containerport[/proto] to publish."),
         click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port."),
         click.option("--network-alias", multiple=True,
-                     help="Alias on a user-defined network (not supported yet)."),
+                     help="Another name on a user-defined network."),
         click.option("--pull", type=click.Choice(["missing", "always", "never", "newer"]),
                      default="missing", help="When to pull the image."),
         click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
@@ -78,9 +79,6 @@ def _make_options(kw: dict):
 
     if kw.get("hostname") is not None and not kw["hostname"]:
         raise InvalidArgument("--hostname must not be empty")
-    if kw.get("network_alias"):
-        raise InvalidArgument("--network-alias needs a user-defined network, which containers "
-                              "cannot join yet", "drop --network-alias")
     return RunOptions(
         image=kw["image"], command=list(kw["command"]), name=kw["name"],
         entrypoint=kw["entrypoint"], env=list(kw["env"]), env_files=list(kw["env_file"]),
@@ -91,7 +89,8 @@ def _make_options(kw: dict):
         ulimits=list(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],
         network=kw["network"], volumes=list(kw["volume"]), pull=kw["pull"],
         memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
-        tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"])
+        tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
+        network_aliases=list(kw["network_alias"]))
 
 
 @click.command(context_settings=_RUN_CTX)

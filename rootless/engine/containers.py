@@ -248,11 +248,15 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     from rootless.engine import mounts, netwire
 
     # Checked before anything is made: mounts, network, published ports (allocated here).
-    mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
-                             image_config=image.config)
-    _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
-                                    publish_all=opts.publish_all, image_config=image.config,
-                                    userns=opts.userns)
+    try:
+        mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
+                                 image_config=image.config)
+        _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
+                                        publish_all=opts.publish_all, image_config=image.config,
+                                        userns=opts.userns, aliases=opts.network_aliases)
+    except BaseException:
+        netwire.abandon(opts.network)
+        raise
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
     cid = os.urandom(32).hex()
@@ -283,7 +287,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         options = {"rm": opts.rm, "tty": opts.tty, "interactive": opts.interactive,
                    "network": opts.network, "userns": opts.userns or "",
                    "volumes": opts.volumes, "init": opts.init,
-                   "ports": [m.to_dict() for m in port_maps],
+                   "ports": [m.to_dict() for m in port_maps], "aliases": opts.network_aliases,
                    "exposed": list((image.config.get("config") or {}).get("ExposedPorts") or {})}
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):
@@ -305,6 +309,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         mount_plan.undo()
+        netwire.abandon(opts.network)
         raise
     return lookup(cid)
 
@@ -323,13 +328,14 @@ def _launch(c_options: dict, maps, wiring, early=None):
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
 
-    try:  # --network container:NAME: its pid 1 (which must run)
+    try:  # --network container:NAME: its pid 1 (which must run); --network NAME: holder
         join_pid = netwire.join_pid(c_options.get("network"))
+        holder = netwire.holder_for(c_options.get("network"))
     except BaseException:
         if early is not None:
             early.kill()
         raise
-    return Launch(maps=maps, backend=rootfs.default_backend(), join_pid=join_pid,
+    return Launch(maps=maps, backend=rootfs.default_backend(), join_pid=join_pid, holder=holder,
                   namespaces=_namespaces(c_options.get("network", "slirp4netns")),
                   stdio=wiring.stdio, terminal=wiring.tty, early=early)
 
@@ -371,7 +377,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         from rootless.engine import netwire
 
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
-        s = netwire.start(c.options, sandbox_pid, sock)  # slirp4netns + published ports
+        s = netwire.start(c.options, sandbox_pid, sock, c)  # slirp4netns/veth + ports
         if s is not None:
             slirp.append(s)
 
@@ -654,6 +660,9 @@ def _remove_files(c: Container, *, volumes: bool = False) -> None:
     with _db() as conn, catalog.transaction(conn):
         conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
     mounts.release(c.id, remove_anonymous=volumes)
+    from rootless.engine import netwire
+
+    netwire.forget(c.id, c.options)
     _rmtree(c.dir)
     sock = paths.runtime_dir() / f"slirp-{c.short_id}.sock"
     try:

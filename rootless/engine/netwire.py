@@ -44,16 +44,20 @@ def join_pid(network: str | None) -> int | None:
 
 
 def plan(*, network: str | None, publish: list[str], publish_all: bool,
-         image_config: dict, userns: str | None = None) -> tuple[object, list]:
+         image_config: dict, userns: str | None = None,
+         aliases: list[str] | None = None) -> tuple[object, list]:
     """(NetworkMode, [PortMapping]) for a new container. Raises before anything starts on a
     malformed or unusable network/port, a host port in use or below the unprivileged start."""
     from rootless.network import modes, ports
 
     mode = modes.parse_network(network)
     if mode.kind == "bridge":
-        raise InvalidArgument(
-            f"--network {mode.name}: user-defined networks cannot be joined by containers yet",
-            "use the default network (slirp4netns) and -p to publish ports")
+        from rootless.engine import networks
+
+        networks.inspect(mode.name)  # NotFound: no such network
+    elif aliases:
+        raise InvalidArgument("--network-alias is only for user-defined networks",
+                              "use it with --network NAME (rl network create NAME)")
     if mode.kind == "container":
         _target(mode.name, userns or "")
     exposed = list((image_config.get("config") or {}).get("ExposedPorts") or {})
@@ -73,12 +77,15 @@ def mappings_of(options: dict) -> list:
     return [PortMapping.from_dict(p) for p in options.get("ports") or []]
 
 
-def start(options: dict, sandbox_pid: int, api_socket: str):
+def start(options: dict, sandbox_pid: int, api_socket: str, container=None):
     """In the monitor, once the sandbox's net namespace exists: slirp4netns and every
-    published port (all or nothing). Returns the Slirp to stop, or None."""
+    published port (all or nothing), or the veth on a user-defined network. Returns what
+    to stop() when the container ends, or None."""
     from rootless.network import ports, slirp
 
     mode = mode_of(options.get("network"))
+    if mode.kind == "bridge":
+        return _Endpoint.attach(container, mode.name, sandbox_pid)
     if mode.kind != "slirp4netns":
         return None
     s = slirp.start(sandbox_pid, api_socket=api_socket,
@@ -96,7 +103,7 @@ def files(network: str | None, hostname: str) -> dict[str, str]:
     from rootless.network import etcfiles
 
     mode = mode_of(network)
-    if mode.kind == "slirp4netns":
+    if mode.kind in ("slirp4netns", "bridge"):  # bridge: the holder's slirp4netns DNS
         search, opts = etcfiles.host_search_options()
         return {"hosts": etcfiles.hosts(hostname, cidr=mode.cidr),
                 "hostname": hostname + "\n",
@@ -138,3 +145,101 @@ def inspect_settings(options: dict, exposed: list[str]) -> dict:
         addrs = etcfiles.slirp_addresses(mode.cidr)
         settings.update({"IPAddress": addrs["container"], "Gateway": addrs["gateway"]})
     return settings
+
+
+# -- user-defined networks ----------------------------------------------------------------
+
+def holder_for(network: str | None):
+    """The running network holder for `--network NAME` (started if needed), None for the
+    other modes. Called before the sandbox forks: its user namespace goes under the
+    holder's."""
+    if mode_of(network).kind != "bridge":
+        return None
+    from rootless.engine import networks
+    from rootless.network.holder import Holder
+
+    networks.inspect(mode_of(network).name)
+    return Holder.ensure(networks.holder_state_file(), slirp_socket=networks.holder_slirp_socket())
+
+
+def abandon(network: str | None) -> None:
+    """A container that will not exist after all: stop the holder if nothing uses it."""
+    if mode_of(network).kind != "bridge":
+        return
+    from rootless.engine import networks
+    from rootless.store import catalog
+
+    with catalog.session() as conn:
+        networks._holder_cleanup(conn)
+
+
+def forget(container_id: str, options: dict) -> None:
+    """`rl rm`: the endpoints a container still holds (its monitor was killed) go."""
+    if mode_of(options.get("network")).kind == "bridge":
+        from rootless.engine import networks
+
+        networks.release(container_id)
+        _rewrite_hosts(container_id)
+
+
+class _Endpoint:
+    """A running container's place on a user-defined network: address reserved, veth
+    attached, ports published, /etc/hosts of every member rewritten; stop() undoes it."""
+
+    def __init__(self, container) -> None:
+        self.container = container
+
+    @classmethod
+    def attach(cls, c, network: str, pid: int) -> _Endpoint:
+        from rootless.engine import networks
+
+        ep = cls(c)
+        networks.reserve_endpoint(network, c.id, c.name, c.options.get("aliases") or [])
+        try:
+            networks.attach(c.id, pid)
+            maps = mappings_of(c.options)
+            if maps:
+                networks.publish(c.id, maps)
+            _rewrite_hosts(c.id)
+        except BaseException:
+            ep.stop()
+            raise
+        return ep
+
+    def stop(self) -> None:
+        from rootless.engine import networks
+
+        networks.release(self.container.id)
+        _rewrite_hosts(self.container.id)
+
+
+def _rewrite_hosts(container_id: str) -> None:
+    """/etc/hosts of `container_id` (if attached) and of every container sharing a network
+    with it: each lists the others by name and alias. Rewritten in place: the file is
+    bind-mounted, a rename would not be seen."""
+    from rootless.engine import containers, networks
+    from rootless.errors import NotFound
+    from rootless.network import etcfiles
+    from rootless.store import catalog
+
+    with catalog.session() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT e.container_id, e.ip, e.aliases FROM network_endpoints e WHERE "
+            "e.network_id IN (SELECT network_id FROM network_endpoints WHERE container_id=?)"
+            " OR e.container_id=?", (container_id, container_id)).fetchall()
+    import json
+
+    for row in rows:
+        try:
+            c = containers.lookup(row["container_id"])
+        except NotFound:
+            continue
+        hostname = (c.dir / "hostname").read_text().strip() or c.short_id
+        text = etcfiles.hosts(hostname, container_ip=row["ip"],
+                              aliases=[c.name, *json.loads(row["aliases"])],
+                              extra=networks.hosts_entries(c.id))
+        try:
+            with open(c.dir / "hosts", "w") as f:
+                f.write(text)
+        except OSError:
+            pass

@@ -62,6 +62,7 @@ class RunOptions:
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs
     publish: list[str] = field(default_factory=list)  # -p
     publish_all: bool = False  # -P
+    network_aliases: list[str] = field(default_factory=list)  # --network-alias
     pull: str = "missing"
     memory: str | None = None
     cpus: str | None = None

@@ -1,4 +1,6 @@
-"""`--network container:NAME`: a new container in the network namespace of another.
+"""`--network container:NAME` and `--network NAME`: user namespaces joined or nested.
+
+`--network container:NAME`: a new container in the network namespace of another.
 
 Rootless, the other container's network namespace belongs to its user namespace, and only
 a process with CAP_SYS_ADMIN there may join it: the owner (the user) gets that by joining
@@ -26,3 +28,14 @@ def join_user_and_net(pid: int) -> None:
         for fd, _ in fds:
             os.close(fd)
     sc.unshare(sc.CLONE_NEWNS)
+
+
+def nest_under(pid: int) -> None:
+    """`--network NAME`: the container's user namespace made as a child of pid's (the
+    network holder's), so that the holder may move a veth into its net namespace."""
+    fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(fd, sc.CLONE_NEWUSER)
+    finally:
+        os.close(fd)
+    sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
