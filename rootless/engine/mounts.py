@@ -60,8 +60,13 @@ class MountPlan:
                         if not req.create_source:
                             raise InvalidArgument(f"bind source path {source} does not exist",
                                                   "create it first, or use -v, which does")
-                        os.makedirs(source, exist_ok=True)
-                        # Docker creates a missing -v source dir, and so do we.
+                        try:  # Docker creates a missing -v source dir, and so do we
+                            os.makedirs(source, exist_ok=True)
+                        except OSError as exc:
+                            raise InvalidArgument(
+                                f"bind source path {source} does not exist and cannot be "
+                                f"created: {exc.strerror}",
+                                "create it first, or give a path you may write") from None
                 else:
                     name = req.source
                     if name is None:
