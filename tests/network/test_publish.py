@@ -197,3 +197,31 @@ def test_network_container_shares_the_other_containers_namespace_and_ports(rlc):
     r = rlc("run", "--rm", "--network", "container:web", rlc.busybox, "true")
     assert r.returncode == 125 and "not running" in r.stderr
     assert len(ok(rlc, "ps", "-aq").stdout.split()) == 1  # only web: nothing was made
+
+
+def _host_address() -> str | None:
+    """A non-loopback IPv4 address of this host (a client from it is not rewritten)."""
+    import subprocess
+
+    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        addr = line.split()[3].split("/")[0]
+        if not addr.startswith("127."):
+            return addr
+    return None
+
+
+def test_published_port_keeps_the_clients_source_address(rlc):
+    addr = _host_address()
+    if addr is None:
+        pytest.skip("this host has no non-loopback IPv4 address")
+    port = free_port()
+    cgi = ("mkdir -p /www/cgi-bin; printf '#!/bin/sh\\necho Content-Type: text/plain\\n"
+           "echo\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/addr; chmod 755 /www/cgi-bin/addr;"
+           " exec httpd -f -p 80 -h /www")
+    ok(rlc, "run", "-d", "-p", f"{port}:80", rlc.voltest, "sh", "-c", cgi)
+    fetch(port)
+    with urllib.request.urlopen(f"http://{addr}:{port}/cgi-bin/addr", timeout=10) as r:
+        seen = r.read().decode().strip()
+    # busybox httpd listens dual-stack: an IPv4 client shows as [::ffff:A.B.C.D]
+    assert seen.strip("[]").removeprefix("::ffff:") == addr
