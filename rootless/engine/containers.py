@@ -805,7 +805,7 @@ def _mounts_of(spec: dict, bundle: str) -> list[dict]:
 def _network_settings(c: Container, spec: dict) -> dict:
     from rootless.engine import netwire
 
-    return netwire.inspect_settings(c.options, c.options.get("exposed") or [])
+    return netwire.inspect_settings(c.options, c.options.get("exposed") or [], c.id)
 
 
 def _iso(t: float | None) -> str:

@@ -126,7 +126,7 @@ def ps_ports(options: dict) -> str:
     return ports.format_ps(mappings_of(options))
 
 
-def inspect_settings(options: dict, exposed: list[str]) -> dict:
+def inspect_settings(options: dict, exposed: list[str], container_id: str = "") -> dict:
     """NetworkSettings in Docker's shape: Ports maps "80/tcp" to its host bindings, or
     None for an exposed port that is not published."""
     out: dict = {}
@@ -144,6 +144,22 @@ def inspect_settings(options: dict, exposed: list[str]) -> dict:
 
         addrs = etcfiles.slirp_addresses(mode.cidr)
         settings.update({"IPAddress": addrs["container"], "Gateway": addrs["gateway"]})
+    elif mode.kind == "bridge":  # while it runs: its endpoint on the network
+        import json
+
+        from rootless.store import catalog
+
+        with catalog.session() as conn:
+            rows = conn.execute(
+                "SELECT n.name, n.gateway, n.subnet, e.ip, e.aliases FROM network_endpoints e"
+                " JOIN networks n ON n.id=e.network_id WHERE e.container_id=?",
+                (container_id,)).fetchall()
+        settings["Networks"] = {
+            r["name"]: {"IPAddress": r["ip"], "Gateway": r["gateway"],
+                        "IPPrefixLen": int(r["subnet"].split("/")[1]),
+                        "Aliases": json.loads(r["aliases"])} for r in rows}
+        if rows:
+            settings.update({"IPAddress": rows[0]["ip"], "Gateway": rows[0]["gateway"]})
     return settings
 
 

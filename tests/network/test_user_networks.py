@@ -29,6 +29,8 @@ def test_containers_reach_each_other_by_name_and_alias_only_on_their_network(rlc
     port = free_port()
     ok(rlc, "run", "-d", "--name", "web", "--network", "neta", "--network-alias", "www",
        "-p", f"127.0.0.1:{port}:80", rlc.voltest)
+    nets = json.loads(ok(rlc, "inspect", "web").stdout)[0]["NetworkSettings"]["Networks"]
+    assert nets["neta"]["IPAddress"] == "10.89.71.2" and nets["neta"]["Aliases"] == ["www"]
     hosts = ok(rlc, "exec", "web", "cat", "/etc/hosts").stdout
     assert any(line.startswith("10.89.71.2\t") and line.endswith(" web www")
                for line in hosts.splitlines())
