@@ -381,9 +381,12 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         if s is not None:
             slirp.append(s)
 
+    forwarder = monitor.Forwarder()
+    forwarder.install()
     try:
         launch.start(c.dir, before_go=before_go)
     except RlError as exc:
+        forwarder.restore()
         for s in slirp:
             s.stop()
         _set_exited(c, exc.exit_code)
@@ -401,8 +404,9 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     try:
         code = monitor.run_loop(launch, wiring, log_path=str(c.dir / "ctr.log") if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
-                                send_signal=send)
+                                send_signal=send, forwarder=forwarder)
     finally:
+        forwarder.restore()
         for s in slirp:
             s.stop()
     if not c.options.get("rm"):  # otherwise the row is about to go

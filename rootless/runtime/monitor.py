@@ -73,8 +73,31 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
+class Forwarder:
+    """Catches the signals to forward from before the container starts (a SIGTERM that
+    arrives while it is being set up must not kill the monitor), queued until run_loop."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.old: dict = {}
+
+    def install(self) -> None:
+        for sig in FORWARDED:
+            with contextlib.suppress(ValueError, OSError):
+                self.old[sig] = signal.signal(sig, self._on)
+
+    def _on(self, signum, frame) -> None:
+        self.pending.append(signum)
+
+    def restore(self) -> None:
+        for sig, handler in self.old.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
+        self.old = {}
+
+
 def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
-             interactive: bool, send_signal) -> int:
+             interactive: bool, send_signal, forwarder: Forwarder | None = None) -> int:
     """Until the container exits: copy, log, forward. Returns Docker's exit code."""
     log = Writer(log_path) if log_path else None
     sources: dict[int, str] = {}
@@ -91,7 +114,7 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
     old_tty = None
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
-    pending: list[int] = []
+    pending: list[int] = forwarder.pending if forwarder is not None else []
 
     def on_signal(signum, frame):
         if signum == signal.SIGWINCH:
