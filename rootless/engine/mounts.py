@@ -42,7 +42,9 @@ class MountPlan:
         from rootless.store import catalog
         from rootless.store import volumes as store
 
-        out = []
+        out: list[dict] = []
+        if not self.requests:  # the usual `rl run`: no catalog work at all
+            return out
         with catalog.session() as conn:
             for req in self.requests:
                 if req.type == "tmpfs":
@@ -135,6 +137,10 @@ def release(container_id: str, *, remove_anonymous: bool) -> None:
     from rootless.store import volumes as store
 
     with catalog.session() as conn:
+        rows = conn.execute("SELECT volume, anonymous FROM container_volumes WHERE "
+                            "container_id = ?", (container_id,)).fetchall()
+        if not rows:  # no write lock taken for a container without volumes
+            return
         with catalog.transaction(conn):
             rows = conn.execute("SELECT volume, anonymous FROM container_volumes WHERE "
                                 "container_id = ?", (container_id,)).fetchall()

@@ -207,8 +207,13 @@ class _Endpoint:
 
     @classmethod
     def attach(cls, c, network: str, pid: int) -> _Endpoint:
+        import gc
+
         from rootless.engine import networks
 
+        # engine.networks leaves its connections to the collector: collect them here, not
+        # in a helper the holder forks from us (a sqlite connection must not cross a fork)
+        gc.collect()
         ep = cls(c)
         networks.reserve_endpoint(network, c.id, c.name, c.options.get("aliases") or [])
         try:

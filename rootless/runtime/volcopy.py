@@ -55,14 +55,17 @@ def copy_up(rootfd: int, target: str, volume_dir: str) -> bool:
                 src, dst = os.path.join(dirpath, name), os.path.join(dst_dir, name)
                 st = os.lstat(src)
                 if stat.S_ISLNK(st.st_mode):  # os.walk lists a symlink to a dir as a dir
-                    os.symlink(os.readlink(src), dst)
-                    _meta(dst, st)
+                    if not os.path.lexists(dst):
+                        os.symlink(os.readlink(src), dst)
+                        _meta(dst, st)
                     dirnames.remove(name)
                     continue
-                os.mkdir(dst, 0o700)
+                os.makedirs(dst, 0o700, exist_ok=True)  # exists: another container copies too
             for name in filenames:
                 src, dst = os.path.join(dirpath, name), os.path.join(dst_dir, name)
                 st = os.lstat(src)
+                if os.path.lexists(dst):  # two containers copying into one new volume
+                    continue
                 if stat.S_ISLNK(st.st_mode):
                     os.symlink(os.readlink(src), dst)
                 elif stat.S_ISREG(st.st_mode):
