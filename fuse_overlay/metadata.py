@@ -15,9 +15,25 @@ containers/storage writes and fuse-overlayfs reads, so layers are interchangeabl
   present it overrides the file type on disk: device nodes, fifos and sockets from an image
   are stored as empty regular files (a plain user cannot mknod) and presented as what they are.
 
-A file without the xattr is presented with uid 0, gid 0 (the on-disk owner is the user, who
-is root in the container) and its on-disk mode. User xattrs cannot be set on symlinks on
-Linux: symlinks are always presented as owned by 0:0, mode 0777.
+A file without the xattr is presented with its on-disk owner and mode as the mounting
+process sees them. fuse_overlay is mounted inside the container's user namespace, where the
+user who owns the layers is uid 0: with a single id mapping every file the user wrote shows
+as 0:0 (ids that are not mapped show as the overflow id 65534); with a full subuid mapping a
+file really chowned to a mapped id shows as that id. When the xattr is present it wins, always.
+User xattrs cannot be set on symlinks on Linux: a symlink shows its on-disk owner (0:0 for the
+user's own) and mode 0777, and chown of a symlink is done on disk when the id is mapped and
+otherwise silently ignored.
+
+chown and chmod inside the mount are recorded in the xattr of the upper copy (so they work
+with a single id mapping); a file created by a non-zero uid gets the xattr too. With the mount
+option `realchown` fuse_overlay also changes the on-disk owner when the id is mapped; the
+xattr stays authoritative. Copy-up keeps what a file showed: when the upper copy would show a
+different owner or mode than the lower file did, the xattr is written on the copy.
+
+Other xattrs: a file's xattrs outside `user.*` (security.capability, trusted.*, ...) that a
+plain user cannot set are stored as `user.containers.override_<name>` (the store does so when
+it unpacks a layer; fuse_overlay when setting the real name is refused) and shown through the
+mount under <name>; the prefixed names themselves are not visible.
 
 Whiteouts: a lower or upper layer hides NAME of the layers below with either
 - an entry `.wh.NAME` (any type; the OCI image-spec form, which the store keeps as is), or
@@ -25,7 +41,13 @@ Whiteouts: a lower or upper layer hides NAME of the layers below with either
 A directory is opaque (hides everything below it) when it holds an entry `.wh..wh..opq`,
 or carries the xattr `user.overlay.opaque` or `trusted.overlay.opaque` with value "y".
 fuse_overlay writes the `.wh.` forms in the upper dir, since a plain user cannot create
-0/0 device nodes outside a user namespace it owns.
+0/0 device nodes outside a user namespace it owns: unlink/rmdir/rename-away of a name that a
+lower layer holds creates an empty regular file `.wh.NAME` beside it; a directory created
+where a lower layer had the name (or a directory renamed into place) gets an empty file
+`.wh..wh..opq` inside. Kernel overlayfs writes the other forms (char 0/0 at NAME, the opaque
+xattr); both read either. Names starting with `.wh.` are not visible in the mount and cannot
+be created through it (EPERM). xattrs `user.overlay.*`, `trusted.overlay.*` and the override
+xattr are not visible through the mount.
 """
 
 from __future__ import annotations
@@ -35,6 +57,7 @@ import stat
 from dataclasses import dataclass
 
 OVERRIDE_XATTR = "user.containers.override_stat"
+XATTR_OVERRIDE_PREFIX = "user.containers.override_"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
@@ -90,7 +113,10 @@ class Override:
 def read_override(path: str | int, *, follow_symlinks: bool = False) -> Override | None:
     """The override recorded on `path` (a path or an open fd), or None."""
     try:
-        raw = os.getxattr(path, OVERRIDE_XATTR, follow_symlinks=follow_symlinks)
+        if isinstance(path, int):
+            raw = os.getxattr(path, OVERRIDE_XATTR)
+        else:
+            raw = os.getxattr(path, OVERRIDE_XATTR, follow_symlinks=follow_symlinks)
     except OSError:
         return None
     try:
@@ -110,3 +136,49 @@ def is_whiteout_name(name: str) -> bool:
 def whiteout_target(name: str) -> str:
     """For `.wh.NAME`, the NAME it hides."""
     return name[len(WHITEOUT_PREFIX):]
+
+
+INTERNAL_XATTRS = (b"user.overlay.", b"trusted.overlay.", XATTR_OVERRIDE_PREFIX.encode())
+
+
+def is_internal_xattr(name: bytes) -> bool:
+    """xattrs that carry the layer format and are hidden from the mount's users."""
+    return name.startswith(INTERNAL_XATTRS)
+
+
+def stored_xattr_name(name: bytes) -> bytes:
+    """Where a non-`user.*` xattr is kept when the disk refuses its real name."""
+    return XATTR_OVERRIDE_PREFIX.encode() + name
+
+
+def shown_xattr_name(stored: bytes) -> bytes | None:
+    """The name shown for a stored one, or None when it is not shown at all."""
+    prefix = XATTR_OVERRIDE_PREFIX.encode()
+    if stored.startswith(prefix):
+        stored = stored[len(prefix):]
+        if stored == b"stat" or stored.startswith(b"user."):
+            return None
+    elif is_internal_xattr(stored):
+        return None
+    if stored.startswith(b"trusted."):
+        return None  # the kernel lets no process in a user namespace read them
+    return stored
+
+
+def is_whiteout_device(st: os.stat_result) -> bool:
+    """The kernel overlayfs whiteout form: a character device 0/0."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque_dir(path: bytes | str) -> bool:
+    """Whether the directory at `path` hides everything of the layers below it."""
+    marker = os.path.join(path, OPAQUE_MARKER.encode() if isinstance(path, bytes) else OPAQUE_MARKER)
+    if os.path.lexists(marker):
+        return True
+    for name in OPAQUE_XATTRS:
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return False

@@ -240,8 +240,6 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     _check_unsupported(opts)
     if opts.name is not None:
         _validate_name(opts.name)
-    if opts.tty and opts.detach is False and opts.interactive is False:
-        pass
     from rootless.engine import images
 
     image = images.ensure_image(opts.image, pull=opts.pull)

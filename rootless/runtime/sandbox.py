@@ -13,6 +13,9 @@
     Launch.wait() <------------------------ "X <wait status>" when pid 1 exits; unmount;
                                             stop the server; exit
 
+Debugging: RL_TRACE=FILE appends timestamped steps of every process of a start (where the
+time goes); RL_DEBUG=FILE appends the traceback of a sandbox that failed.
+
 Every process below the monitor has PR_SET_PDEATHSIG=SIGKILL: if the monitor dies, the
 sandbox dies, and with it pid 1 (so the whole pid namespace) and the fuse server; nothing
 is left mounted or running. Fork happens before any thread exists anywhere in this chain.

@@ -65,3 +65,26 @@ def test_unknown_container(rl):
     for cmd in (["stop", "nope"], ["rm", "nope"], ["logs", "nope"], ["exec", "nope", "true"],
                 ["inspect", "nope"], ["kill", "nope"], ["start", "nope"]):
         one_error_line(rl(*cmd), "nope")
+
+
+@pytest.mark.rootless
+def test_newuidmap_failure_has_its_own_message_and_fix():
+    import subprocess
+
+    from rootless.errors import RlError
+    from rootless.runtime import userns
+
+    maps = userns.plan(warn=False)
+    if not maps.subordinate:
+        pytest.skip("the test user has no subordinate range")
+    # a process that has not unshared a user namespace: newuidmap must refuse it
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(RlError) as info:
+            userns.write(proc.pid, maps)
+        text = str(info.value)
+        assert text.startswith("newuidmap failed:") or text.startswith("newgidmap failed:")
+        assert "setuid root" in text and "/etc/subuid" in text
+    finally:
+        proc.kill()
+        proc.wait()
