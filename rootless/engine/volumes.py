@@ -137,6 +137,8 @@ def import_(name: str, tar_path: str) -> None:
 
     if tar_path != "-" and not os.path.isfile(tar_path):
         raise InvalidArgument(f"cannot read {tar_path}: no such file")
+    with catalog.session() as conn:
+        existed = store.find(conn, name) is not None
     vol = ensure(name)
     root = os.path.realpath(vol.mountpoint)
 
@@ -159,6 +161,11 @@ def import_(name: str, tar_path: str) -> None:
     try:
         code = userns.run_in_userns(child)
     except OSError as exc:
-        raise RlError(f"importing into volume {name} failed: {exc}") from exc
+        code, error = 125, exc
+    else:
+        error = None
     if code != 0:
-        raise RlError(f"importing into volume {name} failed", "see the error above")
+        if not existed:  # a failed import leaves no volume behind that it made
+            remove([name], force=True)
+        raise RlError(f"importing into volume {name} failed" + (f": {error}" if error else ""),
+                      "see the error above")

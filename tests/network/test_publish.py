@@ -225,3 +225,14 @@ def test_published_port_keeps_the_clients_source_address(rlc):
         seen = r.read().decode().strip()
     # busybox httpd listens dual-stack: an IPv4 client shows as [::ffff:A.B.C.D]
     assert seen.strip("[]").removeprefix("::ffff:") == addr
+
+
+def test_ports_allocated_at_create_are_forwarded_at_every_start(rlc):
+    port = free_port()
+    ok(rlc, "create", "--name", "later", "-p", f"127.0.0.1:{port}:80", rlc.voltest)
+    assert ok(rlc, "port", "later").stdout == f"80/tcp -> 127.0.0.1:{port}\n"
+    assert refused(port)  # nothing listens before the container runs
+    ok(rlc, "start", "later")
+    assert fetch(port) == "hello from rl\n"
+    ok(rlc, "restart", "-t", "1", "later")
+    assert fetch(port) == "hello from rl\n"

@@ -224,3 +224,18 @@ def test_volume_export_and_import_keep_subordinate_owners(rlc, tmp_path):
     assert r.stdout == "b\n"
     ok(rlc, "volume", "rm", "src", "copy")
     assert not (rlc.data_dir / "volumes" / "copy").exists()
+
+
+def test_volume_import_refuses_members_outside_the_volume(rlc, tmp_path):
+    import io
+
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"bad\n"))
+    r = rlc("volume", "import", "target", str(archive))
+    assert r.returncode != 0 and "../escaped.txt" in r.stderr
+    assert not (rlc.data_dir / "volumes" / "target" / "escaped.txt").exists()
+    assert not (rlc.data_dir / "volumes" / "escaped.txt").exists()
+    assert ok(rlc, "volume", "ls", "-q").stdout == ""  # the volume it made is gone again
