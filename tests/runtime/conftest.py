@@ -85,15 +85,54 @@ def layer_store(tmp_path_factory):
     return json.loads((data / standin.INDEX).read_text())
 
 
+def real_image_store() -> bool:
+    """Is the image store (rootless.engine.images) part of this tree?"""
+    try:
+        return importlib.util.find_spec("rootless.engine.images") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class RealRunner(Runner):
+    """The `rl` console script itself, with the images pulled from the test registry."""
+
+    def __call__(self, *args, check=False, input=None, timeout=60, env=None, text=True):
+        return users.RlRunner.__call__(self, *args, check=check, input=input,
+                                       timeout=timeout, env=env, text=text)
+
+    def argv(self, *args) -> list[str]:
+        return [users.rl_executable(), *args]
+
+
+REGISTRIES_CONF = """
+unqualified-search-registries = ["docker.io"]
+[[registry]]
+prefix = "docker.io/library"
+location = "{host}"
+"""
+
+
 @pytest.fixture
-def rl(tmp_path, layer_store):
+def rl(request, tmp_path):
     root = tmp_path / "rl"
     for sub in ("data", "config", "run"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "run", 0o700)
-    runner = Runner(root, extra_env={"RL_ROOTFS_BACKEND": rootfs_backend()})
-    runner.data_dir.mkdir(parents=True, exist_ok=True)
-    (runner.data_dir / standin.INDEX).write_text(json.dumps(layer_store))
+    # the default start path, with the warm zygote (stopped by cleanup)
+    extra = {"RL_ROOTFS_BACKEND": rootfs_backend(), "RL_FUSE_ZYGOTE": "1"}
+    if real_image_store():
+        registry = request.getfixturevalue("registry")
+        runner = RealRunner(root, extra_env=extra)
+        runner.config_dir.mkdir(parents=True, exist_ok=True)
+        (runner.config_dir / "registries.conf").write_text(
+            REGISTRIES_CONF.format(host=registry.host))
+        runner("pull", "-q", "busybox", check=True)
+        runner("pull", "-q", "layered", check=True)
+    else:  # before the image store was merged: tests/runtime/standin.py
+        layer_store = request.getfixturevalue("layer_store")
+        runner = Runner(root, extra_env=extra)
+        runner.data_dir.mkdir(parents=True, exist_ok=True)
+        (runner.data_dir / standin.INDEX).write_text(json.dumps(layer_store))
     yield runner
     runner.cleanup()
 
@@ -115,7 +154,7 @@ def rl_nosub(layer_store):
     base = users.make_nosub_runner()
     runner = Runner(base.root, prefix=base.prefix,
                     extra_env={"HOME": f"/home/{users.NOSUB_USER}", "XDG_RUNTIME_DIR": None,
-                               "RL_ROOTFS_BACKEND": rootfs_backend()})
+                               "RL_ROOTFS_BACKEND": rootfs_backend(), "RL_FUSE_ZYGOTE": "1"})
     runner.env.pop("XDG_RUNTIME_DIR", None)
     data = str(runner.data_dir)
     script = INSTALL_AS_NOSUB.format(repo=str(HERE.parents[1]), data=data)

@@ -23,7 +23,10 @@ def one_error_line(r, *words):
 
 
 def test_unknown_image(rl):
-    one_error_line(rl("run", "--rm", "no-such-image:1"), "no-such-image")
+    r = rl("run", "--rm", "no-such-image:1")
+    assert r.returncode == 125
+    errors = [line for line in r.stderr.splitlines() if line.startswith("rl: error:")]
+    assert len(errors) == 1 and "no-such-image" in errors[0]  # after the pull's progress
     assert_clean(rl)
 
 

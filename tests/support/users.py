@@ -55,6 +55,9 @@ class RlRunner:
             "XDG_DATA_HOME": str(root / "data"),
             "XDG_CONFIG_HOME": str(root / "config"),
             "XDG_RUNTIME_DIR": str(root / "run"),
+            # No warm fuse server zygote (rootless/runtime/zygote.py): it would outlive
+            # the test by its idle timeout. tests/runtime turns it on and stops it.
+            "RL_FUSE_ZYGOTE": "0",
         }
         self.env.update(extra_env or {})
 
