@@ -1,5 +1,6 @@
 """Real containers for the volume and network tests: `rl` (the real command, the real
-image store) with busybox and a test image pulled from the session's `registry` fixture;
+image store) with busybox and a test image pulled from the session's `registry` fixture
+(short names through registries.conf, as tests/runtime does);
 every container and volume a test made is removed afterwards, also when it failed.
 
 Test modules use it with `from tests.volumes.ctr import ctr_images, rlc  # noqa: F401`.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.runtime.conftest import rootfs_backend, stop_zygotes
+from tests.runtime.conftest import REGISTRIES_CONF, rootfs_backend, stop_zygotes
 from tests.support import images, users
 from tests.support.images import Image, TarBuilder, _config
 
@@ -33,8 +34,9 @@ def build_voltest() -> Image:
 
 @pytest.fixture(scope="session")
 def ctr_images(registry):
+    """The registry, with voltest pushed next to the suite's images."""
     registry.push_image("voltest", "latest", build_voltest())
-    return {"busybox": registry.ref("busybox:latest"), "voltest": registry.ref("voltest:latest")}
+    return registry
 
 
 class Ctr(users.RlRunner):
@@ -56,10 +58,14 @@ def rlc(tmp_path, ctr_images):
     root = tmp_path / "rl"
     users.make_runner(root)
     runner = Ctr(root, extra_env={"RL_ROOTFS_BACKEND": rootfs_backend()})
+    # as tests/runtime does: short names resolve to the test registry
+    runner.config_dir.mkdir(parents=True, exist_ok=True)
+    (runner.config_dir / "registries.conf").write_text(
+        REGISTRIES_CONF.format(host=ctr_images.host))
     try:
-        for name, ref in ctr_images.items():
-            runner("pull", "-q", ref, check=True)
-            setattr(runner, name, ref)
+        for name in ("busybox", "voltest"):
+            runner("pull", "-q", name, check=True)
+            setattr(runner, name, name)
         yield runner
     finally:
         runner.cleanup()
