@@ -55,6 +55,9 @@ def plan(*, network: str | None, publish: list[str], publish_all: bool,
         from rootless.engine import networks
 
         networks.inspect(mode.name)  # NotFound: no such network
+        if userns == "keep-id":  # the holder writes the default maps (Holder.write_id_maps)
+            raise InvalidArgument("--userns=keep-id cannot be used with a user-defined "
+                                  "network yet", "drop one of --userns and --network")
     elif aliases:
         raise InvalidArgument("--network-alias is only for user-defined networks",
                               "use it with --network NAME (rl network create NAME)")
