@@ -74,8 +74,9 @@ class Env:
             "XDG_CONFIG_HOME": str(self.rl_root / "config"),
             "XDG_RUNTIME_DIR": str(self.rl_root / "run"),
         }
-        if os.environ.get("RL_ROOTFS_BACKEND"):
-            self.env["RL_ROOTFS_BACKEND"] = os.environ["RL_ROOTFS_BACKEND"]
+        for var in ("RL_ROOTFS_BACKEND", "RL_FUSE_ZYGOTE"):  # RL_FUSE_ZYGOTE=0: cold starts
+            if os.environ.get(var):
+                self.env[var] = os.environ[var]
         self.podman_root = self.tmp / "podman"
         for d in ("data", "config", "run"):
             (self.rl_root / d).mkdir(parents=True)
@@ -262,7 +263,8 @@ def run(report) -> None:
             report.ratio(f"run --rm true ({label})", statistics.median(ours), "podman",
                          statistics.median(theirs), target="<= 1.0")
         memory(e, report)
-        report.note(f"rootfs backend: {e.env.get('RL_ROOTFS_BACKEND', 'fuse_overlay')}; "
+        report.note(f"rootfs backend: {e.env.get('RL_ROOTFS_BACKEND', 'fuse_overlay')}, "
+                    f"zygote {'off' if e.env.get('RL_FUSE_ZYGOTE') == '0' else 'on'}; "
                     f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     finally:
         e.cleanup()

@@ -47,6 +47,8 @@ catalog.register_schema("containers", (
         finished REAL
     )""",
     "CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id)",
+    # container_volumes (which container uses which volume) is the volume store's table:
+    # rootless/store/volumes.py, filled and emptied by rootless/engine/mounts.py
 ))
 
 STOP_TIMEOUT = 10
@@ -269,8 +271,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         for sub in ("upper", "work", "merged"):
             (tmp / sub).mkdir()
         spec = spec_mod.build(image_config=image.config, opts=opts, hostname=hostname,
-                              bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps,
-                              volumes_dir=str(paths.data_dir() / "volumes"))
+                              bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps)
         spec["mounts"] += mount_plan.realize()
         for fname, content in netwire.files(opts.network, hostname).items():
             (tmp / fname).write_text(content)

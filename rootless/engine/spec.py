@@ -138,7 +138,7 @@ def find_init() -> str:
 
 
 def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
-          uid_maps: list[dict], gid_maps: list[dict], volumes_dir: str) -> dict:
+          uid_maps: list[dict], gid_maps: list[dict]) -> dict:
     """The OCI runtime spec for a container. Raises InvalidArgument on bad flags."""
     config = image_config.get("config") or {}
     args = command_of(config, opts)

@@ -288,3 +288,14 @@ def test_pid_1_is_the_command_not_the_host_python(rl):
     exe, nfds = r.stdout.split()
     assert exe in ("/bin/sh", "/bin/busybox")  # hard links of one file: either name
     assert int(nfds) == 3
+
+
+def test_named_volume_persists_and_is_in_use(rl):
+    rl("run", "--name", "writer", "--network", "none", "-v", "data1:/data", "busybox", "sh",
+       "-c", "echo kept > /data/f", check=True)
+    r = run(rl, "-v", "data1:/data:ro", "busybox", "cat", "/data/f")
+    assert r.stdout == "kept\n"
+    r = rl("volume", "rm", "data1")
+    assert r.returncode == 125 and "writer" in r.stderr  # still used by that container
+    rl("rm", "writer", check=True)
+    rl("volume", "rm", "data1", check=True)
