@@ -52,8 +52,16 @@ def _run_options(f):
         click.option("--init", is_flag=True, help="Run a reaper as pid 1."),
         click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
         click.option("--network", "--net", default="slirp4netns",
-                     help="slirp4netns (default), none or host."),
+                     help="slirp4netns[:OPTS] (default), none, host, container:NAME or a "
+                          "network's name."),
         click.option("-v", "--volume", multiple=True, help="SRC:DEST[:ro] bind or volume."),
+        click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=,target=."),
+        click.option("--tmpfs", multiple=True, help="PATH[:size=,mode=] tmpfs mount."),
+        click.option("-p", "--publish", multiple=True,
+                     help="[hostip:][hostport:]containerport[/proto] to publish."),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port."),
+        click.option("--network-alias", multiple=True,
+                     help="Another name on a user-defined network."),
         click.option("--pull", type=click.Choice(["missing", "always", "never", "newer"]),
                      default="missing", help="When to pull the image."),
         click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
@@ -80,7 +88,9 @@ def _make_options(kw: dict):
         cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
         ulimits=list(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],
         network=kw["network"], volumes=list(kw["volume"]), pull=kw["pull"],
-        memory=kw["memory"], cpus=kw["cpus"])
+        memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
+        tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
+        network_aliases=list(kw["network_alias"]))
 
 
 @click.command(context_settings=_RUN_CTX)
@@ -156,11 +166,12 @@ def restart(timeout: int | None, containers: tuple[str, ...]) -> None:
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Stop running containers first.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove their anonymous volumes too.")
 @click.argument("containers", nargs=-1, required=True)
-def rm(force: bool, containers: tuple[str, ...]) -> None:
+def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove containers."""
     for ref in containers:
-        _engine().remove(ref, force=force)
+        _engine().remove(ref, force=force, volumes=volumes)
         click.echo(ref)
 
 
@@ -168,7 +179,7 @@ def _ps_row(c) -> dict:
     return {"Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
             "Command": c.command, "Created": int(c.created), "State": c.state,
             "Status": c.status_text(), "ExitCode": c.exit_code, "Labels": c.labels,
-            "Pid": c.pid or 0}
+            "Pid": c.pid or 0, "Ports": c.options.get("ports") or []}
 
 
 @click.command()
@@ -187,16 +198,17 @@ def ps(all_: bool, quiet: bool, fmt: str | None) -> None:
         return
     if fmt not in (None, "table"):
         raise InvalidArgument(f"unknown format {fmt!r}", "use json or table")
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
     import time
 
     from rootless.engine.containers import _ago
+    from rootless.engine.netwire import ps_ports
 
     for c in cs:
         cmd = " ".join(c.command)
         cmd = cmd if len(cmd) <= 20 else cmd[:17] + "..."
         rows.append((c.short_id, c.image, f'"{cmd}"', _ago(time.time() - c.created) + " ago",
-                     c.status_text(), c.name))
+                     c.status_text(), ps_ports(c.options), c.name))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

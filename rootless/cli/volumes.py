@@ -111,3 +111,38 @@ def prune(all_volumes: bool, force: bool) -> None:
     removed = volumes.prune(all_volumes)
     for name in removed:
         click.echo(name)
+
+
+@volume.command("export")
+@click.argument("name")
+@click.option("--output", "-o", help="Write to a file instead of stdout.")
+def export(name: str, output: str | None) -> None:
+    """Write a volume's content as a tar archive (to stdout)."""
+    import os
+    import sys
+
+    from rootless.engine import volumes
+    from rootless.errors import InvalidArgument
+
+    if output is None and sys.stdout.isatty():
+        raise InvalidArgument("refusing to write a tar archive to a terminal",
+                              "redirect stdout (> file.tar) or use -o FILE")
+    sys.stdout.flush()
+    if output is None:
+        volumes.export(name, 1)
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        volumes.export(name, fd)
+    finally:
+        os.close(fd)
+
+
+@volume.command("import")
+@click.argument("name")
+@click.argument("source")
+def import_(name: str, source: str) -> None:
+    """Unpack a tar archive (a file, or - for stdin) into a volume."""
+    from rootless.engine import volumes
+
+    volumes.import_(name, source)

@@ -47,13 +47,8 @@ catalog.register_schema("containers", (
         finished REAL
     )""",
     "CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id)",
-    # which named volumes a container uses (rootless/store/volumes.py reads it: a volume
-    # in use is not removed)
-    """CREATE TABLE IF NOT EXISTS container_volumes (
-        container TEXT NOT NULL,
-        volume TEXT NOT NULL,
-        PRIMARY KEY (container, volume)
-    )""",
+    # container_volumes (which container uses which volume) is the volume store's table:
+    # rootless/store/volumes.py, filled and emptied by rootless/engine/mounts.py
 ))
 
 STOP_TIMEOUT = 10
@@ -250,6 +245,18 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     from rootless.engine import images
 
     image = images.ensure_image(opts.image, pull=opts.pull)
+    from rootless.engine import mounts, netwire
+
+    # Checked before anything is made: mounts, network, published ports (allocated here).
+    try:
+        mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
+                                 image_config=image.config)
+        _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
+                                        publish_all=opts.publish_all, image_config=image.config,
+                                        userns=opts.userns, aliases=opts.network_aliases)
+    except BaseException:
+        netwire.abandon(opts.network)
+        raise
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
     cid = os.urandom(32).hex()
@@ -265,7 +272,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
             (tmp / sub).mkdir()
         spec = spec_mod.build(image_config=image.config, opts=opts, hostname=hostname,
                               bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps)
-        for fname, content in spec_mod.network_files(opts.network, hostname).items():
+        spec["mounts"] += mount_plan.realize()
+        for fname, content in netwire.files(opts.network, hostname).items():
             (tmp / fname).write_text(content)
         with open(tmp / "config.json", "w") as f:
             json.dump(spec, f, indent=1)
@@ -277,7 +285,9 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         ).save(str(tmp / "rootfs.json"))
         options = {"rm": opts.rm, "tty": opts.tty, "interactive": opts.interactive,
                    "network": opts.network, "userns": opts.userns or "",
-                   "volumes": opts.volumes, "init": opts.init}
+                   "volumes": opts.volumes, "init": opts.init,
+                   "ports": [m.to_dict() for m in port_maps], "aliases": opts.network_aliases,
+                   "exposed": list((image.config.get("config") or {}).get("ExposedPorts") or {})}
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):
             name = opts.name or _new_name(conn)
@@ -291,14 +301,14 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                     " labels, options) VALUES (?,?,?,?,?,?,?,?)",
                     (cid, name, image.id, opts.image, json.dumps(spec["process"]["args"]),
                      time.time(), json.dumps(opts.labels), json.dumps(options)))
-                for vol in filter(None, spec["annotations"].get("io.rl.volumes", "").split(",")):
-                    conn.execute("INSERT OR IGNORE INTO container_volumes VALUES (?, ?)",
-                                 (name, vol))
+                mounts.record(conn, cid, name, mount_plan)
             except BaseException:
                 final.rename(tmp)
                 raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        mount_plan.undo()
+        netwire.abandon(opts.network)
         raise
     return lookup(cid)
 
@@ -307,16 +317,24 @@ def create(opts: RunOptions, *, maps=None) -> Container:
 
 def _namespaces(network: str) -> set[str]:
     kinds = {"pid", "ipc", "uts"}
-    if network != "host":
+    if network != "host" and not network.startswith("container:"):
         kinds.add("network")
     return kinds
 
 
 def _launch(c_options: dict, maps, wiring, early=None):
+    from rootless.engine import netwire
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
 
-    return Launch(maps=maps, backend=rootfs.default_backend(),
+    try:  # --network container:NAME: its pid 1 (which must run); --network NAME: holder
+        join_pid = netwire.join_pid(c_options.get("network"))
+        holder = netwire.holder_for(c_options.get("network"))
+    except BaseException:
+        if early is not None:
+            early.kill()
+        raise
+    return Launch(maps=maps, backend=rootfs.default_backend(), join_pid=join_pid, holder=holder,
                   namespaces=_namespaces(c_options.get("network", "slirp4netns")),
                   stdio=wiring.stdio, terminal=wiring.tty, early=early)
 
@@ -348,23 +366,19 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
            on_started=None) -> int:
     """Start the forked sandbox on c's bundle and monitor it to the end. Returns the exit
     code; raises RlError when the container could not start."""
-    from rootless.runtime import join, monitor, netsetup
+    from rootless.runtime import join, monitor
 
     for fd in wiring.close_after_fork:
         os.close(fd)
     slirp: list = []
 
     def before_go(sandbox_pid: int) -> None:
-        if c.options.get("network", "slirp4netns") == "slirp4netns":
-            sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
-            try:
-                from rootless.network import slirp as net_slirp  # the network branch
-            except ImportError:
-                net_slirp = None
-            if net_slirp is not None and hasattr(net_slirp, "start"):
-                slirp.append(net_slirp.start(sandbox_pid, api_socket=sock))
-            else:
-                slirp.append(netsetup.start_slirp(sandbox_pid, sock))
+        from rootless.engine import netwire
+
+        sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
+        s = netwire.start(c.options, sandbox_pid, sock, c)  # slirp4netns/veth + ports
+        if s is not None:
+            slirp.append(s)
 
     forwarder = monitor.Forwarder()
     forwarder.install()
@@ -440,7 +454,7 @@ def run(opts: RunOptions) -> int | str:
 
         trace("M driven")
         if opts.rm:
-            _remove_files(c)
+            _remove_files(c, volumes=True)
         trace("M removed")
         _warm_up()
 
@@ -494,7 +508,7 @@ def _start_detached(c: Container) -> None:
                 _drive(c, launch, wiring, attach=False, log=True, on_started=started)
             finally:
                 if c.options.get("rm"):
-                    _remove_files(c)
+                    _remove_files(c, volumes=True)
         except BaseException as exc:
             code = exc.exit_code if isinstance(exc, RlError) else 125
             text = str(exc) if isinstance(exc, RlError) else repr(exc)
@@ -546,7 +560,7 @@ def start(ref: str, *, attach: bool = False) -> int | None:
             return _drive(c, launch, wiring, attach=True, log=True)
         finally:
             if c.options.get("rm"):
-                _remove_files(c)
+                _remove_files(c, volumes=True)
     _start_detached(c)
     return None
 
@@ -642,10 +656,16 @@ def restart(ref: str, timeout: int | None = None) -> Container:
 
 # -- remove -------------------------------------------------------------------------------
 
-def _remove_files(c: Container) -> None:
+def _remove_files(c: Container, *, volumes: bool = False) -> None:
+    """Forget and delete the container; `volumes`: its anonymous volumes too (rm -v, --rm)."""
+    from rootless.engine import mounts
+
     with _db() as conn, catalog.transaction(conn):
         conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
-        conn.execute("DELETE FROM container_volumes WHERE container=?", (c.name,))
+    mounts.release(c.id, remove_anonymous=volumes)
+    from rootless.engine import netwire
+
+    netwire.forget(c.id, c.options)
     _rmtree(c.dir)
     sock = paths.runtime_dir() / f"slirp-{c.short_id}.sock"
     try:
@@ -665,14 +685,14 @@ def _rmtree(path: Path) -> None:
         userns.rmtree(str(path))
 
 
-def remove(ref: str, *, force: bool = False) -> Container:
+def remove(ref: str, *, force: bool = False, volumes: bool = False) -> Container:
     c = lookup(ref)
     if c.state == "running":
         if not force:
             raise Conflict(f"container {c.name} is running",
                            "stop it first (rl stop) or use rl rm -f")
         c = stop(c.id, timeout=0)
-    _remove_files(c)
+    _remove_files(c, volumes=volumes)
     return c
 
 
@@ -766,19 +786,29 @@ def inspect(ref: str) -> dict:
             "Labels": c.labels,
             "Tty": spec["process"]["terminal"],
         },
+        "NetworkSettings": _network_settings(c, spec),
         "HostConfig": {"NetworkMode": c.options.get("network"),
                        "AutoRemove": c.options.get("rm"),
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
                        "UsernsMode": c.options.get("userns", "")},
-        "Mounts": [{"Type": "bind", "Source": m["source"], "Destination": m["destination"],
-                    "RW": "ro" not in m.get("options", [])}
-                   for m in spec["mounts"] if m.get("type") == "bind"
-                   and not m["source"].startswith(str(c.dir))],
+        "Mounts": _mounts_of(spec, str(c.dir)),
         "Rootfs": rootfs,
         "LogPath": str(c.dir / "ctr.log"),
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _mounts_of(spec: dict, bundle: str) -> list[dict]:
+    from rootless.engine import mounts
+
+    return mounts.inspect_mounts(spec, bundle)
+
+
+def _network_settings(c: Container, spec: dict) -> dict:
+    from rootless.engine import netwire
+
+    return netwire.inspect_settings(c.options, c.options.get("exposed") or [], c.id)
 
 
 def _iso(t: float | None) -> str:

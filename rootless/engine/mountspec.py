@@ -10,7 +10,6 @@ Targets must be absolute, not `/`, without `..` components or empty parts.
 
 from __future__ import annotations
 
-import csv
 import posixpath
 from dataclasses import dataclass, field
 
@@ -112,6 +111,8 @@ def _bool(value: str, key: str, spec: str) -> bool:
 
 def parse_mount(spec: str) -> MountRequest:
     """One `--mount` value."""
+    import csv  # only here: `rl run` without --mount does not pay for it
+
     try:
         fields = next(csv.reader([spec]))
     except (csv.Error, StopIteration) as exc:

@@ -58,6 +58,11 @@ class RunOptions:
     read_only: bool = False
     network: str = "slirp4netns"
     volumes: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)  # --mount
+    tmpfs: list[str] = field(default_factory=list)  # --tmpfs
+    publish: list[str] = field(default_factory=list)  # -p
+    publish_all: bool = False  # -P
+    network_aliases: list[str] = field(default_factory=list)  # --network-alias
     pull: str = "missing"
     memory: str | None = None
     cpus: str | None = None
@@ -108,37 +113,6 @@ def parse_ulimit(text: str) -> dict:
     return {"type": f"RLIMIT_{name.upper()}", "soft": s, "hard": h}
 
 
-def volume_mounts(volumes: list[str]) -> tuple[list[dict], list[str]]:
-    """`-v` values -> OCI bind mounts, and the names of the volumes they use. Parsing and
-    the volume store are rootless.engine.mountspec and rootless.engine.volumes (named
-    volumes are created on first use, `-v /path` makes an anonymous one)."""
-    from rootless.engine import mountspec
-    from rootless.engine import volumes as volumes_mod
-
-    reqs = [mountspec.parse_volume(v) for v in volumes]
-    mountspec.check_unique_targets(reqs)
-    mounts, names = [], []
-    for req in reqs:
-        if req.type == "bind":
-            src = os.path.abspath(req.source)
-            if not os.path.exists(src):
-                if not req.create_source:
-                    raise InvalidArgument(f"bind source {src} does not exist")
-                try:  # Docker's -v makes a missing host directory
-                    os.makedirs(src)
-                except OSError as exc:
-                    raise InvalidArgument(f"bind source {src} does not exist and cannot be "
-                                          f"created: {exc.strerror}") from None
-        else:
-            vol = volumes_mod.ensure(req.source) if req.source else volumes_mod.create()
-            src = str(vol.mountpoint)
-            names.append(vol.name)
-        options = ["rbind", req.propagation] + (["ro"] if req.readonly else [])
-        mounts.append({"destination": req.target, "type": "bind", "source": src,
-                       "options": options})
-    return mounts, names
-
-
 def command_of(config: dict, opts: RunOptions) -> list[str]:
     if opts.entrypoint is not None:
         import shlex
@@ -182,9 +156,9 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
         raise InvalidArgument(f"unknown capability {exc.args[0]!r}",
                               "use names like NET_ADMIN or CAP_NET_ADMIN") from None
     rlimits = [parse_ulimit(u) for u in opts.ulimits]
-    if opts.network not in NETWORKS:
-        raise InvalidArgument(f"unknown network mode {opts.network!r}",
-                              f"use one of {', '.join(NETWORKS)}")
+    from rootless.network.modes import parse_network
+
+    network_kind = parse_network(opts.network).kind  # every --network form (modes.py)
     user = opts.user if opts.user is not None else (config.get("User") or "")
     annotations = {}
     proc_user: dict = {"uid": 0, "gid": 0}
@@ -195,7 +169,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     if config.get("StopSignal"):
         annotations["io.rl.stop-signal"] = str(config["StopSignal"])
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
-    if opts.network != "host":
+    if network_kind != "host":
         namespaces.append({"type": "network"})
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc",
@@ -214,10 +188,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind",
                        "source": os.path.join(bundle, name), "options": ["rbind", "rprivate"]})
-    extra, volume_names = volume_mounts(opts.volumes)
-    mounts += extra
-    if volume_names:
-        annotations["io.rl.volumes"] = ",".join(volume_names)
+    # -v/--mount/--tmpfs and the image's VOLUMEs: engine/mounts.py adds them to the spec
     if opts.init:
         mounts.append({"destination": "/dev/init", "type": "bind", "source": find_init(),
                        "options": ["bind", "ro"]})

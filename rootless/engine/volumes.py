@@ -6,6 +6,8 @@ rootless/store/volumes.py and raise RlError subclasses for the user's mistakes.
 
 from __future__ import annotations
 
+import os
+
 from rootless.store import catalog
 from rootless.store import volumes as store
 from rootless.store.volumes import Volume
@@ -61,6 +63,7 @@ def remove(names: list[str], force: bool = False) -> list[str]:
                 if not force:
                     raise
                 continue
+            _remove_leftovers(name)
             removed.append(name)
     return removed
 
@@ -73,5 +76,96 @@ def prune(all_volumes: bool = False) -> list[str]:
         for vol in store.list_all(conn):
             if (all_volumes or vol.anonymous) and not store.users(conn, vol.name):
                 store.remove(conn, vol.name)
+                _remove_leftovers(vol.name)
                 removed.append(vol.name)
     return removed
+
+
+def _remove_leftovers(name: str) -> None:
+    """Files a container wrote as a subordinate uid cannot be removed by the user outside
+    the user namespace: remove what store.remove left from inside it."""
+    from rootless.store.volumes import volumes_dir
+
+    path = volumes_dir() / name
+    if path.exists():
+        from rootless.runtime import userns
+
+        userns.rmtree(str(path))
+
+
+def export(name: str, out_fd: int) -> None:
+    """Write the volume's content as a tar stream to `out_fd`. Runs as root of the user
+    namespace, so files that subordinate ids own are read, and the tar records the owners
+    as the container sees them (0 for the user, 1000 for subordinate uid 1000)."""
+    import tarfile
+
+    from rootless.errors import RlError
+    from rootless.runtime import userns
+
+    vol = inspect(name)
+
+    def child() -> int:
+        with os.fdopen(out_fd, "wb", closefd=False) as f, \
+                tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for entry in sorted(os.listdir(vol.mountpoint)):
+                tar.add(os.path.join(vol.mountpoint, entry), arcname=entry,
+                        filter=_numeric_only)
+        return 0
+
+    if userns.run_in_userns(child) != 0:
+        raise RlError(f"exporting volume {name} failed")
+
+
+def _numeric_only(info):
+    info.uname = info.gname = ""
+    return info
+
+
+def _inside(root: str, path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+def import_(name: str, tar_path: str) -> None:
+    """Unpack a tar (a file, or "-" for stdin) into the volume, created if missing, keeping
+    owners and modes (as root of the user namespace). Members that would land outside the
+    volume (absolute, `..`, through a symlink, devices) are refused."""
+    import tarfile
+
+    from rootless.errors import InvalidArgument, RlError
+    from rootless.runtime import userns
+
+    if tar_path != "-" and not os.path.isfile(tar_path):
+        raise InvalidArgument(f"cannot read {tar_path}: no such file")
+    with catalog.session() as conn:
+        existed = store.find(conn, name) is not None
+    vol = ensure(name)
+    root = os.path.realpath(vol.mountpoint)
+
+    def child() -> int:
+        src = open(tar_path, "rb") if tar_path != "-" else os.fdopen(0, "rb", closefd=False)
+        with src, tarfile.open(fileobj=src, mode="r|*") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                target = os.path.join(root, member.name)
+                if member.name.startswith("/") or ".." in parts or member.isdev() \
+                        or not _inside(root, os.path.dirname(target)):
+                    raise InvalidArgument(f"refusing tar member {member.name!r}: it would "
+                                          "land outside the volume")
+                if member.islnk() and not _inside(root, os.path.join(root, member.linkname)):
+                    raise InvalidArgument(f"refusing hard link {member.name!r} to "
+                                          f"{member.linkname!r}")
+                tar.extract(member, root, numeric_owner=True)
+        return 0
+
+    try:
+        code = userns.run_in_userns(child)
+    except OSError as exc:
+        code, error = 125, exc
+    else:
+        error = None
+    if code != 0:
+        if not existed:  # a failed import leaves no volume behind that it made
+            remove([name], force=True)
+        raise RlError(f"importing into volume {name} failed" + (f": {error}" if error else ""),
+                      "see the error above")

@@ -87,6 +87,13 @@ class Holder:
         outside world). SIGTERM to the keeper (`stop()`) ends all three; if the keeper is
         killed outright, the child dies by PR_SET_PDEATHSIG and slirp4netns by its
         --exit-fd. The keeper outlives the rl command that started it."""
+        # Collect garbage first: an unreferenced object holding an fd (a sqlite connection
+        # in a reference cycle) would otherwise be finalized in the keeper or a helper,
+        # after _close_fds_except, and close whatever reused its fd number (seen here: the
+        # answer pipe of a helper, "died without an answer").
+        import gc
+
+        gc.collect()
         r, w = os.pipe()
         keeper = os.fork()
         if keeper == 0:

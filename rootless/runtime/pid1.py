@@ -33,7 +33,7 @@ _FLAGS = {
     "rbind": sc.MS_BIND | sc.MS_REC,
 }
 _IGNORED = {"rw", "private", "rprivate", "slave", "rslave", "shared", "rshared", "exec",
-            "suid", "dev", "relatime", "z", "Z"}
+            "suid", "dev", "relatime", "z", "Z", "rl-copyup"}
 TIOCSCTTY = 0x540E
 TIOCGPTPEER = 0x5441
 TIOCSPTLCK = 0x40045431
@@ -143,6 +143,10 @@ def _mount_one(rootfd: int, m: dict, netns: bool) -> None:
     dest, mtype = m["destination"], m.get("type", "bind")
     flags, data = _parse_options(m.get("options", []))
     if mtype == "bind" or flags & sc.MS_BIND:
+        if "rl-copyup" in m.get("options", ()):  # a volume: the image's files first
+            from rootless.runtime import volcopy
+
+            volcopy.copy_up(rootfd, dest, m["source"])
         src = os.open(m["source"], os.O_PATH | os.O_CLOEXEC)
         try:
             is_dir = stat.S_ISDIR(os.fstat(src).st_mode)

@@ -80,8 +80,15 @@ class Launch:
     caller's work), then `start(bundle)`, then `wait()` for the exit status."""
 
     def __init__(self, *, maps: userns.Maps, backend: str, namespaces: set[str],
-                 stdio: tuple[int, int, int], terminal: bool = False, early=None) -> None:
+                 stdio: tuple[int, int, int], terminal: bool = False, early=None,
+                 join_pid: int | None = None, holder=None) -> None:
         self.maps = maps
+        # --network NAME: the user namespace is made under the network holder's
+        # (rootless/network/holder.py), which writes its maps.
+        self.holder = holder
+        # --network container:NAME: the user and net namespaces of that container's pid 1
+        # are joined instead of made (rootless/runtime/nsjoin.py).
+        self.join_pid = join_pid
         # A fuse_overlay server forked before us (rootless.runtime.early.Prestarted).
         self.early = early if backend == "fuse_overlay" else None
         if early is not None and self.early is None:
@@ -123,7 +130,8 @@ class Launch:
                     self._pty_sock.close()
                 _sandbox(ctl_r, status_w, self.stdio, self.backend, self.namespaces,
                          pty_child.detach() if pty_child is not None else None,
-                         self.early.ready_r if self.early is not None else None)
+                         self.early.ready_r if self.early is not None else None,
+                         self.join_pid, self.holder.pid if self.holder is not None else None)
             except BaseException as exc:
                 try:
                     if os.environ.get("RL_DEBUG"):
@@ -150,7 +158,10 @@ class Launch:
         if line != "U":
             self._fail(line)
         try:
-            userns.write(pid, self.maps)
+            if self.holder is not None:
+                self.holder.write_id_maps(pid)
+            elif self.join_pid is None:  # a joined user namespace has its maps
+                userns.write(pid, self.maps)
         except OSError as exc:
             self.abort()
             raise RlError(f"cannot write the id maps of the container: {exc}",
@@ -282,7 +293,8 @@ def _close_all_but(keep: set[int]) -> None:
 
 
 def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: str,
-             namespaces: set[str], pty_sock: int | None, early_ready: int | None) -> None:
+             namespaces: set[str], pty_sock: int | None, early_ready: int | None,
+             join_pid: int | None = None, nest_pid: int | None = None) -> None:
     # Our own process group: the terminal's Ctrl-C goes to the monitor, which forwards it.
     os.setpgid(0, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -298,7 +310,16 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     ctl = _Lines(ctl_r)
     trace("S start")
     try:
-        sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
+        if join_pid is not None:
+            from rootless.runtime import nsjoin
+
+            nsjoin.join_user_and_net(join_pid)
+        elif nest_pid is not None:
+            from rootless.runtime import nsjoin
+
+            nsjoin.nest_under(nest_pid)
+        else:
+            sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
     except OSError as exc:
         _send(status_w, f"E 125 cannot create a user namespace: {exc.strerror} (run `rl info`: "
                         "user namespaces may be disabled by sysctl or AppArmor on this host)")

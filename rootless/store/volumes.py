@@ -29,6 +29,15 @@ catalog.register_schema("volumes", (
         options TEXT NOT NULL DEFAULT '{}',
         anonymous INTEGER NOT NULL DEFAULT 0
     )""",
+    # Which container uses which volume: `container` is the container's name (what
+    # `rl volume rm` shows), filled at container create and emptied at its removal.
+    """CREATE TABLE IF NOT EXISTS container_volumes (
+        container TEXT NOT NULL,
+        container_id TEXT NOT NULL,
+        volume TEXT NOT NULL,
+        anonymous INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (container_id, volume)
+    )""",
 ))
 
 # Docker's rule for local volume names.

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import users
+from tests.volumes.ctr import ctr_images, rlc  # noqa: F401  (real containers)
 
 BUSYBOX = "/bin/busybox"
 

@@ -1,0 +1,269 @@
+"""A container's network as the engine wires it: `--network`, `-p`/`-P` checked and host
+ports allocated at create (before anything starts), slirp4netns and the forwards started
+by the monitor, and the shapes `rl inspect` / `rl ps` show.
+
+The allocated mappings are stored in the container's options (`ports`, a list of
+PortMapping dicts, which engine.networks.container_ports reads for `rl port`).
+"""
+
+from __future__ import annotations
+
+from rootless.errors import InvalidArgument
+
+
+def mode_of(network: str | None):
+    from rootless.network import modes
+
+    return modes.parse_network(network)
+
+
+def _target(ref: str, userns: str | None = None):
+    """The container whose network namespace `--network container:REF` shares."""
+    from rootless.engine import containers
+
+    target = containers.lookup(ref)
+    if userns is not None and (target.options.get("userns") or "") != (userns or ""):
+        raise InvalidArgument(f"--network container:{ref} needs the same --userns as {ref}",
+                              "the two containers share one user namespace")
+    return target
+
+
+def join_pid(network: str | None) -> int | None:
+    """For `--network container:NAME`: the host pid of NAME's pid 1, whose user and net
+    namespaces the new container joins; None for every other mode."""
+    from rootless.errors import Conflict
+
+    mode = mode_of(network)
+    if mode.kind != "container":
+        return None
+    target = _target(mode.name)
+    if target.state != "running" or not target.pid:
+        raise Conflict(f"container {mode.name} is not running",
+                       f"start it first: rl start {mode.name}")
+    return target.pid
+
+
+def plan(*, network: str | None, publish: list[str], publish_all: bool,
+         image_config: dict, userns: str | None = None,
+         aliases: list[str] | None = None) -> tuple[object, list]:
+    """(NetworkMode, [PortMapping]) for a new container. Raises before anything starts on a
+    malformed or unusable network/port, a host port in use or below the unprivileged start."""
+    from rootless.network import modes, ports
+
+    mode = modes.parse_network(network)
+    if mode.kind == "bridge":
+        from rootless.engine import networks
+
+        networks.inspect(mode.name)  # NotFound: no such network
+        if userns == "keep-id":  # the holder writes the default maps (Holder.write_id_maps)
+            raise InvalidArgument("--userns=keep-id cannot be used with a user-defined "
+                                  "network yet", "drop one of --userns and --network")
+    elif aliases:
+        raise InvalidArgument("--network-alias is only for user-defined networks",
+                              "use it with --network NAME (rl network create NAME)")
+    if mode.kind == "container":
+        _target(mode.name, userns or "")
+    exposed = list((image_config.get("config") or {}).get("ExposedPorts") or {})
+    requests = [r for spec in publish for r in ports.parse_publish(spec)]
+    if publish_all:
+        requests += ports.publish_all(exposed)
+    if requests and not modes.publishing_allowed(mode):
+        raise InvalidArgument(f"-p/-P cannot be used with --network {mode}",
+                              "the container shares a network namespace that rl does not "
+                              "forward ports into; drop -p or use the default network")
+    return mode, ports.allocate(requests)
+
+
+def mappings_of(options: dict) -> list:
+    from rootless.network.ports import PortMapping
+
+    return [PortMapping.from_dict(p) for p in options.get("ports") or []]
+
+
+def start(options: dict, sandbox_pid: int, api_socket: str, container=None):
+    """In the monitor, once the sandbox's net namespace exists: slirp4netns and every
+    published port (all or nothing), or the veth on a user-defined network. Returns what
+    to stop() when the container ends, or None."""
+    from rootless.network import ports, slirp
+
+    mode = mode_of(options.get("network"))
+    if mode.kind == "bridge":
+        return _Endpoint.attach(container, mode.name, sandbox_pid)
+    if mode.kind != "slirp4netns":
+        return None
+    s = slirp.start(sandbox_pid, api_socket=api_socket,
+                    allow_host_loopback=mode.allow_host_loopback, mtu=mode.mtu, cidr=mode.cidr)
+    try:
+        ports.forward_all(s, mappings_of(options))
+    except BaseException:
+        s.stop()
+        raise
+    return s
+
+
+def files(network: str | None, hostname: str) -> dict[str, str]:
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf for the mode (with its cidr)."""
+    from rootless.network import etcfiles
+
+    mode = mode_of(network)
+    if mode.kind in ("slirp4netns", "bridge"):  # bridge: the holder's slirp4netns DNS
+        search, opts = etcfiles.host_search_options()
+        return {"hosts": etcfiles.hosts(hostname, cidr=mode.cidr),
+                "hostname": hostname + "\n",
+                "resolv.conf": etcfiles.resolv_conf(cidr=mode.cidr, search=search,
+                                                    options=opts)}
+    if mode.kind == "container":  # the other container's hosts and resolv.conf
+        target = _target(mode.name)
+        out = {"hostname": hostname + "\n"}
+        for name in ("hosts", "resolv.conf"):
+            out[name] = (target.dir / name).read_text()
+        return out
+    from rootless.engine import spec as spec_mod
+
+    return spec_mod.network_files(mode.kind, hostname)
+
+
+def ps_ports(options: dict) -> str:
+    from rootless.network import ports
+
+    return ports.format_ps(mappings_of(options))
+
+
+def inspect_settings(options: dict, exposed: list[str], container_id: str = "") -> dict:
+    """NetworkSettings in Docker's shape: Ports maps "80/tcp" to its host bindings, or
+    None for an exposed port that is not published."""
+    out: dict = {}
+    for item in exposed:
+        port, _, proto = item.partition("/")
+        out[f"{port}/{proto or 'tcp'}"] = None
+    for m in mappings_of(options):
+        key = f"{m.container_port}/{m.protocol}"
+        out[key] = (out.get(key) or []) + [{"HostIp": m.host_ip or "0.0.0.0",
+                                            "HostPort": str(m.host_port)}]
+    mode = mode_of(options.get("network"))
+    settings = {"Ports": out, "NetworkMode": str(mode)}
+    if mode.kind == "slirp4netns":
+        from rootless.network import etcfiles
+
+        addrs = etcfiles.slirp_addresses(mode.cidr)
+        settings.update({"IPAddress": addrs["container"], "Gateway": addrs["gateway"]})
+    elif mode.kind == "bridge":  # while it runs: its endpoint on the network
+        import json
+
+        from rootless.store import catalog
+
+        with catalog.session() as conn:
+            rows = conn.execute(
+                "SELECT n.name, n.gateway, n.subnet, e.ip, e.aliases FROM network_endpoints e"
+                " JOIN networks n ON n.id=e.network_id WHERE e.container_id=?",
+                (container_id,)).fetchall()
+        settings["Networks"] = {
+            r["name"]: {"IPAddress": r["ip"], "Gateway": r["gateway"],
+                        "IPPrefixLen": int(r["subnet"].split("/")[1]),
+                        "Aliases": json.loads(r["aliases"])} for r in rows}
+        if rows:
+            settings.update({"IPAddress": rows[0]["ip"], "Gateway": rows[0]["gateway"]})
+    return settings
+
+
+# -- user-defined networks ----------------------------------------------------------------
+
+def holder_for(network: str | None):
+    """The running network holder for `--network NAME` (started if needed), None for the
+    other modes. Called before the sandbox forks: its user namespace goes under the
+    holder's."""
+    if mode_of(network).kind != "bridge":
+        return None
+    from rootless.engine import networks
+    from rootless.network.holder import Holder
+
+    networks.inspect(mode_of(network).name)
+    return Holder.ensure(networks.holder_state_file(), slirp_socket=networks.holder_slirp_socket())
+
+
+def abandon(network: str | None) -> None:
+    """A container that will not exist after all: stop the holder if nothing uses it."""
+    if mode_of(network).kind != "bridge":
+        return
+    from rootless.engine import networks
+    from rootless.store import catalog
+
+    with catalog.session() as conn:
+        networks._holder_cleanup(conn)
+
+
+def forget(container_id: str, options: dict) -> None:
+    """`rl rm`: the endpoints a container still holds (its monitor was killed) go."""
+    if mode_of(options.get("network")).kind == "bridge":
+        from rootless.engine import networks
+
+        networks.release(container_id)
+        _rewrite_hosts(container_id)
+
+
+class _Endpoint:
+    """A running container's place on a user-defined network: address reserved, veth
+    attached, ports published, /etc/hosts of every member rewritten; stop() undoes it."""
+
+    def __init__(self, container) -> None:
+        self.container = container
+
+    @classmethod
+    def attach(cls, c, network: str, pid: int) -> _Endpoint:
+        import gc
+
+        from rootless.engine import networks
+
+        # engine.networks leaves its connections to the collector: collect them here, not
+        # in a helper the holder forks from us (a sqlite connection must not cross a fork)
+        gc.collect()
+        ep = cls(c)
+        networks.reserve_endpoint(network, c.id, c.name, c.options.get("aliases") or [])
+        try:
+            networks.attach(c.id, pid)
+            maps = mappings_of(c.options)
+            if maps:
+                networks.publish(c.id, maps)
+            _rewrite_hosts(c.id)
+        except BaseException:
+            ep.stop()
+            raise
+        return ep
+
+    def stop(self) -> None:
+        from rootless.engine import networks
+
+        networks.release(self.container.id)
+        _rewrite_hosts(self.container.id)
+
+
+def _rewrite_hosts(container_id: str) -> None:
+    """/etc/hosts of `container_id` (if attached) and of every container sharing a network
+    with it: each lists the others by name and alias. Rewritten in place: the file is
+    bind-mounted, a rename would not be seen."""
+    from rootless.engine import containers, networks
+    from rootless.errors import NotFound
+    from rootless.network import etcfiles
+    from rootless.store import catalog
+
+    with catalog.session() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT e.container_id, e.ip, e.aliases FROM network_endpoints e WHERE "
+            "e.network_id IN (SELECT network_id FROM network_endpoints WHERE container_id=?)"
+            " OR e.container_id=?", (container_id, container_id)).fetchall()
+    import json
+
+    for row in rows:
+        try:
+            c = containers.lookup(row["container_id"])
+        except NotFound:
+            continue
+        hostname = (c.dir / "hostname").read_text().strip() or c.short_id
+        text = etcfiles.hosts(hostname, container_ip=row["ip"],
+                              aliases=[c.name, *json.loads(row["aliases"])],
+                              extra=networks.hosts_entries(c.id))
+        try:
+            with open(c.dir / "hosts", "w") as f:
+                f.write(text)
+        except OSError:
+            pass
