@@ -884,14 +884,9 @@ def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool 
     if sock_child is not None:
         sock_child.close()
     if not tty:
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
-            128 + os.WTERMSIG(status)
+        from rootless.runtime import exitcode
+
+        return exitcode.wait(pid)
     import socket
 
     _, fds, _, _ = socket.recv_fds(sock_parent, 16, 1)

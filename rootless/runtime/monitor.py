@@ -19,6 +19,7 @@ import select
 import signal
 from dataclasses import dataclass, field
 
+from rootless.runtime import exitcode
 from rootless.runtime.logfile import Writer
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -269,10 +270,6 @@ def run_exec_pty(child: int, master: int | None, *, interactive: bool) -> int:
         if old is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, old)
         signal.signal(signal.SIGWINCH, prev)
-    while status is None:
-        try:
-            _, status = os.waitpid(child, 0)
-        except InterruptedError:
-            continue
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
-        128 + os.WTERMSIG(status)
+    if status is None:
+        _, status = os.waitpid(child, 0)
+    return exitcode.from_status(status)

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from rootless.errors import RlError
 from rootless.linux import syscalls as sc
+from rootless.runtime import exitcode, userns
 from rootless.runtime import rootfs as rootfs_mod
-from rootless.runtime import userns
 
 _TRACE = os.environ.get("RL_TRACE")
 
@@ -244,8 +244,7 @@ class Launch:
         self.reap()
         if status is None:
             return 137
-        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
-            128 + os.WTERMSIG(status)
+        return exitcode.from_status(status)
 
     def reap(self) -> None:
         trace("M reap")

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from rootless.errors import RlError
-from rootless.runtime import idmap
+from rootless.runtime import exitcode, idmap
 
 
 @dataclass(frozen=True)
@@ -164,14 +164,7 @@ def run_in_userns(fn, maps: Maps | None = None, *, mount_ns: bool = True) -> int
     finally:
         os.close(r)
         os.close(w2)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
-        128 + os.WTERMSIG(status)
+    return exitcode.wait(pid)
 
 
 def unshare(command: list[str]) -> int:

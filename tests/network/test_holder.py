@@ -8,9 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from rootless.network import holder as holder_mod
 from rootless.network import ports, slirp
 from rootless.network.holder import Holder
 from tests.network.conftest import BUSYBOX, http_get
+from tests.support.httpserver import serving
 
 
 @pytest.fixture
@@ -119,36 +118,19 @@ def test_sibling_user_namespace_cannot_join(holder, netns):
     assert not [n for n in holder.links() if n.startswith("rlv")]
 
 
-class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"host service\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_outside_and_published_port_through_holder_slirp(holder, two_networks, sockdir):
     c1, _, _ = two_networks
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with slirp.start(holder.pid, api_socket=sockdir / "holder.sock",
-                         allow_host_loopback=True) as s:
-            # outbound: container -> bridge -> holder (masquerade) -> tap0 -> host loopback
-            res = fetch(c1, f"http://10.0.2.2:{server.server_address[1]}/")
-            assert res.stdout == "host service\n", res.stderr
-            # inbound: host 127.0.0.1:P -> slirp -> holder port 20080 -> DNAT -> c1:80
-            [m] = ports.allocate(ports.parse_publish("127.0.0.1::80"))
-            s.add_hostfwd("tcp", "127.0.0.1", m.host_port, 20080)
-            holder.set_ruleset(NETS, dnat=[("tcp", 20080, "10.89.1.2", 80)])
-            assert http_get(f"http://127.0.0.1:{m.host_port}/") == "hello from the namespace\n"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(b"host service\n") as server_port, \
+            slirp.start(holder.pid, api_socket=sockdir / "holder.sock",
+                        allow_host_loopback=True) as s:
+        # outbound: container -> bridge -> holder (masquerade) -> tap0 -> host loopback
+        res = fetch(c1, f"http://10.0.2.2:{server_port}/")
+        assert res.stdout == "host service\n", res.stderr
+        # inbound: host 127.0.0.1:P -> slirp -> holder port 20080 -> DNAT -> c1:80
+        [m] = ports.allocate(ports.parse_publish("127.0.0.1::80"))
+        s.add_hostfwd("tcp", "127.0.0.1", m.host_port, 20080)
+        holder.set_ruleset(NETS, dnat=[("tcp", 20080, "10.89.1.2", 80)])
+        assert http_get(f"http://127.0.0.1:{m.host_port}/") == "hello from the namespace\n"
 
 
 def test_ruleset_text():

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from tests.support.httpserver import serving
 from tests.support.registry import free_port
 
 
@@ -137,23 +136,8 @@ def test_network_host_sees_the_hosts_interfaces(rlc):
 @pytest.fixture
 def host_server():
     """An HTTP server on the host's 127.0.0.1 (the test's own), stopped afterwards."""
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b"host loopback\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serving(b"host loopback\n") as port:
+        yield port
 
 
 def test_allow_host_loopback_reaches_the_hosts_127_0_0_1(rlc, host_server):

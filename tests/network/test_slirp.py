@@ -8,9 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from rootless.errors import Conflict, RlError
 from rootless.network import ports, slirp
 from tests.network.conftest import BUSYBOX, http_get
+from tests.support.httpserver import serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,26 +141,10 @@ def test_privileged_port_through_slirp_fails_cleanly(netns, sockdir):
         s.add_hostfwd("tcp", "127.0.0.1", 80, 80)
 
 
-class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"host loopback service\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def host_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serving(b"host loopback service\n") as port:
+        yield port
 
 
 @pytest.mark.parametrize("allow", [True, False])

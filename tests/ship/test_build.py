@@ -9,6 +9,8 @@ import tarfile
 
 import pytest
 
+from tests.support.httpserver import serving
+
 
 @pytest.fixture
 def ctx(tmp_path, pulled):
@@ -215,30 +217,11 @@ def test_platform_picks_the_base_of_that_platform(rl, ctx, registry):
 def http_file():
     """A local web server serving one file: (url, sha256 digest)."""
     import hashlib
-    import http.server
-    import threading
 
     body = b"downloaded content\n"
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path != "/files/data.txt":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield (f"http://127.0.0.1:{server.server_address[1]}/files/data.txt",
-           "sha256:" + hashlib.sha256(body).hexdigest())
-    server.shutdown()
-    server.server_close()
+    with serving(body, "/files/data.txt") as port:
+        yield (f"http://127.0.0.1:{port}/files/data.txt",
+               "sha256:" + hashlib.sha256(body).hexdigest())
 
 
 def test_copy_heredoc_and_add_url_with_checksum(rl, ctx, http_file):
