@@ -233,6 +233,10 @@ def _validate_name(name: str) -> None:
                               "use letters, digits, '_', '.' and '-'")
 
 
+def _single_mapping(uid_maps: list[dict]) -> bool:
+    return sum(int(m["size"]) for m in uid_maps) <= 1
+
+
 def create(opts: RunOptions, *, maps=None) -> Container:
     """Resolve the image, write the bundle and the catalog row. Nothing is left behind
     when this raises."""
@@ -282,6 +286,10 @@ def create(opts: RunOptions, *, maps=None) -> Container:
             upperdir=str(final / "upper"), workdir=str(final / "work"),
             mountpoint=str(final / "merged"), backend=rootfs.default_backend(),
             log=str(final / "rootfs.log"),
+            # With a single id mapping the image's other owners (1000, nobody...) are not
+            # mapped; the kernel would refuse even root to write their files. Show them as
+            # root, as podman does with ignore_chown_errors; the layers keep the real ids.
+            options={"squash_unmapped": True} if _single_mapping(uid_maps) else {},
         ).save(str(tmp / "rootfs.json"))
         options = {"rm": opts.rm, "tty": opts.tty, "interactive": opts.interactive,
                    "network": opts.network, "userns": opts.userns or "",

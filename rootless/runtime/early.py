@@ -175,7 +175,7 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
 
         threading.Thread(target=watcher, daemon=True).start()
     server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],
-               ready_fd=ready_w)
+               ready_fd=ready_w, options=spec.get("options") or None)
     os._exit(0)
 
 

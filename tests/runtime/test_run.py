@@ -48,6 +48,15 @@ def test_single_mapping_without_range_warns_once(rl_nosub):
     assert len(warnings) == 1 and "usermod --add-subuids" in warnings[0]
 
 
+def test_single_mapping_root_can_write_files_of_unmapped_owners(rl_nosub):
+    # /home/user belongs to uid 1000 in the image, an id a single mapping cannot map: root
+    # in the container must still be able to write there, as with podman.
+    r = rl_nosub("run", "--rm", "--network", "none", "busybox", "sh", "-c",
+                 "echo hi > /home/user/new && cat /home/user/new && stat -c %u /home/user")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["hi", "0"]
+
+
 @pytest.mark.rootless
 def test_keep_id_runs_as_own_uid(rl):
     uid = os.getuid()
