@@ -64,8 +64,8 @@ def pull(reference: str, quiet: bool, platform: str | None) -> None:
 # -- images / image ls --
 
 def _list(repository: str | None, quiet: bool, digests: bool, fmt: str | None,
-          no_trunc: bool) -> None:
-    records = engine.list_images(repository)
+          no_trunc: bool, all_images: bool) -> None:
+    records = engine.list_images(repository, all_images=all_images)
     if quiet:
         seen = []
         for r in records:
@@ -108,6 +108,8 @@ def _list(repository: str | None, quiet: bool, digests: bool, fmt: str | None,
 
 _list_options = [
     click.argument("repository", required=False),
+    click.option("-a", "--all", "all_images", is_flag=True,
+                 help="Show intermediate images of builds too."),
     click.option("-q", "--quiet", is_flag=True, help="Print only image ids."),
     click.option("--digests", is_flag=True, help="Show manifest digests."),
     click.option("--format", "fmt", metavar="table|json", help="Output format."),
@@ -123,9 +125,9 @@ def _with_list_options(fn):
 
 @click.command()
 @_with_list_options
-def images(repository, quiet, digests, fmt, no_trunc) -> None:
+def images(repository, all_images, quiet, digests, fmt, no_trunc) -> None:
     """List images."""
-    _list(repository, quiet, digests, fmt, no_trunc)
+    _list(repository, quiet, digests, fmt, no_trunc, all_images)
 
 
 # -- tag, rmi --
@@ -168,9 +170,9 @@ def image_inspect(refs: tuple[str, ...]) -> None:
 
 @image.command("ls")
 @_with_list_options
-def image_ls(repository, quiet, digests, fmt, no_trunc) -> None:
+def image_ls(repository, all_images, quiet, digests, fmt, no_trunc) -> None:
     """List images."""
-    _list(repository, quiet, digests, fmt, no_trunc)
+    _list(repository, quiet, digests, fmt, no_trunc, all_images)
 
 
 @image.command("prune")

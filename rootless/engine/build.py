@@ -35,6 +35,7 @@ catalog.register_schema("build_cache", (
     """CREATE TABLE IF NOT EXISTS build_cache (
         key TEXT PRIMARY KEY,
         image_id TEXT NOT NULL,
+        parent_id TEXT,
         added REAL NOT NULL)""",
 ))
 
@@ -77,13 +78,16 @@ def _cache_get(key: str) -> str | None:
         conn.close()
 
 
-def _cache_put(key: str, image_id: str) -> None:
+def _cache_put(key: str, image_id: str, parent_id: str | None) -> None:
+    """Record a step; parent_id (the image the step started from) lets `rl images` hide
+    intermediate images as Docker does."""
     conn = catalog.connect()
     try:
         with catalog.transaction(conn):
-            conn.execute("INSERT INTO build_cache(key, image_id, added) VALUES (?,?,?) ON "
-                         "CONFLICT(key) DO UPDATE SET image_id=excluded.image_id, "
-                         "added=excluded.added", (key, image_id, time.time()))
+            conn.execute("INSERT INTO build_cache(key, image_id, parent_id, added) "
+                         "VALUES (?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+                         "image_id=excluded.image_id, parent_id=excluded.parent_id, "
+                         "added=excluded.added", (key, image_id, parent_id, time.time()))
     finally:
         conn.close()
 
@@ -204,7 +208,7 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
                 _out(opts, f"--> Using cache {cached.partition(':')[2]}")
                 continue
         new_id = _execute(opts, inst, state, scope, ctx, from_image)
-        _cache_put(key, new_id)
+        _cache_put(key, new_id, state.image_id)
         rec = images.get_image(new_id)
         state = _State(new_id, ship.base_config(rec.config))
         _out(opts, f"--> {new_id.partition(':')[2][:12]}")
@@ -472,6 +476,13 @@ def _copy(inst, state: _State, ctx, from_image):
     from rootless.engine import images, ship
     from rootless.store.layers import TempArea
 
+    # Refused rather than ignored: what they select would differ from Docker's result.
+    # (--link is accepted: it changes how BuildKit caches a layer, not what it holds.)
+    for flag in ("parents", "excludes"):
+        if getattr(inst, flag, None):
+            name = "--exclude" if flag == "excludes" else "--parents"
+            raise inst.error(f"{type(inst).__name__.upper()} {name} is not supported by rl yet",
+                             f"remove {name} and list the sources explicitly")
     base_layers: list[str] = []
     if state.image_id:
         base_layers = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]

@@ -132,11 +132,16 @@ def get_image(ref_or_id: str) -> ImageRecord:
         conn.close()
 
 
-def list_images(filter_ref: str | None = None) -> list[ImageRecord]:
+def list_images(filter_ref: str | None = None, *, all_images: bool = False) -> list[ImageRecord]:
+    """The stored images, newest first. As `docker images` does, untagged images that are
+    the parent of a later build step (intermediate images) are left out unless `all_images`."""
     conn = _connect()
     try:
         rows = conn.execute("SELECT * FROM images ORDER BY added DESC").fetchall()
         records = [_record(conn, r) for r in rows]
+        if not all_images:
+            parents = _build_parents(conn)
+            records = [r for r in records if r.names or r.id not in parents]
     finally:
         conn.close()
     if filter_ref:
@@ -146,6 +151,14 @@ def list_images(filter_ref: str | None = None) -> list[ImageRecord]:
             n.split("@")[0].rsplit(":", 1)[0] in repos and (ref.tag is None or n.endswith(
                 f":{ref.tag}")) for n in r.names)]
     return records
+
+
+def _build_parents(conn) -> set[str]:
+    """Ids of images that a cached build step was built on (the build cache's own table)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'build_cache'").fetchone():
+        return set()
+    return {row[0] for row in conn.execute(
+        "SELECT parent_id FROM build_cache WHERE parent_id IS NOT NULL")}
 
 
 # -- pulling --

@@ -253,3 +253,26 @@ def test_run_network_none_and_unsupported_mount(rl, ctx):
     proc = rl("build", ctx("FROM BASE\nRUN --mount=type=cache,target=/c true\n"))
     assert proc.returncode == 125 and "Dockerfile:2" in proc.stderr and "--mount" in \
         proc.stderr
+
+
+def test_intermediate_images_are_hidden_unless_all(rl, ctx):
+    path = ctx("FROM BASE\nENV A=1\nRUN echo one > /one\nRUN echo two > /two\n")
+    final = "sha256:" + rl("build", "-q", "-t", "steps:1", path, check=True).stdout.strip()
+    shown = rl("images", "-q", "--no-trunc", check=True).stdout.split()
+    every = rl("images", "-a", "-q", "--no-trunc", check=True).stdout.split()
+    assert final in shown and final in every
+    hidden = set(every) - set(shown)
+    # ENV and the first RUN made untagged parents of later steps: shown only with -a.
+    assert len(hidden) == 2
+    listed = rl("images", check=True).stdout
+    assert "<none>" not in listed
+
+
+@pytest.mark.parametrize("flag", ["--exclude=*.txt", "--parents"])
+def test_copy_flags_rl_cannot_honour_are_refused(rl, ctx, flag):
+    path = ctx(f"FROM BASE\nCOPY {flag} hello.txt /x/\n")
+    r = rl("build", "-t", "refused:1", path)
+    assert r.returncode == 125
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "Dockerfile:2: COPY" in r.stderr and "not supported" in r.stderr
+    assert rl("images", "-q", "refused").stdout == ""
