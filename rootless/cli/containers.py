@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from rootless.cli import options
 from rootless.errors import InvalidArgument
 
 _RUN_CTX = {"allow_interspersed_args": False}
@@ -19,16 +20,6 @@ def _engine():
     from rootless.engine import containers
 
     return containers
-
-
-def _labels(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, _, val = v.partition("=")
-        if not k:
-            raise InvalidArgument(f"invalid label {v!r}", "use KEY=VALUE")
-        out[k] = val
-    return out
 
 
 def _run_options(f):
@@ -83,7 +74,7 @@ def _make_options(kw: dict):
         image=kw["image"], command=list(kw["command"]), name=kw["name"],
         entrypoint=kw["entrypoint"], env=list(kw["env"]), env_files=list(kw["env_file"]),
         workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
-        labels=_labels(kw["label"]), rm=kw["rm"], detach=kw.get("detach", False),
+        labels=options.labels(kw["label"]), rm=kw["rm"], detach=kw.get("detach", False),
         interactive=kw["interactive"], tty=kw["tty"], userns=kw["userns"],
         cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
         ulimits=list(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],

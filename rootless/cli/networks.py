@@ -7,15 +7,7 @@ import json
 
 import click
 
-
-def _labels(values: tuple[str, ...]) -> dict:
-    out = {}
-    for v in values:
-        key, _, val = v.partition("=")
-        if not key:
-            raise click.BadParameter(f"invalid label {v!r}: want KEY=VALUE", param_hint="--label")
-        out[key] = val
-    return out
+from rootless.cli import options
 
 
 @click.group()
@@ -37,7 +29,7 @@ def create(subnet, gateway, labels, internal, driver, name) -> None:
 
     if driver != "bridge":
         raise InvalidArgument(f"network driver {driver} is not supported", "use bridge")
-    net = networks.create(name, subnet=subnet, gateway=gateway, labels=_labels(labels),
+    net = networks.create(name, subnet=subnet, gateway=gateway, labels=options.labels(labels),
                           internal=internal)
     click.echo(net.id)
 

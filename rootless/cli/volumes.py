@@ -6,15 +6,7 @@ import json
 
 import click
 
-
-def _labels(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, _, value = item.partition("=")
-        if not key:
-            raise click.BadParameter(f"bad label {item!r}: expected KEY=VALUE", param_hint="--label")
-        out[key] = value
-    return out
+from rootless.cli import options
 
 
 def _filters(values: tuple[str, ...]) -> dict[str, str]:
@@ -44,7 +36,7 @@ def create(name: str | None, label: tuple[str, ...], driver: str) -> None:
     if driver != "local":
         raise click.BadParameter(f"driver {driver!r} is not supported; rl has only 'local'",
                                  param_hint="--driver")
-    click.echo(volumes.create(name, _labels(label)).name)
+    click.echo(volumes.create(name, options.labels(label)).name)
 
 
 @volume.command("ls")
