@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from contrib.bench import Report
+from tests.support.podman import end_pause_processes
 
 TEST_USER = "rltest"
 FIVE = """\
@@ -69,25 +70,14 @@ def run(report: Report) -> None:
                     os.kill(int(pid), signal.SIGTERM)
                 except (OSError, ValueError):
                     pass
-        _kill_pause(work / "prun")
+        end_pause_processes(work / "prun")
         if os.getuid() == 0:
             subprocess.run(["/usr/sbin/runuser", "-u", TEST_USER, "--", "podman", "unshare", "rm",
                             "-rf", str(work / "podman")], capture_output=True,
                            env={"HOME": str(work), "PATH": "/usr/bin:/bin",
                                 "XDG_RUNTIME_DIR": str(work / "prun")})
-        _kill_pause(work / "prun")  # the `podman unshare` above started one again
+        end_pause_processes(work / "prun")  # the `podman unshare` above started one again
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _kill_pause(runtime_dir: Path) -> None:
-    """Rootless podman leaves a pause process (catatonit) per XDG_RUNTIME_DIR: end ours."""
-    import signal
-
-    try:
-        pid = int((runtime_dir / "libpod" / "tmp" / "pause.pid").read_text().strip())
-        os.kill(pid, signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
 
 
 def _run(report: Report, work: Path, rl: str) -> None:

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.podman import end_pause_processes
+
 REQUESTS = 1000
 BIG = 200 * 1024 * 1024
 
@@ -125,22 +127,6 @@ def bench_podman(root: Path, port_handler: str | None, env: dict) -> tuple[float
         subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, env=env)
 
 
-def _end_podman_pause(run_dir: Path) -> None:
-    """podman leaves a pause process (catatonit) per runtime dir: end the one we caused,
-    found by its XDG_RUNTIME_DIR (podman 4.3 keeps no pid file for it there)."""
-    want = f"XDG_RUNTIME_DIR={run_dir}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if Path(f"/proc/{entry}/comm").read_text().strip() != "catatonit":
-                continue
-            if want in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
-                os.kill(int(entry), 9)
-        except OSError:
-            pass
-
-
 def run(report) -> None:
     if os.geteuid() == 0:
         report.note("net: run as an unprivileged user (rootless networking is what is measured)")
@@ -164,7 +150,7 @@ def run(report) -> None:
             pd2 = bench_podman(root, None, env)
             ps2 = bench_podman(root, "slirp4netns", env)
         finally:
-            _end_podman_pause(run_dir)
+            end_pause_processes(run_dir)
         rl_rps, rl_mbs = max(rl_rps, rl2[0]), max(rl_mbs, rl2[1])
         pd_rps, pd_mbs = max(pd_rps, pd2[0]), max(pd_mbs, pd2[1])
         ps_rps, ps_mbs = max(ps_rps, ps2[0]), max(ps_mbs, ps2[1])

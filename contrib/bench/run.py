@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.podman import end_pause_processes
+
 REPO = Path(__file__).resolve().parents[2]
 USER = "rltest"
 
@@ -139,6 +141,7 @@ class Env:
         _as_user([*self.podman, "unshare", "rm", "-rf", str(self.podman_root)], self.env)
         _as_user([*self.rl_argv, "rm", "-f", "rlbench-mem"], self.env)
         _as_user([*self.rl_argv, "unshare", "rm", "-rf", str(self.rl_root)], self.env)
+        end_pause_processes(self.env["XDG_RUNTIME_DIR"])
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

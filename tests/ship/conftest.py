@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from tests.support import users
+from tests.support.podman import end_pause_processes
 
 
 def rootfs_backend() -> str:
@@ -78,18 +79,6 @@ def _podman(tmp_path):
     return podman, root
 
 
-def kill_pause_process(runtime_dir) -> None:
-    """Rootless podman leaves a pause process (catatonit) per XDG_RUNTIME_DIR: end ours."""
-    import os
-    import signal
-
-    pidfile = runtime_dir / "libpod" / "tmp" / "pause.pid"
-    try:
-        os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
-
-
 @pytest.fixture
 def podman(tmp_path):
     podman, root = _podman(tmp_path)
@@ -98,5 +87,5 @@ def podman(tmp_path):
     # files of subordinate ids left in the storage, removed from podman's namespace;
     # that starts the pause process again: end it last, then remove the rest
     podman("unshare", "rm", "-rf", str(root / "storage"), check=False)
-    kill_pause_process(root / "run")
+    end_pause_processes(root / "run")
     shutil.rmtree(root, ignore_errors=True)
