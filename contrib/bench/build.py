@@ -17,6 +17,7 @@ from pathlib import Path
 
 from contrib.bench import Report
 from tests.support.podman import end_pause_processes
+from tests.support.users import stop_fuse_zygotes
 
 TEST_USER = "rltest"
 FIVE = """\
@@ -62,14 +63,7 @@ def run(report: Report) -> None:
     try:
         _run(report, work, rl_executable())
     finally:
-        import signal
-
-        for pidfile in work.glob("rl/run/rl/fuse-zygote-*.pid"):  # rl's warm fuse server
-            for pid in pidfile.read_text().split():
-                try:
-                    os.kill(int(pid), signal.SIGTERM)
-                except (OSError, ValueError):
-                    pass
+        stop_fuse_zygotes(work / "rl" / "run" / "rl")  # rl's warm fuse server
         end_pause_processes(work / "prun")
         if os.getuid() == 0:
             subprocess.run(["/usr/sbin/runuser", "-u", TEST_USER, "--", "podman", "unshare", "rm",

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from tests.support.podman import end_pause_processes
+from tests.support.users import stop_fuse_zygotes
 
 REPO = Path(__file__).resolve().parents[2]
 USER = "rltest"
@@ -129,14 +130,7 @@ class Env:
             raise RuntimeError(f"podman load: {r.stderr}")
 
     def cleanup(self) -> None:
-        import signal
-
-        for pidfile in (self.rl_root / "run" / "rl").glob("fuse-zygote-*.pid"):
-            for pid in pidfile.read_text().split():
-                try:
-                    os.kill(int(pid), signal.SIGTERM)
-                except (OSError, ValueError):
-                    pass
+        stop_fuse_zygotes(self.rl_root / "run" / "rl")
         _as_user([*self.podman, "rm", "-af", "-t", "0"], self.env)
         _as_user([*self.podman, "unshare", "rm", "-rf", str(self.podman_root)], self.env)
         _as_user([*self.rl_argv, "rm", "-f", "rlbench-mem"], self.env)

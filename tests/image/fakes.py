@@ -10,7 +10,21 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class FakeRegistry:
+class _Served:
+    """A threaded HTTP server on 127.0.0.1 whose `host` is "127.0.0.1:PORT"."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.handle_error = lambda *args: None  # clients we kill reset connections
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeRegistry(_Served):
     """routes: path -> (status, headers, body). Records (method, path, headers) per request.
     `fail_first[path] = n` answers 503 to the first n requests of that path;
     `cut_first[path] = n` drops the connection half-way through the first n bodies."""
@@ -58,17 +72,10 @@ class FakeRegistry:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.handle_error = lambda *args: None  # clients we kill reset connections
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
-class ThrottlingProxy:
+class ThrottlingProxy(_Served):
     """Forwards GET/HEAD to `upstream` (host:port), sending bodies at `rate` bytes/s."""
 
     def __init__(self, upstream: str, rate: int) -> None:
@@ -108,11 +115,4 @@ class ThrottlingProxy:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.handle_error = lambda *args: None  # clients we kill reset connections
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)

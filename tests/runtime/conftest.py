@@ -24,14 +24,6 @@ HERE = Path(__file__).resolve().parent
 WRAPPER = HERE / "rl_standin.py"
 
 
-def rootfs_backend() -> str:
-    try:
-        found = importlib.util.find_spec("fuse_overlay.server") is not None
-    except ModuleNotFoundError:
-        found = False
-    return "fuse_overlay" if found else "fuse-overlayfs"
-
-
 class Runner(users.RlRunner):
     """users.RlRunner, running rl through the stand-in wrapper."""
 
@@ -59,20 +51,7 @@ class Runner(users.RlRunner):
         ids = r.stdout.split()
         if ids:
             self("rm", "-f", *ids, timeout=60)
-        stop_zygotes(self.root)
-
-
-def stop_zygotes(root: Path) -> None:
-    """The warm fuse server rl leaves for the next run (rootless/runtime/zygote.py) would
-    outlive the test by its idle timeout: stop it."""
-    import signal
-
-    for pidfile in root.glob("run/rl/fuse-zygote-*.pid"):
-        for pid in pidfile.read_text().split():
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
+        users.stop_fuse_zygotes(self.root / "run" / "rl")
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +98,7 @@ def rl(request, tmp_path):
         (root / sub).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "run", 0o700)
     # the default start path, with the warm zygote (stopped by cleanup)
-    extra = {"RL_ROOTFS_BACKEND": rootfs_backend(), "RL_FUSE_ZYGOTE": "1"}
+    extra = {"RL_ROOTFS_BACKEND": users.rootfs_backend(), "RL_FUSE_ZYGOTE": "1"}
     if real_image_store():
         registry = request.getfixturevalue("registry")
         runner = RealRunner(root, extra_env=extra)
@@ -154,7 +133,7 @@ def rl_nosub(layer_store):
     base = users.make_nosub_runner()
     runner = Runner(base.root, prefix=base.prefix,
                     extra_env={"HOME": f"/home/{users.NOSUB_USER}", "XDG_RUNTIME_DIR": None,
-                               "RL_ROOTFS_BACKEND": rootfs_backend(), "RL_FUSE_ZYGOTE": "1"})
+                               "RL_ROOTFS_BACKEND": users.rootfs_backend(), "RL_FUSE_ZYGOTE": "1"})
     runner.env.pop("XDG_RUNTIME_DIR", None)
     data = str(runner.data_dir)
     script = INSTALL_AS_NOSUB.format(repo=str(HERE.parents[1]), data=data)

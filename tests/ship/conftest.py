@@ -4,7 +4,6 @@ image from the fixture registry into it."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 
@@ -14,35 +13,15 @@ from tests.support import users
 from tests.support.podman import end_pause_processes
 
 
-def rootfs_backend() -> str:
-    try:
-        found = importlib.util.find_spec("fuse_overlay.server") is not None
-    except ModuleNotFoundError:
-        found = False
-    return "fuse_overlay" if found else "fuse-overlayfs"
-
-
-def stop_zygotes(root) -> None:
-    import os
-    import signal
-
-    for pidfile in root.glob("run/rl/fuse-zygote-*.pid"):
-        for pid in pidfile.read_text().split():
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
-
-
 @pytest.fixture
 def rl(tmp_path):
     runner = users.make_runner(tmp_path / "rl")
-    runner.env["RL_ROOTFS_BACKEND"] = rootfs_backend()
+    runner.env["RL_ROOTFS_BACKEND"] = users.rootfs_backend()
     yield runner
     ids = runner("ps", "-aq", timeout=30).stdout.split()
     if ids:
         runner("rm", "-f", *ids, timeout=60)
-    stop_zygotes(runner.root)
+    users.stop_fuse_zygotes(runner.root / "run" / "rl")
 
 
 @pytest.fixture

@@ -131,6 +131,6 @@ def test_save_several_images_gzipped_archive_and_missing_blobs(rl, pulled, tmp_p
         assert fresh("run", "--rm", two, check=True).stdout == "keep\n"
         assert fresh("run", "--rm", one, "echo", "ok", check=True).stdout == "ok\n"
     finally:
-        from tests.ship.conftest import stop_zygotes
+        from tests.support.users import stop_fuse_zygotes
 
-        stop_zygotes(fresh.root)
+        stop_fuse_zygotes(fresh.root / "run" / "rl")

@@ -119,3 +119,28 @@ def make_nosub_runner() -> RlRunner:
 
 def cleanup_nosub_runner(runner: RlRunner) -> None:
     run_as_nosub(["rm", "-rf", str(runner.root)])
+
+
+def rootfs_backend() -> str:
+    """The rootfs backend the container tests use: rl's own fuse_overlay when installed."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("fuse_overlay.server") is not None
+    except ModuleNotFoundError:
+        found = False
+    return "fuse_overlay" if found else "fuse-overlayfs"
+
+
+def stop_fuse_zygotes(rl_runtime_dir: Path) -> None:
+    """The warm fuse server rl leaves for the next run (rootless/runtime/zygote.py) would
+    outlive a test or benchmark by its idle timeout: stop the ones of `rl_runtime_dir`
+    (the `<XDG_RUNTIME_DIR>/rl` of that rl)."""
+    import signal
+
+    for pidfile in Path(rl_runtime_dir).glob("fuse-zygote-*.pid"):
+        for pid in pidfile.read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.runtime.conftest import REGISTRIES_CONF, rootfs_backend, stop_zygotes
+from tests.runtime.conftest import REGISTRIES_CONF
 from tests.support import images, users
 from tests.support.images import Image, TarBuilder, _config
 
@@ -50,14 +50,14 @@ class Ctr(users.RlRunner):
         vols = self("volume", "ls", "-q", timeout=30).stdout.split()
         if vols:
             self("volume", "rm", "-f", *vols, timeout=60)
-        stop_zygotes(self.root)
+        users.stop_fuse_zygotes(self.root / "run" / "rl")
 
 
 @pytest.fixture
 def rlc(tmp_path, ctr_images):
     root = tmp_path / "rl"
     users.make_runner(root)
-    runner = Ctr(root, extra_env={"RL_ROOTFS_BACKEND": rootfs_backend()})
+    runner = Ctr(root, extra_env={"RL_ROOTFS_BACKEND": users.rootfs_backend()})
     # as tests/runtime does: short names resolve to the test registry
     runner.config_dir.mkdir(parents=True, exist_ok=True)
     (runner.config_dir / "registries.conf").write_text(
