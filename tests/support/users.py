@@ -138,7 +138,11 @@ def stop_fuse_zygotes(rl_runtime_dir: Path) -> None:
     (the `<XDG_RUNTIME_DIR>/rl` of that rl)."""
     import signal
 
-    for pidfile in Path(rl_runtime_dir).glob("fuse-zygote-*.pid"):
+    try:
+        pidfiles = list(Path(rl_runtime_dir).glob("fuse-zygote-*.pid"))
+    except OSError:  # another user's runtime dir (the rlnosub runner): not ours to stop
+        return
+    for pidfile in pidfiles:
         for pid in pidfile.read_text().split():
             try:
                 os.kill(int(pid), signal.SIGTERM)
