@@ -17,9 +17,11 @@ if [ "$(id -u)" = 0 ]; then
       --exclude='__pycache__' --exclude='*.egg-info' -cf - . | tar -C "$work" -xf -
   chown -R "$user:" "$work"
   home=$(getent passwd "$user" | cut -d: -f6)
-  exec runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" \
+  # Not exec: the trap above removes the copy when the demo ends.
+  runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" \
       PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 \
-      PIP_FIND_LINKS="${PIP_FIND_LINKS:-}" bash "$work/contrib/demo.sh" "$@"
+      PIP_FIND_LINKS="${PIP_FIND_LINKS:-}" bash "$work/contrib/demo.sh" "$@" && rc=0 || rc=$?
+  exit "$rc"
 fi
 
 venv=${RL_TEST_VENV:-$here/.venv}
