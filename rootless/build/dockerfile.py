@@ -29,7 +29,7 @@ import difflib
 import json
 import platform as _platform
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,126 +227,67 @@ def _split_command(line: str) -> tuple[str, list[str], str]:
     return parts[0], [], ""
 
 
-def _extract_flags(line: str) -> tuple[str, list[str]]:
-    """Leading `--name[=value]` words (quotes and backslashes processed), and the rest."""
-    words: list[str] = []
-    word: list[str] = []
-    phase = "space"
-    quote = ""
-    blank_ok = False
+def _scan_words(text: str, escape: str, *, raw: bool) -> Iterator[tuple[int, int, str | None]]:
+    """BuildKit's word scanner: each whitespace-separated word of `text` as
+    (start, end, word), `text[start:end]` being the word as written. Quotes group
+    words ("a b" is one) and the escape character takes the next character literally.
+
+    raw=True (parseWords) keeps quotes and escapes in the word for the lexer to remove
+    later, and, like the shell, reads no escape inside single quotes. raw=False
+    (extractBuilderFlags) removes them, and escapes inside both kinds of quotes.
+    An escape character at the very end is dropped; `word` is None when that leaves
+    nothing of the word (no character, no quote)."""
+    n = len(text)
     pos = 0
-    n = len(line)
-    while pos <= n:
-        ch = line[pos] if pos < n else ""
-        if phase == "space":
-            if pos == n:
-                break
-            if ch.isspace():
-                pos += 1
-                continue
-            if ch != "-" or pos + 1 == n or line[pos + 1] != "-":
-                return line[pos:], words
-            phase = "word"
+    while True:
+        while pos < n and text[pos].isspace():
+            pos += 1
         if pos == n:
-            w = "".join(word)
-            if w != "--" and (blank_ok or w):
-                words.append(w)
-            break
-        if phase == "word":
-            if ch.isspace():
-                phase = "space"
-                w = "".join(word)
-                if w == "--":
-                    return line[pos:], words
-                if blank_ok or w:
-                    words.append(w)
-                word = []
-                blank_ok = False
-            elif ch in "'\"":
-                quote = ch
-                blank_ok = True
-                phase = "quote"
-            else:
-                if ch == "\\":
-                    if pos + 1 == n:
-                        pos += 1
-                        continue
+            return
+        start = pos
+        buf: list[str] = []
+        quote = ""
+        quoted = False  # a quote makes a word even when it holds nothing ('')
+        while pos < n:
+            ch = text[pos]
+            if not quote and ch.isspace():
+                break
+            if ch in "'\"" and (not quote or ch == quote):
+                quote = "" if quote else ch
+                quoted = True
+                if raw:
+                    buf.append(ch)
+            elif ch == escape and not (raw and quote == "'"):
+                if pos + 1 == n:
                     pos += 1
-                    ch = line[pos]
-                word.append(ch)
-        else:  # quote
-            if ch == quote:
-                phase = "word"
+                    break
+                if raw:
+                    buf.append(ch)
+                pos += 1
+                buf.append(text[pos])
             else:
-                if ch == "\\":
-                    if pos + 1 == n:
-                        phase = "word"
-                        pos += 1
-                        continue
-                    pos += 1
-                    ch = line[pos]
-                word.append(ch)
-        pos += 1
-    return "", words
+                buf.append(ch)
+            pos += 1
+        yield start, pos, "".join(buf) if buf or quoted else None
+
+
+def _extract_flags(line: str) -> tuple[str, list[str]]:
+    """Leading `--name[=value]` words (quotes and backslashes processed), and the rest:
+    the flags end at the first word not starting with `--`, or after a lone `--`."""
+    flags: list[str] = []
+    for start, end, word in _scan_words(line, "\\", raw=False):
+        if not line.startswith("--", start):
+            return line[start:], flags
+        if word == "--":
+            return line[end:], flags
+        if word is not None:
+            flags.append(word)
+    return "", flags
 
 
 def _parse_words(rest: str, escape: str) -> list[str]:
     """Whitespace-separated words, quotes and escapes kept (removed later by the lexer)."""
-    words: list[str] = []
-    buf: list[str] = []
-    phase = "space"
-    quote = ""
-    blank_ok = False
-    pos = 0
-    n = len(rest)
-    while pos <= n:
-        ch = rest[pos] if pos < n else ""
-        if phase == "space":
-            if pos == n:
-                break
-            if ch.isspace():
-                pos += 1
-                continue
-            phase = "word"
-        if pos == n:
-            if blank_ok or buf:
-                words.append("".join(buf))
-            break
-        if phase == "word":
-            if ch.isspace():
-                phase = "space"
-                if blank_ok or buf:
-                    words.append("".join(buf))
-                buf = []
-                blank_ok = False
-                pos += 1
-                continue
-            if ch in "'\"":
-                quote = ch
-                blank_ok = True
-                phase = "quote"
-            if ch == escape:
-                if pos + 1 == n:
-                    pos += 1
-                    continue
-                buf.append(ch)
-                pos += 1
-                ch = rest[pos]
-            buf.append(ch)
-        else:
-            if ch == quote:
-                phase = "word"
-            if ch == escape and quote != "'":
-                if pos + 1 == n:
-                    phase = "word"
-                    pos += 1
-                    continue
-                pos += 1
-                buf.append(ch)
-                ch = rest[pos]
-            buf.append(ch)
-        pos += 1
-    return words
+    return [word for _, _, word in _scan_words(rest, escape, raw=True) if word is not None]
 
 
 class _NotStringArray(_LineError):

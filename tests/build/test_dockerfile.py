@@ -844,6 +844,39 @@ def test_parse_words_keeps_quotes(text, words):
     assert dockerfile._parse_words(text, "\\") == words
 
 
+@pytest.mark.parametrize(("text", "escape", "words"), [
+    ("'a\\ b'", "\\", ["'a\\ b'"]),          # no escape inside single quotes
+    ('"a\\" b"', "\\", ['"a\\" b"']),        # an escaped quote does not end the quote
+    ("a\\", "\\", ["a"]),                    # an escape at the very end is dropped
+    ("\\", "\\", []),
+    ("''", "\\", ["''"]),                    # quotes make a word even when empty
+    ("a` b", "`", ["a` b"]),                 # the escape directive's character
+    ("a` b", "\\", ["a`", "b"]),
+    ("'a` b' c", "`", ["'a` b'", "c"]),
+])
+def test_parse_words_escapes(text, escape, words):
+    assert dockerfile._parse_words(text, escape) == words
+
+
+@pytest.mark.parametrize(("text", "rest", "flags"), [
+    ("--a=1 --b x y", "x y", ["--a=1", "--b"]),
+    ('--chown="a b" src dst', "src dst", ["--chown=a b"]),   # quotes removed
+    ("--x='it\\'s' y", "y", ["--x=it's"]),                  # backslash escapes in '...' too
+    ('--a="x\\" y" z', "z", ['--a=x" y']),
+    ("--a\\ b c", "c", ["--a b"]),
+    ("--a=x\\\\ y", "y", ["--a=x\\"]),
+    ("--a=x\\", "", ["--a=x"]),                             # a backslash at the end is dropped
+    ('--a="" x', "x", ["--a="]),
+    ("-- --notaflag", " --notaflag", []),                    # `--` ends the flags
+    ("--a --", "", ["--a"]),
+    ('--a "" x', '"" x', ["--a"]),                           # the first word without `--` ends them
+    ("--a \\", "\\", ["--a"]),
+    ("-a b", "-a b", []),
+])
+def test_extract_flags(text, rest, flags):
+    assert dockerfile._extract_flags(text) == (rest, flags)
+
+
 def test_empty_continuation_warnings_name_the_instruction():
     df = parse("FROM alpine:3.6\n\nRUN valid \\\n    continuation\n\nRUN something \\\n\n    following \\\n\n"
                "    more\n\nRUN another \\\n\n    thing\n\nRUN non-indented \\\n# this is a comment\n"
