@@ -85,33 +85,8 @@ def _component_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(pattern[i]))
             i += 1
         elif ch == "[":
-            j = i
-            cls = ["["]
-            if j < n and pattern[j] == "^":
-                cls.append("^")
-                j += 1
-            first = True
-            while True:
-                if j >= n:
-                    raise ValueError("syntax error in pattern")
-                c = pattern[j]
-                if c == "]" and not first:
-                    j += 1
-                    break
-                if c == "\\":
-                    j += 1
-                    if j >= n:
-                        raise ValueError("syntax error in pattern")
-                    c = pattern[j]
-                if c == "-" and not first and j + 1 < n and pattern[j + 1] != "]":
-                    cls.append("-")
-                else:
-                    cls.append(re.escape(c))
-                first = False
-                j += 1
-            cls.append("]")
-            out.append("".join(cls))
-            i = j
+            cls, i = dockerignore.char_class(pattern, i)
+            out.append(cls)
         else:
             out.append(re.escape(ch))
     rx = re.compile("".join(out), re.DOTALL)

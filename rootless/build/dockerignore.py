@@ -108,10 +108,16 @@ class Pattern:
 _REGEX_SPECIAL = set(".+()|{}$")
 
 
-def _class(text: str, i: int, out: list[str]) -> int:
-    """Translate the character class starting after the "[" at text[i-1]; return the
-    index after its "]". Written out (not passed through) so Python's regex reads it as
-    RE2 does: a "[" inside is an ordinary character."""
+def char_class(text: str, i: int) -> tuple[str, int]:
+    """The regex for the character class whose "[" is text[i-1], and the index after its
+    "]"; ValueError when the class never closes. Shared with COPY's wildcards (context.py).
+
+    Go's class syntax: a "^" first negates, "lo-hi" is a range, a backslash makes the
+    next character an ordinary one (an escaped "-" is no range). Where Go's
+    filepath.Match would refuse the pattern, this reads it as RE2 does (which
+    .dockerignore patterns go through): a "]" first, or a "-" first or last, is an
+    ordinary character. Written out, not passed through, so that Python's regex reads
+    the class as RE2 does: a "[" inside is an ordinary character."""
     body = ["["]
     n = len(text)
     if i < n and text[i] == "^":
@@ -123,8 +129,7 @@ def _class(text: str, i: int, out: list[str]) -> int:
             raise ValueError("missing closing ]")
         c = text[i]
         if c == "]" and not first:
-            i += 1
-            break
+            return "".join(body) + "]", i + 1
         if c == "\\" and i + 1 < n:
             body.append(re.escape(text[i + 1]))
             i += 2
@@ -135,8 +140,6 @@ def _class(text: str, i: int, out: list[str]) -> int:
             body.append(re.escape(c))
             i += 1
         first = False
-    out.append("".join(body) + "]")
-    return i
 
 
 def _compile(text: str) -> tuple[re.Pattern[str] | None, str | None]:
@@ -178,7 +181,8 @@ def _compile(text: str) -> tuple[re.Pattern[str] | None, str | None]:
             else:
                 out.append("\\\\")
         elif ch == "[":
-            i = _class(text, i, out)
+            cls, i = char_class(text, i)
+            out.append(cls)
             kind = "regex"
         elif ch == "]":
             out.append("\\]")

@@ -103,6 +103,24 @@ def test_wildcards(make_context, source, expected):
     assert src.wildcard  # (after expansion weird\\*name is weird*name: still a pattern, as in Docker)
 
 
+def test_wildcard_class_escapes(make_context):
+    # Go's filepath.Match: an escaped "-" or "]" in a class is an ordinary character.
+    # (The Dockerfile's `\\` reaches the pattern as one backslash.)
+    root = make_context({"a.txt": "a", "b.txt": "b", "c.txt": "c", "-.txt": "d", "].txt": "e"})
+    ctx = BuildContext(root)
+    assert paths(ctx, "COPY [a\\\\-c].txt /dst/") == [["-.txt", "a.txt", "c.txt"]]
+    assert paths(ctx, "COPY [a-c].txt /dst/") == [["a.txt", "b.txt", "c.txt"]]
+    assert paths(ctx, "COPY [\\\\]a].txt /dst/") == [["].txt", "a.txt"]]
+
+
+@pytest.mark.parametrize(("written", "pattern"), [("[a", "[a"), ("[a\\\\", "[a\\"), ("a[^", "a[^")])
+def test_unclosed_wildcard_class_is_a_bad_pattern(make_context, written, pattern):
+    root = make_context({"a": "a"})
+    with pytest.raises(RlError) as exc:
+        BuildContext(root).resolve_sources(copy_of(f"COPY {written} /dst/"))
+    assert exc.value.message == f"Dockerfile:2: COPY source {pattern}: bad pattern"
+
+
 def test_wildcards_skip_ignored_files(make_context):
     root = make_context({".dockerignore": "secret.txt\n", "a.txt": "a", "secret.txt": "s"})
     assert paths(BuildContext.open(root), "COPY *.txt /dst/") == [["a.txt"]]
