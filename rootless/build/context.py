@@ -4,9 +4,10 @@
   keep, descending into excluded directories only where an exception reaches inside.
 - `BuildContext.resolve_sources(inst)` turns a COPY/ADD's source list into the context
   paths it names: wildcards with Go's filepath.Match semantics (`*`, `?`, `[a-z]`, `[^a]`,
-  backslash escapes; `*` does not cross `/` and does match dotfiles), a leading `/` meaning
-  the context root; a source that leaves the context (`../x`, or through a symlink pointing
-  outside it) is refused, naming the Dockerfile line.
+  backslash escapes; `*` does not cross `/` and does match dotfiles; a malformed pattern,
+  such as a class with an unescaped `]` first, is refused as Go refuses it), a leading
+  `/` meaning the context root; a source that leaves the context (`../x`, or through a
+  symlink pointing outside it) is refused, naming the Dockerfile line.
 - `BuildContext.content_hash(sources)` digests what those sources select, for the build
   cache: each entry's path, type, permission bits, file content and symlink target, never
   mtime or owner, so touching a file keeps the cache and editing it does not.
@@ -85,7 +86,7 @@ def _component_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(pattern[i]))
             i += 1
         elif ch == "[":
-            cls, i = dockerignore.char_class(pattern, i)
+            cls, i = dockerignore.char_class(pattern, i, go_match=True)
             out.append(cls)
         else:
             out.append(re.escape(ch))

@@ -108,20 +108,25 @@ class Pattern:
 _REGEX_SPECIAL = set(".+()|{}$")
 
 
-def char_class(text: str, i: int) -> tuple[str, int]:
+def char_class(text: str, i: int, *, go_match: bool = False) -> tuple[str, int]:
     """The regex for the character class whose "[" is text[i-1], and the index after its
-    "]"; ValueError when the class never closes. Shared with COPY's wildcards (context.py).
+    "]"; ValueError for a malformed class. Shared with COPY's wildcards (context.py).
 
-    Go's class syntax: a "^" first negates, "lo-hi" is a range, a backslash makes the
-    next character an ordinary one (an escaped "-" is no range). Where Go's
-    filepath.Match would refuse the pattern, this reads it as RE2 does (which
-    .dockerignore patterns go through): a "]" first, or a "-" first or last, is an
-    ordinary character. Written out, not passed through, so that Python's regex reads
-    the class as RE2 does: a "[" inside is an ordinary character."""
-    body = ["["]
+    Both readings: a "^" first negates, "lo-hi" is a range, a backslash makes the next
+    character an ordinary one (an escaped "-" is no range), a class must close.
+    They differ where Go's syntax is strict:
+    - go_match=False, RE2's reading (.dockerignore patterns go through Go's regexp):
+      a "]" first, or a "-" first or last, is an ordinary character; a reversed
+      range ("z-a") is an error.
+    - go_match=True, Go's filepath.Match (COPY sources): "-" and "]" must be escaped
+      to be members, so "[]a]", "[-a]", "[a-]" and "[]" are errors; a reversed range
+      is no error but matches nothing.
+    The class is written out, not passed through, so that Python's regex reads it as
+    Go does (a "[" inside is an ordinary character, no set operations)."""
+    body: list[str] = []
     n = len(text)
-    if i < n and text[i] == "^":
-        body.append("^")
+    negate = i < n and text[i] == "^"
+    if negate:
         i += 1
     first = True
     while True:
@@ -129,8 +134,15 @@ def char_class(text: str, i: int) -> tuple[str, int]:
             raise ValueError("missing closing ]")
         c = text[i]
         if c == "]" and not first:
-            return "".join(body) + "]", i + 1
-        if c == "\\" and i + 1 < n:
+            break
+        if go_match:
+            lo, i = _go_class_char(text, i)
+            hi = lo
+            if i < n and text[i] == "-":
+                hi, i = _go_class_char(text, i + 1)
+            if lo <= hi:  # a reversed range adds nothing
+                body.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
+        elif c == "\\" and i + 1 < n:
             body.append(re.escape(text[i + 1]))
             i += 2
         elif c == "-" and not first and i + 1 < n and text[i + 1] != "]":
@@ -140,6 +152,21 @@ def char_class(text: str, i: int) -> tuple[str, int]:
             body.append(re.escape(c))
             i += 1
         first = False
+    if not body:  # only reversed ranges: nothing, or with "^" anything, matches
+        return ("(?s:.)" if negate else "(?!)"), i + 1
+    return "[" + ("^" if negate else "") + "".join(body) + "]", i + 1
+
+
+def _go_class_char(text: str, i: int) -> tuple[str, int]:
+    """The member character at text[i] of a filepath.Match class (a backslash escapes
+    the next one) and the index after it; an unescaped "-" or "]" there is an error."""
+    if i >= len(text) or text[i] in "-]":
+        raise ValueError("syntax error in pattern")
+    if text[i] == "\\":
+        i += 1
+        if i >= len(text):
+            raise ValueError("syntax error in pattern")
+    return text[i], i + 1
 
 
 def _compile(text: str) -> tuple[re.Pattern[str] | None, str | None]:

@@ -121,6 +121,25 @@ def test_unclosed_wildcard_class_is_a_bad_pattern(make_context, written, pattern
     assert exc.value.message == f"Dockerfile:2: COPY source {pattern}: bad pattern"
 
 
+@pytest.mark.parametrize("source", ["[]a].txt", "[-a].txt", "[a-].txt", "[].txt", "[^]].txt"])
+def test_class_go_refuses_is_a_bad_pattern(make_context, source):
+    # Go's filepath.Match wants "-" and "]" escaped inside a class, and no empty class
+    # (.dockerignore, read as RE2 does, takes these).
+    root = make_context({"a.txt": "a", "-.txt": "d", "].txt": "e"})
+    with pytest.raises(RlError) as exc:
+        BuildContext(root).resolve_sources(copy_of(f"COPY {source} /dst/"))
+    assert exc.value.message == f"Dockerfile:2: COPY source {source}: bad pattern"
+
+
+def test_reversed_class_range_matches_nothing(make_context):
+    root = make_context({"a.txt": "a", "b.txt": "b", "ab.txt": "ab"})
+    ctx = BuildContext(root)
+    with pytest.raises(RlError, match=r"^Dockerfile:2: COPY source \[z-a\]\.txt: no file in the build context"):
+        ctx.resolve_sources(copy_of("COPY [z-a].txt /dst/"))
+    assert paths(ctx, "COPY [^z-a].txt /dst/") == [["a.txt", "b.txt"]]
+    assert paths(ctx, "COPY [z-ab].txt /dst/") == [["b.txt"]]
+
+
 def test_wildcards_skip_ignored_files(make_context):
     root = make_context({".dockerignore": "secret.txt\n", "a.txt": "a", "secret.txt": "s"})
     assert paths(BuildContext.open(root), "COPY *.txt /dst/") == [["a.txt"]]

@@ -144,6 +144,25 @@ def test_bad_patterns_name_the_line():
         IgnoreRules.from_text("[unclosed\n")
 
 
+@pytest.mark.parametrize(("pattern", "path", "expected"), [
+    ("[]a]x", "]x", True),     # RE2's reading: "]" first is a member (COPY refuses it)
+    ("[]a]x", "ax", True),
+    ("[-a]x", "-x", True),
+    ("[a-]x", "-x", True),
+    ("[a-]x", "bx", False),
+    ("[a\\-c]x", "-x", True),   # an escaped "-" is no range
+    ("[a\\-c]x", "bx", False),
+])
+def test_class_reads_as_re2(pattern, path, expected):
+    (pat,) = IgnoreRules([pattern]).patterns
+    assert pat.match(path) is expected
+
+
+def test_reversed_class_range_is_a_bad_pattern():
+    with pytest.raises(RlError, match=r"^\.dockerignore:1: bad pattern '\[z-a\]'"):
+        IgnoreRules.from_text("[z-a]\n")
+
+
 def test_may_descend_follows_buildkits_walker():
     # Plain exceptions: descend only on the way to them.
     rules = IgnoreRules(["node_modules", "!node_modules/keep/x.txt"])
