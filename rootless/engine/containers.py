@@ -202,6 +202,9 @@ def list_containers(all_: bool = False) -> list[Container]:
 # -- create -------------------------------------------------------------------------------
 
 def _check_unsupported(opts: RunOptions) -> None:
+    from rootless.runtime import rootfs
+
+    rootfs.checked_backend()  # an unusable backend or /dev/fuse: before anything exists
     for flag, value in (("--memory", opts.memory), ("--cpus", opts.cpus)):
         if value is not None:
             raise InvalidArgument(
@@ -557,6 +560,9 @@ def start(ref: str, *, attach: bool = False) -> int | None:
     c = lookup(ref)
     if c.state == "running":
         return None
+    from rootless.runtime import rootfs
+
+    rootfs.checked_backend()
     if attach:
         from rootless.runtime import monitor
 

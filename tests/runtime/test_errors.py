@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.runtime.conftest import user_processes_mentioning
@@ -51,11 +53,61 @@ def test_unknown_flag(rl):
 
 def test_name_in_use_keeps_the_first(rl):
     rl("create", "--name", "dup", "--network", "none", "busybox", "echo", "first", check=True)
-    one_error_line(rl("run", "--name", "dup", "--network", "none", "busybox", "true"),
-                   "dup", "already in use")
+    for cmd in ("run", "create"):
+        one_error_line(rl(cmd, "--name", "dup", "--network", "none", "busybox", "true"),
+                       "dup", "already in use", "--name")
+    one_error_line(rl("run", "-d", "--name", "dup", "busybox", "true"), "dup", "already in use")
     assert rl("ps", "-aq").stdout.count("\n") == 1
+    assert user_processes_mentioning(str(rl.root)) == []
     assert rl("start", "-a", "dup").stdout == "first\n"
     assert len(list((rl.data_dir / "containers").iterdir())) == 1
+
+
+# Docker's codes, not 125: the container was made and its command could not start. The
+# message is still one line naming the command; with --rm nothing stays, without it the
+# container stays, exited with that code, as Docker keeps it.
+@pytest.mark.parametrize("command,code,words", [
+    ("no-such-command", 127, ["no-such-command", "not found in $PATH"]),
+    ("/no/such/file", 127, ["/no/such/file", "no such file"]),
+    ("/etc/passwd", 126, ["/etc/passwd", "permission denied"]),
+    ("/tmp", 126, ["/tmp", "permission denied"]),
+])
+def test_command_not_found_or_not_executable(rl, command, code, words):
+    r = rl("run", "--rm", "--network", "none", "busybox", command)
+    assert r.returncode == code, r.stderr
+    assert r.stdout == ""
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rl: error: "), r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert_clean(rl)
+    r = rl("run", "--name", "kept", "--network", "none", "busybox", command)
+    assert r.returncode == code
+    rows = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)
+    assert [(row["Names"], row["State"], row["ExitCode"]) for row in rows] == [
+        (["kept"], "exited", code)]
+    assert user_processes_mentioning(str(rl.root)) == []
+    rl("rm", "kept", check=True)
+    assert_clean(rl)
+
+
+@pytest.mark.parametrize("value,words", [
+    ("kernel", ["RL_ROOTFS_BACKEND=kernel", ".wh.", "owners", "fuse-overlayfs"]),
+    ("bogus", ["'bogus'", "fuse_overlay, fuse-overlayfs"]),
+])
+def test_unusable_rootfs_backend_is_refused(rl, value, words):
+    # The kernel's overlayfs mounts here, but shows rl's layers wrongly (deleted files,
+    # .wh. markers, every file root's): refused, not half-served. See rootless/runtime/rootfs.py.
+    env = {"RL_ROOTFS_BACKEND": value}
+    for args in (["run", "--rm"], ["run", "-d"], ["create"]):
+        one_error_line(rl(*args, "--network", "none", "busybox", "true", env=env), *words)
+        assert_clean(rl)
+    rl("create", "--name", "made", "--network", "none", "busybox", "true", check=True)
+    for args in (["start"], ["start", "-a"]):
+        one_error_line(rl(*args, "made", env=env), *words)
+    rows = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)
+    assert [row["State"] for row in rows] == ["created"]
+    assert user_processes_mentioning(str(rl.root)) == []
 
 
 def test_user_absent_from_image(rl):
