@@ -439,7 +439,11 @@ def run(opts: RunOptions) -> int | str:
     if opts.detach:
         early.discard()
         c = create(opts)
-        _start_detached(c)
+        try:
+            _start_detached(c)
+        except RlError as exc:
+            _forget_unstarted(c, exc)
+            raise
         _warm_up()
         return c.id
     maps = userns.plan(opts.userns == "keep-id")
@@ -460,6 +464,10 @@ def run(opts: RunOptions) -> int | str:
         raise
     try:
         return _drive(c, launch, wiring, attach=True, log=not direct)
+    except RlError as exc:
+        if not opts.rm:  # otherwise removed below
+            _forget_unstarted(c, exc)
+        raise
     finally:
         from rootless.runtime.sandbox import trace
 
@@ -468,6 +476,14 @@ def run(opts: RunOptions) -> int | str:
             _remove_files(c, volumes=True)
         trace("M removed")
         _warm_up()
+
+
+def _forget_unstarted(c: Container, exc: RlError) -> None:
+    """`rl run` made `c` and could not start it for a reason of rl or the host (exit 125):
+    remove it, so the error leaves nothing behind. A command that is not found or not
+    executable (126, 127) keeps its exited container, as Docker does."""
+    if exc.exit_code == 125:
+        _remove_files(c, volumes=True)
 
 
 def _warm_up() -> None:

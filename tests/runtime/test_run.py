@@ -152,6 +152,26 @@ def test_bind_mount_files_owned_by_user_on_host(rl, tmp_path):
     assert r.returncode != 0 and "Read-only" in r.stderr
 
 
+@pytest.mark.rootless
+def test_bind_mount_files_of_other_container_users(rl, tmp_path):
+    # uid 1000 inside is the subordinate id start+999 outside; the host dir must let it write
+    ur = idmap.read_ranges(idmap.SUBUID_FILE)
+    gr = idmap.read_ranges(idmap.SUBGID_FILE)
+    if not ur or not gr:
+        pytest.skip("the test user has no subordinate range")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    run(rl, "-u", "1000:1000", "-v", f"{shared}:/data", "busybox", "sh", "-c",
+        "echo x > /data/by-1000; ls -ln /data/by-1000")
+    st = os.stat(shared / "by-1000")
+    assert (st.st_uid, st.st_gid) == (ur[0].start + 999, gr[0].start + 999)
+    # and the user's own file is root's inside, whatever the container user
+    (shared / "mine").write_text("m\n")
+    r = run(rl, "-u", "1000", "-v", f"{shared}:/data", "busybox", "stat", "-c", "%u", "/data/mine")
+    assert r.stdout == "0\n"
+
+
 def test_command_not_found_and_not_executable(rl):
     r = run(rl, "busybox", "no-such-command", check=False)
     assert r.returncode == 127
@@ -308,3 +328,38 @@ def test_named_volume_persists_and_is_in_use(rl):
     assert r.returncode == 125 and "writer" in r.stderr  # still used by that container
     rl("rm", "writer", check=True)
     rl("volume", "rm", "data1", check=True)
+
+
+LAYERED_CHECK = (
+    "stat -c '%u:%g %a %n' /home/user/secret /tmp /root /bin/busybox;"
+    "ls -A /data /olddir | tr '\\n' ' '; echo;"
+    "echo written > /data/new.txt; rm /data/keep.txt; chown 1000:1000 /data/new.txt;"
+    "stat -c '%u:%g %n' /data/new.txt; ls -A /data")
+
+
+@pytest.mark.parametrize("backend", ["fuse_overlay", "fuse-overlayfs"])
+def test_rootfs_backends_show_the_image(rl, backend):
+    """Both backends read the store's layers (.wh. whiteouts, owners and modes in the
+    override xattr) and write the container's changes so that a restart sees them."""
+    import shutil
+
+    if backend == "fuse-overlayfs":
+        from tests.support import users
+
+        users.need(shutil.which("fuse-overlayfs") is not None, "fuse-overlayfs is not installed")
+    env = {"RL_ROOTFS_BACKEND": backend}
+    r = rl("run", "--name", "fs", "--network", "none", "layered", "sh", "-c", LAYERED_CHECK,
+           env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["1000:1000 640 /home/user/secret", "0:0 1777 /tmp", "0:0 700 /root",
+                         "0:0 755 /bin/busybox"]
+    # data/gone.txt whited out, olddir opaque over its lower a and b; no .wh. names shown
+    assert lines[4].split() == ["/data:", "keep.txt", "/olddir:", "new"]
+    assert lines[5:] == ["1000:1000 /data/new.txt", "new.txt"]
+    # the upper dir keeps the write, the deletion and the chown for the next start
+    r = rl("start", "-a", "fs", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[4].split() == ["/data:", "new.txt", "/olddir:", "new"]
+    rl("rm", "fs", check=True)
+    assert rl("ps", "-aq").stdout == ""
