@@ -110,10 +110,19 @@ def test_unusable_rootfs_backend_is_refused(rl, value, words):
     assert user_processes_mentioning(str(rl.root)) == []
 
 
-def test_user_absent_from_image(rl):
-    one_error_line(rl("run", "--rm", "--network", "none", "-u", "nobody-here", "busybox", "true"),
-                   "nobody-here")
-    assert_clean(rl)
+@pytest.mark.parametrize("user,words", [
+    ("nobody-here", ["user nobody-here", "/etc/passwd", "numeric uid"]),
+    ("user:nogroup", ["group nogroup", "/etc/group", "numeric gid"]),
+])
+def test_user_absent_from_image(rl, user, words):
+    for args in (["--rm"], ["-d"], []):
+        one_error_line(rl("run", *args, "--network", "none", "-u", user, "busybox", "true"),
+                       *words)
+        assert_clean(rl)
+    # rl exec -u into a running container: the same line, and the container keeps running
+    rl("run", "-d", "--name", "up", "--network", "none", "busybox", "sleep", "300", check=True)
+    one_error_line(rl("exec", "-u", user, "up", "true"), *words)
+    assert [line.split()[-1] for line in rl("ps").stdout.splitlines()[1:]] == ["up"]
 
 
 def test_unknown_container(rl):
