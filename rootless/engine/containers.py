@@ -211,9 +211,16 @@ def _check_unsupported(opts: RunOptions) -> None:
                 f"{flag} needs cgroup v2 with a delegated controller, which this host lacks",
                 "limits through --ulimit still work; enable cgroup v2 delegation "
                 "(systemd.unified_cgroup_hierarchy=1 and Delegate=yes) to use " + flag)
+    _check_workdir(opts.workdir)
     if opts.userns not in (None, "", "keep-id", "host"):
         raise InvalidArgument(f"unsupported --userns value {opts.userns!r}",
                               "use --userns=keep-id")
+
+
+def _check_workdir(workdir: str | None) -> None:
+    if workdir and not workdir.startswith("/"):
+        raise InvalidArgument(f"the working directory {workdir!r} is not an absolute path",
+                              "give -w an absolute path inside the container, e.g. -w /app")
 
 
 def _pick(words: tuple[str, ...]) -> str:
@@ -883,6 +890,7 @@ def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool 
 
     if not command:
         raise InvalidArgument("rl exec needs a command")
+    _check_workdir(workdir)
     c = _running(ref)
     spec = c.spec()
     process = dict(spec["process"])

@@ -24,8 +24,9 @@ def one_error_line(r, *words):
         assert w in lines[0], lines[0]
 
 
-def test_unknown_image(rl):
-    r = rl("run", "--rm", "no-such-image:1")
+@pytest.mark.parametrize("args", [["run", "--rm"], ["run", "-d"], ["create"]])
+def test_unknown_image(rl, args):
+    r = rl(*args, "no-such-image:1")
     assert r.returncode == 125
     errors = [line for line in r.stderr.splitlines() if line.startswith("rl: error:")]
     assert len(errors) == 1 and "no-such-image" in errors[0]  # after the pull's progress
@@ -40,6 +41,15 @@ def test_unknown_image(rl):
     (["-v", "/definitely/not/here:/x"], "/definitely/not/here"),
     (["--memory", "1g"], "cgroup"),
     (["--cpus", "2"], "cgroup"),
+    (["-w", "relative/dir"], "relative/dir"),
+    (["--pull", "bogus"], "bogus"),
+    (["-p", "99999:80"], "99999"),
+    (["--env-file", "/missing/env"], "/missing/env"),
+    (["--tmpfs", "relative"], "relative"),
+    (["--mount", "type=bogus,target=/x"], "bogus"),
+    (["--name", "bad/name"], "bad/name"),
+    (["--network", "container:nope"], "nope"),
+    (["--network", "nosuchnet"], "nosuchnet"),
 ])
 def test_bad_flag_values(rl, args, word):
     one_error_line(rl("run", "--rm", *args, "busybox", "true"), word)
@@ -122,6 +132,8 @@ def test_user_absent_from_image(rl, user, words):
     # rl exec -u into a running container: the same line, and the container keeps running
     rl("run", "-d", "--name", "up", "--network", "none", "busybox", "sleep", "300", check=True)
     one_error_line(rl("exec", "-u", user, "up", "true"), *words)
+    # and a relative -w (Docker refuses it too)
+    one_error_line(rl("exec", "-w", "relative", "up", "true"), "relative", "absolute")
     assert [line.split()[-1] for line in rl("ps").stdout.splitlines()[1:]] == ["up"]
 
 
