@@ -70,6 +70,13 @@ def default_backend() -> str:
 
 
 FUSE_DEVICE = "/dev/fuse"
+FUSE_OVERLAYFS_FIX = f"ask root to run `apt-get install fuse-overlayfs`, or unset {BACKEND_ENV}"
+
+
+def fuse_overlayfs_path() -> str | None:
+    import shutil
+
+    return shutil.which("fuse-overlayfs", path="/usr/bin:/bin:/usr/local/bin")
 
 
 def fuse_device_problem() -> RlError | None:
@@ -89,8 +96,8 @@ def fuse_device_problem() -> RlError | None:
 
 def checked_backend() -> str:
     """The backend for a container about to start, or an RlError saying why none can serve
-    it: an unknown RL_ROOTFS_BACKEND, the kernel's overlayfs (see the module docstring), or
-    a /dev/fuse this user cannot open."""
+    it: an unknown RL_ROOTFS_BACKEND, the kernel's overlayfs (see the module docstring),
+    fuse-overlayfs chosen but not installed, or a /dev/fuse this user cannot open."""
     value = os.environ.get(BACKEND_ENV, "").strip() or DEFAULT_BACKEND
     if value == "kernel":
         raise RlError(f"{BACKEND_ENV}=kernel: the kernel's overlayfs cannot show rl's layers "
@@ -99,6 +106,9 @@ def checked_backend() -> str:
     if value not in BACKENDS:
         raise RlError(f"unknown {BACKEND_ENV} value {value!r}",
                       f"use one of {', '.join(BACKENDS)} or unset it")
+    if value == "fuse-overlayfs" and fuse_overlayfs_path() is None:
+        raise RlError(f"{BACKEND_ENV}=fuse-overlayfs, but fuse-overlayfs is not installed",
+                      FUSE_OVERLAYFS_FIX)
     problem = fuse_device_problem()
     if problem is not None:
         raise problem
@@ -195,11 +205,9 @@ class Server:
         raise RootfsError(f"unknown rootfs backend {spec.backend!r}")
 
     def _start_fuse_overlayfs(self, spec: RootfsSpec, timeout: float) -> None:
-        import shutil
-
-        exe = shutil.which("fuse-overlayfs", path="/usr/bin:/bin:/usr/local/bin")
+        exe = fuse_overlayfs_path()
         if exe is None:
-            raise RootfsError("fuse-overlayfs is not installed")
+            raise RootfsError(f"fuse-overlayfs is not installed ({FUSE_OVERLAYFS_FIX})")
         argv = [exe, "-f", "-o", overlay_options(spec), spec.mountpoint]
         pid = os.fork()
         if pid == 0:

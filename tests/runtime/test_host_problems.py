@@ -1,9 +1,9 @@
 """A host missing what rl needs, as the unprivileged test user sees it: a /dev/fuse that
-user cannot open, no newuidmap, a newuidmap without its setuid bit. Root-only (the
-problems are made by root).
+user cannot open, no newuidmap, a newuidmap without its setuid bit, fuse-overlayfs chosen
+but absent. Root-only (the problems are made by root).
 
 Each problem is made for one `rl` command only: root starts it in a private mount
-namespace where a node is bind-mounted over /dev/fuse or newuidmap, then becomes the test
+namespace where a node is bind-mounted over /dev/fuse or a helper program, then becomes the test
 user. The kernel checks that node exactly as it would a chmod'ed /dev/fuse, but the host is
 never changed: the other tests and users of this machine keep a working /dev/fuse, and a
 killed test has nothing to restore. Each test first shows that the problem is real (the
@@ -115,10 +115,13 @@ def one_error_line(r, *words) -> None:
 ], ids=["run-rm", "run-zygote", "run-d", "create", "fuse-overlayfs"])
 def test_no_dev_fuse_access(store, args, env):
     nofuse = store.broken(FUSE_0600)
-    # the problem is real: the test user cannot open the device rl would use
+    # the problem is real, and made by this test: the test user cannot open the device
+    # there, and can on the host
     r = subprocess.run([*nofuse.prefix, "sh", "-c", "exec 3<>/dev/fuse"], capture_output=True,
                        text=True)
     assert r.returncode != 0 and "Permission denied" in r.stderr, r.stderr
+    assert subprocess.run(["runuser", "-u", USER, "--", "sh", "-c", "exec 3<>/dev/fuse"]
+                          ).returncode == 0
     before = store.state()
     one_error_line(nofuse(*args, env=env), "/dev/fuse", "0600", "chmod 0666 /dev/fuse")
     store.assert_nothing_left(before)
@@ -139,16 +142,26 @@ def test_no_dev_fuse_access_at_start(store):
     assert store.rl("start", "-a", cid, check=True).stdout == "hi\n"
 
 
-@pytest.mark.parametrize("setup,words", [
-    (NOT_EXECUTABLE, ["newuidmap is not installed", "apt-get install uidmap"]),
-    (NOT_SETUID, ["newuidmap failed", "setuid root", "/etc/subuid"]),
-], ids=["missing", "not-setuid"])
-def test_no_newuidmap(store, setup, words):
-    helper = shutil.which("newuidmap")
-    users.need(helper is not None, "newuidmap (uidmap) is not installed")
+@pytest.mark.parametrize("program,setup,env,words", [
+    ("newuidmap", NOT_EXECUTABLE, {}, ["newuidmap is not installed", "apt-get install uidmap"]),
+    ("newuidmap", NOT_SETUID, {}, ["newuidmap failed", "setuid root", "/etc/subuid"]),
+    ("fuse-overlayfs", NOT_EXECUTABLE, {"RL_ROOTFS_BACKEND": "fuse-overlayfs"},
+     ["fuse-overlayfs is not installed", "apt-get install fuse-overlayfs"]),
+], ids=["no-newuidmap", "newuidmap-not-setuid", "no-fuse-overlayfs"])
+def test_missing_or_broken_helper(store, program, setup, env, words):
+    helper = shutil.which(program)
+    users.need(helper is not None, f"{program} is not installed")
     broken = store.broken(setup.format(path=os.path.realpath(helper)))
+    # the problem is real, and made by this test: true there, false on the host
+    proof = (f"! test -x {helper}" if setup == NOT_EXECUTABLE
+             else f"test -x {helper} && ! test -u {helper}")
+    user = ["runuser", "-u", USER, "--"]
+    assert subprocess.run([*broken.prefix, "sh", "-c", proof]).returncode == 0
+    assert subprocess.run([*user, "sh", "-c", proof]).returncode != 0
     before = store.state()
     for args in (["run", "--rm", "--network", "none", "busybox", "true"],
                  ["run", "-d", "--network", "none", "busybox", "sleep", "300"]):
-        one_error_line(broken(*args), *words)
+        one_error_line(broken(*args, env=env), *words)
         store.assert_nothing_left(before)
+    assert store.rl("run", "--rm", "--network", "none", "busybox", "true", env=env,
+                    check=True).returncode == 0
