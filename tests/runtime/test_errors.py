@@ -164,3 +164,26 @@ def test_newuidmap_failure_has_its_own_message_and_fix():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_fuse_device_problem_names_cause_and_fix(tmp_path, monkeypatch):
+    # The message rl gives when /dev/fuse cannot be used (end to end, as root, in
+    # test_host_problems.py); here on stand-in paths, so it runs in every pass.
+    import os
+
+    from rootless.runtime import rootfs
+
+    if os.getuid() == 0:
+        pytest.skip("root may open any file")
+    dev = tmp_path / "fuse"
+    dev.write_bytes(b"")
+    dev.chmod(0o600)
+    monkeypatch.setattr(rootfs, "FUSE_DEVICE", str(dev))
+    assert rootfs.fuse_device_problem() is None
+    dev.chmod(0o000)
+    text = str(rootfs.fuse_device_problem())
+    assert f"{dev} (mode 0000) cannot be opened by you" in text
+    assert f"chmod 0666 {dev}" in text
+    dev.unlink()
+    text = str(rootfs.fuse_device_problem())
+    assert "does not exist" in text and "modprobe fuse" in text
