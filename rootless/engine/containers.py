@@ -202,6 +202,8 @@ def list_containers(all_: bool = False) -> list[Container]:
 # -- create -------------------------------------------------------------------------------
 
 def _check_unsupported(opts: RunOptions) -> None:
+    """What can be refused before anything of the container exists: the host's rootfs
+    backend and /dev/fuse, flags this host cannot honour, malformed values."""
     from rootless.runtime import rootfs
 
     rootfs.checked_backend()  # an unusable backend or /dev/fuse: before anything exists
