@@ -187,3 +187,27 @@ def test_fuse_device_problem_names_cause_and_fix(tmp_path, monkeypatch):
     dev.unlink()
     text = str(rootfs.fuse_device_problem())
     assert "does not exist" in text and "modprobe fuse" in text
+
+
+@pytest.mark.parametrize("mode", [["-d"], []], ids=["detached", "foreground"])
+def test_name_in_use_race(rl, mode):
+    # Five runs asking for one name at the same moment: one wins, the others say so and
+    # leave nothing (their early-forked fuse servers and sandboxes, bundles and rows).
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        return rl("run", *mode, "--name", "same", "--network", "none", "busybox", "sleep", "1",
+                  timeout=120)
+
+    with ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(one, range(5)))
+    won = [r for r in results if r.returncode == 0]
+    assert len(won) == 1, [r.stderr for r in results]
+    for r in results:
+        if r.returncode != 0:
+            one_error_line(r, "same", "already in use")
+    rows = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)
+    assert [row["Names"] for row in rows] == [["same"]]
+    assert [p.name for p in (rl.data_dir / "containers").iterdir()] == [rows[0]["Id"]]
+    rl("rm", "-f", "same", check=True)
+    assert_clean(rl)
