@@ -165,3 +165,14 @@ def test_missing_or_broken_helper(store, program, setup, env, words):
         store.assert_nothing_left(before)
     assert store.rl("run", "--rm", "--network", "none", "busybox", "true", env=env,
                     check=True).returncode == 0
+
+
+def test_info_reports_dev_fuse(store):
+    def fuse_check(runner):
+        info = json.loads(runner("info", "--format", "json", check=True).stdout)
+        return next(c for c in info["checks"] if c["name"] == "fuse")
+
+    assert fuse_check(store.rl)["ok"]
+    check = fuse_check(store.broken(FUSE_0600))
+    assert not check["ok"] and "0600" in check["detail"], check
+    assert "chmod 0666 /dev/fuse" in check["fix"]
