@@ -202,15 +202,27 @@ def list_containers(all_: bool = False) -> list[Container]:
 # -- create -------------------------------------------------------------------------------
 
 def _check_unsupported(opts: RunOptions) -> None:
+    """What can be refused before anything of the container exists: the host's rootfs
+    backend and /dev/fuse, flags this host cannot honour, malformed values."""
+    from rootless.runtime import rootfs
+
+    rootfs.checked_backend()  # an unusable backend or /dev/fuse: before anything exists
     for flag, value in (("--memory", opts.memory), ("--cpus", opts.cpus)):
         if value is not None:
             raise InvalidArgument(
                 f"{flag} needs cgroup v2 with a delegated controller, which this host lacks",
                 "limits through --ulimit still work; enable cgroup v2 delegation "
                 "(systemd.unified_cgroup_hierarchy=1 and Delegate=yes) to use " + flag)
+    _check_workdir(opts.workdir)
     if opts.userns not in (None, "", "keep-id", "host"):
         raise InvalidArgument(f"unsupported --userns value {opts.userns!r}",
                               "use --userns=keep-id")
+
+
+def _check_workdir(workdir: str | None) -> None:
+    if workdir and not workdir.startswith("/"):
+        raise InvalidArgument(f"the working directory {workdir!r} is not an absolute path",
+                              "give -w an absolute path inside the container, e.g. -w /app")
 
 
 def _pick(words: tuple[str, ...]) -> str:
@@ -436,7 +448,11 @@ def run(opts: RunOptions) -> int | str:
     if opts.detach:
         early.discard()
         c = create(opts)
-        _start_detached(c)
+        try:
+            _start_detached(c)
+        except RlError as exc:
+            _forget_unstarted(c, exc)
+            raise
         _warm_up()
         return c.id
     maps = userns.plan(opts.userns == "keep-id")
@@ -457,6 +473,10 @@ def run(opts: RunOptions) -> int | str:
         raise
     try:
         return _drive(c, launch, wiring, attach=True, log=not direct)
+    except RlError as exc:
+        if not opts.rm:  # otherwise removed below
+            _forget_unstarted(c, exc)
+        raise
     finally:
         from rootless.runtime.sandbox import trace
 
@@ -465,6 +485,14 @@ def run(opts: RunOptions) -> int | str:
             _remove_files(c, volumes=True)
         trace("M removed")
         _warm_up()
+
+
+def _forget_unstarted(c: Container, exc: RlError) -> None:
+    """`rl run` made `c` and could not start it for a reason of rl or the host (exit 125):
+    remove it, so the error leaves nothing behind. A command that is not found or not
+    executable (126, 127) keeps its exited container, as Docker does."""
+    if exc.exit_code == 125:
+        _remove_files(c, volumes=True)
 
 
 def _warm_up() -> None:
@@ -557,6 +585,9 @@ def start(ref: str, *, attach: bool = False) -> int | None:
     c = lookup(ref)
     if c.state == "running":
         return None
+    from rootless.runtime import rootfs
+
+    rootfs.checked_backend()
     if attach:
         from rootless.runtime import monitor
 
@@ -861,6 +892,7 @@ def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool 
 
     if not command:
         raise InvalidArgument("rl exec needs a command")
+    _check_workdir(workdir)
     c = _running(ref)
     spec = c.spec()
     process = dict(spec["process"])

@@ -246,7 +246,8 @@ def resolve_user(spec_user: str) -> tuple[int, int, list[int], str]:
     entry = next((e for e in passwd if len(e) >= 7 and (e[0] == user or e[2] == user)), None)
     if entry is None:
         if not user.isdigit():
-            raise Fail(125, f"unable to find user {user}: no matching entries in passwd file")
+            raise Fail(125, f"unable to find user {user}: no matching entries in the image's "
+                            "/etc/passwd (give a user it has, or a numeric uid)")
         uid, gid, home, name = int(user), 0, "/", None
     else:
         uid, gid, home, name = int(entry[2]), int(entry[3]), entry[5] or "/", entry[0]
@@ -255,8 +256,8 @@ def resolve_user(spec_user: str) -> tuple[int, int, list[int], str]:
         g = next((e for e in groups if len(e) >= 3 and (e[0] == group or e[2] == group)), None)
         if g is None:
             if not group.isdigit():
-                raise Fail(125, f"unable to find group {group}: no matching entries in "
-                                "group file")
+                raise Fail(125, f"unable to find group {group}: no matching entries in the "
+                                "image's /etc/group (give a group it has, or a numeric gid)")
             gid = int(group)
         else:
             gid = int(g[2])

@@ -1,4 +1,4 @@
-"""The container's root filesystem: one interface, three ways to mount it.
+"""The container's root filesystem: one interface, two ways to serve it.
 
 A `RootfsSpec` (stored as rootfs.json beside config.json) names the layers (TOP first), the
 container's upper and work dirs, the mount point and the backend:
@@ -7,9 +7,16 @@ container's upper and work dirs, the mount point and the backend:
   forked from the sandbox. It is forked as early as possible (`Server.prestart`) so that
   importing pyfuse3, the slowest step of a start, overlaps the rest of the set-up.
 - "fuse-overlayfs": the C program from Debian, same options and same ownership xattr.
-- "kernel": overlayfs with `userxattr`, mounted in the user namespace. Layers stored in the
-  OCI form (`.wh.` whiteouts, ownership in an xattr) are not what the kernel expects, so this
-  backend shows whiteout files and the plain user as owner; it is here for benchmarks.
+
+The kernel's overlayfs is not a backend, though it mounts in a user namespace here: the
+store keeps layers in the OCI form that fuse_overlay and fuse-overlayfs read (`.wh.`
+whiteouts, owners and modes in the user.containers.override_stat xattr), and the kernel
+reads neither. Checked here: it showed deleted files and their `.wh.` markers, every file
+owned by root, /tmp without its sticky bit and /root mode 0755. Serving it correctly would
+need a second copy of every layer in the kernel's form (real chown to subordinate ids, 0/0
+character-device whiteouts), impossible with a single id mapping. Selecting it
+(RL_ROOTFS_BACKEND=kernel) is refused with that reason; `checked_backend` says so before
+anything of a container exists, as it does for an unknown name or an unusable /dev/fuse.
 
 Everything here runs inside the sandbox's user and mount namespaces. The process serving a
 FUSE mount never touches the mount itself.
@@ -23,9 +30,10 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 
+from rootless.errors import RlError
 from rootless.linux import syscalls
 
-BACKENDS = ("fuse_overlay", "fuse-overlayfs", "kernel")
+BACKENDS = ("fuse_overlay", "fuse-overlayfs")
 DEFAULT_BACKEND = "fuse_overlay"
 BACKEND_ENV = "RL_ROOTFS_BACKEND"
 
@@ -61,6 +69,52 @@ def default_backend() -> str:
     return value if value in BACKENDS else DEFAULT_BACKEND
 
 
+FUSE_DEVICE = "/dev/fuse"
+FUSE_OVERLAYFS_FIX = f"ask root to run `apt-get install fuse-overlayfs`, or unset {BACKEND_ENV}"
+
+
+def fuse_overlayfs_path() -> str | None:
+    import shutil
+
+    return shutil.which("fuse-overlayfs", path="/usr/bin:/bin:/usr/local/bin")
+
+
+def fuse_device_problem() -> RlError | None:
+    """Why this user cannot open /dev/fuse (both backends need it), or None. One access()
+    call: it runs on every start. Inside the user namespace the device's owner (the host's
+    root) is not mapped, so container root gets no more than the user's own rights."""
+    if os.access(FUSE_DEVICE, os.R_OK | os.W_OK):
+        return None
+    if not os.path.exists(FUSE_DEVICE):
+        return RlError(f"{FUSE_DEVICE} does not exist: the root filesystem is served by FUSE",
+                       "ask root to run `modprobe fuse` (Debian package fuse3)")
+    mode = os.stat(FUSE_DEVICE).st_mode & 0o7777
+    return RlError(f"{FUSE_DEVICE} (mode {mode:04o}) cannot be opened by you: the root "
+                   "filesystem is served by FUSE",
+                   f"ask root to run `chmod 0666 {FUSE_DEVICE}`, the mode distributions ship")
+
+
+def checked_backend() -> str:
+    """The backend for a container about to start, or an RlError saying why none can serve
+    it: an unknown RL_ROOTFS_BACKEND, the kernel's overlayfs (see the module docstring),
+    fuse-overlayfs chosen but not installed, or a /dev/fuse this user cannot open."""
+    value = os.environ.get(BACKEND_ENV, "").strip() or DEFAULT_BACKEND
+    if value == "kernel":
+        raise RlError(f"{BACKEND_ENV}=kernel: the kernel's overlayfs cannot show rl's layers "
+                      "(it reads neither their .wh. whiteouts nor their owners and modes, "
+                      "kept in xattrs)", f"unset {BACKEND_ENV} or use fuse-overlayfs")
+    if value not in BACKENDS:
+        raise RlError(f"unknown {BACKEND_ENV} value {value!r}",
+                      f"use one of {', '.join(BACKENDS)} or unset it")
+    if value == "fuse-overlayfs" and fuse_overlayfs_path() is None:
+        raise RlError(f"{BACKEND_ENV}=fuse-overlayfs, but fuse-overlayfs is not installed",
+                      FUSE_OVERLAYFS_FIX)
+    problem = fuse_device_problem()
+    if problem is not None:
+        raise problem
+    return value
+
+
 def _escape(path: str) -> str:
     # overlay option syntax: ',' separates options, ':' separates lower dirs.
     return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
@@ -86,7 +140,7 @@ def _child_log(spec: RootfsSpec) -> int:
 
 
 class Server:
-    """The process that serves the rootfs (None for the kernel backend)."""
+    """The process that serves the rootfs."""
 
     def __init__(self, backend: str, early_ready_fd: int | None = None) -> None:
         self.backend = backend
@@ -118,10 +172,6 @@ class Server:
 
     def mount(self, spec: RootfsSpec, timeout: float = 30.0) -> None:
         os.makedirs(spec.mountpoint, exist_ok=True)
-        if spec.backend == "kernel":
-            syscalls.mount("overlay", spec.mountpoint, "overlay", 0,
-                           overlay_options(spec) + ",userxattr")
-            return
         if spec.backend == "fuse_overlay":
             ready_r = None
             if self._early_ready is not None:
@@ -155,11 +205,9 @@ class Server:
         raise RootfsError(f"unknown rootfs backend {spec.backend!r}")
 
     def _start_fuse_overlayfs(self, spec: RootfsSpec, timeout: float) -> None:
-        import shutil
-
-        exe = shutil.which("fuse-overlayfs", path="/usr/bin:/bin:/usr/local/bin")
+        exe = fuse_overlayfs_path()
         if exe is None:
-            raise RootfsError("fuse-overlayfs is not installed")
+            raise RootfsError(f"fuse-overlayfs is not installed ({FUSE_OVERLAYFS_FIX})")
         argv = [exe, "-f", "-o", overlay_options(spec), spec.mountpoint]
         pid = os.fork()
         if pid == 0:
@@ -192,7 +240,7 @@ class Server:
 
     def stop(self, spec: RootfsSpec | None = None) -> None:
         """Unmount (the server then exits) and reap the server."""
-        if spec is not None and spec.backend != "kernel":
+        if spec is not None:
             try:
                 syscalls.umount2(spec.mountpoint, 0)
             except OSError:

@@ -357,16 +357,11 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     try:
         server.mount(rfs)
-    except rootfs_mod.RootfsError as exc:
+    except (rootfs_mod.RootfsError, OSError) as exc:
         server.stop(rfs)
-        _send(status_w, f"E 125 root filesystem: {exc}")
-        os._exit(125)
-    except OSError as exc:
-        server.stop(rfs)
-        hint = ""
-        if exc.filename == "/dev/fuse" or "fuse" in str(exc):
-            hint = " (check that /dev/fuse exists and is readable and writable by you)"
-        _send(status_w, f"E 125 root filesystem: {exc}{hint}")
+        # The engine checked /dev/fuse before starting; it may have changed since.
+        problem = rootfs_mod.fuse_device_problem()
+        _send(status_w, f"E 125 root filesystem: {problem or exc}")
         os._exit(125)
     trace("S mounted")
     if backend == "fuse_overlay":

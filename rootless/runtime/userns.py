@@ -70,7 +70,7 @@ def _helper(name: str) -> str:
             break
     if path is None:
         raise RlError(f"{name} is not installed; it is needed to map the subordinate ids",
-                      "install the uidmap package (apt-get install uidmap)")
+                      "ask root to install the uidmap package: apt-get install uidmap")
     return path
 
 

@@ -148,17 +148,37 @@ def rl_nosub(layer_store):
         users.cleanup_nosub_runner(runner)
 
 
+def _zygote_pids(root: Path) -> set[str]:
+    """The warm fuse server of the rl whose directories are under `root`: it outlives the
+    containers by design (rootless/runtime/zygote.py), so it is not a leftover."""
+    pids: set[str] = set()
+    try:
+        for pidfile in (root / "run" / "rl").glob("fuse-zygote-*.pid"):
+            pids.update(pidfile.read_text().split())
+    except OSError:
+        pass
+    return pids
+
+
 def user_processes_mentioning(text: str) -> list[str]:
-    """Command lines of this user's processes that mention `text` (a container dir)."""
+    """Processes whose command line or environment mentions `text` (a runner's root: every
+    process rl starts inherits XDG_DATA_HOME under it, also those whose command line names
+    nothing of it, like the fuse server forked from `rl run`), except that root's warm fuse
+    server. Only processes this user may read are seen; as root, all."""
     out = []
+    needle = text.encode()
+    skip = _zygote_pids(Path(text))
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or pid in skip or int(pid) == os.getpid():
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                cmd = f.read()
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read()
         except OSError:
             continue
-        if text in cmd:
-            out.append(f"{pid}: {cmd}")
+        if needle in cmd or needle in environ:
+            shown = cmd.replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"{pid}: {shown}")
     return out

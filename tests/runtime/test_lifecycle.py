@@ -198,6 +198,34 @@ def test_ten_containers_at_once(rl):
     assert user_processes_mentioning(str(rl.root)) == []
 
 
+def test_ten_detached_containers_at_once(rl):
+    """Ten `rl run -d` of one image at the same moment: ten distinct running containers,
+    each with its own rootfs, all removed at once with nothing left."""
+    def one(i):
+        return rl("run", "-d", "--network", "none", "--name", f"c{i}", "busybox", "sh", "-c",
+                  f"echo {i} > /mine; exec sleep 300", timeout=120)
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(one, range(10)))
+    for r in results:
+        assert r.returncode == 0, r.stderr
+    assert len({r.stdout.strip() for r in results}) == 10
+    rows = ps_json(rl)
+    assert sorted(row["Names"][0] for row in rows) == sorted(f"c{i}" for i in range(10))
+    assert {row["State"] for row in rows} == {"running"}
+    for i in range(10):  # each container wrote into its own upper dir only
+        deadline = time.monotonic() + 10
+        while (out := rl("exec", f"c{i}", "cat", "/mine").stdout) != f"{i}\n":
+            assert time.monotonic() < deadline, out
+            time.sleep(0.1)
+    with ThreadPoolExecutor(10) as pool:
+        removed = list(pool.map(lambda i: rl("rm", "-f", f"c{i}", timeout=120), range(10)))
+    assert all(r.returncode == 0 for r in removed), [r.stderr for r in removed]
+    assert rl("ps", "-aq").stdout == ""
+    assert not list((rl.data_dir / "containers").iterdir())
+    assert user_processes_mentioning(str(rl.root)) == []
+
+
 def test_no_mounts_leak_to_the_host(rl):
     before = open("/proc/self/mountinfo").read()
     detached(rl, "busybox", "sleep", "300", name="m")
