@@ -145,6 +145,13 @@ def _main(path: str) -> None:
         server = early.import_server()
     except ImportError:
         return
+    # Every object made so far goes to the collector's permanent generation: a forked
+    # server's collections then never write to their pages (the gc header sits in each
+    # object), so those pages stay shared with us instead of being copied per container.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     tmp = f"{path}.{os.getpid()}"
     listener.bind(tmp)
