@@ -330,7 +330,7 @@ def _namespaces(network: str) -> set[str]:
     return kinds
 
 
-def _launch(c_options: dict, maps, wiring, early=None):
+def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
     from rootless.engine import netwire
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
@@ -344,7 +344,7 @@ def _launch(c_options: dict, maps, wiring, early=None):
         raise
     return Launch(maps=maps, backend=rootfs.default_backend(), join_pid=join_pid, holder=holder,
                   namespaces=_namespaces(c_options.get("network", "slirp4netns")),
-                  stdio=wiring.stdio, terminal=wiring.tty, early=early)
+                  stdio=wiring.stdio, terminal=wiring.tty, early=early, lean=lean)
 
 
 def _maps_of(c: Container):
@@ -401,6 +401,8 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     _set_running(c, launch.pid)
     if on_started is not None:
         on_started()
+    if not attach:
+        _become_lean(c, launch, wiring, forwarder, slirp)  # returns only if that failed
 
     def send(sig: int) -> None:
         try:
@@ -422,6 +424,63 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
 
     trace(f"M recorded exit code {code}")
     return code
+
+
+def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list) -> None:
+    """A detached monitor, its container started: exec the lean monitor
+    (rootless.runtime.lean), which keeps this pid, the fds and the children, and calls
+    finish_detached at the end. The forwarded signals stay blocked across the exec, so
+    none is lost nor kills the new interpreter before it has its handlers."""
+    import json
+
+    from rootless.runtime import lean, monitor
+
+    net: dict = {}
+    for s in stoppers:
+        if hasattr(s, "handover"):
+            net["slirp"] = s.handover()
+        else:
+            net["endpoint"] = True
+    blocked = set(monitor.FORWARDED)
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
+                          wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
+                          net=json.dumps(net), blocked=blocked)
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
+
+
+def finish_detached(cid: str, code: int | None, net: str, error: BaseException | None) -> None:
+    """The end of a lean monitor (rootless.runtime.lean): what _drive and _start_detached
+    do after the container exited."""
+    import json
+
+    from rootless.errors import NotFound
+
+    try:
+        c = lookup(cid)
+    except NotFound:
+        return
+    state = json.loads(net)
+    try:
+        if "slirp" in state:
+            from rootless.network import slirp
+
+            slirp.Slirp.adopt(state["slirp"]).stop()
+        if state.get("endpoint"):
+            from rootless.engine import netwire
+
+            netwire.endpoint_of(c).stop()
+        if error is None and not c.options.get("rm"):
+            _set_exited(c, code)
+    except BaseException as exc:
+        error = exc
+    finally:
+        if error is not None:
+            _monitor_log(c, error)
+        if c.options.get("rm"):
+            _remove_files(c, volumes=True)
 
 
 def run(opts: RunOptions) -> int | str:
@@ -503,7 +562,7 @@ def _start_detached(c: Container) -> None:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             wiring = monitor.wire(mode="detached", interactive=False,
                                   tty=bool(c.options.get("tty")))
-            launch = _launch(c.options, _maps_of(c), wiring)
+            launch = _launch(c.options, _maps_of(c), wiring, lean=True)
 
             # pipe[0] is -1 once closed: its number may be reused by then.
             def started() -> None:

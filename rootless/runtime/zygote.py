@@ -107,7 +107,14 @@ def spawn() -> None:
                 with open(path[: -len(".sock")] + ".pid", "a") as f:
                     f.write(f"{child}\n")
                 os._exit(0)
-            _main(path)
+            # A fresh interpreter: a fork of `rl run` would carry click, the engine and
+            # sqlite into every server it forks (~8 MiB PSS per zygote).
+            from rootless.runtime import lean
+
+            try:
+                lean.exec_entry("zygote_main", [], [])
+            except OSError:
+                _main(path)
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
