@@ -375,6 +375,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     """Start the forked sandbox on c's bundle and monitor it to the end. Returns the exit
     code; raises RlError when the container could not start."""
     from rootless.runtime import join, monitor
+    from rootless.runtime.sandbox import trace
 
     for fd in wiring.close_after_fork:
         os.close(fd)
@@ -382,9 +383,12 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
 
     def before_go(sandbox_pid: int) -> None:
         from rootless.engine import netwire
+        from rootless.runtime.sandbox import trace
 
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
+        trace("M network")
         s = netwire.start(c.options, sandbox_pid, sock, c)  # slirp4netns/veth + ports
+        trace("M network ready")
         if s is not None:
             slirp.append(s)
 
@@ -399,6 +403,13 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         _set_exited(c, exc.exit_code)
         raise
     _set_running(c, launch.pid)
+
+    def network_end() -> None:  # slirp4netns takes ~16 ms to exit: start it now
+        for s in slirp:
+            if hasattr(s, "terminate"):
+                s.terminate()
+
+    launch.on_exit = network_end
     if on_started is not None:
         on_started()
     if not attach:
@@ -420,8 +431,6 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
             s.stop()
     if not c.options.get("rm"):  # otherwise the row is about to go
         _set_exited(c, code)
-    from rootless.runtime.sandbox import trace
-
     trace(f"M recorded exit code {code}")
     return code
 

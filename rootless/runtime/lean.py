@@ -139,7 +139,7 @@ def _net_fds(net: str) -> list[int]:
 
 
 def monitor_main(args: list[str]) -> None:
-    import signal
+    import _signal as signal  # see monitor.py
 
     from rootless.runtime import monitor
 

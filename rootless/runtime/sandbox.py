@@ -106,6 +106,9 @@ class Launch:
         self._ctl_w = -1
         self._status: _Lines | None = None
         self._pty_sock = None
+        # Called once pid 1 exited (the monitor ends slirp4netns then: its exit is slow
+        # and overlaps the sandbox's unmount that way).
+        self.on_exit = None
 
     # -- monitor side -----------------------------------------------------------------------
     def fork(self) -> None:
@@ -239,6 +242,8 @@ class Launch:
             if line.startswith("X "):
                 trace("M exit status")
                 self.exit_status = int(line[2:])
+                if self.on_exit is not None:
+                    self.on_exit()
                 return self.exit_status
 
     def wait(self) -> int:
