@@ -371,9 +371,11 @@ def _set_exited(c: Container, code: int | None) -> None:
 
 
 def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
-           on_started=None) -> int:
+           on_started=None, ending: list | None = None) -> int:
     """Start the forked sandbox on c's bundle and monitor it to the end. Returns the exit
-    code; raises RlError when the container could not start."""
+    code; raises RlError when the container could not start. With `ending`, a
+    slirp4netns that was told to exit is put there for the caller to stop() (reap) after
+    its own work, instead of waiting for it here: its exit is slow."""
     from rootless.runtime import join, monitor
     from rootless.runtime.sandbox import trace
 
@@ -428,7 +430,11 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     finally:
         forwarder.restore()
         for s in slirp:
-            s.stop()
+            if ending is not None and hasattr(s, "terminate"):
+                s.terminate()
+                ending.append(s)
+            else:
+                s.stop()
     if not c.options.get("rm"):  # otherwise the row is about to go
         _set_exited(c, code)
     trace(f"M recorded exit code {code}")
@@ -523,14 +529,17 @@ def run(opts: RunOptions) -> int | str:
         for fd in wiring.close_after_fork:
             os.close(fd)
         raise
+    ending: list = []
     try:
-        return _drive(c, launch, wiring, attach=True, log=not direct)
+        return _drive(c, launch, wiring, attach=True, log=not direct, ending=ending)
     finally:
         from rootless.runtime.sandbox import trace
 
         trace("M driven")
         if opts.rm:
             _remove_files(c, volumes=True)
+        for s in ending:
+            s.stop()
         trace("M removed")
         _warm_up()
 
