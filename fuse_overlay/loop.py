@@ -102,6 +102,25 @@ def _module() -> types.ModuleType:
     return mod
 
 
+def import_pyfuse3() -> types.ModuleType:
+    """Import pyfuse3 without trio: pyfuse3 imports trio at module level but only uses it
+    once its main loop runs, which `run` below dresses this module up for. Skipping trio
+    saves ~6 MiB of every fuse server and most of the import time (trio is ~3/4 of
+    `import pyfuse3`). `trio` is in sys.modules only during the import, so code that
+    imports trio later gets the real one; loop=trio sets pyfuse3.trio to it."""
+    if "pyfuse3" in sys.modules or "trio" in sys.modules:
+        import pyfuse3
+
+        return pyfuse3
+    sys.modules["trio"] = _module()
+    try:
+        import pyfuse3
+    finally:
+        if sys.modules.get("trio") is sys.modules[__name__]:
+            del sys.modules["trio"]
+    return pyfuse3
+
+
 def run(pyfuse3, main_coro_fn, stop_signals=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
     """Run pyfuse3's main loop (`main_coro_fn()` awaits pyfuse3.main()) on this runner."""
     saved_trio = pyfuse3.trio

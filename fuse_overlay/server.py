@@ -54,12 +54,22 @@ def run(lowerdirs: list[str], upperdir: str | None, workdir: str | None, mountpo
     serve(opts, mountpoint, ready_fd)
 
 
+def preload():
+    """Import what serving needs (pyfuse3 without trio, see loop.import_pyfuse3, and the
+    file system); returns pyfuse3. For a process that forks servers."""
+    from . import loop
+
+    pyfuse3 = loop.import_pyfuse3()
+    from . import fs  # noqa: F401
+
+    return pyfuse3
+
+
 def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | None,
           on_ready=None) -> None:
     """Mount with checked options and serve (the part after validation). `on_ready` is
     called once the mount is live, after ready_fd got its byte."""
-    import pyfuse3
-
+    pyfuse3 = preload()
     from .fs import Overlay
 
     os.umask(0)  # modes of new files come from the kernel, which has applied the caller's
@@ -99,6 +109,7 @@ def _serve_trio(pyfuse3, ready) -> None:
 
     import trio
 
+    pyfuse3.trio = trio  # pyfuse3 may have been imported without it (loop.import_pyfuse3)
     wanted = [s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
               if signal.getsignal(s) is not signal.SIG_IGN]  # ignored stays ignored
 

@@ -4,9 +4,11 @@ memory one running container costs (its processes' PSS).
 Both run as the unprivileged test user (rltest when started as root, else the caller):
 - latency: median of RL_BENCH_REPEAT (default 10) interleaved runs, `--network none` and
   the default network (slirp4netns for both);
-- memory: one `sleep` container detached; rl: monitor + sandbox + fuse server (+ slirp4netns);
-  podman: conmon + fuse-overlayfs (+ slirp4netns), podman storage set to use fuse-overlayfs
-  as its mount program so that the two do the same work.
+- memory (PSS): one `sleep` container detached; rl: monitor + sandbox + fuse server +
+  slirp4netns; podman: conmon + fuse-overlayfs + slirp4netns, podman storage set to use
+  fuse-overlayfs as its mount program so that the two do the same work. Then with MANY
+  running, every process of each engine (rl's fuse server zygote, podman's pause process
+  too) divided by MANY: what one more container costs, shared pages included.
 podman runs with `--runtime runc` (crun refuses this host's hybrid cgroups), its own
 --root/--runroot in a temporary directory, and loads the image from a docker-archive made
 from tests/support/images.py. rl gets the same image through the image store, or through
@@ -66,6 +68,11 @@ def _docker_archive(path: Path) -> None:
 
 class Env:
     def __init__(self) -> None:
+        # Byte-code as an installed rl has it: the test user cannot write __pycache__ in a
+        # checkout owned by root, and would otherwise compile every changed module on
+        # every run (seen: +60 ms per `rl run`).
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "rootless"),
+                        str(REPO / "fuse_overlay")], capture_output=True)
         self.tmp = Path(tempfile.mkdtemp(prefix="rl-bench-run-"))
         os.chmod(self.tmp, 0o755)
         home = f"/home/{USER}" if os.getuid() == 0 else os.environ.get("HOME", "/tmp")
@@ -133,7 +140,8 @@ class Env:
         stop_fuse_zygotes(self.rl_root / "run" / "rl")
         _as_user([*self.podman, "rm", "-af", "-t", "0"], self.env)
         _as_user([*self.podman, "unshare", "rm", "-rf", str(self.podman_root)], self.env)
-        _as_user([*self.rl_argv, "rm", "-f", "rlbench-mem"], self.env)
+        _as_user([*self.rl_argv, "rm", "-f", *(f"rlbench-mem{i}" for i in range(MANY))],
+                 self.env)
         _as_user([*self.rl_argv, "unshare", "rm", "-rf", str(self.rl_root)], self.env)
         end_pause_processes(self.env["XDG_RUNTIME_DIR"])
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -186,26 +194,13 @@ def _descendants(root: int, procs) -> set[int]:
     return members
 
 
-def memory(e: Env, report) -> None:
-    r = _as_user([*e.rl_argv, "run", "-d", "--name", "rlbench-mem", e.image, "sleep", "300"],
-                 e.env)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
-    r = _as_user([*e.podman, "run", "-d", "--name", "rlbench-mem", "localhost/rlbench",
-                  "sleep", "300"], e.env)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
-    time.sleep(1)
-    procs = _procs()
-    doc = json.loads(_as_user([*e.rl_argv, "inspect", "rlbench-mem"], e.env).stdout)[0]
+def _rl_container_pids(e: Env, name: str, procs) -> set[int]:
+    """The processes container `name` costs: its monitor and sandbox, its slirp4netns, and
+    its fuse server (forked by the warm zygote, so not below the monitor: the one whose
+    mount namespace is the sandbox's). Not the container's own processes."""
+    doc = json.loads(_as_user([*e.rl_argv, "inspect", name], e.env).stdout)[0]
     monitor = doc["State"]["MonitorPid"]
-    cpid = doc["State"]["Pid"]
-    mine = _descendants(monitor, procs) - _descendants(cpid, procs)
-    # The fuse server forked by the warm zygote is not below the monitor: it is the one
-    # whose mount namespace is the sandbox's.
-    zygotes = set()
-    for pidfile in (e.rl_root / "run" / "rl").glob("fuse-zygote-*.pid"):
-        zygotes |= {int(p) for p in pidfile.read_text().split() if int(p) in procs}
+    mine = _descendants(monitor, procs) - _descendants(doc["State"]["Pid"], procs)
     sandbox_mnt = None
     for p in mine:
         if procs[p][0] == monitor and "slirp4netns" not in procs[p][1]:  # the sandbox
@@ -213,6 +208,7 @@ def memory(e: Env, report) -> None:
                 sandbox_mnt = os.readlink(f"/proc/{p}/ns/mnt")
             except OSError:
                 pass
+    zygotes = _rl_zygotes(e, procs)
     for p, (pp, _) in procs.items():
         if pp in zygotes:
             try:
@@ -220,27 +216,100 @@ def memory(e: Env, report) -> None:
                     mine.add(p)
             except OSError:
                 pass
-    rl_bytes = sum(_pss(p) for p in mine)
-    zygote_bytes = sum(_pss(p) for p in zygotes)
-    names = sorted(procs[p][1].split()[0].rsplit("/", 1)[-1] for p in mine)
-    conmon = [p for p, (_, cmd) in procs.items() if cmd.startswith("/usr/bin/conmon")
-              and str(e.podman_root) in cmd]
-    theirs = set()
-    for c in conmon:
-        theirs |= {c}
-    fo = [p for p, (_, cmd) in procs.items() if "fuse-overlayfs" in cmd
-          and str(e.podman_root) in cmd]
-    slirp = [p for p, (pp, cmd) in procs.items() if "slirp4netns" in (cmd.split() or [""])[0]
-             and "netns-" in cmd and str(e.rl_root) in cmd]
-    theirs |= set(fo) | set(slirp)
-    podman_bytes = sum(_pss(p) for p in theirs)
-    report.ratio("run: memory of one running container (PSS)", rl_bytes / 2**20, "podman",
-                 podman_bytes / 2**20, unit="MiB", target="<= 2.0")
-    report.note(f"rl processes: {', '.join(names)}; podman: conmon x{len(conmon)}, "
-                f"fuse-overlayfs x{len(fo)}, slirp4netns x{len(slirp)}")
-    if zygotes:
-        report.note(f"plus, shared by all containers of the user: the fuse server zygote, "
-                    f"{zygote_bytes / 2**20:.1f} MiB PSS")
+    return mine
+
+
+def _rl_zygotes(e: Env, procs) -> set[int]:
+    zygotes = set()
+    for pidfile in (e.rl_root / "run" / "rl").glob("fuse-zygote-*.pid"):
+        zygotes |= {int(p) for p in pidfile.read_text().split() if int(p) in procs}
+    return zygotes
+
+
+def _podman_pids(e: Env, procs) -> tuple[set[int], set[int]]:
+    """conmon, fuse-overlayfs and slirp4netns of every container of this podman root;
+    and its shared pause process (catatonit -P, one per user, as rl's zygote is)."""
+    root = str(e.podman_root)
+    theirs = {p for p, (_, cmd) in procs.items()
+              if (cmd.startswith("/usr/bin/conmon") or "fuse-overlayfs" in cmd) and root in cmd}
+    theirs |= {p for p, (_, cmd) in procs.items()
+               if "slirp4netns" in (cmd.split() or [""])[0] and "netns-" in cmd
+               and str(e.rl_root) in cmd}  # podman's runroot tmp sits in our XDG_RUNTIME_DIR
+    pause = set()
+    try:
+        pid = int((e.rl_root / "run" / "libpod" / "tmp" / "pause.pid").read_text().strip())
+        if pid in procs:
+            pause.add(pid)
+    except (OSError, ValueError):
+        pass
+    return theirs, pause
+
+
+def _kinds(pids, procs, zygotes=frozenset()) -> str:
+    """`rl` processes named by role (the lean ones all run python3 -I -S -c ...)."""
+    names: dict[str, int] = {}
+    for p in pids:
+        cmd = procs[p][1]
+        name = cmd.split()[0].rsplit("/", 1)[-1] if cmd.split() else "?"
+        if p in zygotes:
+            name = "zygote"
+        elif procs[p][0] in zygotes:
+            name = "fuse server"
+        elif "lean.monitor_main" in cmd:
+            name = "monitor"
+        elif "lean.waiter_main" in cmd:
+            name = "sandbox"
+        names[name] = names.get(name, 0) + 1
+    return ", ".join(f"{k} x{v}" for k, v in sorted(names.items()))
+
+
+def _start_sleepers(e: Env, names: list[str]) -> None:
+    for name in names:
+        r = _as_user([*e.rl_argv, "run", "-d", "--name", name, e.image, "sleep", "300"], e.env)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr)
+        r = _as_user([*e.podman, "run", "-d", "--name", name, "localhost/rlbench",
+                      "sleep", "300"], e.env)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr)
+    time.sleep(1)
+
+
+MANY = 5
+
+
+def memory(e: Env, report) -> None:
+    """Two views, both PSS (shared pages split among the processes that map them): one
+    running container, counting the processes it alone costs (the zygote is shared by all
+    containers of the user: shown apart); and MANY running containers, every process of
+    each engine counted (rl's zygote, podman's pause process) and divided by MANY: the
+    marginal cost of a container."""
+    names = [f"rlbench-mem{i}" for i in range(MANY)]
+    _start_sleepers(e, names[:1])
+    procs = _procs()
+    mine = _rl_container_pids(e, names[0], procs)
+    zygotes = _rl_zygotes(e, procs)
+    theirs, pause = _podman_pids(e, procs)
+    report.ratio("run: memory of one running container (PSS)", _pss_sum(mine), "podman",
+                 _pss_sum(theirs), unit="MiB", target="<= 2.0")
+    report.note(f"rl: {_kinds(mine, procs, zygotes)}; podman: {_kinds(theirs, procs)}")
+    report.note(f"shared by all containers of the user: rl's fuse server zygote "
+                f"{_pss_sum(zygotes):.1f} MiB, podman's pause process {_pss_sum(pause):.1f} "
+                "MiB (PSS)")
+    _start_sleepers(e, names[1:])
+    procs = _procs()
+    mine = set().union(*(_rl_container_pids(e, n, procs) for n in names)) | _rl_zygotes(e, procs)
+    theirs, pause = _podman_pids(e, procs)
+    theirs |= pause
+    report.ratio(f"run: memory per container, {MANY} running (all PSS / {MANY})",
+                 _pss_sum(mine) / MANY, "podman", _pss_sum(theirs) / MANY, unit="MiB",
+                 target="<= 2.0")
+    report.note(f"rl: {_kinds(mine, procs, _rl_zygotes(e, procs))}; "
+                f"podman: {_kinds(theirs, procs)}")
+
+
+def _pss_sum(pids) -> float:
+    return sum(_pss(p) for p in pids) / 2**20
 
 
 def run(report) -> None:

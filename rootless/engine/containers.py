@@ -342,7 +342,7 @@ def _namespaces(network: str) -> set[str]:
     return kinds
 
 
-def _launch(c_options: dict, maps, wiring, early=None):
+def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
     from rootless.engine import netwire
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
@@ -356,7 +356,7 @@ def _launch(c_options: dict, maps, wiring, early=None):
         raise
     return Launch(maps=maps, backend=rootfs.default_backend(), join_pid=join_pid, holder=holder,
                   namespaces=_namespaces(c_options.get("network", "slirp4netns")),
-                  stdio=wiring.stdio, terminal=wiring.tty, early=early)
+                  stdio=wiring.stdio, terminal=wiring.tty, early=early, lean=lean)
 
 
 def _maps_of(c: Container):
@@ -383,10 +383,13 @@ def _set_exited(c: Container, code: int | None) -> None:
 
 
 def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
-           on_started=None) -> int:
+           on_started=None, ending: list | None = None) -> int:
     """Start the forked sandbox on c's bundle and monitor it to the end. Returns the exit
-    code; raises RlError when the container could not start."""
+    code; raises RlError when the container could not start. With `ending`, a
+    slirp4netns that was told to exit is put there for the caller to stop() (reap) after
+    its own work, instead of waiting for it here: its exit is slow."""
     from rootless.runtime import join, monitor
+    from rootless.runtime.sandbox import trace
 
     for fd in wiring.close_after_fork:
         os.close(fd)
@@ -394,9 +397,12 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
 
     def before_go(sandbox_pid: int) -> None:
         from rootless.engine import netwire
+        from rootless.runtime.sandbox import trace
 
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
+        trace("M network")
         s = netwire.start(c.options, sandbox_pid, sock, c)  # slirp4netns/veth + ports
+        trace("M network ready")
         if s is not None:
             slirp.append(s)
 
@@ -411,8 +417,17 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         _set_exited(c, exc.exit_code)
         raise
     _set_running(c, launch.pid)
+
+    def network_end() -> None:  # slirp4netns takes ~16 ms to exit: start it now
+        for s in slirp:
+            if hasattr(s, "terminate"):
+                s.terminate()
+
+    launch.on_exit = network_end
     if on_started is not None:
         on_started()
+    if not attach:
+        _become_lean(c, launch, wiring, forwarder, slirp)  # returns only if that failed
 
     def send(sig: int) -> None:
         try:
@@ -427,13 +442,72 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     finally:
         forwarder.restore()
         for s in slirp:
-            s.stop()
+            if ending is not None and hasattr(s, "terminate"):
+                s.terminate()
+                ending.append(s)
+            else:
+                s.stop()
     if not c.options.get("rm"):  # otherwise the row is about to go
         _set_exited(c, code)
-    from rootless.runtime.sandbox import trace
-
     trace(f"M recorded exit code {code}")
     return code
+
+
+def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list) -> None:
+    """A detached monitor, its container started: exec the lean monitor
+    (rootless.runtime.lean), which keeps this pid, the fds and the children, and calls
+    finish_detached at the end. The forwarded signals stay blocked across the exec, so
+    none is lost nor kills the new interpreter before it has its handlers."""
+    import json
+
+    from rootless.runtime import lean, monitor
+
+    net: dict = {}
+    for s in stoppers:
+        if hasattr(s, "handover"):
+            net["slirp"] = s.handover()
+        else:
+            net["endpoint"] = True
+    blocked = set(monitor.FORWARDED)
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
+                          wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
+                          net=json.dumps(net), blocked=blocked)
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
+
+
+def finish_detached(cid: str, code: int | None, net: str, error: BaseException | None) -> None:
+    """The end of a lean monitor (rootless.runtime.lean): what _drive and _start_detached
+    do after the container exited."""
+    import json
+
+    from rootless.errors import NotFound
+
+    try:
+        c = lookup(cid)
+    except NotFound:
+        return
+    state = json.loads(net)
+    try:
+        if "slirp" in state:
+            from rootless.network import slirp
+
+            slirp.Slirp.adopt(state["slirp"]).stop()
+        if state.get("endpoint"):
+            from rootless.engine import netwire
+
+            netwire.endpoint_of(c).stop()
+        if error is None and not c.options.get("rm"):
+            _set_exited(c, code)
+    except BaseException as exc:
+        error = exc
+    finally:
+        if error is not None:
+            _monitor_log(c, error)
+        if c.options.get("rm"):
+            _remove_files(c, volumes=True)
 
 
 def run(opts: RunOptions) -> int | str:
@@ -471,8 +545,9 @@ def run(opts: RunOptions) -> int | str:
         for fd in wiring.close_after_fork:
             os.close(fd)
         raise
+    ending: list = []
     try:
-        return _drive(c, launch, wiring, attach=True, log=not direct)
+        return _drive(c, launch, wiring, attach=True, log=not direct, ending=ending)
     except RlError as exc:
         if not opts.rm:  # otherwise removed below
             _forget_unstarted(c, exc)
@@ -483,6 +558,8 @@ def run(opts: RunOptions) -> int | str:
         trace("M driven")
         if opts.rm:
             _remove_files(c, volumes=True)
+        for s in ending:
+            s.stop()
         trace("M removed")
         _warm_up()
 
@@ -531,7 +608,7 @@ def _start_detached(c: Container) -> None:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             wiring = monitor.wire(mode="detached", interactive=False,
                                   tty=bool(c.options.get("tty")))
-            launch = _launch(c.options, _maps_of(c), wiring)
+            launch = _launch(c.options, _maps_of(c), wiring, lean=True)
 
             # pipe[0] is -1 once closed: its number may be reused by then.
             def started() -> None:

@@ -237,6 +237,12 @@ class _Endpoint:
         _rewrite_hosts(self.container.id)
 
 
+def endpoint_of(c) -> _Endpoint:
+    """The attached endpoint of running container `c`, for a monitor that re-executed
+    (rootless.runtime.lean) to stop."""
+    return _Endpoint(c)
+
+
 def _rewrite_hosts(container_id: str) -> None:
     """/etc/hosts of `container_id` (if attached) and of every container sharing a network
     with it: each lists the others by name and alias. Rewritten in place: the file is

@@ -167,25 +167,44 @@ class Slirp(Api):
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def terminate(self) -> None:
+        """Ask slirp4netns to exit, without waiting: its exit takes ~16 ms here (the
+        kernel tearing down its namespaces), which a caller overlaps with other work
+        before stop() reaps it."""
+        if self._exit_w is not None:
+            os.close(self._exit_w)
+            self._exit_w = None
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 2.0) -> None:
         """End slirp4netns (closing its exit fd, then SIGTERM, then SIGKILL), reap it and
         remove its socket and log. Every forward's listening socket is closed by then.
         Safe to call twice."""
-        if self._exit_w is not None:
-            os.close(self._exit_w)
-            self._exit_w = None
+        self.terminate()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.kill()
+            self.process.wait()
         for path in (self.api_socket, self.log_path):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+    def handover(self) -> dict:
+        """What `adopt` needs in a process that this one exec'd into (the lean monitor of
+        rootless.runtime.lean): the exit fd must survive the exec."""
+        return {"process": self.process.pid, "pid": self.pid, "api_socket": str(self.api_socket),
+                "log_path": str(self.log_path), "cidr": self.cidr,
+                "allow_host_loopback": self.allow_host_loopback, "mtu": self.mtu,
+                "exit_w": self._exit_w}
+
+    @classmethod
+    def adopt(cls, state: dict) -> Slirp:
+        return cls(process=_Adopted(state["process"]), pid=state["pid"],
+                   api_socket=Path(state["api_socket"]), log_path=Path(state["log_path"]),
+                   cidr=state["cidr"], allow_host_loopback=state["allow_host_loopback"],
+                   mtu=state["mtu"], _exit_w=state["exit_w"])
 
     def __enter__(self) -> Slirp:
         return self
@@ -195,6 +214,40 @@ class Slirp(Api):
 
     def _last_log_line(self) -> str:
         return _last_line(self.log_path)
+
+
+class _Adopted:
+    """What Slirp.stop needs of a Popen, for a slirp4netns this process started before it
+    exec'd (so without its Popen object): it is still our child."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = self.pid, 0
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 class _ApiError(Exception):

@@ -102,13 +102,9 @@ def _trace(what: str) -> None:
 
 def import_server():
     """Import what serving needs (the point of forking early or keeping a warm zygote)."""
-    import pyfuse3  # noqa: F401
-
     from fuse_overlay import server
-    try:
-        from fuse_overlay import fs  # noqa: F401
-    except ImportError:
-        pass
+
+    server.preload()
     return server
 
 

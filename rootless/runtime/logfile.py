@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+
+TYPE_CHECKING = False  # typing itself costs the lean monitor (rootless.runtime.lean) memory
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def timestamp(ns: int | None = None) -> str:

@@ -8,16 +8,20 @@ Three ways to wire the container's stdio, chosen by the engine:
   terminal when attached);
 - pty: `-t`; the pty comes from the container's own devpts (so `tty` inside names it), the
   monitor copies between it and the user's terminal in raw mode, and follows SIGWINCH.
+
+A detached container's monitor runs this loop in a lean interpreter (rootless.runtime.lean):
+so this module imports only what a bare `python -I -S` has at hand (no dataclasses, no
+contextlib: each costs the monitor of every container a MiB or more).
 """
 
 from __future__ import annotations
 
-import contextlib
+# The C module under `signal`: the same functions and numbers without the enums, whose
+# import (enum) costs the lean monitor ~0.8 MiB.
+import _signal as signal
 import errno
 import os
 import select
-import signal
-from dataclasses import dataclass, field
 
 from rootless.runtime import exitcode
 from rootless.runtime.logfile import Writer
@@ -26,15 +30,17 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
              signal.SIGUSR2)
 
 
-@dataclass
 class Wiring:
     """The container's stdio as given to the sandbox, and the monitor's ends."""
 
-    stdio: tuple[int, int, int]
-    out_r: int | None = None
-    err_r: int | None = None
-    tty: bool = False
-    close_after_fork: list[int] = field(default_factory=list)
+    def __init__(self, stdio: tuple[int, int, int], out_r: int | None = None,
+                 err_r: int | None = None, tty: bool = False,
+                 close_after_fork: list[int] | None = None) -> None:
+        self.stdio = stdio
+        self.out_r = out_r
+        self.err_r = err_r
+        self.tty = tty
+        self.close_after_fork = close_after_fork or []
 
 
 def wire(*, mode: str, interactive: bool, tty: bool) -> Wiring:
@@ -54,9 +60,11 @@ def _copy_winsize(src: int, dst: int) -> None:
     import fcntl
     import termios
 
-    with contextlib.suppress(OSError):
+    try:
         size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -84,16 +92,20 @@ class Forwarder:
 
     def install(self) -> None:
         for sig in FORWARDED:
-            with contextlib.suppress(ValueError, OSError):
+            try:
                 self.old[sig] = signal.signal(sig, self._on)
+            except (ValueError, OSError):
+                pass
 
     def _on(self, signum, frame) -> None:
         self.pending.append(signum)
 
     def restore(self) -> None:
         for sig, handler in self.old.items():
-            with contextlib.suppress(ValueError, OSError, TypeError):
+            try:
                 signal.signal(sig, handler)
+            except (ValueError, OSError, TypeError):
+                pass
         self.old = {}
 
 
@@ -126,8 +138,10 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
 
     old_handlers = {}
     for sig in (*FORWARDED, signal.SIGWINCH):
-        with contextlib.suppress(ValueError, OSError):
+        try:
             old_handlers[sig] = signal.signal(sig, on_signal)
+        except (ValueError, OSError):
+            pass
     old_wakeup = signal.set_wakeup_fd(wake_w)
     try:
         if master is not None and attach:
@@ -151,8 +165,10 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                 continue
             for fd in ready:
                 if fd == wake_r:
-                    with contextlib.suppress(OSError):
+                    try:
                         os.read(wake_r, 256)
+                    except OSError:
+                        pass
                 elif fd == status_fd:
                     launch.read_exit()
                     exited = True
@@ -161,9 +177,10 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                         # EOF while a process of the container could still hold it.
                         pass
                 elif fd == 0:
-                    data = b""
-                    with contextlib.suppress(OSError):
+                    try:
                         data = os.read(0, 65536)
+                    except OSError:
+                        data = b""
                     if not data:
                         stdin_open = False
                         if master is not None:
@@ -187,13 +204,15 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                         _write_all(1 if sources[fd] == "stdout" else 2, data)
             if exited and master is not None and master in sources:
                 # pid 1 is gone, so is every process that held the pty: drain and stop.
-                with contextlib.suppress(OSError):
+                try:
                     os.set_blocking(master, False)
                     while data := os.read(master, 65536):
                         if log is not None:
                             log.write("stdout", data)
                         if attach:
                             _write_all(1, data)
+                except OSError:
+                    pass
                 del sources[master]
                 os.close(master)
                 launch.pty_master = None
@@ -204,8 +223,10 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
             termios.tcsetattr(0, termios.TCSADRAIN, old_tty)
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in old_handlers.items():
-            with contextlib.suppress(ValueError, OSError, TypeError):
+            try:
                 signal.signal(sig, handler)
+            except (ValueError, OSError, TypeError):
+                pass
         os.close(wake_r)
         os.close(wake_w)
         if log is not None:
@@ -243,10 +264,12 @@ def run_exec_pty(child: int, master: int | None, *, interactive: bool) -> int:
                 done, st = os.waitpid(child, os.WNOHANG)
                 if done:
                     status = st
-                    with contextlib.suppress(OSError):
+                    try:
                         os.set_blocking(master, False)
                         while data := os.read(master, 65536):
                             _write_all(1, data)
+                    except OSError:
+                        pass
                     break
                 continue
             if 0 in ready:

@@ -81,8 +81,10 @@ class Launch:
 
     def __init__(self, *, maps: userns.Maps, backend: str, namespaces: set[str],
                  stdio: tuple[int, int, int], terminal: bool = False, early=None,
-                 join_pid: int | None = None, holder=None) -> None:
+                 join_pid: int | None = None, holder=None, lean: bool = False) -> None:
         self.maps = maps
+        # Detached: once pid 1 runs, the sandbox execs a lean waiter (rootless.runtime.lean).
+        self.lean = lean
         # --network NAME: the user namespace is made under the network holder's
         # (rootless/network/holder.py), which writes its maps.
         self.holder = holder
@@ -104,6 +106,9 @@ class Launch:
         self._ctl_w = -1
         self._status: _Lines | None = None
         self._pty_sock = None
+        # Called once pid 1 exited (the monitor ends slirp4netns then: its exit is slow
+        # and overlaps the sandbox's unmount that way).
+        self.on_exit = None
 
     # -- monitor side -----------------------------------------------------------------------
     def fork(self) -> None:
@@ -131,7 +136,8 @@ class Launch:
                 _sandbox(ctl_r, status_w, self.stdio, self.backend, self.namespaces,
                          pty_child.detach() if pty_child is not None else None,
                          self.early.ready_r if self.early is not None else None,
-                         self.join_pid, self.holder.pid if self.holder is not None else None)
+                         self.join_pid, self.holder.pid if self.holder is not None else None,
+                         self.lean)
             except BaseException as exc:
                 try:
                     if os.environ.get("RL_DEBUG"):
@@ -236,6 +242,8 @@ class Launch:
             if line.startswith("X "):
                 trace("M exit status")
                 self.exit_status = int(line[2:])
+                if self.on_exit is not None:
+                    self.on_exit()
                 return self.exit_status
 
     def wait(self) -> int:
@@ -293,7 +301,8 @@ def _close_all_but(keep: set[int]) -> None:
 
 def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: str,
              namespaces: set[str], pty_sock: int | None, early_ready: int | None,
-             join_pid: int | None = None, nest_pid: int | None = None) -> None:
+             join_pid: int | None = None, nest_pid: int | None = None,
+             lean: bool = False) -> None:
     # Our own process group: the terminal's Ctrl-C goes to the monitor, which forwards it.
     os.setpgid(0, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -397,6 +406,13 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         report += chunk
     os.close(exec_r)
     _send(status_w, report.decode(errors="replace") if report else "S")
+    if lean and not report:
+        from rootless.runtime import lean as lean_mod
+
+        try:
+            lean_mod.exec_waiter(pid, status_w, backend, rfs.mountpoint, server.pid)
+        except OSError:
+            pass  # the exec failed: wait as we are
     while True:
         try:
             done, status = os.waitpid(pid, 0)

@@ -1,0 +1,181 @@
+"""A detached container's long-lived processes, re-executed as lean interpreters.
+
+The monitor of `rl run -d` is a fork of the CLI, and the sandbox a fork of the monitor:
+each carries every page of click, the engine, sqlite and the image store (~10 MiB PSS
+each) although, once the container runs, all they do is wait. Once the container's
+command runs, each execs `python -I -S` with just what its wait needs:
+
+- the sandbox (`waiter_main`): wait for pid 1, report its wait status on the status pipe,
+  then unmount the rootfs and stop a fuse server that is its child;
+- the monitor (`monitor_main`): rootless.runtime.monitor's loop (log, pty, signals) on the
+  fds it kept, then, once the container exited, the engine's bookkeeping
+  (rootless.engine.containers.finish_detached: slirp4netns, exit code, --rm);
+- and the fuse server zygote (rootless.runtime.zygote) starts from here, not as a fork of
+  the `rl run` that spawned it, so the servers it forks share only what serving needs.
+
+Both keep their pid (rl ps/stop find the monitor by pid and start time), their children
+(pid 1, slirp4netns, a fuse server) and PR_SET_PDEATHSIG. The heavy imports of the end
+happen after the container exited, when memory no longer counts. This module imports
+only os and sys: it is the whole steady state of both.
+"""
+
+import os
+import sys
+
+_BOOT = ("import sys; sys.path[:0] = sys.argv[1].split('\\n'); "
+         "from rootless.runtime import lean; lean.{}(sys.argv[2:])")
+
+
+def _argv(entry: str, args: list[str]) -> list[str]:
+    import rootless
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(rootless.__file__)))
+    path = [root] + [p for p in sys.path if p and p != root]
+    return [sys.executable, "-I", "-S", "-c", _BOOT.format(entry), "\n".join(path), *args]
+
+
+def exec_entry(entry: str, args: list[str], keep: list[int]) -> None:
+    """Exec `python -I -S` running this module's `entry(args)`, keeping fds `keep`."""
+    for fd in keep:
+        os.set_inheritable(fd, True)
+    os.execv(sys.executable, _argv(entry, args))
+
+
+def _trace(what: str) -> None:
+    if os.environ.get("RL_TRACE"):
+        import time
+
+        with open(os.environ["RL_TRACE"], "a") as f:
+            f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
+
+
+def zygote_main(args: list[str]) -> None:
+    from rootless.runtime import zygote
+
+    zygote._main(zygote.socket_path())  # from the environment: no path in our argv
+
+
+# -- the sandbox ---------------------------------------------------------------------------
+
+def exec_waiter(pid1: int, status_w: int, backend: str, mountpoint: str,
+                server_pid: int | None) -> None:
+    """In the sandbox, once pid 1 runs its command: become the lean waiter."""
+    exec_entry("waiter_main", [str(pid1), str(status_w), backend, mountpoint,
+                          str(server_pid or 0)], [status_w])
+
+
+def waiter_main(args: list[str]) -> None:
+    pid1, status_w, backend, mountpoint, server_pid = args
+    pid1, status_w = int(pid1), int(status_w)
+    while True:
+        done, status = os.waitpid(pid1, 0)
+        if done == pid1:
+            break
+    _trace("S P exited")
+    os.write(status_w, f"X {status}\n".encode())
+    from rootless.runtime import rootfs
+
+    server = rootfs.Server(backend)
+    server.pid = int(server_pid) or None
+    server.stop(rootfs.RootfsSpec([], "", "", mountpoint, backend=backend))
+
+
+# -- the monitor ---------------------------------------------------------------------------
+
+class _Started:
+    """What monitor.run_loop needs of a started sandbox.Launch, rebuilt from fds."""
+
+    def __init__(self, sandbox_pid: int, status_fd: int, pty_master: int | None) -> None:
+        self.sandbox_pid = sandbox_pid
+        self.status_fd = status_fd
+        self.pty_master = pty_master
+        self.exit_status = None
+        self._buf = b""
+
+    def read_exit(self):
+        while True:
+            while b"\n" not in self._buf:
+                chunk = os.read(self.status_fd, 4096)
+                if not chunk:
+                    return None
+                self._buf += chunk
+            line, self._buf = self._buf.split(b"\n", 1)
+            if line.startswith(b"X "):
+                self.exit_status = int(line[2:])
+                return self.exit_status
+
+    def wait(self) -> int:
+        from rootless.runtime import exitcode
+
+        status = self.exit_status if self.exit_status is not None else self.read_exit()
+        try:
+            os.waitpid(self.sandbox_pid, 0)
+        except ChildProcessError:
+            pass
+        return 137 if status is None else exitcode.from_status(status)
+
+
+def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
+                 pending: list[int], net: str, blocked: set[int]) -> None:
+    """In a detached monitor, once the container runs: become the lean monitor. The
+    caller blocked the forwarded signals (`blocked`) so none is lost across the exec;
+    `pending` are those caught before; `net` says what to stop at the end (see
+    rootless.engine.containers.finish_detached)."""
+    fds = [launch.status_fd]
+    opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master}
+    fds += [fd for fd in opt.values() if fd is not None]
+    args = [container_id, log_path, str(launch.sandbox_pid), str(launch.status_fd), str(pid1),
+            ",".join(f"{k}={v}" for k, v in opt.items() if v is not None),
+            ",".join(map(str, pending)), ",".join(str(int(s)) for s in blocked), net]
+    exec_entry("monitor_main", args, fds + _net_fds(net))
+
+
+def _net_fds(net: str) -> list[int]:
+    """slirp4netns's exit fd stays open across the exec (it exits when the fd closes)."""
+    import json
+
+    w = json.loads(net).get("slirp", {}).get("exit_w")
+    return [w] if w is not None else []
+
+
+def monitor_main(args: list[str]) -> None:
+    import _signal as signal  # see monitor.py
+
+    from rootless.runtime import monitor
+
+    cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net = args
+    fds = dict(kv.split("=") for kv in opt.split(",") if kv)
+    fds = {k: int(v) for k, v in fds.items()}
+    wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds)
+    launch = _Started(int(sandbox_pid), int(status_fd), fds.get("pty"))
+    forwarder = monitor.Forwarder()
+    forwarder.pending.extend(int(s) for s in pending.split(",") if s)
+    forwarder.install()
+    # Signals that came during the exec were kept pending by the mask: handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [int(s) for s in blocked.split(",") if s])
+    pid1 = int(pid1)
+
+    def send(sig: int) -> None:
+        try:
+            os.kill(pid1, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # it runs as a subordinate id: from inside its user ns
+            from rootless.runtime import join
+
+            try:
+                join.kill(pid1, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    code, error = None, None
+    try:
+        code = monitor.run_loop(launch, wiring, log_path=log_path, attach=False,
+                                interactive=False, send_signal=send, forwarder=forwarder)
+    except BaseException as exc:
+        error = exc
+    forwarder.restore()
+    from rootless.engine import containers
+
+    containers.finish_detached(cid, code, net, error)
+    os._exit(0)
