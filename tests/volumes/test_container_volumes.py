@@ -7,6 +7,7 @@ import os
 import pwd
 import stat
 import tarfile
+import time
 
 import pytest
 
@@ -100,7 +101,13 @@ def test_plain_rm_keeps_anonymous_volumes_and_run_rm_removes_them(rlc):
     assert len(kept) == 1
     ok(rlc, "run", "--rm", "-v", "/other", rlc.voltest, "true")
     assert _anonymous(rlc) == kept
-    ok(rlc, "run", "--rm", "-d", rlc.voltest, "true")
+    cid = ok(rlc, "run", "--rm", "-d", rlc.voltest, "true").stdout.strip()
+    # --rm of a detached container happens when it exits, after `run -d` returned
+    # (as in Docker): wait for it before pruning what it no longer uses
+    deadline = time.monotonic() + 10
+    while cid[:12] in ok(rlc, "ps", "-a", "-q").stdout.split():
+        assert time.monotonic() < deadline, "the --rm container was not removed"
+        time.sleep(0.05)
     ok(rlc, "volume", "prune", "-f")
     assert _anonymous(rlc) == []
 
