@@ -91,10 +91,21 @@ def start(options: dict, sandbox_pid: int, api_socket: str, container=None):
         return _Endpoint.attach(container, mode.name, sandbox_pid)
     if mode.kind != "slirp4netns":
         return None
+    maps = mappings_of(options)
+    from rootless.network import loopguard
+
+    # a UDP port a loopback client can reach needs host loopback in slirp4netns and a rule
+    # keeping the container from opening flows to the host's loopback (loopguard.py)
+    guard = loopguard.needed(maps, mode.allow_host_loopback)
     s = slirp.start(sandbox_pid, api_socket=api_socket,
-                    allow_host_loopback=mode.allow_host_loopback, mtu=mode.mtu, cidr=mode.cidr)
+                    allow_host_loopback=mode.allow_host_loopback or guard, mtu=mode.mtu,
+                    cidr=mode.cidr)
     try:
-        ports.forward_all(s, mappings_of(options))
+        if guard:
+            from rootless.network import etcfiles
+
+            loopguard.install(sandbox_pid, etcfiles.slirp_addresses(mode.cidr)["gateway"])
+        ports.forward_all(s, maps)
     except BaseException:
         s.stop()
         raise
