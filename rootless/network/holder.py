@@ -263,6 +263,16 @@ class Holder:
             raise
         return host_if
 
+    def free_ifname(self, pid: int) -> str:
+        """The first ethN not yet in the net namespace of `pid` (for a hot-plugged network)."""
+        taken = set(self.run(_links, netns_of=pid))
+        return next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
+
+    def ensure_default_route(self, pid: int, gateway: str) -> None:
+        """In the net namespace of `pid`: a default route via `gateway` if it has none (the
+        one it had went with a disconnected network)."""
+        self.run(_default_route, gateway, netns_of=pid)
+
     def disconnect(self, host_if: str) -> None:
         """Remove the veth pair (both ends go when one is deleted)."""
         self.run(_remove_link, host_if)
@@ -389,6 +399,13 @@ def _configure_peer(peer_if: str, ifname: str, address: str, prefixlen: int,
         has_default = any(r.get_attr("RTA_DST") is None and r["dst_len"] == 0
                           for r in ipr.get_routes(family=2, table=254))
         if not has_default:
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
+def _default_route(gateway: str) -> None:
+    with _ipr() as ipr:
+        if not any(r.get_attr("RTA_DST") is None and r["dst_len"] == 0
+                   for r in ipr.get_routes(family=2, table=254)):
             ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
 
 
