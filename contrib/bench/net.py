@@ -7,7 +7,8 @@ one host directory bind-mounted read-only at /www (index.html and a sparse 200 M
 disk costs nothing, the network carries every byte). The client is this process
 (http.client), a new connection per request.
 
-Peers, each started fresh for every round, rounds interleaved, medians reported:
+Peers, each started fresh for every round, rounds interleaved (who goes first rotates),
+medians reported:
 - podman `--network slirp4netns:port_handler=slirp4netns`: the like-for-like peer (the
   data path is slirp4netns in both, and both keep the client's source address); target
   >= 0.9x.
@@ -142,8 +143,10 @@ def run(report) -> None:
         r = _as_user([*e.podman, "load", "-q", "-i", str(e.archive)], penv)
         if r.returncode != 0:
             raise RuntimeError(f"podman load: {r.stderr}")
-        for _ in range(repeat):
-            for name, (argv, image, network, env) in sides.items():
+        order = list(sides)
+        for i in range(repeat):
+            for name in order[i % 3:] + order[:i % 3]:  # who goes first rotates
+                argv, image, network, env = sides[name]
                 got[name].append(_one(argv, image, network, www, env))
             loads.append(os.getloadavg()[0])
         for name, samples in got.items():
