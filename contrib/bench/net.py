@@ -14,6 +14,10 @@ medians reported:
   >= 0.9x.
 - podman's default (slirp4netns with rootlessport, a userspace proxy that rewrites the
   source address): printed for information.
+Also printed: the CPU time the server side (slirp4netns + httpd and its per-connection
+children) spends on the 1,000 requests, rl against podman with the same port handler. It
+is what rl could add on the data path, and unlike wall time it barely moves with the load
+other users put on a shared machine.
 Run as an unprivileged user, or as root (then rl and podman run as rltest, as in run.py).
 RL_BENCH_REPEAT (default 5) rounds.
 """
@@ -65,15 +69,29 @@ def _wait_http(port: int, timeout: float = 15) -> None:
         time.sleep(0.05)
 
 
-def measure(port: int) -> tuple[float, float]:
-    """(requests/s over REQUESTS sequential GETs, MB/s of one BIG download)."""
+def _cpu_ticks(pids: list[int]) -> int:
+    """utime + stime of `pids` and of their reaped children (httpd's per-connection ones)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15])
+    return total
+
+
+def measure(port: int, pids: list[int]) -> tuple[float, float, float | None]:
+    """(requests/s over REQUESTS sequential GETs, MB/s of one BIG download, CPU ms the
+    server side (`pids`: slirp4netns and httpd) spent on the requests, None without pids).
+    """
     _wait_http(port)
     for _ in range(50):  # warm up both ends
         _get(port, "/index.html")
+    cpu0 = _cpu_ticks(pids)
     t0 = time.perf_counter()
     for _ in range(REQUESTS):
         _get(port, "/index.html")
     rps = REQUESTS / (time.perf_counter() - t0)
+    cpu_ms = (_cpu_ticks(pids) - cpu0) * 1000 / os.sysconf("SC_CLK_TCK") if pids else None
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     t0 = time.perf_counter()
     conn.request("GET", "/big")
@@ -85,7 +103,44 @@ def measure(port: int) -> tuple[float, float]:
     elapsed = time.perf_counter() - t0
     if got != BIG:
         raise RuntimeError(f"downloaded {got} bytes, expected {BIG}")
-    return rps, BIG / elapsed / 1e6
+    return rps, BIG / elapsed / 1e6, cpu_ms
+
+
+def _procs() -> list[tuple[int, int, str, bytes]]:
+    """(pid, ppid, comm, cmdline) of every process."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    raw = f.read()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            comm = raw[raw.index("(") + 1:raw.rindex(")")]
+            out.append((int(entry), int(raw.rsplit(")", 1)[1].split()[1]), comm, cmd))
+    return out
+
+
+def _server_pids(argv: list[str], env: dict, podman: bool) -> list[int]:
+    """httpd and the slirp4netns serving it: rl's is the monitor's child, podman's names
+    the container's netns path. [] when not found (podman's rootlessport side: its proxy
+    processes cannot be told apart, so its CPU is not counted)."""
+    import json
+
+    r = _as_user([*argv, "inspect", NAME], env)
+    doc = json.loads(r.stdout)[0]
+    httpd = doc["State"]["Pid"]
+    procs = _procs()
+    if podman:
+        key = (doc.get("NetworkSettings") or {}).get("SandboxKey") or ""
+        slirp = [p for p, _, comm, cmd in procs if comm == "slirp4netns" and key
+                 and key.encode() in cmd and b"--api-socket" in cmd]
+    else:
+        slirp = [p for p, pp, comm, _ in procs
+                 if comm == "slirp4netns" and pp == doc["State"]["MonitorPid"]]
+    return [httpd, *slirp] if len(slirp) == 1 else []
 
 
 def _www(e: Env) -> Path:
@@ -109,7 +164,8 @@ def _one(argv: list[str], image: str, network: list[str], www: Path, env: dict) 
     if r.returncode != 0:
         raise RuntimeError(f"{argv[0]} run: {r.stderr.strip()}")
     try:
-        return measure(port)
+        _wait_http(port)
+        return measure(port, _server_pids(argv, env, podman=argv[0] == "podman"))
     finally:
         r = _as_user([*argv, "rm", "-f", NAME], env)
         if r.returncode != 0:
@@ -150,8 +206,10 @@ def run(report) -> None:
                 got[name].append(_one(argv, image, network, www, env))
             loads.append(os.getloadavg()[0])
         for name, samples in got.items():
+            cpu = [round(s[2]) for s in samples if s[2] is not None]
             report.note(f"{name}: req/s {[round(s[0]) for s in samples]}, "
-                        f"MB/s {[round(s[1]) for s in samples]}")
+                        f"MB/s {[round(s[1]) for s in samples]}"
+                        + (f", server CPU ms per {REQUESTS} requests {cpu}" if cpu else ""))
         rl_rps = statistics.median(s[0] for s in got["rl"])
         rl_mbs = statistics.median(s[1] for s in got["rl"])
         for peer, target in (("podman(port_handler=slirp4netns)", ">= 0.9x"),
@@ -160,7 +218,15 @@ def run(report) -> None:
                          statistics.median(s[0] for s in got[peer]), "req/s", target=target)
             report.ratio("net: 200 MB download", rl_mbs, peer,
                          statistics.median(s[1] for s in got[peer]), "MB/s", target=target)
-        report.note(f"medians of {repeat} interleaved rounds; higher is better; load average "
+        # CPU time is what rl adds or not, and unlike wall time barely moves with the load
+        # other users put on the machine
+        peer = "podman(port_handler=slirp4netns)"
+        cpus = {k: [s[2] for s in got[k] if s[2] is not None] for k in ("rl", peer)}
+        if all(cpus.values()):
+            report.ratio(f"net: server CPU (slirp4netns + httpd) for {REQUESTS} requests",
+                         statistics.median(cpus["rl"]), peer, statistics.median(cpus[peer]),
+                         "ms")
+        report.note(f"medians of {repeat} interleaved rounds; higher is better (CPU: lower); load average "
                     f"{', '.join(f'{x:.2f}' for x in loads)} on {os.cpu_count()} cores")
     finally:
         if short is not None:
