@@ -39,8 +39,8 @@ def _target(network_ref: str, container_ref: str):
     if not nets:
         mode = netwire.mode_of(c.options.get("network"))
         raise InvalidArgument(f"container {c.name} uses --network {mode}, not a user-defined "
-                              "network", "only a container started with --network NAME can be "
-                              "connected to or disconnected from networks; recreate it so")
+                              "network", "only containers started with --network NAME can change "
+                              "networks; recreate it with --network NAME")
     return net, c, nets
 
 

@@ -67,7 +67,8 @@ def plan(*, network: str | None, publish: list[str], publish_all: bool,
                                       "--network", "give only user-defined networks")
             real = networks.inspect(name).name  # NotFound: no such network
             if real in seen:
-                raise InvalidArgument(f"network {real} is given twice")
+                raise InvalidArgument(f"network {real} is given twice",
+                                      "give each --network once")
             seen.add(real)
         if userns == "keep-id":  # the holder writes the default maps (Holder.write_id_maps)
             raise InvalidArgument("--userns=keep-id cannot be used with a user-defined "
