@@ -245,8 +245,9 @@ def forget(container_id: str, options: dict) -> None:
     if mode_of(options.get("network")).kind == "bridge":
         from rootless.engine import networks
 
+        peers = _peers(container_id)
         networks.release(container_id)
-        _rewrite_hosts(container_id)
+        _rewrite_hosts(container_id, also=peers)
 
 
 class _Endpoint:
@@ -282,8 +283,20 @@ class _Endpoint:
     def stop(self) -> None:
         from rootless.engine import networks
 
+        peers = _peers(self.container.id)
         networks.release(self.container.id)
-        _rewrite_hosts(self.container.id)
+        _rewrite_hosts(self.container.id, also=peers)  # they forget it
+
+
+def _peers(container_id: str) -> list[str]:
+    """Ids of the containers sharing a network with `container_id` now."""
+    from rootless.store import catalog
+
+    with catalog.session() as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT DISTINCT container_id FROM network_endpoints WHERE network_id IN "
+            "(SELECT network_id FROM network_endpoints WHERE container_id=?) AND "
+            "container_id != ?", (container_id, container_id))]
 
 
 def _rewrite_hosts(container_id: str, also: list[str] = ()) -> None:
@@ -297,12 +310,10 @@ def _rewrite_hosts(container_id: str, also: list[str] = ()) -> None:
     from rootless.network import etcfiles
     from rootless.store import catalog
 
+    ids = [container_id, *_peers(container_id), *also]
     with catalog.session() as conn:
-        ids = [r[0] for r in conn.execute(
-            "SELECT DISTINCT container_id FROM network_endpoints WHERE network_id IN "
-            "(SELECT network_id FROM network_endpoints WHERE container_id=?)", (container_id,))]
         rows = []
-        for cid in dict.fromkeys([container_id, *ids, *also]):
+        for cid in dict.fromkeys(ids):
             # its own line: its address on the first of its networks (by name, as eth0 is)
             row = conn.execute(
                 "SELECT e.container_id, e.ip, e.aliases FROM network_endpoints e JOIN networks"

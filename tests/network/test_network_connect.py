@@ -100,6 +100,8 @@ def test_connect_a_stopped_container_takes_effect_at_start(nets):
     ok(rlc, "run", "-d", "--name", "peer", "--network", "netb", rlc.voltest)
     assert fetches(rlc, "peer", "www")
     ok(rlc, "stop", "-t", "0", "later")
+    hosts = ok(rlc, "exec", "peer", "cat", "/etc/hosts").stdout
+    assert "www" not in hosts and "later" not in hosts  # a stopped peer is forgotten
     ok(rlc, "network", "disconnect", "neta", "later")
     ok(rlc, "start", "later")
     assert sorted(networks_of(rlc, "later")) == ["netb"]
