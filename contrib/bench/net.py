@@ -178,14 +178,13 @@ def run(report) -> None:
         return
     repeat = int(os.environ.get("RL_BENCH_REPEAT", "5"))
     e = Env()
-    short = None
+    # podman puts slirp4netns's API socket at $XDG_RUNTIME_DIR/libpod/tmp/<id>.net: give
+    # it a runtime dir short enough for a unix socket path (107 bytes)
+    short = Path(tempfile.mkdtemp(prefix="rlnb-", dir="/tmp"))
+    penv = dict(e.env, XDG_RUNTIME_DIR=str(short))
     try:
-        # podman puts slirp4netns's API socket at $XDG_RUNTIME_DIR/libpod/tmp/<id>.net:
-        # give it a runtime dir short enough for a unix socket path (107 bytes)
-        short = Path(tempfile.mkdtemp(prefix="rlnb-", dir="/tmp"))
         if os.getuid() == 0:
             shutil.chown(short, USER)
-        penv = dict(e.env, XDG_RUNTIME_DIR=str(short))
         www = _www(e)
         sides = {
             "rl": (e.rl_argv, e.image, [], e.env),
@@ -229,11 +228,17 @@ def run(report) -> None:
         report.note(f"medians of {repeat} interleaved rounds; higher is better (CPU: lower); load average "
                     f"{', '.join(f'{x:.2f}' for x in loads)} on {os.cpu_count()} cores")
     finally:
-        if short is not None:
-            _as_user([*e.podman, "rm", "-af", "-t", "0"], penv)
-            end_pause_processes(short)
-            shutil.rmtree(short, ignore_errors=True)
+        _as_user([*e.podman, "rm", "-af", "-t", "0"], penv)
+        # podman keeps its first runtime dir in its database and uses it again (also in
+        # e.cleanup), and conmon's exit commands run after rm returns: clean `short` last,
+        # once no process names it
         e.cleanup()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+                str(short).encode() in cmd for *_, cmd in _procs()):
+            time.sleep(0.1)
+        end_pause_processes(short)
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def main() -> None:
