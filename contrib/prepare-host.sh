@@ -8,7 +8,8 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "prepare-host.sh: run as root" >&2; exit 1; }
 
 packages=(
-  uidmap slirp4netns fuse3 libfuse3-dev pkg-config gcc busybox-static docker-registry
+  uidmap slirp4netns nftables fuse3 libfuse3-dev pkg-config gcc libc6-dev busybox-static
+  docker-registry
   python3 python3-venv python3-dev iproute2 sudo git
   # peers for interop tests and benchmarks
   skopeo podman fuse-overlayfs runc

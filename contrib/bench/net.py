@@ -1,12 +1,25 @@
 """Through a published port: requests per second of 1,000 sequential small HTTP requests and
-throughput of a 200 MB download, rl's network layer against podman rootless (slirp4netns).
+throughput of a 200 MB download, `rl run -p` against podman rootless on the same work.
 
-The server is busybox httpd in both. rl's side is rootless/network alone (a user+net
-namespace made with unshare, slirp4netns started by `slirp.start`, the port added with
-`add_hostfwd`) because the runtime does not publish ports yet; podman runs the same busybox
-from a plain rootfs (`--rootfs`, no image needed) with `--runtime runc`, once with its
-default port handler (rootlessport, a userspace proxy) and once with
-`port_handler=slirp4netns` (the same data path as ours). Run as an unprivileged user.
+Both run busybox httpd from the same busybox image (loaded into each store from one
+docker-archive, as the run benchmark does), published with `-p 127.0.0.1:PORT:80`, serving
+one host directory bind-mounted read-only at /www (index.html and a sparse 200 MB file: the
+disk costs nothing, the network carries every byte). The client is this process
+(http.client), a new connection per request.
+
+Peers, each started fresh for every round, rounds interleaved (who goes first rotates),
+medians reported:
+- podman `--network slirp4netns:port_handler=slirp4netns`: the like-for-like peer (the
+  data path is slirp4netns in both, and both keep the client's source address); target
+  >= 0.9x.
+- podman's default (slirp4netns with rootlessport, a userspace proxy that rewrites the
+  source address): printed for information.
+Also printed: the CPU time the server side (slirp4netns + httpd and its per-connection
+children) spends on the 1,000 requests, rl against podman with the same port handler. It
+is what rl could add on the data path, and unlike wall time it barely moves with the load
+other users put on a shared machine.
+Run as an unprivileged user, or as root (then rl and podman run as rltest, as in run.py).
+RL_BENCH_REPEAT (default 5) rounds.
 """
 
 from __future__ import annotations
@@ -15,15 +28,17 @@ import http.client
 import os
 import shutil
 import socket
-import subprocess
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from contrib.bench.run import USER, Env, _as_user
 from tests.support.podman import end_pause_processes
 
 REQUESTS = 1000
 BIG = 200 * 1024 * 1024
+NAME = "rlbench-net"
 
 
 def _free_port() -> int:
@@ -32,14 +47,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _get(port: int, path: str, timeout: float = 10) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
 def _wait_http(port: int, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/index.html")
-            if conn.getresponse().read():
-                conn.close()
+            if _get(port, "/index.html", timeout=2):
                 return
         except (OSError, http.client.HTTPException):
             pass
@@ -48,21 +69,29 @@ def _wait_http(port: int, timeout: float = 15) -> None:
         time.sleep(0.05)
 
 
-def measure(port: int) -> tuple[float, float]:
-    """(requests/s over REQUESTS sequential GETs, MB/s of one BIG download)."""
+def _cpu_ticks(pids: list[int]) -> int:
+    """utime + stime of `pids` and of their reaped children (httpd's per-connection ones)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15])
+    return total
+
+
+def measure(port: int, pids: list[int]) -> tuple[float, float, float | None]:
+    """(requests/s over REQUESTS sequential GETs, MB/s of one BIG download, CPU ms the
+    server side (`pids`: slirp4netns and httpd) spent on the requests, None without pids).
+    """
     _wait_http(port)
     for _ in range(50):  # warm up both ends
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/index.html")
-        conn.getresponse().read()
-        conn.close()
+        _get(port, "/index.html")
+    cpu0 = _cpu_ticks(pids)
     t0 = time.perf_counter()
     for _ in range(REQUESTS):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/index.html")
-        conn.getresponse().read()
-        conn.close()
+        _get(port, "/index.html")
     rps = REQUESTS / (time.perf_counter() - t0)
+    cpu_ms = (_cpu_ticks(pids) - cpu0) * 1000 / os.sysconf("SC_CLK_TCK") if pids else None
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     t0 = time.perf_counter()
     conn.request("GET", "/big")
@@ -74,95 +103,142 @@ def measure(port: int) -> tuple[float, float]:
     elapsed = time.perf_counter() - t0
     if got != BIG:
         raise RuntimeError(f"downloaded {got} bytes, expected {BIG}")
-    return rps, BIG / elapsed / 1e6
+    return rps, BIG / elapsed / 1e6, cpu_ms
 
 
-def _rootfs(base: Path) -> Path:
-    root = base / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    (root / "www").mkdir()
-    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
-    (root / "www" / "index.html").write_text("hello\n")
-    with open(root / "www" / "big", "wb") as f:
-        f.truncate(BIG)  # sparse: the disk costs nothing, the network carries every byte
-    return root
+def _procs() -> list[tuple[int, int, str, bytes]]:
+    """(pid, ppid, comm, cmdline) of every process."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    raw = f.read()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            comm = raw[raw.index("(") + 1:raw.rindex(")")]
+            out.append((int(entry), int(raw.rsplit(")", 1)[1].split()[1]), comm, cmd))
+    return out
 
 
-def bench_rl(root: Path, sockdir: Path) -> tuple[float, float]:
-    from rootless.network import slirp
+def _server_pids(argv: list[str], env: dict, podman: bool) -> list[int]:
+    """httpd and the slirp4netns serving it: rl's is the monitor's child, podman's names
+    the container's netns path. [] when not found (podman's rootlessport side: its proxy
+    processes cannot be told apart, so its CPU is not counted)."""
+    import json
 
-    ns = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "sleep", "600"])
-    enter = ["nsenter", "--preserve-credentials", "-U", "-n", "-t", str(ns.pid)]
-    httpd = None
-    try:
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{ns.pid}/comm").read_text().strip() != "sleep":
-            if time.monotonic() > deadline:
-                raise RuntimeError("unshare did not start")
-            time.sleep(0.01)
-        httpd = subprocess.Popen([*enter, str(root / "bin/busybox"), "httpd", "-f", "-p", "80",
-                                  "-h", str(root / "www")])
-        port = _free_port()
-        with slirp.start(ns.pid, api_socket=sockdir / "bench.sock") as s:
-            s.add_hostfwd("tcp", "127.0.0.1", port, 80)
-            return measure(port)
-    finally:
-        for p in (httpd, ns):
-            if p is not None:
-                p.kill()
-                p.wait()
+    r = _as_user([*argv, "inspect", NAME], env)
+    doc = json.loads(r.stdout)[0]
+    httpd = doc["State"]["Pid"]
+    procs = _procs()
+    if podman:
+        key = (doc.get("NetworkSettings") or {}).get("SandboxKey") or ""
+        slirp = [p for p, _, comm, cmd in procs if comm == "slirp4netns" and key
+                 and key.encode() in cmd and b"--api-socket" in cmd]
+    else:
+        slirp = [p for p, pp, comm, _ in procs
+                 if comm == "slirp4netns" and pp == doc["State"]["MonitorPid"]]
+    return [httpd, *slirp] if len(slirp) == 1 else []
 
 
-def bench_podman(root: Path, port_handler: str | None, env: dict) -> tuple[float, float]:
+def _www(e: Env) -> Path:
+    www = e.tmp / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hello\n")
+    with open(www / "big", "wb") as f:
+        f.truncate(BIG)
+    for p in (www, www / "index.html", www / "big"):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        if os.getuid() == 0:
+            shutil.chown(p, USER)
+    return www
+
+
+def _one(argv: list[str], image: str, network: list[str], www: Path, env: dict) -> tuple:
+    """Start the server with `argv` (rl or podman), measure, remove it."""
     port = _free_port()
-    name = f"rl-bench-net-{os.getpid()}"
-    network = "slirp4netns" + (f":port_handler={port_handler}" if port_handler else "")
-    subprocess.run(["podman", "--runtime", "runc", "run", "-d", "--name", name,
-                    "--network", network, "-p", f"127.0.0.1:{port}:80", "--rootfs", str(root),
-                    "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"],
-                   check=True, capture_output=True, text=True, env=env)
+    r = _as_user([*argv, "run", "-d", "--name", NAME, *network, "-p", f"127.0.0.1:{port}:80",
+                  "-v", f"{www}:/www:ro", image, "httpd", "-f", "-p", "80", "-h", "/www"], env)
+    if r.returncode != 0:
+        raise RuntimeError(f"{argv[0]} run: {r.stderr.strip()}")
     try:
-        return measure(port)
+        _wait_http(port)
+        return measure(port, _server_pids(argv, env, podman=argv[0] == "podman"))
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, env=env)
+        r = _as_user([*argv, "rm", "-f", NAME], env)
+        if r.returncode != 0:
+            raise RuntimeError(f"{argv[0]} rm -f {NAME}: {r.stderr.strip()}")
 
 
 def run(report) -> None:
-    if os.geteuid() == 0:
-        report.note("net: run as an unprivileged user (rootless networking is what is measured)")
+    if shutil.which("podman") is None:
+        report.note("net: podman missing, nothing to compare with")
         return
-    with tempfile.TemporaryDirectory(prefix="rlnb-", dir="/tmp") as tmp:
-        base = Path(tmp)
-        root = _rootfs(base)
-        rl_rps, rl_mbs = bench_rl(root, base)
-        have_podman = shutil.which("podman") is not None
-        if not have_podman:
-            report.note(f"net: podman missing; rl alone: {rl_rps:.0f} req/s, {rl_mbs:.0f} MB/s")
-            return
-        run_dir = base / "podman-run"
-        run_dir.mkdir(mode=0o700)
-        env = dict(os.environ, XDG_RUNTIME_DIR=str(run_dir))
-        try:
-            # the machine is shared: run each side twice, interleaved, and keep the best
-            pd_rps, pd_mbs = bench_podman(root, None, env)
-            ps_rps, ps_mbs = bench_podman(root, "slirp4netns", env)
-            rl2 = bench_rl(root, base)
-            pd2 = bench_podman(root, None, env)
-            ps2 = bench_podman(root, "slirp4netns", env)
-        finally:
-            end_pause_processes(run_dir)
-        rl_rps, rl_mbs = max(rl_rps, rl2[0]), max(rl_mbs, rl2[1])
-        pd_rps, pd_mbs = max(pd_rps, pd2[0]), max(pd_mbs, pd2[1])
-        ps_rps, ps_mbs = max(ps_rps, ps2[0]), max(ps_mbs, ps2[1])
-        report.ratio("net: 1000 sequential requests", rl_rps, "podman", pd_rps, "req/s",
-                     target=">= 0.9x")
-        report.ratio("net: 200 MB download", rl_mbs, "podman", pd_mbs, "MB/s", target=">= 0.9x")
-        report.ratio("net: 1000 sequential requests", rl_rps, "podman(port_handler=slirp4netns)",
-                     ps_rps, "req/s")
-        report.ratio("net: 200 MB download", rl_mbs, "podman(port_handler=slirp4netns)",
-                     ps_mbs, "MB/s")
-        report.note("rl = rootless/network alone (slirp4netns + add_hostfwd); the runtime "
-                    "does not publish ports yet. Higher is better for both units.")
+    repeat = int(os.environ.get("RL_BENCH_REPEAT", "5"))
+    e = Env()
+    # podman puts slirp4netns's API socket at $XDG_RUNTIME_DIR/libpod/tmp/<id>.net: give
+    # it a runtime dir short enough for a unix socket path (107 bytes)
+    short = Path(tempfile.mkdtemp(prefix="rlnb-", dir="/tmp"))
+    penv = dict(e.env, XDG_RUNTIME_DIR=str(short))
+    try:
+        if os.getuid() == 0:
+            shutil.chown(short, USER)
+        www = _www(e)
+        sides = {
+            "rl": (e.rl_argv, e.image, [], e.env),
+            "podman(port_handler=slirp4netns)": (
+                e.podman, "localhost/rlbench",
+                ["--network", "slirp4netns:port_handler=slirp4netns"], penv),
+            "podman(rootlessport)": (e.podman, "localhost/rlbench", [], penv),
+        }
+        got: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
+        loads = []
+        r = _as_user([*e.podman, "load", "-q", "-i", str(e.archive)], penv)
+        if r.returncode != 0:
+            raise RuntimeError(f"podman load: {r.stderr}")
+        order = list(sides)
+        for i in range(repeat):
+            for name in order[i % 3:] + order[:i % 3]:  # who goes first rotates
+                argv, image, network, env = sides[name]
+                got[name].append(_one(argv, image, network, www, env))
+            loads.append(os.getloadavg()[0])
+        for name, samples in got.items():
+            cpu = [round(s[2]) for s in samples if s[2] is not None]
+            report.note(f"{name}: req/s {[round(s[0]) for s in samples]}, "
+                        f"MB/s {[round(s[1]) for s in samples]}"
+                        + (f", server CPU ms per {REQUESTS} requests {cpu}" if cpu else ""))
+        rl_rps = statistics.median(s[0] for s in got["rl"])
+        rl_mbs = statistics.median(s[1] for s in got["rl"])
+        for peer, target in (("podman(port_handler=slirp4netns)", ">= 0.9x"),
+                             ("podman(rootlessport)", "")):
+            report.ratio("net: 1000 sequential requests", rl_rps, peer,
+                         statistics.median(s[0] for s in got[peer]), "req/s", target=target)
+            report.ratio("net: 200 MB download", rl_mbs, peer,
+                         statistics.median(s[1] for s in got[peer]), "MB/s", target=target)
+        # CPU time is what rl adds or not, and unlike wall time barely moves with the load
+        # other users put on the machine
+        peer = "podman(port_handler=slirp4netns)"
+        cpus = {k: [s[2] for s in got[k] if s[2] is not None] for k in ("rl", peer)}
+        if all(cpus.values()):
+            report.ratio(f"net: server CPU (slirp4netns + httpd) for {REQUESTS} requests",
+                         statistics.median(cpus["rl"]), peer, statistics.median(cpus[peer]),
+                         "ms")
+        report.note(f"medians of {repeat} interleaved rounds; higher is better (CPU: lower); load average "
+                    f"{', '.join(f'{x:.2f}' for x in loads)} on {os.cpu_count()} cores")
+    finally:
+        _as_user([*e.podman, "rm", "-af", "-t", "0"], penv)
+        # podman keeps its first runtime dir in its database and uses it again (also in
+        # e.cleanup), and conmon's exit commands run after rm returns: clean `short` last,
+        # once no process names it
+        e.cleanup()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+                str(short).encode() in cmd for *_, cmd in _procs()):
+            time.sleep(0.1)
+        end_pause_processes(short)
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def main() -> None:

@@ -42,9 +42,9 @@ def _run_options(f):
         click.option("--ulimit", multiple=True, help="NAME=SOFT[:HARD] resource limit."),
         click.option("--init", is_flag=True, help="Run a reaper as pid 1."),
         click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
-        click.option("--network", "--net", default="slirp4netns",
+        click.option("--network", "--net", multiple=True,
                      help="slirp4netns[:OPTS] (default), none, host, container:NAME or a "
-                          "network's name."),
+                          "network's name (repeat for several networks)."),
         click.option("-v", "--volume", multiple=True, help="SRC:DEST[:ro] bind or volume."),
         click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=,target=."),
         click.option("--tmpfs", multiple=True, help="PATH[:size=,mode=] tmpfs mount."),
@@ -78,7 +78,8 @@ def _make_options(kw: dict):
         interactive=kw["interactive"], tty=kw["tty"], userns=kw["userns"],
         cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
         ulimits=list(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],
-        network=kw["network"], volumes=list(kw["volume"]), pull=kw["pull"],
+        network=(kw["network"] or ("slirp4netns",))[0],
+        extra_networks=list(kw["network"][1:]), volumes=list(kw["volume"]), pull=kw["pull"],
         memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
         tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
         network_aliases=list(kw["network_alias"]))

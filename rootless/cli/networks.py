@@ -1,4 +1,4 @@
-"""`rl network create/ls/inspect/rm/prune` and `rl port`: parse, call
+"""`rl network create/ls/inspect/rm/prune/connect/disconnect` and `rl port`: parse, call
 rootless.engine.networks, print as Docker does."""
 
 from __future__ import annotations
@@ -82,6 +82,28 @@ def rm(force, names) -> None:
             failed = failed or exc
     if failed:
         raise failed
+
+
+@network.command("connect")
+@click.option("--alias", "aliases", multiple=True, help="Another name on this network.")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container")
+def connect(aliases, network_name, container) -> None:
+    """Connect a container (on a user-defined network already) to another network."""
+    from rootless.engine import netconnect
+
+    netconnect.connect(network_name, container, list(aliases))
+
+
+@network.command("disconnect")
+@click.option("-f", "--force", is_flag=True, help="Accepted for Docker compatibility.")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container")
+def disconnect(force, network_name, container) -> None:
+    """Disconnect a container from a network."""
+    from rootless.engine import netconnect
+
+    netconnect.disconnect(network_name, container)
 
 
 @network.command("prune")

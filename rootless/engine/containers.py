@@ -269,7 +269,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                                  image_config=image.config)
         _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
                                         publish_all=opts.publish_all, image_config=image.config,
-                                        userns=opts.userns, aliases=opts.network_aliases)
+                                        userns=opts.userns, aliases=opts.network_aliases,
+                                        extra_networks=opts.extra_networks)
     except BaseException:
         netwire.abandon(opts.network)
         raise
@@ -307,6 +308,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                    "network": opts.network, "userns": opts.userns or "",
                    "volumes": opts.volumes, "init": opts.init,
                    "ports": [m.to_dict() for m in port_maps], "aliases": opts.network_aliases,
+                   **({"networks": netwire.plan_networks(opts)} if opts.extra_networks else {}),
                    "exposed": list((image.config.get("config") or {}).get("ExposedPorts") or {})}
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):

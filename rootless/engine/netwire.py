@@ -45,16 +45,31 @@ def join_pid(network: str | None) -> int | None:
 
 def plan(*, network: str | None, publish: list[str], publish_all: bool,
          image_config: dict, userns: str | None = None,
-         aliases: list[str] | None = None) -> tuple[object, list]:
+         aliases: list[str] | None = None,
+         extra_networks: list[str] | None = None) -> tuple[object, list]:
     """(NetworkMode, [PortMapping]) for a new container. Raises before anything starts on a
-    malformed or unusable network/port, a host port in use or below the unprivileged start."""
+    malformed or unusable network/port, a host port in use or below the unprivileged start.
+    `extra_networks`: more user-defined networks (--network given again)."""
     from rootless.network import modes, ports
 
     mode = modes.parse_network(network)
+    if extra_networks and mode.kind != "bridge":
+        raise InvalidArgument(f"--network {mode} cannot be combined with another --network",
+                              "only user-defined networks (rl network create) can be "
+                              "given more than once")
     if mode.kind == "bridge":
         from rootless.engine import networks
 
-        networks.inspect(mode.name)  # NotFound: no such network
+        seen = set()
+        for name in [mode.name, *(extra_networks or [])]:
+            if modes.parse_network(name).kind != "bridge":
+                raise InvalidArgument(f"--network {name} cannot be combined with another "
+                                      "--network", "give only user-defined networks")
+            real = networks.inspect(name).name  # NotFound: no such network
+            if real in seen:
+                raise InvalidArgument(f"network {real} is given twice",
+                                      "give each --network once")
+            seen.add(real)
         if userns == "keep-id":  # the holder writes the default maps (Holder.write_id_maps)
             raise InvalidArgument("--userns=keep-id cannot be used with a user-defined "
                                   "network yet", "drop one of --userns and --network")
@@ -74,6 +89,28 @@ def plan(*, network: str | None, publish: list[str], publish_all: bool,
     return mode, ports.allocate(requests)
 
 
+def plan_networks(opts) -> dict[str, list[str]]:
+    """options["networks"] of a new container given --network more than once: its aliases
+    go with the first network, as Docker's --network-alias does."""
+    from rootless.engine import networks
+
+    names = [networks.inspect(n).name for n in [opts.network, *opts.extra_networks]]
+    return {name: list(opts.network_aliases) if i == 0 else [] for i, name in enumerate(names)}
+
+
+def user_networks(options: dict) -> dict[str, list[str]]:
+    """The user-defined networks of a container, {name: aliases}, the first its --network;
+    {} for the other modes. Kept in options["networks"] (options["network"] names the
+    first, options["aliases"] its aliases, as before `rl network connect` existed)."""
+    mode = mode_of(options.get("network"))
+    if mode.kind != "bridge":
+        return {}
+    nets = options.get("networks")
+    if nets:
+        return {k: list(v) for k, v in nets.items()}
+    return {mode.name: list(options.get("aliases") or [])}
+
+
 def mappings_of(options: dict) -> list:
     from rootless.network.ports import PortMapping
 
@@ -91,10 +128,21 @@ def start(options: dict, sandbox_pid: int, api_socket: str, container=None):
         return _Endpoint.attach(container, mode.name, sandbox_pid)
     if mode.kind != "slirp4netns":
         return None
+    maps = mappings_of(options)
+    from rootless.network import loopguard
+
+    # a UDP port a loopback client can reach needs host loopback in slirp4netns and a rule
+    # keeping the container from opening flows to the host's loopback (loopguard.py)
+    guard = loopguard.needed(maps, mode.allow_host_loopback)
     s = slirp.start(sandbox_pid, api_socket=api_socket,
-                    allow_host_loopback=mode.allow_host_loopback, mtu=mode.mtu, cidr=mode.cidr)
+                    allow_host_loopback=mode.allow_host_loopback or guard, mtu=mode.mtu,
+                    cidr=mode.cidr)
     try:
-        ports.forward_all(s, mappings_of(options))
+        if guard:
+            from rootless.network import etcfiles
+
+            loopguard.install(sandbox_pid, etcfiles.slirp_addresses(mode.cidr)["gateway"])
+        ports.forward_all(s, maps)
     except BaseException:
         s.stop()
         raise
@@ -197,8 +245,9 @@ def forget(container_id: str, options: dict) -> None:
     if mode_of(options.get("network")).kind == "bridge":
         from rootless.engine import networks
 
+        peers = _peers(container_id)
         networks.release(container_id)
-        _rewrite_hosts(container_id)
+        _rewrite_hosts(container_id, also=peers)
 
 
 class _Endpoint:
@@ -218,8 +267,9 @@ class _Endpoint:
         # in a helper the holder forks from us (a sqlite connection must not cross a fork)
         gc.collect()
         ep = cls(c)
-        networks.reserve_endpoint(network, c.id, c.name, c.options.get("aliases") or [])
         try:
+            for name, aliases in user_networks(c.options).items():
+                networks.reserve_endpoint(name, c.id, c.name, aliases)
             networks.attach(c.id, pid)
             maps = mappings_of(c.options)
             if maps:
@@ -233,8 +283,9 @@ class _Endpoint:
     def stop(self) -> None:
         from rootless.engine import networks
 
+        peers = _peers(self.container.id)
         networks.release(self.container.id)
-        _rewrite_hosts(self.container.id)
+        _rewrite_hosts(self.container.id, also=peers)  # they forget it
 
 
 def endpoint_of(c) -> _Endpoint:
@@ -243,22 +294,39 @@ def endpoint_of(c) -> _Endpoint:
     return _Endpoint(c)
 
 
-def _rewrite_hosts(container_id: str) -> None:
-    """/etc/hosts of `container_id` (if attached) and of every container sharing a network
-    with it: each lists the others by name and alias. Rewritten in place: the file is
-    bind-mounted, a rename would not be seen."""
+def _peers(container_id: str) -> list[str]:
+    """Ids of the containers sharing a network with `container_id` now."""
+    from rootless.store import catalog
+
+    with catalog.session() as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT DISTINCT container_id FROM network_endpoints WHERE network_id IN "
+            "(SELECT network_id FROM network_endpoints WHERE container_id=?) AND "
+            "container_id != ?", (container_id, container_id))]
+
+
+def _rewrite_hosts(container_id: str, also: list[str] = ()) -> None:
+    """/etc/hosts of `container_id` (if attached), of every container sharing a network
+    with it and of the containers in `also` (former peers): each lists the others by name
+    and alias. Rewritten in place: the file is bind-mounted, a rename would not be seen."""
+    import json
+
     from rootless.engine import containers, networks
     from rootless.errors import NotFound
     from rootless.network import etcfiles
     from rootless.store import catalog
 
+    ids = [container_id, *_peers(container_id), *also]
     with catalog.session() as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT e.container_id, e.ip, e.aliases FROM network_endpoints e WHERE "
-            "e.network_id IN (SELECT network_id FROM network_endpoints WHERE container_id=?)"
-            " OR e.container_id=?", (container_id, container_id)).fetchall()
-    import json
-
+        rows = []
+        for cid in dict.fromkeys(ids):
+            # its own line: its address on the first of its networks (by name, as eth0 is)
+            row = conn.execute(
+                "SELECT e.container_id, e.ip, e.aliases FROM network_endpoints e JOIN networks"
+                " n ON n.id=e.network_id WHERE e.container_id=? ORDER BY n.name LIMIT 1",
+                (cid,)).fetchone()
+            if row is not None:
+                rows.append(row)
     for row in rows:
         try:
             c = containers.lookup(row["container_id"])

@@ -290,6 +290,72 @@ def attach(container_id: str, pid: int, root: Path | None = None) -> list[dict]:
     return done
 
 
+def attach_one(container_id: str, network: str, pid: int, root: Path | None = None) -> str:
+    """Wire the reserved endpoint of `container_id` on `network` into the net namespace of
+    the running `pid` (`rl network connect`): the first free ethN there. Returns it."""
+    from rootless.network.holder import Holder
+
+    conn = _connect(root)
+    e = conn.execute("SELECT e.network_id, e.ip, n.bridge, n.subnet, n.gateway FROM "
+                     "network_endpoints e JOIN networks n ON n.id=e.network_id "
+                     "WHERE e.container_id=? AND n.name=?", (container_id, network)).fetchone()
+    if e is None:
+        raise RlError(f"container {container_id[:12]} has no address on network {network}")
+    holder = Holder.ensure(holder_state_file(), slirp_socket=holder_slirp_socket())
+    holder.add_bridge(e["bridge"], e["subnet"], e["gateway"])
+    ifname = holder.free_ifname(pid)
+    host_if = holder.connect(e["bridge"], pid, e["ip"], e["subnet"], e["gateway"],
+                             ifname=ifname, key=container_id)
+    with catalog.transaction(conn):
+        conn.execute("UPDATE network_endpoints SET host_if=? WHERE network_id=? AND "
+                     "container_id=?", (host_if, e["network_id"], container_id))
+    _apply_rules(conn, holder)
+    return ifname
+
+
+def detach_one(container_id: str, network: str, pid: int | None,
+               root: Path | None = None) -> list[str]:
+    """Take `container_id` off `network` (`rl network disconnect`): its veth there goes
+    (when running: `pid`), its published ports move to its next network, its default route
+    is put back via that network if it went. Returns the ids of the containers that shared
+    `network` with it (their /etc/hosts must lose it)."""
+    from rootless.network.holder import Holder
+
+    conn = _connect(root)
+    row = conn.execute("SELECT e.network_id, e.host_if, e.ports FROM network_endpoints e "
+                       "JOIN networks n ON n.id=e.network_id WHERE e.container_id=? AND "
+                       "n.name=?", (container_id, network)).fetchone()
+    if row is None:
+        return []
+    peers = [r[0] for r in conn.execute(
+        "SELECT container_id FROM network_endpoints WHERE network_id=? AND container_id!=?",
+        (row["network_id"], container_id))]
+    holder = Holder.find(holder_state_file(create=False))
+    if holder is not None and row["host_if"]:
+        holder.disconnect(row["host_if"])
+    with catalog.transaction(conn):
+        conn.execute("DELETE FROM network_endpoints WHERE network_id=? AND container_id=?",
+                     (row["network_id"], container_id))
+        nxt = conn.execute("SELECT e.network_id, n.gateway FROM network_endpoints e JOIN "
+                           "networks n ON n.id=e.network_id WHERE e.container_id=? ORDER BY "
+                           "n.name LIMIT 1", (container_id,)).fetchone()
+        if nxt is not None and json.loads(row["ports"]):
+            conn.execute("UPDATE network_endpoints SET ports=? WHERE network_id=? AND "
+                         "container_id=?", (row["ports"], nxt["network_id"], container_id))
+    if holder is not None:
+        if pid and nxt is not None:
+            holder.ensure_default_route(pid, nxt["gateway"])
+        _apply_rules(conn, holder)
+        if not conn.execute("SELECT 1 FROM network_endpoints WHERE network_id=?",
+                            (row["network_id"],)).fetchone():
+            bridge = conn.execute("SELECT bridge FROM networks WHERE id=?",
+                                  (row["network_id"],)).fetchone()
+            if bridge is not None:
+                with contextlib.suppress(RlError):
+                    holder.remove_bridge(bridge["bridge"])
+    return peers
+
+
 def publish(container_id: str, mappings: list[PortMapping],
             root: Path | None = None) -> None:
     """Publish `mappings` (from ports.allocate) of an attached container: host port ->

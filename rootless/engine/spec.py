@@ -63,6 +63,7 @@ class RunOptions:
     publish: list[str] = field(default_factory=list)  # -p
     publish_all: bool = False  # -P
     network_aliases: list[str] = field(default_factory=list)  # --network-alias
+    extra_networks: list[str] = field(default_factory=list)  # --network given again
     pull: str = "missing"
     memory: str | None = None
     cpus: str | None = None

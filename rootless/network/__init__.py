@@ -19,6 +19,8 @@ namespace final) and after forking the container's processes:
     s = slirp.start(pid, api_socket=runtime_dir / f"slirp-{short_id}.sock",
                     allow_host_loopback=mode.allow_host_loopback, mtu=mode.mtu, cidr=mode.cidr)
     ports.forward_all(s, mappings)    # all or nothing; a port taken meanwhile -> Conflict
+    # a UDP port loopback clients reach: host loopback on in slirp.start, and before the
+    # command runs loopguard.install(pid, gateway) (see loopguard.needed)
 When the container ends (also on a failed start): s.stop(). The monitor owns the Slirp
 and stops it; if the monitor is killed, slirp4netns exits by itself (--exit-fd pipe, see
 slirp.py). Ports stop listening with slirp4netns.
@@ -37,4 +39,7 @@ User-defined networks (engine.networks, design in holder.py):
                    extra=networks.hosts_entries(container_id))   # names of the others
     networks.release(container_id)              # on rm; the holder ends with the last one
 Other containers' /etc/hosts must be rewritten when one joins or leaves (hosts_entries).
+`rl network connect/disconnect` on a running container: networks.attach_one (next free
+ethN) and networks.detach_one (ports and default route move to its next network), driven
+by engine/netconnect.py.
 """

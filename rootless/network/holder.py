@@ -30,6 +30,10 @@ them from inside H, since newuidmap cannot write for a grandchild namespace), th
 - Published ports of such a container: an add_hostfwd on the holder's slirp4netns to a
   holder port, and a DNAT rule in `table ip rl` to container-ip:port. DNAT keeps the
   client's address, which slirp4netns already kept (except loopback clients: 10.0.2.2).
+  The engine's holder runs slirp4netns with host loopback allowed, as UDP replies to a
+  loopback client need it (rootless/network/loopguard.py), and the forward chain refuses
+  every new flow to 10.0.2.2, so containers still cannot reach the host's 127.0.0.1;
+  they cannot change the holder's rules, which live outside their namespaces.
 - Names: every container's /etc/hosts lists the members of its networks (name and
   aliases), rewritten by the engine when a container joins or leaves
   (`etcfiles.hosts(extra=...)`). No DNS server needed for this.
@@ -143,7 +147,10 @@ class Holder:
 
         with open(state_file.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return cls.find(state_file) or cls.start(state_file, slirp_socket=slirp_socket)
+            # host loopback on: replies to UDP clients on the host's 127.0.0.1 need it (see
+            # rootless/network/loopguard.py); `ruleset` refuses new flows to it
+            return cls.find(state_file) or cls.start(state_file, slirp_socket=slirp_socket,
+                                                     allow_host_loopback=True)
 
     def alive(self) -> bool:
         return _start_time(self.pid) == self.start_time
@@ -263,6 +270,16 @@ class Holder:
             raise
         return host_if
 
+    def free_ifname(self, pid: int) -> str:
+        """The first ethN not yet in the net namespace of `pid` (for a hot-plugged network)."""
+        taken = set(self.run(_links, netns_of=pid))
+        return next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
+
+    def ensure_default_route(self, pid: int, gateway: str) -> None:
+        """In the net namespace of `pid`: a default route via `gateway` if it has none (the
+        one it had went with a disconnected network)."""
+        self.run(_default_route, gateway, netns_of=pid)
+
     def disconnect(self, host_if: str) -> None:
         """Remove the veth pair (both ends go when one is deleted)."""
         self.run(_remove_link, host_if)
@@ -278,7 +295,10 @@ class Holder:
 
 
 def ruleset(networks: Iterable[tuple], dnat: Iterable[tuple[str, int, str, int]] = (),
-            outside_if: str = "tap0") -> str:
+            outside_if: str = "tap0", host_gateway: str = "10.0.2.2") -> str:
+    """The nftables text of `Holder.set_ruleset`. Containers never open a flow to
+    `host_gateway` (slirp4netns's door to the host's loopback, which the holder's
+    slirp4netns leaves open so that replies to loopback UDP clients get through)."""
     networks = [(n[0], n[1], bool(n[2]) if len(n) > 2 else False) for n in networks]
     lines = ["add table ip rl", "delete table ip rl", "table ip rl {",
              "  chain prerouting {", "    type nat hook prerouting priority -100; policy accept;"]
@@ -292,7 +312,8 @@ def ruleset(networks: Iterable[tuple], dnat: Iterable[tuple[str, int, str, int]]
             lines.append(f'    ip saddr {ipaddress.ip_network(net)} oifname "{outside_if}" '
                          "masquerade")
     lines += ["  }", "  chain forward {", "    type filter hook forward priority 0; policy drop;",
-              "    ct state established,related accept"]
+              "    ct state established,related accept",
+              f"    ip daddr {ipaddress.ip_address(host_gateway)} reject"]
     # With br_netfilter loaded (bridge-nf-call-iptables, as on these machines), frames
     # between two ports of one bridge pass this hook too, with the bridge as in and out.
     for bridge, _, internal in networks:
@@ -392,6 +413,13 @@ def _configure_peer(peer_if: str, ifname: str, address: str, prefixlen: int,
             ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
 
 
+def _default_route(gateway: str) -> None:
+    with _ipr() as ipr:
+        if not any(r.get_attr("RTA_DST") is None and r["dst_len"] == 0
+                   for r in ipr.get_routes(family=2, table=254)):
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
 def _apply_nft(text: str) -> None:
     nft = shutil.which("nft") or "/usr/sbin/nft"
     res = subprocess.run([nft, "-f", "-"], input=text, capture_output=True, text=True)
@@ -470,6 +498,8 @@ def _keeper_main(answer_w: int, state_file: Path | None, slirp_socket: Path | No
         if slirp_socket:
             s = slirp.start(child, api_socket=Path(slirp_socket),
                             allow_host_loopback=allow_host_loopback)
+            if allow_host_loopback:  # the guard (see ruleset) before any container joins
+                holder.run(_apply_nft, ruleset([]))
         if state_file:
             tmp = state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(dataclasses.asdict(holder)))

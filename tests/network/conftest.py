@@ -146,3 +146,23 @@ def http_get(url: str, timeout: float = 10.0) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def udpecho_image(ctr_images, tmp_path_factory):  # noqa: F811  (the fixture above)
+    """`udpecho` in the test registry: busybox + /usr/local/bin/udpecho (udpecho.c, built
+    here with gcc -static: busybox has no UDP server applet); it runs `udpecho PORT`."""
+    from tests.support import images
+    from tests.support.images import Image, TarBuilder, _config
+
+    users.need(shutil.which("gcc") is not None, "gcc is not installed (contrib/prepare-host.sh)")
+    out = tmp_path_factory.mktemp("udpecho") / "udpecho"
+    res = subprocess.run(["gcc", "-static", "-O2", "-o", str(out),
+                          str(Path(__file__).with_name("udpecho.c"))],
+                         capture_output=True, text=True)
+    users.need(res.returncode == 0, f"gcc -static failed (libc6-dev?): {res.stderr.strip()}")
+    layer = (TarBuilder().dir("usr").dir("usr/local").dir("usr/local/bin")
+             .file("usr/local/bin/udpecho", out.read_bytes(), 0o755).layer())
+    ctr_images.push_image("udpecho", "latest", Image([images.busybox_layer(), layer],
+                                                     _config(cmd=["udpecho", "5353"])))
+    return "udpecho"

@@ -119,13 +119,22 @@ def test_sibling_user_namespace_cannot_join(holder, netns):
 
 
 def test_outside_and_published_port_through_holder_slirp(holder, two_networks, sockdir):
+    from tests.network.test_publish import _host_address
+
     c1, _, _ = two_networks
-    with serving(b"host service\n") as server_port, \
+    addr = _host_address()
+    if addr is None:
+        pytest.skip("this host has no non-loopback IPv4 address to stand for the outside")
+    with serving(b"host service\n", host=addr) as server_port, \
+            serving(b"host loopback\n") as loopback_port, \
             slirp.start(holder.pid, api_socket=sockdir / "holder.sock",
                         allow_host_loopback=True) as s:
-        # outbound: container -> bridge -> holder (masquerade) -> tap0 -> host loopback
-        res = fetch(c1, f"http://10.0.2.2:{server_port}/")
+        # outbound: container -> bridge -> holder (masquerade) -> tap0 -> the host's address
+        res = fetch(c1, f"http://{addr}:{server_port}/")
         assert res.stdout == "host service\n", res.stderr
+        # host loopback is open in slirp4netns, but the ruleset refuses new flows to it
+        res = fetch(c1, f"http://10.0.2.2:{loopback_port}/")
+        assert "host loopback" not in res.stdout
         # inbound: host 127.0.0.1:P -> slirp -> holder port 20080 -> DNAT -> c1:80
         [m] = ports.allocate(ports.parse_publish("127.0.0.1::80"))
         s.add_hostfwd("tcp", "127.0.0.1", m.host_port, 20080)
@@ -139,6 +148,7 @@ def test_ruleset_text():
     assert 'iifname "rl-a" oifname "rl-a" accept' in text
     assert 'ip saddr 10.89.1.0/24 oifname "tap0" masquerade' in text
     assert 'iifname "tap0" udp dport 20053 dnat to 10.89.1.5:53' in text
+    assert "ip daddr 10.0.2.2 reject" in text
     assert "policy drop" in text
     internal = holder_mod.ruleset([("rl-i", "10.89.6.0/24", True)])
     assert "masquerade" not in internal

@@ -211,6 +211,73 @@ def test_published_port_keeps_the_clients_source_address(rlc):
     assert seen.strip("[]").removeprefix("::ffff:") == addr
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def udp_echo(port: int, payload: bytes, timeout: float = 10) -> bytes | None:
+    """Send `payload` to 127.0.0.1:port until the same bytes come back (None on timeout)."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.3)
+        while time.monotonic() < deadline:
+            s.sendto(payload, ("127.0.0.1", port))
+            try:
+                return s.recv(2048)
+            except (TimeoutError, ConnectionRefusedError):
+                time.sleep(0.05)
+    return None
+
+
+def udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_udp_published_port_answers_a_host_client_and_is_free_after_rm(rlc, udpecho_image):
+    port = free_udp_port()
+    ok(rlc, "pull", "-q", udpecho_image)
+    ok(rlc, "run", "-d", "--name", "echo", "-p", f"127.0.0.1:{port}:{port}/udp",
+       udpecho_image, "udpecho", str(port))
+    assert ok(rlc, "port", "echo").stdout == f"{port}/udp -> 127.0.0.1:{port}\n"
+    assert udp_echo(port, b"ping over udp") == b"ping over udp"
+    assert not udp_port_free(port)
+    ok(rlc, "rm", "-f", "echo")
+    assert udp_port_free(port)
+    assert slirps_of(rlc) == []
+
+
+def test_udp_publish_keeps_the_hosts_loopback_closed_to_the_container(rlc, udpecho_image,
+                                                                       host_server):
+    """The published UDP port needs host loopback in slirp4netns (rootless/network/
+    loopguard.py); the container still cannot open anything to the host's 127.0.0.1."""
+    ok(rlc, "pull", "-q", udpecho_image)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as host_udp:
+        host_udp.bind(("127.0.0.1", 0))
+        host_udp.settimeout(1)
+        probe = (f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.0.2.2 {host_server};"
+                 f" udpecho 10.0.2.2 {host_udp.getsockname()[1]} from-container")
+        # the probe works where host loopback is open: what follows is not vacuous
+        r = ok(rlc, "run", "--rm", "--network", "slirp4netns:allow_host_loopback=true",
+               udpecho_image, "sh", "-c", probe)
+        assert "host loopback" in r.stdout
+        assert host_udp.recv(100) == b"from-container"
+        port = free_udp_port()
+        ok(rlc, "run", "-d", "--name", "echo", "-p", f"127.0.0.1:{port}:{port}/udp",
+           udpecho_image, "udpecho", str(port))
+        assert udp_echo(port, b"still answered") == b"still answered"
+        r = rlc("exec", "echo", "sh", "-c", probe)
+        assert "host loopback" not in r.stdout
+        with pytest.raises(TimeoutError):
+            host_udp.recv(100)
+
+
 def test_ports_allocated_at_create_are_forwarded_at_every_start(rlc):
     port = free_port()
     ok(rlc, "create", "--name", "later", "-p", f"127.0.0.1:{port}:80", rlc.voltest)

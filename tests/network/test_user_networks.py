@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+from tests.support.httpserver import serving
 from tests.support.registry import free_port
 
 GET = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} 80"
@@ -58,4 +59,23 @@ def test_unknown_network_and_alias_without_network_are_refused(rlc):
     r = rlc("run", "--rm", "--network-alias", "x", rlc.busybox, "true")
     assert r.returncode == 125 and "--network-alias" in r.stderr
     assert ok(rlc, "ps", "-aq").stdout == ""
+    assert holder_pids(rlc) == []
+
+
+def test_udp_published_from_a_user_network_answers_a_host_loopback_client(rlc, udpecho_image):
+    from tests.network.test_publish import free_udp_port, udp_echo, udp_port_free
+
+    ok(rlc, "pull", "-q", udpecho_image)
+    ok(rlc, "network", "create", "--subnet", "10.89.73.0/24", "netu")
+    port = free_udp_port()
+    ok(rlc, "run", "-d", "--name", "echo", "--network", "netu",
+       "-p", f"127.0.0.1:{port}:{port}/udp", udpecho_image, "udpecho", str(port))
+    assert udp_echo(port, b"over the holder") == b"over the holder"
+    # the holder lets replies to the host's loopback through, and nothing new to it
+    probe = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.0.2.2 {port}"
+    with serving(b"host loopback\n") as host_port:
+        r = rlc("exec", "echo", "sh", "-c", probe.format(port=host_port))
+        assert "host loopback" not in r.stdout
+    ok(rlc, "rm", "-f", "echo")
+    assert udp_port_free(port)
     assert holder_pids(rlc) == []

@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextlib.contextmanager
-def serving(body: bytes, path: str | None = None) -> Iterator[int]:
-    """Serve `body` for GET `path` (any path when None) until the block ends; yields the port."""
+def serving(body: bytes, path: str | None = None, host: str = "127.0.0.1") -> Iterator[int]:
+    """Serve `body` for GET `path` (any path when None) on `host` until the block ends;
+    yields the port."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -25,7 +26,7 @@ def serving(body: bytes, path: str | None = None) -> Iterator[int]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]
