@@ -31,6 +31,7 @@ import functools
 import itertools
 import logging
 import os
+import shutil
 import stat
 from typing import ClassVar
 
@@ -323,8 +324,9 @@ class Overlay(pyfuse3.Operations):
             elif not isdir:
                 break
             dl.append(li)
-            if li != last and metadata.is_opaque_dir(p):
-                break
+            if li != last and (metadata.is_opaque_dir(p) or
+                               os.path.lexists(root + b"/" + _join(base, WH + name))):
+                break  # (a whiteout hides the name below its layer, not in it)
         if found is None:
             return None
         return found[0], found[1], tuple(dl) if dl else None
@@ -593,6 +595,15 @@ class Overlay(pyfuse3.Operations):
             return True
         return had
 
+    def _set_opaque_xattr(self, path: bytes) -> None:
+        try:
+            os.setxattr(path, metadata.OPAQUE_XATTRS[0], b"y", follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (*_REFUSED, errno.ENOTSUP):
+                raise
+            # no user xattrs on this disk: emptied without it (a crash meanwhile may show
+            # the lower directory's files at the name)
+
     def _whiteout(self, d: Node, name: bytes) -> None:
         p = self._abs(self.upper, _join(self._rel(d), WH + name))
         os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
@@ -800,15 +811,27 @@ class Overlay(pyfuse3.Operations):
         if isdir and self._merged(node):
             raise FUSEError(errno.ENOTEMPTY)
         self._copy_up_dir(d)
+        # Crash safety: the whiteout first. Until the upper entry is gone it is the one
+        # shown (a name in a layer wins over a whiteout in that layer), after that the
+        # whiteout hides the lower one: a crash at any point shows the old or the new
+        # state, never the lower file again.
+        lower = self._lower_has(d, name)
+        if lower:
+            self._whiteout(d, name)
         if node.layer == self.upper:
             path = self._abs(self.upper, _join(self._rel(d), name))
-            if isdir:
+            if not isdir:
+                os.unlink(path)
+            elif lower:
+                # the upper directory holds whiteouts of the lower one's files: emptied in
+                # place, a crash would show those files again; moved whole into the
+                # workdir, it leaves at once (leftovers there go at the next mount)
+                tmp = self._tmpname()
+                os.rename(path, tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
                 self._empty_upper_dir(path)
                 os.rmdir(path)
-            else:
-                os.unlink(path)
-        if self._lower_has(d, name):
-            self._whiteout(d, name)
         self._drop_name(node, d, name)
         if node.lookups <= 0:
             self._maybe_forget(node)
@@ -855,6 +878,10 @@ class Overlay(pyfuse3.Operations):
         old_path = self._abs(self.upper, _join(self._rel(od), old_name))
         new_path = self._abs(self.upper, _join(self._rel(nd), new_name))
         if dst is not None and dst.layer == self.upper and dst.dirlayers is not None:
+            if dst.dirlayers != (self.upper,):
+                # opaque (xattr: no entry, so the rename can still replace it) before its
+                # whiteouts go, so a crash meanwhile shows it empty, as it is
+                self._set_opaque_xattr(new_path)
             self._empty_upper_dir(new_path)
         try:
             st = os.lstat(new_path)
@@ -865,13 +892,13 @@ class Overlay(pyfuse3.Operations):
         if moved_lower_dir or (src.dirlayers is not None and self._lower_has(nd, new_name)):
             os.close(os.open(old_path + b"/" + OPQ, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
                              0o600))
+        if self._lower_has(od, old_name):
+            self._whiteout(od, old_name)  # first: see _remove
         os.rename(old_path, new_path)
         try:
             os.unlink(self._abs(self.upper, _join(self._rel(nd), WH + new_name)))
         except FileNotFoundError:
             pass
-        if self._lower_has(od, old_name):
-            self._whiteout(od, old_name)
         if dst is not None:
             self._drop_name(dst, nd, new_name)
             if dst.lookups <= 0:

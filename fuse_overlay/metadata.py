@@ -45,8 +45,16 @@ fuse_overlay writes the `.wh.` forms in the upper dir, since a plain user cannot
 lower layer holds creates an empty regular file `.wh.NAME` beside it; a directory created
 where a lower layer had the name (or a directory renamed into place) gets an empty file
 `.wh..wh..opq` inside. Kernel overlayfs writes the other forms (char 0/0 at NAME, the opaque
-xattr); both read either. Names starting with `.wh.` are not visible in the mount and cannot
-be created through it (EPERM). xattrs `user.overlay.*`, `trusted.overlay.*` and the override
+xattr); both read either. A whiteout hides NAME in the layers below its own only: an entry
+NAME beside `.wh.NAME` in one layer is shown (the OCI rule), with nothing of the layers below
+merged into it. Crash safety rests on that order: fuse_overlay writes the whiteout before
+it removes or renames away the upper NAME, removes an upper directory by renaming it into
+the workdir (not by emptying it in place), and before emptying an upper directory that a
+rename replaces it marks it opaque with `user.overlay.opaque`; so a crash at any point shows
+the old state or the new one, never a deleted lower file again.
+
+Names starting with `.wh.` are not visible in the mount and cannot be created through it
+(EPERM). xattrs `user.overlay.*`, `trusted.overlay.*` and the override
 xattr are not visible through the mount.
 """
 
