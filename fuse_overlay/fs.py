@@ -14,7 +14,8 @@ node is known by in the upper dir.
 
 Inode numbers: derived from the (dev, ino) of the file's first incarnation (lower file, or
 upper file when created here), so they are stable across the kernel forgetting a node; after
-copy-up the node keeps the number it had.
+copy-up the node keeps the number it had, and the copy records it (metadata.py) so it stays
+after a remount too.
 
 Every handler here is synchronous (syscalls on local disks); they are wrapped into the
 coroutines pyfuse3 awaits, and run one at a time on the trio loop, so no locking is needed.
@@ -226,6 +227,8 @@ class Overlay(pyfuse3.Operations):
         self._next_fh = 1
         self._next_ino = _FALLBACK_INO
         self._tmp = 0
+        for layer in self.layers:  # device indexes (part of inode numbers) in layer order,
+            self._key(os.stat(layer))  # not in the order of first access: same every mount
         root_layers = []
         for i, root in enumerate(self.layers):
             root_layers.append(i)
@@ -286,8 +289,8 @@ class Overlay(pyfuse3.Operations):
             return (dev << 48) | st.st_ino
         return (st.st_dev, st.st_ino)
 
-    def _alloc_ino(self, key) -> int:
-        ino = self.origin_ino.get(key)
+    def _alloc_ino(self, key, origin: int | None = None) -> int:
+        ino = self.origin_ino.get(key, origin)
         if ino is None:
             ino = key if isinstance(key, int) else 0
         if ino <= pyfuse3.ROOT_INODE or ino in self.nodes:
@@ -336,7 +339,10 @@ class Overlay(pyfuse3.Operations):
         layers = [li for li in d.dirlayers if li != self.upper]
         return bool(layers) and self._resolve(d, name, layers) is not None
 
-    def _node_for(self, parent: Node, name: bytes, layer: int, st, dirlayers) -> Node:
+    def _node_for(self, parent: Node, name: bytes, layer: int, st, dirlayers,
+                  fresh: bool = False) -> Node:
+        """The node of the real file `st` at parent/name in `layer` (`fresh`: just created
+        here, so it carries no recorded number)."""
         key = self._key(st)
         node = self.by_key.get(key)
         if node is not None and not node.gone:
@@ -349,7 +355,11 @@ class Overlay(pyfuse3.Operations):
                 node.dirlayers = dirlayers
                 node.layer = layer
                 return node
-        node = Node(self._alloc_ino(key), parent, name, layer, dirlayers)
+        origin = None
+        if layer == self.upper and not fresh and key not in self.origin_ino:
+            # a copy made at an earlier mount shows the number its original showed
+            origin = metadata.read_origin_ino(self._abs(layer, _join(self._rel(parent), name)))
+        node = Node(self._alloc_ino(key, origin), parent, name, layer, dirlayers)
         node.keys = (key,)
         self.nodes[node.ino] = node
         self.by_key[key] = node
@@ -476,6 +486,7 @@ class Overlay(pyfuse3.Operations):
         os.mkdir(tmp, 0o700)
         try:
             copyup.finish_copy(src, st, tmp, shown, False, self.realchown)
+            metadata.write_origin_ino(tmp, d.ino)  # the same number after a remount
             os.rename(tmp, self._abs(self.upper, self._rel(d)))
         except BaseException:
             os.rmdir(tmp)
@@ -503,6 +514,7 @@ class Overlay(pyfuse3.Operations):
         try:
             as_type = copyup.make_like(src, st, tmp)
             copyup.finish_copy(src, st, tmp, shown, as_type, self.realchown)
+            metadata.write_origin_ino(tmp, node.ino)  # the same number after a remount
             dst = self._abs(self.upper, self._rel(node))
             os.rename(tmp, dst)
         except BaseException:
@@ -646,7 +658,8 @@ class Overlay(pyfuse3.Operations):
             self._clear_whiteout(d, name)
         st = os.lstat(path) if fd is None else os.fstat(fd)
         node = self._node_for(d, name, self.upper,
-                              st, (self.upper,) if stat.S_ISDIR(st.st_mode) else None)
+                              st, (self.upper,) if stat.S_ISDIR(st.st_mode) else None,
+                              fresh=True)
         node.lookups += 1
         return self._entry(node, st, path)
 

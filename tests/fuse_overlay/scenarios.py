@@ -589,6 +589,31 @@ def inodes_and_readdir() -> dict:
     return out
 
 
+def inodes_after_remount() -> dict:
+    """Inode numbers of lower files, their copies in upper and new files, through copy-up and
+    a remount."""
+    paths, _ = _fuse([[["f", "file", "f"], ["d/g", "file", "g"], ["e/x", "file", "x"],
+                       ["h1", "file", "h"], ["h2", "hardlink", "h1"]]])
+    m = paths["mnt"]
+    names = ("f", "d", "d/g", "e", "h1", "h2")
+
+    def inos():
+        return {n: os.lstat(f"{m}/{n}").st_ino for n in (*names, "new")}
+    open(f"{m}/new", "w").close()
+    out = {"before": inos()}
+    for n in ("f", "d/g", "h1"):
+        with open(f"{m}/{n}", "a") as f:
+            f.write("+")
+    os.chmod(f"{m}/e", 0o700)
+    out["copied"] = sorted(n for n in names if os.path.lexists(f"{paths['upper']}/{n}"))
+    out["after_copy_up"] = inos()
+    _remount(paths)
+    out["after_remount"] = inos()
+    out["xattrs_shown"] = os.listxattr(f"{m}/f")
+    umount(m)
+    return out
+
+
 def xattrs_statfs_readonly() -> dict:
     paths, _ = _fuse([[["f", "file", "f"], ["f", "xattr", ["user.a", "1"]],
                        ["f", "override", "0:0:0644"],
