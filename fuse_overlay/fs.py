@@ -14,7 +14,8 @@ node is known by in the upper dir.
 
 Inode numbers: derived from the (dev, ino) of the file's first incarnation (lower file, or
 upper file when created here), so they are stable across the kernel forgetting a node; after
-copy-up the node keeps the number it had.
+copy-up the node keeps the number it had, and the copy records it (metadata.py) so it stays
+after a remount too.
 
 Every handler here is synchronous (syscalls on local disks); they are wrapped into the
 coroutines pyfuse3 awaits, and run one at a time on the trio loop, so no locking is needed.
@@ -31,6 +32,7 @@ import functools
 import itertools
 import logging
 import os
+import shutil
 import stat
 from typing import ClassVar
 
@@ -225,6 +227,8 @@ class Overlay(pyfuse3.Operations):
         self._next_fh = 1
         self._next_ino = _FALLBACK_INO
         self._tmp = 0
+        for layer in self.layers:  # device indexes (part of inode numbers) in layer order,
+            self._key(os.stat(layer))  # not in the order of first access: same every mount
         root_layers = []
         for i, root in enumerate(self.layers):
             root_layers.append(i)
@@ -285,8 +289,8 @@ class Overlay(pyfuse3.Operations):
             return (dev << 48) | st.st_ino
         return (st.st_dev, st.st_ino)
 
-    def _alloc_ino(self, key) -> int:
-        ino = self.origin_ino.get(key)
+    def _alloc_ino(self, key, origin: int | None = None) -> int:
+        ino = self.origin_ino.get(key, origin)
         if ino is None:
             ino = key if isinstance(key, int) else 0
         if ino <= pyfuse3.ROOT_INODE or ino in self.nodes:
@@ -323,8 +327,9 @@ class Overlay(pyfuse3.Operations):
             elif not isdir:
                 break
             dl.append(li)
-            if li != last and metadata.is_opaque_dir(p):
-                break
+            if li != last and (metadata.is_opaque_dir(p) or
+                               os.path.lexists(root + b"/" + _join(base, WH + name))):
+                break  # (a whiteout hides the name below its layer, not in it)
         if found is None:
             return None
         return found[0], found[1], tuple(dl) if dl else None
@@ -334,7 +339,10 @@ class Overlay(pyfuse3.Operations):
         layers = [li for li in d.dirlayers if li != self.upper]
         return bool(layers) and self._resolve(d, name, layers) is not None
 
-    def _node_for(self, parent: Node, name: bytes, layer: int, st, dirlayers) -> Node:
+    def _node_for(self, parent: Node, name: bytes, layer: int, st, dirlayers,
+                  fresh: bool = False) -> Node:
+        """The node of the real file `st` at parent/name in `layer` (`fresh`: just created
+        here, so it carries no recorded number)."""
         key = self._key(st)
         node = self.by_key.get(key)
         if node is not None and not node.gone:
@@ -347,7 +355,11 @@ class Overlay(pyfuse3.Operations):
                 node.dirlayers = dirlayers
                 node.layer = layer
                 return node
-        node = Node(self._alloc_ino(key), parent, name, layer, dirlayers)
+        origin = None
+        if layer == self.upper and not fresh and key not in self.origin_ino:
+            # a copy made at an earlier mount shows the number its original showed
+            origin = metadata.read_origin_ino(self._abs(layer, _join(self._rel(parent), name)))
+        node = Node(self._alloc_ino(key, origin), parent, name, layer, dirlayers)
         node.keys = (key,)
         self.nodes[node.ino] = node
         self.by_key[key] = node
@@ -474,6 +486,7 @@ class Overlay(pyfuse3.Operations):
         os.mkdir(tmp, 0o700)
         try:
             copyup.finish_copy(src, st, tmp, shown, False, self.realchown)
+            metadata.write_origin_ino(tmp, d.ino)  # the same number after a remount
             os.rename(tmp, self._abs(self.upper, self._rel(d)))
         except BaseException:
             os.rmdir(tmp)
@@ -501,6 +514,7 @@ class Overlay(pyfuse3.Operations):
         try:
             as_type = copyup.make_like(src, st, tmp)
             copyup.finish_copy(src, st, tmp, shown, as_type, self.realchown)
+            metadata.write_origin_ino(tmp, node.ino)  # the same number after a remount
             dst = self._abs(self.upper, self._rel(node))
             os.rename(tmp, dst)
         except BaseException:
@@ -593,6 +607,15 @@ class Overlay(pyfuse3.Operations):
             return True
         return had
 
+    def _set_opaque_xattr(self, path: bytes) -> None:
+        try:
+            os.setxattr(path, metadata.OPAQUE_XATTRS[0], b"y", follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (*_REFUSED, errno.ENOTSUP):
+                raise
+            # no user xattrs on this disk: emptied without it (a crash meanwhile may show
+            # the lower directory's files at the name)
+
     def _whiteout(self, d: Node, name: bytes) -> None:
         p = self._abs(self.upper, _join(self._rel(d), WH + name))
         os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
@@ -635,7 +658,8 @@ class Overlay(pyfuse3.Operations):
             self._clear_whiteout(d, name)
         st = os.lstat(path) if fd is None else os.fstat(fd)
         node = self._node_for(d, name, self.upper,
-                              st, (self.upper,) if stat.S_ISDIR(st.st_mode) else None)
+                              st, (self.upper,) if stat.S_ISDIR(st.st_mode) else None,
+                              fresh=True)
         node.lookups += 1
         return self._entry(node, st, path)
 
@@ -800,15 +824,27 @@ class Overlay(pyfuse3.Operations):
         if isdir and self._merged(node):
             raise FUSEError(errno.ENOTEMPTY)
         self._copy_up_dir(d)
+        # Crash safety: the whiteout first. Until the upper entry is gone it is the one
+        # shown (a name in a layer wins over a whiteout in that layer), after that the
+        # whiteout hides the lower one: a crash at any point shows the old or the new
+        # state, never the lower file again.
+        lower = self._lower_has(d, name)
+        if lower:
+            self._whiteout(d, name)
         if node.layer == self.upper:
             path = self._abs(self.upper, _join(self._rel(d), name))
-            if isdir:
+            if not isdir:
+                os.unlink(path)
+            elif lower:
+                # the upper directory holds whiteouts of the lower one's files: emptied in
+                # place, a crash would show those files again; moved whole into the
+                # workdir, it leaves at once (leftovers there go at the next mount)
+                tmp = self._tmpname()
+                os.rename(path, tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
                 self._empty_upper_dir(path)
                 os.rmdir(path)
-            else:
-                os.unlink(path)
-        if self._lower_has(d, name):
-            self._whiteout(d, name)
         self._drop_name(node, d, name)
         if node.lookups <= 0:
             self._maybe_forget(node)
@@ -855,6 +891,10 @@ class Overlay(pyfuse3.Operations):
         old_path = self._abs(self.upper, _join(self._rel(od), old_name))
         new_path = self._abs(self.upper, _join(self._rel(nd), new_name))
         if dst is not None and dst.layer == self.upper and dst.dirlayers is not None:
+            if dst.dirlayers != (self.upper,):
+                # opaque (xattr: no entry, so the rename can still replace it) before its
+                # whiteouts go, so a crash meanwhile shows it empty, as it is
+                self._set_opaque_xattr(new_path)
             self._empty_upper_dir(new_path)
         try:
             st = os.lstat(new_path)
@@ -865,13 +905,13 @@ class Overlay(pyfuse3.Operations):
         if moved_lower_dir or (src.dirlayers is not None and self._lower_has(nd, new_name)):
             os.close(os.open(old_path + b"/" + OPQ, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
                              0o600))
+        if self._lower_has(od, old_name):
+            self._whiteout(od, old_name)  # first: see _remove
         os.rename(old_path, new_path)
         try:
             os.unlink(self._abs(self.upper, _join(self._rel(nd), WH + new_name)))
         except FileNotFoundError:
             pass
-        if self._lower_has(od, old_name):
-            self._whiteout(od, old_name)
         if dst is not None:
             self._drop_name(dst, nd, new_name)
             if dst.lookups <= 0:
@@ -966,14 +1006,13 @@ class Overlay(pyfuse3.Operations):
         reads need no READ round trip (nor the GETATTR the kernel sends after a read to
         refresh atime): a file read whole costs open + release, not four requests."""
         self.stored.add(node.ino)
-        size = os.fstat(fd).st_size
-        if 0 < size <= _STORE_MAX:
-            data = os.pread(fd, size, 0)
-            if len(data) == size:
-                try:
-                    pyfuse3.notify_store(node.ino, 0, data)
-                except OSError:
-                    pass
+        # one pread, no fstat: a lower file does not change, so what it gives is the file
+        data = os.pread(fd, _STORE_MAX + 1, 0)
+        if 0 < len(data) <= _STORE_MAX:
+            try:
+                pyfuse3.notify_store(node.ino, 0, data)
+            except OSError:
+                pass
 
     def _create(self, parent_ino, name, mode, flags, ctx):
         d = self._node(parent_ino)

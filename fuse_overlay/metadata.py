@@ -45,9 +45,25 @@ fuse_overlay writes the `.wh.` forms in the upper dir, since a plain user cannot
 lower layer holds creates an empty regular file `.wh.NAME` beside it; a directory created
 where a lower layer had the name (or a directory renamed into place) gets an empty file
 `.wh..wh..opq` inside. Kernel overlayfs writes the other forms (char 0/0 at NAME, the opaque
-xattr); both read either. Names starting with `.wh.` are not visible in the mount and cannot
-be created through it (EPERM). xattrs `user.overlay.*`, `trusted.overlay.*` and the override
+xattr); both read either. A whiteout hides NAME in the layers below its own only: an entry
+NAME beside `.wh.NAME` in one layer is shown (the OCI rule), with nothing of the layers below
+merged into it. Crash safety rests on that order: fuse_overlay writes the whiteout before
+it removes or renames away the upper NAME, removes an upper directory by renaming it into
+the workdir (not by emptying it in place), and before emptying an upper directory that a
+rename replaces it marks it opaque with `user.overlay.opaque`; so a crash at any point shows
+the old state or the new one, never a deleted lower file again.
+
+Names starting with `.wh.` are not visible in the mount and cannot be created through it
+(EPERM). xattrs `user.overlay.*`, `trusted.overlay.*` and the override
 xattr are not visible through the mount.
+
+Inode numbers: the number a file shows is derived from the (device, inode) of its first
+incarnation: the lower file, or the upper file when it was created in the upper dir. A copy
+in the upper dir is a new inode, so copy-up records the number the file showed in the xattr
+`user.overlay.fuse_ino` (decimal ASCII) on the copy, and an upper file carrying it shows
+that number again after a remount, as kernel overlayfs does with its origin xattr. Only the
+upper dir's xattr is read (a layer made from an old upper dir may carry stale ones). Symlinks
+cannot carry user xattrs: a copied-up symlink shows a new number after a remount.
 """
 
 from __future__ import annotations
@@ -61,6 +77,7 @@ XATTR_OVERRIDE_PREFIX = "user.containers.override_"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
+ORIGIN_INO_XATTR = "user.overlay.fuse_ino"
 
 _TYPES = {
     "file": stat.S_IFREG,
@@ -182,3 +199,19 @@ def is_opaque_dir(path: bytes | str) -> bool:
         except OSError:
             pass
     return False
+
+
+def read_origin_ino(path: bytes) -> int | None:
+    """The inode number recorded on an upper copy at copy-up, or None."""
+    try:
+        return int(os.getxattr(path, ORIGIN_INO_XATTR, follow_symlinks=False))
+    except (OSError, ValueError):
+        return None
+
+
+def write_origin_ino(path: bytes, ino: int) -> None:
+    """Record `ino` on a copy (not possible on a symlink: then nothing is recorded)."""
+    try:
+        os.setxattr(path, ORIGIN_INO_XATTR, b"%d" % ino, follow_symlinks=False)
+    except OSError:
+        pass

@@ -589,6 +589,31 @@ def inodes_and_readdir() -> dict:
     return out
 
 
+def inodes_after_remount() -> dict:
+    """Inode numbers of lower files, their copies in upper and new files, through copy-up and
+    a remount."""
+    paths, _ = _fuse([[["f", "file", "f"], ["d/g", "file", "g"], ["e/x", "file", "x"],
+                       ["h1", "file", "h"], ["h2", "hardlink", "h1"]]])
+    m = paths["mnt"]
+    names = ("f", "d", "d/g", "e", "h1", "h2")
+
+    def inos():
+        return {n: os.lstat(f"{m}/{n}").st_ino for n in (*names, "new")}
+    open(f"{m}/new", "w").close()
+    out = {"before": inos()}
+    for n in ("f", "d/g", "h1"):
+        with open(f"{m}/{n}", "a") as f:
+            f.write("+")
+    os.chmod(f"{m}/e", 0o700)
+    out["copied"] = sorted(n for n in names if os.path.lexists(f"{paths['upper']}/{n}"))
+    out["after_copy_up"] = inos()
+    _remount(paths)
+    out["after_remount"] = inos()
+    out["xattrs_shown"] = os.listxattr(f"{m}/f")
+    umount(m)
+    return out
+
+
 def xattrs_statfs_readonly() -> dict:
     paths, _ = _fuse([[["f", "file", "f"], ["f", "xattr", ["user.a", "1"]],
                        ["f", "override", "0:0:0644"],
@@ -932,4 +957,117 @@ def daemon_and_signals() -> dict:
     os.kill(pid, 15)
     out["lib_exit"] = os.waitpid(pid, 0)[1] >> 8
     out["lib_unmounted"] = m not in open("/proc/self/mountinfo").read()
+    return out
+
+
+# ---- crash points of removals ----------------------------------------------------------------
+
+class _Crash(BaseException):
+    """The server "dies" here: this and every later change to the disk fails."""
+
+
+_DISK_CHANGES = ("unlink", "rmdir", "rename", "replace", "mkdir", "setxattr", "removexattr",
+                 "link", "symlink", "mknod", "mkfifo", "truncate", "ftruncate")
+
+
+def _crash_at(k: int):
+    """Make the k-th change to the disk (and all after it) raise _Crash; returns an undo."""
+    saved = {n: getattr(os, n) for n in (*_DISK_CHANGES, "open")}
+    count = [0]
+
+    def step():
+        count[0] += 1
+        if count[0] >= k:
+            raise _Crash
+
+    def wrap(fn):
+        def changed(*a, **kw):
+            step()
+            return fn(*a, **kw)
+        return changed
+
+    for n in _DISK_CHANGES:
+        setattr(os, n, wrap(saved[n]))
+
+    def opener(path, flags, *a, **kw):
+        if flags & (os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_RDWR):
+            step()
+        return saved["open"](path, flags, *a, **kw)
+    os.open = opener
+
+    def undo():
+        for n, fn in saved.items():
+            setattr(os, n, fn)
+    return undo
+
+
+class _Ctx:
+    uid = gid = pid = umask = 0
+
+
+def _view(root: str) -> dict:
+    """What a user sees: {path: type and content or target}."""
+    out = {}
+    for rel, d in snapshot(root, ids=False)["tree"].items():
+        out[rel] = f"{d['type']}:{d.get('sha') or d.get('target') or ''}"
+    return out
+
+
+def _in_process(paths: dict, op: list) -> None:
+    """Do one removal with fuse_overlay's own code, without a mount (so it can "crash")."""
+    from fuse_overlay import fs
+
+    ops = fs.Overlay(paths["lowers"], paths["upper"], paths["work"])
+    ctx = _Ctx()
+
+    def parent(path: str):
+        ino = 1  # pyfuse3.ROOT_INODE
+        parts = path.split("/")
+        for comp in parts[:-1]:
+            ino = ops._lookup(ino, comp.encode(), ctx).st_ino
+        return ino, parts[-1].encode()
+
+    if op[0] == "unlink":
+        ops._unlink(*parent(op[1]), ctx)
+    elif op[0] == "rmdir":
+        ops._rmdir(*parent(op[1]), ctx)
+    elif op[0] == "rename":
+        (p1, n1), (p2, n2) = parent(op[1]), parent(op[2])
+        ops._rename(p1, n1, p2, n2, 0, ctx)
+    else:
+        raise ValueError(op[0])
+
+
+def crash_points(layers: list, prep: list, op: list) -> dict:
+    """Prepare the upper dir through a mount (`prep`, apply_ops operations), then do `op` in
+    this process with a crash at its 1st, 2nd, ... change to the disk, and mount each
+    crashed state: what the mount shows there, next to the states before and after."""
+    paths = make_layers(layers)
+    mount("fuse", paths)
+    apply_ops(paths["mnt"], prep)
+    old = _view(paths["mnt"])
+    umount(paths["mnt"])
+    template = paths["top"] + ".template"
+    shutil.copytree(paths["top"], template, symlinks=True)
+    out = {"old": old, "points": []}
+    for k in range(1, 60):
+        shutil.rmtree(paths["top"])
+        shutil.copytree(template, paths["top"], symlinks=True)
+        undo = _crash_at(k)
+        crashed = True
+        try:
+            _in_process(paths, op)
+            crashed = False
+        except _Crash:
+            pass
+        finally:
+            undo()
+        mount("fuse", paths)
+        view = _view(paths["mnt"])
+        umount(paths["mnt"])
+        if not crashed:
+            out["new"] = view
+            break
+        out["points"].append(view)
+    shutil.rmtree(template)
     return out

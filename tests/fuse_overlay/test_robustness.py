@@ -10,6 +10,8 @@ the kernel ends the connection when the server's /dev/fuse descriptor closes."""
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_kill9_gives_enotconn_and_unmounts(ns_single):
     r = ns_single("kill9")
@@ -50,3 +52,32 @@ def test_daemon_mode_and_library_run(ns_single):
     assert r["after_sigint"] == "a"
     assert r["lib_exit"] == 0
     assert r["lib_unmounted"]
+
+
+CRASH_CASES = {
+    # a copied-up lower file removed: its upper copy goes, a whiteout comes
+    "unlink copied-up": ([[["f", "file", "lower"], ["keep", "file", "k"]]],
+                         [["write", "f", "upper"]], ["unlink", "f"]),
+    # a lower directory emptied through the mount, then removed
+    "rmdir emptied lower dir": ([[["d/a", "file", "a"], ["d/b", "file", "b"]]],
+                                [["unlink", "d/a"], ["unlink", "d/b"]], ["rmdir", "d"]),
+    # a copied-up lower file renamed away: a whiteout at the old name
+    "rename away": ([[["f", "file", "lower"]]], [["write", "f", "upper"]],
+                    ["rename", "f", "g"]),
+    # a lower directory renamed over an emptied lower directory
+    "rename dir over dir": ([[["d/x", "file", "x"], ["e/y", "file", "y"]]],
+                            [["unlink", "e/y"]], ["rename", "d", "e"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRASH_CASES))
+def test_crash_at_any_point_of_a_removal_shows_old_or_new_state(ns_single, case):
+    """The server dies at each change to the disk that a removal makes in turn (simulated in
+    the namespace by failing that change and every later one); mounted afresh, the tree is
+    the one before or the one after the operation, never a removed lower file back."""
+    layers, prep, op = CRASH_CASES[case]
+    r = ns_single("crash_points", layers, prep, op)
+    assert r["old"] != r["new"]
+    assert r["points"], "the operation changes the disk at least once"
+    for i, view in enumerate(r["points"], 1):
+        assert view in (r["old"], r["new"]), f"crash at change {i}: {view}"

@@ -62,6 +62,16 @@ def test_inode_numbers_and_readdir_under_changes(ns_single):
     assert r["lower_ino_after_remount"]
 
 
+def test_inode_numbers_survive_copy_up_and_remount(ns_single):
+    r = ns_single("inodes_after_remount")
+    assert r["copied"] == ["d", "d/g", "e", "f", "h1", "h2"]
+    assert len(set(r["before"].values())) == 6  # h1 and h2 are one file
+    assert r["before"]["h1"] == r["before"]["h2"]
+    assert r["after_copy_up"] == r["before"]
+    assert r["after_remount"] == r["before"]  # recorded on each copy at copy-up
+    assert r["xattrs_shown"] == []  # the record is not shown
+
+
 def test_xattrs_statfs_and_read_only_mount(ns_single):
     r = ns_single("xattrs_statfs_readonly")
     # the override xattr is not shown; xattrs stored under its prefix show by their names
