@@ -28,14 +28,15 @@ def fuse_mount_options(opts: mount_options.MountOptions) -> set[str]:
 
 
 def run(lowerdirs: list[str], upperdir: str | None, workdir: str | None, mountpoint: str, *,
-        ready_fd: int | None = None, options: dict | None = None) -> None:
+        ready_fd: int | None = None, options: dict | None = None, on_ready=None) -> None:
     """Mount lowerdirs (top-most first) under upperdir at mountpoint and serve until
     unmounted or SIGTERM/SIGINT/SIGHUP (then unmount; a signal the caller has set to
     SIG_IGN stays ignored). Writes b"1" to ready_fd and closes it once
     the mount is live. Read-only when upperdir is None. Raises MountError for bad input.
 
     options: other mount options by name, e.g. {"nodev": True, "writeback": "1",
-    "realchown": True}, as the `-o` of the command line would give them."""
+    "realchown": True}, as the `-o` of the command line would give them. `on_ready` is
+    called once the mount is live, after ready_fd got its byte."""
     values: dict = {"lowerdir": ":".join(lowerdirs)}
     flags: set[str] = set()
     for key, value in (options or {}).items():
@@ -51,7 +52,7 @@ def run(lowerdirs: list[str], upperdir: str | None, workdir: str | None, mountpo
     opts = mount_options.check(mount_options.from_dict(values, flags), mountpoint)
     if not lowerdirs:
         raise mount_options.MountError("no lowerdir given")
-    serve(opts, mountpoint, ready_fd)
+    serve(opts, mountpoint, ready_fd, on_ready=on_ready)
 
 
 def preload():

@@ -161,18 +161,36 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
         os.setresuid(0, 0, 0)
     except OSError:
         pass
-    if pidfd is not None:
-        import select
-        import threading
 
-        def watcher() -> None:
-            select.select([pidfd], [], [])
-            os._exit(0)
+    def on_ready() -> None:
+        _leave_mount(spec["mountpoint"])  # before any thread: unshare needs a lone thread
+        if pidfd is not None:
+            import select
+            import threading
 
-        threading.Thread(target=watcher, daemon=True).start()
+            def watcher() -> None:
+                select.select([pidfd], [], [])
+                os._exit(0)
+
+            threading.Thread(target=watcher, daemon=True).start()
+
     server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],
-               ready_fd=ready_w, options=spec.get("options") or None)
+               ready_fd=ready_w, options=spec.get("options") or None, on_ready=on_ready)
     os._exit(0)
+
+
+def _leave_mount(mountpoint: str) -> None:
+    """Once the rootfs is mounted in the sandbox's mount namespace: move to a private copy
+    of that namespace and drop the mount from it. The server then holds no reference to
+    its own file system, so when the container's last process is gone (however the
+    sandbox ended: unmounted, or killed before it could) the kernel ends the connection
+    and the server's read of /dev/fuse returns: it exits at once instead of serving a
+    namespace nobody is in."""
+    try:
+        sc.unshare(sc.CLONE_NEWNS)
+        sc.umount2(mountpoint, sc.MNT_DETACH)
+    except OSError:
+        pass  # still correct: the sandbox's unmount or the pidfd watch ends us
 
 
 def _join(pid: int) -> None:

@@ -58,14 +58,14 @@ def zygote_main(args: list[str]) -> None:
 # -- the sandbox ---------------------------------------------------------------------------
 
 def exec_waiter(pid1: int, status_w: int, backend: str, mountpoint: str,
-                server_pid: int | None) -> None:
+                server_pid: int | None, peer_pid: int | None) -> None:
     """In the sandbox, once pid 1 runs its command: become the lean waiter."""
     exec_entry("waiter_main", [str(pid1), str(status_w), backend, mountpoint,
-                          str(server_pid or 0)], [status_w])
+                               str(server_pid or 0), str(peer_pid or 0)], [status_w])
 
 
 def waiter_main(args: list[str]) -> None:
-    pid1, status_w, backend, mountpoint, server_pid = args
+    pid1, status_w, backend, mountpoint, server_pid, peer_pid = args
     pid1, status_w = int(pid1), int(status_w)
     while True:
         done, status = os.waitpid(pid1, 0)
@@ -77,6 +77,7 @@ def waiter_main(args: list[str]) -> None:
 
     server = rootfs.Server(backend)
     server.pid = int(server_pid) or None
+    server.peer_pid = int(peer_pid) or None
     server.stop(rootfs.RootfsSpec([], "", "", mountpoint, backend=backend))
 
 

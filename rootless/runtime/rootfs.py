@@ -139,6 +139,27 @@ def _child_log(spec: RootfsSpec) -> int:
     return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
+def _wait_gone(pid: int, timeout: float = 2.0) -> None:
+    """Wait until `pid`, a server that is not our child, has exited (it does once the
+    rootfs is unmounted), so that a container's end leaves no process behind; kill it
+    after `timeout` (it shares our user namespace, so we may)."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                return
+            select.select([pidfd], [], [], 5.0)
+    finally:
+        os.close(pidfd)
+
+
 class Server:
     """The process that serves the rootfs."""
 
@@ -150,6 +171,7 @@ class Server:
         # it joins our namespaces and mounts by itself; we only wait for its ready byte.
         self._early_ready = early_ready_fd
         self._zygote = False  # a warm zygote will fork our server
+        self.peer_pid: int | None = None  # the server the zygote forked (not our child)
 
     # -- fuse_overlay: fork now, import pyfuse3 while the caller does other work ----------
     def prestart(self, *, fork: bool = False) -> None:
@@ -180,9 +202,11 @@ class Server:
             elif self._zygote:
                 from rootless.runtime import zygote
 
-                ready_r = zygote.request(asdict(spec), os.getpid())
-                if ready_r is None:  # it went away: serve it ourselves
+                answer = zygote.request(asdict(spec), os.getpid())
+                if answer is None:  # it went away: serve it ourselves
                     self._zygote = False
+                else:
+                    ready_r, self.peer_pid = answer
             if ready_r is None:
                 self.prestart(fork=True)
                 assert self._pre is not None
@@ -248,6 +272,9 @@ class Server:
                     syscalls.umount2(spec.mountpoint, syscalls.MNT_DETACH)
                 except OSError:
                     pass
+        if self.peer_pid is not None:
+            _wait_gone(self.peer_pid)
+            self.peer_pid = None
         if self.pid is None:
             return
         for sig, wait in ((None, 0.5), (signal.SIGTERM, 0.5), (signal.SIGKILL, 5)):

@@ -410,7 +410,8 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         from rootless.runtime import lean as lean_mod
 
         try:
-            lean_mod.exec_waiter(pid, status_w, backend, rfs.mountpoint, server.pid)
+            lean_mod.exec_waiter(pid, status_w, backend, rfs.mountpoint, server.pid,
+                                     server.peer_pid)
         except OSError:
             pass  # the exec failed: wait as we are
     while True:

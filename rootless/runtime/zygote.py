@@ -57,9 +57,10 @@ def pid_path() -> str:
     return socket_path()[: -len(".sock")] + ".pid"
 
 
-def request(spec: dict, ns_pid: int) -> int | None:
-    """Ask the zygote for a server; the fd to wait on for its ready byte, or None when no
-    zygote answers (the caller then forks a server itself)."""
+def request(spec: dict, ns_pid: int) -> tuple[int, int] | None:
+    """Ask the zygote for a server; the fd to wait on for its ready byte and the server's
+    pid (not our child: wait for it with a pidfd), or None when no zygote answers (the
+    caller then forks a server itself)."""
     if not enabled():
         return None
     path = socket_path()
@@ -75,10 +76,13 @@ def request(spec: dict, ns_pid: int) -> int | None:
             socket.send_fds(s, [json.dumps(dict(spec, ns_pid=ns_pid)).encode()], [w])
         finally:
             os.close(w)
-        if s.recv(1) != b"k":
+        answer = b""
+        while chunk := s.recv(64):  # b"k<pid>", then the server closes its end
+            answer += chunk
+        if not answer.startswith(b"k") or not answer[1:].isdigit():
             os.close(r)
             return None
-        return r
+        return r, int(answer[1:])
     except OSError:
         return None
     finally:
@@ -216,7 +220,7 @@ def _handle(conn, server) -> None:
             from rootless.runtime import early
 
             try:
-                conn.send(b"k")
+                conn.sendall(b"k%d" % os.getpid())
                 conn.close()
                 early.serve(server, spec, ready_w, watch=True)
             except BaseException as exc:
