@@ -197,22 +197,23 @@ def _descendants(root: int, procs) -> set[int]:
 def _rl_container_pids(e: Env, name: str, procs) -> set[int]:
     """The processes container `name` costs: its monitor and sandbox, its slirp4netns, and
     its fuse server (forked by the warm zygote, so not below the monitor: the one whose
-    mount namespace is the sandbox's). Not the container's own processes."""
+    user namespace is the sandbox's; it leaves the mount namespace once mounted). Not the
+    container's own processes."""
     doc = json.loads(_as_user([*e.rl_argv, "inspect", name], e.env).stdout)[0]
     monitor = doc["State"]["MonitorPid"]
     mine = _descendants(monitor, procs) - _descendants(doc["State"]["Pid"], procs)
-    sandbox_mnt = None
+    sandbox_userns = None
     for p in mine:
         if procs[p][0] == monitor and "slirp4netns" not in procs[p][1]:  # the sandbox
             try:
-                sandbox_mnt = os.readlink(f"/proc/{p}/ns/mnt")
+                sandbox_userns = os.readlink(f"/proc/{p}/ns/user")
             except OSError:
                 pass
     zygotes = _rl_zygotes(e, procs)
     for p, (pp, _) in procs.items():
         if pp in zygotes:
             try:
-                if os.readlink(f"/proc/{p}/ns/mnt") == sandbox_mnt:
+                if os.readlink(f"/proc/{p}/ns/user") == sandbox_userns:
                     mine.add(p)
             except OSError:
                 pass
