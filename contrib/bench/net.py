@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from contrib.bench import processes
 from contrib.bench.run import USER, Env, _as_user
 from tests.support.podman import end_pause_processes
 
@@ -106,23 +107,6 @@ def measure(port: int, pids: list[int]) -> tuple[float, float, float | None]:
     return rps, BIG / elapsed / 1e6, cpu_ms
 
 
-def _procs() -> list[tuple[int, int, str, bytes]]:
-    """(pid, ppid, comm, cmdline) of every process."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    raw = f.read()
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmd = f.read()
-            except OSError:
-                continue
-            comm = raw[raw.index("(") + 1:raw.rindex(")")]
-            out.append((int(entry), int(raw.rsplit(")", 1)[1].split()[1]), comm, cmd))
-    return out
-
-
 def _server_pids(argv: list[str], env: dict, podman: bool) -> list[int]:
     """httpd and the slirp4netns serving it: rl's is the monitor's child, podman's names
     the container's netns path. [] when not found (podman's rootlessport side: its proxy
@@ -132,7 +116,7 @@ def _server_pids(argv: list[str], env: dict, podman: bool) -> list[int]:
     r = _as_user([*argv, "inspect", NAME], env)
     doc = json.loads(r.stdout)[0]
     httpd = doc["State"]["Pid"]
-    procs = _procs()
+    procs = processes()
     if podman:
         key = (doc.get("NetworkSettings") or {}).get("SandboxKey") or ""
         slirp = [p for p, _, comm, cmd in procs if comm == "slirp4netns" and key
@@ -235,7 +219,7 @@ def run(report) -> None:
         e.cleanup()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(
-                str(short).encode() in cmd for *_, cmd in _procs()):
+                str(short).encode() in cmd for *_, cmd in processes()):
             time.sleep(0.1)
         end_pause_processes(short)
         shutil.rmtree(short, ignore_errors=True)

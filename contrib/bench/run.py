@@ -168,18 +168,11 @@ def _pss(pid: int) -> int:
 
 
 def _procs() -> dict[int, tuple[int, str]]:
-    out = {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    raw = f.read()
-                with open(f"/proc/{p}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            out[int(p)] = (int(raw[raw.rindex(")") + 2:].split()[1]), cmd)
-    return out
+    """pid -> (ppid, command line with spaces)."""
+    from contrib.bench import processes
+
+    return {p.pid: (p.ppid, p.cmdline.replace(b"\0", b" ").decode(errors="replace"))
+            for p in processes()}
 
 
 def _descendants(root: int, procs) -> set[int]:
