@@ -13,7 +13,8 @@ test_user=${RL_TEST_USER:-rltest}
 if [ "$(id -u)" = 0 ] && [ -z "${RL_TESTS_AS_ROOT:-}" ]; then
   bash "$here/contrib/prepare-host.sh"
   work=$(mktemp -d /var/tmp/rl-tests.XXXXXX)
-  trap 'rm -rf "$work"' EXIT
+  roottmp=$(mktemp -d /tmp/rl-root-pytest.XXXXXX)
+  trap 'rm -rf "$work" "$roottmp"' EXIT
   tar -C "$here" --exclude=./.git --exclude=./.venv --exclude=./.nox \
       --exclude='__pycache__' --exclude='*.egg-info' -cf - . | tar -C "$work" -xf -
   chown -R "$test_user:" "$work"
@@ -28,7 +29,7 @@ if [ "$(id -u)" = 0 ] && [ -z "${RL_TESTS_AS_ROOT:-}" ]; then
   rc2=0
   (cd "$work" && env -u XDG_RUNTIME_DIR RL_TESTS_STRICT=1 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
       "$work/.venv/bin/python" -m pytest -m asroot -p no:cacheprovider \
-      --basetemp="$(mktemp -d /tmp/rl-root-pytest.XXXXXX)" "$@") || rc2=$?
+      --basetemp="$roottmp" "$@") || rc2=$?
   [ "$rc" = 0 ] && rc=$rc2
   exit "$rc"
 fi
