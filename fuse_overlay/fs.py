@@ -18,7 +18,8 @@ copy-up the node keeps the number it had, and the copy records it (metadata.py) 
 after a remount too.
 
 Every handler here is synchronous (syscalls on local disks); they are wrapped into the
-coroutines pyfuse3 awaits, and run one at a time on the trio loop, so no locking is needed.
+coroutines pyfuse3 awaits, and run one at a time (loop.py, or trio with loop=trio), so no
+locking is needed.
 
 Caching (the speed): the kernel may keep entries, attributes, negative lookups and page cache
 for a long time, because every change of the tree comes through this mount (layers must not

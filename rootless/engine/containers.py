@@ -399,7 +399,6 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
 
     def before_go(sandbox_pid: int) -> None:
         from rootless.engine import netwire
-        from rootless.runtime.sandbox import trace
 
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
         trace("M network")

@@ -243,11 +243,16 @@ def abandon(network: str | None) -> None:
 def forget(container_id: str, options: dict) -> None:
     """`rl rm`: the endpoints a container still holds (its monitor was killed) go."""
     if mode_of(options.get("network")).kind == "bridge":
-        from rootless.engine import networks
+        _release(container_id)
 
-        peers = _peers(container_id)
-        networks.release(container_id)
-        _rewrite_hosts(container_id, also=peers)
+
+def _release(container_id: str) -> None:
+    """Give back every endpoint of the container; its former peers' /etc/hosts forget it."""
+    from rootless.engine import networks
+
+    peers = _peers(container_id)
+    networks.release(container_id)
+    _rewrite_hosts(container_id, also=peers)
 
 
 class _Endpoint:
@@ -281,11 +286,7 @@ class _Endpoint:
         return ep
 
     def stop(self) -> None:
-        from rootless.engine import networks
-
-        peers = _peers(self.container.id)
-        networks.release(self.container.id)
-        _rewrite_hosts(self.container.id, also=peers)  # they forget it
+        _release(self.container.id)
 
 
 def endpoint_of(c) -> _Endpoint:

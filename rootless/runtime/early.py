@@ -1,5 +1,6 @@
 """Start the fuse_overlay server process before anything else, so that its imports
-(pyfuse3 and trio, ~90 ms) overlap the rest of a container's start.
+(pyfuse3, without trio since fuse_overlay.loop stands in for it) overlap the rest of a
+container's start.
 
 `fork_server()` forks a process that imports the server at once, then waits for its
 parameters on a pipe: the rootfs description and, when it was forked outside the
@@ -195,7 +196,7 @@ def _leave_mount(mountpoint: str) -> None:
 
 def _join(pid: int) -> None:
     """Enter the sandbox's user and mount namespaces (this process is single-threaded:
-    importing pyfuse3 and trio starts no thread) and become root there."""
+    importing pyfuse3 starts no thread) and become root there."""
     if len(os.listdir("/proc/self/task")) != 1:
         raise RuntimeError("the fuse server has threads; it cannot join a user namespace")
     user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)

@@ -411,7 +411,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
 
         try:
             lean_mod.exec_waiter(pid, status_w, backend, rfs.mountpoint, server.pid,
-                                     server.peer_pid)
+                                 server.peer_pid)
         except OSError:
             pass  # the exec failed: wait as we are
     while True:

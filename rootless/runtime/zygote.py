@@ -1,5 +1,6 @@
 """A warm per-user process that has the fuse_overlay server imported and forks one server
-per container on request: `import pyfuse3` (~90 ms, trio) leaves the start of a container.
+per container on request: the import of the server (pyfuse3 and fuse_overlay) leaves the
+start of a container.
 
 Protocol, on the unix socket `<runtime dir>/fuse-zygote-<key>.sock` (the runtime dir is
 private to the user, and the peer's uid is checked): the client sends one JSON message
