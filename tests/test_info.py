@@ -75,4 +75,6 @@ def test_info_as_root(rl):
     r = rl("info", "--format", "json", check=True)
     info = json.loads(r.stdout)
     assert info["uid"] == 0
-    assert all(c["ok"] for c in info["checks"] if c["name"] in ("subuid", "subgid", "newuidmap"))
+    checks = {c["name"]: c["ok"] for c in info["checks"]}
+    assert {n: checks.get(n) for n in ("subuid", "subgid", "newuidmap")} == \
+        {"subuid": True, "subgid": True, "newuidmap": True}, info["checks"]

@@ -47,7 +47,7 @@ class Runner(users.RlRunner):
         return [sys.executable, str(WRAPPER), *args]
 
     def cleanup(self) -> None:
-        r = self("ps", "-aq", timeout=30)
+        r = self("ps", "-aq", timeout=30, check=True)
         ids = r.stdout.split()
         if ids:
             self("rm", "-f", *ids, timeout=60)

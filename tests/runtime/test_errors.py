@@ -10,7 +10,7 @@ from tests.runtime.conftest import user_processes_mentioning
 
 
 def assert_clean(rl):
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
     cdir = rl.data_dir / "containers"
     assert not cdir.exists() or not [p for p in cdir.iterdir()]
     assert user_processes_mentioning(str(rl.root)) == []
@@ -67,7 +67,7 @@ def test_name_in_use_keeps_the_first(rl):
         one_error_line(rl(cmd, "--name", "dup", "--network", "none", "busybox", "true"),
                        "dup", "already in use", "--name")
     one_error_line(rl("run", "-d", "--name", "dup", "busybox", "true"), "dup", "already in use")
-    assert rl("ps", "-aq").stdout.count("\n") == 1
+    assert rl("ps", "-aq", check=True).stdout.count("\n") == 1
     assert user_processes_mentioning(str(rl.root)) == []
     assert rl("start", "-a", "dup").stdout == "first\n"
     assert len(list((rl.data_dir / "containers").iterdir())) == 1

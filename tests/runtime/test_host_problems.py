@@ -88,7 +88,7 @@ def store(registry):
         s.rl("pull", "-q", "busybox", check=True)
         yield s
     finally:
-        ids = s.rl("ps", "-aq").stdout.split()
+        ids = s.rl("ps", "-aq", check=True).stdout.split()
         if ids:
             s.rl("rm", "-f", *ids)
         users.stop_fuse_zygotes(root / "run" / "rl")

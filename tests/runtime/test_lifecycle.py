@@ -42,6 +42,7 @@ def test_detached_logs_stop_rm_leave_nothing(rl):
     rows = ps_json(rl)
     assert [r["Names"] for r in rows] == [["web"]]
     assert rows[0]["Status"].startswith("Up")
+    assert len(user_processes_mentioning(str(rl.root))) >= 3  # seen, so "none left" means it
     r = rl("logs", "web", check=True)
     assert r.stdout == "started\n" and r.stderr == "to-err\n"
     r = rl("logs", "-t", "web", check=True)
@@ -56,7 +57,7 @@ def test_detached_logs_stop_rm_leave_nothing(rl):
     assert rl("logs", "web").stdout == "started\nbye\n"
     assert rl("wait", "web").stdout.strip() == "3"
     rl("rm", "web", check=True)
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
     assert not list((rl.data_dir / "containers").iterdir())
     assert user_processes_mentioning(str(rl.root)) == []
 
@@ -82,8 +83,9 @@ def test_rm_running_needs_force_and_leaves_nothing(rl):
     row = ps_json(rl)[0]
     assert row["State"] == "running"
     os.kill(row["Pid"], 0)  # still there
+    assert len(user_processes_mentioning(str(rl.root))) >= 3  # seen, so "none left" means it
     rl("rm", "-f", "busy", check=True)
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
     assert user_processes_mentioning(str(rl.root)) == []
 
 
@@ -171,6 +173,10 @@ def test_container_prune_keeps_running(rl):
 def test_ps_tells_the_truth_after_the_monitor_died(rl):
     detached(rl, "busybox", "sleep", "300", name="orphan")
     doc = json.loads(rl("inspect", "orphan", check=True).stdout)[0]
+    # the check below must be able to see the container's processes, or it proves nothing
+    seen = user_processes_mentioning(str(rl.root))
+    assert any(line.startswith(f"{doc['State']['MonitorPid']}:") for line in seen), seen
+    assert len(seen) >= 3, seen  # the monitor, the sandbox, pid 1 (and the fuse server)
     os.kill(doc["State"]["MonitorPid"], 9)
     deadline = time.monotonic() + 10
     while ps_json(rl, "-a")[0]["State"] == "running":
@@ -194,7 +200,7 @@ def test_ten_containers_at_once(rl):
     for i, r in enumerate(results):
         assert r.returncode == 0, r.stderr
         assert r.stdout == f"n{i}\n"
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
     assert user_processes_mentioning(str(rl.root)) == []
 
 
@@ -221,7 +227,7 @@ def test_ten_detached_containers_at_once(rl):
     with ThreadPoolExecutor(10) as pool:
         removed = list(pool.map(lambda i: rl("rm", "-f", f"c{i}", timeout=120), range(10)))
     assert all(r.returncode == 0 for r in removed), [r.stderr for r in removed]
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
     assert not list((rl.data_dir / "containers").iterdir())
     assert user_processes_mentioning(str(rl.root)) == []
 
@@ -240,7 +246,7 @@ def test_no_mounts_leak_to_the_host(rl):
 def test_detached_rm_flag_removes_itself(rl, cmd):
     detached(rl, "--rm", "busybox", *cmd)
     deadline = time.monotonic() + 10
-    while rl("ps", "-aq").stdout:
+    while rl("ps", "-aq", check=True).stdout:
         assert time.monotonic() < deadline
         time.sleep(0.1)
 

@@ -201,7 +201,7 @@ def test_command_not_found_and_not_executable(rl):
     r = run(rl, "busybox", "/etc/passwd", check=False)
     assert r.returncode == 126
     assert "/etc/passwd" in r.stderr
-    assert rl("ps", "-aq").stdout == ""  # --rm removed them
+    assert rl("ps", "-aq", check=True).stdout == ""  # --rm removed them
 
 
 def test_exit_code_of_a_signal(rl):
@@ -384,4 +384,4 @@ def test_rootfs_backends_show_the_image(rl, backend):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[4].split() == ["/data:", "new.txt", "/olddir:", "new"]
     rl("rm", "fs", check=True)
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""

@@ -18,7 +18,7 @@ def rl(tmp_path):
     runner = users.make_runner(tmp_path / "rl")
     runner.env["RL_ROOTFS_BACKEND"] = users.rootfs_backend()
     yield runner
-    ids = runner("ps", "-aq", timeout=30).stdout.split()
+    ids = runner("ps", "-aq", timeout=30, check=True).stdout.split()
     if ids:
         runner("rm", "-f", *ids, timeout=60)
     users.stop_fuse_zygotes(runner.root / "run" / "rl")

@@ -46,7 +46,7 @@ def test_push_keeps_digest_skips_existing_blobs_and_pulls_back(rl, pulled, regis
     other.env["RL_ROOTFS_BACKEND"] = rl.env["RL_ROOTFS_BACKEND"]
     other("pull", "-q", dest, check=True)
     assert other("run", "--rm", dest, check=True).stdout == "keep\n"
-    other_ids = other("ps", "-aq").stdout.split()
+    other_ids = other("ps", "-aq", check=True).stdout.split()
     assert other_ids == []
 
 

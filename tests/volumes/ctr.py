@@ -44,7 +44,7 @@ class Ctr(users.RlRunner):
     voltest: str
 
     def cleanup(self) -> None:
-        ids = self("ps", "-aq", timeout=30).stdout.split()
+        ids = self("ps", "-aq", timeout=30, check=True).stdout.split()
         if ids:
             self("rm", "-f", "-v", *ids, timeout=60)
         vols = self("volume", "ls", "-q", timeout=30).stdout.split()
