@@ -216,12 +216,14 @@ def _join(pid: int) -> None:
 
 _EARLY: Prestarted | None = None
 
-# `rl run` options that take a value (the rest are flags); kept in step with
-# rootless/cli/containers.py. Only used to find -d before click parses.
+# `rl run` options that take a value (the rest are flags). Only used to find -d before
+# click is imported (importing it here would cost what the early fork saves);
+# tests/test_code_quality.py derives this set from the click command and compares.
 _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--user",
            "--entrypoint", "-h", "--hostname", "-l", "--label", "--userns", "--cap-add",
-           "--cap-drop", "--ulimit", "--network", "--net", "-v", "--volume", "--pull",
-           "-m", "--memory", "--cpus"}
+           "--cap-drop", "--ulimit", "--network", "--net", "-v", "--volume", "--mount",
+           "--tmpfs", "-p", "--publish", "--network-alias", "--pull", "-m", "--memory",
+           "--cpus"}
 
 
 def _wants_early(args: list[str]) -> bool:
@@ -233,15 +235,21 @@ def _wants_early(args: list[str]) -> bool:
         a = args[i]
         if a == "--" or not a.startswith("-") or a == "-":
             break
-        if a in ("-d", "--detach") or (a.startswith("-") and not a.startswith("--")
-                                        and "=" not in a and "d" in a[1:]
-                                        and a[:2] not in ("-e", "-w", "-u", "-h", "-l",
-                                                          "-v", "-m")):
+        if a in ("-d", "--detach"):
             return False  # detached: the monitor, not this process, runs it
         if a == "--help":
             return False
-        if a in _VALUED:
-            i += 1
+        if a.startswith("--"):
+            if a in _VALUED:
+                i += 1
+        else:  # short flags, maybe combined (-it, -dp 80:80, -e=X): the first valued one
+            for j, c in enumerate(a[1:], 1):  # takes the rest of the word, or the next one
+                if c == "d":
+                    return False
+                if "-" + c in _VALUED:
+                    if j == len(a) - 1:
+                        i += 1
+                    break
         i += 1
     return True
 
