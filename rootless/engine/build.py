@@ -29,15 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 from rootless.errors import InvalidArgument, NotFound, RlError
-from rootless.store import catalog
-
-catalog.register_schema("build_cache", (
-    """CREATE TABLE IF NOT EXISTS build_cache (
-        key TEXT PRIMARY KEY,
-        image_id TEXT NOT NULL,
-        parent_id TEXT,
-        added REAL NOT NULL)""",
-))
+from rootless.store import buildcache, catalog
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 
@@ -66,30 +58,6 @@ class _State:
 def _out(opts: BuildOptions, text: str) -> None:
     if not opts.quiet:
         print(text, flush=True)
-
-
-def _cache_get(key: str) -> str | None:
-    conn = catalog.connect()
-    try:
-        row = conn.execute("SELECT build_cache.image_id FROM build_cache JOIN images ON "
-                           "images.id = build_cache.image_id WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
-    finally:
-        conn.close()
-
-
-def _cache_put(key: str, image_id: str, parent_id: str | None) -> None:
-    """Record a step; parent_id (the image the step started from) lets `rl images` hide
-    intermediate images as Docker does."""
-    conn = catalog.connect()
-    try:
-        with catalog.transaction(conn):
-            conn.execute("INSERT INTO build_cache(key, image_id, parent_id, added) "
-                         "VALUES (?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
-                         "image_id=excluded.image_id, parent_id=excluded.parent_id, "
-                         "added=excluded.added", (key, image_id, parent_id, time.time()))
-    finally:
-        conn.close()
 
 
 def build(opts: BuildOptions) -> str:
@@ -201,14 +169,14 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
         key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
                    state.config["config"].get("Env"), ship.source_epoch())
         if not opts.no_cache:
-            cached = _cache_get(key)
+            cached = buildcache.get(key)
             if cached is not None:
                 rec = images.get_image(cached)
                 state = _State(rec.id, ship.base_config(rec.config))
                 _out(opts, f"--> Using cache {cached.partition(':')[2]}")
                 continue
         new_id = _execute(opts, inst, state, scope, ctx, from_image)
-        _cache_put(key, new_id, state.image_id)
+        buildcache.put(key, new_id, state.image_id)
         rec = images.get_image(new_id)
         state = _State(new_id, ship.base_config(rec.config))
         _out(opts, f"--> {new_id.partition(':')[2][:12]}")

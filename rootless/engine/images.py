@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rootless.errors import Conflict, InvalidArgument, NotFound, RlError
 from rootless.image import reference
-from rootless.store import catalog, imagedb, locks
+from rootless.store import buildcache, catalog, imagedb, locks
 
 PULL_POLICIES = ("missing", "always", "never")
 LOCAL_DOMAIN = "localhost"  # where podman puts built images with a short name
@@ -140,7 +140,7 @@ def list_images(filter_ref: str | None = None, *, all_images: bool = False) -> l
         rows = conn.execute("SELECT * FROM images ORDER BY added DESC").fetchall()
         records = [_record(conn, r) for r in rows]
         if not all_images:
-            parents = _build_parents(conn)
+            parents = buildcache.parents(conn)
             records = [r for r in records if r.names or r.id not in parents]
     finally:
         conn.close()
@@ -151,14 +151,6 @@ def list_images(filter_ref: str | None = None, *, all_images: bool = False) -> l
             n.split("@")[0].rsplit(":", 1)[0] in repos and (ref.tag is None or n.endswith(
                 f":{ref.tag}")) for n in r.names)]
     return records
-
-
-def _build_parents(conn) -> set[str]:
-    """Ids of images that a cached build step was built on (the build cache's own table)."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'build_cache'").fetchone():
-        return set()
-    return {row[0] for row in conn.execute(
-        "SELECT parent_id FROM build_cache WHERE parent_id IS NOT NULL")}
 
 
 # -- pulling --
