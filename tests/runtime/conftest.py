@@ -1,87 +1,17 @@
-"""Fixtures for the container runtime tests: an `rl` runner whose image store holds the
-test images (through tests/runtime/standin.py until the image store is merged), and
-cleanup that removes every container a test made, also when the test failed.
-
-Root filesystem backend: the default is fuse_overlay; until fuse_overlay.server exists on
-this branch the tests use the fuse-overlayfs backend (same options, same ownership xattr).
-"""
+"""Fixtures for the container runtime tests: `rl` runners (the real console script, with
+the test images pulled from the test registry into a store of their own) for the test user
+and for `rlnosub`, and cleanup that removes every container a test made, also when the test
+failed."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import subprocess
-import sys
+import shlex
 from pathlib import Path
 
 import pytest
 
-from tests.runtime import standin
-from tests.support import images, users
-
-HERE = Path(__file__).resolve().parent
-WRAPPER = HERE / "rl_standin.py"
-
-
-class Runner(users.RlRunner):
-    """users.RlRunner, running rl through the stand-in wrapper."""
-
-    def __call__(self, *args, check=False, input=None, timeout=60, env=None, text=True):
-        full_env = dict(self.env, **(env or {}))
-        full_env = {k: v for k, v in full_env.items() if v is not None}
-        exe = [sys.executable, str(WRAPPER)]
-        cmd = [*exe, *args]
-        if self.prefix:
-            cmd = [*self.prefix, "env", *(f"{k}={v}" for k, v in full_env.items()), *exe,
-                   *args]
-        proc = subprocess.run(cmd, env=full_env, input=input, capture_output=True,
-                              timeout=timeout, text=text)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"rl {' '.join(args)} exited {proc.returncode}\n"
-                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return proc
-
-    def argv(self, *args) -> list[str]:
-        """The command line (for pexpect or Popen) with the environment set by the caller."""
-        return [sys.executable, str(WRAPPER), *args]
-
-    def cleanup(self) -> None:
-        r = self("ps", "-aq", timeout=30, check=True)
-        ids = r.stdout.split()
-        if ids:
-            self("rm", "-f", *ids, timeout=60)
-        users.stop_fuse_zygotes(self.root / "run" / "rl")
-
-
-@pytest.fixture(scope="session")
-def layer_store(tmp_path_factory):
-    """The test images unpacked once per session (shared read-only by every runner)."""
-    root = tmp_path_factory.mktemp("standin-images")
-    data = root / "data"
-    standin.install(data, "busybox:latest", images.build_busybox())
-    standin.install(data, "layered:latest", images.build_layered())
-    return json.loads((data / standin.INDEX).read_text())
-
-
-def real_image_store() -> bool:
-    """Is the image store (rootless.engine.images) part of this tree?"""
-    try:
-        return importlib.util.find_spec("rootless.engine.images") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-class RealRunner(Runner):
-    """The `rl` console script itself, with the images pulled from the test registry."""
-
-    def __call__(self, *args, check=False, input=None, timeout=60, env=None, text=True):
-        return users.RlRunner.__call__(self, *args, check=check, input=input,
-                                       timeout=timeout, env=env, text=text)
-
-    def argv(self, *args) -> list[str]:
-        return [users.rl_executable(), *args]
-
+from tests.support import users
 
 REGISTRIES_CONF = """
 unqualified-search-registries = ["docker.io"]
@@ -91,55 +21,56 @@ location = "{host}"
 """
 
 
+class Runner(users.RlRunner):
+    """users.RlRunner with the warm fuse zygote on (the default start path), and cleanup."""
+
+    def argv(self, *args) -> list[str]:
+        """The command line (for pexpect or Popen) with the environment set by the caller."""
+        return [users.rl_executable(), *args]
+
+    def cleanup(self) -> None:
+        ids = self("ps", "-aq", timeout=30, check=True).stdout.split()
+        if ids:
+            self("rm", "-f", *ids, timeout=60)
+        users.stop_fuse_zygotes(self.root / "run" / "rl")
+
+
+def _extra_env() -> dict[str, str]:
+    return {"RL_ROOTFS_BACKEND": users.rootfs_backend(), "RL_FUSE_ZYGOTE": "1"}
+
+
 @pytest.fixture
-def rl(request, tmp_path):
+def rl(registry, tmp_path):
     root = tmp_path / "rl"
     for sub in ("data", "config", "run"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "run", 0o700)
-    # the default start path, with the warm zygote (stopped by cleanup)
-    extra = {"RL_ROOTFS_BACKEND": users.rootfs_backend(), "RL_FUSE_ZYGOTE": "1"}
-    if real_image_store():
-        registry = request.getfixturevalue("registry")
-        runner = RealRunner(root, extra_env=extra)
-        runner.config_dir.mkdir(parents=True, exist_ok=True)
-        (runner.config_dir / "registries.conf").write_text(
-            REGISTRIES_CONF.format(host=registry.host))
-        runner("pull", "-q", "busybox", check=True)
-        runner("pull", "-q", "layered", check=True)
-    else:  # before the image store was merged: tests/runtime/standin.py
-        layer_store = request.getfixturevalue("layer_store")
-        runner = Runner(root, extra_env=extra)
-        runner.data_dir.mkdir(parents=True, exist_ok=True)
-        (runner.data_dir / standin.INDEX).write_text(json.dumps(layer_store))
+    runner = Runner(root, extra_env=_extra_env())
+    runner.config_dir.mkdir(parents=True, exist_ok=True)
+    (runner.config_dir / "registries.conf").write_text(REGISTRIES_CONF.format(host=registry.host))
+    runner("pull", "-q", "busybox", check=True)
+    runner("pull", "-q", "layered", check=True)
     yield runner
     runner.cleanup()
 
 
-INSTALL_AS_NOSUB = """
-import sys
-sys.path.insert(0, {repo!r})
-from pathlib import Path
-from tests.runtime import standin
-from tests.support import images
-standin.install(Path({data!r}), "busybox:latest", images.build_busybox())
-"""
-
-
 @pytest.fixture
-def rl_nosub(layer_store):
+def rl_nosub(registry):
+    """`rl` as rlnosub (no subuid range), its busybox pulled from the test registry."""
     users.need(users.nosub_available(),
                f"user {users.NOSUB_USER} not reachable through sudo")
     base = users.make_nosub_runner()
     runner = Runner(base.root, prefix=base.prefix,
                     extra_env={"HOME": f"/home/{users.NOSUB_USER}", "XDG_RUNTIME_DIR": None,
-                               "RL_ROOTFS_BACKEND": users.rootfs_backend(), "RL_FUSE_ZYGOTE": "1"})
+                               **_extra_env()})
     runner.env.pop("XDG_RUNTIME_DIR", None)
-    data = str(runner.data_dir)
-    script = INSTALL_AS_NOSUB.format(repo=str(HERE.parents[1]), data=data)
-    users.run_as_nosub([sys.executable, "-c", script], check=True, cwd="/")
-    yield runner
     try:
+        conf = runner.config_dir / "registries.conf"
+        users.run_as_nosub(["sh", "-c", f"mkdir -p {shlex.quote(str(conf.parent))} && "
+                            f"cat > {shlex.quote(str(conf))}"],
+                           input=REGISTRIES_CONF.format(host=registry.host), check=True)
+        runner("pull", "-q", "busybox", check=True)
+        yield runner
         runner.cleanup()
         for pid in users.run_as_nosub(["sh", "-c", "cat /tmp/rl-$(id -u)/fuse-zygote-*.pid"
                                        ]).stdout.split():
