@@ -175,13 +175,15 @@ def test_volume_export_race_does_not_leak_the_users_files(rlc, canary):
           f"mkdir /v/d && echo {decoy} > /v/d/{SECRET_NAME} && ln -s {canary.dir} /v/link && "
           + SWAP.format(d="/v/d", target=canary.dir))
     wait_for(rlc, "attacker", "test -L /v/link")
-    leaked = False
+    leaked, exported = False, 0
     for _ in attempts(60, 150):
         r = rlc("volume", "export", "vol", text=False)
+        exported += r.returncode == 0
         if canary.token.encode() in r.stdout:
             leaked = True
             break
     canary.check()
+    assert exported, "no export got through: the race was not run"
     assert not leaked, "the canary's content is in the volume export"
     # a planted symlink is exported as that symlink
     ok(rlc, "rm", "-f", "attacker")
@@ -220,15 +222,18 @@ def test_cp_from_a_bind_mount_the_container_races(rlc, canary, tmp_path):
     (shared / "d" / SECRET_NAME).write_text("D" * len(canary.token) + "\n")
     start(rlc, "attacker", "-v", f"{shared}:/m", rlc.busybox, "sh", "-c",
           SWAP.format(d="/m/d", target=canary.dir))
-    leaked = False
+    leaked, copied, tried = False, 0, 0
     for i in attempts(60, 100):
-        rlc("cp", str(shared / "d"), f"attacker:/got{i}")
+        tried += 1
+        copied += rlc("cp", str(shared / "d"), f"attacker:/got{i}").returncode == 0
         r = rlc("exec", "attacker", "sh", "-c", f"cat /got{i}/{SECRET_NAME} 2>/dev/null")
         if canary.token in r.stdout:
             leaked = True
             break
+    print(f"{tried} attempts, {copied} copies")
     canary.check()
     assert not leaked, "the canary's content was copied into the container"
+    assert copied, "no copy got through: the race was not run"
 
 
 def _blob_contents(rlc):
@@ -244,14 +249,18 @@ def test_commit_of_a_container_that_swaps_a_directory(rlc, canary):
           f"mkdir /d && echo {decoy} > /d/{SECRET_NAME} && touch /ready && "
           + SWAP.format(d="/d", target=canary.dir))
     wait_for(rlc, "swapper", "test -e /ready")
-    leaked = False
+    leaked, committed, tried = False, 0, 0
     for i in attempts(90, 60):
-        rlc("commit", "swapper", f"localhost/committed:{i}")
+        tried += 1
+        r = rlc("commit", "swapper", f"localhost/committed:{i}")
+        committed += r.returncode == 0
         if any(canary.content in data for data in _blob_contents(rlc)):
             leaked = True
             break
+    print(f"{tried} attempts, {committed} commits; last: {r.stderr}")
     canary.check()
     assert not leaked, "the canary's content is in a committed layer"
+    assert committed, "no commit got through: the race was not run"
 
 
 def test_volume_removal_does_not_chmod_through_planted_symlinks(rlc, canary):
