@@ -96,66 +96,54 @@ def _remove_leftovers(name: str) -> None:
 def export(name: str, out_fd: int) -> None:
     """Write the volume's content as a tar stream to `out_fd`. Runs as root of the user
     namespace, so files that subordinate ids own are read, and the tar records the owners
-    as the container sees them (0 for the user, 1000 for subordinate uid 1000)."""
+    as the container sees them (0 for the user, 1000 for subordinate uid 1000). The volume
+    is read by directory fd, never through a symlink (a container may be swapping its
+    directories meanwhile): a symlink is exported as the symlink it is."""
     import tarfile
 
     from rootless.errors import RlError
+    from rootless.image import layertar
+    from rootless.linux import safepath
     from rootless.runtime import userns
 
     vol = inspect(name)
 
     def child() -> int:
-        with os.fdopen(out_fd, "wb", closefd=False) as f, \
-                tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for entry in sorted(os.listdir(vol.mountpoint)):
-                tar.add(os.path.join(vol.mountpoint, entry), arcname=entry,
-                        filter=_numeric_only)
+        root_fd = os.open(vol.mountpoint, safepath.DIR_FLAGS)
+        try:
+            with os.fdopen(out_fd, "wb", closefd=False) as f, \
+                    tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for entry in safepath.listdir_sorted(root_fd):
+                    layertar.write_tree(tar, root_fd, entry, entry)
+        finally:
+            os.close(root_fd)
         return 0
 
     if userns.run_in_userns(child) != 0:
         raise RlError(f"exporting volume {name} failed")
 
 
-def _numeric_only(info):
-    info.uname = info.gname = ""
-    return info
-
-
-def _inside(root: str, path: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root + os.sep)
-
-
 def import_(name: str, tar_path: str) -> None:
     """Unpack a tar (a file, or "-" for stdin) into the volume, created if missing, keeping
-    owners and modes (as root of the user namespace). Members that would land outside the
-    volume (absolute, `..`, through a symlink, devices) are refused."""
-    import tarfile
-
+    owners and modes (as root of the user namespace). The store's fd-based unpacker does
+    the work (rootless/store/unpack.py): members that would land outside the volume
+    (absolute, `..`, through a symlink, even one a running container plants meanwhile) and
+    devices are refused; an existing symlink a member replaces is removed, not followed."""
     from rootless.errors import InvalidArgument, RlError
     from rootless.runtime import userns
+    from rootless.store import unpack
 
     if tar_path != "-" and not os.path.isfile(tar_path):
         raise InvalidArgument(f"cannot read {tar_path}: no such file")
     with catalog.session() as conn:
         existed = store.find(conn, name) is not None
     vol = ensure(name)
-    root = os.path.realpath(vol.mountpoint)
+    root = str(vol.mountpoint)
 
     def child() -> int:
         src = open(tar_path, "rb") if tar_path != "-" else os.fdopen(0, "rb", closefd=False)
-        with src, tarfile.open(fileobj=src, mode="r|*") as tar:
-            for member in tar:
-                parts = member.name.split("/")
-                target = os.path.join(root, member.name)
-                if member.name.startswith("/") or ".." in parts or member.isdev() \
-                        or not _inside(root, os.path.dirname(target)):
-                    raise InvalidArgument(f"refusing tar member {member.name!r}: it would "
-                                          "land outside the volume")
-                if member.islnk() and not _inside(root, os.path.join(root, member.linkname)):
-                    raise InvalidArgument(f"refusing hard link {member.name!r} to "
-                                          f"{member.linkname!r}")
-                tar.extract(member, root, numeric_owner=True)
+        with src:
+            unpack.unpack_tar(src, root, real_owners=True, tar_mode="r|*")
         return 0
 
     try:
@@ -169,3 +157,4 @@ def import_(name: str, tar_path: str) -> None:
             remove([name], force=True)
         raise RlError(f"importing into volume {name} failed" + (f": {error}" if error else ""),
                       "see the error above")
+

@@ -6,6 +6,8 @@ resolves inside the container, as it would for a process of the container. The t
 talk through a tar stream on a pipe. The host side never trusts that stream: members with
 absolute paths or `..`, links leaving the destination, device nodes, and writes through a
 symlink are refused (Python 3.11.2 lacks tarfile's extraction filters, hence this code).
+And the host side never trusts its own tree either when a container can write it (a
+bind-mounted directory): it reads and writes by directory fd (rootless/linux/safepath.py).
 """
 
 from __future__ import annotations
@@ -139,51 +141,90 @@ def _target(dest: str, first_name: str) -> tuple[str, str | None]:
 
 
 def _safe_extract(tar: tarfile.TarFile, dest: str) -> None:
-    root = None
-    base = rename = None
-    for m in tar:
-        parts = [p for p in m.name.split("/") if p not in ("", ".")]
-        if m.name.startswith("/") or ".." in parts or not parts:
-            raise RlError(f"refusing archive member {m.name!r}")
-        if base is None:
-            base, rename = _target(dest, parts[0])
-            root = os.path.realpath(base)
-        if rename is not None:
-            parts[0] = rename
-        path = os.path.join(root, *parts)
-        # No component below the destination may be a symlink (we never write through one).
-        cur = root
-        for p in parts[:-1]:
-            cur = os.path.join(cur, p)
-            if os.path.islink(cur) or not os.path.isdir(cur):
-                raise RlError(f"refusing to write through {cur}: not a directory")
-        if os.path.islink(path) or (os.path.exists(path) and not m.isdir()):
-            if os.path.isdir(path) and not os.path.islink(path):
-                raise RlError(f"{path} is a directory")
-            os.unlink(path)
-        mode = m.mode & 0o777
-        if m.isdir():
-            os.makedirs(path, exist_ok=True)
-            os.chmod(path, mode | stat.S_IRWXU)
-        elif m.isfile():
-            src = tar.extractfile(m)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-            with os.fdopen(fd, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-        elif m.issym():
-            os.symlink(m.linkname, path)
-        elif m.islnk():
-            lparts = [p for p in m.linkname.split("/") if p not in ("", ".")]
-            if m.linkname.startswith("/") or ".." in lparts or not lparts:
-                raise RlError(f"refusing hard link {m.name!r} -> {m.linkname!r}")
+    """Extract the container's tar below `dest`. `dest` is the user's path (resolved as
+    given); below it everything is done by directory fd with openat2(RESOLVE_BENEATH |
+    RESOLVE_NO_SYMLINKS): `dest` may be a directory a container has mounted and is
+    changing right now, so a symlink found in the way is an error, never followed."""
+    base_fd = -1
+    rename = None
+    try:
+        for m in tar:
+            parts = [p for p in m.name.split("/") if p not in ("", ".")]
+            if m.name.startswith("/") or ".." in parts or not parts:
+                raise RlError(f"refusing archive member {m.name!r}")
+            if base_fd < 0:
+                base, rename = _target(dest, parts[0])
+                base_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             if rename is not None:
-                lparts[0] = rename
-            target = os.path.join(root, *lparts)
-            if os.path.islink(target):
-                raise RlError(f"refusing hard link to a symlink {m.linkname!r}")
-            os.link(target, path)
-        # device nodes and fifos from a container are skipped on the host
+                parts[0] = rename
+            pfd = _open_parent(base_fd, parts, dest)
+            try:
+                _extract_one(tar, m, pfd, parts, base_fd, rename, dest)
+            finally:
+                os.close(pfd)
+    finally:
+        if base_fd >= 0:
+            os.close(base_fd)
+
+
+def _open_parent(base_fd: int, parts: list[str], dest: str) -> int:
+    from rootless.linux import safepath
+
+    try:
+        return safepath.open_beneath(base_fd, "/".join(parts[:-1]),
+                                     os.O_RDONLY | os.O_DIRECTORY)
+    except (safepath.Escape, FileNotFoundError):
+        raise RlError(f"refusing to write through {os.path.join(dest, *parts[:-1])}: not a "
+                      "directory (a symbolic link?)") from None
+
+
+def _extract_one(tar, m, pfd: int, parts: list[str], base_fd: int, rename, dest) -> None:
+    from rootless.linux import safepath
+
+    leaf, shown = parts[-1], os.path.join(dest, *parts)
+    st = safepath.lstat_at(pfd, leaf)
+    if st is not None and not (m.isdir() and stat.S_ISDIR(st.st_mode)):
+        if stat.S_ISDIR(st.st_mode):
+            raise RlError(f"{shown} is a directory")
+        os.unlink(leaf, dir_fd=pfd)  # a symlink there is removed, not written through
+    mode = m.mode & 0o777
+    if m.isdir():
+        try:
+            os.mkdir(leaf, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            pass
+        try:
+            fd = safepath.open_dir(pfd, leaf)
+        except safepath.Escape:
+            raise RlError(f"refusing to write through {shown}: not a directory") from None
+        try:
+            os.fchmod(fd, mode | stat.S_IRWXU)
+        finally:
+            os.close(fd)
+    elif m.isfile():
+        src = tar.extractfile(m)
+        fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode, dir_fd=pfd)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+    elif m.issym():
+        os.symlink(m.linkname, leaf, dir_fd=pfd)
+    elif m.islnk():
+        lparts = [p for p in m.linkname.split("/") if p not in ("", ".")]
+        if m.linkname.startswith("/") or ".." in lparts or not lparts:
+            raise RlError(f"refusing hard link {m.name!r} -> {m.linkname!r}")
+        if rename is not None:
+            lparts[0] = rename
+        tfd = _open_parent(base_fd, lparts, dest)
+        try:
+            tst = safepath.lstat_at(tfd, lparts[-1])
+            if tst is None or not stat.S_ISREG(tst.st_mode):
+                raise RlError(f"refusing hard link to {m.linkname!r}: not a regular file")
+            os.link(lparts[-1], leaf, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(tfd)
+    # device nodes and fifos from a container are skipped on the host
 
 
 def copy_in(pid, src: str, dest: str) -> None:
@@ -219,13 +260,18 @@ def copy_in(pid, src: str, dest: str) -> None:
     os.close(r)
     err = None
     try:
-        with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
-            def owned_by_root(ti: tarfile.TarInfo) -> tarfile.TarInfo:
-                ti.uid = ti.gid = 0
-                ti.uname = ti.gname = "root"
-                return ti
+        # src is the user's path; below it we read by fd, never through a symlink: it may
+        # be a directory a container has mounted and is changing right now
+        from rootless.image import layertar
 
-            tar.add(src, arcname=os.path.basename(os.path.abspath(src)), filter=owned_by_root)
+        parent, base = os.path.split(os.path.abspath(src))
+        pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|",
+                                                         format=tarfile.PAX_FORMAT) as tar:
+                layertar.write_tree(tar, pfd, base, base, owner=(0, 0))
+        finally:
+            os.close(pfd)
     except BrokenPipeError as exc:
         err = exc
     code = _wait(child)

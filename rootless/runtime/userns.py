@@ -196,10 +196,10 @@ def unshare(command: list[str]) -> int:
 
 def rmtree(path: str) -> None:
     """Remove a tree that subordinate ids may own (from inside the user namespace)."""
-    import shutil
+    from rootless.linux import safepath
 
     def child() -> int:
-        shutil.rmtree(path, ignore_errors=True)
+        safepath.rmtree(path)  # by fd: a tree a container wrote
         return 0
 
     run_in_userns(child)

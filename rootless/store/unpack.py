@@ -85,11 +85,17 @@ class UnpackStats:
 
 
 class _Unpacker:
+    """Unpacks into a store layer: owners, modes and types in the override xattr."""
+
+    # a symlink met in a parent is followed inside the root (a layer's `lib -> usr/lib`)
+    follow_links = True
+
     def __init__(self, root_fd: int) -> None:
         self.root_fd = root_fd
         self.cache_key: tuple[str, ...] | None = None
         self.cache_fd = -1
         self.dirs: list[tuple[list[str], int]] = []  # (components, mtime ns) set at the end
+        self.dir_infos: dict[tuple[str, ...], tarfile.TarInfo] = {}
         self.stats = UnpackStats()
 
     # -- resolution inside the root --
@@ -126,7 +132,7 @@ class _Unpacker:
                         raise
                     os.mkdir(part, DISK_DIR_MODE, dir_fd=cur)
                     fd = os.open(part, _DIR_FLAGS, dir_fd=cur)
-                    os.setxattr(fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
+                    self._implicit_dir(fd)
                 except OSError as exc:
                     if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise
@@ -134,6 +140,10 @@ class _Unpacker:
                     if not stat.S_ISLNK(st.st_mode):
                         raise UnpackError(f"path {'/'.join(comps)!r}: {part!r} is not a "
                                           "directory") from None
+                    if not self.follow_links:
+                        raise UnpackError(f"path {'/'.join(comps)!r}: {part!r} is a "
+                                          "symbolic link; refusing to write through it"
+                                          ) from None
                     links += 1
                     if links > MAX_SYMLINKS:
                         raise UnpackError(f"path {'/'.join(comps)!r}: too many levels of "
@@ -217,8 +227,9 @@ class _Unpacker:
         self.stats.entries += 1
         if not comps:  # the layer root itself ("./")
             if info.isdir():
-                self._finish(self.root_fd, info, self._override(info))
+                self._dir_meta(self.root_fd, info)
                 self.dirs.append(([], self._mtime_ns(info)))
+                self.dir_infos[()] = info
             return
         leaf = comps[-1]
         if leaf.startswith(WHITEOUT_PREFIX) and leaf != OPAQUE_MARKER:
@@ -233,11 +244,11 @@ class _Unpacker:
                 os.mkdir(leaf, DISK_DIR_MODE, dir_fd=parent)
             fd = os.open(leaf, _DIR_FLAGS, dir_fd=parent)
             try:
-                os.chmod(fd, DISK_DIR_MODE)
-                self._finish(fd, info, self._override(info))
+                self._dir_meta(fd, info)
             finally:
                 os.close(fd)
             self.dirs.append((comps, ns))
+            self.dir_infos[tuple(comps)] = info
             return
         if info.islnk():
             self._hardlink(parent, leaf, info)
@@ -245,25 +256,51 @@ class _Unpacker:
         self._remove_existing(parent, leaf, keep_dir=False)
         if info.issym():
             os.symlink(info.linkname, leaf, dir_fd=parent)
+            self._link_meta(parent, leaf, info)
             os.utime(leaf, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
             return
         if info.isreg():
             self._regular(tf, parent, leaf, info, ns)
             return
         if info.ischr() or info.isblk() or info.isfifo():
-            if info.isfifo():
-                ftype, rdev = stat.S_IFIFO, 0
-            else:
-                ftype = stat.S_IFCHR if info.ischr() else stat.S_IFBLK
-                rdev = os.makedev(info.devmajor, info.devminor)
-            fd = self._create(parent, leaf)
-            try:
-                self._finish(fd, info, self._override(info, ftype, rdev))
-                os.utime(fd, ns=(ns, ns))
-            finally:
-                os.close(fd)
+            self._special(parent, leaf, info, ns)
             return
         raise UnpackError(f"entry {info.name!r} has unsupported tar type {info.type!r}")
+
+    # -- what the store records (the override xattr) and what a volume gets (the real
+    #    owners and modes, _RealUnpacker) --
+
+    def _dir_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+        os.chmod(fd, DISK_DIR_MODE)
+        self._finish(fd, info, self._override(info))
+
+    def _file_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+        os.fchmod(fd, disk_file_mode(info.mode))
+        self._finish(fd, info, self._override(info))
+
+    def _link_meta(self, parent: int, leaf: str, info: tarfile.TarInfo) -> None:
+        pass  # Linux refuses user xattrs on symlinks; fuse_overlay shows them as root's
+
+    def _dir_final(self, fd: int, comps: list[str]) -> None:
+        pass
+
+    @staticmethod
+    def _implicit_dir(fd: int) -> None:
+        """A parent directory the tar does not list, made on the way."""
+        os.setxattr(fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
+
+    def _special(self, parent: int, leaf: str, info: tarfile.TarInfo, ns: int) -> None:
+        if info.isfifo():
+            ftype, rdev = stat.S_IFIFO, 0
+        else:
+            ftype = stat.S_IFCHR if info.ischr() else stat.S_IFBLK
+            rdev = os.makedev(info.devmajor, info.devminor)
+        fd = self._create(parent, leaf)
+        try:
+            self._finish(fd, info, self._override(info, ftype, rdev))
+            os.utime(fd, ns=(ns, ns))
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _create(parent: int, leaf: str) -> int:
@@ -286,8 +323,7 @@ class _Unpacker:
                     view = view[written:]
                 remaining -= len(chunk)
             self.stats.bytes += info.size
-            os.fchmod(fd, disk_file_mode(info.mode))
-            self._finish(fd, info, self._override(info))
+            self._file_meta(fd, info)
             os.utime(fd, ns=(ns, ns))
         finally:
             os.close(fd)
@@ -329,6 +365,7 @@ class _Unpacker:
         for comps, ns in reversed(self.dirs):
             try:
                 fd = self.resolve_dir(comps, create=False) if comps else self.root_fd
+                self._dir_final(fd, comps)
                 os.utime(fd, ns=(ns, ns))
             except (OSError, UnpackError):
                 continue
@@ -338,8 +375,63 @@ class _Unpacker:
         self._drop_cache()
 
 
-def unpack_tar(fileobj, root: str | os.PathLike) -> UnpackStats:
+class _RealUnpacker(_Unpacker):
+    """Unpacks into a volume, as root of the user namespace: the tar's numeric owners and
+    full modes on the files themselves, fifos as fifos, device nodes refused, and no
+    symlink followed in a parent (a container may have planted it there)."""
+
+    follow_links = False
+
+    @staticmethod
+    def _implicit_dir(fd: int) -> None:
+        pass  # root's (the user's), 0755 as made
+
+    def _dir_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+        pass  # owner and mode at the end: a 0555 directory must still take entries
+
+    def _dir_final(self, fd: int, comps: list[str]) -> None:
+        info = self.dir_infos.get(tuple(comps))
+        if info is not None:
+            self._file_meta(fd, info)
+
+    def _file_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+        try:
+            os.fchown(fd, info.uid, info.gid)
+        except OSError as exc:  # an id outside the maps: keep root's
+            if exc.errno != errno.EINVAL:
+                raise
+        os.fchmod(fd, info.mode & 0o7777)  # after chown, which clears setuid bits
+
+    def _link_meta(self, parent: int, leaf: str, info: tarfile.TarInfo) -> None:
+        try:
+            os.chown(leaf, info.uid, info.gid, dir_fd=parent, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+
+    def _special(self, parent: int, leaf: str, info: tarfile.TarInfo, ns: int) -> None:
+        if not info.isfifo():
+            raise UnpackError(f"entry {info.name!r}: device nodes are not allowed here")
+        os.mkfifo(leaf, 0o600, dir_fd=parent)
+        fd = os.open(leaf, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=parent)
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                raise UnpackError(f"entry {info.name!r} changed while it was unpacked")
+            self._file_meta(fd, info)
+            os.utime(fd, ns=(ns, ns))
+        finally:
+            os.close(fd)
+
+
+def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,
+               tar_mode: str = "r|") -> UnpackStats:
     """Unpack the tar stream `fileobj` into the existing, empty directory `root`.
+
+    With `real_owners` (a volume, unpacked as root of the user namespace into a tree a
+    container may be changing meanwhile) the tar's owners and modes go on the files, and a
+    symlink in a parent is refused instead of followed inside the root; `root` need not be
+    empty. `tar_mode` "r|*" reads a compressed stream too.
 
     Reads the stream only up to the tar's end-of-archive marker; the caller drains the rest
     (and checks digests). Raises UnpackError (an RlError) for a malformed or hostile tar and
@@ -347,12 +439,13 @@ def unpack_tar(fileobj, root: str | os.PathLike) -> UnpackStats:
     caller deletes it.
     """
     root_fd = os.open(root, _DIR_FLAGS)
-    unpacker = _Unpacker(root_fd)
+    unpacker = (_RealUnpacker if real_owners else _Unpacker)(root_fd)
     try:
-        os.chmod(root_fd, DISK_DIR_MODE)
-        os.setxattr(root_fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
+        if not real_owners:
+            os.chmod(root_fd, DISK_DIR_MODE)
+            os.setxattr(root_fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
         try:
-            tf = tarfile.open(fileobj=fileobj, mode="r|", bufsize=COPY_CHUNK,
+            tf = tarfile.open(fileobj=fileobj, mode=tar_mode, bufsize=COPY_CHUNK,
                               errorlevel=2)
             for info in tf:
                 try:

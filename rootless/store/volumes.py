@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -143,19 +142,9 @@ def remove(conn: sqlite3.Connection, name: str, force: bool = False) -> None:
 
 
 def remove_dir(path: Path) -> None:
-    """Delete a volume directory even when the container left read-only dirs inside."""
-    def onerror(func, p, exc_info):
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-        except OSError:
-            pass
-        if os.path.isdir(p) and not os.path.islink(p):
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
-    if path.exists():
-        shutil.rmtree(path, onerror=onerror)
+    """Delete a volume directory even when the container left read-only dirs inside: by
+    directory fd (rootless/linux/safepath.py), so a symlink the container planted is
+    removed, never followed by a chmod."""
+    from rootless.linux import safepath
+
+    safepath.rmtree(str(path))
