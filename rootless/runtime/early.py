@@ -220,7 +220,7 @@ _EARLY: Prestarted | None = None
 # rootless/cli/containers.py. Only used to find -d before click parses.
 _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--user",
            "--entrypoint", "-h", "--hostname", "-l", "--label", "--userns", "--cap-add",
-           "--cap-drop", "--ulimit", "--network", "--net", "-v", "--volume", "--pull",
+           "--cap-drop", "--ulimit", "--security-opt", "--network", "--net", "-v", "--volume", "--pull",
            "-m", "--memory", "--cpus"}
 
 
