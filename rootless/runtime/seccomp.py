@@ -27,7 +27,7 @@ from rootless.linux import syscalls as sc
 
 # Bumped when the way a section becomes a program changes: old cache entries are then
 # simply not found.
-_FORMAT = "1"
+_FORMAT = "2"
 
 _ACTIONS = {
     "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000,
@@ -38,6 +38,12 @@ _ACTIONS = {
 _OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
         "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
 _NR_SCMP_ERROR = -1
+
+_SCMP_FLTATR_CTL_OPTIMIZE = 8
+# A binary tree of syscall numbers instead of libseccomp's default list: the kernel takes
+# the program in about half the time (it emulates it for every syscall number when it
+# loads it, to cache what is always allowed), and each syscall walks fewer instructions.
+_OPTIMIZE = True
 
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
@@ -86,6 +92,8 @@ def _libseccomp():
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
     lib.seccomp_rule_add_array.restype = ctypes.c_int
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_attr_set.restype = ctypes.c_int
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_export_bpf.restype = ctypes.c_int
     return lib
@@ -102,6 +110,8 @@ def compile_bpf(section: dict) -> bytes:
     if not ctx:
         raise SeccompError("seccomp_init failed")
     try:
+        if _OPTIMIZE:
+            lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_OPTIMIZE, 2)  # libseccomp >= 2.5
         native = lib.seccomp_arch_native()
         for arch in section.get("architectures") or []:
             token = lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower()
