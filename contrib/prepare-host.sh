@@ -11,9 +11,19 @@ packages=(
   uidmap slirp4netns nftables fuse3 libfuse3-dev pkg-config gcc libc6-dev busybox-static
   docker-registry
   python3 python3-venv python3-dev iproute2 sudo git
+  libseccomp2
   # peers for interop tests and benchmarks
   skopeo podman fuse-overlayfs runc
 )
+# The default seccomp profile, /usr/share/containers/seccomp.json: Debian 12 ships it in
+# golang-github-containers-common, later releases in containers-common.
+if [ ! -e /usr/share/containers/seccomp.json ]; then
+  if grep -q '^VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then
+    packages+=(golang-github-containers-common)
+  else
+    packages+=(containers-common)
+  fi
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

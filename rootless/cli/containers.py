@@ -40,6 +40,9 @@ def _run_options(f):
         click.option("--cap-add", multiple=True, help="Add a capability."),
         click.option("--cap-drop", multiple=True, help="Drop a capability."),
         click.option("--ulimit", multiple=True, help="NAME=SOFT[:HARD] resource limit."),
+        click.option("--security-opt", multiple=True,
+                     help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false], "
+                          "label=disable, apparmor=unconfined."),
         click.option("--init", is_flag=True, help="Run a reaper as pid 1."),
         click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
         click.option("--network", "--net", multiple=True,
@@ -82,7 +85,7 @@ def _make_options(kw: dict):
         extra_networks=list(kw["network"][1:]), volumes=list(kw["volume"]), pull=kw["pull"],
         memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
         tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
-        network_aliases=list(kw["network_alias"]))
+        network_aliases=list(kw["network_alias"]), security_opt=list(kw["security_opt"]))
 
 
 @click.command(context_settings=_RUN_CTX)

@@ -214,6 +214,9 @@ def _check_unsupported(opts: RunOptions) -> None:
                 "limits through --ulimit still work; enable cgroup v2 delegation "
                 "(systemd.unified_cgroup_hierarchy=1 and Delegate=yes) to use " + flag)
     _check_workdir(opts.workdir)
+    from rootless.engine import security
+
+    security.parse(opts.security_opt)  # a bad --security-opt: before any pull
     if opts.userns not in (None, "", "keep-id", "host"):
         raise InvalidArgument(f"unsupported --userns value {opts.userns!r}",
                               "use --userns=keep-id")
@@ -288,7 +291,9 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         for sub in ("upper", "work", "merged"):
             (tmp / sub).mkdir()
         spec = spec_mod.build(image_config=image.config, opts=opts, hostname=hostname,
-                              bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps)
+                              bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps,
+                              loopback_guard=netwire.loopback_guarded(opts.network, port_maps))
+        _write_seccomp(tmp, spec)
         spec["mounts"] += mount_plan.realize()
         for fname, content in netwire.files(opts.network, hostname).items():
             (tmp / fname).write_text(content)
@@ -333,6 +338,21 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         netwire.abandon(opts.network)
         raise
     return lookup(cid)
+
+
+def _write_seccomp(bundle: Path, spec: dict) -> None:
+    """Compile the spec's linux.seccomp (cached in the runtime dir: a start only reads the
+    bytes) and leave it beside config.json for the sandbox and `rl exec`."""
+    section = spec["linux"].get("seccomp")
+    if not section:
+        return
+    from rootless.runtime import seccomp
+
+    try:
+        bpf = seccomp.program(section, str(paths.runtime_dir(create=True) / "seccomp"))
+    except seccomp.SeccompError as exc:
+        raise RlError(str(exc), "or run with --security-opt seccomp=unconfined") from None
+    (bundle / seccomp.BUNDLE_FILE).write_bytes(bpf)
 
 
 # -- start and run ------------------------------------------------------------------------
@@ -907,13 +927,23 @@ def inspect(ref: str) -> dict:
         "HostConfig": {"NetworkMode": c.options.get("network"),
                        "AutoRemove": c.options.get("rm"),
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
-                       "UsernsMode": c.options.get("userns", "")},
+                       "UsernsMode": c.options.get("userns", ""),
+                       "SecurityOpt": _security_opt(spec)},
         "Mounts": _mounts_of(spec, str(c.dir)),
         "Rootfs": rootfs,
         "LogPath": str(c.dir / "ctr.log"),
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _security_opt(spec: dict) -> list[str]:
+    """What the container runs with; a container made before rl had seccomp has none."""
+    raw = spec.get("annotations", {}).get("io.rl.security-opt")
+    if raw:
+        return json.loads(raw)
+    return ["seccomp=unconfined"] + (["no-new-privileges"]
+                                     if spec["process"].get("noNewPrivileges") else [])
 
 
 def _mounts_of(spec: dict, bundle: str) -> list[dict]:
@@ -983,6 +1013,12 @@ def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool 
     process["terminal"] = tty
     if workdir:
         process["cwd"] = workdir
+    from rootless.runtime import seccomp
+
+    try:  # the filter of the container, compiled at its create (runtime/seccomp.py)
+        bpf = seccomp.read_bundle(str(c.dir), spec)
+    except seccomp.SeccompError as exc:
+        raise RlError(str(exc)) from None
     sock_parent = sock_child = None
     if tty:
         import socket
@@ -998,7 +1034,7 @@ def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool 
             sock_parent.close()
         join.exec_child(c.pid, spec, process,
                         tty_sock=sock_child.detach() if sock_child is not None else None,
-                        user=user)
+                        user=user, seccomp_bpf=bpf)
     if sock_child is not None:
         sock_child.close()
     if not tty:

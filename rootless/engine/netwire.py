@@ -89,6 +89,21 @@ def plan(*, network: str | None, publish: list[str], publish_all: bool,
     return mode, ports.allocate(requests)
 
 
+def loopback_guarded(network: str | None, port_maps: list) -> bool:
+    """Whether a new container's network namespace has slirp4netns's host loopback on with
+    only the nft guard in front of it (network/loopguard.py): its own, for a published UDP
+    port, or that of the container it joins with --network container:NAME."""
+    from rootless.network import loopguard
+
+    mode = mode_of(network)
+    if mode.kind == "slirp4netns":
+        return loopguard.needed(port_maps, mode.allow_host_loopback)
+    if mode.kind == "container":
+        target = _target(mode.name)
+        return loopback_guarded(target.options.get("network"), mappings_of(target.options))
+    return False
+
+
 def plan_networks(opts) -> dict[str, list[str]]:
     """options["networks"] of a new container given --network more than once: its aliases
     go with the first network, as Docker's --network-alias does."""

@@ -8,6 +8,7 @@ inside the container's own /etc/passwd when it starts).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -67,6 +68,7 @@ class RunOptions:
     pull: str = "missing"
     memory: str | None = None
     cpus: str | None = None
+    security_opt: list[str] = field(default_factory=list)  # --security-opt
 
 
 def parse_env_file(path: str) -> list[str]:
@@ -139,8 +141,13 @@ def find_init() -> str:
 
 
 def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
-          uid_maps: list[dict], gid_maps: list[dict]) -> dict:
-    """The OCI runtime spec for a container. Raises InvalidArgument on bad flags."""
+          uid_maps: list[dict], gid_maps: list[dict], loopback_guard: bool = False) -> dict:
+    """The OCI runtime spec for a container. Raises InvalidArgument on bad flags.
+
+    `loopback_guard`: the container's network namespace reaches the host's loopback and
+    only an nft rule in it keeps new flows out (network/loopguard.py). A raw frame on tap0
+    (AF_PACKET) passes no netfilter hook, so such a container gets no CAP_NET_RAW unless
+    --cap-add names it."""
     config = image_config.get("config") or {}
     args = command_of(config, opts)
     extra_env = []
@@ -156,6 +163,12 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     except ValueError as exc:
         raise InvalidArgument(f"unknown capability {exc.args[0]!r}",
                               "use names like NET_ADMIN or CAP_NET_ADMIN") from None
+    if loopback_guard and "CAP_NET_RAW" not in {caps.normalize(c) for c in opts.cap_add}:
+        capset = [c for c in capset if c != "CAP_NET_RAW"]
+    from rootless.engine import security
+
+    secopts = security.parse(opts.security_opt)
+    seccomp_section = security.seccomp_section(secopts, capset)
     rlimits = [parse_ulimit(u) for u in opts.ulimits]
     from rootless.network.modes import parse_network
 
@@ -167,6 +180,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
         proc_user = {"uid": os.getuid(), "gid": os.getgid()}
     elif user:
         annotations["io.rl.user"] = user
+    annotations["io.rl.security-opt"] = json.dumps(secopts.as_list())
     if config.get("StopSignal"):
         annotations["io.rl.stop-signal"] = str(config["StopSignal"])
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
@@ -204,7 +218,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
             "cwd": opts.workdir or config.get("WorkingDir") or "/",
             "capabilities": {k: capset for k in ("bounding", "effective", "permitted")},
             "rlimits": rlimits,
-            "noNewPrivileges": True,
+            "noNewPrivileges": secopts.no_new_privileges,
         },
         "root": {"path": os.path.join(bundle, "merged"), "readonly": opts.read_only},
         "hostname": hostname,
@@ -216,6 +230,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
             "namespaces": namespaces,
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
+            **({"seccomp": seccomp_section} if seccomp_section else {}),
         },
     }
 

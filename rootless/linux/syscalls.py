@@ -193,3 +193,46 @@ def loopback_up() -> None:
         req = struct.pack("16sh14x", b"lo", 0)
         flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | IFF_UP))
+
+
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_new_session_keyring() -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring for this
+    process and what it execs, instead of the one it inherited (the user's login session,
+    with Kerberos tickets and the like). ENOSYS (a kernel without keys) is not an error:
+    there is then nothing to inherit."""
+    if _SYS_KEYCTL is None:
+        raise OSError(38, "keyctl: unsupported architecture")
+    fn = _libc.syscall
+    fn.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p]
+    if fn(_SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        err = ctypes.get_errno()
+        if err != 38:
+            raise OSError(err, f"keyctl(JOIN_SESSION_KEYRING): {os.strerror(err)}")
+
+
+_SYS_MOUNT_SETATTR = {"x86_64": 442, "aarch64": 442}.get(os.uname().machine)
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def make_tree_readonly(fd: int) -> None:
+    """mount_setattr(fd, "", AT_EMPTY_PATH|AT_RECURSIVE, {attr_set=RDONLY}): the mount
+    `fd` is the root of, and every mount below it, read-only in one call (Linux 5.12)."""
+    if _SYS_MOUNT_SETATTR is None:
+        raise OSError(38, "mount_setattr: unsupported architecture")
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    fn = _libc.syscall
+    fn.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
+                   ctypes.POINTER(_MountAttr), ctypes.c_size_t]
+    _check(fn(_SYS_MOUNT_SETATTR, fd, b"", AT_EMPTY_PATH | AT_RECURSIVE, ctypes.byref(attr),
+              ctypes.sizeof(attr)), "mount_setattr")

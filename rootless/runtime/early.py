@@ -221,9 +221,9 @@ _EARLY: Prestarted | None = None
 # tests/test_code_quality.py derives this set from the click command and compares.
 _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--user",
            "--entrypoint", "-h", "--hostname", "-l", "--label", "--userns", "--cap-add",
-           "--cap-drop", "--ulimit", "--network", "--net", "-v", "--volume", "--mount",
-           "--tmpfs", "-p", "--publish", "--network-alias", "--pull", "-m", "--memory",
-           "--cpus"}
+           "--cap-drop", "--ulimit", "--security-opt", "--network", "--net", "-v",
+           "--volume", "--mount", "--tmpfs", "-p", "--publish", "--network-alias", "--pull",
+           "-m", "--memory", "--cpus"}
 
 
 def _wants_early(args: list[str]) -> bool:

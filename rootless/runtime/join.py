@@ -76,9 +76,10 @@ def enter(nsfds: list[tuple[int, int]]) -> None:
 
 
 def exec_child(pid: int, spec: dict, process: dict, *, tty_sock: int | None,
-               user: str | None) -> NoReturn:
+               user: str | None, seccomp_bpf: bytes | None = None) -> NoReturn:
     """Run in a forked child: join the container of `pid`, fork into its pid namespace,
-    become the user and exec process["args"]. Exits with the command's exit code."""
+    become the user (with the container's session keyring rule and seccomp filter) and
+    exec process["args"]. Exits with the command's exit code."""
     import fcntl
     import socket
 
@@ -114,7 +115,8 @@ def exec_child(pid: int, spec: dict, process: dict, *, tty_sock: int | None,
                         os.dup2(slave, fd)
                     os.close(slave)
                     fcntl.ioctl(0, pid1.TIOCSCTTY, 0)
-                pid1.become(proc, setgroups_allowed=pid1.setgroups_allowed())
+                pid1.become(proc, setgroups_allowed=pid1.setgroups_allowed(),
+                            seccomp_bpf=seccomp_bpf)
                 if exec_w > 3:
                     sc.close_range(3, exec_w - 1)
                 sc.close_range(exec_w + 1)

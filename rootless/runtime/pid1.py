@@ -25,7 +25,7 @@ import struct
 from typing import NoReturn
 
 from rootless.linux import syscalls as sc
-from rootless.runtime import caps
+from rootless.runtime import caps, seccomp
 
 _FLAGS = {
     "ro": sc.MS_RDONLY, "nosuid": sc.MS_NOSUID, "nodev": sc.MS_NODEV, "noexec": sc.MS_NOEXEC,
@@ -179,7 +179,12 @@ def _mount_one(rootfd: int, m: dict, netns: bool) -> None:
     if mtype == "sysfs" and flags & sc.MS_RDONLY:
         fd = _open_in(rootfd, dest)
         try:
-            _remount_ro(_fdpath(fd))
+            if netns:
+                _remount_ro(_fdpath(fd))
+            else:
+                # the host's /sys with its submounts (cgroup, fuse connections, debugfs,
+                # securityfs...): every one of them read-only, not only the top
+                sc.make_tree_readonly(fd)
         finally:
             os.close(fd)
     if dest == "/dev" and mtype == "tmpfs":
@@ -302,11 +307,21 @@ def _exec(args: list[str], env: list[str]) -> NoReturn:
     raise Fail(127, f"{args[0]}: executable file not found in $PATH")
 
 
-def become(process: dict, *, setgroups_allowed: bool) -> None:
-    """User, groups, rlimits, capabilities, no_new_privs: what `rl run` and `rl exec` share.
+def become(process: dict, *, setgroups_allowed: bool, seccomp_bpf: bytes | None = None) -> None:
+    """Session keyring, user, groups, rlimits, capabilities, no_new_privs, seccomp: what
+    `rl run` and `rl exec` share. The caller execs right after.
 
     Runs after pivot_root or setns: no import may happen here (the host's Python library is
     out of reach), hence the module-level imports."""
+    # A keyring of the container's own: the inherited session keyring is the user's login
+    # session (Kerberos tickets, ...). Before the filter, which denies keyctl.
+    try:
+        sc.join_new_session_keyring()
+    except OSError as exc:
+        raise Fail(125, f"cannot give the container a session keyring of its own: "
+                        f"{exc.strerror} (the user's key quota, kernel.keys.maxkeys, may be "
+                        "used up)") from None
+    nnp = process.get("noNewPrivileges", True)
     user = process.get("user", {})
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     extra = list(user.get("additionalGids", []))
@@ -328,6 +343,10 @@ def become(process: dict, *, setgroups_allowed: bool) -> None:
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:
         pass
+    if seccomp_bpf and not nnp:
+        # Without no_new_privs the kernel takes a filter only from a holder of
+        # CAP_SYS_ADMIN (in this user namespace): load it while we are still root here.
+        _load_seccomp(seccomp_bpf)
     if setgroups_allowed:
         os.setgroups(extra)
     try:
@@ -336,8 +355,17 @@ def become(process: dict, *, setgroups_allowed: bool) -> None:
     except OSError as exc:
         raise Fail(125, f"cannot switch to uid {uid} gid {gid}: {exc.strerror} (the id is "
                         "not mapped in the container's user namespace)") from None
-    if process.get("noNewPrivileges", True):
+    if nnp:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        if seccomp_bpf:
+            _load_seccomp(seccomp_bpf)
+
+
+def _load_seccomp(bpf: bytes) -> None:
+    try:
+        seccomp.load(bpf)
+    except OSError as exc:
+        raise Fail(125, f"cannot load the seccomp filter: {exc.strerror}") from None
 
 
 def setgroups_allowed() -> bool:
@@ -375,10 +403,12 @@ def prepare_process(spec: dict) -> dict:
     return process
 
 
-def run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None) -> NoReturn:
-    """Become the container's pid 1. Never returns."""
+def run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None,
+        seccomp_bpf: bytes | None = None) -> NoReturn:
+    """Become the container's pid 1. Never returns. `seccomp_bpf`: the compiled
+    linux.seccomp of the spec (runtime/seccomp.py), loaded just before the exec."""
     try:
-        _run(spec, rootfs, exec_w, pty_sock)
+        _run(spec, rootfs, exec_w, pty_sock, seccomp_bpf)
     except Fail as exc:
         _report(exec_w, exc.code, str(exc))
     except OSError as exc:
@@ -395,7 +425,8 @@ def _report(fd: int, code: int, message: str) -> NoReturn:
         os._exit(code)
 
 
-def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None) -> NoReturn:
+def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None,
+         seccomp_bpf: bytes | None) -> NoReturn:
     from rootless.runtime.sandbox import trace
 
     trace("P start")
@@ -457,7 +488,7 @@ def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None) -> NoReturn
             os.dup2(slave, fd)
         os.close(slave)
         fcntl.ioctl(0, TIOCSCTTY, 0)
-    become(process, setgroups_allowed=setgroups_allowed())
+    become(process, setgroups_allowed=setgroups_allowed(), seccomp_bpf=seccomp_bpf)
     # Nothing of the host beyond stdio: close every other fd but the report pipe, which
     # is close-on-exec.
     if exec_w > 3:

@@ -361,6 +361,13 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     with open(os.path.join(bundle, "config.json")) as f:
         spec = json.load(f)
     rfs = rootfs_mod.RootfsSpec.load(os.path.join(bundle, "rootfs.json"))
+    from rootless.runtime import seccomp
+
+    try:
+        seccomp_bpf = seccomp.read_bundle(bundle, spec)
+    except seccomp.SeccompError as exc:
+        _send(status_w, f"E 125 {exc}")
+        os._exit(125)
     trace("S bundle read")
     _send(status_w, "N")
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
@@ -391,7 +398,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         os.close(exec_r)
         os.close(status_w)
         os.close(ctl_r)
-        pid1.run(spec, rfs.mountpoint, exec_w, pty_sock)
+        pid1.run(spec, rfs.mountpoint, exec_w, pty_sock, seccomp_bpf)
     os.close(exec_w)
     if pty_sock is not None:
         os.close(pty_sock)
