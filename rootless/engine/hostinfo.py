@@ -14,6 +14,7 @@ import stat
 from dataclasses import asdict, dataclass
 
 from rootless import __version__
+from rootless.errors import RlError
 from rootless.runtime import idmap
 from rootless.store import paths
 
@@ -157,7 +158,11 @@ def _tool_check(name: str, package: str) -> Check:
 
 def _runtime_dir_check() -> Check:
     problem = paths.xdg_runtime_dir_problem()
-    where = paths.runtime_dir()
+    where = paths.runtime_dir_path()
+    try:
+        paths.check_runtime_dir(where)
+    except RlError as exc:
+        return Check("runtime dir", False, exc.message, exc.fix)
     if problem:
         return Check("runtime dir", False, f"{problem}; using {where} instead",
                      "log in as this user (su -l, machinectl shell) or unset XDG_RUNTIME_DIR",
@@ -199,6 +204,6 @@ def host_info() -> HostInfo:
     ]
     return HostInfo(
         version=__version__, user=user, uid=uid, gid=gid, kernel=os.uname().release,
-        storage=str(storage), storage_fs=fstype, runtime_dir=str(paths.runtime_dir()),
+        storage=str(storage), storage_fs=fstype, runtime_dir=str(paths.runtime_dir_path()),
         uid_map=uid_map, gid_map=gid_map, checks=checks,
     )
