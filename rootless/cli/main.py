@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort:  # Ctrl-C (click turns it into Abort): quiet, as Docker
         sys.exit(130)
     except click.UsageError as exc:
         # One line, and exit 125 as Docker does for a bad flag.
