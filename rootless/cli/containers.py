@@ -194,10 +194,10 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
     import time
 
+    from rootless.cli.tables import printable
+    from rootless.cli.tables import rows as table_rows
     from rootless.engine.containers import _ago
     from rootless.engine.netwire import ps_ports
-
-    from rootless.cli.tables import printable, rows as table_rows
 
     for c in cs:
         # Escaped before it is cut: the container wrote it (rootless/cli/tables.py).

@@ -303,7 +303,6 @@ def import_(source: str, name: str | None = None, message: str | None = None,
             changes: dict | None = None) -> str:
     """`rl import FILE|- [NAME]`: a rootfs tarball (maybe compressed) as a one-layer image."""
     from rootless.image.streams import BlobReader, decompressor
-    from rootless.store import paths
     from rootless.store.layers import TempArea
 
     names = [normalize_name(name)] if name else []

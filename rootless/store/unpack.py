@@ -212,10 +212,8 @@ class _Unpacker:
         raise OverflowError for some of these and the kernel silently cut others."""
         mtime = info.mtime
         try:
-            if isinstance(mtime, int):
-                ns = mtime * 1_000_000_000
-            else:
-                ns = int(float(mtime) * 1_000_000_000)
+            ns = (mtime * 1_000_000_000 if isinstance(mtime, int)
+                  else int(float(mtime) * 1_000_000_000))
         except (TypeError, ValueError, OverflowError):
             return 0
         return ns if 0 <= ns <= MAX_TIME_NS else 0
