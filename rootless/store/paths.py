@@ -72,13 +72,21 @@ def ensure_store(root: Path | None = None) -> Path:
 
 def private_file(path: Path) -> None:
     """Create `path` 0600 if missing; tighten it to 0600 if it is looser (the catalog:
-    sqlite gives its -wal and -shm files the mode of the database file)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    sqlite gives its -wal and -shm files the mode of the database file).
+
+    Never opens an existing file: closing any fd of a database file drops every POSIX lock
+    this process holds on it, those of sqlite connections already open included."""
     try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        st = os.stat(path)
+    except FileNotFoundError:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600))
+        except FileExistsError:  # another process made it just now, as we would have
+            pass
+        return
+    if st.st_mode & 0o077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
 
 
 def config_dir() -> Path:
