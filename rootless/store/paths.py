@@ -1,7 +1,8 @@
 """Where rl keeps its files for the current user.
 
 Persistent data lives under `$XDG_DATA_HOME/rl` (default `~/.local/share/rl`); sockets and
-pid files under `$XDG_RUNTIME_DIR/rl`, or `/tmp/rl-<uid>` when XDG_RUNTIME_DIR is unset or
+pid files under `$XDG_RUNTIME_DIR/rl`, or `$TMPDIR/rl-<uid>` (TMPDIR defaults to /tmp, as
+in podman's fallback) when XDG_RUNTIME_DIR is unset or
 belongs to someone else (the usual case after `su` or `sudo -u`, where the variable is
 inherited from the first user). Configuration is read from `$XDG_CONFIG_HOME/rl`.
 
@@ -114,7 +115,8 @@ def runtime_dir_path() -> Path:
     value = os.environ.get("XDG_RUNTIME_DIR")
     if value and xdg_runtime_dir_problem() is None:
         return Path(value) / "rl"
-    return Path(f"/tmp/rl-{os.getuid()}")
+    tmp = os.environ.get("TMPDIR")  # as podman's fallback (Go's os.TempDir)
+    return Path(tmp if tmp and os.path.isabs(tmp) else "/tmp") / f"rl-{os.getuid()}"
 
 
 def runtime_dir(create: bool = False) -> Path:

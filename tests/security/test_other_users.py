@@ -114,20 +114,20 @@ while time.monotonic() < deadline and not os.path.exists(os.path.join(d, "stop")
 
 @pytest.mark.parametrize("kind", ["dir", "symlink"])
 def test_a_runtime_dir_planted_by_another_user_is_refused(shared, kind):
-    """rlnosub makes /tmp/rl-<rltest's uid> (a 0777 directory of its own, or a symlink to
-    one) before rltest ever ran rl there, with a fake fuse server zygote listening in it.
-    rltest's `rl run` (XDG_RUNTIME_DIR unset, as after sudo) refuses with one line naming
-    the directory and the fix, and uses nothing of it: no connection, no new file."""
+    """rlnosub makes $TMPDIR/rl-<rltest's uid> (a 0777 directory of its own, or a symlink
+    to one) before rltest ever ran rl there, with a fake fuse server zygote listening in
+    it. rltest's `rl info` flags it; `rl run` (XDG_RUNTIME_DIR unset, as after sudo)
+    refuses with one line naming the directory and the fix, and uses nothing of it: no
+    connection, no new file. TMPDIR is a sticky world-writable directory of the test, as
+    /tmp is, so that the test does not depend on (or disturb) the real /tmp/rl-<uid>."""
     from rootless.runtime import zygote
 
     rl = shared
     rl("pull", "-q", "busybox", check=True)
-    planted = Path(f"/tmp/rl-{os.getuid()}")
-    if planted.exists() and planted.lstat().st_uid == os.getuid():
-        leftovers = list(planted.iterdir())
-        users.need(not leftovers, f"{planted} of this user is in use: {leftovers}")
-        planted.rmdir()
-    assert not os.path.lexists(planted)
+    tmp = rl.root / "tmp"
+    tmp.mkdir()
+    os.chmod(tmp, 0o1777)
+    planted = tmp / f"rl-{os.getuid()}"
     theirs = Path(as_nosub("mktemp", "-d", "/tmp/rl-users-theirs.XXXXXX").stdout.strip())
     as_nosub("chmod", "0755", str(theirs)).check_returncode()
     target = theirs / "rt" if kind == "symlink" else planted
@@ -145,7 +145,7 @@ def test_a_runtime_dir_planted_by_another_user_is_refused(shared, kind):
             assert fake.poll() is None and time.monotonic() < deadline, "fake zygote failed"
             time.sleep(0.05)
         before = sorted(os.listdir(target))
-        env = dict(rl.env)
+        env = dict(rl.env, TMPDIR=str(tmp))
         env.pop("XDG_RUNTIME_DIR")
         info = json.loads(subprocess.run([users.rl_executable(), "info", "--format", "json"],
                                          env=env, capture_output=True, text=True, timeout=60,
