@@ -149,6 +149,16 @@ def _device_check(name: str, path: str, fix_pkg: str) -> Check:
     return Check(name, True, f"{path} mode {stat.S_IMODE(st.st_mode):04o}")
 
 
+def _init_check() -> Check:
+    from rootless.engine.spec import INIT_BINARIES
+
+    found = next((p for p in INIT_BINARIES if os.access(p, os.X_OK)), None)
+    if found is None:
+        return Check("init", False, "neither catatonit nor tini found: `rl run --init` fails",
+                     "sudo apt-get install catatonit", "warning")
+    return Check("init", True, found)
+
+
 def _tool_check(name: str, package: str) -> Check:
     path = shutil.which(name)
     if not path:
@@ -199,6 +209,7 @@ def host_info() -> HostInfo:
         _device_check("fuse", "/dev/fuse", "fuse3"),
         _device_check("tun", "/dev/net/tun", "the kernel's tun module"),
         _tool_check("slirp4netns", "slirp4netns"),
+        _init_check(),
         _runtime_dir_check(),
         _storage_check(str(storage), fstype),
     ]
