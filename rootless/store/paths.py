@@ -125,7 +125,8 @@ def runtime_dir(create: bool = False) -> Path:
     Checked on every call, made or found: when it exists it must be a directory (not a
     symlink) owned by us that nobody else may enter; otherwise RlError, and nothing in it
     is used. /tmp is shared, so `/tmp/rl-<uid>` may have been made by another user before
-    we ever ran."""
+    we ever ran. (Once checked it cannot change: only we may rename or chmod a directory
+    of ours, even in a sticky /tmp.)"""
     path = runtime_dir_path()
     if create:
         try:
@@ -153,7 +154,7 @@ def check_runtime_dir(path: Path) -> None:
     else:
         what = f"has mode {stat.S_IMODE(st.st_mode):04o}, not 0700"
     raise RlError(f"runtime dir {path} {what}: not using it",
-                  f"remove it (as its owner or root: rm -rf {path}), or set XDG_RUNTIME_DIR "
+                  f"its owner or root must remove it: rm -rf {path}; or set XDG_RUNTIME_DIR "
                   "to a private directory of your own")
 
 
