@@ -177,14 +177,14 @@ s.connect(sys.argv[1])
 r, w = os.pipe()
 spec = {"lowerdirs": [], "upperdir": "/nonexistent", "workdir": "/nonexistent",
         "mountpoint": "/nonexistent", "backend": "fuse_overlay", "ns_pid": os.getpid()}
-socket.send_fds(s, [json.dumps(spec).encode()], [w])
-os.close(w)
 answer = b""
 try:
+    socket.send_fds(s, [json.dumps(spec).encode()], [w])
     while chunk := s.recv(64):
         answer += chunk
-except ConnectionResetError:  # closed unread: refused
+except (BrokenPipeError, ConnectionResetError):  # closed before or unread: refused
     pass
+os.close(w)
 print(json.dumps({"answer": answer.decode(errors="replace"),
                   "userns": os.readlink("/proc/self/ns/user")}))
 """
