@@ -9,6 +9,7 @@ set -euo pipefail
 
 packages=(
   uidmap slirp4netns nftables fuse3 libfuse3-dev pkg-config gcc libc6-dev busybox-static
+  catatonit  # the init of `rl run --init` (tini would do too)
   docker-registry
   python3 python3-venv python3-dev iproute2 sudo git
   libseccomp2

@@ -110,8 +110,7 @@ def load(input_: str | None, quiet: bool) -> None:
 
         from rootless.store import paths
 
-        paths.data_dir().mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="rl-load-", dir=str(paths.data_dir()))
+        fd, tmp = tempfile.mkstemp(prefix="rl-load-", dir=str(paths.ensure_store()))
         try:
             with os.fdopen(fd, "wb") as f:
                 shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
@@ -211,9 +210,10 @@ def history(image: str, human: bool, no_trunc: bool, quiet: bool, fmt: str | Non
         ident = e["id"] if no_trunc or e["id"] == "<missing>" else _short(e["id"])
         rows.append([ident, _ago(e["created"]) if human else (e["created"] or ""), by,
                      _size(e["size"]) if human else str(e["size"]), e["comment"] or ""])
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    from rootless.cli.tables import rows as table_rows
+
+    for line in table_rows(rows):  # CREATED BY is the image's own text: escaped
+        click.echo(line)
 
 
 @click.command()

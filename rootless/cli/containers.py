@@ -180,13 +180,14 @@ def _ps_row(c) -> dict:
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show stopped containers too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only ids.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the command and ids.")
 @click.option("--format", "fmt", help="json, or table (default).")
-def ps(all_: bool, quiet: bool, fmt: str | None) -> None:
+def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
     """List containers."""
     cs = _engine().list_containers(all_)
     if quiet:
         for c in cs:
-            click.echo(c.short_id)
+            click.echo(c.id if no_trunc else c.short_id)
         return
     if fmt == "json":
         click.echo(json.dumps([_ps_row(c) for c in cs], indent=2))
@@ -196,17 +197,20 @@ def ps(all_: bool, quiet: bool, fmt: str | None) -> None:
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
     import time
 
+    from rootless.cli.tables import printable
+    from rootless.cli.tables import rows as table_rows
     from rootless.engine.containers import _ago
     from rootless.engine.netwire import ps_ports
 
     for c in cs:
-        cmd = " ".join(c.command)
-        cmd = cmd if len(cmd) <= 20 else cmd[:17] + "..."
-        rows.append((c.short_id, c.image, f'"{cmd}"', _ago(time.time() - c.created) + " ago",
-                     c.status_text(), ps_ports(c.options), c.name))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        # Escaped before it is cut: the container wrote it (rootless/cli/tables.py).
+        cmd = printable(" ".join(c.command))
+        cmd = cmd if no_trunc or len(cmd) <= 20 else cmd[:17] + "..."
+        rows.append((c.id if no_trunc else c.short_id, c.image, f'"{cmd}"',
+                     _ago(time.time() - c.created) + " ago", c.status_text(),
+                     ps_ports(c.options), c.name))
+    for line in table_rows(rows):
+        click.echo(line)
 
 
 @click.command()
@@ -216,6 +220,8 @@ def ps(all_: bool, quiet: bool, fmt: str | None) -> None:
 @click.argument("container")
 def logs(follow: bool, tail: str, timestamps: bool, container: str) -> None:
     """Show a container's output."""
+    # Raw bytes, escape sequences included, as `docker logs`: it is the container's own
+    # output, like `cat` of a file it wrote (rootless/cli/tables.py escapes tables only).
     if tail == "all":
         n = None
     elif tail.isdigit():
@@ -289,10 +295,13 @@ def exec_(interactive, tty, user, workdir, env, env_file, container, command) ->
 @click.argument("container")
 def top(container: str) -> None:
     """Show a container's processes."""
+    from rootless.cli.tables import printable
+
     rows = _engine().top(container)
     click.echo(f"{'UID':<8} {'PID':>6} {'HOSTPID':>8} {'TIME':>9}  CMD")
-    for r in rows:
-        click.echo(f"{r['UID']:<8} {r['PID']:>6} {r['HOSTPID']:>8} {r['TIME']:>9}  {r['CMD']}")
+    for r in rows:  # the command lines are the container's own text: escaped
+        click.echo(f"{printable(str(r['UID'])):<8} {r['PID']:>6} {r['HOSTPID']:>8} "
+                   f"{r['TIME']:>9}  {printable(str(r['CMD']))}")
 
 
 @click.command()

@@ -100,10 +100,10 @@ def _list(repository: str | None, quiet: bool, digests: bool, fmt: str | None,
             rows.append(row)
     header = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + \
         ["IMAGE ID", "CREATED", "SIZE"]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        click.echo("   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)
-                              ).rstrip())
+    from rootless.cli.tables import rows as table_rows
+
+    for line in table_rows([header, *rows], sep="   "):
+        click.echo(line)
 
 
 _list_options = [

@@ -95,32 +95,58 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["run"]:
-        # Fork the rootfs server before anything else is imported: its ~90 ms of imports
-        # then overlap ours and the container's set-up (rootless/runtime/early.py).
-        from rootless.runtime import early
-
-        early.start_for_run(args[1:])
     try:
+        if args[:1] == ["run"]:
+            # Fork the rootfs server before anything else is imported: its ~90 ms of imports
+            # then overlap ours and the container's set-up (rootless/runtime/early.py).
+            from rootless.runtime import early
+
+            early.start_for_run(args[1:])
         cli.main(args=argv, prog_name="rl", standalone_mode=False)
     except RlError as exc:
-        click.echo(f"rl: error: {exc}", err=True)
+        _error(str(exc))
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort:  # Ctrl-C (click turns it into Abort): quiet, as Docker
         sys.exit(130)
     except click.UsageError as exc:
         # One line, and exit 125 as Docker does for a bad flag.
         where = exc.ctx.command_path if exc.ctx else "rl"
-        click.echo(f"rl: error: {exc.format_message()} (see '{where} --help')", err=True)
+        _error(f"{exc.format_message()} (see '{where} --help')")
         sys.exit(125)
     except click.ClickException as exc:
-        click.echo(f"rl: error: {exc.format_message()}", err=True)
+        _error(exc.format_message())
         sys.exit(125)
     except BrokenPipeError:
         sys.exit(0)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug of rl, or a case it does not handle: never a traceback
+        _internal_error(exc, args)
+        sys.exit(125)
     sys.exit(0)
+
+
+def _error(text: str) -> None:
+    from rootless.cli.tables import printable_lines
+
+    # Messages carry what registries, images and containers wrote: no escape sequences.
+    click.echo(f"rl: error: {printable_lines(text)}", err=True)
+
+
+def _internal_error(exc: Exception, args: list[str]) -> None:
+    """One line naming the exception and the log that holds its traceback
+    (rootless/crashlog.py); the traceback on stderr too with RL_DEBUG set."""
+    from rootless import crashlog
+
+    # Only the command's name: its arguments may hold secrets (-e, login -p).
+    where = " ".join(["rl", *args[:1]])
+    logged = crashlog.record(exc, where)
+    if crashlog.debug():
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    details = f"details in {logged}" if logged else \
+        f"its details could not be logged; run again with {crashlog.DEBUG_ENV}=1 to see them"
+    _error(f"internal error: {crashlog.summary(exc)} ({details})")

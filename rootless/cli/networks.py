@@ -49,9 +49,10 @@ def ls(quiet, no_trunc) -> None:
         return
     rows = [("NETWORK ID", "NAME", "DRIVER", "SCOPE")]  # Docker's columns
     rows += [(n.id[:width], n.name, n.driver, "local") for n in nets]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    from rootless.cli.tables import rows as table_rows
+
+    for line in table_rows(rows, sep="   "):
+        click.echo(line)
 
 
 @network.command("inspect")

@@ -281,8 +281,10 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         maps = userns.plan(opts.userns == "keep-id")
     cid = os.urandom(32).hex()
     hostname = opts.hostname or cid[:12]
+    paths.runtime_dir(create=True)  # refused before anything is made if another user's
+    paths.ensure_store()
     base = containers_dir()
-    base.mkdir(parents=True, exist_ok=True)
+    base.mkdir(exist_ok=True)
     tmp = base / f".{cid}.tmp"
     final = base / cid
     uid_maps, gid_maps = maps.to_oci()
@@ -645,7 +647,13 @@ def _start_detached(c: Container) -> None:
                     _remove_files(c, volumes=True)
         except BaseException as exc:
             code = exc.exit_code if isinstance(exc, RlError) else 125
-            text = str(exc) if isinstance(exc, RlError) else repr(exc)
+            text = str(exc)
+            if not isinstance(exc, RlError):  # a bug: the traceback to rl.log, not lost
+                from rootless import crashlog
+
+                logged = crashlog.record(exc, f"monitor of container {c.short_id}")
+                text = f"internal error: {crashlog.summary(exc)}" + \
+                    (f" (details in {logged})" if logged else "")
             if pipe[0] >= 0:
                 try:
                     os.write(pipe[0], f"E {code} {text}".encode())

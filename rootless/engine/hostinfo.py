@@ -14,6 +14,7 @@ import stat
 from dataclasses import asdict, dataclass
 
 from rootless import __version__
+from rootless.errors import RlError
 from rootless.runtime import idmap
 from rootless.store import paths
 
@@ -148,6 +149,16 @@ def _device_check(name: str, path: str, fix_pkg: str) -> Check:
     return Check(name, True, f"{path} mode {stat.S_IMODE(st.st_mode):04o}")
 
 
+def _init_check() -> Check:
+    from rootless.engine.spec import INIT_BINARIES
+
+    found = next((p for p in INIT_BINARIES if os.access(p, os.X_OK)), None)
+    if found is None:
+        return Check("init", False, "neither catatonit nor tini found: `rl run --init` fails",
+                     "sudo apt-get install catatonit", "warning")
+    return Check("init", True, found)
+
+
 def _tool_check(name: str, package: str) -> Check:
     path = shutil.which(name)
     if not path:
@@ -157,7 +168,11 @@ def _tool_check(name: str, package: str) -> Check:
 
 def _runtime_dir_check() -> Check:
     problem = paths.xdg_runtime_dir_problem()
-    where = paths.runtime_dir()
+    where = paths.runtime_dir_path()
+    try:
+        paths.check_runtime_dir(where)
+    except RlError as exc:
+        return Check("runtime dir", False, exc.message, exc.fix)
     if problem:
         return Check("runtime dir", False, f"{problem}; using {where} instead",
                      "log in as this user (su -l, machinectl shell) or unset XDG_RUNTIME_DIR",
@@ -194,11 +209,12 @@ def host_info() -> HostInfo:
         _device_check("fuse", "/dev/fuse", "fuse3"),
         _device_check("tun", "/dev/net/tun", "the kernel's tun module"),
         _tool_check("slirp4netns", "slirp4netns"),
+        _init_check(),
         _runtime_dir_check(),
         _storage_check(str(storage), fstype),
     ]
     return HostInfo(
         version=__version__, user=user, uid=uid, gid=gid, kernel=os.uname().release,
-        storage=str(storage), storage_fs=fstype, runtime_dir=str(paths.runtime_dir()),
+        storage=str(storage), storage_fs=fstype, runtime_dir=str(paths.runtime_dir_path()),
         uid_map=uid_map, gid_map=gid_map, checks=checks,
     )

@@ -469,7 +469,7 @@ def _registry_host(registry: str | None) -> str:
 def login(registry: str | None, username: str, password: str) -> str:
     """Check the credentials against the registry, then store them. Returns the file."""
     from rootless.image import auth, registries_conf
-    from rootless.image.registry import AuthError, RegistryClient
+    from rootless.image.registry import AuthError, RealmRefused, RegistryClient
 
     host = _registry_host(registry)
     if not username or not password:
@@ -482,6 +482,8 @@ def login(registry: str | None, username: str, password: str) -> str:
     with RegistryClient(endpoint, insecure=insecure, credentials=(username, password)) as c:
         try:
             c.ping()
+        except RealmRefused:
+            raise
         except AuthError as exc:
             raise AuthError(f"login to {host} failed: {exc.message}",
                             "check the username and password") from None

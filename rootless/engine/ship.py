@@ -74,7 +74,7 @@ def save(names: list[str], output, fmt: str = "docker-archive") -> None:
                 if cand.tagged in rec.names:
                     chosen = [cand.tagged]
         records.append((rec, chosen if chosen is not None else tags[:1]))
-    paths.data_dir().mkdir(parents=True, exist_ok=True)
+    paths.ensure_store()
     writer_cls = DockerArchiveWriter if fmt == "docker-archive" else OciArchiveWriter
     writer = writer_cls(output, tmp_parent=str(paths.data_dir()))
     try:
@@ -303,13 +303,11 @@ def import_(source: str, name: str | None = None, message: str | None = None,
             changes: dict | None = None) -> str:
     """`rl import FILE|- [NAME]`: a rootfs tarball (maybe compressed) as a one-layer image."""
     from rootless.image.streams import BlobReader, decompressor
-    from rootless.store import paths
     from rootless.store.layers import TempArea
 
     names = [normalize_name(name)] if name else []
     if source != "-" and not os.path.isfile(source):
         raise NotFound(f"{source}: no such file")
-    paths.data_dir().mkdir(parents=True, exist_ok=True)
     tmp = str(TempArea().path("import.tar"))
     try:
         raw = sys.stdin.buffer if source == "-" else open(source, "rb")

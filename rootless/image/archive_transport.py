@@ -272,8 +272,7 @@ class Archive:
     def _decompress(self, head: bytes) -> None:
         from rootless.store import paths
 
-        paths.data_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix="rl-load-", dir=str(paths.data_dir()))
+        fd, tmp = tempfile.mkstemp(prefix="rl-load-", dir=str(paths.ensure_store()))
         self._tmp = tmp
         with open(self.path, "rb") as src, os.fdopen(fd, "wb") as out:
             if head[:2] == GZIP_MAGIC:

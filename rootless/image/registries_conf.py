@@ -13,6 +13,11 @@ The format is version 2 of containers-registries.conf(5) (TOML), the file podman
       location = "mirror.example:5000"
       insecure = true
 
+rl adds one key of its own to a [[registry]] entry, `auth-realms = ["https://auth.example"]`:
+the token services (scheme://host[:port]) other than the registry's own host that may
+receive your credentials for it (see rootless/image/registry.py; Docker Hub's
+https://auth.docker.io is known without it).
+
 The older V1 format (`[registries.search] registries = [...]`, likewise `insecure` and
 `block`) is read too. Files are read in order, each one overriding the one before: /etc/containers/registries.conf,
 then ~/.config/rl/registries.conf, then $RL_REGISTRIES_CONF. A later file replaces the search
@@ -59,6 +64,7 @@ class RegistryEntry:
     blocked: bool = False
     mirrors: list[Endpoint] = field(default_factory=list)
     mirror_by_digest_only: bool = False
+    auth_realms: list[str] = field(default_factory=list)
 
     def matches(self, name: str) -> int:
         """Length of the match of this prefix against `name` (0: no match)."""
@@ -127,6 +133,23 @@ def _source(full: str, insecure: bool, is_mirror: bool) -> Source:
     return Source(Endpoint(host, insecure or is_loopback(host)), repo, is_mirror)
 
 
+# Token services that are not on their registry's host but are known to be its own.
+KNOWN_REALMS = {DOCKER_HUB_ENDPOINT: ("https://auth.docker.io",)}
+
+
+def auth_realms(host: str, conf: RegistriesConf | None = None) -> set[str]:
+    """The token realm origins (scheme://host[:port]) besides `host` itself that may get
+    the credentials of registry `host`: KNOWN_REALMS, and the auth-realms of every
+    [[registry]] entry whose location or mirror is that host."""
+    conf = conf if conf is not None else load()
+    allowed = set(KNOWN_REALMS.get(host, ()))
+    for entry in conf.registries:
+        hosts = {entry.location.split("/", 1)[0]} | {m.host for m in entry.mirrors}
+        if host in hosts:
+            allowed.update(entry.auth_realms)
+    return allowed
+
+
 def is_loopback(host: str) -> bool:
     """localhost, 127.0.0.0/8 and ::1, with or without a port."""
     name = host
@@ -160,9 +183,14 @@ def _parse_entry(raw: dict, where: Path) -> RegistryEntry:
         location = prefix
     mirrors = [Endpoint(m["location"].rstrip("/"), bool(m.get("insecure", False)))
                for m in raw.get("mirror", []) if isinstance(m, dict) and m.get("location")]
+    realms = raw.get("auth-realms", [])
+    if not isinstance(realms, list) or not all(isinstance(r, str) for r in realms):
+        raise RlError(f"{where}: auth-realms of [[registry]] {prefix} must be a list of "
+                      "strings", 'write auth-realms = ["https://auth.example.com"]')
     return RegistryEntry(prefix.rstrip("/"), location.rstrip("/"),
                          bool(raw.get("insecure", False)), bool(raw.get("blocked", False)),
-                         mirrors, bool(raw.get("mirror-by-digest-only", False)))
+                         mirrors, bool(raw.get("mirror-by-digest-only", False)),
+                         [r.rstrip("/") for r in realms])
 
 
 def load(files: list[Path] | None = None) -> RegistriesConf:

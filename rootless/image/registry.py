@@ -4,6 +4,11 @@
 Authentication follows the registry's answer: on 401 with `WWW-Authenticate: Bearer
 realm=..,service=..,scope=..` it asks the realm for a token (anonymously, or with Basic
 credentials when some are stored) and retries; on `Basic` it sends the credentials.
+The credentials go only to a realm on the registry's own host and port (over https, or
+http for an insecure registry) or to one registries.conf allows for it (`auth-realms`;
+Docker Hub's auth.docker.io is known): a registry that lies in its challenge must not
+make us send the user's password to a host of its choosing. Docker and podman send them to
+any realm; we refuse, in one line naming the realm and the fix.
 Transient failures (connection errors, 5xx, 429) are retried with backoff; other 4xx are not.
 An insecure registry is tried over https without certificate checks, then plain http.
 
@@ -34,6 +39,10 @@ class TransientError(RlError):
 
 class AuthError(RlError):
     """401 or 403 from the registry."""
+
+
+class RealmRefused(AuthError):
+    """The registry named a token service that may not have the user's credentials."""
 
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
@@ -160,6 +169,7 @@ class RegistryClient:
         query["scope"] = params.get("scope") or scope
         headers = {}
         if self.credentials:
+            self._check_realm(realm)
             headers["Authorization"] = _basic(self.credentials)
             query["account"] = self.credentials[0]
         httpx = httpx_lite.load()
@@ -183,6 +193,42 @@ class RegistryClient:
             raise AuthError(f"token service {realm} returned no token")
         with self._lock:
             self._tokens[scope] = token
+
+    def _check_realm(self, realm: str) -> None:
+        """AuthError unless `realm` may receive our credentials (see the module doc)."""
+        from urllib.parse import urlsplit
+
+        from rootless.image import registries_conf
+
+        def origin(scheme: str, netloc: str) -> tuple[str, str, int]:
+            u = urlsplit(f"{scheme}://{netloc}")
+            try:
+                port = u.port
+            except ValueError:
+                port = -1
+            return scheme, (u.hostname or "").lower(), port or (443 if scheme == "https"
+                                                                  else 80)
+
+        try:
+            u = urlsplit(realm)
+            scheme, netloc = u.scheme.lower(), u.netloc.rpartition("@")[2]
+        except ValueError:
+            scheme, netloc = "", ""
+        if scheme in ("https", "http") and netloc:
+            theirs = origin(scheme, netloc)
+            ours = origin(self._scheme, self.host)
+            if theirs[1:] == ours[1:] and (scheme == "https" or self.insecure):
+                return
+            allowed = {origin(*a.split("://", 1)) for a in
+                       registries_conf.auth_realms(self.host) if "://" in a}
+            if theirs in allowed:
+                return
+        raise RealmRefused(
+            f"registry {self.host} asks for your credentials at the token service {realm}, "
+            "which is not on its host: not sending them there",
+            f"if that is the registry's own token service, add auth-realms = "
+            f"[\"{scheme or 'https'}://{netloc}\"] to its [[registry]] entry in "
+            "registries.conf")
 
     def request(self, method: str, path: str, *, scope: str, headers: dict | None = None,
                 stream: bool = False):

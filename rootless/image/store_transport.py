@@ -44,8 +44,7 @@ def tree_size(path: Path) -> int:
 
 class StoreDestination(ImageDestination):
     def __init__(self, root: Path | None = None) -> None:
-        self.root = root or paths.data_dir()
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root = paths.ensure_store(root)
         self._lock = locks.store_lock(shared=True, root=self.root)
         self._lock.__enter__()
         self.blobs = BlobStore(self.root)

@@ -52,7 +52,12 @@ def _trace(what: str) -> None:
 def zygote_main(args: list[str]) -> None:
     from rootless.runtime import zygote
 
-    zygote._main(zygote.socket_path())  # from the environment: no path in our argv
+    try:
+        zygote._main(zygote.socket_path())  # from the environment: no path in our argv
+    except Exception as exc:  # its stderr is /dev/null: the traceback goes to rl.log
+        from rootless import crashlog
+
+        crashlog.record(exc, "fuse server zygote")
 
 
 # -- the sandbox ---------------------------------------------------------------------------

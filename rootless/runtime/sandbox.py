@@ -14,7 +14,8 @@
                                             stop the server; exit
 
 Debugging: RL_TRACE=FILE appends timestamped steps of every process of a start (where the
-time goes); RL_DEBUG=FILE appends the traceback of a sandbox that failed.
+time goes); the traceback of a sandbox that failed unexpectedly goes to rl.log
+(rootless/crashlog.py).
 
 Every process below the monitor has PR_SET_PDEATHSIG=SIGKILL: if the monitor dies, the
 sandbox dies, and with it pid 1 (so the whole pid namespace) and the fuse server; nothing
@@ -140,11 +141,10 @@ class Launch:
                          self.lean)
             except BaseException as exc:
                 try:
-                    if os.environ.get("RL_DEBUG"):
-                        import traceback
+                    if not isinstance(exc, (RlError, SystemExit)):
+                        from rootless import crashlog
 
-                        with open(os.environ["RL_DEBUG"], "a") as dbg:
-                            traceback.print_exc(file=dbg)
+                        crashlog.record(exc, "sandbox")
                     _send(status_w, f"E 125 sandbox: {exc}")
                 finally:
                     os._exit(125)

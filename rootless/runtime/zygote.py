@@ -3,7 +3,9 @@ per container on request: the import of the server (pyfuse3 and fuse_overlay) le
 start of a container.
 
 Protocol, on the unix socket `<runtime dir>/fuse-zygote-<key>.sock` (the runtime dir is
-private to the user, and the peer's uid is checked): the client sends one JSON message
+private to the user and checked on every use; the zygote checks that its peer has our uid
+AND is in our user namespace: a container's root has our kernel uid too, and a server
+the zygote forks runs with all of the user's file access): the client sends one JSON message
 (the rootfs description plus `ns_pid`, the sandbox whose user and mount namespaces the
 server joins) with one fd attached, the write end of the pipe on which the server writes
 b"1" once the mount is live. The zygote forks, the child serves (rootless.runtime.early
@@ -200,14 +202,51 @@ def _main(path: str) -> None:
         listener.close()
 
 
-def _handle(conn, server) -> None:
+SO_PEERPIDFD = 77  # Linux 6.5; not in Python 3.11's socket module
+
+
+def _peer_is_ours(conn) -> bool:
+    """Is the process at the other end of `conn` one of ours: our uid, and our user
+    namespace (compared by the (st_dev, st_ino) of /proc/PID/ns/user)? A process of a
+    container, or of `rl unshare`, runs as our kernel uid in a user namespace of its own:
+    it must not get a server that mounts what it names with our file access."""
     import socket
     import struct
 
+    cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", cred)
+    if uid != os.getuid() or pid <= 0:
+        return False
+    # The pid was the peer's when it connected; a pidfd of that very process (where the
+    # kernel has SO_PEERPIDFD) proves it had not exited, so its pid was not reused, when
+    # we looked at its namespace.
+    pidfd = -1
     try:
-        cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _, uid, _ = struct.unpack("3i", cred)
-        if uid != os.getuid():
+        pidfd = struct.unpack("i", conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD, 4))[0]
+    except OSError:
+        pass
+    try:
+        mine = os.stat("/proc/self/ns/user")
+        theirs = os.stat(f"/proc/{pid}/ns/user")
+        if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+            return False
+        if pidfd >= 0:
+            import select
+
+            return not select.select([pidfd], [], [], 0)[0]  # readable: it exited
+        return True
+    except OSError:
+        return False
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _handle(conn, server) -> None:
+    import socket
+
+    try:
+        if not _peer_is_ours(conn):
             return
         msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
         if len(fds) != 1:

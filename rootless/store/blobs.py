@@ -28,6 +28,7 @@ class BlobStore:
 
     def commit(self, tmp: Path, digest: str) -> Path:
         """Move a verified temporary file into place (replacing an identical copy is fine)."""
+        paths.ensure_store(self.dir.parent.parent)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         dest = self.path(digest)
         os.chmod(tmp, 0o444)

@@ -48,7 +48,8 @@ def catalog_path(root: Path | None = None) -> Path:
 def connect(root: Path | None = None) -> sqlite3.Connection:
     """Open (creating if needed) the catalog; rows come back as sqlite3.Row."""
     path = catalog_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    paths.ensure_store(path.parent)
+    paths.private_file(path)  # before sqlite makes it 0644; its -wal/-shm follow its mode
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so that two rl processes
     # writing at once queue on the lock instead of failing with "database is locked".
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)

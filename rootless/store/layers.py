@@ -30,7 +30,8 @@ class LayerStore:
     def commit(self, tmp_dir: Path, diff_id: str) -> Path:
         """Move an unpacked temp dir into place; if another process won the race, keep
         theirs (same verified content) and delete ours."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.ensure_store(self.dir.parent)
+        self.dir.mkdir(exist_ok=True, mode=0o700)
         dest = self.path(diff_id)
         try:
             os.rename(tmp_dir, dest)
@@ -71,7 +72,8 @@ class TempArea:
         self.dir = (root or paths.data_dir()) / "tmp"
 
     def path(self, what: str) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.ensure_store(self.dir.parent)
+        self.dir.mkdir(exist_ok=True, mode=0o700)
         return self.dir / f"{os.getpid()}-{os.urandom(6).hex()}-{what}"
 
     def mkdir(self, what: str) -> Path:

@@ -21,8 +21,8 @@ from rootless.store import paths
 
 
 def _locks_dir(root: Path | None) -> Path:
-    d = (root or paths.data_dir()) / "locks"
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    d = paths.ensure_store(root) / "locks"
+    d.mkdir(exist_ok=True, mode=0o700)
     return d
 
 

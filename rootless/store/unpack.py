@@ -49,6 +49,7 @@ from rootless.errors import RlError
 XATTR_OVERRIDE_PREFIX = "user.containers.override_"
 MAX_SYMLINKS = 40
 COPY_CHUNK = 1 << 20
+MAX_TIME_NS = 2**63 - 1  # the last instant Go's time (and so Docker) can apply to a file
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -215,10 +216,17 @@ class _Unpacker:
 
     @staticmethod
     def _mtime_ns(info: tarfile.TarInfo) -> int:
+        """The entry's time in ns, as Docker applies it (moby's system.Chtimes): a time
+        before the epoch or after 2**63-1 ns (the year 2262), or not a number at all (a
+        PAX mtime of nan, inf, 1e19, -1e18), becomes the epoch. os.utime would otherwise
+        raise OverflowError for some of these and the kernel silently cut others."""
+        mtime = info.mtime
         try:
-            return int(float(info.mtime) * 1_000_000_000)
+            ns = (mtime * 1_000_000_000 if isinstance(mtime, int)
+                  else int(float(mtime) * 1_000_000_000))
         except (TypeError, ValueError, OverflowError):
             return 0
+        return ns if 0 <= ns <= MAX_TIME_NS else 0
 
     # -- entries --
 

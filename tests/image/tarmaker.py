@@ -39,8 +39,8 @@ class RawTar:
     def file(self, name: str, data: bytes = b"", **kw) -> RawTar:
         return self.add(name, tarfile.REGTYPE, data, **kw)
 
-    def symlink(self, name: str, target: str) -> RawTar:
-        return self.add(name, tarfile.SYMTYPE, mode=0o777, linkname=target)
+    def symlink(self, name: str, target: str, **kw) -> RawTar:
+        return self.add(name, tarfile.SYMTYPE, mode=0o777, linkname=target, **kw)
 
     def hardlink(self, name: str, target: str) -> RawTar:
         return self.add(name, tarfile.LNKTYPE, linkname=target)

@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from tests.image.conftest import write_registries_conf
 from tests.image.test_pull import one_line_error
 from tests.support.images import build_busybox
 from tests.support.registry import REGISTRY_BIN, Registry, free_port
@@ -100,10 +101,37 @@ def test_docker_config_json_is_read(rl, basic_registry, tmp_path):
     rl("pull", "-q", basic_registry.ref("busybox"), check=True, env={"HOME": str(home)})
 
 
-def test_login_to_token_registry_sends_credentials(rl, token_registry):
+def test_login_to_token_registry_sends_credentials_to_an_allowed_realm(rl, token_registry):
+    """The test token service is on another port of 127.0.0.1: registries.conf says it is
+    the registry's own (auth-realms), so the login and the pull send the credentials."""
+    write_registries_conf(rl, f'[[registry]]\nlocation = "{token_registry.host}"\n'
+                              f'auth-realms = ["http://127.0.0.1:{token_registry.token_server.port}"]\n')
     seen = len(token_registry.token_server.requests)
     rl("login", "-u", USER, "-p", PASSWORD, token_registry.host, check=True)
     rl("pull", "-q", token_registry.ref("busybox"), check=True)
     sent = token_registry.token_server.requests[seen:]
     expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     assert sent and all(r["authorization"] == expected for r in sent)
+
+
+def test_credentials_never_go_to_a_realm_on_another_host(rl, token_registry, tmp_path):
+    """A registry's 401 challenge names the token realm; a lying registry names one of its
+    choosing (here: another port, another server). Neither `rl login` nor a pull with
+    stored credentials sends them there; the error is one line naming the realm."""
+    token_server = token_registry.token_server
+    seen = len(token_server.requests)
+    line = one_line_error(rl("login", "-u", USER, "-p", PASSWORD, token_registry.host))
+    assert token_server.realm in line and "auth-realms" in line
+    assert not (rl.config_dir / "auth.json").exists()
+    # Credentials stored before (by Docker, or while the registry was honest):
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (home / ".docker" / "config.json").write_text(
+        json.dumps({"auths": {token_registry.host: {"auth": token}}}))
+    line = one_line_error(rl("pull", "-q", token_registry.ref("busybox"),
+                             env={"HOME": str(home)}))
+    assert token_server.realm in line
+    sent = token_server.requests[seen:]
+    assert all(r["authorization"] is None for r in sent), sent
+    assert all("account" not in r["query"] for r in sent), sent

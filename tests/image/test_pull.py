@@ -316,6 +316,21 @@ def test_hostile_layer_refused_through_pull(rl, registry, seeded):
     assert store_state(rl) == seeded
 
 
+def test_hostile_layer_times_pull_fine_as_the_epoch(rl, registry):
+    """PAX mtimes no file can hold (the old code printed an OverflowError traceback)."""
+    from tests.image.tarmaker import RawTar
+    from tests.support.images import Image, Layer, _config
+
+    tar = (RawTar().dir("t", pax={"mtime": "-1e18"}).file("t/future", b"f", pax={"mtime": "1e19"})
+           .file("t/past", b"p", pax={"mtime": "-1e18"}).bytes())
+    registry.push_image("hostile-times", "latest", Image([Layer(tar)], _config()))
+    r = rl("pull", "-q", registry.ref("hostile-times"))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    layer = rl.data_dir / "layers" / sha256(tar)[7:]
+    for name in ("t", "t/future", "t/past"):
+        assert os.lstat(layer / name).st_mtime_ns == 0, name
+
+
 def test_disk_full(rl, registry, tmp_path):
     """ENOSPC: a 600 kB tmpfs as the store, in a user+mount namespace of our own."""
     import shutil

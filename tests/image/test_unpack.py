@@ -94,6 +94,22 @@ def test_owners_modes_and_times_recorded(sandbox):
     assert stat.S_IMODE(os.lstat(layer / "home/user").st_mode) == 0o755
 
 
+@pytest.mark.parametrize("mtime, expected_ns", [
+    ("-1e18", 0), ("1e19", 0), ("-1.5", 0), ("nan", 0), ("inf", 0), ("-inf", 0),
+    ("9223372036.854775808", 0),  # one ns past 2**63-1
+    ("1.5", 1_500_000_000), ("9223372036", 9_223_372_036_000_000_000),
+])
+def test_times_outside_what_a_file_can_hold_become_the_epoch(sandbox, mtime, expected_ns):
+    """As Docker (moby's Chtimes): a PAX mtime before the epoch, past 2**63-1 ns, or not a
+    number is applied as the epoch; the old code raised OverflowError on some (a traceback
+    out of `rl pull`)."""
+    pax = {"mtime": mtime}
+    sandbox.unpack(RawTar().dir("d", pax=pax).file("d/f", b"x", pax=pax)
+                   .symlink("d/l", "f", pax=pax).bytes())
+    for name in ("d", "d/f", "d/l"):
+        assert os.lstat(sandbox.layer / name).st_mtime_ns == expected_ns, name
+
+
 def test_setuid_and_world_writable_only_in_xattr(sandbox):
     sandbox.unpack(RawTar().file("su", b"x", mode=0o4755).file("sg", b"x", mode=0o2777)
                    .file("ww", b"x", mode=0o666).file("none", b"x", mode=0o000).bytes())
