@@ -24,12 +24,12 @@ def _print(docs: list[dict], fmt: str | None) -> None:
 
 def make(kind: str | None, help_text: str) -> click.Command:
     params = [
-        click.Option(["-f", "--format"], "fmt", metavar="FORMAT",
+        click.Option(["-f", "--format", "fmt"], metavar="FORMAT",
                      help="json (default) or a Go template, e.g. '{{.State.Running}}'."),
         click.Argument(["names"], nargs=-1, required=True),
     ]
     if kind is None:
-        params.insert(1, click.Option(["--type"], "kind", metavar="TYPE",
+        params.insert(1, click.Option(["--type", "kind"], metavar="TYPE",
                                       help="Only this type: container, image, volume or "
                                            "network."))
 

@@ -31,9 +31,10 @@ def spawn(rl, *args) -> subprocess.Popen:
 
 def check_consistent(rl) -> list[dict]:
     """Every listed image has all its layer directories; nothing half-made is visible."""
-    images = json.loads(rl("images", "--format", "json", check=True).stdout)
+    out = rl("images", "--format", "json", "--no-trunc", check=True).stdout
+    images = [json.loads(x) for x in out.splitlines()]
     for image in images:
-        info = json.loads(rl("image", "inspect", image["Id"], check=True).stdout)[0]
+        info = json.loads(rl("image", "inspect", image["ID"], check=True).stdout)[0]
         for layer in info["Layers"]:
             assert os.path.isdir(layer["Path"]), layer
     return images

@@ -10,8 +10,8 @@ import pytest
 def test_create_list_inspect_remove(rl):
     assert rl("volume", "create", "--label", "team=db", "data", check=True).stdout == "data\n"
     assert rl("volume", "ls", "-q", check=True).stdout == "data\n"
-    listed = json.loads(rl("volume", "ls", "--format", "json", check=True).stdout)
-    assert [v["Name"] for v in listed] == ["data"]
+    out = rl("volume", "ls", "--format", "json", check=True).stdout
+    assert [json.loads(x)["Name"] for x in out.splitlines()] == ["data"]
     (info,) = json.loads(rl("volume", "inspect", "data", check=True).stdout)
     assert info["Labels"] == {"team": "db"} and info["Driver"] == "local"
     assert info["Mountpoint"] == str(rl.data_dir / "volumes" / "data" / "_data")
