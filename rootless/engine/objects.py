@@ -42,11 +42,13 @@ def inspect(name: str, kind: str | None = None) -> dict:
     if kind is not None and kind not in TYPES:
         raise InvalidArgument(f'"{kind}" is not a valid value for --type',
                               "use " + ", ".join(TYPES))
-    for k in (kind,) if kind else TYPES:
+    if kind is not None:  # the type's own error ("network nope not found")
+        return _FINDERS[kind](name)
+    for k in TYPES:
         try:
             return _FINDERS[k](name)
         except NotFound:
             continue
         except ModuleNotFoundError:  # a part of rl this build does not have
             continue
-    raise NotFound(f"no such {kind or 'object'}: {name}")
+    raise NotFound(f"no such object: {name}")

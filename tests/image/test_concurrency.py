@@ -100,7 +100,7 @@ def test_kill_9_during_pull(rl, registry, proxy, point):
 
     out = rl("pull", registry.ref(repo), check=True)
     images = check_consistent(rl)
-    assert [i["Id"] for i in images] == [sha256(image.config_bytes)]
+    assert [i["ID"] for i in images] == [sha256(image.config_bytes)]
     if point.endswith("unpacked"):
         assert "already present" in out.stderr  # what the killed pull finished is reused
         assert "0 already present" not in out.stderr

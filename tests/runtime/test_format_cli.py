@@ -72,7 +72,7 @@ def test_inspect_format_on_each_object_type(rl):
     assert lines(rl("inspect", "--type", "image", "-f", "{{.Os}}", "busybox")) == ["linux"]
     assert lines(rl("image", "inspect", "-f", "{{len .RootFS.Layers}}", "busybox")) == ["1"]
     r = rl("inspect", "--type", "volume", "web")
-    assert r.returncode != 0 and "no such volume: web" in r.stderr
+    assert r.returncode == 125 and "no such volume: web" in r.stderr and r.stdout == ""
     r = rl("inspect", "-f", "{{.Name}}", "web", "nothing-here")
     assert r.stdout == "web\n" and "no such object: nothing-here" in r.stderr
     rl("rm", "-f", "web", check=True)

@@ -214,7 +214,7 @@ def test_ten_detached_containers_at_once(rl):
         assert r.returncode == 0, r.stderr
     assert len({r.stdout.strip() for r in results}) == 10
     rows = ps_json(rl)
-    assert sorted(row["Names"][0] for row in rows) == sorted(f"c{i}" for i in range(10))
+    assert sorted(row["Names"] for row in rows) == sorted(f"c{i}" for i in range(10))
     assert {row["State"] for row in rows} == {"running"}
     for i in range(10):  # each container wrote into its own upper dir only
         deadline = time.monotonic() + 10

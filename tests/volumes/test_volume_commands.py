@@ -33,7 +33,7 @@ def test_filters(rl):
     assert rl("volume", "ls", "-q", "--filter", "label=a=1", check=True).stdout == "one\n"
     assert rl("volume", "ls", "-q", "-f", "name=tw", check=True).stdout == "two\n"
     r = rl("volume", "ls", "-f", "colour=red")
-    assert r.returncode == 125 and "bad filter" in r.stderr
+    assert r.returncode == 125 and "invalid filter 'colour'" in r.stderr
 
 
 @pytest.mark.parametrize("name", ["a", "a/b", "../x", "x:y", ".hidden", "-dash", "sp ace"])
