@@ -34,7 +34,9 @@ def imported_modules(*args: str, env: dict[str, str] | None = None) -> set[str]:
 
 
 @pytest.mark.parametrize("args", [("--version",), ("--help",), ("info", "--format", "json"),
-                                  ("volume", "ls", "-q")])
+                                  ("volume", "ls", "-q"), ("ps",), ("ps", "-a", "--format",
+                                                                     "{{.Names}}"),
+                                  ("ps", "--format", "json", "-f", "status=exited")])
 def test_light_commands_import_nothing_heavy(args, rl):
     mods = imported_modules(*args, env=rl.env)
     assert "click" in mods  # the measurement itself works

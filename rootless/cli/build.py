@@ -185,22 +185,30 @@ def _size(n: int) -> str:
 @click.option("-H", "--human/--no-human", default=True, help="Sizes and dates for people.")
 @click.option("--no-trunc", is_flag=True, help="Do not shorten the output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the ids.")
-@click.option("--format", "fmt", metavar="table|json", help="Output format.")
+@click.option("--format", "fmt", metavar="FORMAT",
+              help="table (default), json (one object a line) or a Go template, e.g. "
+                   "'{{.CreatedBy}}'.")
 @_os_errors
 def history(image: str, human: bool, no_trunc: bool, quiet: bool, fmt: str | None) -> None:
     """Show the history of an image."""
-    import json
-
     from rootless.cli.images import _ago
     from rootless.engine import ship
 
+    if fmt not in (None, "table") and not quiet:
+        from rootless.cli import options
+
+        options.compile_format(fmt)
     entries = ship.history(image)
     if quiet:
         for e in entries:
             click.echo(e["id"] if no_trunc or e["id"] == "<missing>" else _short(e["id"]))
         return
-    if fmt == "json":
-        click.echo(json.dumps(entries, indent=2))
+    if fmt not in (None, "table"):
+        from rootless.cli import options
+        from rootless.format import docker_shapes as shapes
+
+        options.echo_formatted(fmt, (shapes.history_doc(e, no_trunc=no_trunc, human=human)
+                                     for e in entries), shapes.HISTORY_HEADER)
         return
     rows = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for e in entries:

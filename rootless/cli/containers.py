@@ -4,7 +4,6 @@ in rootless.engine.containers."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -128,14 +127,21 @@ def start(attach: bool, containers: tuple[str, ...]) -> None:
         click.echo(ref)
 
 
+def _stop_options(f):
+    f = click.option("-s", "--signal", "sig", default=None, metavar="SIGNAL",
+                     help="Signal to stop with (default: the image's STOPSIGNAL or TERM).")(f)
+    return click.option("-t", "--timeout", "--time", "timeout", type=int, default=None,
+                        metavar="SECONDS",
+                        help="Seconds to wait before killing (default 10).")(f)
+
+
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=None,
-              help="Seconds to wait before killing (default 10).")
+@_stop_options
 @click.argument("containers", nargs=-1, required=True)
-def stop(timeout: int | None, containers: tuple[str, ...]) -> None:
+def stop(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
     """Stop containers: the stop signal, then SIGKILL after the timeout."""
     for ref in containers:
-        _engine().stop(ref, timeout)
+        _engine().stop(ref, timeout, sig)
         click.echo(ref)
 
 
@@ -150,12 +156,12 @@ def kill(sig: str, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=None)
+@_stop_options
 @click.argument("containers", nargs=-1, required=True)
-def restart(timeout: int | None, containers: tuple[str, ...]) -> None:
+def restart(timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
     """Restart containers."""
     for ref in containers:
-        _engine().restart(ref, timeout)
+        _engine().restart(ref, timeout, sig)
         click.echo(ref)
 
 
@@ -170,31 +176,45 @@ def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
         click.echo(ref)
 
 
-def _ps_row(c) -> dict:
-    return {"Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
-            "Command": c.command, "Created": int(c.created), "State": c.state,
-            "Status": c.status_text(), "ExitCode": c.exit_code, "Labels": c.labels,
-            "Pid": c.pid or 0, "Ports": c.options.get("ports") or []}
+_PS_KEYS = ("id", "name", "label", "status", "exited", "ancestor", "before", "since",
+            "volume", "network", "publish", "expose", "health", "is-task")
 
 
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show stopped containers too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only ids.")
-@click.option("--no-trunc", is_flag=True, help="Do not truncate the command and ids.")
-@click.option("--format", "fmt", help="json, or table (default).")
-def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
+@options.format_option("containers (.ID .Names .Image .Status .Ports .Label \"k\" ...)")
+@options.filter_option(_PS_KEYS)
+@click.option("--no-trunc", is_flag=True, help="Do not shorten ids and commands.")
+@click.option("-n", "--last", type=int, default=None, metavar="N",
+              help="Show the N last created containers (every state).")
+@click.option("-l", "--latest", is_flag=True, help="Show the last created container.")
+@click.option("-s", "--size", is_flag=True, help="Show the size of the files each wrote.")
+def ps(all_: bool, quiet: bool, fmt: str | None, filters: tuple[str, ...], no_trunc: bool,
+       last: int | None, latest: bool, size: bool) -> None:
     """List containers."""
-    cs = _engine().list_containers(all_)
+    flt = options.parse_filters(filters, _PS_KEYS)
+    if fmt is not None and fmt != "table" and not quiet:
+        options.compile_format(fmt)  # a bad template fails before any work
+    cs = _engine().list_containers(all_, flt, 1 if latest else last)
     if quiet:
         for c in cs:
             click.echo(c.id if no_trunc else c.short_id)
         return
-    if fmt == "json":
-        click.echo(json.dumps([_ps_row(c) for c in cs], indent=2))
-        return
+    sizes = {}
+    if size:
+        from rootless.format.docker_shapes import human_size
+
+        sizes = {c.id: human_size(_engine().upper_size(c)) for c in cs}
     if fmt not in (None, "table"):
-        raise InvalidArgument(f"unknown format {fmt!r}", "use json or table")
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+        from rootless.format import docker_shapes as shapes
+
+        options.echo_formatted(fmt, (shapes.container_doc(c, no_trunc=no_trunc,
+                                                          size=sizes.get(c.id))
+                                     for c in cs), shapes.PS_HEADER)
+        return
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
+            + (("SIZE",) if size else ())]
     import time
 
     from rootless.cli.tables import printable
@@ -208,17 +228,22 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
         cmd = cmd if no_trunc or len(cmd) <= 20 else cmd[:17] + "..."
         rows.append((c.id if no_trunc else c.short_id, c.image, f'"{cmd}"',
                      _ago(time.time() - c.created) + " ago", c.status_text(),
-                     ps_ports(c.options), c.name))
+                     ps_ports(c.options), c.name) + ((sizes[c.id],) if size else ()))
     for line in table_rows(rows):
         click.echo(line)
 
 
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output.")
-@click.option("--tail", default="all", help="Lines from the end (default all).")
+@click.option("-n", "--tail", default="all", metavar="N|all",
+              help="Lines from the end (default all).")
+@click.option("--since", metavar="TIME",
+              help="Only output from TIME on: RFC 3339, Unix time, or a duration ago (10m).")
+@click.option("--until", metavar="TIME", help="Only output before TIME (same forms).")
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
 @click.argument("container")
-def logs(follow: bool, tail: str, timestamps: bool, container: str) -> None:
+def logs(follow: bool, tail: str, since: str | None, until: str | None, timestamps: bool,
+         container: str) -> None:
     """Show a container's output."""
     # Raw bytes, escape sequences included, as `docker logs`: it is the container's own
     # output, like `cat` of a file it wrote (rootless/cli/tables.py escapes tables only).
@@ -228,9 +253,12 @@ def logs(follow: bool, tail: str, timestamps: bool, container: str) -> None:
         n = int(tail)
     else:
         raise InvalidArgument(f"invalid --tail value {tail!r}", "a number or all")
+    t_since = options.parse_time_arg(since, "--since") if since else None
+    t_until = options.parse_time_arg(until, "--until") if until else None
     out, err = sys.stdout.buffer, sys.stderr.buffer
     line_start = {"stdout": True, "stderr": True}
-    for ts, stream, data in _engine().logs(container, follow=follow, tail=n):
+    for ts, stream, data in _engine().logs(container, follow=follow, tail=n, since=t_since,
+                                           until=t_until):
         target = err if stream == "stderr" else out
         if timestamps and line_start[stream]:
             target.write(ts.encode() + b" ")
@@ -245,33 +273,6 @@ def wait(containers: tuple[str, ...]) -> None:
     """Wait for containers to stop; print their exit codes."""
     for ref in containers:
         click.echo(_engine().wait(ref))
-
-
-@click.command()
-@click.option("--format", "fmt", help="A {{.Field.Sub}} path to print, or json.")
-@click.argument("names", nargs=-1, required=True)
-def inspect(fmt: str | None, names: tuple[str, ...]) -> None:
-    """Show a container's state, configuration and OCI spec as JSON."""
-    docs = [_engine().inspect(n) for n in names]
-    if fmt and fmt != "json":
-        for d in docs:
-            click.echo(_format_path(d, fmt))
-        return
-    click.echo(json.dumps(docs, indent=2))
-
-
-def _format_path(doc: dict, fmt: str) -> str:
-    import re
-
-    def repl(m):
-        value = doc
-        for part in m.group(1).strip().lstrip(".").split("."):
-            if not part:
-                continue
-            value = value.get(part) if isinstance(value, dict) else None
-        return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-
-    return re.sub(r"{{\s*(\.[^}]*)}}", repl, fmt)
 
 
 @click.command("exec", context_settings=_RUN_CTX)
@@ -325,7 +326,14 @@ def prune(force: bool) -> None:
         click.echo(cid)
 
 
-for _name, _cmd in (("ls", ps), ("list", ps), ("rm", rm), ("inspect", inspect),
+def _container_inspect():
+    from rootless.cli.inspect import container_inspect
+
+    return container_inspect
+
+
+container.add_command(_container_inspect(), "inspect")
+for _name, _cmd in (("ls", ps), ("list", ps), ("rm", rm),
                     ("start", start), ("stop", stop), ("kill", kill), ("logs", logs),
                     ("create", create), ("run", run), ("top", top), ("wait", wait),
                     ("restart", restart), ("exec", exec_), ("cp", cp)):

@@ -3,7 +3,6 @@ login, logout. Parsing and printing only; the work is in rootless.engine.images.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import datetime
@@ -63,9 +62,17 @@ def pull(reference: str, quiet: bool, platform: str | None) -> None:
 
 # -- images / image ls --
 
+_IMAGES_KEYS = ("dangling", "label", "before", "since", "reference")
+
+
 def _list(repository: str | None, quiet: bool, digests: bool, fmt: str | None,
-          no_trunc: bool, all_images: bool) -> None:
-    records = engine.list_images(repository, all_images=all_images)
+          no_trunc: bool, all_images: bool, filters: tuple[str, ...] = ()) -> None:
+    from rootless.cli import options
+
+    flt = options.parse_filters(filters, _IMAGES_KEYS)
+    if fmt not in (None, "table", "json") and not quiet:
+        options.compile_format(fmt)
+    records = engine.list_images(repository, all_images=all_images, filters=flt)
     if quiet:
         seen = []
         for r in records:
@@ -74,17 +81,14 @@ def _list(repository: str | None, quiet: bool, digests: bool, fmt: str | None,
                 seen.append(ident)
         click.echo("\n".join(seen) if seen else "", nl=bool(seen))
         return
-    if fmt == "json":
-        out = [{
-            "Id": r.id, "Names": r.names, "RepoTags": r.repo_tags,
-            "RepoDigests": r.repo_digests, "Digest": r.manifest_digest,
-            "Created": r.created, "Size": r.size,
-            "Architecture": r.config.get("architecture"), "Os": r.config.get("os"),
-        } for r in records]
-        click.echo(json.dumps(out, indent=2))
-        return
     if fmt not in (None, "table"):
-        raise click.UsageError(f"unsupported --format {fmt!r} (use table or json)")
+        from rootless.format import docker_shapes as shapes
+
+        now = time.time()
+        options.echo_formatted(fmt, (d for r in records
+                                     for d in shapes.image_docs(r, no_trunc=no_trunc, now=now)),
+                               shapes.IMAGES_HEADER)
+        return
     rows = []
     for r in records:
         tags = r.repo_tags or [n for n in r.names] or ["<none>:<none>"]
@@ -112,8 +116,12 @@ _list_options = [
                  help="Show intermediate images of builds too."),
     click.option("-q", "--quiet", is_flag=True, help="Print only image ids."),
     click.option("--digests", is_flag=True, help="Show manifest digests."),
-    click.option("--format", "fmt", metavar="table|json", help="Output format."),
+    click.option("--format", "fmt", metavar="FORMAT",
+                 help="table (default), json (one object a line) or a Go template, e.g. "
+                      "'{{.Repository}}:{{.Tag}}'."),
     click.option("--no-trunc", is_flag=True, help="Do not shorten image ids."),
+    click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+                 help="Filter output (dangling, label, before, since, reference)."),
 ]
 
 
@@ -125,9 +133,9 @@ def _with_list_options(fn):
 
 @click.command()
 @_with_list_options
-def images(repository, all_images, quiet, digests, fmt, no_trunc) -> None:
+def images(repository, all_images, quiet, digests, fmt, no_trunc, filters) -> None:
     """List images."""
-    _list(repository, quiet, digests, fmt, no_trunc, all_images)
+    _list(repository, quiet, digests, fmt, no_trunc, all_images, filters)
 
 
 # -- tag, rmi --
@@ -160,19 +168,20 @@ def image() -> None:
     """Manage images."""
 
 
-@image.command("inspect")
-@click.argument("refs", nargs=-1, required=True)
-def image_inspect(refs: tuple[str, ...]) -> None:
-    """Show images' configuration, layers and digests as JSON."""
-    out = [engine.inspect(r) for r in refs]
-    click.echo(json.dumps(out, indent=2))
+def _image_inspect():
+    from rootless.cli.inspect import image_inspect
+
+    return image_inspect
+
+
+image.add_command(_image_inspect(), "inspect")
 
 
 @image.command("ls")
 @_with_list_options
-def image_ls(repository, all_images, quiet, digests, fmt, no_trunc) -> None:
+def image_ls(repository, all_images, quiet, digests, fmt, no_trunc, filters) -> None:
     """List images."""
-    _list(repository, quiet, digests, fmt, no_trunc, all_images)
+    _list(repository, quiet, digests, fmt, no_trunc, all_images, filters)
 
 
 @image.command("prune")

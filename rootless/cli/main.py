@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ps": ("rootless.cli.containers", "ps", "List containers"),
     "logs": ("rootless.cli.containers", "logs", "Show a container's output"),
     "wait": ("rootless.cli.containers", "wait", "Wait for containers to exit"),
-    "inspect": ("rootless.cli.containers", "inspect", "Show low-level information as JSON"),
+    "inspect": ("rootless.cli.inspect", "inspect", "Show low-level information as JSON"),
     "exec": ("rootless.cli.containers", "exec_", "Run a command in a running container"),
     "top": ("rootless.cli.containers", "top", "Show a container's processes"),
     "cp": ("rootless.cli.containers", "cp", "Copy files between a container and the host"),

@@ -3,8 +3,6 @@ rootless.engine.networks, print as Docker does."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from rootless.cli import options
@@ -34,14 +32,29 @@ def create(subnet, gateway, labels, internal, driver, name) -> None:
     click.echo(net.id)
 
 
+_NETWORK_KEYS = ("name", "id", "label", "driver", "type")
+
+
 @network.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only display network IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
-def ls(quiet, no_trunc) -> None:
+@options.format_option("networks (.ID .Name .Driver .Labels .Label \"k\" ...)")
+@options.filter_option(_NETWORK_KEYS)
+def ls(quiet, no_trunc, fmt, filters) -> None:
     """List networks."""
+    from rootless.engine import filters as flt_mod
     from rootless.engine import networks
 
-    nets = networks.list_networks()
+    flt = options.parse_filters(filters, _NETWORK_KEYS)
+    if fmt not in (None, "table") and not quiet:
+        options.compile_format(fmt)
+    nets = flt_mod.networks(networks.list_networks(), flt)
+    if fmt not in (None, "table") and not quiet:
+        from rootless.format import docker_shapes as shapes
+
+        options.echo_formatted(fmt, (shapes.network_doc(n, no_trunc=no_trunc) for n in nets),
+                               shapes.NETWORK_HEADER)
+        return
     width = 64 if no_trunc else 12
     if quiet:
         for n in nets:
@@ -55,13 +68,13 @@ def ls(quiet, no_trunc) -> None:
         click.echo(line)
 
 
-@network.command("inspect")
-@click.argument("names", nargs=-1, required=True)
-def inspect(names) -> None:
-    """Show networks as JSON."""
-    from rootless.engine import networks
+def _network_inspect():
+    from rootless.cli.inspect import network_inspect
 
-    click.echo(json.dumps([networks.inspect(n).to_inspect() for n in names], indent=4))
+    return network_inspect
+
+
+network.add_command(_network_inspect(), "inspect")
 
 
 @network.command("rm")
@@ -127,12 +140,26 @@ def prune(force) -> None:
 @click.command()
 @click.argument("container")
 @click.argument("private_port", required=False)
-def port(container, private_port) -> None:
+@click.option("--format", "fmt", metavar="FORMAT",
+              help="json or a Go template over .ContainerPort .Protocol .HostIp .HostPort.")
+def port(container, private_port, fmt) -> None:
     """List a container's published ports, or the host side of one (PORT[/PROTO])."""
     from rootless.engine import networks
     from rootless.errors import InvalidArgument, NotFound
 
+    if fmt:
+        options.compile_format(fmt)
     name, mappings = networks.container_ports(container)
+    if fmt:
+        docs = [{"ContainerPort": str(m.container_port), "Protocol": m.protocol,
+                 "HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)}
+                for m in sorted(mappings, key=lambda m: (m.container_port, m.protocol))
+                if not private_port or f"{m.container_port}/{m.protocol}" in (
+                    private_port, f"{private_port}/tcp")]
+        options.echo_formatted(fmt, docs, {"ContainerPort": "CONTAINER PORT",
+                                           "Protocol": "PROTOCOL", "HostIp": "HOST IP",
+                                           "HostPort": "HOST PORT"})
+        return
     if private_port:
         num, _, proto = private_port.partition("/")
         if not num.isdigit():

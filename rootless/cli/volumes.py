@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from rootless.cli import options
 
-
-def _filters(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or key not in ("name", "label", "dangling"):
-            raise click.BadParameter(f"bad filter {item!r}: use name=, label= or dangling=",
-                                     param_hint="--filter")
-        out[key] = value
-    return out
+_VOLUME_KEYS = ("name", "label", "dangling", "driver")
 
 
 @click.group()
@@ -41,37 +30,40 @@ def create(name: str | None, label: tuple[str, ...], driver: str) -> None:
 
 @volume.command("ls")
 @click.option("--quiet", "-q", is_flag=True, help="Only names.")
-@click.option("--format", "fmt", default=None, help="'json' or 'table'.")
-@click.option("--filter", "-f", "filters", multiple=True, help="name=, label=, dangling=")
+@options.format_option("volumes (.Name .Driver .Mountpoint .Labels .Label \"k\" ...)")
+@options.filter_option(_VOLUME_KEYS)
 def ls(quiet: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
     """List volumes."""
     from rootless.engine import volumes
 
-    vols = volumes.list_volumes(_filters(filters))
+    flt = options.parse_filters(filters, _VOLUME_KEYS)
+    if fmt not in (None, "table") and not quiet:
+        options.compile_format(fmt)
+    vols = volumes.list_volumes(flt)
     if quiet:
         for v in vols:
             click.echo(v.name)
-    elif fmt == "json":
-        click.echo(json.dumps([v.as_docker() for v in vols], indent=2))
     elif fmt in (None, "table"):
         click.echo(f"{'DRIVER':<10}VOLUME NAME")
         for v in vols:
             click.echo(f"{'local':<10}{v.name}")
     else:
-        raise click.BadParameter(f"unknown format {fmt!r}: use json or table",
-                                 param_hint="--format")
+        from rootless.format import docker_shapes as shapes
+
+        options.echo_formatted(fmt, (shapes.volume_doc(v) for v in vols),
+                               shapes.VOLUME_HEADER)
 
 
 volume.add_command(ls, "list")
 
 
-@volume.command()
-@click.argument("names", nargs=-1, required=True)
-def inspect(names: tuple[str, ...]) -> None:
-    """Show volumes as JSON."""
-    from rootless.engine import volumes
+def _volume_inspect():
+    from rootless.cli.inspect import volume_inspect
 
-    click.echo(json.dumps([volumes.inspect(n).as_docker() for n in names], indent=2))
+    return volume_inspect
+
+
+volume.add_command(_volume_inspect(), "inspect")
 
 
 @volume.command()

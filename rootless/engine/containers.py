@@ -192,11 +192,45 @@ def _lookup(ref: str, conn) -> Container:
     return _refresh(conn, Container.from_row(rows[0]))
 
 
-def list_containers(all_: bool = False) -> list[Container]:
+def list_containers(all_: bool = False, filters: dict[str, list[str]] | None = None,
+                    last: int | None = None) -> list[Container]:
+    """Containers, newest first: the running ones, or all (`all_`, or a `status` filter,
+    or `last`: the `last` newest of every state, as `docker ps -n`), that pass Docker's
+    filters (rootless/engine/filters.py)."""
     with _db() as conn:
         rows = conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
         out = [_refresh(conn, Container.from_row(r)) for r in rows]
-    return out if all_ else [c for c in out if c.state == "running"]
+    if filters:
+        from rootless.engine import filters as flt
+
+        out = flt.containers(out, filters, lookup)
+    if last is not None and last >= 0:
+        return out[:last]
+    if all_ or (filters and "status" in filters):
+        return out
+    return [c for c in out if c.state == "running"]
+
+
+def upper_size(c: Container) -> int:
+    """Bytes of the files the container wrote (its upper dir), for `ps -s` and `system df`.
+
+    The upper dir is the container's to write: walked by directory fd with os.fwalk, which
+    never follows a symlink and opens each directory relative to its parent's fd (and
+    checks it is the directory it listed); entries this user cannot read (owned by a
+    subordinate uid, mode 0700) are not counted."""
+    total = 0
+    upper = c.dir / "upper"
+    try:
+        for _dirpath, _dirs, files, dfd in os.fwalk(upper, follow_symlinks=False):
+            for name in files:
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_size
+    except OSError:
+        pass
+    return total
 
 
 # -- create -------------------------------------------------------------------------------
@@ -752,17 +786,21 @@ def _wait_exit(c: Container, timeout: float | None) -> bool:
     return True
 
 
-def stop(ref: str, timeout: int | None = None) -> Container:
+def stop(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
+    """The stop signal (`sig`, else the image's STOPSIGNAL, else TERM), then SIGKILL after
+    `timeout` seconds (default 10; 0: at once)."""
+    stopsig = parse_signal(sig) if sig else None  # a bad signal fails before anything
     c = lookup(ref)
     if c.state != "running":
         return c
-    stopsig = signal.SIGTERM
-    try:
-        cfg_sig = c.spec().get("annotations", {}).get("io.rl.stop-signal")
-        if cfg_sig:
-            stopsig = parse_signal(cfg_sig)
-    except (OSError, RlError):
-        pass
+    if stopsig is None:
+        stopsig = signal.SIGTERM
+        try:
+            cfg_sig = c.spec().get("annotations", {}).get("io.rl.stop-signal")
+            if cfg_sig:
+                stopsig = parse_signal(cfg_sig)
+        except (OSError, RlError):
+            pass
     t = STOP_TIMEOUT if timeout is None else timeout
     from rootless.runtime import join
 
@@ -793,8 +831,8 @@ def wait(ref: str) -> int:
             return -1
 
 
-def restart(ref: str, timeout: int | None = None) -> Container:
-    c = stop(ref, timeout)
+def restart(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
+    c = stop(ref, timeout, sig)
     start(c.id)
     return lookup(c.id)
 
@@ -852,13 +890,34 @@ def prune() -> list[str]:
 
 # -- logs, inspect, top -------------------------------------------------------------------
 
-def logs(ref: str, *, follow: bool = False, tail: int | None = None):
-    """(timestamp, stream, data) records of the container's output."""
+def logs(ref: str, *, follow: bool = False, tail: int | None = None,
+         since: float | None = None, until: float | None = None):
+    """(timestamp, stream, data) records of the container's output; `since`/`until`
+    (Unix times) keep those written in [since, until)."""
     from rootless.runtime import logfile
 
     c = lookup(ref)
     path = str(c.dir / "ctr.log")
-    recs = logfile.records(path)
+    # the records' timestamps are RFC 3339 in UTC with 9 decimals: they compare as text
+    lo = logfile.timestamp(int(since * 1e9)) if since is not None else None
+    hi = logfile.timestamp(int(until * 1e9)) if until is not None else None
+
+    def window(records):
+        for rec in records:
+            if hi is not None and rec[0] >= hi:
+                return
+            if lo is None or rec[0] >= lo:
+                yield rec
+
+    if lo is not None or hi is not None:
+        return _logs(c, path, window, follow, tail)
+    return _logs(c, path, lambda r: r, follow, tail)
+
+
+def _logs(c: Container, path: str, window, follow: bool, tail: int | None):
+    from rootless.runtime import logfile
+
+    recs = window(logfile.records(path))
     if tail is not None:
         from collections import deque
 
@@ -878,7 +937,7 @@ def logs(ref: str, *, follow: bool = False, tail: int | None = None):
         yield from head
         if not follow:
             return
-        skip = sum(1 for _ in logfile.records(path))
+        skip = sum(1 for _ in window(logfile.records(path)))
     else:
         skip = 0
         if not follow:
@@ -891,7 +950,8 @@ def logs(ref: str, *, follow: bool = False, tail: int | None = None):
         except NotFound:
             return False
 
-    for i, rec in enumerate(logfile.records(path, follow=True, still_running=running)):
+    follow_recs = logfile.records(path, follow=True, still_running=running)
+    for i, rec in enumerate(window(follow_recs)):
         if i >= skip:
             yield rec
 

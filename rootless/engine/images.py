@@ -132,9 +132,11 @@ def get_image(ref_or_id: str) -> ImageRecord:
         conn.close()
 
 
-def list_images(filter_ref: str | None = None, *, all_images: bool = False) -> list[ImageRecord]:
+def list_images(filter_ref: str | None = None, *, all_images: bool = False,
+                filters: dict[str, list[str]] | None = None) -> list[ImageRecord]:
     """The stored images, newest first. As `docker images` does, untagged images that are
-    the parent of a later build step (intermediate images) are left out unless `all_images`."""
+    the parent of a later build step (intermediate images) are left out unless `all_images`.
+    `filters`: Docker's (dangling, label, before, since, reference: engine/filters.py)."""
     conn = _connect()
     try:
         rows = conn.execute("SELECT * FROM images ORDER BY added DESC").fetchall()
@@ -150,6 +152,10 @@ def list_images(filter_ref: str | None = None, *, all_images: bool = False) -> l
         records = [r for r in records if any(
             n.split("@")[0].rsplit(":", 1)[0] in repos and (ref.tag is None or n.endswith(
                 f":{ref.tag}")) for n in r.names)]
+    if filters:
+        from rootless.engine import filters as flt
+
+        records = flt.images(records, filters, get_image)
     return records
 
 

@@ -35,19 +35,14 @@ def inspect(name: str) -> Volume:
         return store.get(conn, name)
 
 
-def list_volumes(filters: dict[str, str] | None = None) -> list[Volume]:
+def list_volumes(filters: dict[str, list[str]] | None = None) -> list[Volume]:
+    """Every volume passing Docker's filters (name, label, dangling, driver:
+    rootless/engine/filters.py)."""
+    from rootless.engine import filters as flt
+
     with catalog.session() as conn:
         vols = store.list_all(conn)
-        filters = filters or {}
-        if "dangling" in filters:
-            want = filters["dangling"].lower() in ("1", "true")
-            vols = [v for v in vols if (not store.users(conn, v.name)) == want]
-    if "name" in filters:
-        vols = [v for v in vols if filters["name"] in v.name]
-    if "label" in filters:
-        key, _, value = filters["label"].partition("=")
-        vols = [v for v in vols if key in v.labels and (not value or v.labels[key] == value)]
-    return vols
+        return flt.volumes(vols, filters or {}, lambda name: bool(store.users(conn, name)))
 
 
 def remove(names: list[str], force: bool = False) -> list[str]:

@@ -31,9 +31,10 @@ def spawn(rl, *args) -> subprocess.Popen:
 
 def check_consistent(rl) -> list[dict]:
     """Every listed image has all its layer directories; nothing half-made is visible."""
-    images = json.loads(rl("images", "--format", "json", check=True).stdout)
+    out = rl("images", "--format", "json", "--no-trunc", check=True).stdout
+    images = [json.loads(x) for x in out.splitlines()]
     for image in images:
-        info = json.loads(rl("image", "inspect", image["Id"], check=True).stdout)[0]
+        info = json.loads(rl("image", "inspect", image["ID"], check=True).stdout)[0]
         for layer in info["Layers"]:
             assert os.path.isdir(layer["Path"]), layer
     return images
@@ -99,7 +100,7 @@ def test_kill_9_during_pull(rl, registry, proxy, point):
 
     out = rl("pull", registry.ref(repo), check=True)
     images = check_consistent(rl)
-    assert [i["Id"] for i in images] == [sha256(image.config_bytes)]
+    assert [i["ID"] for i in images] == [sha256(image.config_bytes)]
     if point.endswith("unpacked"):
         assert "already present" in out.stderr  # what the killed pull finished is reused
         assert "0 already present" not in out.stderr

@@ -13,7 +13,8 @@ from tests.support.images import sha256
 
 
 def image_ids(rl) -> list[str]:
-    return [x["Id"] for x in json.loads(rl("images", "--format", "json", check=True).stdout)]
+    out = rl("images", "--format", "json", "--no-trunc", check=True).stdout
+    return list(dict.fromkeys(json.loads(x)["ID"] for x in out.splitlines()))
 
 
 def add_container(rl, image_id: str) -> None:

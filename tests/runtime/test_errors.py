@@ -9,6 +9,12 @@ import pytest
 from tests.runtime.conftest import user_processes_mentioning
 
 
+def ps_rows(rl, *flags) -> list[dict]:
+    """`rl ps -a --format json`: one object a line, as Docker prints."""
+    out = rl("ps", "-a", "--format", "json", *flags, check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def assert_clean(rl):
     assert rl("ps", "-aq", check=True).stdout == ""
     cdir = rl.data_dir / "containers"
@@ -93,9 +99,9 @@ def test_command_not_found_or_not_executable(rl, command, code, words):
     assert_clean(rl)
     r = rl("run", "--name", "kept", "--network", "none", "busybox", command)
     assert r.returncode == code
-    rows = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)
-    assert [(row["Names"], row["State"], row["ExitCode"]) for row in rows] == [
-        (["kept"], "exited", code)]
+    rows = ps_rows(rl)
+    assert [(row["Names"], row["State"], row["Status"].split(")")[0]) for row in rows] == [
+        ("kept", "exited", f"Exited ({code}")]
     assert user_processes_mentioning(str(rl.root)) == []
     rl("rm", "kept", check=True)
     assert_clean(rl)
@@ -115,7 +121,7 @@ def test_unusable_rootfs_backend_is_refused(rl, value, words):
     rl("create", "--name", "made", "--network", "none", "busybox", "true", check=True)
     for args in (["start"], ["start", "-a"]):
         one_error_line(rl(*args, "made", env=env), *words)
-    rows = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)
+    rows = ps_rows(rl)
     assert [row["State"] for row in rows] == ["created"]
     assert user_processes_mentioning(str(rl.root)) == []
 
@@ -206,8 +212,8 @@ def test_name_in_use_race(rl, mode):
     for r in results:
         if r.returncode != 0:
             one_error_line(r, "same", "already in use")
-    rows = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)
-    assert [row["Names"] for row in rows] == [["same"]]
-    assert [p.name for p in (rl.data_dir / "containers").iterdir()] == [rows[0]["Id"]]
+    rows = ps_rows(rl, "--no-trunc")
+    assert [row["Names"] for row in rows] == ["same"]
+    assert [p.name for p in (rl.data_dir / "containers").iterdir()] == [rows[0]["ID"]]
     rl("rm", "-f", "same", check=True)
     assert_clean(rl)

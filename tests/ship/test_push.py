@@ -114,9 +114,9 @@ def test_import_and_history(rl, tmp_path):
     assert hist[0].split()[:2] == ["IMAGE", "CREATED"]
     assert hist[1].startswith(image_id[:12]) and "from a tarball" in hist[1]
     assert len(hist) == 2
-    proc = rl("history", "--format", "json", "localhost/imported:1", check=True)
-    entries = json.loads(proc.stdout)
-    assert entries[0]["created_by"] == "rl import" and entries[0]["size"] > 0
+    proc = rl("history", "--format", "json", "--no-human", "localhost/imported:1", check=True)
+    entries = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert entries[0]["CreatedBy"] == "rl import" and int(entries[0]["Size"]) > 0
     # stdin, no name
     proc = rl("import", "-", input=tar.read_bytes(), text=False, check=True)
     assert proc.stdout.decode().strip() == image_id or len(proc.stdout.strip()) == 64

@@ -76,7 +76,10 @@ def test_no_copy_into_a_non_empty_volume_nor_with_nocopy(rlc):
 
 
 def _anonymous(rlc) -> list[str]:
-    vols = json.loads(ok(rlc, "volume", "ls", "--format", "json").stdout)
+    names = ok(rlc, "volume", "ls", "-q").stdout.split()
+    if not names:
+        return []
+    vols = json.loads(ok(rlc, "volume", "inspect", *names).stdout)
     return sorted(v["Name"] for v in vols if v["Anonymous"])
 
 
