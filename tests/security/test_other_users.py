@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import REGISTRIES_CONF, RealRunner, real_image_store
+from tests.runtime.conftest import REGISTRIES_CONF, Runner
 from tests.support import images, users
 
 SECRET = "SECRET=hunter2-do-not-share"
@@ -31,13 +31,12 @@ def shared(request):
     """An rl of rltest whose XDG dirs sit in a 0755 directory of /tmp (as under a 0755 home):
     only the modes rl gives its own directories keep rlnosub out."""
     users.need(users.nosub_available(), f"user {users.NOSUB_USER} not reachable through sudo")
-    users.need(real_image_store(), "the image store is not part of this tree")
     base = Path(tempfile.mkdtemp(prefix="rl-users-", dir="/tmp"))
     os.chmod(base, 0o755)
     for sub in ("data", "config", "run"):
         (base / sub).mkdir(mode=0o755)
         os.chmod(base / sub, 0o755)  # as ~/.local/share and a traversable runtime parent
-    runner = RealRunner(base, extra_env={"RL_ROOTFS_BACKEND": users.rootfs_backend(),
+    runner = Runner(base, extra_env={"RL_ROOTFS_BACKEND": users.rootfs_backend(),
                                          "RL_FUSE_ZYGOTE": "1"})
     registry = request.getfixturevalue("registry")
     (runner.config_dir).mkdir(parents=True, exist_ok=True)
