@@ -201,17 +201,24 @@ def is_opaque_dir(path: bytes | str) -> bool:
     return False
 
 
-def read_origin_ino(path: bytes) -> int | None:
-    """The inode number recorded on an upper copy at copy-up, or None."""
+def read_origin_ino(path: bytes | int) -> int | None:
+    """The inode number recorded on an upper copy (a path or an open fd) at copy-up, or
+    None."""
     try:
+        if isinstance(path, int):
+            return int(os.getxattr(path, ORIGIN_INO_XATTR))
         return int(os.getxattr(path, ORIGIN_INO_XATTR, follow_symlinks=False))
     except (OSError, ValueError):
         return None
 
 
-def write_origin_ino(path: bytes, ino: int) -> None:
-    """Record `ino` on a copy (not possible on a symlink: then nothing is recorded)."""
+def write_origin_ino(path: bytes | int, ino: int) -> None:
+    """Record `ino` on a copy, a path or an open fd (not possible on a symlink: then
+    nothing is recorded)."""
     try:
-        os.setxattr(path, ORIGIN_INO_XATTR, b"%d" % ino, follow_symlinks=False)
+        if isinstance(path, int):
+            os.setxattr(path, ORIGIN_INO_XATTR, b"%d" % ino)
+        else:
+            os.setxattr(path, ORIGIN_INO_XATTR, b"%d" % ino, follow_symlinks=False)
     except OSError:
         pass

@@ -90,6 +90,9 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
                 os.close(ready_fd)
         if on_ready is not None:
             on_ready()
+        # Defence in depth: from here on the server works only through the descriptors it
+        # holds (layers, workdir, /dev/fuse); a path string would resolve in an empty root.
+        ops.confine()
 
     try:
         if opts.loop == "trio":
@@ -102,6 +105,7 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
                 await pyfuse3.main(min_tasks=1, max_tasks=1)
             loop.run(pyfuse3, main)
     finally:
+        ops.unconfine()  # the unmount goes by path
         pyfuse3.close(unmount=True)
 
 
