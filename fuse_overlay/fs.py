@@ -398,26 +398,33 @@ class Overlay(pyfuse3.Operations):
 
     def _dirfd(self, d: Node, layer: int) -> int:
         """The O_PATH descriptor of directory node `d` in `layer`, opened one name at a
-        time from the layer's root without following symlinks. ENOENT for a removed
-        directory or one under a removed directory; OSError when the layer has no such
-        directory."""
-        key = (d, layer)
-        fd = self.dfds.fds.get(key)
+        time from the nearest cached ancestor (or the layer's root) without following
+        symlinks. ENOENT for a removed directory or one under a removed directory; OSError
+        when the layer has no such directory."""
+        fds = self.dfds.fds
+        fd = fds.get((d, layer))
+        down = []  # ancestors to open, nearest the cached one last
+        n = d
+        while n is not None:  # (a walk of pointers: checks every ancestor, no syscall)
+            if n.gone:
+                raise FUSEError(_GONE)
+            n = n.parent
         if fd is not None:
-            n = d
-            while n is not None:
-                if n.gone:
-                    raise FUSEError(_GONE)
-                n = n.parent
-            self.dfds.fds.move_to_end(key)
+            fds.move_to_end((d, layer))
             return fd
-        if d.parent is None:
-            return self.rootfds[layer]
-        if d.gone:
-            raise FUSEError(_GONE)
-        pfd = self._dirfd(d.parent, layer)
-        fd = os.open(d.name, _ODIR, dir_fd=pfd)
-        self.dfds.put(key, fd)
+        n = d
+        while n.parent is not None:
+            fd = fds.get((n, layer))
+            if fd is not None:
+                fds.move_to_end((n, layer))
+                break
+            down.append(n)
+            n = n.parent
+        else:
+            fd = self.rootfds[layer]
+        for n in reversed(down):
+            fd = os.open(n.name, _ODIR, dir_fd=fd)
+            self.dfds.put((n, layer), fd)
         return fd
 
     def _at(self, node: Node, layer: int | None = None) -> tuple[int, bytes]:
