@@ -10,7 +10,9 @@ containers/storage writes and fuse-overlayfs reads, so layers are interchangeabl
     "<uid>:<gid>:<mode>[:<type>]"      e.g. "1000:1000:0640", "0:0:0755:dir"
 
 - uid, gid: decimal, as seen inside the container.
-- mode: octal permission bits including setuid/setgid/sticky (mask 07777).
+- mode: octal permission bits including setuid/setgid/sticky (mask 07777). Setuid and
+  setgid of a non-directory live here only: neither the store nor fuse_overlay puts them on
+  the host file, so a layer or upper dir holds no setuid file of the user's.
 - type (optional): file, dir, symlink, pipe, socket, char-MAJ-MIN, block-MAJ-MIN. When
   present it overrides the file type on disk: device nodes, fifos and sockets from an image
   are stored as empty regular files (a plain user cannot mknod) and presented as what they are.

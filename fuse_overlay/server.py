@@ -3,6 +3,10 @@
 This is the library entry point the container runtime calls (in a freshly forked process,
 inside the container's user namespace, where the caller is root); pyfuse3 and trio are
 imported here, not at package import, so `import fuse_overlay` stays cheap.
+
+Once the mount is live (and the caller's on_ready has run) the server confines itself
+(fs.Overlay.confine: a chroot into an empty directory next to its workdir, when it may
+chroot) and returns to its old root only to unmount at the end.
 """
 
 from __future__ import annotations
