@@ -335,16 +335,18 @@ class Overlay(pyfuse3.Operations):
         efd = self.emptyfd
         self.emptyfd = None
         old = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fchdir(efd)
             os.chroot(".")
         except OSError as e:
-            os.fchdir(old)
+            os.fchdir(cwd)
             os.close(old)
             log.debug("not confined: %s", e)
             return False
         finally:
             os.close(efd)
+            os.close(cwd)
         self._oldroot = old  # only to unmount by path at the end (see unconfine)
         return True
 
