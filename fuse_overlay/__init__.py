@@ -10,7 +10,13 @@ Entry points:
 
 Modules: metadata (the on-disk format: ownership xattr, whiteouts, opaque dirs), options
 (parsing and checking mount options), fs (the overlay operations), copyup (copying between
-layers), loop (the runner pyfuse3's main loop runs on), server (mount and serve), cli.
+layers), fdops (the *at system calls os lacks), loop (the runner pyfuse3's main loop runs
+on), server (mount and serve), cli.
+
+Layers are reached only through descriptors, one name at a time without following symlinks
+(fs.py), and a server that may chroot (root of a user namespace, as rl runs it) confines
+itself to an empty directory once mounted; the command run by a plain user cannot chroot
+and is not confined.
 
 Options of our own besides fuse-overlayfs's: ready_fd=N (write "1" there once mounted),
 realchown (also chown on disk when the id is mapped), squash_unmapped (show ids the namespace

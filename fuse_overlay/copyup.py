@@ -3,6 +3,11 @@
 Copy-up always builds the new file under a temporary name in the workdir and renames it into
 the upper dir, so a crash leaves either the old state or the complete copy (never a half
 file in upper); leftovers in the workdir are removed at the next mount.
+
+Everything here works on descriptors: the source is (its directory's fd, its name), opened
+with O_NOFOLLOW; the copy is made by name in the workdir's fd and then set up through its
+own descriptor (fchmod, fchown, fsetxattr, futimens). The copy never gets setuid or setgid
+bits on disk (a non-directory): what the source showed is kept in the override xattr.
 """
 
 from __future__ import annotations
@@ -56,72 +61,98 @@ def copy_data(src_fd: int, dst_fd: int, size: int) -> None:
     os.ftruncate(dst_fd, size)
 
 
-def copy_xattrs(src: bytes, dst: bytes) -> None:
+_SUGID = stat.S_ISUID | stat.S_ISGID
+_NEW = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def copy_xattrs(src_fd: int, dst_fd: int) -> None:
     """Copy every xattr we can (user.*; others as far as permitted), except the kernel
     overlay's own bookkeeping, which describes the source layer, not the copy."""
     try:
-        names = os.listxattr(src, follow_symlinks=False)
+        names = os.listxattr(src_fd)
     except OSError:
         return
     for name in names:
         if name.startswith(("user.overlay.", "trusted.overlay.")):
             continue
         try:
-            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
-                        follow_symlinks=False)
+            os.setxattr(dst_fd, name, os.getxattr(src_fd, name))
         except OSError:
             pass
 
 
-def make_like(src: bytes, st: os.stat_result, tmp: bytes) -> bool:
-    """Create at `tmp` a copy of the non-directory `src` (whose lstat is `st`).
-    Returns True when the type could not be made on disk and was recorded in the xattr."""
+def copy_node(sdfd: int, sname: bytes, st: os.stat_result, wfd: int, tmp: bytes,
+              shown: tuple[int, int, int], realchown: bool, ino: int) -> os.stat_result:
+    """Create in directory `wfd` at `tmp` a copy of the non-directory sdfd/sname (whose
+    lstat is `st`), with its xattrs, mode, owner and times, recording the node number `ino`
+    (metadata.py). `shown` is the (uid, gid, mode-with-type) the source was presented with.
+    Returns the copy's stat."""
     mode = st.st_mode
     if stat.S_ISREG(mode):
-        sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        sfd = os.open(sname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sdfd)
         try:
-            dfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            dfd = os.open(tmp, _NEW, 0o600, dir_fd=wfd)
             try:
                 copy_data(sfd, dfd, st.st_size)
+                finish_fd(sfd, st, dfd, shown, False, realchown)
+                metadata.write_origin_ino(dfd, ino)
+                return os.fstat(dfd)
             finally:
                 os.close(dfd)
         finally:
             os.close(sfd)
-    elif stat.S_ISLNK(mode):
-        os.symlink(os.readlink(src), tmp)
+    if stat.S_ISLNK(mode):
+        os.symlink(os.readlink(sname, dir_fd=sdfd), tmp, dir_fd=wfd)
     elif stat.S_ISFIFO(mode):
-        os.mkfifo(tmp, 0o600)
+        os.mkfifo(tmp, 0o600, dir_fd=wfd)
     elif stat.S_ISSOCK(mode):
-        os.mknod(tmp, stat.S_IFSOCK | 0o600)
+        os.mknod(tmp, stat.S_IFSOCK | 0o600, dir_fd=wfd)
     else:  # device nodes: mknod needs privileges a user namespace does not give
         try:
-            os.mknod(tmp, stat.S_IFMT(mode) | 0o600, st.st_rdev)
+            os.mknod(tmp, stat.S_IFMT(mode) | 0o600, st.st_rdev, dir_fd=wfd)
         except OSError:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-            return True
-    return False
-
-
-def finish_copy(src: bytes, st: os.stat_result, tmp: bytes, shown: tuple[int, int, int],
-                as_type: bool, realchown: bool) -> None:
-    """Give `tmp` the xattrs, mode, owner and times of `src`. `shown` is the (uid, gid,
-    mode-with-type) the source was presented with: when the copy would show something else,
-    the override xattr is written so the file looks the same after copy-up."""
-    is_link = stat.S_ISLNK(st.st_mode)
-    if not is_link:
-        copy_xattrs(src, tmp)
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
-    if realchown or is_link:
+            dfd = os.open(tmp, _NEW, 0o600, dir_fd=wfd)
+            try:
+                finish_fd(None, st, dfd, shown, True, realchown)
+                metadata.write_origin_ino(dfd, ino)
+                return os.fstat(dfd)
+            finally:
+                os.close(dfd)
+    # a symlink, fifo, socket or device node (no user xattrs on those): what we just made
+    # in our workdir, by name
+    if not stat.S_ISLNK(mode):
+        os.chmod(tmp, stat.S_IMODE(mode) & ~_SUGID, dir_fd=wfd, follow_symlinks=True)
+    if realchown or stat.S_ISLNK(mode):
         try:
-            os.lchown(tmp, st.st_uid, st.st_gid)
+            os.chown(tmp, st.st_uid, st.st_gid, dir_fd=wfd, follow_symlinks=False)
         except OSError:
             pass
-    if not is_link:
-        now = os.lstat(tmp)
-        ov = metadata.read_override(tmp)
-        uid, gid, mode = shown
-        if as_type or (ov is None and (now.st_uid, now.st_gid, now.st_mode) != (uid, gid, mode)):
-            metadata.write_override(tmp, metadata.Override(
-                uid, gid, stat.S_IMODE(mode),
-                stat.S_IFMT(mode) if as_type else None, st.st_rdev if as_type else 0))
-    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=wfd, follow_symlinks=False)
+    return os.stat(tmp, dir_fd=wfd, follow_symlinks=False)
+
+
+def finish_fd(src_fd: int | None, st: os.stat_result, dst_fd: int,
+              shown: tuple[int, int, int], as_type: bool, realchown: bool) -> None:
+    """Give the copy `dst_fd` (a regular file or directory) the xattrs of `src_fd` and the
+    mode, owner and times of `st`. When the copy would show something else than `shown`
+    (setuid/setgid bits are never put on a non-directory on disk), the override xattr is
+    written so the file looks the same after copy-up."""
+    isdir = stat.S_ISDIR(st.st_mode)
+    if src_fd is not None:
+        copy_xattrs(src_fd, dst_fd)
+    perms = stat.S_IMODE(st.st_mode)
+    os.fchmod(dst_fd, perms if isdir else perms & ~_SUGID)
+    if realchown:
+        try:
+            os.fchown(dst_fd, st.st_uid, st.st_gid)
+        except OSError:
+            pass
+    now = os.fstat(dst_fd)
+    ov = metadata.read_override(dst_fd)
+    uid, gid, mode = shown
+    if as_type or (ov is None and (now.st_uid, now.st_gid, now.st_mode) != (uid, gid, mode)):
+        metadata.write_override(dst_fd, metadata.Override(
+            uid, gid, stat.S_IMODE(mode),
+            stat.S_IFMT(mode) if as_type else None, st.st_rdev if as_type else 0))
+    os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+

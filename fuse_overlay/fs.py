@@ -3,8 +3,28 @@
 Model. Every inode the kernel knows is a Node: its (parent, name), the layer its real file
 is in (`layer`, 0 = upper when there is one), and for directories `dirlayers`, the layers
 (top-down) whose directory of that path is merged in: the merge stops at an opaque directory,
-a whiteout, or a non-directory. A node's path is found by walking parents, so renaming a
-directory moves every node below it at once.
+a whiteout, or a non-directory. Renaming a directory moves every node below it at once.
+
+Files are found by descriptor, never by a path string. The server holds a descriptor of
+each layer's root and of the workdir, and reaches a directory node's directory in a layer by
+openat(O_PATH | O_DIRECTORY | O_NOFOLLOW) of one name at a time from its parent's; those
+descriptors are kept in a bounded LRU per (node, layer) (an fd names the inode, so it follows
+a rename of the directory, and a symlink the container planted anywhere is never crossed).
+A file is then acted on as (its directory's fd, its name) with the *at calls and no
+following of the final name: fstatat, openat(O_NOFOLLOW), renameat(2), unlinkat, linkat,
+readlinkat, fchownat/utimensat(AT_SYMLINK_NOFOLLOW), and getxattrat & co. (fdops.py). Names
+come from the kernel one component at a time; "." and ".." are never looked up on disk.
+
+A node whose last name was removed (`gone`), or that sits under a removed directory, is never
+re-resolved by name: it is served from a descriptor already open for it (an open file's:
+fstat, fchmod, ftruncate, fsetxattr, or a reopen through the server's own /proc/self/fd
+entry) or refused with ENOENT. A gone file of a lower layer is not copied up (a write to it,
+fchmod, fsetxattr: ENOENT); kernel overlayfs would copy it up into its workdir as an orphan.
+
+Setuid and setgid bits of non-directories live only in the override xattr (metadata.py):
+the file on the host never carries them (chmod, create, mknod and copy-up all strip them),
+so the upper dir holds no setuid file of the user's. Directories keep setgid and sticky on
+disk: they grant nothing, and a setgid directory gives new files its group as expected.
 
 Lookups go top-down through the parent's dirlayers. Whiteouts and opaque directories are
 read in both forms (see metadata.py) and written in the `.wh.` form. Copy-up goes through the
@@ -19,7 +39,8 @@ after a remount too.
 
 Every handler here is synchronous (syscalls on local disks); they are wrapped into the
 coroutines pyfuse3 awaits, and run one at a time (loop.py, or trio with loop=trio), so no
-locking is needed.
+locking is needed. Everything is imported at module import: the server may be confined to
+an empty root (confine(), called by server.py) and then can load nothing by path.
 
 Caching (the speed): the kernel may keep entries, attributes, negative lookups and page cache
 for a long time, because every change of the tree comes through this mount (layers must not
@@ -33,24 +54,60 @@ import functools
 import itertools
 import logging
 import os
+import resource
 import shutil
 import stat
+from collections import OrderedDict
 from typing import ClassVar
 
 import pyfuse3
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError
 
-from . import copyup, metadata
+from . import copyup, fdops, metadata
 
 log = logging.getLogger("fuse_overlay")
 
 TIMEOUT = 86400.0  # entry, attribute and negative-lookup cache lifetime (seconds)
 WH = metadata.WHITEOUT_PREFIX.encode()
 OPQ = metadata.OPAQUE_MARKER.encode()
+WORK = b"fuse-overlay.work"
+EMPTY = b"fuse-overlay.root"  # the confined server's root: an empty dir in the workdir
 _FALLBACK_INO = 1 << 62
 _AHEAD = 8 << 20
 _REFUSED = (errno.EPERM, errno.EACCES, errno.EOPNOTSUPP)
 _STORE_MAX = 64 << 10  # lower files up to this size go to the page cache at open
+_ODIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+_OMETA = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _NOFOLLOW  # for f* calls on a file
+_SUGID = stat.S_ISUID | stat.S_ISGID
+_GONE = errno.ENOENT
+
+
+def _disk_perms(perms: int, isdir: bool) -> int:
+    """The permission bits a file gets on the host: no setuid/setgid on non-directories."""
+    return perms if isdir else perms & ~_SUGID
+
+
+def _lstat(dfd: int, name: bytes):
+    return os.stat(name, dir_fd=dfd, follow_symlinks=False) if name else os.stat(dfd)
+
+
+def _exists(dfd: int, name: bytes) -> bool:
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _openat(dfd: int, name: bytes, flags: int, mode: int = 0o777) -> int:
+    """open(2) of dfd/name (name b"": the directory dfd itself), never following a symlink."""
+    return os.open(name or b".", flags | _NOFOLLOW, mode, dir_fd=dfd)
+
+
+def _check_component(name: bytes) -> None:
+    if not name or b"/" in name or name in (b".", b".."):
+        raise FUSEError(errno.EINVAL)
 
 
 class Node:
@@ -71,11 +128,12 @@ class Node:
 
 
 class FileHandle:
-    __slots__ = ("ahead", "cached", "fd", "node")
+    __slots__ = ("ahead", "cached", "fd", "layer", "node")
 
-    def __init__(self, fd, node, cached=None):
+    def __init__(self, fd, node, layer, cached=None):
         self.fd = fd
         self.node = node
+        self.layer = layer  # the layer of the file fd is open on
         self.ahead = 0  # how far the underlying file has been asked to read ahead
         self.cached = cached  # the _FdCache key when fd belongs to the cache
 
@@ -87,18 +145,16 @@ class _FdCache:
     that layer; the key holds the layer, so a copied-up node gets a new descriptor."""
 
     def __init__(self, size: int = 512) -> None:
-        from collections import OrderedDict
-
         self.size = size
         self.fds: OrderedDict = OrderedDict()  # (ino, layer) -> [fd, users]
 
-    def get(self, key, path: bytes, flags: int) -> int:
+    def get(self, key, dfd: int, name: bytes, flags: int) -> int:
         ent = self.fds.get(key)
         if ent is not None:
             self.fds.move_to_end(key)
             ent[1] += 1
             return ent[0]
-        fd = os.open(path, flags)
+        fd = _openat(dfd, name, flags)
         self.fds[key] = [fd, 1]
         excess = len(self.fds) - self.size
         if excess > 0:  # close the least recently used that no open file is using
@@ -125,6 +181,33 @@ class _FdCache:
                 del self.fds[key]
 
 
+class _DirFds:
+    """O_PATH descriptors of directory nodes per layer, (node, layer) -> fd, least recently
+    used first. An evicted descriptor is closed when the current request is done (a handler
+    may still hold it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fds: OrderedDict = OrderedDict()
+        self.closing: list[int] = []
+
+    def put(self, key, fd: int) -> None:
+        self.fds[key] = fd
+        while len(self.fds) > self.size:
+            self.closing.append(self.fds.popitem(last=False)[1])
+
+    def drop(self, node: Node, nlayers: int) -> None:
+        for li in range(nlayers):
+            fd = self.fds.pop((node, li), None)
+            if fd is not None:
+                self.closing.append(fd)
+
+    def flush(self) -> None:
+        for fd in self.closing:
+            os.close(fd)
+        self.closing.clear()
+
+
 class DirHandle:
     __slots__ = ("entries", "node")
 
@@ -133,7 +216,7 @@ class DirHandle:
         self.entries = None
 
 
-def _errors(fn):
+def _errors(fn, dirfds: _DirFds):
     """Run a synchronous handler as the coroutine pyfuse3 awaits; OSError -> FUSEError."""
     @functools.wraps(fn)
     async def wrapper(*args):
@@ -146,11 +229,10 @@ def _errors(fn):
         except Exception:
             log.exception("internal error in %s", fn.__name__)
             raise FUSEError(errno.EIO) from None
+        finally:
+            if dirfds.closing:
+                dirfds.flush()
     return wrapper
-
-
-def _join(base: bytes, name: bytes) -> bytes:
-    return base + b"/" + name if base else name
 
 
 def _unmapped_test():
@@ -171,24 +253,18 @@ def _unmapped_test():
     return squash
 
 
-_RENAME_EXCHANGE = 2
-_libc = None
-
-
-def _renameat2(old: bytes, new: bytes, flags: int) -> None:
-    """renameat2(2), which os.rename does not offer (hand-written: no library has it)."""
-    global _libc
-    import ctypes
-
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
-                                    ctypes.c_char_p, ctypes.c_uint)
-        _libc.renameat2.restype = ctypes.c_int
-    at_fdcwd = -100
-    if _libc.renameat2(at_fdcwd, old, at_fdcwd, new, flags) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e), old)
+def _fd_budget() -> tuple[int, int]:
+    """Sizes of the two descriptor caches within RLIMIT_NOFILE (raised to its hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            new = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (OSError, ValueError):
+            pass
+    budget = max(64, soft - 256)  # room for open files of the container and the rest
+    return min(512, budget // 4), min(4096, budget // 2)
 
 
 class Overlay(pyfuse3.Operations):
@@ -204,75 +280,183 @@ class Overlay(pyfuse3.Operations):
                  writeback: bool = False, realchown: bool = False,
                  squash_unmapped: bool = False) -> None:
         super().__init__()
+        files, dirs = _fd_budget()
+        self.dfds = _DirFds(dirs)
         for op in self._fs_ops:  # bind the synchronous _op implementations as coroutines
-            setattr(self, op, _errors(getattr(self, "_" + op)))
+            setattr(self, op, _errors(getattr(self, "_" + op), self.dfds))
         self.enable_writeback_cache = writeback
         self.realchown = realchown
         self.unmapped = _unmapped_test() if squash_unmapped else None
-        self.layers = ([os.fsencode(upperdir)] if upperdir else []) + \
+        paths = ([os.fsencode(upperdir)] if upperdir else []) + \
             [os.fsencode(d) for d in lowerdirs]
+        # The layers are named by the caller (trusted); from here on only descriptors.
+        self.rootfds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in paths]
+        self.nlayers = len(paths)
         self.upper = 0 if upperdir else None
-        self.work = None
+        self.workfd = self.emptyfd = None
         if upperdir:
-            self.work = os.path.join(os.fsencode(workdir), b"fuse-overlay.work")
-            self._clean_work()
+            self.workfd = self._clean_work(os.fsencode(workdir))
+        # our own descriptors, to reopen a file no name shows any more (see _open)
+        self.procfd = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._oldroot = None
         self.uid, self.gid = os.geteuid(), os.getegid()
         self.nodes: dict[int, Node] = {}
         self.by_key: dict[int, Node] = {}
         self.origin_ino: dict[tuple[int, int], int] = {}  # copied-up file -> node number
         self.devs: dict[int, int] = {}
         self.fhs: dict[int, object] = {}
-        self.fdcache = _FdCache()
+        self.fdcache = _FdCache(files)
         self.stored: set[int] = set()  # nodes whose data was pushed to the page cache
         self._link_index: dict[int, dict[int, list[bytes]]] = {}
         self._next_fh = 1
         self._next_ino = _FALLBACK_INO
         self._tmp = 0
-        for layer in self.layers:  # device indexes (part of inode numbers) in layer order,
-            self._key(os.stat(layer))  # not in the order of first access: same every mount
+        for fd in self.rootfds:  # device indexes (part of inode numbers) in layer order,
+            self._key(os.stat(fd))  # not in the order of first access: same every mount
         root_layers = []
-        for i, root in enumerate(self.layers):
+        for i, fd in enumerate(self.rootfds):
             root_layers.append(i)
-            if i + 1 < len(self.layers) and metadata.is_opaque_dir(root):
+            if i + 1 < self.nlayers and self._opaque(fd, b""):
                 break
         root = Node(pyfuse3.ROOT_INODE, None, b"", root_layers[0], tuple(root_layers))
         root.lookups = 1
-        st = os.lstat(self.layers[root.layer])
-        root.keys = (self._key(st),)
+        root.keys = (self._key(os.stat(self.rootfds[root.layer])),)
         self.nodes[root.ino] = root
+
+    # ---- confinement ---------------------------------------------------------------------
+
+    def confine(self) -> bool:
+        """Defence in depth, once mounted: chroot into an empty directory in the workdir, so
+        a path string that slipped through resolves to nothing of the user's. Needs
+        CAP_SYS_CHROOT (root of the container's user namespace, as rl runs the server); a
+        plain user's server stays where it is. Returns whether it is confined."""
+        if self.emptyfd is None or self._oldroot is not None:
+            return False
+        efd = self.emptyfd
+        self.emptyfd = None
+        old = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fchdir(efd)
+            os.chroot(".")
+        except OSError as e:
+            os.fchdir(cwd)
+            os.close(old)
+            log.debug("not confined: %s", e)
+            return False
+        finally:
+            os.close(efd)
+            os.close(cwd)
+        self._oldroot = old  # only to unmount by path at the end (see unconfine)
+        return True
+
+    def unconfine(self) -> None:
+        """Back to the root the server had, for unmounting by path when it is done."""
+        if self._oldroot is not None:
+            try:
+                os.fchdir(self._oldroot)
+                os.chroot(".")
+                os.chdir("/")
+            except OSError:
+                pass
+            os.close(self._oldroot)
+            self._oldroot = None
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _clean_work(self) -> None:
-        """Remove what an interrupted copy-up left in the workdir."""
-        import shutil
-
-        shutil.rmtree(self.work, ignore_errors=True)
-        os.makedirs(self.work, mode=0o700, exist_ok=True)
+    def _clean_work(self, workdir: bytes) -> int:
+        """Remove what an interrupted copy-up left in the workdir; its descriptor. Also
+        opens the empty directory confine() goes to (self.emptyfd, None if not empty)."""
+        parent = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            shutil.rmtree(WORK, dir_fd=parent, ignore_errors=True)
+            try:
+                os.mkdir(WORK, 0o700, dir_fd=parent)
+            except FileExistsError:
+                pass
+            try:
+                os.mkdir(EMPTY, 0o555, dir_fd=parent)
+            except FileExistsError:
+                pass
+            try:
+                self.emptyfd = os.open(EMPTY, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW,
+                                       dir_fd=parent)
+                if os.listdir(self.emptyfd):
+                    os.close(self.emptyfd)
+                    self.emptyfd = None
+            except OSError:
+                self.emptyfd = None
+            return os.open(WORK, _ODIR, dir_fd=parent)
+        finally:
+            os.close(parent)
 
     def _tmpname(self) -> bytes:
         self._tmp += 1
-        return self.work + b"/#%d.%d" % (os.getpid(), self._tmp)
+        return b"#%d.%d" % (os.getpid(), self._tmp)
 
     def _rw(self) -> None:
         if self.upper is None:
             raise FUSEError(errno.EROFS)
 
-    def _rel(self, node: Node) -> bytes:
-        parts = []
-        while node.parent is not None:
-            parts.append(node.name)
-            node = node.parent
-        if not parts:
-            return b""
-        parts.reverse()
-        return b"/".join(parts)
+    def _dirfd(self, d: Node, layer: int) -> int:
+        """The O_PATH descriptor of directory node `d` in `layer`, opened one name at a
+        time from the nearest cached ancestor (or the layer's root) without following
+        symlinks. ENOENT for a removed directory or one under a removed directory; OSError
+        when the layer has no such directory."""
+        fds = self.dfds.fds
+        fd = fds.get((d, layer))
+        down = []  # ancestors to open, nearest the cached one last
+        n = d
+        while n is not None:  # (a walk of pointers: checks every ancestor, no syscall)
+            if n.gone:
+                raise FUSEError(_GONE)
+            n = n.parent
+        if fd is not None:
+            fds.move_to_end((d, layer))
+            return fd
+        n = d
+        while n.parent is not None:
+            fd = fds.get((n, layer))
+            if fd is not None:
+                fds.move_to_end((n, layer))
+                break
+            down.append(n)
+            n = n.parent
+        else:
+            fd = self.rootfds[layer]
+        for n in reversed(down):
+            fd = os.open(n.name, _ODIR, dir_fd=fd)
+            self.dfds.put((n, layer), fd)
+        return fd
 
-    def _abs(self, layer: int, rel: bytes) -> bytes:
-        return self.layers[layer] + b"/" + rel if rel else self.layers[layer]
+    def _at(self, node: Node, layer: int | None = None) -> tuple[int, bytes]:
+        """(directory fd, name) of `node`'s file in `layer` (default: its own); for the
+        root, (the layer root's fd, b"")."""
+        if node.gone:
+            raise FUSEError(_GONE)
+        if layer is None:
+            layer = node.layer
+        if node.parent is None:
+            return self.rootfds[layer], b""
+        return self._dirfd(node.parent, layer), node.name
 
-    def _path(self, node: Node) -> bytes:
-        return self._abs(node.layer, self._rel(node))
+    def _upper_dirfd(self, d: Node) -> int:
+        return self._dirfd(d, self.upper)
+
+    def _handle(self, node: Node, fh=None, upper: bool = False) -> FileHandle | None:
+        """An open file of `node` (the handle `fh` first); `upper`: only one open on the
+        upper layer's file (one that may be changed)."""
+        h = self.fhs.get(fh) if fh else None
+        cands = [h] if isinstance(h, FileHandle) and h.node is node else []
+        cands += [x for x in self.fhs.values() if isinstance(x, FileHandle) and x.node is node]
+        for x in cands:
+            if not upper or (x.layer == self.upper and self.upper is not None):
+                return x
+        return None
+
+    def _handle_fd(self, node: Node, fh=None, upper: bool = False) -> int | None:
+        h = self._handle(node, fh, upper)
+        return None if h is None else h.fd
 
     def _node(self, ino: int) -> Node:
         try:
@@ -299,23 +483,43 @@ class Overlay(pyfuse3.Operations):
             self._next_ino += 1
         return ino
 
+    def _opaque(self, dfd: int, name: bytes) -> bool:
+        """Whether directory dfd/name hides everything of the layers below it."""
+        try:
+            cfd = os.open(name, _ODIR, dir_fd=dfd) if name else None
+        except OSError:
+            return False
+        try:
+            if _exists(dfd if cfd is None else cfd, OPQ):
+                return True
+        finally:
+            if cfd is not None:
+                os.close(cfd)
+        for x in metadata.OPAQUE_XATTRS:
+            try:
+                if fdops.getxattr(dfd, name, x) == b"y":
+                    return True
+            except OSError:
+                pass
+        return False
+
     def _resolve(self, d: Node, name: bytes, layers=None):
         """Find `name` in directory node `d`: (layer, lstat, dirlayers-or-None) or None."""
-        base = self._rel(d)
-        rel = _join(base, name)
         layers = d.dirlayers if layers is None else layers
         found = None
         dl = []
-        last = len(self.layers) - 1
+        last = self.nlayers - 1
         for li in layers:
-            root = self.layers[li]
-            p = root + b"/" + rel
             try:
-                st = os.lstat(p)
+                dfd = self._dirfd(d, li)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except OSError as e:
                 if e.errno not in (errno.ENOENT, errno.ENOTDIR):
                     raise
-                if os.path.lexists(root + b"/" + _join(base, WH + name)):
+                if _exists(dfd, WH + name):
                     break
                 continue
             if metadata.is_whiteout_device(st):
@@ -328,8 +532,7 @@ class Overlay(pyfuse3.Operations):
             elif not isdir:
                 break
             dl.append(li)
-            if li != last and (metadata.is_opaque_dir(p) or
-                               os.path.lexists(root + b"/" + _join(base, WH + name))):
+            if li != last and (self._opaque(dfd, name) or _exists(dfd, WH + name)):
                 break  # (a whiteout hides the name below its layer, not in it)
         if found is None:
             return None
@@ -357,9 +560,14 @@ class Overlay(pyfuse3.Operations):
                 node.layer = layer
                 return node
         origin = None
-        if layer == self.upper and not fresh and key not in self.origin_ino:
+        if layer == self.upper and not fresh and key not in self.origin_ino and \
+                (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             # a copy made at an earlier mount shows the number its original showed
-            origin = metadata.read_origin_ino(self._abs(layer, _join(self._rel(parent), name)))
+            try:
+                origin = int(fdops.getxattr(self._dirfd(parent, layer), name,
+                                            metadata.ORIGIN_INO_XATTR))
+            except (OSError, ValueError):
+                pass
         node = Node(self._alloc_ino(key, origin), parent, name, layer, dirlayers)
         node.keys = (key,)
         self.nodes[node.ino] = node
@@ -379,6 +587,8 @@ class Overlay(pyfuse3.Operations):
                 node.parent, node.name = node.extra.pop()
             else:
                 node.gone = True
+                if node.dirlayers is not None:
+                    self.dfds.drop(node, self.nlayers)
                 for key in node.keys:
                     if self.by_key.get(key) is node:
                         del self.by_key[key]
@@ -389,6 +599,8 @@ class Overlay(pyfuse3.Operations):
         if node.lookups <= 0 and node.ino != pyfuse3.ROOT_INODE:
             self.fdcache.drop(node.ino)
             self.stored.discard(node.ino)
+            if node.dirlayers is not None:
+                self.dfds.drop(node, self.nlayers)
             if self.nodes.get(node.ino) is node:
                 del self.nodes[node.ino]
             for key in node.keys:
@@ -403,31 +615,57 @@ class Overlay(pyfuse3.Operations):
         li, st, dl = r
         return self._node_for(d, name, li, st, dl), st
 
-    def _shown(self, st, path: bytes):
-        """(uid, gid, mode, rdev) as presented for a real file."""
+    # -- what a file shows --
+
+    @staticmethod
+    def _ov_at(st, dfd: int, name: bytes):
+        """The override xattr of dfd/name (whose lstat is `st`), or None."""
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return None  # the only types that may carry user xattrs
+        try:
+            return metadata.Override.decode(fdops.getxattr(dfd, name, metadata.OVERRIDE_XATTR))
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _ov_fd(st, fd: int):
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return None
+        return metadata.read_override(fd)
+
+    def _shown(self, st, ov):
+        """(uid, gid, mode, rdev) as presented for a real file with override `ov`."""
         uid, gid, mode, rdev = st.st_uid, st.st_gid, st.st_mode, st.st_rdev
-        if not stat.S_ISLNK(mode):
-            ov = metadata.read_override(path)
-            if ov is not None:
-                uid, gid = ov.uid, ov.gid
-                if self.unmapped is not None:
-                    uid, gid = self.unmapped(uid, gid)
-                mode = (ov.ftype if ov.ftype is not None else stat.S_IFMT(mode)) | ov.mode
-                if ov.ftype is not None:
-                    rdev = ov.rdev
+        if ov is not None:
+            uid, gid = ov.uid, ov.gid
+            if self.unmapped is not None:
+                uid, gid = self.unmapped(uid, gid)
+            mode = (ov.ftype if ov.ftype is not None else stat.S_IFMT(mode)) | ov.mode
+            if ov.ftype is not None:
+                rdev = ov.rdev
         return uid, gid, mode, rdev
 
-    def _entry(self, node: Node, st=None, path: bytes | None = None) -> EntryAttributes:
-        if path is None:
-            path = self._path(node)
+    def _real(self, node: Node):
+        """(lstat, override) of `node`'s file: by name, or for a gone node by an open fd."""
+        if node.gone:
+            fd = self._handle_fd(node)
+            if fd is None:
+                raise FUSEError(_GONE)
+            st = os.fstat(fd)
+            return st, self._ov_fd(st, fd)
+        dfd, name = self._at(node)
+        st = _lstat(dfd, name)
+        return st, self._ov_at(st, dfd, name)
+
+    def _entry(self, node: Node, st=None, ov=None) -> EntryAttributes:
         if st is None:
-            st = self._stat(node, path)
+            st, ov = self._real(node)
         e = EntryAttributes()
         e.st_ino = node.ino
         e.generation = 0
         e.entry_timeout = TIMEOUT
         e.attr_timeout = TIMEOUT
-        e.st_uid, e.st_gid, e.st_mode, e.st_rdev = self._shown(st, path)
+        e.st_uid, e.st_gid, e.st_mode, e.st_rdev = self._shown(st, ov)
         e.st_nlink = 1 if node.dirlayers is not None and len(node.dirlayers) > 1 else st.st_nlink
         e.st_size = st.st_size
         e.st_blksize = st.st_blksize
@@ -437,42 +675,40 @@ class Overlay(pyfuse3.Operations):
         e.st_ctime_ns = st.st_ctime_ns
         return e
 
-    def _stat(self, node: Node, path: bytes):
-        if node.gone:
-            for h in self.fhs.values():
-                if isinstance(h, FileHandle) and h.node is node:
-                    return os.fstat(h.fd)
-            raise FUSEError(errno.ENOENT)
-        return os.lstat(path)
-
     def _merged(self, d: Node) -> list[tuple[bytes, int]]:
         """The visible names of directory node `d` with the layer each comes from."""
         seen: set[bytes] = set()
         out = []
-        base = self._rel(d)
+        enc = os.fsencode
         for li in d.dirlayers:
             hidden = []
             try:
-                it = os.scandir(self._abs(li, base))
-            except FileNotFoundError:
+                fd = os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                             dir_fd=self._dirfd(d, li))
+            except (FileNotFoundError, NotADirectoryError):
                 continue
-            with it:
-                for de in it:
-                    n = de.name
-                    if n[:4] == WH:
-                        if n != OPQ:
-                            hidden.append(n[4:])
-                        continue
-                    if n in seen:
-                        continue
-                    seen.add(n)
-                    if not (de.is_file(follow_symlinks=False) or de.is_dir(follow_symlinks=False)
-                            or de.is_symlink()) and \
-                            metadata.is_whiteout_device(de.stat(follow_symlinks=False)):
-                        continue
-                    out.append((n, li))
+            try:
+                with os.scandir(fd) as it:
+                    for de in it:
+                        n = enc(de.name)
+                        if n[:4] == WH:
+                            if n != OPQ:
+                                hidden.append(n[4:])
+                            continue
+                        if n in seen:
+                            continue
+                        seen.add(n)
+                        if not (de.is_file(follow_symlinks=False) or
+                                de.is_dir(follow_symlinks=False) or de.is_symlink()) and \
+                                metadata.is_whiteout_device(de.stat(follow_symlinks=False)):
+                            continue
+                        out.append((n, li))
+            finally:
+                os.close(fd)
             seen.update(hidden)
         return out
+
+    # -- copy-up --
 
     def _copy_up_dir(self, d: Node) -> None:
         """Make sure directory node `d` exists in the upper layer."""
@@ -480,60 +716,70 @@ class Overlay(pyfuse3.Operations):
             return
         self._rw()
         self._copy_up_dir(d.parent)
-        src = self._abs(d.dirlayers[0], self._rel(d))
-        st = os.lstat(src)
-        shown = self._shown(st, src)[:3]
-        tmp = self._tmpname()
-        os.mkdir(tmp, 0o700)
+        sdfd, sname = self._at(d, d.dirlayers[0])
+        pfd = self._upper_dirfd(d.parent)
+        src = _openat(sdfd, sname, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            copyup.finish_copy(src, st, tmp, shown, False, self.realchown)
-            metadata.write_origin_ino(tmp, d.ino)  # the same number after a remount
-            os.rename(tmp, self._abs(self.upper, self._rel(d)))
-        except BaseException:
-            os.rmdir(tmp)
-            raise
+            st = os.fstat(src)
+            shown = self._shown(st, self._ov_fd(st, src))[:3]
+            tmp = self._tmpname()
+            os.mkdir(tmp, 0o700, dir_fd=self.workfd)
+            try:
+                dst = _openat(self.workfd, tmp, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    copyup.finish_fd(src, st, dst, shown, False, self.realchown)
+                    metadata.write_origin_ino(dst, d.ino)  # the same number after a remount
+                    up = os.fstat(dst)
+                finally:
+                    os.close(dst)
+                os.rename(tmp, d.name, src_dir_fd=self.workfd, dst_dir_fd=pfd)
+            except BaseException:
+                os.rmdir(tmp, dir_fd=self.workfd)
+                raise
+        finally:
+            os.close(src)
         d.dirlayers = (self.upper, *d.dirlayers)
         d.layer = self.upper
-        up = os.lstat(self._abs(self.upper, self._rel(d)))
         d.keys = (*d.keys, self._key(up))
         self.by_key[d.keys[-1]] = d
 
     def _copy_up(self, node: Node) -> None:
-        """Make sure non-directory `node` is in the upper layer (with all its known links)."""
+        """Make sure non-directory `node` is in the upper layer (with all its known links).
+        A node no name shows any more is not copied up (ENOENT): it would have no place."""
         if node.dirlayers is not None:
             self._copy_up_dir(node)
             return
         if node.layer == self.upper:
             return
         self._rw()
+        if node.gone:
+            raise FUSEError(_GONE)
         self._copy_up_dir(node.parent)
         src_layer = node.layer
-        src = self._path(node)
-        st = os.lstat(src)
-        shown = self._shown(st, src)[:3]
+        sdfd, sname = self._at(node)
+        st = _lstat(sdfd, sname)
+        shown = self._shown(st, self._ov_at(st, sdfd, sname))[:3]
         tmp = self._tmpname()
         try:
-            as_type = copyup.make_like(src, st, tmp)
-            copyup.finish_copy(src, st, tmp, shown, as_type, self.realchown)
-            metadata.write_origin_ino(tmp, node.ino)  # the same number after a remount
-            dst = self._abs(self.upper, self._rel(node))
-            os.rename(tmp, dst)
+            up = copyup.copy_node(sdfd, sname, st, self.workfd, tmp, shown, self.realchown,
+                                  node.ino)
+            os.rename(tmp, node.name, src_dir_fd=self.workfd,
+                      dst_dir_fd=self._upper_dirfd(node.parent))
         except BaseException:
             try:
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=self.workfd)
             except OSError:
                 pass
             raise
         node.layer = self.upper
-        up = os.lstat(dst)
         key = self._key(up)
         node.keys = (*node.keys, key)
         self.by_key[key] = node
         self.origin_ino[key] = node.ino
         if st.st_nlink > 1:
-            self._copy_up_links(node, src_layer, st, dst)
+            self._copy_up_links(node, src_layer, st)
 
-    def _copy_up_links(self, node: Node, layer: int, st, dst: bytes) -> None:
+    def _copy_up_links(self, node: Node, layer: int, st) -> None:
         """Keep a hard-linked lower file one inode: give every other visible name of it in
         its layer (and every name the node is known by) the same upper inode."""
         for rel in self._lower_aliases(layer, st):
@@ -541,6 +787,8 @@ class Overlay(pyfuse3.Operations):
             made = []
             try:
                 for comp in rel.split(b"/"):
+                    if d.dirlayers is None:
+                        raise FUSEError(errno.ENOTDIR)
                     d, _st = self._live_child(d, comp)
                     made.append(d)
             except (FUSEError, OSError):
@@ -548,30 +796,34 @@ class Overlay(pyfuse3.Operations):
             for n in made:
                 if n is not node and n.lookups <= 0 and not n.handles:
                     self._maybe_forget(n)
+        sdfd = self._upper_dirfd(node.parent)
         for parent, name in list(node.extra or ()):
-            self._copy_up_dir(parent)
-            other = self._abs(self.upper, _join(self._rel(parent), name))
-            if os.path.lexists(other):
+            try:
+                self._copy_up_dir(parent)
+                pfd = self._upper_dirfd(parent)
+            except FUSEError:
+                continue  # under a removed directory
+            if _exists(pfd, name):
                 continue
-            os.link(dst, other)
+            os.link(node.name, name, src_dir_fd=sdfd, dst_dir_fd=pfd, follow_symlinks=False)
             self._clear_whiteout(parent, name)
 
     def _lower_aliases(self, layer: int, st) -> list[bytes]:
         """Paths (relative) of the files in `layer` with the inode of `st`: an index of the
-        layer's hard-linked files, built once, the first time one is copied up."""
+        layer's hard-linked files, built once, the first time one is copied up (walked by
+        descriptor: os.fwalk follows no symlink)."""
         idx = self._link_index.get(layer)
         if idx is None:
             idx = {}
-            root = self.layers[layer]
-            for dirpath, _dirs, files in os.walk(root):
+            for dirpath, _dirs, files, dfd in os.fwalk(b".", dir_fd=self.rootfds[layer]):
                 for n in files:
-                    p = os.path.join(dirpath, n)
                     try:
-                        s = os.lstat(p)
+                        s = os.stat(n, dir_fd=dfd, follow_symlinks=False)
                     except OSError:
                         continue
                     if s.st_nlink > 1:
-                        idx.setdefault(s.st_ino, []).append(os.path.relpath(p, root))
+                        rel = os.path.normpath(os.path.join(dirpath, n))
+                        idx.setdefault(s.st_ino, []).append(rel)
             self._link_index[layer] = idx
         return idx.get(st.st_ino, [])
 
@@ -589,80 +841,108 @@ class Overlay(pyfuse3.Operations):
                 self._maybe_forget(child)
         d.dirlayers = (self.upper,)
 
+    # -- the upper dir --
+
     def _clear_whiteout(self, d: Node, name: bytes) -> bool:
         """Remove a whiteout for `name` from the upper dir of `d`; True if there was one."""
-        base = self._abs(self.upper, self._rel(d))
+        pfd = self._upper_dirfd(d)
         had = False
         try:
-            os.unlink(base + b"/" + WH + name)
+            os.unlink(WH + name, dir_fd=pfd)
             had = True
         except FileNotFoundError:
             pass
-        p = base + b"/" + name
         try:
-            st = os.lstat(p)
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return had
         if metadata.is_whiteout_device(st):
-            os.unlink(p)
+            os.unlink(name, dir_fd=pfd)
             return True
         return had
 
-    def _set_opaque_xattr(self, path: bytes) -> None:
+    def _set_opaque_xattr(self, dfd: int, name: bytes) -> None:
         try:
-            os.setxattr(path, metadata.OPAQUE_XATTRS[0], b"y", follow_symlinks=False)
+            fdops.setxattr(dfd, name, metadata.OPAQUE_XATTRS[0], b"y")
         except OSError as e:
             if e.errno not in (*_REFUSED, errno.ENOTSUP):
                 raise
             # no user xattrs on this disk: emptied without it (a crash meanwhile may show
             # the lower directory's files at the name)
 
+    def _opaque_marker(self, dfd: int, name: bytes) -> None:
+        """Create the `.wh..wh..opq` entry in directory dfd/name."""
+        cfd = os.open(name, _ODIR, dir_fd=dfd)
+        try:
+            os.close(os.open(OPQ, os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o600, dir_fd=cfd))
+        finally:
+            os.close(cfd)
+
     def _whiteout(self, d: Node, name: bytes) -> None:
-        p = self._abs(self.upper, _join(self._rel(d), WH + name))
-        os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        os.close(os.open(WH + name, os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o600,
+                         dir_fd=self._upper_dirfd(d)))
 
     def _check_name(self, name: bytes) -> None:
+        _check_component(name)
         if name.startswith(WH):
             raise FUSEError(errno.EPERM)  # would read as a whiteout: see metadata.py
 
-    def _new_owner(self, path: bytes, ctx, fd: int | None = None, is_link=False) -> None:
-        """Give a new file the creator's ids (xattr when they differ from the disk's)."""
+    def _new_owner(self, pfd: int, name: bytes, ctx, perms: int | None = None,
+                   fd: int | None = None) -> None:
+        """Give a new file the creator's ids (xattr when they differ from the disk's), and
+        the permission bits `perms` asked for where the disk was given fewer (setuid and
+        setgid live in the xattr only)."""
         uid, gid = ctx.uid, ctx.gid
-        if uid == self.uid and gid == self.gid:
+        st = os.fstat(fd) if fd is not None else os.stat(name, dir_fd=pfd,
+                                                          follow_symlinks=False)
+        is_link = stat.S_ISLNK(st.st_mode)
+        if perms is None or is_link:
+            perms = stat.S_IMODE(st.st_mode)
+        special = perms != stat.S_IMODE(st.st_mode)
+        if uid == self.uid and gid == self.gid and not special:
             return
-        st = os.fstat(fd) if fd is not None else os.lstat(path)
-        if gid != st.st_gid and gid != self.gid:
-            parent = os.lstat(os.path.dirname(path))
-            if parent.st_mode & stat.S_ISGID:
-                gid = st.st_gid  # inherited from a setgid directory
-        if (uid, gid) == (st.st_uid, st.st_gid):
+        if gid != st.st_gid and gid != self.gid and os.stat(pfd).st_mode & stat.S_ISGID:
+            gid = st.st_gid  # inherited from a setgid directory
+        if (uid, gid) == (st.st_uid, st.st_gid) and not special:
             return
         if self.realchown or is_link:
             try:
-                os.lchown(path, uid, gid)
+                if fd is not None:
+                    os.fchown(fd, uid, gid)
+                else:
+                    os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
             except OSError:
                 pass
         if not is_link:
-            metadata.write_override(path, metadata.Override(uid, gid, stat.S_IMODE(st.st_mode)))
+            value = metadata.Override(uid, gid, perms).encode()
+            if fd is not None:
+                os.setxattr(fd, metadata.OVERRIDE_XATTR, value)
+            else:
+                fdops.setxattr(pfd, name, metadata.OVERRIDE_XATTR, value)
 
-    def _prepare_new(self, d: Node, name: bytes) -> bytes:
-        """Checks before creating `name` in `d`; returns its upper path."""
+    def _prepare_new(self, d: Node, name: bytes) -> int:
+        """Checks before creating `name` in `d`; returns the upper directory's fd."""
         self._rw()
         self._check_name(name)
         self._copy_up_dir(d)
-        return self._abs(self.upper, _join(self._rel(d), name))
+        return self._upper_dirfd(d)
 
-    def _new_node(self, d: Node, name: bytes, path: bytes, fd: int | None = None
-                  ) -> EntryAttributes:
+    def _new_node(self, d: Node, name: bytes, fd: int | None = None) -> EntryAttributes:
         if d.dirlayers != (self.upper,):
             # (in a directory with no lower part, any whiteout is moot: nothing to clear)
             self._clear_whiteout(d, name)
-        st = os.lstat(path) if fd is None else os.fstat(fd)
+        pfd = self._upper_dirfd(d)
+        if fd is None:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            ov = self._ov_at(st, pfd, name)
+        else:
+            st = os.fstat(fd)
+            ov = self._ov_fd(st, fd)
         node = self._node_for(d, name, self.upper,
                               st, (self.upper,) if stat.S_ISDIR(st.st_mode) else None,
                               fresh=True)
         node.lookups += 1
-        return self._entry(node, st, path)
+        return self._entry(node, st, ov)
 
     # ---- operations ----------------------------------------------------------------------
 
@@ -672,7 +952,7 @@ class Overlay(pyfuse3.Operations):
             node = d
         elif name == b"..":
             node = d.parent or d
-        elif name[:4] == WH:
+        elif name[:4] == WH or b"/" in name or not name:
             node = None
         else:
             r = self._resolve(d, name)
@@ -682,7 +962,7 @@ class Overlay(pyfuse3.Operations):
                 li, st, dl = r
                 node = self._node_for(d, name, li, st, dl)
                 node.lookups += 1
-                return self._entry(node, st, self._abs(li, _join(self._rel(d), name)))
+                return self._entry(node, st, self._ov_at(st, self._dirfd(d, li), name))
         if node is None:
             e = EntryAttributes()
             e.st_ino = 0  # a negative entry the kernel caches for entry_timeout
@@ -705,60 +985,108 @@ class Overlay(pyfuse3.Operations):
     def _setattr(self, ino, attr, fields, fh, ctx):
         node = self._node(ino)
         self._rw()
-        self._copy_up(node)
-        # the file, or for an open file whose last name is gone (ftruncate, fchmod after
-        # unlink) a descriptor of it
-        t = self._path(node)
+        # The file is acted on through a descriptor of it: for a node no name shows any
+        # more (ftruncate, fchmod after unlink) one already open on its upper file, never
+        # a name; otherwise it is copied up and opened without following a symlink.
+        opened = None
         if node.gone:
-            t = next((h.fd for h in self.fhs.values()
-                      if isinstance(h, FileHandle) and h.node is node), None)
-            if t is None:
-                raise FUSEError(errno.ENOENT)
-        by_fd = isinstance(t, int)
-        nofollow = {} if by_fd else {"follow_symlinks": False}
+            fd = self._handle_fd(node, fh, upper=True)
+            if fd is None:
+                raise FUSEError(_GONE)
+            dfd = name = None
+        else:
+            self._copy_up(node)
+            dfd, name = self._at(node)
+            fd = None
+        st = os.fstat(fd) if fd is not None else _lstat(dfd, name)
+        kind = stat.S_IFMT(st.st_mode)
+        if fd is None and kind in (stat.S_IFREG, stat.S_IFDIR):
+            fd = opened = _openat(dfd, name, _OMETA | (os.O_DIRECTORY if kind == stat.S_IFDIR
+                                                         else 0))
+        try:
+            self._apply_attrs(node, attr, fields, fh, fd, dfd, name, st)
+        finally:
+            if opened is not None:
+                os.close(opened)
+        return self._entry(node)
+
+    def _apply_attrs(self, node, attr, fields, fh, fd, dfd, name, st) -> None:
+        """setattr on an open `fd` of the file, or (symlinks, fifos, sockets) dfd/name."""
+        is_link = stat.S_ISLNK(st.st_mode)
+        isdir = stat.S_ISDIR(st.st_mode)
         if fields.update_size:
             h = self.fhs.get(fh) if fh else None
-            if isinstance(h, FileHandle):
+            if isinstance(h, FileHandle) and h.node is node and h.layer == self.upper:
                 os.ftruncate(h.fd, attr.st_size)
             else:
-                os.truncate(t, attr.st_size)
-        is_link = stat.S_ISLNK(os.stat(t, **nofollow).st_mode)
+                if node.gone:  # reopened for writing through our own descriptor of it
+                    wfd = os.open(str(fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.procfd)
+                else:
+                    wfd = _openat(dfd, name, os.O_WRONLY | os.O_NONBLOCK)
+                try:
+                    os.ftruncate(wfd, attr.st_size)
+                finally:
+                    os.close(wfd)
         if fields.update_mode and not is_link:
             perms = stat.S_IMODE(attr.st_mode)
-            ov = metadata.read_override(t)
-            if ov is not None:
-                metadata.write_override(t, metadata.Override(ov.uid, ov.gid, perms,
-                                                             ov.ftype, ov.rdev))
-            os.chmod(t, perms)
+            disk = _disk_perms(perms, isdir)
+            ov = self._ov_fd(st, fd) if fd is not None else None
+            if ov is not None or disk != perms:
+                if ov is None:
+                    uid, gid, _m, _r = self._shown(st, None)
+                    ov = metadata.Override(uid, gid, perms)
+                self._write_ov(fd, dfd, name, metadata.Override(ov.uid, ov.gid, perms,
+                                                                ov.ftype, ov.rdev))
+            if fd is not None:
+                os.fchmod(fd, disk)
+            else:  # a fifo or socket (lstat said so; the upper dir changes only through us)
+                os.chmod(name, disk, dir_fd=dfd)
         if fields.update_uid or fields.update_gid:
-            cur_uid, cur_gid, cur_mode, _ = self._shown(os.stat(t, **nofollow), t)
+            cur = os.fstat(fd) if fd is not None else _lstat(dfd, name)
+            ov = self._ov_fd(cur, fd) if fd is not None else None
+            cur_uid, cur_gid, cur_mode, _ = self._shown(cur, ov)
             uid = attr.st_uid if fields.update_uid else cur_uid
             gid = attr.st_gid if fields.update_gid else cur_gid
             if is_link or self.realchown:
                 try:
-                    os.chown(t, uid, gid, **nofollow)
+                    if fd is not None:
+                        os.fchown(fd, uid, gid)
+                    else:
+                        os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
                 except OSError:
                     pass
             if not is_link:
-                ov = metadata.read_override(t)
-                metadata.write_override(t, metadata.Override(
+                self._write_ov(fd, dfd, name, metadata.Override(
                     uid, gid, stat.S_IMODE(cur_mode), ov.ftype if ov else None,
                     ov.rdev if ov else 0))
+                if fd is not None and self.realchown:  # chown cleared the disk's bits
+                    os.fchmod(fd, _disk_perms(stat.S_IMODE(cur.st_mode), isdir))
         if fields.update_atime or fields.update_mtime:
-            cur = os.stat(t, **nofollow)
+            cur = os.fstat(fd) if fd is not None else _lstat(dfd, name)
             a = attr.st_atime_ns if fields.update_atime else cur.st_atime_ns
             m = attr.st_mtime_ns if fields.update_mtime else cur.st_mtime_ns
-            os.utime(t, ns=(a, m), **nofollow)
-        return self._entry(node)
+            if fd is not None:
+                os.utime(fd, ns=(a, m))
+            else:
+                os.utime(name, ns=(a, m), dir_fd=dfd, follow_symlinks=False)
+
+    @staticmethod
+    def _write_ov(fd, dfd, name, ov) -> None:
+        if fd is not None:
+            metadata.write_override(fd, ov)
+        else:
+            fdops.setxattr(dfd, name, metadata.OVERRIDE_XATTR, ov.encode())
 
     def _readlink(self, ino, ctx):
-        return os.readlink(self._path(self._node(ino)))
+        dfd, name = self._at(self._node(ino))
+        return os.readlink(name, dir_fd=dfd)
 
     def _mknod(self, parent_ino, name, mode, rdev, ctx):
         d = self._node(parent_ino)
-        path = self._prepare_new(d, name)
+        pfd = self._prepare_new(d, name)
         kind = stat.S_IFMT(mode)
         perms = stat.S_IMODE(mode)
+        disk = _disk_perms(perms, False)
         as_type = False
         if kind in (stat.S_IFCHR, stat.S_IFBLK):
             # A real 0/0 device would read as a kernel-form whiteout; other devices cannot
@@ -766,43 +1094,44 @@ class Overlay(pyfuse3.Operations):
             try:
                 if rdev == 0:
                     raise PermissionError
-                os.mknod(path, mode, rdev)
+                os.mknod(name, kind | disk, rdev, dir_fd=pfd)
             except PermissionError:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                                 perms))
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW,
+                                 disk, dir_fd=pfd))
                 as_type = True
         else:
-            os.mknod(path, kind | perms, 0)
+            os.mknod(name, kind | disk, 0, dir_fd=pfd)
         if as_type:
-            metadata.write_override(path, metadata.Override(ctx.uid, ctx.gid, perms, kind, rdev))
+            fdops.setxattr(pfd, name, metadata.OVERRIDE_XATTR,
+                           metadata.Override(ctx.uid, ctx.gid, perms, kind, rdev).encode())
         else:
-            self._new_owner(path, ctx)
-        return self._new_node(d, name, path)
+            self._new_owner(pfd, name, ctx, perms)
+        return self._new_node(d, name)
 
     def _mkdir(self, parent_ino, name, mode, ctx):
         d = self._node(parent_ino)
-        path = self._prepare_new(d, name)
+        pfd = self._prepare_new(d, name)
         if self._lower_has(d, name):
             # Re-created over a lower directory or file: opaque, built in workdir.
             tmp = self._tmpname()
-            os.mkdir(tmp, stat.S_IMODE(mode))
-            os.close(os.open(tmp + b"/" + OPQ, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-            self._new_owner(tmp, ctx)
+            os.mkdir(tmp, stat.S_IMODE(mode), dir_fd=self.workfd)
+            self._opaque_marker(self.workfd, tmp)
+            self._new_owner(self.workfd, tmp, ctx)
             try:
-                os.rename(tmp, path)
+                os.rename(tmp, name, src_dir_fd=self.workfd, dst_dir_fd=pfd)
             except OSError as e:
                 if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
                     raise
                 # a kernel-form whiteout (char 0/0) sits at the name
-                st = os.lstat(path)
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
                 if not metadata.is_whiteout_device(st):
                     raise
-                os.unlink(path)
-                os.rename(tmp, path)
+                os.unlink(name, dir_fd=pfd)
+                os.rename(tmp, name, src_dir_fd=self.workfd, dst_dir_fd=pfd)
         else:
-            os.mkdir(path, stat.S_IMODE(mode))
-            self._new_owner(path, ctx)
-        return self._new_node(d, name, path)
+            os.mkdir(name, stat.S_IMODE(mode), dir_fd=pfd)
+            self._new_owner(pfd, name, ctx)
+        return self._new_node(d, name)
 
     def _unlink(self, parent_ino, name, ctx):
         self._remove(parent_ino, name, False)
@@ -810,15 +1139,20 @@ class Overlay(pyfuse3.Operations):
     def _rmdir(self, parent_ino, name, ctx):
         self._remove(parent_ino, name, True)
 
-    def _empty_upper_dir(self, path: bytes) -> None:
-        """Remove what only marks things hidden (whiteouts, opaque marker) from an upper dir."""
-        with os.scandir(path) as it:
-            for de in it:
-                os.unlink(de.path)
+    def _empty_upper_dir(self, dfd: int, name: bytes) -> None:
+        """Remove what only marks things hidden (whiteouts, opaque marker) from upper
+        directory dfd/name."""
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=dfd)
+        try:
+            for n in os.listdir(fd):
+                os.unlink(n, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     def _remove(self, parent_ino, name, isdir):
         d = self._node(parent_ino)
         self._rw()
+        _check_component(name)
         node, st = self._live_child(d, name)
         if isdir != stat.S_ISDIR(st.st_mode):
             raise FUSEError(errno.ENOTDIR if isdir else errno.EISDIR)
@@ -833,34 +1167,35 @@ class Overlay(pyfuse3.Operations):
         if lower:
             self._whiteout(d, name)
         if node.layer == self.upper:
-            path = self._abs(self.upper, _join(self._rel(d), name))
+            pfd = self._upper_dirfd(d)
             if not isdir:
-                os.unlink(path)
+                os.unlink(name, dir_fd=pfd)
             elif lower:
                 # the upper directory holds whiteouts of the lower one's files: emptied in
                 # place, a crash would show those files again; moved whole into the
                 # workdir, it leaves at once (leftovers there go at the next mount)
                 tmp = self._tmpname()
-                os.rename(path, tmp)
-                shutil.rmtree(tmp, ignore_errors=True)
+                os.rename(name, tmp, src_dir_fd=pfd, dst_dir_fd=self.workfd)
+                shutil.rmtree(tmp, dir_fd=self.workfd, ignore_errors=True)
             else:
-                self._empty_upper_dir(path)
-                os.rmdir(path)
+                self._empty_upper_dir(pfd, name)
+                os.rmdir(name, dir_fd=pfd)
         self._drop_name(node, d, name)
         if node.lookups <= 0:
             self._maybe_forget(node)
 
     def _symlink(self, parent_ino, name, target, ctx):
         d = self._node(parent_ino)
-        path = self._prepare_new(d, name)
-        os.symlink(target, path)
-        self._new_owner(path, ctx, is_link=True)
-        return self._new_node(d, name, path)
+        pfd = self._prepare_new(d, name)
+        os.symlink(target, name, dir_fd=pfd)
+        self._new_owner(pfd, name, ctx)
+        return self._new_node(d, name)
 
     def _rename(self, old_ino, old_name, new_ino, new_name, flags, ctx):
         self._rw()
         if flags & ~(pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):
             raise FUSEError(errno.EINVAL)
+        _check_component(old_name)
         self._check_name(new_name)
         od, nd = self._node(old_ino), self._node(new_ino)
         src, sst = self._live_child(od, old_name)
@@ -889,28 +1224,27 @@ class Overlay(pyfuse3.Operations):
         else:
             self._copy_up(src)
         self._copy_up_dir(nd)
-        old_path = self._abs(self.upper, _join(self._rel(od), old_name))
-        new_path = self._abs(self.upper, _join(self._rel(nd), new_name))
+        ofd = self._upper_dirfd(od)
+        nfd = self._upper_dirfd(nd)
         if dst is not None and dst.layer == self.upper and dst.dirlayers is not None:
             if dst.dirlayers != (self.upper,):
                 # opaque (xattr: no entry, so the rename can still replace it) before its
                 # whiteouts go, so a crash meanwhile shows it empty, as it is
-                self._set_opaque_xattr(new_path)
-            self._empty_upper_dir(new_path)
+                self._set_opaque_xattr(nfd, new_name)
+            self._empty_upper_dir(nfd, new_name)
         try:
-            st = os.lstat(new_path)
+            st = os.stat(new_name, dir_fd=nfd, follow_symlinks=False)
             if metadata.is_whiteout_device(st):
-                os.unlink(new_path)
+                os.unlink(new_name, dir_fd=nfd)
         except FileNotFoundError:
             pass
         if moved_lower_dir or (src.dirlayers is not None and self._lower_has(nd, new_name)):
-            os.close(os.open(old_path + b"/" + OPQ, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
-                             0o600))
+            self._opaque_marker(ofd, old_name)
         if self._lower_has(od, old_name):
             self._whiteout(od, old_name)  # first: see _remove
-        os.rename(old_path, new_path)
+        os.rename(old_name, new_name, src_dir_fd=ofd, dst_dir_fd=nfd)
         try:
-            os.unlink(self._abs(self.upper, _join(self._rel(nd), WH + new_name)))
+            os.unlink(WH + new_name, dir_fd=nfd)
         except FileNotFoundError:
             pass
         if dst is not None:
@@ -939,14 +1273,13 @@ class Overlay(pyfuse3.Operations):
                 self._copy_up(node)
         self._copy_up_dir(od)
         self._copy_up_dir(nd)
-        old_path = self._abs(self.upper, _join(self._rel(od), old_name))
-        new_path = self._abs(self.upper, _join(self._rel(nd), new_name))
-        for node, path, (parent, name) in ((src, old_path, (nd, new_name)),
-                                            (dst, new_path, (od, old_name))):
-            if node.dirlayers is not None and self._lower_has(parent, name):
-                os.close(os.open(path + b"/" + OPQ, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
-                                 0o600))
-        _renameat2(old_path, new_path, _RENAME_EXCHANGE)
+        ofd = self._upper_dirfd(od)
+        nfd = self._upper_dirfd(nd)
+        for node, (dfd, name), (parent, pname) in ((src, (ofd, old_name), (nd, new_name)),
+                                                   (dst, (nfd, new_name), (od, old_name))):
+            if node.dirlayers is not None and self._lower_has(parent, pname):
+                self._opaque_marker(dfd, name)
+        fdops.renameat2(ofd, old_name, nfd, new_name, fdops.RENAME_EXCHANGE)
         for node, (p_from, n_from), (p_to, n_to) in ((src, (od, old_name), (nd, new_name)),
                                                      (dst, (nd, new_name), (od, old_name))):
             if node.parent is p_from and node.name == n_from:
@@ -961,9 +1294,10 @@ class Overlay(pyfuse3.Operations):
     def _link(self, ino, new_parent_ino, new_name, ctx):
         node = self._node(ino)
         d = self._node(new_parent_ino)
-        path = self._prepare_new(d, new_name)
-        self._copy_up(node)
-        os.link(self._path(node), path)
+        pfd = self._prepare_new(d, new_name)
+        self._copy_up(node)  # (refuses a node no name shows: ENOENT)
+        sdfd, sname = self._at(node)
+        os.link(sname, new_name, src_dir_fd=sdfd, dst_dir_fd=pfd, follow_symlinks=False)
         self._add_alias(node, d, new_name)
         self._clear_whiteout(d, new_name)
         node.lookups += 1
@@ -987,20 +1321,38 @@ class Overlay(pyfuse3.Operations):
     def _open(self, ino, flags, ctx):
         node = self._node(ino)
         cached = None
-        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+        writing = flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC
+        if node.gone:
+            # (open of /proc/PID/fd/N of a file no name shows): the inode itself, reopened
+            # through our own descriptor of it; a lower file only for reading
+            if writing:
+                self._rw()
+            h = self._handle(node, upper=bool(writing))
+            if h is None:
+                raise FUSEError(_GONE)
+            layer = h.layer
+            fd = os.open(str(h.fd), self._open_flags(flags) & ~os.O_NOFOLLOW,
+                         dir_fd=self.procfd)
+        elif writing:
             self._rw()
             self._copy_up(node)
-            fd = os.open(self._path(node), self._open_flags(flags))
+            layer = node.layer
+            dfd, name = self._at(node)
+            fd = _openat(dfd, name, self._open_flags(flags))
         elif node.layer != self.upper and not flags & (os.O_DIRECT | os.O_PATH):
+            layer = node.layer
             cached = (node.ino, node.layer)
-            fd = self.fdcache.get(cached, self._path(node), os.O_RDONLY | os.O_CLOEXEC)
+            dfd, name = self._at(node)
+            fd = self.fdcache.get(cached, dfd, name, os.O_RDONLY)
             if node.ino not in self.stored:
                 self._store_small(node, fd)
         else:
-            fd = os.open(self._path(node), self._open_flags(flags))
+            layer = node.layer
+            dfd, name = self._at(node)
+            fd = _openat(dfd, name, self._open_flags(flags))
         node.handles += 1
         # keep_cache: pages stay valid across opens, every write goes through this mount.
-        return FileInfo(fh=self._add_fh(FileHandle(fd, node, cached)), keep_cache=True)
+        return FileInfo(fh=self._add_fh(FileHandle(fd, node, layer, cached)), keep_cache=True)
 
     def _store_small(self, node: Node, fd: int) -> None:
         """Put a small lower file into the kernel's page cache while it opens it, so its
@@ -1017,17 +1369,20 @@ class Overlay(pyfuse3.Operations):
 
     def _create(self, parent_ino, name, mode, flags, ctx):
         d = self._node(parent_ino)
-        path = self._prepare_new(d, name)
-        fd = os.open(path, self._open_flags(flags) | os.O_CREAT, stat.S_IMODE(mode))
+        pfd = self._prepare_new(d, name)
+        perms = stat.S_IMODE(mode)
+        fd = os.open(name, self._open_flags(flags) | os.O_CREAT | os.O_NOFOLLOW,
+                     _disk_perms(perms, False), dir_fd=pfd)
         try:
-            self._new_owner(path, ctx, fd)
-            entry = self._new_node(d, name, path, fd)
+            self._new_owner(pfd, name, ctx, perms, fd)
+            entry = self._new_node(d, name, fd)
         except BaseException:
             os.close(fd)
             raise
         node = self.nodes[entry.st_ino]
         node.handles += 1
-        return FileInfo(fh=self._add_fh(FileHandle(fd, node)), keep_cache=True), entry
+        fh = self._add_fh(FileHandle(fd, node, self.upper))
+        return FileInfo(fh=fh, keep_cache=True), entry
 
     def _read(self, fh, off, size):
         h = self.fhs[fh]
@@ -1069,34 +1424,36 @@ class Overlay(pyfuse3.Operations):
         if h.entries is None or start_id == 0:
             # A snapshot per open directory: offsets stay valid while the directory changes.
             h.entries = [(b".", None), (b"..", None), *self._merged(d)]
-        base = self._rel(d)
         entries = h.entries
+        dfds = {}
         for i in range(start_id, len(entries)):
             name, li = entries[i]
             if li is None:  # . and ..: the kernel takes no lookup reference for them
                 node = d if name == b"." else (d.parent or d)
                 try:
                     attr = self._entry(node)
-                except OSError:
+                except (OSError, FUSEError):
                     continue
                 if not pyfuse3.readdir_reply(token, name, attr, i + 1):
                     return
                 continue
-            path = self._abs(li, _join(base, name))
             try:
-                st = os.lstat(path)
+                dfd = dfds.get(li)
+                if dfd is None:
+                    dfd = dfds[li] = self._dirfd(d, li)
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
                     r = self._resolve(d, name)
                     if r is None:
                         continue
                     li, st, dl = r
-                    path = self._abs(li, _join(base, name))
+                    dfd = self._dirfd(d, li)
                 else:
                     dl = None
             except FileNotFoundError:
                 continue  # removed since the snapshot
             node = self._node_for(d, name, li, st, dl)
-            attr = self._entry(node, st, path)
+            attr = self._entry(node, st, self._ov_at(st, dfd, name))
             if not pyfuse3.readdir_reply(token, name, attr, i + 1):
                 if node.lookups <= 0 and not node.handles:
                     self._maybe_forget(node)
@@ -1109,14 +1466,15 @@ class Overlay(pyfuse3.Operations):
     def _fsyncdir(self, fh, datasync):
         node = self.fhs[fh].node
         if self.upper is not None and node.dirlayers[0] == self.upper:
-            fd = os.open(self._path(node), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                         dir_fd=self._upper_dirfd(node))
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
 
     def _statfs(self, ctx):
-        sv = os.statvfs(self.layers[0])
+        sv = os.statvfs(self.rootfds[0])
         out = pyfuse3.StatvfsData()
         for f in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
                   "f_ffree", "f_favail"):
@@ -1124,36 +1482,60 @@ class Overlay(pyfuse3.Operations):
         out.f_namemax = sv.f_namemax - (len(WH) if self.upper is not None else 0)
         return out
 
+    # -- xattrs: by (directory fd, name), or a gone node's open descriptor --
+
+    def _xattr_target(self, node: Node, write: bool):
+        """(fd, None, None) for a gone node (an open descriptor of it), else (None, dfd,
+        name), copied up first when writing."""
+        if node.gone:
+            fd = self._handle_fd(node, upper=write)
+            if fd is None:
+                raise FUSEError(_GONE)
+            return fd, None, None
+        if write:
+            self._copy_up(node)
+        dfd, name = self._at(node)
+        return None, dfd, name
+
     def _setxattr(self, ino, name, value, ctx):
         if metadata.is_internal_xattr(name):
             raise FUSEError(errno.EPERM)
         node = self._node(ino)
         self._rw()
-        self._copy_up(node)
-        path = self._path(node)
+        fd, dfd, fname = self._xattr_target(node, True)
+
+        def put(n):
+            if fd is not None:
+                os.setxattr(fd, n, value)
+            else:
+                fdops.setxattr(dfd, fname, n, value)
         try:
-            os.setxattr(path, name, value, 0, follow_symlinks=False)
+            put(name)
         except OSError as e:
             if name.startswith(b"user.") or e.errno not in _REFUSED:
                 raise
             # a name the disk refuses a plain user: keep it where the store keeps them
-            os.setxattr(path, metadata.stored_xattr_name(name), value, 0,
-                        follow_symlinks=False)
+            put(metadata.stored_xattr_name(name))
 
     def _getxattr(self, ino, name, ctx):
         if metadata.is_internal_xattr(name):
             raise FUSEError(pyfuse3.ENOATTR)
-        path = self._path(self._node(ino))
+        fd, dfd, fname = self._xattr_target(self._node(ino), False)
+
+        def get(n):
+            return os.getxattr(fd, n) if fd is not None else fdops.getxattr(dfd, fname, n)
         try:
-            return os.getxattr(path, name, follow_symlinks=False)
+            return get(name)
         except OSError as e:
             if name.startswith(b"user.") or e.errno not in (*_REFUSED, errno.ENODATA):
                 raise
-            return os.getxattr(path, metadata.stored_xattr_name(name), follow_symlinks=False)
+            return get(metadata.stored_xattr_name(name))
 
     def _listxattr(self, ino, ctx):
+        fd, dfd, fname = self._xattr_target(self._node(ino), False)
+        names = os.listxattr(fd) if fd is not None else fdops.listxattr(dfd, fname)
         out = []
-        for n in os.listxattr(self._path(self._node(ino)), follow_symlinks=False):
+        for n in names:
             shown = metadata.shown_xattr_name(n.encode())
             if shown is not None and shown not in out:
                 out.append(shown)
@@ -1164,11 +1546,16 @@ class Overlay(pyfuse3.Operations):
             raise FUSEError(pyfuse3.ENOATTR)
         node = self._node(ino)
         self._rw()
-        self._copy_up(node)
-        path = self._path(node)
+        fd, dfd, fname = self._xattr_target(node, True)
+
+        def rm(n):
+            if fd is not None:
+                os.removexattr(fd, n)
+            else:
+                fdops.removexattr(dfd, fname, n)
         try:
-            os.removexattr(path, name, follow_symlinks=False)
+            rm(name)
         except OSError as e:
             if name.startswith(b"user.") or e.errno not in (*_REFUSED, errno.ENODATA):
                 raise
-            os.removexattr(path, metadata.stored_xattr_name(name), follow_symlinks=False)
+            rm(metadata.stored_xattr_name(name))

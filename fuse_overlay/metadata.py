@@ -10,7 +10,9 @@ containers/storage writes and fuse-overlayfs reads, so layers are interchangeabl
     "<uid>:<gid>:<mode>[:<type>]"      e.g. "1000:1000:0640", "0:0:0755:dir"
 
 - uid, gid: decimal, as seen inside the container.
-- mode: octal permission bits including setuid/setgid/sticky (mask 07777).
+- mode: octal permission bits including setuid/setgid/sticky (mask 07777). Setuid and
+  setgid of a non-directory live here only: neither the store nor fuse_overlay puts them on
+  the host file, so a layer or upper dir holds no setuid file of the user's.
 - type (optional): file, dir, symlink, pipe, socket, char-MAJ-MIN, block-MAJ-MIN. When
   present it overrides the file type on disk: device nodes, fifos and sockets from an image
   are stored as empty regular files (a plain user cannot mknod) and presented as what they are.
@@ -201,17 +203,24 @@ def is_opaque_dir(path: bytes | str) -> bool:
     return False
 
 
-def read_origin_ino(path: bytes) -> int | None:
-    """The inode number recorded on an upper copy at copy-up, or None."""
+def read_origin_ino(path: bytes | int) -> int | None:
+    """The inode number recorded on an upper copy (a path or an open fd) at copy-up, or
+    None."""
     try:
+        if isinstance(path, int):
+            return int(os.getxattr(path, ORIGIN_INO_XATTR))
         return int(os.getxattr(path, ORIGIN_INO_XATTR, follow_symlinks=False))
     except (OSError, ValueError):
         return None
 
 
-def write_origin_ino(path: bytes, ino: int) -> None:
-    """Record `ino` on a copy (not possible on a symlink: then nothing is recorded)."""
+def write_origin_ino(path: bytes | int, ino: int) -> None:
+    """Record `ino` on a copy, a path or an open fd (not possible on a symlink: then
+    nothing is recorded)."""
     try:
-        os.setxattr(path, ORIGIN_INO_XATTR, b"%d" % ino, follow_symlinks=False)
+        if isinstance(path, int):
+            os.setxattr(path, ORIGIN_INO_XATTR, b"%d" % ino)
+        else:
+            os.setxattr(path, ORIGIN_INO_XATTR, b"%d" % ino, follow_symlinks=False)
     except OSError:
         pass

@@ -3,6 +3,10 @@
 This is the library entry point the container runtime calls (in a freshly forked process,
 inside the container's user namespace, where the caller is root); pyfuse3 and trio are
 imported here, not at package import, so `import fuse_overlay` stays cheap.
+
+Once the mount is live (and the caller's on_ready has run) the server confines itself
+(fs.Overlay.confine: a chroot into an empty directory next to its workdir, when it may
+chroot) and returns to its old root only to unmount at the end.
 """
 
 from __future__ import annotations
@@ -90,6 +94,9 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
                 os.close(ready_fd)
         if on_ready is not None:
             on_ready()
+        # Defence in depth: from here on the server works only through the descriptors it
+        # holds (layers, workdir, /dev/fuse); a path string would resolve in an empty root.
+        ops.confine()
 
     try:
         if opts.loop == "trio":
@@ -102,6 +109,7 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
                 await pyfuse3.main(min_tasks=1, max_tasks=1)
             loop.run(pyfuse3, main)
     finally:
+        ops.unconfine()  # the unmount goes by path
         pyfuse3.close(unmount=True)
 
 
