@@ -123,12 +123,17 @@ PS_HEADER = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
              "Networks": "NETWORKS"}
 
 
-class ContainerDoc(Doc):
-    go_type = "*formatter.ContainerContext"
+class _LabelledDoc(Doc):
+    """A document with Docker's `.Label "key"` method (its value, or "")."""
+
     go_methods = ("Label",)
 
     def Label(self, name: str) -> str:  # Docker's method name
         return self.labels.get(name, "")
+
+
+class ContainerDoc(_LabelledDoc):
+    go_type = "*formatter.ContainerContext"
 
 
 def docker_status(c: Any, now: float | None = None) -> str:
@@ -268,12 +273,8 @@ VOLUME_HEADER = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                  "Status": "STATUS"}
 
 
-class VolumeDoc(Doc):
+class VolumeDoc(_LabelledDoc):
     go_type = "*formatter.volumeContext"
-    go_methods = ("Label",)
-
-    def Label(self, name: str) -> str:
-        return self.labels.get(name, "")
 
 
 def volume_doc(v: Any) -> VolumeDoc:
@@ -290,12 +291,8 @@ NETWORK_HEADER = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope
                   "CreatedAt": "CREATED AT"}
 
 
-class NetworkDoc(Doc):
+class NetworkDoc(_LabelledDoc):
     go_type = "*formatter.networkContext"
-    go_methods = ("Label",)
-
-    def Label(self, name: str) -> str:
-        return self.labels.get(name, "")
 
 
 def network_doc(n: Any, *, no_trunc: bool = False) -> NetworkDoc:

@@ -153,16 +153,7 @@ def udpecho_image(ctr_images, tmp_path_factory):  # noqa: F811  (the fixture abo
     """`udpecho` in the test registry: busybox + /usr/local/bin/udpecho (udpecho.c, built
     here with gcc -static: busybox has no UDP server applet); it runs `udpecho PORT`."""
     from tests.support import images
-    from tests.support.images import Image, TarBuilder, _config
 
-    users.need(shutil.which("gcc") is not None, "gcc is not installed (contrib/prepare-host.sh)")
-    out = tmp_path_factory.mktemp("udpecho") / "udpecho"
-    res = subprocess.run(["gcc", "-static", "-O2", "-o", str(out),
-                          str(Path(__file__).with_name("udpecho.c"))],
-                         capture_output=True, text=True)
-    users.need(res.returncode == 0, f"gcc -static failed (libc6-dev?): {res.stderr.strip()}")
-    layer = (TarBuilder().dir("usr").dir("usr/local").dir("usr/local/bin")
-             .file("usr/local/bin/udpecho", out.read_bytes(), 0o755).layer())
-    ctr_images.push_image("udpecho", "latest", Image([images.busybox_layer(), layer],
-                                                     _config(cmd=["udpecho", "5353"])))
-    return "udpecho"
+    return images.push_static_probe(ctr_images, tmp_path_factory.mktemp("udpecho"),
+                                    Path(__file__).with_name("udpecho.c"), "udpecho",
+                                    ["udpecho", "5353"])

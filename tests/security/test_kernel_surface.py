@@ -12,15 +12,12 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import users
 from tests.volumes import ctr
 
 # real containers of the test user (tests/volumes/ctr.py), as fixtures of this module
@@ -33,18 +30,9 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="session")
 def kprobe_image(ctr_images, tmp_path_factory):
     from tests.support import images
-    from tests.support.images import Image, TarBuilder, _config
 
-    users.need(shutil.which("gcc") is not None, "gcc is not installed (contrib/prepare-host.sh)")
-    out = tmp_path_factory.mktemp("kprobe") / "kprobe"
-    res = subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(HERE / "kprobe.c")],
-                         capture_output=True, text=True)
-    users.need(res.returncode == 0, f"gcc -static failed (libc6-dev?): {res.stderr.strip()}")
-    layer = (TarBuilder().dir("usr").dir("usr/local").dir("usr/local/bin")
-             .file("usr/local/bin/kprobe", out.read_bytes(), 0o755).layer())
-    ctr_images.push_image("kprobe", "latest", Image([images.busybox_layer(), layer],
-                                                    _config(cmd=["kprobe", "syscalls"])))
-    return "kprobe"
+    return images.push_static_probe(ctr_images, tmp_path_factory.mktemp("kprobe"),
+                                    HERE / "kprobe.c", "kprobe", ["kprobe", "syscalls"])
 
 
 def ok(rl, *args, timeout=60):

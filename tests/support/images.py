@@ -15,6 +15,7 @@ import os
 import subprocess
 import tarfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 BUSYBOX = "/bin/busybox"
 MTIME = 1_700_000_000
@@ -239,3 +240,22 @@ def build_multiarch() -> Index:
             cfg["variant"] = variant
         images.append(Image([base, marker], cfg, oci=True))
     return Index(images)
+
+
+def push_static_probe(registry, tmp_dir, source, name: str, cmd: list[str]) -> str:
+    """Build the C program `source` with gcc -static, push busybox + it (as
+    /usr/local/bin/NAME, the image's command `cmd`) to `registry` as NAME:latest; returns
+    NAME. For what busybox cannot do (a UDP server, raw syscalls)."""
+    import shutil
+
+    from tests.support import users
+
+    users.need(shutil.which("gcc") is not None, "gcc is not installed (contrib/prepare-host.sh)")
+    out = Path(tmp_dir) / name
+    res = subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(source)],
+                         capture_output=True, text=True)
+    users.need(res.returncode == 0, f"gcc -static failed (libc6-dev?): {res.stderr.strip()}")
+    layer = (TarBuilder().dir("usr").dir("usr/local").dir("usr/local/bin")
+             .file(f"usr/local/bin/{name}", out.read_bytes(), 0o755).layer())
+    registry.push_image(name, "latest", Image([busybox_layer(), layer], _config(cmd=cmd)))
+    return name
