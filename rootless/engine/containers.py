@@ -879,13 +879,42 @@ def remove(ref: str, *, force: bool = False, volumes: bool = False) -> Container
     return c
 
 
-def prune() -> list[str]:
+def prune(filters: dict[str, list[str]] | None = None) -> list[str]:
+    """Remove every container that is not running and passes the prune filters (label,
+    label!, until: rootless/engine/filters.py); returns their ids."""
+    from rootless.engine.filters import prune_predicate
+
+    keep = prune_predicate(filters or {})
     removed = []
     for c in list_containers(all_=True):
-        if c.state != "running":
+        if c.state != "running" and keep(c.labels, c.created):
             _remove_files(c)
             removed.append(c.id)
     return removed
+
+
+def rename(ref: str, new_name: str) -> Container:
+    """Give a container another name (any state, as Docker): its row, the name its volumes
+    list it under and its endpoints on user-defined networks (the name other containers
+    resolve it by once it starts again)."""
+    _validate_name(new_name)
+    with _db() as conn, catalog.transaction(conn):
+        c = _lookup(ref, conn)
+        if c.name == new_name:
+            raise InvalidArgument(f"renaming a container with the same name as its current "
+                                  f"name: {new_name}", "give another name")
+        taken = conn.execute("SELECT id FROM containers WHERE name=?", (new_name,)).fetchone()
+        if taken:
+            raise Conflict(f"the container name {new_name} is already in use by container "
+                           f"{taken[0][:12]}", "remove that container or choose another name")
+        conn.execute("UPDATE containers SET name=? WHERE id=?", (new_name, c.id))
+        for table, col in (("container_volumes", "container"), ("network_endpoints", "name")):
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                            (table,)).fetchone():
+                conn.execute(f"UPDATE {table} SET {col}=? WHERE container_id=?",
+                             (new_name, c.id))
+    c.name = new_name
+    return c
 
 
 # -- logs, inspect, top -------------------------------------------------------------------

@@ -214,12 +214,18 @@ def remove(ref: str, *, force: bool = False, root: Path | None = None) -> str:
     return row["name"]
 
 
-def prune(root: Path | None = None) -> list[str]:
-    """Remove every network without containers; returns their names."""
+def prune(root: Path | None = None, filters: dict[str, list[str]] | None = None) -> list[str]:
+    """Remove every network without containers that passes the prune filters (label,
+    label!, until: rootless/engine/filters.py); returns their names."""
+    from rootless.engine.filters import prune_predicate
+
+    keep = prune_predicate(filters or {})
     conn = _connect(root)
     with catalog.transaction(conn):
-        rows = conn.execute("SELECT id, name, bridge FROM networks WHERE id NOT IN "
-                            "(SELECT network_id FROM network_endpoints) ORDER BY name").fetchall()
+        rows = conn.execute("SELECT id, name, bridge, labels, created FROM networks WHERE id "
+                            "NOT IN (SELECT network_id FROM network_endpoints) ORDER BY name"
+                            ).fetchall()
+        rows = [r for r in rows if keep(json.loads(r["labels"] or "{}"), r["created"])]
         for r in rows:
             conn.execute("DELETE FROM networks WHERE id=?", (r["id"],))
     for r in rows:

@@ -63,13 +63,18 @@ def remove(names: list[str], force: bool = False) -> list[str]:
     return removed
 
 
-def prune(all_volumes: bool = False) -> list[str]:
+def prune(all_volumes: bool = False, filters: dict[str, list[str]] | None = None) -> list[str]:
     """Remove volumes no container uses: anonymous ones, or every one with `all_volumes`
-    (Docker 23+ prunes only anonymous volumes unless --all)."""
+    (Docker 23+ prunes only anonymous volumes unless --all); `filters`: label and label!
+    (Docker has no `until` for volumes)."""
+    from rootless.engine.filters import prune_predicate
+
+    keep = prune_predicate(filters or {}, until=False)
     removed = []
     with catalog.session() as conn:
         for vol in store.list_all(conn):
-            if (all_volumes or vol.anonymous) and not store.users(conn, vol.name):
+            if (all_volumes or vol.anonymous) and not store.users(conn, vol.name) \
+                    and keep(vol.labels, vol.created):
                 store.remove(conn, vol.name)
                 _remove_leftovers(vol.name)
                 removed.append(vol.name)
