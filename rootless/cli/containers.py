@@ -325,6 +325,7 @@ _ELSEWHERE = {"inspect": ("rootless.cli.inspect", "container_inspect"),
               "port": ("rootless.cli.networks", "port"),
               "rename": ("rootless.cli.changes", "rename"),
               "diff": ("rootless.cli.changes", "diff"),
+              "stats": ("rootless.cli.stats", "stats"),
               "commit": ("rootless.cli.build", "commit"),
               "export": ("rootless.cli.build", "export")}
 

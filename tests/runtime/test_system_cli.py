@@ -187,3 +187,31 @@ def test_management_aliases(rl):
     assert lines(rl("system", "info", "--format", "{{.OSType}}")) == ["linux"]
     rl("container", "rm", "c1", check=True)
     assert lines(rl("container", "ps", "-aq")) == []
+
+
+STATS_FIELDS = {"BlockIO", "CPUPerc", "Container", "ID", "MemPerc", "MemUsage", "Name",
+                "NetIO", "PIDs"}
+
+
+def test_stats_no_stream_from_proc(rl):
+    rl("run", "-d", "--network", "none", "--name", "busy", "busybox", "sh", "-c",
+       "while :; do :; done", check=True)
+    rl("run", "-d", "--network", "none", "--name", "idle", "busybox", "sleep", "300",
+       check=True)
+    rl("create", "--name", "stopped", "busybox", "true", check=True)
+    rows = {r["Name"]: r for r in map(json.loads, lines(rl(
+        "stats", "--no-stream", "--format", "json")))}
+    assert set(rows) == {"busy", "idle"}
+    assert set(rows["busy"]) == STATS_FIELDS
+    assert float(rows["busy"]["CPUPerc"].rstrip("%")) > 10.0
+    assert float(rows["idle"]["CPUPerc"].rstrip("%")) < 10.0
+    assert rows["busy"]["PIDs"] == "1" and rows["idle"]["PIDs"] == "1"
+    used, _, limit = rows["idle"]["MemUsage"].partition(" / ")
+    assert used != "0B" and limit.endswith("iB")
+    table = lines(rl("stats", "--no-stream", "-a", "busy", "stopped"))
+    assert table[0].split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"]
+    assert [x.split()[1] for x in table[1:]] == ["busy", "stopped"]
+    assert lines(rl("container", "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}",
+                    "stopped")) == ["stopped 0"]
+    assert "no cgroups" in rl("stats", "--help", check=True).stdout
+    rl("rm", "-f", "busy", "idle", "stopped", check=True)
