@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "exec": ("rootless.cli.containers", "exec_", "Run a command in a running container"),
     "top": ("rootless.cli.containers", "top", "Show a container's processes"),
     "cp": ("rootless.cli.containers", "cp", "Copy files between a container and the host"),
+    "events": ("rootless.cli.events", "events", "Show what happens to containers and images"),
     "stats": ("rootless.cli.stats", "stats", "Show containers' CPU, memory and I/O (from /proc)"),
     "rename": ("rootless.cli.changes", "rename", "Rename a container"),
     "diff": ("rootless.cli.changes", "diff", "List the files a container changed"),

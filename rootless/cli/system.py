@@ -83,7 +83,13 @@ def version(fmt: str | None) -> None:
 
 # -- system: df, prune, info ----------------------------------------------------------------
 
-@click.group()
+def _alias_group():
+    from rootless.cli.lazy import AliasGroup
+
+    return AliasGroup
+
+
+@click.group(cls=_alias_group(), aliases={"events": ("rootless.cli.events", "events")})
 def system() -> None:
     """Manage rl: disk usage, pruning, host information."""
 

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rootless.engine import events
 from rootless.engine.spec import RunOptions
 from rootless.errors import Conflict, InvalidArgument, NotFound, RlError
 from rootless.store import catalog, paths
@@ -373,7 +374,9 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         mount_plan.undo()
         netwire.abandon(opts.network)
         raise
-    return lookup(cid)
+    c = lookup(cid)
+    events.container("create", c)
+    return c
 
 
 def _write_seccomp(bundle: Path, spec: dict) -> None:
@@ -429,6 +432,7 @@ def _set_running(c: Container, pid: int) -> None:
         conn.execute("UPDATE containers SET state='running', monitor_pid=?, monitor_start=?,"
                      " pid=?, started=?, exit_code=NULL, finished=NULL WHERE id=?",
                      (os.getpid(), _proc_start(os.getpid()), pid, time.time(), c.id))
+    events.container("start", c)
 
 
 def _set_exited(c: Container, code: int | None) -> None:
@@ -438,6 +442,7 @@ def _set_exited(c: Container, code: int | None) -> None:
     with _db() as conn, catalog.transaction(conn):
         conn.execute("UPDATE containers SET state='exited', pid=NULL, exit_code=?,"
                      " finished=? WHERE id=?", (code, time.time(), c.id))
+    events.container("die", c, exitCode="" if code is None else code)
 
 
 def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
@@ -845,6 +850,7 @@ def _remove_files(c: Container, *, volumes: bool = False) -> None:
 
     with _db() as conn, catalog.transaction(conn):
         conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
+    events.container("destroy", c)
     mounts.release(c.id, remove_anonymous=volumes)
     from rootless.engine import netwire
 
@@ -913,7 +919,8 @@ def rename(ref: str, new_name: str) -> Container:
                             (table,)).fetchone():
                 conn.execute(f"UPDATE {table} SET {col}=? WHERE container_id=?",
                              (new_name, c.id))
-    c.name = new_name
+    old, c.name = c.name, new_name
+    events.container("rename", c, oldName=old)
     return c
 
 

@@ -190,7 +190,11 @@ def pull(ref: str, *, platform: str | None = None, quiet: bool = False) -> Image
         if not quiet:
             print(f"Trying to pull {cand}...", file=sys.stderr, flush=True)
         try:
-            return _pull_one(cand, conf, platform, quiet)
+            record = _pull_one(cand, conf, platform, quiet)
+            from rootless.engine import events
+
+            events.emit("image", "pull", str(cand), {"name": str(cand)})
+            return record
         except NotFound as exc:
             errors.append(exc)
         except RlError as exc:
@@ -387,6 +391,9 @@ def _delete_images(image_ids: list[str]) -> list[str]:
                         continue  # tagged again meanwhile
                     conn.execute("DELETE FROM images WHERE id=?", (image_id,))
                     deleted.append(image_id)
+                    from rootless.engine import events
+
+                    events.emit("image", "delete", image_id, {"name": image_id})
                 for diff_id in imagedb.unused_layers(conn):
                     conn.execute("DELETE FROM layers WHERE diff_id=?", (diff_id,))
             kept_layers = {r[0] for r in conn.execute("SELECT diff_id FROM layers")}

@@ -183,7 +183,14 @@ def create(name: str, *, subnet: str | None = None, gateway: str | None = None,
         conn.execute("INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal,"
                      " labels, created) VALUES (:id, :name, :driver, :subnet, :gateway,"
                      " :bridge, :internal, :labels, :created)", row)
+    _event("create", net_id, name, root)
     return inspect(name, root=root)
+
+
+def _event(action: str, net_id: str, name: str, root: Path | None) -> None:
+    from rootless.engine import events
+
+    events.emit("network", action, net_id, {"name": name, "type": "bridge"}, root)
 
 
 def inspect(ref: str, root: Path | None = None) -> Network:
@@ -211,6 +218,7 @@ def remove(ref: str, *, force: bool = False, root: Path | None = None) -> str:
                            "remove or disconnect those containers first")
         conn.execute("DELETE FROM networks WHERE id=?", (row["id"],))
     _holder_cleanup(conn, drop_bridge=row["bridge"])
+    _event("destroy", row["id"], row["name"], root)
     return row["name"]
 
 
@@ -230,6 +238,7 @@ def prune(root: Path | None = None, filters: dict[str, list[str]] | None = None)
             conn.execute("DELETE FROM networks WHERE id=?", (r["id"],))
     for r in rows:
         _holder_cleanup(conn, drop_bridge=r["bridge"])
+        _event("destroy", r["id"], r["name"], root)
     return [r["name"] for r in rows]
 
 

@@ -21,7 +21,15 @@ def create(name: str | None = None, labels: dict[str, str] | None = None) -> Vol
 
         name = secrets.token_hex(32)
     with catalog.session() as conn:
-        return store.create(conn, name, labels, anonymous=anonymous)
+        vol = store.create(conn, name, labels, anonymous=anonymous)
+    _event("create", vol)
+    return vol
+
+
+def _event(action: str, vol: Volume) -> None:
+    from rootless.engine import events
+
+    events.emit("volume", action, vol.name, {**vol.labels, "driver": "local"})
 
 
 def ensure(name: str) -> Volume:
@@ -60,6 +68,7 @@ def remove(names: list[str], force: bool = False) -> list[str]:
                 continue
             _remove_leftovers(name)
             removed.append(name)
+            _event("destroy", Volume(name, 0))
     return removed
 
 
@@ -78,6 +87,7 @@ def prune(all_volumes: bool = False, filters: dict[str, list[str]] | None = None
                 store.remove(conn, vol.name)
                 _remove_leftovers(vol.name)
                 removed.append(vol.name)
+                _event("destroy", vol)
     return removed
 
 

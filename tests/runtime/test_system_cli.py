@@ -215,3 +215,38 @@ def test_stats_no_stream_from_proc(rl):
                     "stopped")) == ["stopped 0"]
     assert "no cgroups" in rl("stats", "--help", check=True).stdout
     rl("rm", "-f", "busy", "idle", "stopped", check=True)
+
+
+def test_events_of_a_run_in_order_with_since_and_until(rl):
+    import time
+
+    t0 = time.time()
+    rl("run", "--network", "none", "--name", "ev1", "busybox", "true", check=True)
+    rl("rm", "ev1", check=True)
+    rl("volume", "create", "evvol", check=True)
+    rl("volume", "rm", "evvol", check=True)
+    t1 = time.time() + 0.5
+    time.sleep(0.6)
+    rl("create", "--name", "later", "busybox", "true", check=True)
+    out = lines(rl("events", "--since", f"{t0:.3f}", "--until", f"{t1:.3f}",
+                   "--filter", "type=container", "--format",
+                   "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}", timeout=30))
+    assert out == ["container create ev1", "container start ev1", "container die ev1",
+                   "container destroy ev1"]
+    evs = [json.loads(x) for x in lines(rl("system", "events", "--since", f"{t0:.3f}",
+                                          "--until", f"{t1:.3f}", "--format", "json"))]
+    assert [(e["Type"], e["Action"]) for e in evs][-2:] == [("volume", "create"),
+                                                           ("volume", "destroy")]
+    assert evs[2]["Actor"]["Attributes"]["exitCode"] == "0"
+    assert evs[0]["status"] == "create" and evs[0]["from"] == "busybox"
+    # the default line: time, type, action, id, (attributes)
+    text = lines(rl("events", "--since", f"{t0:.3f}", "--until", f"{t1:.3f}",
+                    "-f", "event=destroy", "-f", "container=ev1"))
+    assert len(text) == 1 and " container destroy " in text[0]
+    assert text[0].endswith("(image=busybox, name=ev1)")
+    # --until passed: "later" is not among them; --since 1s ago shows it
+    assert "later" not in " ".join(lines(rl("events", "--since", f"{t0:.3f}", "--until",
+                                            f"{t1:.3f}")))
+    r = rl("events", "--since", "yesterday-ish", "--until", "1s")
+    assert r.returncode == 125 and "invalid value for --since" in r.stderr
+    rl("rm", "later", check=True)
