@@ -8,8 +8,9 @@ layers are looked up the same way: a layer is an image's, written by whoever mad
 
 Docker's rules (moby's archive.changes over an overlay upper dir): a name in the upper
 dir that a lower layer shows is C, else A; a whiteout (`.wh.NAME`, or a character device
-0/0) is D for NAME; the parent directory of an A or D is C if not listed already. Names
-come out in the order of a walk sorted by name, parents before children. Whiteouts and
+0/0) is D for NAME; the directories above a change are C. Names come out in the order of
+a walk sorted by name, parents before children. The mount points the runtime makes in
+every container (INIT_PATHS) are left out, as Docker's init layer keeps them out. Whiteouts and
 opaque markers are stored as fuse_overlay/metadata.py describes.
 """
 
@@ -60,10 +61,21 @@ def _is_whiteout_device(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
+# What the runtime itself puts in the upper dir for every container (mount points of /dev,
+# /proc, /sys and of the files it bind-mounts): Docker keeps these in a hidden "init" layer
+# below the container's own, so `docker diff` never lists them; neither does rl.
+INIT_PATHS = frozenset({"/dev", "/proc", "/sys", "/etc/hostname", "/etc/hosts",
+                        "/etc/resolv.conf", "/etc/mtab", "/.dockerenv"})
+
+
 def changes(upperdir: str, lowerdirs: list[str]) -> list[tuple[str, str]]:
-    """[(kind, path)] of the upper dir against the lower dirs (TOP first)."""
+    """[(kind, path)] of the upper dir against the lower dirs (TOP first).
+
+    A directory the image has is listed as C only when something below it is listed (it
+    is in the upper dir because a name below it changed, or because the runtime made a
+    mount point there)."""
     out: list[tuple[str, str]] = []
-    listed: set[str] = set()
+    pending: list[str] = []  # directories of the image entered, not listed yet
     layer_fds = _open_layers(lowerdirs)
     try:
         root = os.open(upperdir, safepath.DIR_FLAGS)
@@ -72,38 +84,44 @@ def changes(upperdir: str, lowerdirs: list[str]) -> list[tuple[str, str]]:
             os.close(fd)
         return out
 
-    def add(kind: str, parts: list[str]) -> None:
-        path = "/" + "/".join(parts)
-        if kind in ("A", "D") and len(parts) > 1:
-            parent = "/" + "/".join(parts[:-1])
-            if parent not in listed:
-                out.append(("C", parent))
-                listed.add(parent)
-        if path not in listed:
-            out.append((kind, path))
-            listed.add(path)
+    def emit(kind: str, parts: list[str]) -> None:
+        out.extend(("C", p) for p in pending)  # Docker: the parent of a change is C
+        pending.clear()
+        out.append((kind, "/" + "/".join(parts)))
 
     def walk(dfd: int, parts: list[str]) -> None:
         for name, st in safepath.entries(dfd):
             if name == OPAQUE_MARKER:
                 continue
             if name.startswith(WHITEOUT_PREFIX):
-                add("D", [*parts, name[len(WHITEOUT_PREFIX):]])
+                emit("D", [*parts, name[len(WHITEOUT_PREFIX):]])
                 continue
             here = [*parts, name]
-            if _is_whiteout_device(st):
-                add("D", here)
+            path = "/" + "/".join(here)
+            if path in INIT_PATHS:
                 continue
-            add("C" if _in_lower(layer_fds, here) else "A", here)
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    sub = safepath.open_dir(dfd, name)
-                except OSError:
-                    continue  # swapped for a symlink meanwhile, or not ours to read
+            if _is_whiteout_device(st):
+                emit("D", here)
+                continue
+            in_image = _in_lower(layer_fds, here)
+            if not stat.S_ISDIR(st.st_mode):
+                emit("C" if in_image else "A", here)
+                continue
+            if in_image:
+                pending.append(path)
+            else:
+                emit("A", here)
+            try:
+                sub = safepath.open_dir(dfd, name)
+            except OSError:
+                sub = -1  # swapped for a symlink meanwhile, or not ours to read
+            if sub >= 0:
                 try:
                     walk(sub, here)
                 finally:
                     os.close(sub)
+            if pending and pending[-1] == path:
+                pending.pop()  # nothing below it changed
 
     try:
         walk(root, [])

@@ -160,6 +160,10 @@ def test_diff_lists_changes_and_does_not_follow_planted_symlinks(rl, tmp_path):
     assert (canary / "canary-secret").read_text() == "keep out\n"
     assert sorted(p.name for p in canary.iterdir()) == ["canary-secret"]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # a container that changed nothing: nothing listed (not the runtime's mount points)
+    rl("run", "--network", "none", "--name", "quiet", "busybox", "true", check=True)
+    assert rl("diff", "quiet", check=True).stdout == ""
+    rl("rm", "quiet", check=True)
     r = rl("diff", "nothing-here")
     assert r.returncode == 125 and "nothing-here" in r.stderr
     rl("rm", "changer", check=True)
