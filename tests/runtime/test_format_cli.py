@@ -233,6 +233,9 @@ SNIPPETS = [
     ("docker container prune --force --filter until=1h | tail -n 1",
      "Total reclaimed space: 0B"),
     ("docker system prune -f >/dev/null && docker ps -q -f name=web | wc -l", "1"),
+    ("docker events --since 10m --until 0s --filter event=create --filter container=web "
+     "--format '{{.Actor.Attributes.name}}'", "web"),
+    ("docker stats --no-stream --format '{{.Name}}' web", "web"),
 ]
 
 
