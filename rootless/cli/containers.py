@@ -23,42 +23,48 @@ def _engine():
 
 def _run_options(f):
     opts = [
-        click.option("--name", help="Name of the container."),
+        click.option("--name", metavar="NAME", help="Name of the container."),
         click.option("--rm", is_flag=True, help="Remove the container when it exits."),
         click.option("-d", "--detach", is_flag=True, help="Run in the background, print the id."),
         click.option("-i", "--interactive", is_flag=True, help="Keep stdin open."),
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal."),
-        click.option("-e", "--env", multiple=True, help="Set an environment variable."),
-        click.option("--env-file", multiple=True, help="Read variables from a file."),
-        click.option("-w", "--workdir", help="Working directory inside the container."),
-        click.option("-u", "--user", help="user[:group] to run as (name or id)."),
-        click.option("--entrypoint", help="Override the image's entrypoint."),
-        click.option("-h", "--hostname", help="Hostname of the container."),
-        click.option("-l", "--label", multiple=True, help="KEY=VALUE label."),
-        click.option("--userns", help="keep-id: run as your own uid inside."),
-        click.option("--cap-add", multiple=True, help="Add a capability."),
-        click.option("--cap-drop", multiple=True, help="Drop a capability."),
-        click.option("--ulimit", multiple=True, help="NAME=SOFT[:HARD] resource limit."),
-        click.option("--security-opt", multiple=True,
+        click.option("-e", "--env", multiple=True, metavar="KEY[=VALUE]",
+                     help="Set an environment variable (KEY alone: its value here)."),
+        click.option("--env-file", multiple=True, metavar="FILE",
+                     help="Read KEY=VALUE lines from a file."),
+        click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container."),
+        click.option("-u", "--user", metavar="USER[:GROUP]", help="Who to run as (names or numeric ids)."),
+        click.option("--entrypoint", metavar="COMMAND", help="Override the image's entrypoint."),
+        click.option("-h", "--hostname", metavar="NAME", help="Hostname of the container."),
+        click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Set a label."),
+        click.option("--userns", metavar="MODE", help="keep-id: run as your own uid inside."),
+        click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability (NET_ADMIN, ALL)."),
+        click.option("--cap-drop", multiple=True, metavar="CAP", help="Drop a capability (CHOWN, ALL)."),
+        click.option("--ulimit", multiple=True, metavar="NAME=SOFT[:HARD]", help="Resource limit."),
+        click.option("--security-opt", multiple=True, metavar="OPT",
                      help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false], "
                           "label=disable, apparmor=unconfined."),
         click.option("--init", is_flag=True, help="Run a reaper as pid 1."),
         click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
-        click.option("--network", "--net", multiple=True,
+        click.option("--network", "--net", multiple=True, metavar="NETWORK",
                      help="slirp4netns[:OPTS] (default), none, host, container:NAME or a "
                           "network's name (repeat for several networks)."),
-        click.option("-v", "--volume", multiple=True, help="SRC:DEST[:ro] bind or volume."),
-        click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=,target=."),
-        click.option("--tmpfs", multiple=True, help="PATH[:size=,mode=] tmpfs mount."),
+        click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:OPTS]",
+                     help="Bind a host path or mount a named volume (OPTS: ro, rw, nocopy, z, Z; comma-separated)."),
+        click.option("--mount", multiple=True, metavar="type=TYPE,source=SRC,target=DST[,...]",
+                     help="A bind, volume or tmpfs mount (TYPE: bind, volume, tmpfs)."),
+        click.option("--tmpfs", multiple=True, metavar="PATH[:size=N,mode=M]",
+                     help="Mount a tmpfs."),
         click.option("-p", "--publish", multiple=True,
-                     help="[hostip:][hostport:]containerport[/proto] to publish."),
+                     metavar="[HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO]",
+                     help="Publish a container port on the host."),
         click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port."),
-        click.option("--network-alias", multiple=True,
+        click.option("--network-alias", multiple=True, metavar="NAME",
                      help="Another name on a user-defined network."),
         click.option("--pull", type=click.Choice(["missing", "always", "never", "newer"]),
                      default="missing", help="When to pull the image."),
-        click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
-        click.option("--cpus", help="Refused: needs cgroup v2 delegation."),
+        click.option("-m", "--memory", metavar="BYTES", help="Refused: needs cgroup v2 delegation."),
+        click.option("--cpus", metavar="N", help="Refused: needs cgroup v2 delegation."),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -278,10 +284,12 @@ def wait(containers: tuple[str, ...]) -> None:
 @click.command("exec", context_settings=_RUN_CTX)
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
-@click.option("-u", "--user", help="user[:group] to run as.")
-@click.option("-w", "--workdir", help="Working directory.")
-@click.option("-e", "--env", multiple=True, help="Set an environment variable.")
-@click.option("--env-file", multiple=True, help="Read variables from a file.")
+@click.option("-u", "--user", metavar="USER[:GROUP]", help="user[:group] to run as.")
+@click.option("-w", "--workdir", metavar="DIR", help="Working directory.")
+@click.option("-e", "--env", multiple=True, metavar="KEY[=VALUE]",
+                     help="Set an environment variable (KEY alone: its value here).")
+@click.option("--env-file", multiple=True, metavar="FILE",
+                     help="Read KEY=VALUE lines from a file.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(interactive, tty, user, workdir, env, env_file, container, command) -> None:
@@ -313,27 +321,45 @@ def cp(src: str, dest: str) -> None:
     _engine().cp(src, dest)
 
 
-@click.group()
+_ELSEWHERE = {"inspect": ("rootless.cli.inspect", "container_inspect"),
+              "port": ("rootless.cli.networks", "port"),
+              "rename": ("rootless.cli.changes", "rename"),
+              "diff": ("rootless.cli.changes", "diff"),
+              "stats": ("rootless.cli.stats", "stats"),
+              "commit": ("rootless.cli.build", "commit"),
+              "export": ("rootless.cli.build", "export")}
+
+
+def _container_group():
+    from rootless.cli.lazy import AliasGroup
+
+    return AliasGroup
+
+
+@click.group(cls=_container_group(), aliases=_ELSEWHERE)
 def container() -> None:
     """Manage containers."""
 
 
 @container.command("prune")
-@click.option("-f", "--force", is_flag=True, help="Do not ask (rl never asks).")
-def prune(force: bool) -> None:
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="label=KEY[=VALUE], label!=KEY[=VALUE] or until=TIME.")
+def prune(force: bool, filters: tuple[str, ...]) -> None:
     """Remove every stopped container."""
-    for cid in _engine().prune():
-        click.echo(cid)
+    from rootless.cli import system as cli_system
+    from rootless.engine import system as engine_system
+
+    flt = cli_system.prune_filters(filters)
+    if not force:
+        cli_system.ask("WARNING! This will remove all stopped containers.", "container prune")
+    out = engine_system.prune_containers(flt)
+    if out.containers:
+        click.echo("Deleted Containers:\n" + "\n".join(out.containers) + "\n")
+    click.echo(cli_system.reclaimed_line(out.reclaimed))
 
 
-def _container_inspect():
-    from rootless.cli.inspect import container_inspect
-
-    return container_inspect
-
-
-container.add_command(_container_inspect(), "inspect")
-for _name, _cmd in (("ls", ps), ("list", ps), ("rm", rm),
+for _name, _cmd in (("ls", ps), ("list", ps), ("ps", ps), ("rm", rm), ("remove", rm),
                     ("start", start), ("stop", stop), ("kill", kill), ("logs", logs),
                     ("create", create), ("run", run), ("top", top), ("wait", wait),
                     ("restart", restart), ("exec", exec_), ("cp", cp)):

@@ -163,18 +163,19 @@ def rmi(refs: tuple[str, ...], force: bool) -> None:
 
 # -- image group --
 
-@click.group()
+def _alias_group():
+    from rootless.cli.lazy import AliasGroup
+
+    return AliasGroup
+
+
+@click.group(cls=_alias_group(), aliases={
+    "inspect": ("rootless.cli.inspect", "image_inspect"),
+    **{verb: ("rootless.cli.build", attr) for verb, attr in (
+        ("build", "build"), ("push", "push"), ("save", "save"), ("load", "load"),
+        ("import", "import_"), ("history", "history"))}})
 def image() -> None:
     """Manage images."""
-
-
-def _image_inspect():
-    from rootless.cli.inspect import image_inspect
-
-    return image_inspect
-
-
-image.add_command(_image_inspect(), "inspect")
 
 
 @image.command("ls")
@@ -187,16 +188,30 @@ def image_ls(repository, all_images, quiet, digests, fmt, no_trunc, filters) -> 
 @image.command("prune")
 @click.option("-a", "--all", "all_images", is_flag=True,
               help="Remove every image no container uses, not only dangling ones.")
-@click.option("-f", "--force", is_flag=True, help="Do not ask (rl never asks).")
-def image_prune(all_images: bool, force: bool) -> None:
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="label=KEY[=VALUE], label!=KEY[=VALUE] or until=TIME.")
+def image_prune(all_images: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images and the layers only they used."""
-    for image_id in engine.prune(all_images=all_images):
-        click.echo(f"Deleted: {image_id}")
+    from rootless.cli import system as cli_system
+    from rootless.engine import system as engine_system
+
+    flt = cli_system.prune_filters(filters)
+    if not force:
+        cli_system.ask("WARNING! This will remove all images without at least one container "
+                       "associated to them." if all_images
+                       else "WARNING! This will remove all dangling images.", "image prune")
+    out = engine_system.prune_images(all_images, flt)
+    if out.images:
+        click.echo("Deleted Images:\n" + "".join(f"deleted: {i}\n" for i in out.images))
+    click.echo(cli_system.reclaimed_line(out.reclaimed))
 
 
 image.add_command(pull, "pull")
 image.add_command(tag, "tag")
 image.add_command(rmi, "rm")
+image.add_command(rmi, "remove")
+image.add_command(image_ls, "list")
 
 
 # -- login, logout --

@@ -21,6 +21,7 @@ from rootless.errors import RlError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("rootless.cli.system", "info", "Show what this host offers rootless containers"),
     "version": ("rootless.cli.system", "version", "Show the rl version"),
+    "system": ("rootless.cli.system", "system", "Manage rl: disk usage, prune, info"),
     # images (rootless/cli/images.py)
     "pull": ("rootless.cli.images", "pull", "Pull an image from a registry"),
     "images": ("rootless.cli.images", "images", "List images"),
@@ -44,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "exec": ("rootless.cli.containers", "exec_", "Run a command in a running container"),
     "top": ("rootless.cli.containers", "top", "Show a container's processes"),
     "cp": ("rootless.cli.containers", "cp", "Copy files between a container and the host"),
+    "events": ("rootless.cli.events", "events", "Show what happens to containers and images"),
+    "stats": ("rootless.cli.stats", "stats", "Show containers' CPU, memory and I/O (from /proc)"),
+    "rename": ("rootless.cli.changes", "rename", "Rename a container"),
+    "diff": ("rootless.cli.changes", "diff", "List the files a container changed"),
     "container": ("rootless.cli.containers", "container", "Manage containers"),
     "unshare": ("rootless.cli.containers", "unshare", "Run a command in rl's user namespace"),
     "port": ("rootless.cli.networks", "port", "List a container's published ports"),
@@ -110,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:  # Ctrl-C (click turns it into Abort): quiet, as Docker
         sys.exit(130)
+    except click.NoSuchOption as exc:
+        # Docker's wording: click's "Did you mean" guesses mislead (--gpus -> --cpus).
+        where = exc.ctx.command_path if exc.ctx else "rl"
+        _unknown_flag(exc.option_name, where)
+        sys.exit(125)
     except click.UsageError as exc:
         # One line, and exit 125 as Docker does for a bad flag.
         where = exc.ctx.command_path if exc.ctx else "rl"
@@ -126,6 +136,19 @@ def main(argv: list[str] | None = None) -> None:
         _internal_error(exc, args)
         sys.exit(125)
     sys.exit(0)
+
+
+def _unknown_flag(option: str, where: str) -> None:
+    """`unknown flag: --gpus` / `unknown shorthand flag: 'x' in -x`, then where the help
+    is, on stderr, as Docker (its cobra) words it."""
+    from rootless.cli.tables import printable
+
+    option = printable(option)
+    if option.startswith("--") or not option.startswith("-"):
+        first = f"unknown flag: {option}"
+    else:
+        first = f"unknown shorthand flag: '{option[1:2]}' in {option}"
+    click.echo(f"{first}\nSee '{where} --help'.", err=True)
 
 
 def _error(text: str) -> None:

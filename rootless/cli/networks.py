@@ -75,6 +75,7 @@ def _network_inspect():
 
 
 network.add_command(_network_inspect(), "inspect")
+network.add_command(ls, "list")
 
 
 @network.command("rm")
@@ -122,15 +123,18 @@ def disconnect(force, network_name, container) -> None:
 
 @network.command("prune")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
-def prune(force) -> None:
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="label=KEY[=VALUE], label!=KEY[=VALUE] or until=TIME.")
+def prune(force, filters) -> None:
     """Remove every network no container uses."""
-    from rootless.engine import networks
+    from rootless.cli import system as cli_system
+    from rootless.engine import system as engine_system
 
-    if not force and not click.confirm(
-            "WARNING! This will remove all networks not used by at least one container.\n"
-            "Are you sure you want to continue?", default=False):
-        return
-    removed = networks.prune()
+    flt = cli_system.prune_filters(filters)
+    if not force:
+        cli_system.ask("WARNING! This will remove all custom networks not used by at least "
+                       "one container.", "network prune")
+    removed = engine_system.prune_networks(flt).networks
     if removed:
         click.echo("Deleted Networks:")
         for name in removed:

@@ -56,28 +56,32 @@ def compile_format(fmt: str) -> None:
     compile_(fmt)
 
 
-_DURATION = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
 def parse_time_arg(text: str, flag: str, now: float | None = None) -> float:
-    """`--since`/`--until` as Docker reads them: RFC 3339 (2024-05-01T10:00:00Z, or a
-    date, or without zone: local time), Unix time (1714557600[.5]), or a Go duration
-    before now (10m, 1h30m, 45s)."""
-    import re
-    import time
-    from datetime import datetime
+    """`--since`/`--until` as Docker reads them (rootless/engine/filters.py parse_time)."""
+    from rootless.engine.filters import parse_time
 
-    now = time.time() if now is None else now
-    t = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", t)
-    if parts and "".join(n + u for n, u in parts) == t:
-        return now - sum(float(n) * _DURATION[u] for n, u in parts)
+    return parse_time(text, flag, now)
+
+
+def confirm(message: str) -> bool:
+    """Docker's PromptForConfirmation: MESSAGE, then ` [y/N] ` on stdout, and one line
+    read from stdin: only y or yes (any case) is a yes. No answer (stdin at its end or
+    not open, as in a script without -f) is a no, as in Docker."""
+    import sys
+
+    sys.stdout.write(message + " [y/N] ")
+    sys.stdout.flush()
     try:
-        d = datetime.fromisoformat(t.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidArgument(f"invalid value for {flag}: {text!r}",
-                              "give RFC 3339 (2024-05-01T10:00:00Z), Unix time or a duration "
-                              "like 10m") from None
-    return d.timestamp() if d.tzinfo else d.astimezone().timestamp()
+        answer = sys.stdin.readline() if sys.stdin is not None else ""
+    except (OSError, ValueError):
+        answer = ""
+    if not answer.endswith("\n"):
+        sys.stdout.write("\n")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cancelled(what: str):
+    """The error of a declined prune (Docker 26+: "... has been cancelled", exit 1)."""
+    from rootless.errors import RlError
+
+    return RlError(f"{what} has been cancelled", exit_code=1)

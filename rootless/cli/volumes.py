@@ -84,17 +84,24 @@ volume.add_command(rm, "remove")
 @click.option("--all", "-a", "all_volumes", is_flag=True,
               help="Remove every unused volume, not only anonymous ones.")
 @click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
-def prune(all_volumes: bool, force: bool) -> None:
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="label=KEY[=VALUE] or label!=KEY[=VALUE].")
+def prune(all_volumes: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused volumes."""
-    from rootless.engine import volumes
+    from rootless.cli import system as cli_system
+    from rootless.engine import system as engine_system
+    from rootless.engine.filters import prune_predicate
 
-    if not force and not click.confirm(
-            "This removes all unused " + ("" if all_volumes else "anonymous ") + "volumes. Continue?",
-            default=False):
-        return
-    removed = volumes.prune(all_volumes)
-    for name in removed:
-        click.echo(name)
+    flt = cli_system.prune_filters(filters)
+    prune_predicate(flt, until=False)  # refused before asking
+    if not force:
+        cli_system.ask("WARNING! This will remove all local volumes not used by at least one "
+                       "container." if all_volumes else "WARNING! This will remove anonymous "
+                       "local volumes not used by at least one container.", "volume prune")
+    out = engine_system.prune_volumes(all_volumes, flt)
+    if out.volumes:
+        click.echo("Deleted Volumes:\n" + "\n".join(out.volumes) + "\n")
+    click.echo(cli_system.reclaimed_line(out.reclaimed))
 
 
 @volume.command("export")

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rootless.engine import events
 from rootless.engine.spec import RunOptions
 from rootless.errors import Conflict, InvalidArgument, NotFound, RlError
 from rootless.store import catalog, paths
@@ -373,7 +374,9 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         mount_plan.undo()
         netwire.abandon(opts.network)
         raise
-    return lookup(cid)
+    c = lookup(cid)
+    events.container("create", c)
+    return c
 
 
 def _write_seccomp(bundle: Path, spec: dict) -> None:
@@ -429,6 +432,7 @@ def _set_running(c: Container, pid: int) -> None:
         conn.execute("UPDATE containers SET state='running', monitor_pid=?, monitor_start=?,"
                      " pid=?, started=?, exit_code=NULL, finished=NULL WHERE id=?",
                      (os.getpid(), _proc_start(os.getpid()), pid, time.time(), c.id))
+    events.container("start", c)
 
 
 def _set_exited(c: Container, code: int | None) -> None:
@@ -438,6 +442,7 @@ def _set_exited(c: Container, code: int | None) -> None:
     with _db() as conn, catalog.transaction(conn):
         conn.execute("UPDATE containers SET state='exited', pid=NULL, exit_code=?,"
                      " finished=? WHERE id=?", (code, time.time(), c.id))
+    events.container("die", c, exitCode="" if code is None else code)
 
 
 def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
@@ -845,6 +850,7 @@ def _remove_files(c: Container, *, volumes: bool = False) -> None:
 
     with _db() as conn, catalog.transaction(conn):
         conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
+    events.container("destroy", c)
     mounts.release(c.id, remove_anonymous=volumes)
     from rootless.engine import netwire
 
@@ -879,13 +885,43 @@ def remove(ref: str, *, force: bool = False, volumes: bool = False) -> Container
     return c
 
 
-def prune() -> list[str]:
+def prune(filters: dict[str, list[str]] | None = None) -> list[str]:
+    """Remove every container that is not running and passes the prune filters (label,
+    label!, until: rootless/engine/filters.py); returns their ids."""
+    from rootless.engine.filters import prune_predicate
+
+    keep = prune_predicate(filters or {})
     removed = []
     for c in list_containers(all_=True):
-        if c.state != "running":
+        if c.state != "running" and keep(c.labels, c.created):
             _remove_files(c)
             removed.append(c.id)
     return removed
+
+
+def rename(ref: str, new_name: str) -> Container:
+    """Give a container another name (any state, as Docker): its row, the name its volumes
+    list it under and its endpoints on user-defined networks (the name other containers
+    resolve it by once it starts again)."""
+    _validate_name(new_name)
+    with _db() as conn, catalog.transaction(conn):
+        c = _lookup(ref, conn)
+        if c.name == new_name:
+            raise InvalidArgument(f"renaming a container with the same name as its current "
+                                  f"name: {new_name}", "give another name")
+        taken = conn.execute("SELECT id FROM containers WHERE name=?", (new_name,)).fetchone()
+        if taken:
+            raise Conflict(f"the container name {new_name} is already in use by container "
+                           f"{taken[0][:12]}", "remove that container or choose another name")
+        conn.execute("UPDATE containers SET name=? WHERE id=?", (new_name, c.id))
+        for table, col in (("container_volumes", "container"), ("network_endpoints", "name")):
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                            (table,)).fetchone():
+                conn.execute(f"UPDATE {table} SET {col}=? WHERE container_id=?",
+                             (new_name, c.id))
+    old, c.name = c.name, new_name
+    events.container("rename", c, oldName=old)
+    return c
 
 
 # -- logs, inspect, top -------------------------------------------------------------------

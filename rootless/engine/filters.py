@@ -19,6 +19,7 @@ PS_KEYS = ("id", "name", "label", "status", "exited", "ancestor", "before", "sin
 IMAGES_KEYS = ("dangling", "label", "before", "since", "reference")
 VOLUME_KEYS = ("name", "label", "dangling", "driver")
 NETWORK_KEYS = ("name", "id", "label", "driver", "type")
+PRUNE_KEYS = ("label", "label!", "until")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 HEALTH = ("starting", "healthy", "unhealthy", "none")
 
@@ -264,3 +265,51 @@ def networks(nets: list[Any], f: dict[str, list[str]]) -> list[Any]:
             continue  # every network rl lists is user-defined
         out.append(n)
     return out
+
+
+# -- prune --------------------------------------------------------------------------------
+
+_DURATION = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_time(text: str, flag: str, now: float | None = None) -> float:
+    """A time as Docker reads `--since`/`--until` and the `until` filter: RFC 3339
+    (2024-05-01T10:00:00Z, or a date, or without zone: local time), Unix time
+    (1714557600[.5]), or a Go duration before now (10m, 1h30m, 45s)."""
+    import time
+    from datetime import datetime
+
+    now = time.time() if now is None else now
+    t = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", t)
+    if parts and "".join(n + u for n, u in parts) == t:
+        return now - sum(float(n) * _DURATION[u] for n, u in parts)
+    try:
+        d = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {flag}: {text!r}",
+                              "give RFC 3339 (2024-05-01T10:00:00Z), Unix time or a duration "
+                              "like 10m") from None
+    return d.timestamp() if d.tzinfo else d.astimezone().timestamp()
+
+
+def prune_predicate(f: dict[str, list[str]], *, until: bool = True):
+    """`--filter` of the prune commands (Docker's keys: `label=KEY[=VALUE]`,
+    `label!=KEY[=VALUE]`, `until=TIME`) as a test of (labels, created Unix time): True
+    for an object that may be pruned. `until=False`: the object type has no `until`
+    (volumes, as in Docker), and one given is refused."""
+    if "until" in f and not until:
+        raise InvalidArgument("invalid filter 'until'", "volumes take only label filters")
+    limits = [parse_time(v, "until") for v in f.get("until", [])]
+
+    def ok(labels: dict[str, str], created: float) -> bool:
+        if "label" in f and not _labels_match(f["label"], labels):
+            return False
+        # label!=: prune only what has none of them (Docker: "does not have the label")
+        if any(_labels_match([item], labels) for item in f.get("label!", [])):
+            return False
+        return all(created < t for t in limits)
+
+    return ok

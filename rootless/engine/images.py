@@ -190,7 +190,11 @@ def pull(ref: str, *, platform: str | None = None, quiet: bool = False) -> Image
         if not quiet:
             print(f"Trying to pull {cand}...", file=sys.stderr, flush=True)
         try:
-            return _pull_one(cand, conf, platform, quiet)
+            record = _pull_one(cand, conf, platform, quiet)
+            from rootless.engine import events
+
+            events.emit("image", "pull", str(cand), {"name": str(cand)})
+            return record
         except NotFound as exc:
             errors.append(exc)
         except RlError as exc:
@@ -387,6 +391,9 @@ def _delete_images(image_ids: list[str]) -> list[str]:
                         continue  # tagged again meanwhile
                     conn.execute("DELETE FROM images WHERE id=?", (image_id,))
                     deleted.append(image_id)
+                    from rootless.engine import events
+
+                    events.emit("image", "delete", image_id, {"name": image_id})
                 for diff_id in imagedb.unused_layers(conn):
                     conn.execute("DELETE FROM layers WHERE diff_id=?", (diff_id,))
             kept_layers = {r[0] for r in conn.execute("SELECT diff_id FROM layers")}
@@ -403,18 +410,28 @@ def _delete_images(image_ids: list[str]) -> list[str]:
     return deleted
 
 
-def prune(*, all_images: bool = False) -> list[str]:
+def prune(*, all_images: bool = False, filters: dict[str, list[str]] | None = None,
+          only: set[str] | None = None) -> list[str]:
     """Delete dangling images (no name), or with `all_images` every image no container
-    uses; then unreferenced layers and blobs. Returns the deleted image ids."""
+    uses; then unreferenced layers and blobs. `filters`: the prune filters (label, label!,
+    until on the image's labels and creation time; rootless/engine/filters.py); `only`:
+    consider these image ids only. Returns the deleted image ids."""
+    from rootless.engine.filters import prune_predicate
+    from rootless.format.docker_shapes import parse_time
+
+    keep = prune_predicate(filters or {})
     conn = _connect()
     try:
         in_use = imagedb.images_in_use(conn)
         if all_images:
-            rows = conn.execute("SELECT id FROM images").fetchall()
+            rows = conn.execute("SELECT id, config, created, added FROM images").fetchall()
         else:
-            rows = conn.execute("SELECT id FROM images WHERE id NOT IN "
+            rows = conn.execute("SELECT id, config, created, added FROM images WHERE id NOT IN "
                                 "(SELECT image_id FROM image_names)").fetchall()
-        ids = [r["id"] for r in rows if r["id"] not in in_use]
+        ids = [r["id"] for r in rows if r["id"] not in in_use
+               and (only is None or r["id"] in only)
+               and keep((json.loads(r["config"]).get("config") or {}).get("Labels") or {},
+                        parse_time(r["created"]) or r["added"])]
         if all_images and ids:
             with catalog.transaction(conn):
                 conn.executemany("DELETE FROM image_names WHERE image_id=?",

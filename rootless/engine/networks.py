@@ -183,7 +183,14 @@ def create(name: str, *, subnet: str | None = None, gateway: str | None = None,
         conn.execute("INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal,"
                      " labels, created) VALUES (:id, :name, :driver, :subnet, :gateway,"
                      " :bridge, :internal, :labels, :created)", row)
+    _event("create", net_id, name, root)
     return inspect(name, root=root)
+
+
+def _event(action: str, net_id: str, name: str, root: Path | None) -> None:
+    from rootless.engine import events
+
+    events.emit("network", action, net_id, {"name": name, "type": "bridge"}, root)
 
 
 def inspect(ref: str, root: Path | None = None) -> Network:
@@ -211,19 +218,27 @@ def remove(ref: str, *, force: bool = False, root: Path | None = None) -> str:
                            "remove or disconnect those containers first")
         conn.execute("DELETE FROM networks WHERE id=?", (row["id"],))
     _holder_cleanup(conn, drop_bridge=row["bridge"])
+    _event("destroy", row["id"], row["name"], root)
     return row["name"]
 
 
-def prune(root: Path | None = None) -> list[str]:
-    """Remove every network without containers; returns their names."""
+def prune(root: Path | None = None, filters: dict[str, list[str]] | None = None) -> list[str]:
+    """Remove every network without containers that passes the prune filters (label,
+    label!, until: rootless/engine/filters.py); returns their names."""
+    from rootless.engine.filters import prune_predicate
+
+    keep = prune_predicate(filters or {})
     conn = _connect(root)
     with catalog.transaction(conn):
-        rows = conn.execute("SELECT id, name, bridge FROM networks WHERE id NOT IN "
-                            "(SELECT network_id FROM network_endpoints) ORDER BY name").fetchall()
+        rows = conn.execute("SELECT id, name, bridge, labels, created FROM networks WHERE id "
+                            "NOT IN (SELECT network_id FROM network_endpoints) ORDER BY name"
+                            ).fetchall()
+        rows = [r for r in rows if keep(json.loads(r["labels"] or "{}"), r["created"])]
         for r in rows:
             conn.execute("DELETE FROM networks WHERE id=?", (r["id"],))
     for r in rows:
         _holder_cleanup(conn, drop_bridge=r["bridge"])
+        _event("destroy", r["id"], r["name"], root)
     return [r["name"] for r in rows]
 
 

@@ -21,7 +21,15 @@ def create(name: str | None = None, labels: dict[str, str] | None = None) -> Vol
 
         name = secrets.token_hex(32)
     with catalog.session() as conn:
-        return store.create(conn, name, labels, anonymous=anonymous)
+        vol = store.create(conn, name, labels, anonymous=anonymous)
+    _event("create", vol)
+    return vol
+
+
+def _event(action: str, vol: Volume) -> None:
+    from rootless.engine import events
+
+    events.emit("volume", action, vol.name, {**vol.labels, "driver": "local"})
 
 
 def ensure(name: str) -> Volume:
@@ -60,19 +68,26 @@ def remove(names: list[str], force: bool = False) -> list[str]:
                 continue
             _remove_leftovers(name)
             removed.append(name)
+            _event("destroy", Volume(name, 0))
     return removed
 
 
-def prune(all_volumes: bool = False) -> list[str]:
+def prune(all_volumes: bool = False, filters: dict[str, list[str]] | None = None) -> list[str]:
     """Remove volumes no container uses: anonymous ones, or every one with `all_volumes`
-    (Docker 23+ prunes only anonymous volumes unless --all)."""
+    (Docker 23+ prunes only anonymous volumes unless --all); `filters`: label and label!
+    (Docker has no `until` for volumes)."""
+    from rootless.engine.filters import prune_predicate
+
+    keep = prune_predicate(filters or {}, until=False)
     removed = []
     with catalog.session() as conn:
         for vol in store.list_all(conn):
-            if (all_volumes or vol.anonymous) and not store.users(conn, vol.name):
+            if (all_volumes or vol.anonymous) and not store.users(conn, vol.name) \
+                    and keep(vol.labels, vol.created):
                 store.remove(conn, vol.name)
                 _remove_leftovers(vol.name)
                 removed.append(vol.name)
+                _event("destroy", vol)
     return removed
 
 

@@ -80,15 +80,16 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds / 3600) // 24 // 365} years"
 
 
-def human_size(n: float) -> str:
-    """go-units HumanSizeWithPrecision(n, 3): powers of 1000, "%.3g" and the unit."""
+def human_size(n: float, precision: int = 3) -> str:
+    """go-units HumanSizeWithPrecision(n, 3): powers of 1000, "%.3g" and the unit
+    (precision 4 is go-units HumanSize, what `system df` and prune totals print)."""
     units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
     i = 0
     n = float(n)
     while n >= 1000 and i < len(units) - 1:
         n /= 1000
         i += 1
-    return f"{n:.3g}{units[i]}"
+    return f"{n:.{precision}g}{units[i]}"
 
 
 def go_time(t: float) -> str:

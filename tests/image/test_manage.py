@@ -78,7 +78,7 @@ def test_rmi_refuses_image_in_use(rl, registry):
     # -f: untagged, but the image and its layers stay for the container
     rl("rmi", "-f", registry.ref("inuse"), check=True)
     assert image_id in image_ids(rl)
-    rl("image", "prune", "-a", check=True)
+    rl("image", "prune", "-a", "-f", check=True)
     assert image_id in image_ids(rl)
     assert (rl.data_dir / "layers" / image.layers[0].diff_id[7:]).is_dir()
     # once the container is gone, prune removes it and its layers
@@ -86,8 +86,8 @@ def test_rmi_refuses_image_in_use(rl, registry):
     conn.execute("DELETE FROM containers")
     conn.commit()
     conn.close()
-    out = rl("image", "prune", check=True).stdout
-    assert f"Deleted: {image_id}" in out
+    out = rl("image", "prune", "-f", check=True).stdout
+    assert f"Deleted Images:\ndeleted: {image_id}\n" in out
     assert image_ids(rl) == []
     assert not (rl.data_dir / "layers" / image.layers[0].diff_id[7:]).exists()
 
@@ -96,7 +96,7 @@ def test_prune_all(rl, registry):
     rl("pull", "-q", registry.ref("busybox"), check=True)
     rl("pull", "-q", registry.ref("layered"), check=True)
     assert len(image_ids(rl)) == 2
-    rl("image", "prune", "-a", check=True)
+    rl("image", "prune", "-a", "-f", check=True)
     assert image_ids(rl) == []
     state = store_state(rl)
     assert state["layers"] == [] and state["blobs/sha256"] == [] and state["layers"] == []

@@ -223,6 +223,19 @@ SNIPPETS = [
     ("docker logs web 2>&1 | tail -n 1", "ready"),
     ("docker logs -n 1 web", "ready"),
     ("docker ps -a --filter 'exited=0' --format '{{.Names}}'", "done0"),
+    ("docker system df --format '{{.Type}}' | head -1", "Images"),
+    ("docker container ls --format '{{.Names}}' | grep -cx web", "1"),
+    ("docker image ls -q busybox | wc -l", "1"),
+    ("docker rename web web2 && docker container rename web2 web && "
+     "docker ps --format '{{.Names}}'", "web"),
+    ("docker exec web touch /made-by-ci && docker diff web | grep -x 'A /made-by-ci'",
+     "A /made-by-ci"),
+    ("docker container prune --force --filter until=1h | tail -n 1",
+     "Total reclaimed space: 0B"),
+    ("docker system prune -f >/dev/null && docker ps -q -f name=web | wc -l", "1"),
+    ("docker events --since 10m --until 0s --filter event=create --filter container=web "
+     "--format '{{.Actor.Attributes.name}}'", "web"),
+    ("docker stats --no-stream --format '{{.Name}}' web", "web"),
 ]
 
 

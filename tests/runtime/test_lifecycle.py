@@ -169,7 +169,8 @@ def test_container_prune_keeps_running(rl):
     rl("run", "--name", "done1", "--network", "none", "busybox", "true", check=True)
     detached(rl, "busybox", "sleep", "300", name="alive")
     r = rl("container", "prune", "-f", check=True)
-    assert len(r.stdout.split()) == 1
+    assert r.stdout.splitlines()[0] == "Deleted Containers:"
+    assert len(r.stdout.splitlines()[1]) == 64 and r.stdout.splitlines()[2] == ""
     assert [row["Names"] for row in ps_json(rl, "-a")] == ["alive"]
 
 

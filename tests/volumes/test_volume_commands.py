@@ -54,9 +54,11 @@ def test_prune_removes_anonymous_only_unless_all(rl):
     rl("volume", "create", "named", check=True)
     anon = rl("volume", "create", check=True).stdout.strip()
     assert len(anon) == 64
-    assert rl("volume", "prune", "-f", check=True).stdout == anon + "\n"
+    assert rl("volume", "prune", "-f", check=True).stdout == (
+        f"Deleted Volumes:\n{anon}\n\nTotal reclaimed space: 0B\n")
     assert rl("volume", "ls", "-q", check=True).stdout == "named\n"
-    assert rl("volume", "prune", "-f", "--all", check=True).stdout == "named\n"
+    assert rl("volume", "prune", "-f", "--all", check=True).stdout.splitlines()[:2] == [
+        "Deleted Volumes:", "named"]
     assert rl("volume", "ls", "-q", check=True).stdout == ""
 
 

@@ -1,0 +1,88 @@
+"""The event journal: what happened to containers, images, volumes and networks, for
+`rl events` (Docker's `docker events`).
+
+There is no daemon to hold a stream, so every rl process that changes an object appends
+one line of JSON to a per-user file, `<data dir>/events.log`, opened with O_APPEND and
+written with one write() (a line is far below PIPE_BUF, and appends of one write do not
+interleave on a local file system). `rl events` reads it from the start (with --since)
+and, without --until, follows it as it grows. A line holds Docker's event fields (Type,
+Action, Actor.ID, Actor.Attributes, time, timeNano; for containers also status, id and
+from). Writing an event never fails the command that made it: an unwritable journal is
+skipped. The journal is not rotated yet (one line is ~300 bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+def journal(root: Path | None = None) -> Path:
+    """The journal of the store at `root` (default: the user's data dir)."""
+    from rootless.store import paths
+
+    return (root or paths.data_dir()) / "events.log"
+
+
+def emit(type_: str, action: str, actor_id: str, attributes: dict[str, str] | None = None,
+         root: Path | None = None) -> None:
+    """Append one event (never raises)."""
+    now = time.time_ns()
+    attrs = {k: str(v) for k, v in (attributes or {}).items()}
+    ev = {"Type": type_, "Action": action, "Actor": {"ID": actor_id, "Attributes": attrs},
+          "scope": "local", "time": now // 1_000_000_000, "timeNano": now}
+    if type_ == "container":
+        ev.update(status=action, id=actor_id, **({"from": attrs["image"]}
+                                                 if "image" in attrs else {}))
+    line = (json.dumps(ev, separators=(",", ":")) + "\n").encode()
+    try:
+        fd = os.open(journal(root), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, line)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def container(action: str, c, **extra) -> None:
+    """A container event with Docker's attributes (image, name, the labels, extra)."""
+    emit("container", action, c.id, {**c.labels, "image": c.image, "name": c.name, **extra})
+
+
+def read(since_ns: int | None = None, until_ns: int | None = None, follow: bool = False,
+         stop=None):
+    """The events in [since, until), oldest first; with `follow`, then the new ones as
+    they are written, until `until` passes (or forever)."""
+    path = journal()
+    pos = 0
+    pending = b""
+    while True:
+        try:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                data = f.read()
+                pos = f.tell()
+        except FileNotFoundError:
+            data = b""
+        pending += data
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            try:
+                ev = json.loads(raw)
+            except ValueError:
+                continue  # a torn line of a writer that died mid-write
+            t = ev.get("timeNano", 0)
+            if until_ns is not None and t >= until_ns:
+                return
+            if since_ns is None or t >= since_ns:
+                yield ev
+        if not follow or (until_ns is not None and time.time_ns() >= until_ns):
+            return
+        if stop is not None and stop():
+            return
+        time.sleep(0.2)

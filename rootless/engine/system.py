@@ -1,0 +1,198 @@
+"""`system df` and `system prune`: how much disk the store uses, and taking back what no
+container uses, as Docker's commands of the same names count and prune.
+
+What rl counts, by Docker's four types:
+- Images: the images `rl images` lists; SIZE is the bytes of their layers, each layer
+  counted once (images share layers); RECLAIMABLE the part no container's image uses.
+- Containers: every container; SIZE the bytes each wrote (its upper dir, as `ps -s`);
+  RECLAIMABLE what the containers that are not running wrote.
+- Local Volumes: every volume; ACTIVE those a container uses; RECLAIMABLE the others.
+- Build Cache: the images `rl build` keeps for its cache that `rl images` hides (the
+  untagged images later steps were built on); SIZE the bytes of the layers only they use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of the regular files below `path`, a tree a container writes: walked by
+    directory fd with os.fwalk, which opens each directory relative to its parent's fd,
+    never follows a symlink and checks that what it opened is what it listed; what this
+    user cannot read (a subordinate uid's 0700 directory) is not counted."""
+    total = 0
+    try:
+        for _dirpath, _dirs, files, dfd in os.fwalk(path, follow_symlinks=False):
+            for name in files:
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_size
+    except OSError:
+        pass
+    return total
+
+
+@dataclass
+class Usage:
+    images: list[Any] = field(default_factory=list)  # ImageRecord, listed as rl images
+    image_users: dict[str, int] = field(default_factory=dict)  # image id -> containers
+    shared: dict[str, int] = field(default_factory=dict)  # image id -> shared bytes
+    layers_size: int = 0  # layers of the listed images, each once
+    layers_in_use: int = 0  # of those, the layers of images containers use
+    containers: list[Any] = field(default_factory=list)
+    container_size: dict[str, int] = field(default_factory=dict)
+    volumes: list[Any] = field(default_factory=list)
+    volume_links: dict[str, int] = field(default_factory=dict)
+    volume_size: dict[str, int] = field(default_factory=dict)
+    cache: list[Any] = field(default_factory=list)  # ImageRecord of the build cache
+    cache_size: dict[str, int] = field(default_factory=dict)  # bytes only it holds
+    cache_in_use: set[str] = field(default_factory=set)
+
+
+def disk_usage() -> Usage:
+    """What `system df` shows, measured now."""
+    from rootless.engine import containers, images
+    from rootless.store import catalog, imagedb
+    from rootless.store import volumes as vol_store
+
+    u = Usage()
+    listed = images.list_images()
+    every = images.list_images(all_images=True)
+    listed_ids = {r.id for r in listed}
+    u.images = listed
+    u.cache = [r for r in every if r.id not in listed_ids]
+    with catalog.session() as conn:
+        layer_size = {r[0]: r[1] for r in conn.execute("SELECT diff_id, size FROM layers")}
+        in_use = imagedb.images_in_use(conn)
+        u.volumes = vol_store.list_all(conn)
+        u.volume_links = {v.name: len(vol_store.users(conn, v.name)) for v in u.volumes}
+    u.containers = containers.list_containers(all_=True)
+    for c in u.containers:
+        u.image_users[c.image_id] = u.image_users.get(c.image_id, 0) + 1
+        u.container_size[c.id] = containers.upper_size(c)
+    # which images hold each layer: shared bytes are those of layers of several images
+    holders: dict[str, set[str]] = {}
+    for r in every:
+        for d in r.diff_ids:
+            holders.setdefault(d, set()).add(r.id)
+    listed_layers = {d for r in listed for d in r.diff_ids}
+    u.layers_size = sum(layer_size.get(d, 0) for d in listed_layers)
+    u.layers_in_use = sum(layer_size.get(d, 0) for d in listed_layers
+                          if holders[d] & in_use)
+    for r in every:
+        u.shared[r.id] = sum(layer_size.get(d, 0) for d in set(r.diff_ids)
+                             if len(holders[d]) > 1)
+    for r in u.cache:
+        u.cache_size[r.id] = sum(layer_size.get(d, 0) for d in set(r.diff_ids)
+                                 if not holders[d] & listed_ids and len(holders[d]) == 1)
+        if r.id in in_use:
+            u.cache_in_use.add(r.id)
+    for v in u.volumes:
+        u.volume_size[v.name] = tree_size(v.mountpoint)
+    return u
+
+
+# -- prune --------------------------------------------------------------------------------
+
+@dataclass
+class Pruned:
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    cache: list[str] = field(default_factory=list)
+    reclaimed: int = 0
+
+
+def _layers_total() -> int:
+    from rootless.store import catalog
+
+    with catalog.session() as conn:
+        return conn.execute("SELECT COALESCE(SUM(size), 0) FROM layers").fetchone()[0]
+
+
+def prune_containers(filters: dict[str, list[str]] | None = None) -> Pruned:
+    from rootless.engine import containers
+
+    sizes = {c.id: containers.upper_size(c)
+             for c in containers.list_containers(all_=True) if c.state != "running"}
+    removed = containers.prune(filters)
+    return Pruned(containers=removed, reclaimed=sum(sizes.get(i, 0) for i in removed))
+
+
+def prune_images(all_images: bool = False,
+                 filters: dict[str, list[str]] | None = None) -> Pruned:
+    from rootless.engine import images
+
+    before = _layers_total()
+    removed = images.prune(all_images=all_images, filters=filters)
+    return Pruned(images=removed, reclaimed=max(0, before - _layers_total()))
+
+
+def prune_volumes(all_volumes: bool = False,
+                  filters: dict[str, list[str]] | None = None) -> Pruned:
+    from rootless.engine import volumes
+    from rootless.engine.filters import prune_predicate
+
+    prune_predicate(filters or {}, until=False)  # refuse `until` before measuring anything
+    sizes = {v.name: tree_size(v.mountpoint) for v in volumes.list_volumes()}
+    removed = volumes.prune(all_volumes, filters)
+    return Pruned(volumes=removed, reclaimed=sum(sizes.get(n, 0) for n in removed))
+
+
+def prune_networks(filters: dict[str, list[str]] | None = None) -> Pruned:
+    from rootless.engine import networks
+
+    return Pruned(networks=networks.prune(filters=filters))
+
+
+def prune_build_cache(all_cache: bool = False,
+                      filters: dict[str, list[str]] | None = None) -> Pruned:
+    """Delete the build cache's images no container uses (the untagged images `rl images`
+    hides) and the cache records of steps whose image is gone. Without `all_cache` the
+    same: rl keeps no cache that is "in use" other than by a container."""
+    from rootless.engine import images
+    from rootless.store import catalog
+
+    every = images.list_images(all_images=True)
+    listed = {r.id for r in images.list_images()}
+    hidden = {r.id for r in every if r.id not in listed}
+    before = _layers_total()
+    removed = images.prune(all_images=False, filters=filters, only=hidden) if hidden else []
+    with catalog.session() as conn, catalog.transaction(conn):
+        has = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                           "name='build_cache'").fetchone()
+        if has:
+            conn.execute("DELETE FROM build_cache WHERE image_id NOT IN (SELECT id FROM images)")
+    del all_cache
+    return Pruned(cache=removed, reclaimed=max(0, before - _layers_total()))
+
+
+def system_prune(*, all_: bool = False, volumes: bool = False,
+                 filters: dict[str, list[str]] | None = None) -> Pruned:
+    """`system prune`: stopped containers, unused networks, (anonymous) unused volumes
+    with `volumes`, dangling images (every image no container uses with `all_`), and the
+    build cache; running containers, their images and volumes in use stay."""
+    from rootless.engine.filters import prune_predicate
+
+    flt = filters or {}
+    prune_predicate(flt)  # a bad filter is refused before anything is removed
+    if volumes:
+        prune_predicate(flt, until=False)
+    out = Pruned()
+    for part in (prune_containers(flt), prune_networks(flt),
+                 prune_volumes(False, flt) if volumes else Pruned(),
+                 prune_images(all_, flt), prune_build_cache(all_, flt)):
+        out.containers += part.containers
+        out.networks += part.networks
+        out.volumes += part.volumes
+        out.images += part.images
+        out.cache += part.cache
+        out.reclaimed += part.reclaimed
+    return out
