@@ -25,6 +25,20 @@ def _os_errors(fn):
     return wrapper
 
 
+def _exit_1(fn):
+    """`rl build` fails with exit code 1, as `docker build` does (not 125)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RlError as exc:
+            exc.exit_code = 1
+            raise
+    return wrapper
+
+
 def _short(image_id: str) -> str:
     return image_id.partition(":")[2][:12]
 
@@ -271,20 +285,85 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
               help="The platform of the base images (RUN needs one this host runs).")
 @click.option("--timestamp", type=int, metavar="SECONDS",
               help="Creation time and clamp for file times (reproducible images).")
+@click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=FILE|env=VAR]",
+              help="A secret for RUN --mount=type=secret (never stored in the image).")
+@click.option("--ssh", "ssh", multiple=True, metavar="default|ID=SOCKET",
+              help="An SSH agent socket for RUN --mount=type=ssh.")
+@click.option("--network", default="default", type=click.Choice(["default", "none", "host"]),
+              help="RUN steps' network: default (sandboxed, outbound only), none or host.")
+@click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
+              help="An /etc/hosts line for RUN steps.")
+@click.option("--iidfile", metavar="FILE", help="Write the image id to FILE.")
+@click.option("-o", "--output", "outputs", multiple=True,
+              metavar="type=local,dest=DIR|type=tar,dest=FILE|DIR",
+              help="Also write the final stage's files to a directory or a tar.")
+@click.option("--pull", is_flag=True, help="Always check the registry for FROM images.")
+@click.option("--progress", default="auto", type=click.Choice(["auto", "plain", "tty", "quiet"]),
+              help="Output: auto, plain and tty show the steps; quiet prints only the id.")
+@_exit_1
 @_os_errors
 def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
-          quiet, platform, timestamp) -> None:
+          quiet, platform, timestamp, secrets, ssh, network, add_hosts, iidfile, outputs,
+          pull, progress) -> None:
     """Build an image from a Dockerfile."""
+    from rootless.build import runmounts
     from rootless.engine import build as engine
 
     if timestamp is not None:
         if timestamp < 0:
             raise InvalidArgument("--timestamp must be >= 0")
         os.environ["SOURCE_DATE_EPOCH"] = str(timestamp)  # what the engine reads
-
+    quiet = quiet or progress == "quiet"
+    secret_map = dict(runmounts.parse_secret(s) for s in secrets)
+    ssh_map = dict(runmounts.parse_ssh(s) for s in ssh)
+    for h in add_hosts:
+        name, sep, ip = h.partition(":")
+        if not sep or not name or not ip or not _is_ip(ip):
+            raise InvalidArgument(f"--add-host {h!r}: expected NAME:IP",
+                                  "e.g. --add-host db:10.0.0.5")
+    output = [engine.parse_output(o) for o in outputs]
+    if len(output) > 1:
+        raise InvalidArgument("only one --output is supported")
     image_id = engine.build(engine.BuildOptions(
         context=context, dockerfile=dockerfile, tags=list(tags),
         build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
-        labels=_pairs(labels, "--label"), quiet=quiet, platform=platform))
+        labels=_pairs(labels, "--label"), quiet=quiet, platform=platform,
+        secrets=secret_map, ssh=ssh_map, network=network, add_hosts=list(add_hosts),
+        pull=pull))
+    if output:
+        engine.write_output(image_id, output[0])
+    if iidfile:
+        with open(iidfile, "w") as f:
+            f.write(image_id)
     click.echo(image_id.partition(":")[2] if quiet else
                f"--> {_short(image_id)}\n{image_id.partition(':')[2]}")
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@click.group()
+def builder() -> None:
+    """Manage the build cache."""
+
+
+@builder.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Also forget every cached build step (not only cache mounts).")
+@click.option("-f", "--force", is_flag=True, help="Do not ask (rl never asks).")
+@_os_errors
+def builder_prune(all_: bool, force: bool) -> None:
+    """Remove the build cache: RUN --mount=type=cache directories (and, with -a, the
+    cached steps)."""
+    from rootless.engine import build as engine
+
+    freed, steps = engine.prune_cache(all_)
+    click.echo(f"Deleted {steps} cached step(s)")
+    click.echo(f"Total reclaimed space: {_size(freed)}")

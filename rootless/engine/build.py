@@ -45,6 +45,11 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     platform: str | None = None
+    secrets: dict[str, bytes] = field(default_factory=dict)  # --secret id -> content
+    ssh: dict[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
+    network: str = "default"  # RUN's: default (slirp4netns), none or host
+    add_hosts: list[str] = field(default_factory=list)  # NAME:IP
+    pull: bool = False  # --pull: always check the registry for FROM images
 
 
 class _State:
@@ -106,6 +111,82 @@ def build(opts: BuildOptions) -> str:
     return image_id
 
 
+@dataclass
+class Output:
+    type: str  # "local" or "tar"
+    dest: str  # a directory (local), a file or "-" (tar)
+
+
+def parse_output(spec: str) -> Output:
+    """`-o type=local,dest=DIR`, `-o type=tar,dest=FILE|-`, or `-o DIR` (local) / `-o -`
+    (a tar on stdout), as docker buildx."""
+    if "=" not in spec:
+        return Output("tar", "-") if spec == "-" else Output("local", spec)
+    kv = {}
+    for part in spec.split(","):
+        k, sep, v = part.partition("=")
+        if not sep:
+            raise InvalidArgument(f"--output {spec!r}: {part!r} is not KEY=VALUE",
+                                  "write type=local,dest=DIR or type=tar,dest=FILE")
+        kv[k.strip().lower()] = v
+    kind = kv.pop("type", "local")
+    dest = kv.pop("dest", None) or kv.pop("destination", None)
+    if kind not in ("local", "tar"):
+        raise InvalidArgument(f"--output {spec!r}: type {kind!r} is not supported",
+                              "use type=local or type=tar")
+    if kv:
+        raise InvalidArgument(f"--output {spec!r}: unexpected key {sorted(kv)[0]!r}")
+    if not dest:
+        raise InvalidArgument(f"--output {spec!r}: dest= is required")
+    if kind == "local" and os.path.exists(dest) and not os.path.isdir(dest):
+        raise InvalidArgument(f"--output {spec!r}: {dest} exists and is not a directory")
+    return Output(kind, dest)
+
+
+def write_output(image_id: str, out: Output) -> None:
+    """The image's files, the merged view of its layers read from the store (never a tree
+    a container wrote), as a tar (owners as the layers record them) or copied into a
+    directory (owned by the user)."""
+    import shutil
+
+    from rootless.engine import images
+    from rootless.store.layers import TempArea
+
+    layers = [str(p) for p in reversed(images.get_image(image_id).layer_dirs)]
+    if out.type == "local":
+        os.makedirs(out.dest, exist_ok=True)
+        if layers:
+            _copy_merged(layers, "", out.dest)
+        return
+    tmp = str(TempArea().path("output.tar"))
+    try:
+        with open(tmp, "wb") as f:
+            tf = tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT)
+            if layers:
+                _add_tree(tf, layers[0], "", layers, ".", None, None, {})
+            tf.close()
+        if out.dest == "-":
+            sys.stdout.flush()
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            shutil.move(tmp, out.dest)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def prune_cache(all_steps: bool) -> tuple[int, int]:
+    """`rl builder prune`: the cache mounts no build holds; with `all_steps` also the
+    cached steps (their images stay until `rl image prune`). (bytes freed, steps)."""
+    from rootless.engine import buildmounts
+
+    freed = buildmounts.prune()
+    steps = buildcache.forget(everything=all_steps)
+    return freed, steps
+
+
 def _key(*parts) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -125,7 +206,8 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
     else:
         try:
             rec = images.ensure_image(rs.base, quiet=opts.quiet,
-                                      platform=rs.platform or opts.platform)
+                                      platform=rs.platform or opts.platform,
+                                      pull="always" if opts.pull else "missing")
         except RlError as exc:
             raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: {exc.message}", exc.fix) from None
         state = _State(rec.id, ship.base_config(rec.config))
@@ -166,6 +248,9 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
             else:
                 extra = [ctx.content_hash(ctx.resolve_sources(inst)),
                          [(c.path, c.data) for c in inst.contents]]
+        elif isinstance(inst, ins.Run):
+            mounts = _run_mounts(inst)
+            extra = _mounts_key(inst, mounts, pos, rs, results, ctx, opts) or None
         key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
                    state.config["config"].get("Env"), ship.source_epoch())
         if not opts.no_cache:
@@ -175,7 +260,8 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
                 state = _State(rec.id, ship.base_config(rec.config))
                 _out(opts, f"--> Using cache {cached.partition(':')[2]}")
                 continue
-        new_id = _execute(opts, inst, state, scope, ctx, from_image)
+        sources = _Sources(opts, rs, results, ctx, pos)
+        new_id = _execute(opts, inst, state, scope, ctx, from_image, sources)
         buildcache.put(key, new_id, state.image_id)
         rec = images.get_image(new_id)
         state = _State(new_id, ship.base_config(rec.config))
@@ -205,7 +291,7 @@ def _command(cfg: dict, inst) -> list[str]:
     return list(inst.command)
 
 
-def _execute(opts, inst, state: _State, scope, ctx, from_image) -> str:
+def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None) -> str:
     from rootless.build import instructions as ins
     from rootless.engine import ship
 
@@ -215,7 +301,7 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image) -> str:
     nop = f"/bin/sh -c #(nop) {inst.source}"
     try:
         if isinstance(inst, ins.Run):
-            layer, created_by = _run(opts, inst, state, scope)
+            layer, created_by = _run(opts, inst, state, scope, sources)
             _history(cfg, created_by, layer is None)
         elif isinstance(inst, (ins.Copy, ins.Add)):
             layer = _copy(inst, state, ctx, from_image)
@@ -276,19 +362,126 @@ def _cmd_set_here(state: _State) -> bool:
 
 # -- RUN --
 
-def _run(opts, inst, state: _State, scope):
-    from rootless.engine import containers, ship
+def _run_mounts(inst) -> list:
+    """The step's --mount specs parsed (an error names the Dockerfile line)."""
+    from rootless.build import runmounts
+
+    out = []
+    for spec in inst.mounts:
+        try:
+            out.append(runmounts.parse(spec))
+        except InvalidArgument as exc:
+            raise inst.error(exc.message, exc.fix) from None
+    return out
+
+
+class _Sources:
+    """What a RUN step's bind (and seeded cache) mounts read: the context, an earlier
+    stage or an image (`from=`), at `source=`."""
+
+    def __init__(self, opts, rs, results, ctx, pos) -> None:
+        self.opts, self.rs, self.results, self.ctx, self.pos = opts, rs, results, ctx, pos
+
+    def image_of(self, m, n: int) -> str | None:
+        """The image id `from=` names; None for the context."""
+        from rootless.engine import images
+
+        if m.from_ is None:
+            return None
+        ref = self.rs.mount_from.get((self.pos, n), m.from_) if self.pos is not None \
+            else m.from_
+        if isinstance(ref, int):
+            return self.results[ref]
+        return images.ensure_image(ref, quiet=self.opts.quiet).id
+
+    def context_source(self, m, inst):
+        from rootless.build import instructions as ins
+
+        probe = ins.Copy(line=inst.line, end_line=inst.end_line, source=inst.source,
+                         filename=inst.filename, sources=(m.source or ".",), dest="/")
+        return self.ctx.resolve_sources(probe)
+
+    def __call__(self, m, n: int, where: str) -> str:
+        """Copy what the mount selects into the directory `where`; the path to bind."""
+        import shutil
+
+        from rootless.engine import images
+
+        image = self.image_of(m, n)
+        if image is None:
+            src = self.context_source(m, self.inst)[0]
+            rel = src.paths[0] if src.paths else ""
+            path = self.ctx._abs(rel)
+            if os.path.isdir(path) and not os.path.islink(path):
+                for e in self.ctx.walk(rel):
+                    sub = e.path[len(rel):].lstrip("/") if rel else e.path
+                    out = os.path.join(where, sub)
+                    if e.is_dir:
+                        os.makedirs(out, exist_ok=True)
+                    elif e.is_symlink:
+                        os.symlink(os.readlink(self.ctx._abs(e.path)), out)
+                    else:
+                        shutil.copy2(self.ctx._abs(e.path), out)
+                return where
+            out = os.path.join(where, os.path.basename(rel) or "file")
+            shutil.copy2(path, out)
+            return out
+        layers = [str(p) for p in reversed(images.get_image(image).layer_dirs)]
+        rel = (m.source or "/").strip("/")
+        found = _merged_find(layers, rel) if rel else (layers[0] if layers else None)
+        if found is None and rel:
+            raise RlError(f"--mount from={m.from_}: {m.source}: no such file or directory")
+        if found is not None and not os.path.isdir(found):
+            out = os.path.join(where, os.path.basename(rel))
+            shutil.copy2(found, out, follow_symlinks=False)
+            return out
+        if layers:
+            _copy_merged(layers, rel, where)
+        return where
+
+
+def _copy_merged(layers: list[str], rel: str, dest: str) -> None:
+    """The merged view of `rel` in the store's layer dirs, copied into `dest`."""
+    import shutil
+
+    for name, path in sorted(_merged_list(layers, rel).items()):
+        out = os.path.join(dest, name)
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), out)
+        elif os.path.isdir(path):
+            os.mkdir(out, 0o755)
+            _copy_merged(layers, f"{rel}/{name}" if rel else name, out)
+            shutil.copystat(path, out)
+        elif os.path.isfile(path):
+            shutil.copy2(path, out)
+
+
+def _mounts_key(inst, mounts, pos, rs, results, ctx, opts) -> list:
+    """The cache key's part for a RUN's mounts: what bind mounts show (content hash of the
+    context source, or the image id). Cache mounts and secrets are not in it (BuildKit)."""
+    if not any(m.type == "bind" for m in mounts):
+        return []
+    src = _Sources(opts, rs, results, ctx, pos)
+    out = []
+    for n, m in enumerate(mounts):
+        if m.type != "bind":
+            continue
+        image = src.image_of(m, n)
+        out.append([n, image if image else ctx.content_hash(src.context_source(m, inst))])
+    return out
+
+
+def _run(opts, inst, state: _State, scope, sources=None):
+    from rootless.engine import buildmounts
     from rootless.engine.spec import RunOptions
 
     if state.image_id is None:
         raise inst.error("RUN needs a base image with a shell (this stage is FROM scratch "
                          "with no files yet)")
-    if inst.mounts:
-        raise inst.error("RUN --mount is not supported yet", "copy what the step needs "
-                         "with COPY, or use --mount-free steps")
+    mounts = _run_mounts(inst)
     if inst.security and inst.security != "sandbox":
         raise inst.error(f"RUN --security={inst.security} is not supported")
-    network = inst.network or "host"  # the default: the host's, as buildah's rootless RUN
+    network = inst.network or opts.network
     if network not in ("host", "none", "default"):
         raise inst.error(f"RUN --network={network}: use host, none or default")
     cfg = state.config
@@ -300,13 +493,32 @@ def _run(opts, inst, state: _State, scope):
         argv = list(inst.command)
         created_by = " ".join(argv)
     env = [f"{k}={v}" for k, v in scope.run_env().items()]
+    workdir = cfg["config"].get("WorkingDir") or None
+    if sources is not None:
+        sources.inst = inst
+    try:
+        prep = buildmounts.prepare(mounts, workdir=workdir or "/", secrets=opts.secrets,
+                                   ssh=opts.ssh, source_of=sources, inst=inst)
+    except (OSError, InvalidArgument) as exc:
+        raise inst.error(f"RUN --mount: {getattr(exc, 'message', None) or exc}") from None
+    env += [f"{k}={v}" for k, v in prep.env.items()]
     name = f"rl-build-{os.urandom(6).hex()}"
     run_opts = RunOptions(image=state.image_id.partition(":")[2], command=argv,
                           entrypoint="", name=name, env=env,
-                          workdir=cfg["config"].get("WorkingDir") or None,
+                          workdir=workdir,
                           user=cfg["config"].get("User") or None,
-                          network="host" if network == "default" else network,
+                          network="slirp4netns" if network == "default" else network,
+                          mounts=prep.mounts, add_hosts=list(opts.add_hosts),
                           pull="never")
+    try:
+        return _run_container(opts, inst, run_opts, name, created_by, prep, state)
+    finally:
+        prep.close()
+
+
+def _run_container(opts, inst, run_opts, name, created_by, prep, state):
+    from rootless.engine import buildmounts, containers, images, ship
+
     capture = None
     saved: list[int] = []
     if opts.quiet:
@@ -339,6 +551,10 @@ def _run(opts, inst, state: _State, scope):
                 tail = (": " + " | ".join(lines)) if lines else ""
             raise inst.error(f"RUN {inst.source.partition(' ')[2].strip()} failed with "
                              f"exit code {code}{tail}")
+        if c is not None and prep.targets:
+            base = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]
+            buildmounts.remove_stubs(str(c.dir / "upper"), prep.targets,
+                                     lambda p: _merged_find(base, p) is not None)
         layer = ship.upper_layer(str(c.dir / "upper")) if c is not None else None
         return layer, created_by
     finally:

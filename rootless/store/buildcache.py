@@ -49,3 +49,18 @@ def parents(conn: sqlite3.Connection) -> set[str]:
     """Ids of images that a cached build step was built on."""
     return {row[0] for row in conn.execute(
         "SELECT parent_id FROM build_cache WHERE parent_id IS NOT NULL")}
+
+
+def forget(everything: bool) -> int:
+    """Delete the rows of steps whose image is gone; every row with `everything`."""
+    conn = catalog.connect()
+    try:
+        with catalog.transaction(conn):
+            if everything:
+                cur = conn.execute("DELETE FROM build_cache")
+            else:
+                cur = conn.execute("DELETE FROM build_cache WHERE image_id NOT IN "
+                                   "(SELECT id FROM images)")
+            return cur.rowcount
+    finally:
+        conn.close()

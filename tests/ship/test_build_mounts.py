@@ -1,0 +1,213 @@
+"""rl build: RUN --mount (cache, secret, bind, tmpfs), the network of RUN steps, outputs
+(-o, --iidfile), `rl builder prune`, and the errors of bad build input."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import tarfile
+
+from tests.support.httpserver import serving
+
+SECRET = b"s3cr3t-canary-7f1c9a2e"
+
+
+def _one_line_error(proc) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert 1 <= len(lines) <= 2, proc.stderr  # the message, and a fix when there is one
+
+
+PIP_LIKE = """\
+FROM BASE
+ARG ROUND
+RUN --mount=type=cache,target=/root/.cache/pip,id=pip,sharing=locked \\
+    ls /root/.cache/pip > /seen; \\
+    for i in 1 2 3; do echo "pkg$i" > /root/.cache/pip/pkg$i.whl; done; \\
+    cp /root/.cache/pip/pkg1.whl /installed
+"""
+
+
+def test_cache_mount_is_kept_between_builds_and_not_in_the_image(rl, ctx):
+    path = ctx(PIP_LIKE)
+    rl("build", "-t", "pip:1", "--build-arg", "ROUND=1", path, check=True)
+    assert rl("run", "--rm", "pip:1", "cat", "/seen", check=True).stdout == ""
+    # a second build (another ROUND: the step runs again) finds what the first downloaded
+    rl("build", "-t", "pip:2", "--build-arg", "ROUND=2", path, check=True)
+    r = rl("run", "--rm", "pip:2", "sh", "-c",
+           "cat /seen /installed; test -e /root/.cache && echo STUB; "
+           "find / -xdev -name 'pkg*.whl'", check=True)
+    assert r.stdout.split() == ["pkg1.whl", "pkg2.whl", "pkg3.whl", "pkg1"]
+    # kept under the store, private to the user
+    caches = rl.root / "data" / "rl" / "build-cache-mounts"
+    assert stat.S_IMODE(os.stat(caches).st_mode) == 0o700
+    assert any(p.name.startswith("pkg") for p in caches.rglob("*.whl"))
+    # prune clears it: the next build starts empty
+    out = rl("builder", "prune", "-f", check=True).stdout
+    assert "reclaimed" in out
+    assert not list(caches.rglob("*.whl"))
+    rl("build", "-t", "pip:3", "--build-arg", "ROUND=3", path, check=True)
+    assert rl("run", "--rm", "pip:3", "cat", "/seen", check=True).stdout == ""
+
+
+def test_secret_is_read_by_run_and_stored_nowhere(rl, ctx, tmp_path):
+    secret_file = tmp_path / "token"
+    secret_file.write_bytes(SECRET)
+    path = ctx("FROM BASE\n"
+               "RUN --mount=type=secret,id=tok,required=true "
+               "wc -c < /run/secrets/tok > /len && cat /run/secrets/tok | md5sum > /sum\n"
+               "RUN --mount=type=secret,id=tok,env=TOK,target=/s "
+               "test \"$TOK\" = \"$(cat /s)\" && echo same > /same\n")
+    rl("build", "-t", "sec:1", "--secret", f"id=tok,src={secret_file}", path, check=True)
+    r = rl("run", "--rm", "sec:1", "sh", "-c",
+           "cat /len /same; test -e /run/secrets && echo STUB; test -e /s && echo STUB2; true",
+           check=True)
+    assert r.stdout.split() == [str(len(SECRET)), "same"]
+    # not in any layer, the config or the history
+    archive = tmp_path / "sec.tar"
+    rl("save", "-o", str(archive), "sec:1", check=True)
+    with tarfile.open(archive) as tf:
+        for m in tf:
+            if not m.isreg():
+                continue
+            data = tf.extractfile(m).read()
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            assert SECRET not in data, m.name
+    info = rl("image", "inspect", "sec:1", check=True).stdout
+    assert SECRET.decode() not in info
+    hist = rl("history", "--no-trunc", "sec:1", check=True).stdout
+    assert SECRET.decode() not in hist and "wc -c" in hist
+    # nor anywhere in the store once the build is over
+    for dirpath, _dirs, files in os.walk(rl.root / "data"):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            with open(p, "rb") as f:
+                assert SECRET not in f.read(), p
+
+
+def test_missing_required_secret_and_bad_mounts_fail_in_one_line(rl, ctx):
+    before = rl("images", "-q", check=True).stdout
+    cases = [
+        ("RUN --mount=type=secret,id=nope,required=true true", "secret 'nope' is required"),
+        ("RUN --mount=type=nosuch,target=/x true", "unknown mount type"),
+        ("RUN --mount=type=cache,target=/x,sharing=sometimes true", "sharing="),
+        ("RUN --device=/dev/kvm true", "--device is not supported"),
+    ]
+    for line, needle in cases:
+        proc = rl("build", "-t", "bad:1", ctx(f"FROM BASE\n{line}\n"))
+        _one_line_error(proc)
+        assert needle in proc.stderr and "Dockerfile:2" in proc.stderr, proc.stderr
+        assert rl("image", "inspect", "bad:1").returncode != 0
+    proc = rl("build", "-t", "bad:1", "-o", "type=registry,dest=x", ctx("FROM BASE\n"))
+    _one_line_error(proc)
+    assert "--output" in proc.stderr
+    proc = rl("build", "-t", "bad:1", "--secret", "id=x,src=/nonexistent/file",
+              ctx("FROM BASE\n"))
+    _one_line_error(proc)
+    assert rl("image", "inspect", "bad:1").returncode != 0
+    assert rl("images", "-q", check=True).stdout == before
+
+
+def test_bind_and_tmpfs_mounts(rl, ctx):
+    path = ctx("FROM BASE AS first\n"
+               "RUN echo staged > /staged.txt\n"
+               "FROM BASE\n"
+               "RUN --mount=type=bind,source=sub,target=/m cat /m/a.txt > /from-ctx\n"
+               "RUN --mount=type=bind,from=first,source=/staged.txt,target=/st.txt "
+               "cat /st.txt > /from-stage\n"
+               "RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && "
+               "(touch /m2 2>/dev/null; test ! -e /ctx/ignored.txt && echo noignored > /ig)\n"
+               "RUN --mount=type=bind,target=/ro sh -c 'touch /ro/x 2>/dev/null || "
+               "echo readonly > /ro-result'\n"
+               "RUN --mount=type=tmpfs,target=/t sh -c "
+               "'grep -q \" /t tmpfs\" /proc/mounts && echo x > /t/f && echo tmpfs > /tm'\n")
+    rl("build", "-t", "bind:1", path, check=True)
+    r = rl("run", "--rm", "bind:1", "sh", "-c",
+           "cat /from-ctx /from-stage /ig /ro-result /tm; "
+           "for p in /m /st.txt /ctx /ro /t; do test -e $p && echo STUB $p; done; true",
+           check=True)
+    assert r.stdout.split() == ["a", "staged", "noignored", "readonly", "tmpfs"]
+    assert not (ctx.dir / "new").exists()  # rw writes are discarded
+    # a change in the bound context dir makes the step run again
+    (ctx.dir / "sub" / "a.txt").write_text("b\n")
+    out = rl("build", "-t", "bind:2", path, check=True).stdout
+    assert rl("run", "--rm", "bind:2", "cat", "/from-ctx", check=True).stdout == "b\n"
+    assert out.count("Using cache") == 1  # only the first stage's RUN
+
+
+def test_outputs_and_iidfile(rl, ctx, tmp_path):
+    path = ctx("FROM BASE AS b\n"
+               "RUN mkdir -p /o/d && echo built > /o/out.txt && ln -s out.txt /o/link\n"
+               "FROM scratch\n"
+               "COPY --from=b /o /\n"
+               "COPY hello.txt /h/\n")
+    iid = tmp_path / "iid"
+    local = tmp_path / "local"
+    tarf = tmp_path / "out.tar"
+    out = rl("build", "-q", "--iidfile", str(iid), "-o", f"type=local,dest={local}", path,
+             check=True).stdout.strip()
+    assert iid.read_text() == "sha256:" + out
+    rl("build", "-q", "-o", f"type=tar,dest={tarf}", path, check=True)
+    files = {}
+    for dirpath, dirs, names in os.walk(local):
+        for n in names + dirs:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, local)
+            files[rel] = ("l:" + os.readlink(p) if os.path.islink(p) else
+                          "d" if os.path.isdir(p) else open(p, "rb").read())
+    assert files == {"out.txt": b"built\n", "link": "l:out.txt", "d": "d", "h": "d",
+                     "h/hello.txt": b"hi\n"}
+    with tarfile.open(tarf) as tf:
+        got = {}
+        for m in tf:
+            name = m.name.strip("/").removeprefix("./")
+            got[name] = ("l:" + m.linkname if m.issym() else "d" if m.isdir() else
+                         tf.extractfile(m).read())
+    assert got == files
+    # -o DIR is type=local
+    short = tmp_path / "short"
+    rl("build", "-q", "-o", str(short), path, check=True)
+    assert (short / "h" / "hello.txt").read_text() == "hi\n"
+
+
+def test_run_network_default_none_and_host(rl, ctx):
+    with serving(b"from-the-host\n") as port:
+        def get(addr: str, name: str) -> str:
+            return (f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {addr} {port} "
+                    f"> /{name} 2>/dev/null")
+        path = ctx("FROM BASE\nARG N\n"
+                   f"RUN {get('127.0.0.1', 'lo')}; {get('10.0.2.2', 'gw')}; "
+                   "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > /ifaces\n")
+
+        def built(network: str) -> tuple[str, str, set[str]]:
+            tag = f"net-{network}:1"
+            rl("build", "-t", tag, "--network", network, "--build-arg", f"N={network}",
+               path, check=True)
+            out = rl("run", "--rm", tag, "sh", "-c",
+                     "cat /lo; echo =; cat /gw; echo =; cat /ifaces", check=True)
+            lo, gw, ifaces = out.stdout.split("=\n")
+            return lo, gw, set(ifaces.split())
+
+        lo, _, _ = built("host")
+        assert "from-the-host" in lo  # the server answers: the refusals below are real
+        lo, gw, ifaces = built("none")
+        assert lo == gw == "" and ifaces == {"lo"}
+        # default: sandboxed, with an interface of its own (slirp4netns's tap: outbound
+        # access), and the host's loopback refused, by 127.0.0.1 (its own) and 10.0.2.2
+        lo, gw, ifaces = built("default")
+        assert lo == gw == "" and len(ifaces - {"lo"}) == 1, (lo, gw, ifaces)
+
+
+def test_add_host_and_progress_quiet(rl, ctx):
+    path = ctx("FROM BASE\nRUN grep db.example /etc/hosts > /hosts-line\n")
+    out = rl("build", "--progress", "quiet", "--add-host", "db.example:10.1.2.3", path,
+             check=True).stdout
+    assert len(out.strip()) == 64 and "STEP" not in out
+    r = rl("run", "--rm", out.strip(), "cat", "/hosts-line", check=True)
+    assert r.stdout.split() == ["10.1.2.3", "db.example"]
+    proc = rl("build", "--add-host", "nocolon", path)
+    _one_line_error(proc)
