@@ -104,7 +104,7 @@ def parse(spec: str) -> RunMount:
             m.readonly = _bool(key, value, spec)
         elif key in ("readwrite", "rw"):
             m.readonly = not _bool(key, value, spec)
-        elif key == "id":
+        elif key == "id" and mtype in ("cache", "secret", "ssh"):
             m.id = value
         elif key == "sharing" and mtype == "cache":
             if value not in SHARING:

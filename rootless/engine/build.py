@@ -502,6 +502,15 @@ def _run(opts, inst, state: _State, scope, sources=None):
     except (OSError, InvalidArgument) as exc:
         raise inst.error(f"RUN --mount: {getattr(exc, 'message', None) or exc}") from None
     env += [f"{k}={v}" for k, v in prep.env.items()]
+    doc = inst.shebang_heredoc
+    if doc is not None:
+        # `RUN <<EOF` starting with `#!`: BuildKit runs the heredoc as a file, so its
+        # interpreter runs it (not /bin/sh); it sits at /dev/pipes/NAME, as there.
+        script = buildmounts.script_file(prep, doc.name, doc.text)
+        target = f"/dev/pipes/{doc.name}"
+        prep.mounts.append(buildmounts._csv(type="bind", source=script, target=target,
+                                            readonly=True))
+        argv = [target]
     name = f"rl-build-{os.urandom(6).hex()}"
     run_opts = RunOptions(image=state.image_id.partition(":")[2], command=argv,
                           entrypoint="", name=name, env=env,

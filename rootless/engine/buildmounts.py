@@ -161,6 +161,15 @@ def prepare(mounts, *, workdir: str, secrets: dict[str, bytes], ssh: dict[str, s
         raise
 
 
+def script_file(prep: Prepared, name: str, text: str) -> str:
+    """A heredoc's text as an executable file in a temporary dir of `prep`."""
+    path = os.path.join(_tmpdir(prep, "heredoc"), "script")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o755)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
 def _cache_dir(prep: Prepared, m, source_of, n: int) -> str:
     root = cache_root()
     base = hashlib.sha256(m.id.encode()).hexdigest()[:32]

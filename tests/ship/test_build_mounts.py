@@ -211,3 +211,71 @@ def test_add_host_and_progress_quiet(rl, ctx):
     assert r.stdout.split() == ["10.1.2.3", "db.example"]
     proc = rl("build", "--add-host", "nocolon", path)
     _one_line_error(proc)
+
+
+def test_cache_owner_mode_and_prune_of_a_hostile_cache(rl, ctx, tmp_path):
+    """A RUN step fills its cache mount with symlinks to the user's files outside and with
+    files of a subordinate uid it then locks (mode 000); `rl builder prune` removes it all
+    without following a link: the canary and its directory are unchanged."""
+    canary_dir = tmp_path / "canary"
+    canary_dir.mkdir()
+    canary = canary_dir / "keep.txt"
+    canary.write_text("precious\n")
+    os.chmod(canary, 0o640)
+    before = (sorted(os.listdir(canary_dir)), canary.read_text(),
+              stat.S_IMODE(os.stat(canary).st_mode), stat.S_IMODE(os.stat(canary_dir).st_mode))
+    path = ctx("FROM BASE\n"
+               "RUN --mount=type=cache,target=/c,id=owned,uid=1000,gid=1000,mode=0750 "
+               "stat -c '%u:%g %a' /c > /owner && "
+               f"ln -s {canary_dir} /c/dirlink && ln -s {canary} /c/filelink && "
+               f"ln -s {canary_dir} /c/data && mkdir -p /c/d/e && echo x > /c/d/e/f && "
+               "chown -R 1000:1000 /c/d && chmod 000 /c/d/e /c/d\n")
+    rl("build", "-t", "own:1", path, check=True)
+    assert rl("run", "--rm", "own:1", "cat", "/owner", check=True).stdout == "1000:1000 750\n"
+    caches = rl.root / "data" / "rl" / "build-cache-mounts"
+    assert any(caches.iterdir())
+    rl("builder", "prune", check=True)
+    assert list(caches.iterdir()) == []
+    after = (sorted(os.listdir(canary_dir)), canary.read_text(),
+             stat.S_IMODE(os.stat(canary).st_mode), stat.S_IMODE(os.stat(canary_dir).st_mode))
+    assert after == before
+
+
+def test_shebang_heredoc_runs_as_a_script(rl, ctx):
+    # run as a file, the script is its own $0; given to `sh -c`, $0 would be /bin/sh
+    path = ctx("FROM BASE\n"
+               "RUN <<EOF\n"
+               "#!/bin/sh\n"
+               "echo \"$0\" > /zero.txt\n"
+               "EOF\n"
+               "RUN <<EOF\n"
+               "echo \"$0\" > /plain.txt\n"
+               "EOF\n")
+    rl("build", "-t", "doc:1", path, check=True)
+    r = rl("run", "--rm", "doc:1", "sh", "-c", "cat /zero.txt /plain.txt; test -e /dev/pipes "
+           "&& echo STUB; true", check=True)
+    assert r.stdout.splitlines() == ["/dev/pipes/EOF", "/bin/sh"]
+
+
+def test_ssh_agent_socket_is_forwarded(rl, ctx, tmp_path):
+    import socket
+
+    sock_path = tmp_path / "agent.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock_path))
+    server.listen(1)
+    try:
+        # busybox has no unix-socket client: the step checks the socket is there
+        path = ctx("FROM BASE\n"
+                   "RUN --mount=type=ssh,required=true "
+                   "test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock\n")
+        rl("build", "-t", "ssh:1", "--ssh", "default", path, check=True,
+           env={"SSH_AUTH_SOCK": str(sock_path)})
+        r = rl("run", "--rm", "ssh:1", "sh", "-c", "cat /sock; test -e /run/buildkit && "
+               "echo STUB; true", check=True)
+        assert r.stdout == "/run/buildkit/ssh_agent.0\n"
+        proc = rl("build", "--no-cache", "-t", "ssh:2", path)  # no --ssh: it is required
+        assert proc.returncode == 1 and "ssh agent 'default' is required" in proc.stderr
+        assert rl("image", "inspect", "ssh:2").returncode != 0
+    finally:
+        server.close()
