@@ -431,6 +431,10 @@ class _Sources:
         found = _merged_find(layers, rel) if rel else (layers[0] if layers else None)
         if found is None and rel:
             raise RlError(f"--mount from={m.from_}: {m.source}: no such file or directory")
+        if found is not None and os.path.islink(found):
+            # its target names a path of the image, not of the host: never followed here
+            raise RlError(f"--mount from={m.from_}: {m.source} is a symbolic link",
+                          "give the path it points to as source=")
         if found is not None and not os.path.isdir(found):
             out = os.path.join(where, os.path.basename(rel))
             shutil.copy2(found, out, follow_symlinks=False)
