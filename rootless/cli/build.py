@@ -324,12 +324,15 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
     output = [engine.parse_output(o) for o in outputs]
     if len(output) > 1:
         raise InvalidArgument("only one --output is supported")
-    image_id = engine.build(engine.BuildOptions(
-        context=context, dockerfile=dockerfile, tags=list(tags),
-        build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
-        labels=_pairs(labels, "--label"), quiet=quiet, platform=platform,
-        secrets=secret_map, ssh=ssh_map, network=network, add_hosts=list(add_hosts),
-        pull=pull))
+    from rootless.engine import buildcontext
+
+    with buildcontext.opened(context, dockerfile) as (context_dir, dockerfile_path):
+        image_id = engine.build(engine.BuildOptions(
+            context=context_dir, dockerfile=dockerfile_path, tags=list(tags),
+            build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
+            labels=_pairs(labels, "--label"), quiet=quiet, platform=platform,
+            secrets=secret_map, ssh=ssh_map, network=network, add_hosts=list(add_hosts),
+            pull=pull))
     if output:
         engine.write_output(image_id, output[0])
     if iidfile:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import stat
 import tarfile
@@ -279,3 +280,45 @@ def test_ssh_agent_socket_is_forwarded(rl, ctx, tmp_path):
         assert rl("image", "inspect", "ssh:2").returncode != 0
     finally:
         server.close()
+
+
+def test_context_from_stdin_and_from_git(rl, ctx, tmp_path):
+    import subprocess
+
+    # a Dockerfile on stdin: an empty context
+    out = rl("build", "-q", "-t", "stdin:1", "-",
+             input=f"FROM {ctx.base}\nRUN ls / > /list && echo piped > /p\n",
+             check=True).stdout.strip()
+    assert len(out) == 64
+    assert rl("run", "--rm", "stdin:1", "cat", "/p", check=True).stdout == "piped\n"
+    # a tar on stdin: its files are the context
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in (("Dockerfile", f"FROM {ctx.base}\nCOPY f.txt /f.txt\n"),
+                           ("f.txt", "from the tar\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data.encode())
+            tf.addfile(info, io.BytesIO(data.encode()))
+    rl("build", "-q", "-t", "stdin:2", "-", input=buf.getvalue(), text=False, check=True)
+    assert rl("run", "--rm", "stdin:2", "cat", "/f.txt", check=True).stdout == "from the tar\n"
+    # a git repository: a tag and a subdirectory
+    repo = tmp_path / "repo.git"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "app").mkdir()
+    (repo / "app" / "Dockerfile").write_text(f"FROM {ctx.base}\nCOPY v.txt /v.txt\n")
+    (repo / "app" / "v.txt").write_text("v1\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    subprocess.run([*git, "tag", "v1"], check=True)
+    (repo / "app" / "v.txt").write_text("v2\n")
+    subprocess.run([*git, "commit", "-q", "-am", "two"], check=True)
+    rl("build", "-q", "-t", "git:1", f"file://{repo}#v1:app", check=True)
+    assert rl("run", "--rm", "git:1", "cat", "/v.txt", check=True).stdout == "v1\n"
+    rl("build", "-q", "-t", "git:2", f"file://{repo}#:app", check=True)
+    assert rl("run", "--rm", "git:2", "cat", "/v.txt", check=True).stdout == "v2\n"
+    # unreachable: one line, exit 1, nothing tagged
+    proc = rl("build", "-t", "git:3", f"file://{tmp_path}/nope.git#main")
+    _one_line_error(proc)
+    assert "git fetch" in proc.stderr
+    assert rl("image", "inspect", "git:3").returncode != 0
