@@ -298,13 +298,15 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
               metavar="type=local,dest=DIR|type=tar,dest=FILE|DIR",
               help="Also write the final stage's files to a directory or a tar.")
 @click.option("--pull", is_flag=True, help="Always check the registry for FROM images.")
+@click.option("--cache-from", "cache_from", multiple=True, metavar="IMAGE",
+              help="Reuse the steps of this image (pulled if missing) where they match.")
 @click.option("--progress", default="auto", type=click.Choice(["auto", "plain", "tty", "quiet"]),
               help="Output: auto, plain and tty show the steps; quiet prints only the id.")
 @_exit_1
 @_os_errors
 def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
           quiet, platform, timestamp, secrets, ssh, network, add_hosts, iidfile, outputs,
-          pull, progress) -> None:
+          pull, progress, cache_from) -> None:
     """Build an image from a Dockerfile."""
     from rootless.build import runmounts
     from rootless.engine import build as engine
@@ -321,6 +323,7 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
         if not sep or not name or not ip or not _is_ip(ip):
             raise InvalidArgument(f"--add-host {h!r}: expected NAME:IP",
                                   "e.g. --add-host db:10.0.0.5")
+    cache_from = tuple(_cache_from_ref(c) for c in cache_from)
     output = [engine.parse_output(o) for o in outputs]
     if len(output) > 1:
         raise InvalidArgument("only one --output is supported")
@@ -332,7 +335,7 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
             build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
             labels=_pairs(labels, "--label"), quiet=quiet, platform=platform,
             secrets=secret_map, ssh=ssh_map, network=network, add_hosts=list(add_hosts),
-            pull=pull))
+            pull=pull, cache_from=list(cache_from)))
     if output:
         engine.write_output(image_id, output[0])
     if iidfile:
@@ -340,6 +343,17 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
             f.write(image_id)
     click.echo(image_id.partition(":")[2] if quiet else
                f"--> {_short(image_id)}\n{image_id.partition(':')[2]}")
+
+
+def _cache_from_ref(spec: str) -> str:
+    """IMAGE, or buildx's type=registry,ref=IMAGE; other cache types are refused."""
+    if "=" not in spec:
+        return spec
+    kv = dict(p.partition("=")[::2] for p in spec.split(","))
+    if kv.get("type", "registry") == "registry" and kv.get("ref"):
+        return kv["ref"]
+    raise InvalidArgument(f"--cache-from {spec}: only an image (or type=registry,ref=IMAGE) "
+                          "is supported", "give the image whose steps to reuse")
 
 
 def _is_ip(text: str) -> bool:

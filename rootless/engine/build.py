@@ -50,14 +50,19 @@ class BuildOptions:
     network: str = "default"  # RUN's: default (slirp4netns), none or host
     add_hosts: list[str] = field(default_factory=list)  # NAME:IP
     pull: bool = False  # --pull: always check the registry for FROM images
+    cache_from: list[str] = field(default_factory=list)  # images whose steps may be reused
 
 
 class _State:
     """The image a stage has built so far."""
 
-    def __init__(self, image_id: str | None, config: dict) -> None:
+    def __init__(self, image_id: str | None, config: dict, lineage: str = "") -> None:
         self.image_id = image_id
         self.config = config
+        # A key of the base and every step so far, whatever image ids they got: recorded
+        # in the history of RUN/COPY/ADD steps, it lets --cache-from match the steps of an
+        # image built elsewhere (whose intermediate images are not here).
+        self.lineage = lineage or (image_id or "scratch")
 
 
 def _out(opts: BuildOptions, text: str) -> None:
@@ -84,6 +89,7 @@ def build(opts: BuildOptions) -> str:
     plan = dfmod.resolve(df, opts.build_args, opts.target)
     ctx = BuildContext.open(opts.context, df_path)
     total = sum(1 + len(plan.stages[i].stage.instructions) for i in plan.order)
+    opts._cache_images = _cache_images(opts)
     results: dict[int, str] = {}
     step = [0]
     for i in plan.order:
@@ -253,18 +259,28 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
             extra = _mounts_key(inst, mounts, pos, rs, results, ctx, opts) or None
         key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
                    state.config["config"].get("Env"), ship.source_epoch())
+        lineage = _key(state.lineage, raw.source, scope.args_in_scope, extra,
+                       state.config["config"].get("Env"), ship.source_epoch())
         if not opts.no_cache:
             cached = buildcache.get(key)
             if cached is not None:
                 rec = images.get_image(cached)
-                state = _State(rec.id, ship.base_config(rec.config))
+                state = _State(rec.id, ship.base_config(rec.config), lineage)
                 _out(opts, f"--> Using cache {cached.partition(':')[2]}")
                 continue
+            if isinstance(inst, (ins.Run, ins.Copy, ins.Add)):
+                reused = _from_cache_images(opts, state, lineage)
+                if reused is not None:
+                    buildcache.put(key, reused, state.image_id)
+                    rec = images.get_image(reused)
+                    state = _State(rec.id, ship.base_config(rec.config), lineage)
+                    _out(opts, f"--> Using cache {reused.partition(':')[2]} (--cache-from)")
+                    continue
         sources = _Sources(opts, rs, results, ctx, pos)
-        new_id = _execute(opts, inst, state, scope, ctx, from_image, sources)
+        new_id = _execute(opts, inst, state, scope, ctx, from_image, sources, lineage)
         buildcache.put(key, new_id, state.image_id)
         rec = images.get_image(new_id)
-        state = _State(new_id, ship.base_config(rec.config))
+        state = _State(new_id, ship.base_config(rec.config), lineage)
         _out(opts, f"--> {new_id.partition(':')[2][:12]}")
     if state.image_id is None:  # FROM scratch and nothing else: an empty image
         state.image_id = ship.add_image(state.config, None, [], [])
@@ -291,7 +307,8 @@ def _command(cfg: dict, inst) -> list[str]:
     return list(inst.command)
 
 
-def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None) -> str:
+def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None,
+             lineage: str | None = None) -> str:
     from rootless.build import instructions as ins
     from rootless.engine import ship
 
@@ -306,6 +323,8 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None) ->
         elif isinstance(inst, (ins.Copy, ins.Add)):
             layer = _copy(inst, state, ctx, from_image)
             _history(cfg, nop, False)
+        if lineage and isinstance(inst, (ins.Run, ins.Copy, ins.Add)):
+            cfg["history"][-1]["comment"] = _STEP_MARK + lineage.partition(":")[2]
         else:
             if isinstance(inst, ins.Env):
                 c["Env"] = scope.image_env()
@@ -349,6 +368,66 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None) ->
         if layer is not None:
             with contextlib.suppress(OSError):
                 os.unlink(layer.blob_path)
+
+
+# -- --cache-from --
+
+_STEP_MARK = "rl.step:"
+
+
+def _cache_images(opts) -> list:
+    """The --cache-from images (pulled when missing; one that cannot be had is skipped
+    with a warning, as Docker does)."""
+    from rootless.engine import images
+
+    out = []
+    for ref in opts.cache_from:
+        try:
+            out.append(images.ensure_image(ref, quiet=True))
+        except RlError as exc:
+            print(f"warning: --cache-from {ref}: {exc.message}", file=sys.stderr)
+    return out
+
+
+def _from_cache_images(opts, state: _State, lineage: str) -> str | None:
+    """An image for this step made of a --cache-from image's layer and history entry,
+    when that image's entry at this position records the same lineage and its layers so
+    far are ours; None otherwise."""
+    from rootless.engine import images, ship
+    from rootless.image import manifest as mf
+    from rootless.image.local_transport import StoreExportSource
+
+    mark = _STEP_MARK + lineage.partition(":")[2]
+    pos = len(state.config.get("history") or [])
+    ours = list(images.get_image(state.image_id).config.get("rootfs", {}).get("diff_ids")
+                or []) if state.image_id else []
+    for cand in getattr(opts, "_cache_images", []):
+        hist = cand.config.get("history") or []
+        diff_ids = (cand.config.get("rootfs") or {}).get("diff_ids") or []
+        if pos >= len(hist) or hist[pos].get("comment") != mark:
+            continue
+        if diff_ids[:len(ours)] != ours:
+            continue
+        entry = hist[pos]
+        cfg = json.loads(json.dumps(state.config))
+        cfg["history"].append(entry)
+        cfg["created"] = entry.get("created") or cfg.get("created")
+        if entry.get("empty_layer"):
+            return ship.add_image(cfg, state.image_id, [], [])
+        if len(diff_ids) <= len(ours):
+            continue
+        src = StoreExportSource(cand.id, manifest_type=mf.OCI_MANIFEST)
+        try:
+            doc = json.loads(src.get_manifest()[0])
+            desc = doc["layers"][len(ours)]
+            if "gzip" not in desc["mediaType"]:
+                continue
+            layer = ship.NewLayer(blob_path=src.blobs[desc["digest"]], digest=desc["digest"],
+                                  size=desc["size"], diff_id=diff_ids[len(ours)])
+            return ship.add_image(cfg, state.image_id, [layer], [])
+        finally:
+            src.close()
+    return None
 
 
 def _cmd_set_here(state: _State) -> bool:

@@ -322,3 +322,39 @@ def test_context_from_stdin_and_from_git(rl, ctx, tmp_path):
     _one_line_error(proc)
     assert "git fetch" in proc.stderr
     assert rl("image", "inspect", "git:3").returncode != 0
+
+
+def test_cache_from_a_pushed_image_on_a_clean_store(rl, ctx, registry, tmp_path):
+    from tests.support import users
+
+    path = ctx("FROM BASE\nENV A=1\n"
+               "RUN head -c 8 /dev/urandom | md5sum > /random\n"
+               "COPY hello.txt /hello.txt\n")
+    rl("build", "-t", "cached:1", path, check=True)
+    first = rl("run", "--rm", "cached:1", "cat", "/random", check=True).stdout
+    ref = registry.ref("buildcache/cached:v1")
+    rl("push", "cached:1", ref, check=True)
+
+    clean = users.make_runner(tmp_path / "rl2")
+    clean.env["RL_ROOTFS_BACKEND"] = users.rootfs_backend()
+    try:
+        out = clean("build", "-t", "again:1", "--cache-from", ref, path, check=True).stdout
+        assert out.count("(--cache-from)") == 2, out  # RUN and COPY
+        again = clean("run", "--rm", "again:1", "cat", "/random", check=True).stdout
+        assert again == first  # the RUN step did not run again: its layer was reused
+        # a change in the context: COPY and what follows run, the RUN is still reused
+        (ctx.dir / "hello.txt").write_text("changed\n")
+        out = clean("build", "-t", "again:2", "--cache-from", ref, path, check=True).stdout
+        assert out.count("(--cache-from)") == 0 and out.count("Using cache") == 2, out
+        r = clean("run", "--rm", "again:2", "cat", "/random", "/hello.txt", check=True)
+        assert r.stdout == first + "changed\n"
+        out = clean("build", "--no-cache", "-t", "again:3", "--cache-from", ref, path,
+                    check=True).stdout
+        assert "Using cache" not in out  # --no-cache: nothing reused
+        proc = clean("build", "--cache-from", "type=local,src=/x", path)
+        assert proc.returncode == 1 and "--cache-from" in proc.stderr
+    finally:
+        ids = clean("ps", "-aq", timeout=30).stdout.split()
+        if ids:
+            clean("rm", "-f", *ids, timeout=60)
+        users.stop_fuse_zygotes(clean.root / "run" / "rl")
