@@ -795,6 +795,17 @@ def _copy(inst, state: _State, ctx, from_image):
         sources = ctx.resolve_sources(inst)
         for s in sources:
             if s.url:
+                from rootless.engine import buildcontext
+
+                if buildcontext.is_git_url(s.url):  # cloned with git, not a plain GET
+                    try:
+                        where = os.path.join(gen_dir(), f"git{len(items)}")
+                        items.append((buildcontext.fetch_git(s.url, where,
+                                                             inst.keep_git_dir), s.url))
+                    except RlError as exc:
+                        raise inst.error(f"ADD {s.url}: {exc.message}", exc.fix) from None
+                    dest_is_dir = True
+                    continue
                 items.append((_fetch(inst, s.url, gen_dir()), s.url))
                 continue
             if not s.paths:

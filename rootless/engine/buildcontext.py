@@ -6,6 +6,7 @@
   `.git`, `github.com/...`), with `#REF[:SUBDIR]`: fetched with the `git` command at
   depth 1 into a temp dir, `.git` removed (Docker's default);
 - an http(s) URL of a tar (maybe compressed), downloaded and unpacked.
+`fetch_git` also serves `ADD <git URL> DEST` (with `--keep-git-dir`).
 Temp dirs are under the store's tmp area and removed when the build ends.
 """
 
@@ -90,6 +91,12 @@ def _from_stdin(tmp: str, ctx: str, dockerfile: str | None):
 
 
 def _from_git(spec: str, tmp: str, ctx: str) -> str:
+    return fetch_git(spec, ctx)
+
+
+def fetch_git(spec: str, ctx: str, keep_git_dir: bool = False) -> str:
+    """Fetch `URL#REF:SUBDIR` into the directory `ctx` (made if missing); the checked-out
+    directory (SUBDIR of it when given)."""
     url, _, frag = spec.partition("#")
     ref, _, subdir = frag.partition(":")
     if url.lower().startswith("github.com/"):
@@ -112,7 +119,8 @@ def _from_git(spec: str, tmp: str, ctx: str) -> str:
             why = (proc.stderr.strip().splitlines() or ["failed"])[-1]
             raise InvalidArgument(f"build context {spec}: git {name}: {why}",
                                   "check the URL and the ref after '#'")
-    shutil.rmtree(os.path.join(ctx, ".git"), ignore_errors=True)
+    if not keep_git_dir:
+        shutil.rmtree(os.path.join(ctx, ".git"), ignore_errors=True)
     if subdir:
         parts = [p for p in subdir.split("/") if p not in ("", ".")]
         if ".." in parts:

@@ -317,6 +317,15 @@ def test_context_from_stdin_and_from_git(rl, ctx, tmp_path):
     assert rl("run", "--rm", "git:1", "cat", "/v.txt", check=True).stdout == "v1\n"
     rl("build", "-q", "-t", "git:2", f"file://{repo}#:app", check=True)
     assert rl("run", "--rm", "git:2", "cat", "/v.txt", check=True).stdout == "v2\n"
+    # ADD of a git URL: cloned (not fetched with a GET), .git kept on request
+    (ctx.dir / "Dockerfile").write_text(
+        f"FROM {ctx.base}\nADD file://{repo}#v1:app /src/\n"
+        f"ADD --keep-git-dir=true file://{repo} /full\n")
+    rl("build", "-q", "-t", "git:add", str(ctx.dir), check=True)
+    r = rl("run", "--rm", "git:add", "sh", "-c", "cat /src/v.txt /full/app/v.txt; "
+           "ls -d /src/.git /full/.git 2>&1; true", check=True)
+    assert r.stdout.splitlines()[:3] == ["v1", "v2", "ls: /src/.git: No such file or directory"]
+    assert "/full/.git" in r.stdout
     # unreachable: one line, exit 1, nothing tagged
     proc = rl("build", "-t", "git:3", f"file://{tmp_path}/nope.git#main")
     _one_line_error(proc)
