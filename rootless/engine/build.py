@@ -119,7 +119,7 @@ def build(opts: BuildOptions) -> str:
 
 @dataclass
 class Output:
-    type: str  # "local" or "tar"
+    type: str  # "local", "tar" (the files), "docker" or "oci" (the image, as an archive)
     dest: str  # a directory (local), a file or "-" (tar)
 
 
@@ -137,9 +137,11 @@ def parse_output(spec: str) -> Output:
         kv[k.strip().lower()] = v
     kind = kv.pop("type", "local")
     dest = kv.pop("dest", None) or kv.pop("destination", None)
-    if kind not in ("local", "tar"):
+    if kind in ("docker", "oci"):
+        kv.pop("name", None)  # buildx names the image in the archive; rl uses -t
+    if kind not in ("local", "tar", "docker", "oci"):
         raise InvalidArgument(f"--output {spec!r}: type {kind!r} is not supported",
-                              "use type=local or type=tar")
+                              "use type=local, tar, docker or oci")
     if kv:
         raise InvalidArgument(f"--output {spec!r}: unexpected key {sorted(kv)[0]!r}")
     if not dest:
@@ -158,6 +160,16 @@ def write_output(image_id: str, out: Output) -> None:
     from rootless.engine import images
     from rootless.store.layers import TempArea
 
+    if out.type in ("docker", "oci"):  # the image itself, as `rl save` writes it
+        from rootless.engine import ship
+
+        fmt = "docker-archive" if out.type == "docker" else "oci-archive"
+        if out.dest == "-":
+            sys.stdout.flush()
+            ship.save([image_id], sys.stdout.buffer, fmt)
+        else:
+            ship.save([image_id], out.dest, fmt)
+        return
     layers = [str(p) for p in reversed(images.get_image(image_id).layer_dirs)]
     if out.type == "local":
         os.makedirs(out.dest, exist_ok=True)

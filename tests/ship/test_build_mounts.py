@@ -169,6 +169,12 @@ def test_outputs_and_iidfile(rl, ctx, tmp_path):
             got[name] = ("l:" + m.linkname if m.issym() else "d" if m.isdir() else
                          tf.extractfile(m).read())
     assert got == files
+    # the image itself as an archive: docker (manifest.json) or oci (index.json)
+    for kind, marker in (("docker", "manifest.json"), ("oci", "index.json")):
+        archive = tmp_path / f"img-{kind}.tar"
+        rl("build", "-q", "-o", f"type={kind},dest={archive}", path, check=True)
+        with tarfile.open(archive) as tf:
+            assert marker in tf.getnames()
     # -o DIR is type=local
     short = tmp_path / "short"
     rl("build", "-q", "-o", str(short), path, check=True)
