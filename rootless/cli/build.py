@@ -298,6 +298,9 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
               metavar="type=local,dest=DIR|type=tar,dest=FILE|DIR",
               help="Also write the final stage's files to a directory or a tar.")
 @click.option("--pull", is_flag=True, help="Always check the registry for FROM images.")
+@click.option("--build-context", "build_contexts", multiple=True,
+              metavar="NAME=DIR|docker-image://IMAGE",
+              help="A named context for FROM, COPY --from and RUN --mount from=.")
 @click.option("--cache-from", "cache_from", multiple=True, metavar="IMAGE",
               help="Reuse the steps of this image (pulled if missing) where they match.")
 @click.option("--progress", default="auto", type=click.Choice(["auto", "plain", "tty", "quiet"]),
@@ -306,7 +309,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @_os_errors
 def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
           quiet, platform, timestamp, secrets, ssh, network, add_hosts, iidfile, outputs,
-          pull, progress, cache_from) -> None:
+          pull, progress, build_contexts, cache_from) -> None:
     """Build an image from a Dockerfile."""
     from rootless.build import runmounts
     from rootless.engine import build as engine
@@ -335,7 +338,8 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
             build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
             labels=_pairs(labels, "--label"), quiet=quiet, platform=platform,
             secrets=secret_map, ssh=ssh_map, network=network, add_hosts=list(add_hosts),
-            pull=pull, cache_from=list(cache_from)))
+            pull=pull, cache_from=list(cache_from),
+            build_contexts=_build_contexts(build_contexts)))
     if output:
         engine.write_output(image_id, output[0])
     if iidfile:
@@ -343,6 +347,27 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
             f.write(image_id)
     click.echo(image_id.partition(":")[2] if quiet else
                f"--> {_short(image_id)}\n{image_id.partition(':')[2]}")
+
+
+def _build_contexts(items) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise InvalidArgument(f"--build-context {item!r}: expected NAME=VALUE",
+                                  "e.g. --build-context src=../lib or "
+                                  "base=docker-image://alpine:3.20")
+        if "://" in value and not value.startswith("docker-image://"):
+            raise InvalidArgument(f"--build-context {item!r}: {value.partition(':')[0]}:// "
+                                  "is not supported",
+                                  "give a directory or docker-image://IMAGE")
+        if "://" not in value:
+            if not os.path.isdir(value):
+                raise InvalidArgument(f"--build-context {item!r}: {value}: no such "
+                                      "directory")
+            value = os.path.abspath(value)
+        out[name] = value
+    return out
 
 
 def _cache_from_ref(spec: str) -> str:

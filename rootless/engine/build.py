@@ -51,6 +51,8 @@ class BuildOptions:
     add_hosts: list[str] = field(default_factory=list)  # NAME:IP
     pull: bool = False  # --pull: always check the registry for FROM images
     cache_from: list[str] = field(default_factory=list)  # images whose steps may be reused
+    build_contexts: dict[str, str] = field(default_factory=dict)  # NAME -> DIR or
+                                                                  # docker-image://REF
 
 
 class _State:
@@ -222,8 +224,13 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
     elif rs.is_scratch:
         state = _State(None, ship.base_config(None))
     else:
+        base = _named_context(opts, rs.base) or rs.base
+        if not isinstance(base, str):
+            raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: FROM "
+                          f"{rs.base}: a --build-context directory cannot be a base image",
+                          "give docker-image://IMAGE for it, or COPY --from it")
         try:
-            rec = images.ensure_image(rs.base, quiet=opts.quiet,
+            rec = images.ensure_image(base, quiet=opts.quiet,
                                       platform=rs.platform or opts.platform,
                                       pull="always" if opts.pull else "missing")
         except RlError as exc:
@@ -251,20 +258,24 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
         inst = scope.step(raw)
         extra = None
         from_image = None
+        step_ctx = ctx
         if isinstance(inst, (ins.Copy, ins.Add)):
             src = rs.copy_from.get(pos) if isinstance(inst, ins.Copy) else None
             if pos is None and isinstance(inst, ins.Copy) and inst.from_:
                 src = inst.from_  # a trigger names an image
+            named = _named_context(opts, src) if isinstance(src, str) else None
+            if named is not None and not isinstance(named, str):
+                step_ctx, src = named, None  # --build-context NAME=DIR: its files
             if src is not None:
                 try:
                     from_image = results[src] if isinstance(src, int) else \
-                        images.ensure_image(src, quiet=opts.quiet).id
+                        images.ensure_image(named or src, quiet=opts.quiet).id
                 except RlError as exc:
                     raise RlError(f"{raw.filename}:{raw.location}: COPY --from={src}: {exc.message}",
                                   exc.fix) from None
                 extra = from_image
             else:
-                extra = [ctx.content_hash(ctx.resolve_sources(inst)),
+                extra = [step_ctx.content_hash(step_ctx.resolve_sources(inst)),
                          [(c.path, c.data) for c in inst.contents]]
         elif isinstance(inst, ins.Run):
             mounts = _run_mounts(inst)
@@ -289,7 +300,7 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
                     _out(opts, f"--> Using cache {reused.partition(':')[2]} (--cache-from)")
                     continue
         sources = _Sources(opts, rs, results, ctx, pos)
-        new_id = _execute(opts, inst, state, scope, ctx, from_image, sources, lineage)
+        new_id = _execute(opts, inst, state, scope, step_ctx, from_image, sources, lineage)
         buildcache.put(key, new_id, state.image_id)
         rec = images.get_image(new_id)
         state = _State(new_id, ship.base_config(rec.config), lineage)
@@ -380,6 +391,24 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None,
         if layer is not None:
             with contextlib.suppress(OSError):
                 os.unlink(layer.blob_path)
+
+
+# -- --build-context --
+
+def _named_context(opts, ref: str | None):
+    """What --build-context gives `ref`: an image reference (str), a BuildContext (a
+    directory), or None when it names none. Opened once per build."""
+    if ref is None or ref not in opts.build_contexts:
+        return None
+    value = opts.build_contexts[ref]
+    if value.startswith("docker-image://"):
+        return value[len("docker-image://"):]
+    cache = opts.__dict__.setdefault("_named_ctx", {})
+    if ref not in cache:
+        from rootless.build.context import BuildContext
+
+        cache[ref] = BuildContext.open(value)
+    return cache[ref]
 
 
 # -- --cache-from --
@@ -483,14 +512,22 @@ class _Sources:
             else m.from_
         if isinstance(ref, int):
             return self.results[ref]
-        return images.ensure_image(ref, quiet=self.opts.quiet).id
+        named = _named_context(self.opts, ref)
+        if named is not None and not isinstance(named, str):
+            return None  # a directory: read as a context
+        return images.ensure_image(named or ref, quiet=self.opts.quiet).id
+
+    def ctx_of(self, m):
+        """The context a bind mount without an image reads: the build's, or a named one."""
+        named = _named_context(self.opts, m.from_) if m.from_ else None
+        return named if named is not None and not isinstance(named, str) else self.ctx
 
     def context_source(self, m, inst):
         from rootless.build import instructions as ins
 
         probe = ins.Copy(line=inst.line, end_line=inst.end_line, source=inst.source,
                          filename=inst.filename, sources=(m.source or ".",), dest="/")
-        return self.ctx.resolve_sources(probe)
+        return self.ctx_of(m).resolve_sources(probe)
 
     def __call__(self, m, n: int, where: str) -> str:
         """Copy what the mount selects into the directory `where`; the path to bind."""
@@ -501,18 +538,19 @@ class _Sources:
         image = self.image_of(m, n)
         if image is None:
             src = self.context_source(m, self.inst)[0]
+            ctx = self.ctx_of(m)
             rel = src.paths[0] if src.paths else ""
-            path = self.ctx._abs(rel)
+            path = ctx._abs(rel)
             if os.path.isdir(path) and not os.path.islink(path):
-                for e in self.ctx.walk(rel):
+                for e in ctx.walk(rel):
                     sub = e.path[len(rel):].lstrip("/") if rel else e.path
                     out = os.path.join(where, sub)
                     if e.is_dir:
                         os.makedirs(out, exist_ok=True)
                     elif e.is_symlink:
-                        os.symlink(os.readlink(self.ctx._abs(e.path)), out)
+                        os.symlink(os.readlink(ctx._abs(e.path)), out)
                     else:
-                        shutil.copy2(self.ctx._abs(e.path), out)
+                        shutil.copy2(ctx._abs(e.path), out)
                 return where
             out = os.path.join(where, os.path.basename(rel) or "file")
             shutil.copy2(path, out)
@@ -562,7 +600,8 @@ def _mounts_key(inst, mounts, pos, rs, results, ctx, opts) -> list:
         if m.type != "bind":
             continue
         image = src.image_of(m, n)
-        out.append([n, image if image else ctx.content_hash(src.context_source(m, inst))])
+        out.append([n, image if image else
+                    src.ctx_of(m).content_hash(src.context_source(m, inst))])
     return out
 
 

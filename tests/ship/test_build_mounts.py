@@ -373,3 +373,24 @@ def test_cache_from_a_pushed_image_on_a_clean_store(rl, ctx, registry, tmp_path)
         if ids:
             clean("rm", "-f", *ids, timeout=60)
         users.stop_fuse_zygotes(clean.root / "run" / "rl")
+
+
+def test_named_build_contexts(rl, ctx, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "f.txt").write_text("from lib\n")
+    path = ctx("FROM mybase\n"
+               "COPY --from=lib f.txt /lib.txt\n"
+               "RUN --mount=type=bind,from=lib,target=/l cat /l/f.txt > /mounted.txt\n")
+    rl("build", "-t", "named:1", "--build-context", f"lib={lib}",
+       "--build-context", f"mybase=docker-image://{ctx.base}", path, check=True)
+    r = rl("run", "--rm", "named:1", "cat", "/lib.txt", "/mounted.txt", check=True)
+    assert r.stdout == "from lib\nfrom lib\n"
+    # the named directory's content is part of the cache key
+    (lib / "f.txt").write_text("changed\n")
+    rl("build", "-t", "named:2", "--build-context", f"lib={lib}",
+       "--build-context", f"mybase=docker-image://{ctx.base}", path, check=True)
+    r = rl("run", "--rm", "named:2", "cat", "/lib.txt", "/mounted.txt", check=True)
+    assert r.stdout == "changed\nchanged\n"
+    for bad in ("x=oci-layout://somewhere", "novalue", f"x={tmp_path}/missing"):
+        _one_line_error(rl("build", "--build-context", bad, path))
