@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
 import stat
 from dataclasses import dataclass, field
 
@@ -56,7 +55,16 @@ class Prepared:
                 os.close(fd)  # drops the flock
         self._fds.clear()
         for d in self._tmp:
-            shutil.rmtree(d, ignore_errors=True)  # ours: made 0700 under the store's tmp
+            # a `rw` bind's copy is a tree the step wrote: removed fd by fd, and what
+            # subordinate ids own from inside the user namespace
+            from rootless.linux import safepath
+
+            safepath.rmtree(d)
+            if os.path.lexists(d):
+                from rootless.runtime import userns
+
+                with contextlib.suppress(RlError, OSError):
+                    userns.rmtree(d)
         self._tmp.clear()
 
 

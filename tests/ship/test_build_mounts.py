@@ -121,6 +121,8 @@ def test_bind_and_tmpfs_mounts(rl, ctx):
                "RUN --mount=type=bind,from=first,source=/staged.txt,target=/st.txt "
                "cat /st.txt > /from-stage\n"
                "RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && "
+               "mkdir /ctx/d && touch /ctx/d/f && chown -R 1000:1000 /ctx/d && "
+               f"ln -s {ctx.dir} /ctx/link && "
                "(touch /m2 2>/dev/null; test ! -e /ctx/ignored.txt && echo noignored > /ig)\n"
                "RUN --mount=type=bind,target=/ro sh -c 'touch /ro/x 2>/dev/null || "
                "echo readonly > /ro-result'\n"
@@ -133,6 +135,11 @@ def test_bind_and_tmpfs_mounts(rl, ctx):
            check=True)
     assert r.stdout.split() == ["a", "staged", "noignored", "readonly", "tmpfs"]
     assert not (ctx.dir / "new").exists()  # rw writes are discarded
+    assert sorted(os.listdir(ctx.dir)) == [".dockerignore", "Dockerfile", "hello.txt",
+                                           "ignored.txt", "sub"]
+    # and so is the copy they went to, files of subordinate uids included
+    tmp = rl.root / "data" / "rl" / "tmp"
+    assert not [n for n in os.listdir(tmp) if "bind" in n] if tmp.exists() else True
     # a change in the bound context dir makes the step run again
     (ctx.dir / "sub" / "a.txt").write_text("b\n")
     out = rl("build", "-t", "bind:2", path, check=True).stdout
