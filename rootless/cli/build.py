@@ -400,12 +400,21 @@ def builder() -> None:
 @click.option("-a", "--all", "all_", is_flag=True,
               help="Also forget every cached build step (not only cache mounts).")
 @click.option("-f", "--force", is_flag=True, help="Do not ask (rl never asks).")
+@click.option("--filter", "filters", multiple=True, metavar="until=TIME",
+              help="Only what was last used before TIME (a duration like 24h, or a date).")
 @_os_errors
-def builder_prune(all_: bool, force: bool) -> None:
+def builder_prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove the build cache: RUN --mount=type=cache directories (and, with -a, the
     cached steps)."""
+    from rootless.cli import options
     from rootless.engine import build as engine
 
-    freed, steps = engine.prune_cache(all_)
+    before = None
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if key != "until" or not sep:
+            raise InvalidArgument(f"--filter {f!r} is not supported", "use until=TIME")
+        before = options.parse_time_arg(value, "--filter until")
+    freed, steps = engine.prune_cache(all_, before)
     click.echo(f"Deleted {steps} cached step(s)")
     click.echo(f"Total reclaimed space: {_size(freed)}")

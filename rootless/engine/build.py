@@ -197,13 +197,14 @@ def write_output(image_id: str, out: Output) -> None:
             os.unlink(tmp)
 
 
-def prune_cache(all_steps: bool) -> tuple[int, int]:
+def prune_cache(all_steps: bool, before: float | None = None) -> tuple[int, int]:
     """`rl builder prune`: the cache mounts no build holds; with `all_steps` also the
-    cached steps (their images stay until `rl image prune`). (bytes freed, steps)."""
+    cached steps (their images stay until `rl image prune`); with `before`, only what
+    was last used before then. (bytes freed, steps)."""
     from rootless.engine import buildmounts
 
-    freed = buildmounts.prune()
-    steps = buildcache.forget(everything=all_steps)
+    freed = buildmounts.prune(before)
+    steps = buildcache.forget(everything=all_steps, before=before)
     return freed, steps
 
 

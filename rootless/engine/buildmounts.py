@@ -199,6 +199,7 @@ def _cache_dir(prep: Prepared, m, source_of, n: int) -> str:
                 os.close(dfd)
                 continue
             prep._fds.append(lock)
+            os.utime(lock)  # last use, for `rl builder prune --filter until=`
             try:
                 try:
                     os.mkdir("data", 0o700, dir_fd=dfd)
@@ -266,8 +267,9 @@ def remove_stubs(upper: str, targets: list[str], in_base) -> None:
         os.close(ufd)
 
 
-def prune() -> int:
-    """Remove every cache-mount instance no build holds; returns the bytes freed."""
+def prune(before: float | None = None) -> int:
+    """Remove every cache-mount instance no build holds (and, with `before`, none used
+    since that time); returns the bytes freed."""
     from rootless.linux import safepath
     from rootless.runtime import userns
 
@@ -291,6 +293,8 @@ def prune() -> int:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a build uses it
+                if before is not None and os.fstat(lock).st_mtime >= before:
+                    continue
                 freed += size(root / name / "data")
                 safepath.rmtree_at(rootfd, name)
                 if safepath.lstat_at(rootfd, name) is not None:  # subordinate ids' files

@@ -44,6 +44,11 @@ def test_cache_mount_is_kept_between_builds_and_not_in_the_image(rl, ctx):
     caches = rl.root / "data" / "rl" / "build-cache-mounts"
     assert stat.S_IMODE(os.stat(caches).st_mode) == 0o700
     assert any(p.name.startswith("pkg") for p in caches.rglob("*.whl"))
+    # used just now: kept by a prune of what was last used over an hour ago
+    rl("builder", "prune", "--filter", "until=1h", check=True)
+    assert list(caches.rglob("*.whl"))
+    bad = rl("builder", "prune", "--filter", "label=x")
+    assert bad.returncode == 125 and len(bad.stderr.strip().splitlines()) == 1
     # prune clears it: the next build starts empty
     out = rl("builder", "prune", "-f", check=True).stdout
     assert "reclaimed" in out
