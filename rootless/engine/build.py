@@ -804,13 +804,7 @@ def _copy(inst, state: _State, ctx, from_image):
     from rootless.engine import images, ship
     from rootless.store.layers import TempArea
 
-    # Refused rather than ignored: what they select would differ from Docker's result.
     # (--link is accepted: it changes how BuildKit caches a layer, not what it holds.)
-    for flag in ("parents", "excludes"):
-        if getattr(inst, flag, None):
-            name = "--exclude" if flag == "excludes" else "--parents"
-            raise inst.error(f"{type(inst).__name__.upper()} {name} is not supported by rl yet",
-                             f"remove {name} and list the sources explicitly")
     base_layers: list[str] = []
     if state.image_id:
         base_layers = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]
@@ -874,13 +868,22 @@ def _copy(inst, state: _State, ctx, from_image):
             f.write(content.data)
         os.chmod(path, 0o644)
         items.append((path, content.path))
-    if len(items) > 1:
+    excl = None
+    if inst.excludes:  # Dockerfile 1.7: patterns as .dockerignore's, per source
+        from rootless.build.dockerignore import IgnoreRules
+
+        excl = IgnoreRules(list(inst.excludes), "--exclude")
+        items = [(p, spec) for p, spec in items
+                 if not (excl.excluded(spec.strip("/")) or
+                         excl.excluded(os.path.basename(spec.rstrip("/"))))]
+    if len(items) > 1 or getattr(inst, "parents", False):
         dest_is_dir = True
     mtime = ship.source_epoch()
     tmp = str(TempArea().path("copy.tar"))
     try:
         return _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner,
-                                 chmod, from_image, mtime)
+                                 chmod, from_image, mtime, ctx=ctx if from_image is None
+                                 else None, excl=excl, pivots=_pivots(inst))
     finally:
         if generated:
             import shutil
@@ -888,8 +891,27 @@ def _copy(inst, state: _State, ctx, from_image):
             shutil.rmtree(generated[0], ignore_errors=True)
 
 
+def _pivots(inst) -> list[str]:
+    """COPY --parents: for each source, the part of its path NOT kept under the
+    destination: what comes before a `/./` in it (BuildKit's pivot), else nothing."""
+    out = []
+    for spec in inst.sources:
+        before, sep, _ = spec.partition("/./")
+        out.append(before.strip("/").removeprefix("./") if sep else "")
+    return out
+
+
+def _parents_name(spec: str, pivots: list[str]) -> str:
+    rel = os.path.normpath(spec.strip("/") or ".")
+    rel = "" if rel == "." else rel
+    for pv in pivots:
+        if pv and (rel == pv or rel.startswith(pv + "/")):
+            return rel[len(pv):].lstrip("/")
+    return rel
+
+
 def _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner, chmod,
-                      from_image, mtime):
+                      from_image, mtime, ctx=None, excl=None, pivots=()):
     from rootless.build import instructions as ins
     from rootless.engine import ship
     from rootless.image import layertar
@@ -899,14 +921,33 @@ def _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner,
             tf = tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT)
             inodes: dict = {}
             ctx_owner = owner if from_image is None or inst.chown else None
+            parents = getattr(inst, "parents", False)
             for path, _spec in items:
                 is_dir = os.path.isdir(path) and not os.path.islink(path)
+                keep = _parents_name(_spec, list(pivots)) if parents and "://" not in _spec \
+                    else ""
                 if is_dir:
-                    target = dest.strip("/")
+                    target = os.path.join(dest, keep).strip("/") if keep else dest.strip("/")
                     if target:
                         _dir_entry(tf, target)
+                    in_ctx = ctx is not None and _is_in(path, str(ctx.root))
+                    if in_ctx:  # .dockerignore and --exclude apply below the source too
+                        rel = os.path.relpath(path, ctx.root)
+                        rel = "" if rel == "." else rel
+                        for e in ctx.walk(rel):
+                            sub = e.path[len(rel):].lstrip("/") if rel else e.path
+                            if excl is not None and excl.excluded(sub):
+                                continue
+                            layertar.add_entry(tf, str(ctx._abs(e.path)),
+                                               f"{target}/{sub}" if target else sub, mtime,
+                                               inodes, owner=ctx_owner, chmod=chmod)
+                        continue
                     _add_tree(tf, path, target, source_layers, _rel_in(source_layers, path),
                               ctx_owner, chmod, inodes)
+                    continue
+                if keep:
+                    layertar.add_entry(tf, path, os.path.join(dest, keep).strip("/"), mtime,
+                                       inodes, owner=ctx_owner, chmod=chmod)
                     continue
                 if isinstance(inst, ins.Add) and from_image is None and "://" not in _spec \
                         and _is_archive(path):
@@ -920,6 +961,10 @@ def _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner,
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _is_in(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _fetch(inst, url: str, into: str) -> str:

@@ -248,11 +248,23 @@ def test_intermediate_images_are_hidden_unless_all(rl, ctx):
     assert "<none>" not in listed
 
 
-@pytest.mark.parametrize("flag", ["--exclude=*.txt", "--parents"])
-def test_copy_flags_rl_cannot_honour_are_refused(rl, ctx, flag):
-    path = ctx(f"FROM BASE\nCOPY {flag} hello.txt /x/\n")
-    r = rl("build", "-t", "refused:1", path)
-    assert r.returncode == 1
-    assert len(r.stderr.strip().splitlines()) == 1
-    assert "Dockerfile:2: COPY" in r.stderr and "not supported" in r.stderr
-    assert rl("images", "-q", "refused").stdout == ""
+def test_copy_exclude_parents_and_dockerignore_below_a_source(rl, ctx):
+    (ctx.dir / "sub" / "b.log").write_text("log\n")
+    (ctx.dir / "sub" / "deep").mkdir()
+    (ctx.dir / "sub" / "deep" / "c.txt").write_text("c\n")
+    (ctx.dir / "sub" / "deep" / "ignored.txt").write_text("no\n")
+    (ctx.dir / ".dockerignore").write_text("ignored.txt\n**/ignored.txt\n")
+    path = ctx("FROM BASE\n"
+               "COPY --exclude=*.log sub /ex/\n"
+               "COPY --parents sub/deep/c.txt hello.txt /par/\n"
+               "COPY --parents ./sub/./deep/c.txt /piv/\n"
+               "COPY --exclude=sub --exclude=Dockerfile . /all/\n")
+    rl("build", "-t", "flags:1", path, check=True)
+    r = rl("run", "--rm", "flags:1", "sh", "-c",
+           "cd /ex && find . | sort; echo =; cd /par && find . -type f | sort; echo =; "
+           "cd /piv && find . -type f; echo =; cd /all && find . | sort", check=True)
+    ex, par, piv, every = r.stdout.split("=\n")
+    assert ex.split() == [".", "./a.txt", "./deep", "./deep/c.txt"]
+    assert par.split() == ["./hello.txt", "./sub/deep/c.txt"]
+    assert piv.split() == ["./deep/c.txt"]
+    assert every.split() == [".", "./.dockerignore", "./hello.txt"]
