@@ -614,6 +614,7 @@ def _run(opts, inst, state: _State, scope, sources=None):
         raise inst.error("RUN needs a base image with a shell (this stage is FROM scratch "
                          "with no files yet)")
     mounts = _run_mounts(inst)
+    buildmounts.check_runnable(state.config, inst)
     if inst.security and inst.security != "sandbox":
         raise inst.error(f"RUN --security={inst.security} is not supported")
     network = inst.network or opts.network

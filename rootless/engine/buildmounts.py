@@ -337,3 +337,50 @@ def size(path) -> int:
     finally:
         os.close(fd)
     return total
+
+
+# OCI architecture -> the names binfmt_misc entries for its emulator usually have
+# (qemu-user-static, qemu-user-binfmt, binfmt-support, tonistiigi/binfmt)
+_QEMU = {"arm64": ["aarch64"], "arm": ["arm"], "amd64": ["x86_64"], "386": ["i386"],
+         "ppc64le": ["ppc64le"], "s390x": ["s390x"], "riscv64": ["riscv64"],
+         "mips64le": ["mips64el"], "loong64": ["loongarch64"]}
+
+
+def emulator_for(arch: str, binfmt: str = "/proc/sys/fs/binfmt_misc") -> str | None:
+    """The enabled binfmt_misc interpreter that runs `arch` binaries here, or None. The
+    kernel runs a foreign binary through it (as podman relies on it too)."""
+    try:
+        with open(os.path.join(binfmt, "status")) as f:
+            if f.read().strip() != "enabled":
+                return None
+    except OSError:
+        return None
+    for name in _QEMU.get(arch, [arch]):
+        for entry in (f"qemu-{name}", name):
+            try:
+                with open(os.path.join(binfmt, entry)) as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            if lines and lines[0] == "enabled":
+                for line in lines:
+                    if line.startswith("interpreter "):
+                        return line.split(" ", 1)[1]
+    return None
+
+
+def check_runnable(image_config: dict, inst) -> None:
+    """Refuse a RUN step of an image of a foreign architecture this host cannot run
+    (no binfmt_misc emulator), with the reason, instead of an "exec format error"."""
+    from rootless.image import manifest as mf
+
+    _os, host_arch, _v = mf.host_platform()
+    arch = image_config.get("architecture") or host_arch
+    if arch == host_arch or (host_arch == "amd64" and arch == "386"):
+        return
+    if emulator_for(arch) is None:
+        raise inst.error(f"RUN on linux/{arch}: this host is linux/{host_arch} and has no "
+                         f"emulator for {arch} registered in binfmt_misc",
+                         "install qemu-user-static (or qemu-user-binfmt), or build for "
+                         f"linux/{host_arch}")
+

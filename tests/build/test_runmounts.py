@@ -80,3 +80,32 @@ def test_ssh_flag(tmp_path, monkeypatch):
             runmounts.parse_ssh("default")
     finally:
         s.close()
+
+
+def test_foreign_arch_needs_a_binfmt_emulator(tmp_path, monkeypatch):
+    from rootless.build import instructions as ins
+    from rootless.engine import buildmounts
+    from rootless.errors import RlError
+    from rootless.image import manifest as mf
+
+    host = mf.host_platform()[1]
+    foreign = "s390x" if host != "s390x" else "arm64"
+    qemu = {"s390x": "qemu-s390x", "arm64": "qemu-aarch64"}[foreign]
+    run = ins.Run(line=2, end_line=2, source="RUN true", command=("true",), shell_form=True)
+    buildmounts.check_runnable({"architecture": host}, run)  # the host's: fine
+    binfmt = tmp_path / "binfmt_misc"
+    binfmt.mkdir()
+    (binfmt / "status").write_text("enabled\n")
+    assert buildmounts.emulator_for(foreign, str(binfmt)) is None
+    (binfmt / qemu).write_text(f"enabled\ninterpreter /usr/bin/{qemu}\nflags: F\n")
+    assert buildmounts.emulator_for(foreign, str(binfmt)) == f"/usr/bin/{qemu}"
+    (binfmt / qemu).write_text(f"disabled\ninterpreter /usr/bin/{qemu}\n")
+    assert buildmounts.emulator_for(foreign, str(binfmt)) is None
+    # without an emulator on this host: refused with the reason and the fix
+    monkeypatch.setattr(buildmounts, "emulator_for", lambda arch: None)
+    with pytest.raises(RlError) as e:
+        buildmounts.check_runnable({"architecture": foreign}, run)
+    assert "Dockerfile:2: RUN on linux/" in e.value.message and "binfmt_misc" in \
+        e.value.message and "qemu-user-static" in e.value.fix
+    monkeypatch.setattr(buildmounts, "emulator_for", lambda arch: "/usr/bin/qemu")
+    buildmounts.check_runnable({"architecture": foreign}, run)
