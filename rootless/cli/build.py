@@ -301,6 +301,8 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--build-context", "build_contexts", multiple=True,
               metavar="NAME=DIR|docker-image://IMAGE",
               help="A named context for FROM, COPY --from and RUN --mount from=.")
+@click.option("--cache-to", "cache_to", metavar="type=local,dest=DIR",
+              help="Export the target's steps for a later --cache-from type=local,src=DIR.")
 @click.option("--cache-from", "cache_from", multiple=True, metavar="IMAGE",
               help="Reuse the steps of this image (pulled if missing) where they match.")
 @click.option("--progress", default="auto", type=click.Choice(["auto", "plain", "tty", "quiet"]),
@@ -309,7 +311,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @_os_errors
 def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
           quiet, platform, timestamp, secrets, ssh, network, add_hosts, iidfile, outputs,
-          pull, progress, build_contexts, cache_from) -> None:
+          pull, progress, build_contexts, cache_to, cache_from) -> None:
     """Build an image from a Dockerfile."""
     from rootless.build import runmounts
     from rootless.engine import build as engine
@@ -327,6 +329,7 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
             raise InvalidArgument(f"--add-host {h!r}: expected NAME:IP",
                                   "e.g. --add-host db:10.0.0.5")
     cache_from = tuple(_cache_from_ref(c) for c in cache_from)
+    cache_dir = _cache_to(cache_to)
     output = [engine.parse_output(o) for o in outputs]
     if len(output) > 1:
         raise InvalidArgument("only one --output is supported")
@@ -342,6 +345,8 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
             build_contexts=_build_contexts(build_contexts)))
     if output:
         engine.write_output(image_id, output[0])
+    if cache_dir:
+        engine.export_cache(image_id, cache_dir)
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image_id)
@@ -371,14 +376,29 @@ def _build_contexts(items) -> dict[str, str]:
 
 
 def _cache_from_ref(spec: str) -> str:
-    """IMAGE, or buildx's type=registry,ref=IMAGE; other cache types are refused."""
+    """IMAGE, buildx's type=registry,ref=IMAGE, or type=local,src=DIR (what --cache-to
+    type=local wrote: "local:DIR" for the engine); other cache types are refused."""
     if "=" not in spec:
         return spec
     kv = dict(p.partition("=")[::2] for p in spec.split(","))
-    if kv.get("type", "registry") == "registry" and kv.get("ref"):
+    kind = kv.get("type", "registry")
+    if kind == "registry" and kv.get("ref"):
         return kv["ref"]
-    raise InvalidArgument(f"--cache-from {spec}: only an image (or type=registry,ref=IMAGE) "
-                          "is supported", "give the image whose steps to reuse")
+    if kind == "local" and kv.get("src"):
+        return "local:" + os.path.abspath(kv["src"])
+    raise InvalidArgument(f"--cache-from {spec}: not supported",
+                          "give IMAGE, type=registry,ref=IMAGE or type=local,src=DIR")
+
+
+def _cache_to(spec: str | None) -> str | None:
+    """--cache-to type=local,dest=DIR[,mode=min] -> DIR."""
+    if spec is None:
+        return None
+    kv = dict(p.partition("=")[::2] for p in spec.split(","))
+    if kv.get("type") == "local" and kv.get("dest") and kv.get("mode", "min") == "min":
+        return os.path.abspath(kv["dest"])
+    raise InvalidArgument(f"--cache-to {spec}: not supported",
+                          "give type=local,dest=DIR (mode=min: the target's steps)")
 
 
 def _is_ip(text: str) -> bool:

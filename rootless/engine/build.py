@@ -425,10 +425,34 @@ def _cache_images(opts) -> list:
     out = []
     for ref in opts.cache_from:
         try:
-            out.append(images.ensure_image(ref, quiet=True))
+            if ref.startswith("local:"):  # a directory --cache-to type=local wrote
+                from rootless.engine import ship
+
+                archive = os.path.join(ref[len("local:"):], CACHE_ARCHIVE)
+                out += [images.get_image(i) for i, _ in ship.load(archive)]
+            else:
+                out.append(images.ensure_image(ref, quiet=True))
         except RlError as exc:
             print(f"warning: --cache-from {ref}: {exc.message}", file=sys.stderr)
     return out
+
+
+CACHE_ARCHIVE = "rl-cache.tar"
+
+
+def export_cache(image_id: str, dest: str) -> None:
+    """--cache-to type=local,dest=DIR: the target image (whose history carries the step
+    lineage) as an OCI archive in DIR, for --cache-from type=local,src=DIR."""
+    from rootless.engine import ship
+
+    os.makedirs(dest, exist_ok=True)
+    tmp = os.path.join(dest, f".{CACHE_ARCHIVE}.{os.getpid()}")
+    try:
+        ship.save([image_id], tmp, "oci-archive")
+        os.replace(tmp, os.path.join(dest, CACHE_ARCHIVE))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _from_cache_images(opts, state: _State, lineage: str) -> str | None:

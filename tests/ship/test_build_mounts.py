@@ -378,8 +378,20 @@ def test_cache_from_a_pushed_image_on_a_clean_store(rl, ctx, registry, tmp_path)
         out = clean("build", "--no-cache", "-t", "again:3", "--cache-from", ref, path,
                     check=True).stdout
         assert "Using cache" not in out  # --no-cache: nothing reused
-        proc = clean("build", "--cache-from", "type=local,src=/x", path)
+        proc = clean("build", "--cache-from", "type=gha", path)
         assert proc.returncode == 1 and "--cache-from" in proc.stderr
+        # the same through a directory: --cache-to type=local, then a third clean store
+        cache_dir = tmp_path / "cachedir"
+        rl("build", "-q", "-t", "cached:1", "--cache-to", f"type=local,dest={cache_dir}",
+           path, check=True)
+        third = users.make_runner(tmp_path / "rl3")
+        third.env["RL_ROOTFS_BACKEND"] = users.rootfs_backend()
+        out = third("build", "-t", "again:4", "--cache-from",
+                    f"type=local,src={cache_dir}", path, check=True).stdout
+        assert out.count("(--cache-from)") >= 1, out  # the RUN at least (COPY: edited)
+        r = third("run", "--rm", "again:4", "cat", "/random", check=True)
+        assert r.stdout == first
+        users.stop_fuse_zygotes(third.root / "run" / "rl")
     finally:
         ids = clean("ps", "-aq", timeout=30).stdout.split()
         if ids:
