@@ -299,7 +299,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
               help="Also write the final stage's files to a directory or a tar.")
 @click.option("--pull", is_flag=True, help="Always check the registry for FROM images.")
 @click.option("--build-context", "build_contexts", multiple=True,
-              metavar="NAME=DIR|docker-image://IMAGE",
+              metavar="NAME=DIR|docker-image://IMAGE|oci-layout://DIR[:TAG]",
               help="A named context for FROM, COPY --from and RUN --mount from=.")
 @click.option("--cache-to", "cache_to", metavar="type=local,dest=DIR",
               help="Export the target's steps for a later --cache-from type=local,src=DIR.")
@@ -362,10 +362,11 @@ def _build_contexts(items) -> dict[str, str]:
             raise InvalidArgument(f"--build-context {item!r}: expected NAME=VALUE",
                                   "e.g. --build-context src=../lib or "
                                   "base=docker-image://alpine:3.20")
-        if "://" in value and not value.startswith("docker-image://"):
+        if "://" in value and not value.startswith(("docker-image://", "oci-layout://")):
             raise InvalidArgument(f"--build-context {item!r}: {value.partition(':')[0]}:// "
                                   "is not supported",
-                                  "give a directory or docker-image://IMAGE")
+                                  "give a directory, docker-image://IMAGE or "
+                                  "oci-layout://DIR[:TAG]")
         if "://" not in value:
             if not os.path.isdir(value):
                 raise InvalidArgument(f"--build-context {item!r}: {value}: no such "

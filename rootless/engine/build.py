@@ -406,10 +406,45 @@ def _named_context(opts, ref: str | None):
         return value[len("docker-image://"):]
     cache = opts.__dict__.setdefault("_named_ctx", {})
     if ref not in cache:
-        from rootless.build.context import BuildContext
+        if value.startswith("oci-layout://"):
+            cache[ref] = _from_oci_layout(value)
+        else:
+            from rootless.build.context import BuildContext
 
-        cache[ref] = BuildContext.open(value)
+            cache[ref] = BuildContext.open(value)
     return cache[ref]
+
+
+def _from_oci_layout(value: str) -> str:
+    """oci-layout://DIR[:TAG]: the image of an OCI layout directory, loaded into the store
+    (through an oci-archive of it); its id."""
+    from rootless.engine import ship
+    from rootless.store.layers import TempArea
+
+    path, tag = value[len("oci-layout://"):], None
+    head, _, last = path.rpartition("/")
+    if ":" in last:
+        last, _, tag = last.partition(":")
+        path = f"{head}/{last}" if head else last
+    if not os.path.isfile(os.path.join(path, "index.json")):
+        raise InvalidArgument(f"--build-context {value}: {path} is not an OCI layout "
+                              "(no index.json)")
+    tmp = str(TempArea().path("oci-layout.tar"))
+    try:
+        with tarfile.open(tmp, "w") as tf:
+            for name in sorted(os.listdir(path)):
+                tf.add(os.path.join(path, name), name)
+        loaded = ship.load(tmp)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    if tag is not None:
+        loaded = [(i, n) for i, n in loaded if any(x == tag or x.endswith(":" + tag)
+                                                   for x in n)] or loaded[:0]
+    if len(loaded) != 1:
+        raise InvalidArgument(f"--build-context {value}: {len(loaded)} images match",
+                              "name one with oci-layout://DIR:TAG")
+    return loaded[0][0]
 
 
 # -- --cache-from --

@@ -416,5 +416,17 @@ def test_named_build_contexts(rl, ctx, tmp_path):
        "--build-context", f"mybase=docker-image://{ctx.base}", path, check=True)
     r = rl("run", "--rm", "named:2", "cat", "/lib.txt", "/mounted.txt", check=True)
     assert r.stdout == "changed\nchanged\n"
-    for bad in ("x=oci-layout://somewhere", "novalue", f"x={tmp_path}/missing"):
+    for bad in ("x=oci-layout://somewhere", "novalue", f"x={tmp_path}/missing",
+                "x=https://example.invalid/ctx"):
         _one_line_error(rl("build", "--build-context", bad, path))
+    # an OCI layout directory as the base
+    archive = tmp_path / "layout.tar"
+    layout = tmp_path / "layout"
+    rl("save", "--format", "oci-archive", "-o", str(archive), "named:2", check=True)
+    with tarfile.open(archive) as tf:
+        tf.extractall(layout)
+    (ctx.dir / "Dockerfile").write_text("FROM fromlayout\nRUN cat /lib.txt > /again.txt\n")
+    rl("build", "-t", "named:3", "--build-context", f"fromlayout=oci-layout://{layout}",
+       str(ctx.dir), check=True)
+    r = rl("run", "--rm", "named:3", "cat", "/again.txt", check=True)
+    assert r.stdout == "changed\n"
