@@ -307,6 +307,40 @@ def prune(before: float | None = None) -> int:
     return freed
 
 
+def usage() -> list[tuple[str, int, float, bool]]:
+    """Each cache-mount instance: (name, bytes, last use, in use by a build), for
+    `rl system df`."""
+    from rootless.linux import safepath
+
+    root = cache_root()
+    out = []
+    rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in sorted(os.listdir(rootfd)):
+            try:
+                dfd = safepath.open_dir(rootfd, name)
+            except OSError:
+                continue
+            try:
+                lock = os.open("lock", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
+            except OSError:
+                os.close(dfd)
+                continue
+            try:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    busy = False
+                except BlockingIOError:
+                    busy = True
+                out.append((name, size(root / name / "data"), os.fstat(lock).st_mtime, busy))
+            finally:
+                os.close(lock)
+                os.close(dfd)
+    finally:
+        os.close(rootfd)
+    return out
+
+
 def size(path) -> int:
     """Bytes of the regular files below `path`, read by fd (a container wrote the tree)."""
     from rootless.linux import safepath

@@ -45,9 +45,9 @@ def test_cache_mount_is_kept_between_builds_and_not_in_the_image(rl, ctx):
     assert stat.S_IMODE(os.stat(caches).st_mode) == 0o700
     assert any(p.name.startswith("pkg") for p in caches.rglob("*.whl"))
     # used just now: kept by a prune of what was last used over an hour ago
-    rl("builder", "prune", "--filter", "until=1h", check=True)
+    rl("builder", "prune", "-f", "--filter", "until=1h", check=True)
     assert list(caches.rglob("*.whl"))
-    bad = rl("builder", "prune", "--filter", "label=x")
+    bad = rl("builder", "prune", "-f", "--filter", "label=x")
     assert bad.returncode == 125 and len(bad.stderr.strip().splitlines()) == 1
     # prune clears it: the next build starts empty
     out = rl("builder", "prune", "-f", check=True).stdout
@@ -253,7 +253,7 @@ def test_cache_owner_mode_and_prune_of_a_hostile_cache(rl, ctx, tmp_path):
     assert rl("run", "--rm", "own:1", "cat", "/owner", check=True).stdout == "1000:1000 750\n"
     caches = rl.root / "data" / "rl" / "build-cache-mounts"
     assert any(caches.iterdir())
-    rl("builder", "prune", check=True)
+    rl("builder", "prune", "-f", check=True)
     assert list(caches.iterdir()) == []
     after = (sorted(os.listdir(canary_dir)), canary.read_text(),
              stat.S_IMODE(os.stat(canary).st_mode), stat.S_IMODE(os.stat(canary_dir).st_mode))
@@ -430,3 +430,18 @@ def test_named_build_contexts(rl, ctx, tmp_path):
        str(ctx.dir), check=True)
     r = rl("run", "--rm", "named:3", "cat", "/again.txt", check=True)
     assert r.stdout == "changed\n"
+
+
+def test_cache_mount_usage_for_df(rl, ctx):
+    path = ctx("FROM BASE\nRUN --mount=type=cache,target=/c,id=sized "
+               "head -c 100000 /dev/zero > /c/blob\n")
+    rl("build", path, check=True)
+    code = ("from rootless.engine import buildmounts\n"
+            "for name, size, used, busy in buildmounts.usage(): print(size, busy)\n")
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], env=rl.env, capture_output=True,
+                       text=True, check=True)
+    size, busy = r.stdout.split()
+    assert int(size) >= 100000 and busy == "False"
