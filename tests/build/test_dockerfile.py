@@ -466,6 +466,14 @@ def test_substitution_where_docker_applies_it():
         assert before == after
 
 
+
+def test_run_mount_values_are_expanded_not_the_command():
+    run = one('RUN --mount=type=cache,id=$CID,target=${DIR}/x,sharing=locked echo $CID')
+    out = run.expand({"CID": "pip", "DIR": "/root"})
+    assert out.mounts == ("type=cache,id=pip,target=/root/x,sharing=locked",)
+    assert out.command == run.command
+
+
 # --------------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -445,3 +445,16 @@ def test_cache_mount_usage_for_df(rl, ctx):
                        text=True, check=True)
     size, busy = r.stdout.split()
     assert int(size) >= 100000 and busy == "False"
+
+
+def test_mount_values_take_build_args(rl, ctx):
+    path = ctx("FROM BASE\nARG CID=one\nARG DIR=/cachedir\n"
+               "RUN --mount=type=cache,id=$CID,target=$DIR "
+               "ls $DIR > /seen; touch $DIR/mark-$CID\n")
+    rl("build", "--build-arg", "CID=a", path, check=True)
+    out = rl("build", "-q", "--build-arg", "CID=b", path, check=True).stdout.strip()
+    # another id: another cache, empty
+    assert rl("run", "--rm", out, "cat", "/seen", check=True).stdout == ""
+    out = rl("build", "-q", "--no-cache", "--build-arg", "CID=a", path,
+             check=True).stdout.strip()
+    assert rl("run", "--rm", out, "cat", "/seen", check=True).stdout == "mark-a\n"
