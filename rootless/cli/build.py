@@ -335,14 +335,30 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
         raise InvalidArgument("only one --output is supported")
     from rootless.engine import buildcontext
 
-    with buildcontext.opened(context, dockerfile) as (context_dir, dockerfile_path):
-        image_id = engine.build(engine.BuildOptions(
-            context=context_dir, dockerfile=dockerfile_path, tags=list(tags),
-            build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
-            labels=_pairs(labels, "--label"), quiet=quiet, platform=platform,
-            secrets=secret_map, ssh=ssh_map, network=network, add_hosts=list(add_hosts),
-            pull=pull, cache_from=list(cache_from),
-            build_contexts=_build_contexts(build_contexts)))
+    named = _build_contexts(build_contexts)
+    to_stdout = bool(output) and output[0].dest == "-" and output[0].type != "local"
+    if to_stdout:
+        if sys.stdout.isatty():
+            raise InvalidArgument("refusing to write an archive to a terminal",
+                                  "give dest=FILE or redirect the output")
+        # the archive alone on stdout: the steps and RUN's output go to stderr meanwhile
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        with buildcontext.opened(context, dockerfile) as (context_dir, dockerfile_path):
+            image_id = engine.build(engine.BuildOptions(
+                context=context_dir, dockerfile=dockerfile_path, tags=list(tags),
+                build_args=_pairs(build_args, "--build-arg"), target=target,
+                no_cache=no_cache, labels=_pairs(labels, "--label"), quiet=quiet,
+                platform=platform, secrets=secret_map, ssh=ssh_map, network=network,
+                add_hosts=list(add_hosts), pull=pull, cache_from=list(cache_from),
+                build_contexts=named))
+    finally:
+        if to_stdout:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
     if output:
         engine.write_output(image_id, output[0])
     if cache_dir:
@@ -350,6 +366,8 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image_id)
+    if to_stdout:
+        return  # stdout holds the archive
     click.echo(image_id.partition(":")[2] if quiet else
                f"--> {_short(image_id)}\n{image_id.partition(':')[2]}")
 

@@ -187,6 +187,11 @@ def test_outputs_and_iidfile(rl, ctx, tmp_path):
         rl("build", "-q", "-o", f"type={kind},dest={archive}", path, check=True)
         with tarfile.open(archive) as tf:
             assert marker in tf.getnames()
+    # a tar on stdout: the archive alone (the steps went to stderr)
+    proc = rl("build", "--no-cache", "-o", "type=tar,dest=-", path, text=False, check=True)
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tf:
+        assert sorted(m.name.strip("/").removeprefix("./") for m in tf) == sorted(files)
+    assert b"STEP" in proc.stderr
     # -o DIR is type=local
     short = tmp_path / "short"
     rl("build", "-q", "-o", str(short), path, check=True)
