@@ -463,3 +463,17 @@ def test_mount_values_take_build_args(rl, ctx):
     out = rl("build", "-q", "--no-cache", "--build-arg", "CID=a", path,
              check=True).stdout.strip()
     assert rl("run", "--rm", out, "cat", "/seen", check=True).stdout == "mark-a\n"
+
+
+def test_pull_checks_the_registry_for_from_images(rl, ctx, registry):
+    ref2 = registry.ref("pulltest/base:1")
+    rl("push", ctx.base, ref2, check=True)
+    rl("pull", "-q", ref2, check=True)  # the local copy: plain busybox
+    newer = ctx(f"FROM {ctx.base}\nRUN touch /newer\n")
+    rl("build", "-t", "newer:1", newer, check=True)
+    rl("push", "newer:1", ref2, check=True)  # the registry's tag moves on
+    path = ctx(f"FROM {ref2}\nRUN test -e /newer && echo new > /r || echo old > /r\n")
+    out = rl("build", "-q", path, check=True).stdout.strip()
+    assert rl("run", "--rm", out, "cat", "/r", check=True).stdout == "old\n"
+    out = rl("build", "-q", "--pull", path, check=True).stdout.strip()
+    assert rl("run", "--rm", out, "cat", "/r", check=True).stdout == "new\n"
