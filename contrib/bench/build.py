@@ -1,6 +1,9 @@
 """`rl build` against `podman build` (buildah inside) on the same Dockerfiles in one run:
 a cold five-step build FROM a busybox image, a rebuild with every step cached, a rebuild
-after changing the last COPYed file, and a two-stage build. Both start from the same
+after changing the last COPYed file, a two-stage build, and a build whose RUN downloads
+many small files from a local HTTP server into a cache mount, rebuilt after a change in
+the context (the second RUN finds them in the cache; both with --network host, the
+server being on the host's loopback). Both start from the same
 busybox rootfs imported into each (`rl import`, `podman import`); as the unprivileged test
 user when run as root."""
 
@@ -28,6 +31,12 @@ RUN echo built > /built && ls / > /dev/null
 COPY two.txt /two.txt
 CMD ["cat", "/two.txt"]
 """
+CACHED_DOWNLOADS = """\
+FROM localhost/benchbase:1
+COPY req.txt /req.txt
+RUN --mount=type=cache,target=/cache,id=dl cd /cache && for i in $(seq 1 {n}); do \\
+    test -e f$i || wget -q http://127.0.0.1:{port}/f$i || exit 1; done; ls /cache > /listed
+"""
 TWO_STAGE = """\
 FROM localhost/benchbase:1 AS b
 RUN mkdir /out && echo x > /out/x
@@ -47,7 +56,7 @@ def _rootfs(path: Path) -> None:
         info = tarfile.TarInfo("bin/busybox")
         info.size, info.mode = len(data), 0o755
         tf.addfile(info, io.BytesIO(data))
-        for applet in ("sh", "ls", "cat", "echo", "mkdir"):
+        for applet in ("sh", "ls", "cat", "echo", "mkdir", "wget", "seq", "test", "["):
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type, info.linkname = tarfile.SYMTYPE, "busybox"
             tf.addfile(info)
@@ -75,7 +84,7 @@ def run(report: Report) -> None:
 
 
 def _run(report: Report, work: Path, rl: str) -> None:
-    for d in ("rl/data", "rl/config", "rl/run", "podman", "prun", "ctx5", "ctx2"):
+    for d in ("rl/data", "rl/config", "rl/run", "podman", "prun", "ctx5", "ctx2", "ctxc"):
         (work / d).mkdir(parents=True)
     (work / "rl/run").chmod(0o700)
     (work / "prun").chmod(0o700)
@@ -84,6 +93,10 @@ def _run(report: Report, work: Path, rl: str) -> None:
     (work / "ctx5/one.txt").write_text("one\n")
     (work / "ctx5/two.txt").write_text("two\n")
     (work / "ctx2/Dockerfile").write_text(TWO_STAGE)
+    server = _file_server()
+    (work / "ctxc/Dockerfile").write_text(CACHED_DOWNLOADS.format(
+        n=DOWNLOADS, port=server.server_address[1]))
+    (work / "ctxc/req.txt").write_text("0\n")
     if os.getuid() == 0:
         subprocess.run(["chown", "-R", TEST_USER, str(work)], check=True)
     base = {"HOME": str(work), "PATH": f"{os.path.dirname(rl)}:/usr/bin:/bin:/usr/sbin:/sbin",
@@ -126,3 +139,44 @@ def _run(report: Report, work: Path, rl: str) -> None:
                 ours.append(cmd([rl, *args], rl_env))
                 theirs.append(cmd([*podman, *args], p_env))
         report.ratio(name, min(ours), "podman build", min(theirs), target="<= 1")
+    # the cache mount: a cold build fills it, then each edit of req.txt runs the step again
+    ctxc = str(work / "ctxc")
+    try:
+        cmd([rl, "build", "--network", "host", "-t", "bc", ctxc], rl_env)
+        cmd([*podman, "build", "--network", "host", "-t", "bc", ctxc], p_env)
+        ours, theirs = [], []
+        for i in range(2):
+            (work / "ctxc/req.txt").write_text(f"{i} rl\n")
+            ours.append(cmd([rl, "build", "--network", "host", "-t", "bc", ctxc], rl_env))
+            (work / "ctxc/req.txt").write_text(f"{i} podman\n")
+            theirs.append(cmd([*podman, "build", "--network", "host", "-t", "bc", ctxc],
+                              p_env))
+        report.ratio(f"build with a cache mount ({DOWNLOADS} files), after a context edit",
+                     min(ours), "podman build", min(theirs), target="<= 0.5")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+DOWNLOADS = 200
+
+
+def _file_server():
+    """A threaded HTTP server on 127.0.0.1 answering every path with a small body."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (self.path * 8).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

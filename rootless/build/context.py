@@ -27,7 +27,8 @@ from rootless.build import dockerignore
 from rootless.build import instructions as ins
 from rootless.errors import RlError
 
-_URL = re.compile(r"^(https?://|git@|git://)", re.IGNORECASE)
+# file:// only for a git repository (ADD clones it; a plain file:// URL is no source)
+_URL = re.compile(r"^(https?://|git@|git://|file://[^#]*\.git(#|$))", re.IGNORECASE)
 _WILDCARD = re.compile(r"[*?\[]")
 _MAX_SYMLINKS = 255
 

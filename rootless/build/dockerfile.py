@@ -639,6 +639,9 @@ def _instruction(node: _Node, escape: str, filename: str) -> ins.Instruction:
     if kind == "run":
         flags = _parse_flags(node, {"mount": _STRINGS, "network": _STRING,
                                     "security": _STRING, "device": _STRINGS})
+        if flags.get("device"):  # refused, not ignored: the step would run without it
+            raise _LineError("RUN --device is not supported by rl",
+                             "remove --device; rootless builds get no host devices")
         if not node.args and not node.json:
             raise _LineError("RUN requires at least one argument")
         return ins.Run(command=tuple(node.args), shell_form=not node.json,

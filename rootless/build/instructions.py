@@ -3,8 +3,9 @@
 Every instruction records where it came from (`line`, `end_line`, the joined `source` text)
 and the file's escape character. `expand(env)` returns a copy with `$VAR` references
 replaced exactly where Docker replaces them: ADD, COPY, ENV, EXPOSE, LABEL, STOPSIGNAL,
-USER, VOLUME, WORKDIR and ARG defaults. RUN, CMD, ENTRYPOINT, SHELL, HEALTHCHECK, ONBUILD
-and MAINTAINER are returned unchanged: a shell (or nothing) sees their text as written.
+USER, VOLUME, WORKDIR, ARG defaults and RUN's --mount values. RUN's command, CMD,
+ENTRYPOINT, SHELL, HEALTHCHECK, ONBUILD and MAINTAINER are returned unchanged: a shell (or
+nothing) sees their text as written.
 FROM is expanded with the global ARGs only, by `dockerfile.resolve`.
 """
 
@@ -119,9 +120,18 @@ class _CommandLine(Instruction):
 class Run(_CommandLine):
     keyword: ClassVar[str] = "RUN"
     heredocs: tuple[Heredoc, ...] = ()
-    mounts: tuple[str, ...] = ()  # raw --mount values, parsed by the builder
+    mounts: tuple[str, ...] = ()  # --mount values, parsed by the builder
     network: str | None = None
     security: str | None = None
+
+    def expand(self, env: Mapping[str, str]) -> Run:
+        # BuildKit expands ARGs and ENVs in --mount values (id=$CACHE_ID, target=$DIR);
+        # the command itself is the shell's. CSV quotes stay for the builder's parser.
+        if not self.mounts or "$" not in "".join(self.mounts):
+            return self
+        raw = Lexer(self.escape, skip_quotes=True)
+        return dataclasses.replace(self, mounts=tuple(self._word(m, env, raw)
+                                                      for m in self.mounts))
 
     def shell_script(self) -> str:
         """The text to pass to the SHELL for a shell-form RUN, heredocs included, as

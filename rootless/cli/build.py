@@ -25,6 +25,20 @@ def _os_errors(fn):
     return wrapper
 
 
+def _exit_1(fn):
+    """`rl build` fails with exit code 1, as `docker build` does (not 125)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RlError as exc:
+            exc.exit_code = 1
+            raise
+    return wrapper
+
+
 def _short(image_id: str) -> str:
     return image_id.partition(":")[2][:12]
 
@@ -271,20 +285,175 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
               help="The platform of the base images (RUN needs one this host runs).")
 @click.option("--timestamp", type=int, metavar="SECONDS",
               help="Creation time and clamp for file times (reproducible images).")
+@click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=FILE|env=VAR]",
+              help="A secret for RUN --mount=type=secret (never stored in the image).")
+@click.option("--ssh", "ssh", multiple=True, metavar="default|ID=SOCKET",
+              help="An SSH agent socket for RUN --mount=type=ssh.")
+@click.option("--network", default="default", type=click.Choice(["default", "none", "host"]),
+              help="RUN steps' network: default (sandboxed, outbound only), none or host.")
+@click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
+              help="An /etc/hosts line for RUN steps.")
+@click.option("--iidfile", metavar="FILE", help="Write the image id to FILE.")
+@click.option("-o", "--output", "outputs", multiple=True,
+              metavar="type=local,dest=DIR|type=tar,dest=FILE|DIR",
+              help="Also write the final stage's files to a directory or a tar.")
+@click.option("--pull", is_flag=True, help="Always check the registry for FROM images.")
+@click.option("--build-context", "build_contexts", multiple=True,
+              metavar="NAME=DIR|docker-image://IMAGE|oci-layout://DIR[:TAG]",
+              help="A named context for FROM, COPY --from and RUN --mount from=.")
+@click.option("--cache-to", "cache_to", metavar="type=local,dest=DIR",
+              help="Export the target's steps for a later --cache-from type=local,src=DIR.")
+@click.option("--cache-from", "cache_from", multiple=True, metavar="IMAGE",
+              help="Reuse the steps of this image (pulled if missing) where they match.")
+@click.option("--progress", default="auto", type=click.Choice(["auto", "plain", "tty", "quiet"]),
+              help="Output: auto, plain and tty show the steps; quiet prints only the id.")
+@_exit_1
 @_os_errors
 def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
-          quiet, platform, timestamp) -> None:
+          quiet, platform, timestamp, secrets, ssh, network, add_hosts, iidfile, outputs,
+          pull, progress, build_contexts, cache_to, cache_from) -> None:
     """Build an image from a Dockerfile."""
+    from rootless.build import runmounts
     from rootless.engine import build as engine
 
     if timestamp is not None:
         if timestamp < 0:
             raise InvalidArgument("--timestamp must be >= 0")
         os.environ["SOURCE_DATE_EPOCH"] = str(timestamp)  # what the engine reads
+    quiet = quiet or progress == "quiet"
+    secret_map = dict(runmounts.parse_secret(s) for s in secrets)
+    ssh_map = dict(runmounts.parse_ssh(s) for s in ssh)
+    for h in add_hosts:
+        name, sep, ip = h.partition(":")
+        if not sep or not name or not ip or not _is_ip(ip):
+            raise InvalidArgument(f"--add-host {h!r}: expected NAME:IP",
+                                  "e.g. --add-host db:10.0.0.5")
+    cache_from = tuple(_cache_from_ref(c) for c in cache_from)
+    cache_dir = _cache_to(cache_to)
+    output = [engine.parse_output(o) for o in outputs]
+    if len(output) > 1:
+        raise InvalidArgument("only one --output is supported")
+    from rootless.engine import buildcontext
 
-    image_id = engine.build(engine.BuildOptions(
-        context=context, dockerfile=dockerfile, tags=list(tags),
-        build_args=_pairs(build_args, "--build-arg"), target=target, no_cache=no_cache,
-        labels=_pairs(labels, "--label"), quiet=quiet, platform=platform))
+    named = _build_contexts(build_contexts)
+    to_stdout = bool(output) and output[0].dest == "-" and output[0].type != "local"
+    if to_stdout:
+        if sys.stdout.isatty():
+            raise InvalidArgument("refusing to write an archive to a terminal",
+                                  "give dest=FILE or redirect the output")
+        # the archive alone on stdout: the steps and RUN's output go to stderr meanwhile
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        with buildcontext.opened(context, dockerfile) as (context_dir, dockerfile_path):
+            image_id = engine.build(engine.BuildOptions(
+                context=context_dir, dockerfile=dockerfile_path, tags=list(tags),
+                build_args=_pairs(build_args, "--build-arg"), target=target,
+                no_cache=no_cache, labels=_pairs(labels, "--label"), quiet=quiet,
+                platform=platform, secrets=secret_map, ssh=ssh_map, network=network,
+                add_hosts=list(add_hosts), pull=pull, cache_from=list(cache_from),
+                build_contexts=named))
+    finally:
+        if to_stdout:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+    if output:
+        engine.write_output(image_id, output[0])
+    if cache_dir:
+        engine.export_cache(image_id, cache_dir)
+    if iidfile:
+        with open(iidfile, "w") as f:
+            f.write(image_id)
+    if to_stdout:
+        return  # stdout holds the archive
     click.echo(image_id.partition(":")[2] if quiet else
                f"--> {_short(image_id)}\n{image_id.partition(':')[2]}")
+
+
+def _build_contexts(items) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise InvalidArgument(f"--build-context {item!r}: expected NAME=VALUE",
+                                  "e.g. --build-context src=../lib or "
+                                  "base=docker-image://alpine:3.20")
+        if "://" in value and not value.startswith(("docker-image://", "oci-layout://")):
+            raise InvalidArgument(f"--build-context {item!r}: {value.partition(':')[0]}:// "
+                                  "is not supported",
+                                  "give a directory, docker-image://IMAGE or "
+                                  "oci-layout://DIR[:TAG]")
+        if "://" not in value:
+            if not os.path.isdir(value):
+                raise InvalidArgument(f"--build-context {item!r}: {value}: no such "
+                                      "directory")
+            value = os.path.abspath(value)
+        out[name] = value
+    return out
+
+
+def _cache_from_ref(spec: str) -> str:
+    """IMAGE, buildx's type=registry,ref=IMAGE, or type=local,src=DIR (what --cache-to
+    type=local wrote: "local:DIR" for the engine); other cache types are refused."""
+    if "=" not in spec:
+        return spec
+    kv = dict(p.partition("=")[::2] for p in spec.split(","))
+    kind = kv.get("type", "registry")
+    if kind == "registry" and kv.get("ref"):
+        return kv["ref"]
+    if kind == "local" and kv.get("src"):
+        return "local:" + os.path.abspath(kv["src"])
+    raise InvalidArgument(f"--cache-from {spec}: not supported",
+                          "give IMAGE, type=registry,ref=IMAGE or type=local,src=DIR")
+
+
+def _cache_to(spec: str | None) -> str | None:
+    """--cache-to type=local,dest=DIR[,mode=min] -> DIR."""
+    if spec is None:
+        return None
+    kv = dict(p.partition("=")[::2] for p in spec.split(","))
+    if kv.get("type") == "local" and kv.get("dest") and kv.get("mode", "min") == "min":
+        return os.path.abspath(kv["dest"])
+    raise InvalidArgument(f"--cache-to {spec}: not supported",
+                          "give type=local,dest=DIR (mode=min: the target's steps)")
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@click.group()
+def builder() -> None:
+    """Manage the build cache."""
+
+
+@builder.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Also forget every cached build step (not only cache mounts).")
+@click.option("-f", "--force", is_flag=True, help="Do not ask (rl never asks).")
+@click.option("--filter", "filters", multiple=True, metavar="until=TIME",
+              help="Only what was last used before TIME (a duration like 24h, or a date).")
+@_os_errors
+def builder_prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove the build cache: RUN --mount=type=cache directories (and, with -a, the
+    cached steps)."""
+    from rootless.cli import options
+    from rootless.engine import build as engine
+
+    before = None
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if key != "until" or not sep:
+            raise InvalidArgument(f"--filter {f!r} is not supported", "use until=TIME")
+        before = options.parse_time_arg(value, "--filter until")
+    freed, steps = engine.prune_cache(all_, before)
+    click.echo(f"Deleted {steps} cached step(s)")
+    click.echo(f"Total reclaimed space: {_size(freed)}")

@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "volume": ("rootless.cli.volumes", "volume", "Manage volumes"),
     # build and ship (rootless/cli/build.py)
     "build": ("rootless.cli.build", "build", "Build an image from a Dockerfile"),
+    "builder": ("rootless.cli.build", "builder", "Manage the build cache"),
     "push": ("rootless.cli.build", "push", "Push an image to a registry"),
     "save": ("rootless.cli.build", "save", "Save images to a tar archive"),
     "load": ("rootless.cli.build", "load", "Load images from a tar archive"),

@@ -45,14 +45,26 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     platform: str | None = None
+    secrets: dict[str, bytes] = field(default_factory=dict)  # --secret id -> content
+    ssh: dict[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
+    network: str = "default"  # RUN's: default (slirp4netns), none or host
+    add_hosts: list[str] = field(default_factory=list)  # NAME:IP
+    pull: bool = False  # --pull: always check the registry for FROM images
+    cache_from: list[str] = field(default_factory=list)  # images whose steps may be reused
+    build_contexts: dict[str, str] = field(default_factory=dict)  # NAME -> DIR or
+                                                                  # docker-image://REF
 
 
 class _State:
     """The image a stage has built so far."""
 
-    def __init__(self, image_id: str | None, config: dict) -> None:
+    def __init__(self, image_id: str | None, config: dict, lineage: str = "") -> None:
         self.image_id = image_id
         self.config = config
+        # A key of the base and every step so far, whatever image ids they got: recorded
+        # in the history of RUN/COPY/ADD steps, it lets --cache-from match the steps of an
+        # image built elsewhere (whose intermediate images are not here).
+        self.lineage = lineage or (image_id or "scratch")
 
 
 def _out(opts: BuildOptions, text: str) -> None:
@@ -79,6 +91,7 @@ def build(opts: BuildOptions) -> str:
     plan = dfmod.resolve(df, opts.build_args, opts.target)
     ctx = BuildContext.open(opts.context, df_path)
     total = sum(1 + len(plan.stages[i].stage.instructions) for i in plan.order)
+    opts._cache_images = _cache_images(opts)
     results: dict[int, str] = {}
     step = [0]
     for i in plan.order:
@@ -106,6 +119,95 @@ def build(opts: BuildOptions) -> str:
     return image_id
 
 
+@dataclass
+class Output:
+    type: str  # "local", "tar" (the files), "docker" or "oci" (the image, as an archive)
+    dest: str  # a directory (local), a file or "-" (tar)
+
+
+def parse_output(spec: str) -> Output:
+    """`-o type=local,dest=DIR`, `-o type=tar,dest=FILE|-`, or `-o DIR` (local) / `-o -`
+    (a tar on stdout), as docker buildx."""
+    if "=" not in spec:
+        return Output("tar", "-") if spec == "-" else Output("local", spec)
+    kv = {}
+    for part in spec.split(","):
+        k, sep, v = part.partition("=")
+        if not sep:
+            raise InvalidArgument(f"--output {spec!r}: {part!r} is not KEY=VALUE",
+                                  "write type=local,dest=DIR or type=tar,dest=FILE")
+        kv[k.strip().lower()] = v
+    kind = kv.pop("type", "local")
+    dest = kv.pop("dest", None) or kv.pop("destination", None)
+    if kind in ("docker", "oci"):
+        kv.pop("name", None)  # buildx names the image in the archive; rl uses -t
+    if kind not in ("local", "tar", "docker", "oci"):
+        raise InvalidArgument(f"--output {spec!r}: type {kind!r} is not supported",
+                              "use type=local, tar, docker or oci")
+    if kv:
+        raise InvalidArgument(f"--output {spec!r}: unexpected key {sorted(kv)[0]!r}")
+    if not dest:
+        raise InvalidArgument(f"--output {spec!r}: dest= is required")
+    if kind == "local" and os.path.exists(dest) and not os.path.isdir(dest):
+        raise InvalidArgument(f"--output {spec!r}: {dest} exists and is not a directory")
+    return Output(kind, dest)
+
+
+def write_output(image_id: str, out: Output) -> None:
+    """The image's files, the merged view of its layers read from the store (never a tree
+    a container wrote), as a tar (owners as the layers record them) or copied into a
+    directory (owned by the user)."""
+    import shutil
+
+    from rootless.engine import images
+    from rootless.store.layers import TempArea
+
+    if out.type in ("docker", "oci"):  # the image itself, as `rl save` writes it
+        from rootless.engine import ship
+
+        fmt = "docker-archive" if out.type == "docker" else "oci-archive"
+        if out.dest == "-":
+            sys.stdout.flush()
+            ship.save([image_id], sys.stdout.buffer, fmt)
+        else:
+            ship.save([image_id], out.dest, fmt)
+        return
+    layers = [str(p) for p in reversed(images.get_image(image_id).layer_dirs)]
+    if out.type == "local":
+        os.makedirs(out.dest, exist_ok=True)
+        if layers:
+            _copy_merged(layers, "", out.dest)
+        return
+    tmp = str(TempArea().path("output.tar"))
+    try:
+        with open(tmp, "wb") as f:
+            tf = tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT)
+            if layers:
+                _add_tree(tf, layers[0], "", layers, ".", None, None, {})
+            tf.close()
+        if out.dest == "-":
+            sys.stdout.flush()
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            shutil.move(tmp, out.dest)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def prune_cache(all_steps: bool, before: float | None = None) -> tuple[int, int]:
+    """`rl builder prune`: the cache mounts no build holds; with `all_steps` also the
+    cached steps (their images stay until `rl image prune`); with `before`, only what
+    was last used before then. (bytes freed, steps)."""
+    from rootless.engine import buildmounts
+
+    freed = buildmounts.prune(before)
+    steps = buildcache.forget(everything=all_steps, before=before)
+    return freed, steps
+
+
 def _key(*parts) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -123,9 +225,15 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
     elif rs.is_scratch:
         state = _State(None, ship.base_config(None))
     else:
+        base = _named_context(opts, rs.base) or rs.base
+        if not isinstance(base, str):
+            raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: FROM "
+                          f"{rs.base}: a --build-context directory cannot be a base image",
+                          "give docker-image://IMAGE for it, or COPY --from it")
         try:
-            rec = images.ensure_image(rs.base, quiet=opts.quiet,
-                                      platform=rs.platform or opts.platform)
+            rec = images.ensure_image(base, quiet=opts.quiet,
+                                      platform=rs.platform or opts.platform,
+                                      pull="always" if opts.pull else "missing")
         except RlError as exc:
             raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: {exc.message}", exc.fix) from None
         state = _State(rec.id, ship.base_config(rec.config))
@@ -151,34 +259,52 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
         inst = scope.step(raw)
         extra = None
         from_image = None
+        step_ctx = ctx
         if isinstance(inst, (ins.Copy, ins.Add)):
             src = rs.copy_from.get(pos) if isinstance(inst, ins.Copy) else None
             if pos is None and isinstance(inst, ins.Copy) and inst.from_:
                 src = inst.from_  # a trigger names an image
+            named = _named_context(opts, src) if isinstance(src, str) else None
+            if named is not None and not isinstance(named, str):
+                step_ctx, src = named, None  # --build-context NAME=DIR: its files
             if src is not None:
                 try:
                     from_image = results[src] if isinstance(src, int) else \
-                        images.ensure_image(src, quiet=opts.quiet).id
+                        images.ensure_image(named or src, quiet=opts.quiet).id
                 except RlError as exc:
                     raise RlError(f"{raw.filename}:{raw.location}: COPY --from={src}: {exc.message}",
                                   exc.fix) from None
                 extra = from_image
             else:
-                extra = [ctx.content_hash(ctx.resolve_sources(inst)),
+                extra = [step_ctx.content_hash(step_ctx.resolve_sources(inst)),
                          [(c.path, c.data) for c in inst.contents]]
+        elif isinstance(inst, ins.Run):
+            mounts = _run_mounts(inst)
+            extra = _mounts_key(inst, mounts, pos, rs, results, ctx, opts) or None
         key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
                    state.config["config"].get("Env"), ship.source_epoch())
+        lineage = _key(state.lineage, raw.source, scope.args_in_scope, extra,
+                       state.config["config"].get("Env"), ship.source_epoch())
         if not opts.no_cache:
             cached = buildcache.get(key)
             if cached is not None:
                 rec = images.get_image(cached)
-                state = _State(rec.id, ship.base_config(rec.config))
+                state = _State(rec.id, ship.base_config(rec.config), lineage)
                 _out(opts, f"--> Using cache {cached.partition(':')[2]}")
                 continue
-        new_id = _execute(opts, inst, state, scope, ctx, from_image)
+            if isinstance(inst, (ins.Run, ins.Copy, ins.Add)):
+                reused = _from_cache_images(opts, state, lineage)
+                if reused is not None:
+                    buildcache.put(key, reused, state.image_id)
+                    rec = images.get_image(reused)
+                    state = _State(rec.id, ship.base_config(rec.config), lineage)
+                    _out(opts, f"--> Using cache {reused.partition(':')[2]} (--cache-from)")
+                    continue
+        sources = _Sources(opts, rs, results, ctx, pos)
+        new_id = _execute(opts, inst, state, scope, step_ctx, from_image, sources, lineage)
         buildcache.put(key, new_id, state.image_id)
         rec = images.get_image(new_id)
-        state = _State(new_id, ship.base_config(rec.config))
+        state = _State(new_id, ship.base_config(rec.config), lineage)
         _out(opts, f"--> {new_id.partition(':')[2][:12]}")
     if state.image_id is None:  # FROM scratch and nothing else: an empty image
         state.image_id = ship.add_image(state.config, None, [], [])
@@ -205,7 +331,8 @@ def _command(cfg: dict, inst) -> list[str]:
     return list(inst.command)
 
 
-def _execute(opts, inst, state: _State, scope, ctx, from_image) -> str:
+def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None,
+             lineage: str | None = None) -> str:
     from rootless.build import instructions as ins
     from rootless.engine import ship
 
@@ -215,11 +342,13 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image) -> str:
     nop = f"/bin/sh -c #(nop) {inst.source}"
     try:
         if isinstance(inst, ins.Run):
-            layer, created_by = _run(opts, inst, state, scope)
+            layer, created_by = _run(opts, inst, state, scope, sources)
             _history(cfg, created_by, layer is None)
         elif isinstance(inst, (ins.Copy, ins.Add)):
             layer = _copy(inst, state, ctx, from_image)
             _history(cfg, nop, False)
+        if lineage and isinstance(inst, (ins.Run, ins.Copy, ins.Add)):
+            cfg["history"][-1]["comment"] = _STEP_MARK + lineage.partition(":")[2]
         else:
             if isinstance(inst, ins.Env):
                 c["Env"] = scope.image_env()
@@ -265,6 +394,143 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image) -> str:
                 os.unlink(layer.blob_path)
 
 
+# -- --build-context --
+
+def _named_context(opts, ref: str | None):
+    """What --build-context gives `ref`: an image reference (str), a BuildContext (a
+    directory), or None when it names none. Opened once per build."""
+    if ref is None or ref not in opts.build_contexts:
+        return None
+    value = opts.build_contexts[ref]
+    if value.startswith("docker-image://"):
+        return value[len("docker-image://"):]
+    cache = opts.__dict__.setdefault("_named_ctx", {})
+    if ref not in cache:
+        if value.startswith("oci-layout://"):
+            cache[ref] = _from_oci_layout(value)
+        else:
+            from rootless.build.context import BuildContext
+
+            cache[ref] = BuildContext.open(value)
+    return cache[ref]
+
+
+def _from_oci_layout(value: str) -> str:
+    """oci-layout://DIR[:TAG]: the image of an OCI layout directory, loaded into the store
+    (through an oci-archive of it); its id."""
+    from rootless.engine import ship
+    from rootless.store.layers import TempArea
+
+    path, tag = value[len("oci-layout://"):], None
+    head, _, last = path.rpartition("/")
+    if ":" in last:
+        last, _, tag = last.partition(":")
+        path = f"{head}/{last}" if head else last
+    if not os.path.isfile(os.path.join(path, "index.json")):
+        raise InvalidArgument(f"--build-context {value}: {path} is not an OCI layout "
+                              "(no index.json)")
+    tmp = str(TempArea().path("oci-layout.tar"))
+    try:
+        with tarfile.open(tmp, "w") as tf:
+            for name in sorted(os.listdir(path)):
+                tf.add(os.path.join(path, name), name)
+        loaded = ship.load(tmp)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    if tag is not None:
+        loaded = [(i, n) for i, n in loaded if any(x == tag or x.endswith(":" + tag)
+                                                   for x in n)] or loaded[:0]
+    if len(loaded) != 1:
+        raise InvalidArgument(f"--build-context {value}: {len(loaded)} images match",
+                              "name one with oci-layout://DIR:TAG")
+    return loaded[0][0]
+
+
+# -- --cache-from --
+
+_STEP_MARK = "rl.step:"
+
+
+def _cache_images(opts) -> list:
+    """The --cache-from images (pulled when missing; one that cannot be had is skipped
+    with a warning, as Docker does)."""
+    from rootless.engine import images
+
+    out = []
+    for ref in opts.cache_from:
+        try:
+            if ref.startswith("local:"):  # a directory --cache-to type=local wrote
+                from rootless.engine import ship
+
+                archive = os.path.join(ref[len("local:"):], CACHE_ARCHIVE)
+                out += [images.get_image(i) for i, _ in ship.load(archive)]
+            else:
+                out.append(images.ensure_image(ref, quiet=True))
+        except RlError as exc:
+            print(f"warning: --cache-from {ref}: {exc.message}", file=sys.stderr)
+    return out
+
+
+CACHE_ARCHIVE = "rl-cache.tar"
+
+
+def export_cache(image_id: str, dest: str) -> None:
+    """--cache-to type=local,dest=DIR: the target image (whose history carries the step
+    lineage) as an OCI archive in DIR, for --cache-from type=local,src=DIR."""
+    from rootless.engine import ship
+
+    os.makedirs(dest, exist_ok=True)
+    tmp = os.path.join(dest, f".{CACHE_ARCHIVE}.{os.getpid()}")
+    try:
+        ship.save([image_id], tmp, "oci-archive")
+        os.replace(tmp, os.path.join(dest, CACHE_ARCHIVE))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _from_cache_images(opts, state: _State, lineage: str) -> str | None:
+    """An image for this step made of a --cache-from image's layer and history entry,
+    when that image's entry at this position records the same lineage and its layers so
+    far are ours; None otherwise."""
+    from rootless.engine import images, ship
+    from rootless.image import manifest as mf
+    from rootless.image.local_transport import StoreExportSource
+
+    mark = _STEP_MARK + lineage.partition(":")[2]
+    pos = len(state.config.get("history") or [])
+    ours = list(images.get_image(state.image_id).config.get("rootfs", {}).get("diff_ids")
+                or []) if state.image_id else []
+    for cand in getattr(opts, "_cache_images", []):
+        hist = cand.config.get("history") or []
+        diff_ids = (cand.config.get("rootfs") or {}).get("diff_ids") or []
+        if pos >= len(hist) or hist[pos].get("comment") != mark:
+            continue
+        if diff_ids[:len(ours)] != ours:
+            continue
+        entry = hist[pos]
+        cfg = json.loads(json.dumps(state.config))
+        cfg["history"].append(entry)
+        cfg["created"] = entry.get("created") or cfg.get("created")
+        if entry.get("empty_layer"):
+            return ship.add_image(cfg, state.image_id, [], [])
+        if len(diff_ids) <= len(ours):
+            continue
+        src = StoreExportSource(cand.id, manifest_type=mf.OCI_MANIFEST)
+        try:
+            doc = json.loads(src.get_manifest()[0])
+            desc = doc["layers"][len(ours)]
+            if "gzip" not in desc["mediaType"]:
+                continue
+            layer = ship.NewLayer(blob_path=src.blobs[desc["digest"]], digest=desc["digest"],
+                                  size=desc["size"], diff_id=diff_ids[len(ours)])
+            return ship.add_image(cfg, state.image_id, [layer], [])
+        finally:
+            src.close()
+    return None
+
+
 def _cmd_set_here(state: _State) -> bool:
     """Docker: ENTRYPOINT resets a CMD inherited from the base image, but not one set by
     an earlier CMD of this stage (we do not track which; keep CMD when history shows it)."""
@@ -276,19 +542,141 @@ def _cmd_set_here(state: _State) -> bool:
 
 # -- RUN --
 
-def _run(opts, inst, state: _State, scope):
-    from rootless.engine import containers, ship
+def _run_mounts(inst) -> list:
+    """The step's --mount specs parsed (an error names the Dockerfile line)."""
+    from rootless.build import runmounts
+
+    out = []
+    for spec in inst.mounts:
+        try:
+            out.append(runmounts.parse(spec))
+        except InvalidArgument as exc:
+            raise inst.error(exc.message, exc.fix) from None
+    return out
+
+
+class _Sources:
+    """What a RUN step's bind (and seeded cache) mounts read: the context, an earlier
+    stage or an image (`from=`), at `source=`."""
+
+    def __init__(self, opts, rs, results, ctx, pos) -> None:
+        self.opts, self.rs, self.results, self.ctx, self.pos = opts, rs, results, ctx, pos
+
+    def image_of(self, m, n: int) -> str | None:
+        """The image id `from=` names; None for the context."""
+        from rootless.engine import images
+
+        if m.from_ is None:
+            return None
+        ref = self.rs.mount_from.get((self.pos, n), m.from_) if self.pos is not None \
+            else m.from_
+        if isinstance(ref, int):
+            return self.results[ref]
+        named = _named_context(self.opts, ref)
+        if named is not None and not isinstance(named, str):
+            return None  # a directory: read as a context
+        return images.ensure_image(named or ref, quiet=self.opts.quiet).id
+
+    def ctx_of(self, m):
+        """The context a bind mount without an image reads: the build's, or a named one."""
+        named = _named_context(self.opts, m.from_) if m.from_ else None
+        return named if named is not None and not isinstance(named, str) else self.ctx
+
+    def context_source(self, m, inst):
+        from rootless.build import instructions as ins
+
+        probe = ins.Copy(line=inst.line, end_line=inst.end_line, source=inst.source,
+                         filename=inst.filename, sources=(m.source or ".",), dest="/")
+        return self.ctx_of(m).resolve_sources(probe)
+
+    def __call__(self, m, n: int, where: str) -> str:
+        """Copy what the mount selects into the directory `where`; the path to bind."""
+        import shutil
+
+        from rootless.engine import images
+
+        image = self.image_of(m, n)
+        if image is None:
+            src = self.context_source(m, self.inst)[0]
+            ctx = self.ctx_of(m)
+            rel = src.paths[0] if src.paths else ""
+            path = ctx._abs(rel)
+            if os.path.isdir(path) and not os.path.islink(path):
+                for e in ctx.walk(rel):
+                    sub = e.path[len(rel):].lstrip("/") if rel else e.path
+                    out = os.path.join(where, sub)
+                    if e.is_dir:
+                        os.makedirs(out, exist_ok=True)
+                    elif e.is_symlink:
+                        os.symlink(os.readlink(ctx._abs(e.path)), out)
+                    else:
+                        shutil.copy2(ctx._abs(e.path), out)
+                return where
+            out = os.path.join(where, os.path.basename(rel) or "file")
+            shutil.copy2(path, out)
+            return out
+        layers = [str(p) for p in reversed(images.get_image(image).layer_dirs)]
+        rel = (m.source or "/").strip("/")
+        found = _merged_find(layers, rel) if rel else (layers[0] if layers else None)
+        if found is None and rel:
+            raise RlError(f"--mount from={m.from_}: {m.source}: no such file or directory")
+        if found is not None and os.path.islink(found):
+            # its target names a path of the image, not of the host: never followed here
+            raise RlError(f"--mount from={m.from_}: {m.source} is a symbolic link",
+                          "give the path it points to as source=")
+        if found is not None and not os.path.isdir(found):
+            out = os.path.join(where, os.path.basename(rel))
+            shutil.copy2(found, out, follow_symlinks=False)
+            return out
+        if layers:
+            _copy_merged(layers, rel, where)
+        return where
+
+
+def _copy_merged(layers: list[str], rel: str, dest: str) -> None:
+    """The merged view of `rel` in the store's layer dirs, copied into `dest`."""
+    import shutil
+
+    for name, path in sorted(_merged_list(layers, rel).items()):
+        out = os.path.join(dest, name)
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), out)
+        elif os.path.isdir(path):
+            os.mkdir(out, 0o755)
+            _copy_merged(layers, f"{rel}/{name}" if rel else name, out)
+            shutil.copystat(path, out)
+        elif os.path.isfile(path):
+            shutil.copy2(path, out)
+
+
+def _mounts_key(inst, mounts, pos, rs, results, ctx, opts) -> list:
+    """The cache key's part for a RUN's mounts: what bind mounts show (content hash of the
+    context source, or the image id). Cache mounts and secrets are not in it (BuildKit)."""
+    if not any(m.type == "bind" for m in mounts):
+        return []
+    src = _Sources(opts, rs, results, ctx, pos)
+    out = []
+    for n, m in enumerate(mounts):
+        if m.type != "bind":
+            continue
+        image = src.image_of(m, n)
+        out.append([n, image if image else
+                    src.ctx_of(m).content_hash(src.context_source(m, inst))])
+    return out
+
+
+def _run(opts, inst, state: _State, scope, sources=None):
+    from rootless.engine import buildmounts
     from rootless.engine.spec import RunOptions
 
     if state.image_id is None:
         raise inst.error("RUN needs a base image with a shell (this stage is FROM scratch "
                          "with no files yet)")
-    if inst.mounts:
-        raise inst.error("RUN --mount is not supported yet", "copy what the step needs "
-                         "with COPY, or use --mount-free steps")
+    mounts = _run_mounts(inst)
+    buildmounts.check_runnable(state.config, inst)
     if inst.security and inst.security != "sandbox":
         raise inst.error(f"RUN --security={inst.security} is not supported")
-    network = inst.network or "host"  # the default: the host's, as buildah's rootless RUN
+    network = inst.network or opts.network
     if network not in ("host", "none", "default"):
         raise inst.error(f"RUN --network={network}: use host, none or default")
     cfg = state.config
@@ -300,13 +688,41 @@ def _run(opts, inst, state: _State, scope):
         argv = list(inst.command)
         created_by = " ".join(argv)
     env = [f"{k}={v}" for k, v in scope.run_env().items()]
+    workdir = cfg["config"].get("WorkingDir") or None
+    if sources is not None:
+        sources.inst = inst
+    try:
+        prep = buildmounts.prepare(mounts, workdir=workdir or "/", secrets=opts.secrets,
+                                   ssh=opts.ssh, source_of=sources, inst=inst)
+    except (OSError, InvalidArgument) as exc:
+        raise inst.error(f"RUN --mount: {getattr(exc, 'message', None) or exc}") from None
+    env += [f"{k}={v}" for k, v in prep.env.items()]
+    doc = inst.shebang_heredoc
+    if doc is not None:
+        # `RUN <<EOF` starting with `#!`: BuildKit runs the heredoc as a file, so its
+        # interpreter runs it (not /bin/sh); it sits at /dev/pipes/NAME, as there.
+        script = buildmounts.script_file(prep, doc.name, doc.text)
+        target = f"/dev/pipes/{doc.name}"
+        prep.mounts.append(buildmounts._csv(type="bind", source=script, target=target,
+                                            readonly=True))
+        argv = [target]
     name = f"rl-build-{os.urandom(6).hex()}"
     run_opts = RunOptions(image=state.image_id.partition(":")[2], command=argv,
                           entrypoint="", name=name, env=env,
-                          workdir=cfg["config"].get("WorkingDir") or None,
+                          workdir=workdir,
                           user=cfg["config"].get("User") or None,
-                          network="host" if network == "default" else network,
+                          network="slirp4netns" if network == "default" else network,
+                          mounts=prep.mounts, add_hosts=list(opts.add_hosts),
                           pull="never")
+    try:
+        return _run_container(opts, inst, run_opts, name, created_by, prep, state)
+    finally:
+        prep.close()
+
+
+def _run_container(opts, inst, run_opts, name, created_by, prep, state):
+    from rootless.engine import buildmounts, containers, images, ship
+
     capture = None
     saved: list[int] = []
     if opts.quiet:
@@ -339,6 +755,10 @@ def _run(opts, inst, state: _State, scope):
                 tail = (": " + " | ".join(lines)) if lines else ""
             raise inst.error(f"RUN {inst.source.partition(' ')[2].strip()} failed with "
                              f"exit code {code}{tail}")
+        if c is not None and prep.targets:
+            base = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]
+            buildmounts.remove_stubs(str(c.dir / "upper"), prep.targets,
+                                     lambda p: _merged_find(base, p) is not None)
         layer = ship.upper_layer(str(c.dir / "upper")) if c is not None else None
         return layer, created_by
     finally:
@@ -444,13 +864,7 @@ def _copy(inst, state: _State, ctx, from_image):
     from rootless.engine import images, ship
     from rootless.store.layers import TempArea
 
-    # Refused rather than ignored: what they select would differ from Docker's result.
     # (--link is accepted: it changes how BuildKit caches a layer, not what it holds.)
-    for flag in ("parents", "excludes"):
-        if getattr(inst, flag, None):
-            name = "--exclude" if flag == "excludes" else "--parents"
-            raise inst.error(f"{type(inst).__name__.upper()} {name} is not supported by rl yet",
-                             f"remove {name} and list the sources explicitly")
     base_layers: list[str] = []
     if state.image_id:
         base_layers = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]
@@ -487,6 +901,17 @@ def _copy(inst, state: _State, ctx, from_image):
         sources = ctx.resolve_sources(inst)
         for s in sources:
             if s.url:
+                from rootless.engine import buildcontext
+
+                if buildcontext.is_git_url(s.url):  # cloned with git, not a plain GET
+                    try:
+                        where = os.path.join(gen_dir(), f"git{len(items)}")
+                        items.append((buildcontext.fetch_git(s.url, where,
+                                                             inst.keep_git_dir), s.url))
+                    except RlError as exc:
+                        raise inst.error(f"ADD {s.url}: {exc.message}", exc.fix) from None
+                    dest_is_dir = True
+                    continue
                 items.append((_fetch(inst, s.url, gen_dir()), s.url))
                 continue
             if not s.paths:
@@ -503,13 +928,22 @@ def _copy(inst, state: _State, ctx, from_image):
             f.write(content.data)
         os.chmod(path, 0o644)
         items.append((path, content.path))
-    if len(items) > 1:
+    excl = None
+    if inst.excludes:  # Dockerfile 1.7: patterns as .dockerignore's, per source
+        from rootless.build.dockerignore import IgnoreRules
+
+        excl = IgnoreRules(list(inst.excludes), "--exclude")
+        items = [(p, spec) for p, spec in items
+                 if not (excl.excluded(spec.strip("/")) or
+                         excl.excluded(os.path.basename(spec.rstrip("/"))))]
+    if len(items) > 1 or getattr(inst, "parents", False):
         dest_is_dir = True
     mtime = ship.source_epoch()
     tmp = str(TempArea().path("copy.tar"))
     try:
         return _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner,
-                                 chmod, from_image, mtime)
+                                 chmod, from_image, mtime, ctx=ctx if from_image is None
+                                 else None, excl=excl, pivots=_pivots(inst))
     finally:
         if generated:
             import shutil
@@ -517,8 +951,27 @@ def _copy(inst, state: _State, ctx, from_image):
             shutil.rmtree(generated[0], ignore_errors=True)
 
 
+def _pivots(inst) -> list[str]:
+    """COPY --parents: for each source, the part of its path NOT kept under the
+    destination: what comes before a `/./` in it (BuildKit's pivot), else nothing."""
+    out = []
+    for spec in inst.sources:
+        before, sep, _ = spec.partition("/./")
+        out.append(before.strip("/").removeprefix("./") if sep else "")
+    return out
+
+
+def _parents_name(spec: str, pivots: list[str]) -> str:
+    rel = os.path.normpath(spec.strip("/") or ".")
+    rel = "" if rel == "." else rel
+    for pv in pivots:
+        if pv and (rel == pv or rel.startswith(pv + "/")):
+            return rel[len(pv):].lstrip("/")
+    return rel
+
+
 def _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner, chmod,
-                      from_image, mtime):
+                      from_image, mtime, ctx=None, excl=None, pivots=()):
     from rootless.build import instructions as ins
     from rootless.engine import ship
     from rootless.image import layertar
@@ -528,14 +981,33 @@ def _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner,
             tf = tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT)
             inodes: dict = {}
             ctx_owner = owner if from_image is None or inst.chown else None
+            parents = getattr(inst, "parents", False)
             for path, _spec in items:
                 is_dir = os.path.isdir(path) and not os.path.islink(path)
+                keep = _parents_name(_spec, list(pivots)) if parents and "://" not in _spec \
+                    else ""
                 if is_dir:
-                    target = dest.strip("/")
+                    target = os.path.join(dest, keep).strip("/") if keep else dest.strip("/")
                     if target:
                         _dir_entry(tf, target)
+                    in_ctx = ctx is not None and _is_in(path, str(ctx.root))
+                    if in_ctx:  # .dockerignore and --exclude apply below the source too
+                        rel = os.path.relpath(path, ctx.root)
+                        rel = "" if rel == "." else rel
+                        for e in ctx.walk(rel):
+                            sub = e.path[len(rel):].lstrip("/") if rel else e.path
+                            if excl is not None and excl.excluded(sub):
+                                continue
+                            layertar.add_entry(tf, str(ctx._abs(e.path)),
+                                               f"{target}/{sub}" if target else sub, mtime,
+                                               inodes, owner=ctx_owner, chmod=chmod)
+                        continue
                     _add_tree(tf, path, target, source_layers, _rel_in(source_layers, path),
                               ctx_owner, chmod, inodes)
+                    continue
+                if keep:
+                    layertar.add_entry(tf, path, os.path.join(dest, keep).strip("/"), mtime,
+                                       inodes, owner=ctx_owner, chmod=chmod)
                     continue
                 if isinstance(inst, ins.Add) and from_image is None and "://" not in _spec \
                         and _is_archive(path):
@@ -549,6 +1021,10 @@ def _write_copy_layer(inst, tmp, items, dest, dest_is_dir, source_layers, owner,
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _is_in(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _fetch(inst, url: str, into: str) -> str:

@@ -333,6 +333,9 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         _write_seccomp(tmp, spec)
         spec["mounts"] += mount_plan.realize()
         for fname, content in netwire.files(opts.network, hostname).items():
+            if fname == "hosts" and opts.add_hosts:  # NAME:IP lines (rl build --add-host)
+                content = content.rstrip("\n") + "\n" + "".join(
+                    f"{h.partition(':')[2]}\t{h.partition(':')[0]}\n" for h in opts.add_hosts)
             (tmp / fname).write_text(content)
         with open(tmp / "config.json", "w") as f:
             json.dump(spec, f, indent=1)

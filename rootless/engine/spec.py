@@ -69,6 +69,7 @@ class RunOptions:
     memory: str | None = None
     cpus: str | None = None
     security_opt: list[str] = field(default_factory=list)  # --security-opt
+    add_hosts: list[str] = field(default_factory=list)  # NAME:IP, for /etc/hosts
 
 
 def parse_env_file(path: str) -> list[str]:

@@ -49,3 +49,19 @@ def parents(conn: sqlite3.Connection) -> set[str]:
     """Ids of images that a cached build step was built on."""
     return {row[0] for row in conn.execute(
         "SELECT parent_id FROM build_cache WHERE parent_id IS NOT NULL")}
+
+
+def forget(everything: bool, before: float | None = None) -> int:
+    """Delete the rows of steps whose image is gone; every row with `everything`; with
+    `before`, only rows added before that time."""
+    where = "1" if everything else "image_id NOT IN (SELECT id FROM images)"
+    args: tuple = ()
+    if before is not None:
+        where += " AND added < ?"
+        args = (before,)
+    conn = catalog.connect()
+    try:
+        with catalog.transaction(conn):
+            return conn.execute(f"DELETE FROM build_cache WHERE {where}", args).rowcount
+    finally:
+        conn.close()

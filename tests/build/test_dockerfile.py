@@ -466,6 +466,14 @@ def test_substitution_where_docker_applies_it():
         assert before == after
 
 
+
+def test_run_mount_values_are_expanded_not_the_command():
+    run = one('RUN --mount=type=cache,id=$CID,target=${DIR}/x,sharing=locked echo $CID')
+    out = run.expand({"CID": "pip", "DIR": "/root"})
+    assert out.mounts == ("type=cache,id=pip,target=/root/x,sharing=locked",)
+    assert out.command == run.command
+
+
 # --------------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -482,6 +490,9 @@ def test_substitution_where_docker_applies_it():
     ("FROM a\nARG\n", "Dockerfile:2: ARG requires at least one argument"),
     ("FROM a\nCOPY --foo=bar a b\n", "Dockerfile:2: unknown flag: --foo"),
     ("FROM a\nCOPY --from a b\n", "Dockerfile:2: missing a value on flag: --from"),
+    # BuildKit's BFlags: `--flag value` (two words) is the flag without its value
+    ("FROM a\nRUN --network host echo\n", "Dockerfile:2: missing a value on flag: --network"),
+    ("FROM a\nRUN --device=/dev/kvm echo\n", "Dockerfile:2: RUN --device is not supported"),
     ("FROM a\nCOPY --link=maybe a b\n", "Dockerfile:2: expecting boolean value for flag --link"),
     ("FROM a\nCOPY --chown=1 --chown=2 a b\n", "Dockerfile:2: duplicate flag specified: --chown"),
     ("FROM a\nWORKDIR\n", "Dockerfile:2: WORKDIR requires exactly one argument"),

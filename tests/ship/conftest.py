@@ -68,3 +68,22 @@ def podman(tmp_path):
     podman("unshare", "rm", "-rf", str(root / "storage"), check=False)
     end_pause_processes(root / "run")
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def ctx(tmp_path, pulled):
+    base = pulled("busybox:latest")
+    d = tmp_path / "ctx"
+    d.mkdir()
+    (d / "hello.txt").write_text("hi\n")
+    (d / "sub").mkdir()
+    (d / "sub" / "a.txt").write_text("a\n")
+    (d / ".dockerignore").write_text("ignored.txt\n")
+    (d / "ignored.txt").write_text("no\n")
+
+    def write(text: str) -> str:
+        (d / "Dockerfile").write_text(text.replace("BASE", base))
+        return str(d)
+    write.dir = d
+    write.base = base
+    return write
