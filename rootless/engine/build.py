@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import tarfile
 import time
@@ -797,24 +798,46 @@ def _merged_find(layers: list[str], rel: str) -> str | None:
     return None
 
 
+def _layer_dir(top: str, rel: str) -> tuple[str | None, bool]:
+    """(`rel` in the layer dir `top` if it is a real directory there, whether this layer
+    hides `rel` in the layers below it). Each component is lstat'ed: a hostile image's
+    layer may hold `a -> /home/USER` under another layer's `a/b/`, and joining `a/b` onto
+    this layer would then name the user's own directory. (Store layers are written by
+    rl's unpacker only and never change, so a check by path here races with nothing.)"""
+    cur = top
+    hides = False
+    for p in (p for p in rel.split("/") if p and p != "."):
+        if os.path.lexists(os.path.join(cur, ".wh." + p)):
+            return None, True
+        hides = hides or os.path.lexists(os.path.join(cur, ".wh..wh..opq"))
+        try:
+            st = os.lstat(os.path.join(cur, p))
+        except FileNotFoundError:
+            return None, hides
+        if not stat.S_ISDIR(st.st_mode):
+            return None, True  # a file or a symlink: it, not a directory, is at that path
+        cur = os.path.join(cur, p)
+    return cur, hides
+
+
 def _merged_list(layers: list[str], rel: str) -> dict[str, str]:
+    """{name: path in its layer} of the union of `layers` (top first) at directory `rel`."""
     out: dict[str, str] = {}
     gone: set[str] = set()
     for top in layers:
-        d = os.path.join(top, rel) if rel else top
-        if not os.path.isdir(d) or os.path.islink(d):
-            if os.path.lexists(d):
+        d, hides = _layer_dir(top, rel)
+        if d is not None:
+            names = os.listdir(d)
+            for n in names:
+                if n == ".wh..wh..opq":
+                    continue
+                if n.startswith(".wh."):
+                    gone.add(n[4:])
+                elif n not in out and n not in gone:
+                    out[n] = os.path.join(d, n)
+            if ".wh..wh..opq" in names:
                 break
-            continue
-        names = os.listdir(d)
-        for n in names:
-            if n == ".wh..wh..opq":
-                continue
-            if n.startswith(".wh."):
-                gone.add(n[4:])
-            elif n not in out and n not in gone:
-                out[n] = os.path.join(d, n)
-        if ".wh..wh..opq" in names:
+        if hides:
             break
     return out
 
