@@ -57,6 +57,9 @@ def _run_options(f):
                      help="Another name on a user-defined network."),
         click.option("--pull", type=click.Choice(["missing", "always", "never", "newer"]),
                      default="missing", help="When to pull the image."),
+        click.option("--restart", metavar="POLICY",
+                     help="no (default), on-failure[:MAX-RETRIES], always or unless-stopped: "
+                          "restarted by the container's monitor, with Docker's back-off."),
         click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
         click.option("--cpus", help="Refused: needs cgroup v2 delegation."),
         click.argument("image"),
@@ -84,7 +87,8 @@ def _make_options(kw: dict):
         extra_networks=list(kw["network"][1:]), volumes=list(kw["volume"]), pull=kw["pull"],
         memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
         tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
-        network_aliases=list(kw["network_alias"]), security_opt=list(kw["security_opt"]))
+        network_aliases=list(kw["network_alias"]), security_opt=list(kw["security_opt"]),
+        restart=kw["restart"])
 
 
 @click.command(context_settings=_RUN_CTX)

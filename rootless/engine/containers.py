@@ -44,7 +44,11 @@ catalog.register_schema("containers", (
         pid INTEGER,
         exit_code INTEGER,
         started REAL,
-        finished REAL
+        finished REAL,
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        restart_delay REAL NOT NULL DEFAULT 0,
+        manual_stop INTEGER NOT NULL DEFAULT 0,
+        health TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id)",
     # container_volumes (which container uses which volume) is the volume store's table:
@@ -75,6 +79,10 @@ class Container:
     exit_code: int | None
     started: float | None
     finished: float | None
+    restart_count: int = 0  # restarts by the policy since the last manual start
+    restart_delay: float = 0  # the last back-off (rootless/engine/restart.py)
+    manual_stop: int = 0  # stopped by the user: the restart policy does not apply
+    health: str | None = None  # JSON State.Health (rootless/engine/health.py)
 
     @property
     def dir(self) -> Path:
@@ -97,13 +105,10 @@ class Container:
             return json.load(f)
 
     def status_text(self) -> str:
-        now = time.time()
-        if self.state == "running":
-            return f"Up {_ago(now - (self.started or now))}"
-        if self.state == "exited":
-            code = "unknown" if self.exit_code is None else self.exit_code
-            return f"Exited ({code}) {_ago(now - (self.finished or now))} ago"
-        return "Created"
+        """ps's STATUS column, as Docker words it (Up, Exited, Restarting, health)."""
+        from rootless.format.docker_shapes import docker_status
+
+        return docker_status(self)
 
 
 def _ago(seconds: float) -> str:
@@ -158,13 +163,13 @@ def _monitor_alive(c: Container) -> bool:
 
 def _refresh(conn, c: Container) -> Container:
     """A row that says running but whose monitor is gone becomes exited (the truth)."""
-    if c.state == "running" and not _monitor_alive(c):
+    if c.state in ("running", "restarting") and not _monitor_alive(c):
         with catalog.transaction(conn):
             row = conn.execute("SELECT * FROM containers WHERE id=?", (c.id,)).fetchone()
             if row is None:
                 return c
             c = Container.from_row(row)
-            if c.state == "running" and not _monitor_alive(c):
+            if c.state in ("running", "restarting") and not _monitor_alive(c):
                 from rootless.runtime.sandbox import trace
 
                 trace(f"refresh: monitor {c.monitor_pid} gone ({_proc_start(c.monitor_pid)} "
@@ -208,7 +213,7 @@ def list_containers(all_: bool = False, filters: dict[str, list[str]] | None = N
         return out[:last]
     if all_ or (filters and "status" in filters):
         return out
-    return [c for c in out if c.state == "running"]
+    return [c for c in out if c.state in ("running", "restarting")]
 
 
 def upper_size(c: Container) -> int:
@@ -248,6 +253,11 @@ def _check_unsupported(opts: RunOptions) -> None:
                 "limits through --ulimit still work; enable cgroup v2 delegation "
                 "(systemd.unified_cgroup_hierarchy=1 and Delegate=yes) to use " + flag)
     _check_workdir(opts.workdir)
+    from rootless.engine import restart
+
+    if restart.parse(opts.restart) and opts.rm:
+        raise InvalidArgument("--restart and --rm cannot be used together",
+                              "drop --rm, or --restart (a removed container cannot restart)")
     from rootless.engine import security
 
     security.parse(opts.security_opt)  # a bad --security-opt: before any pull
@@ -351,6 +361,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                    "ports": [m.to_dict() for m in port_maps], "aliases": opts.network_aliases,
                    **({"networks": netwire.plan_networks(opts)} if opts.extra_networks else {}),
                    "exposed": list((image.config.get("config") or {}).get("ExposedPorts") or {})}
+        options.update(_extra_options(opts, image.config))
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):
             name = opts.name or _new_name(conn)
@@ -374,6 +385,20 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         netwire.abandon(opts.network)
         raise
     return lookup(cid)
+
+
+def _extra_options(opts: RunOptions, image_config: dict) -> dict:
+    """What the monitor and the lifecycle verbs need of the flags (restart policy, stop
+    timeout, health check), kept in the row's options."""
+    from rootless.engine import restart
+
+    out: dict = {}
+    policy = restart.parse(opts.restart)
+    if policy:
+        out["restart"] = policy
+    if opts.stop_timeout is not None:
+        out["stop_timeout"] = opts.stop_timeout
+    return out
 
 
 def _write_seccomp(bundle: Path, spec: dict) -> None:
@@ -565,6 +590,60 @@ def finish_detached(cid: str, code: int | None, net: str, error: BaseException |
             _monitor_log(c, error)
         if c.options.get("rm"):
             _remove_files(c, volumes=True)
+    if error is None and c.options.get("restart"):
+        from rootless.engine import restart
+
+        restart.after_exit(c.id, code)
+
+
+def relaunch(cid: str) -> int | None:
+    """In a detached monitor (rootless/engine/restart.py): start the container again and
+    become its lean monitor (so this returns only if that exec failed, with the exit code
+    once the container ended). None, and the reason in monitor.log, if it did not start."""
+    from rootless.runtime import monitor
+
+    try:
+        c = lookup(cid)
+    except NotFound:
+        return None
+    try:
+        wiring = monitor.wire(mode="detached", interactive=False,
+                              tty=bool(c.options.get("tty")))
+        launch = _launch(c.options, _maps_of(c), wiring, lean=True)
+        launch.fork()
+        return _drive(c, launch, wiring, attach=False, log=True)
+    except RlError as exc:
+        _monitor_log(c, exc)
+        return None
+
+
+def _continue_detached(c: Container, code: int) -> None:
+    """A foreground `rl run`/`rl start -a` whose container exited and whose restart
+    policy restarts it: the restarts go on under a detached monitor (as Docker's client
+    returns while the daemon restarts the container)."""
+    from rootless.engine import restart
+
+    c = lookup(c.id)
+    if not restart.wants_restart(c.options.get("restart"), code, c.restart_count,
+                                 bool(c.manual_stop)):
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            os.chdir("/")
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            restart.after_exit(c.id, code)
+        except BaseException as exc:
+            _monitor_log(c, exc)
+        os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def run(opts: RunOptions) -> int | str:
@@ -604,7 +683,10 @@ def run(opts: RunOptions) -> int | str:
         raise
     ending: list = []
     try:
-        return _drive(c, launch, wiring, attach=True, log=not direct, ending=ending)
+        code = _drive(c, launch, wiring, attach=True, log=not direct, ending=ending)
+        if not opts.rm:
+            _continue_detached(c, code)
+        return code
     except RlError as exc:
         if not opts.rm:  # otherwise removed below
             _forget_unstarted(c, exc)
@@ -723,11 +805,12 @@ def _monitor_log(c: Container, exc: BaseException) -> None:
 
 def start(ref: str, *, attach: bool = False) -> int | None:
     c = lookup(ref)
-    if c.state == "running":
+    if c.state in ("running", "restarting"):
         return None
     from rootless.runtime import rootfs
 
     rootfs.checked_backend()
+    _set_manual_stop(c, False)
     if attach:
         from rootless.runtime import monitor
 
@@ -736,12 +819,37 @@ def start(ref: str, *, attach: bool = False) -> int | None:
         launch = _launch(c.options, _maps_of(c), wiring)
         launch.fork()
         try:
-            return _drive(c, launch, wiring, attach=True, log=True)
+            code = _drive(c, launch, wiring, attach=True, log=True)
         finally:
             if c.options.get("rm"):
                 _remove_files(c, volumes=True)
+        _continue_detached(c, code)
+        return code
     _start_detached(c)
     return None
+
+
+def _set_manual_stop(c: Container, stopped: bool = True) -> None:
+    """Docker's HasBeenManuallyStopped: set by a stop (the restart policy then does not
+    restart it), cleared, with the restart count, by a start."""
+    with _db() as conn, catalog.transaction(conn):
+        if stopped:
+            conn.execute("UPDATE containers SET manual_stop=1 WHERE id=?", (c.id,))
+        else:
+            conn.execute("UPDATE containers SET manual_stop=0, restart_count=0,"
+                         " restart_delay=0 WHERE id=?", (c.id,))
+
+
+def _end_restarting(c: Container, timeout: float) -> Container:
+    """A container backing off before a restart: its monitor waits for SIGTERM
+    (rootless/engine/restart.py), sees the manual stop and exits."""
+    if _monitor_alive(c):
+        try:
+            os.kill(c.monitor_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    _wait_exit(c, timeout)
+    return lookup(c.id)
 
 
 # -- signals, stop, wait ------------------------------------------------------------------
@@ -768,6 +876,8 @@ def kill(ref: str, sig: str | int = "KILL") -> Container:
     c = lookup(ref)
     if c.state != "running" or c.pid is None:
         raise Conflict(f"container {c.name} is not running")
+    if signum in (signal.SIGKILL, _stop_signal(c)):  # Docker's ExitOnNext: no restart
+        _set_manual_stop(c)
     try:
         join.kill(c.pid, signum)
     except ProcessLookupError:
@@ -791,17 +901,15 @@ def stop(ref: str, timeout: int | None = None, sig: str | None = None) -> Contai
     `timeout` seconds (default 10; 0: at once)."""
     stopsig = parse_signal(sig) if sig else None  # a bad signal fails before anything
     c = lookup(ref)
+    if c.state in ("running", "restarting"):
+        _set_manual_stop(c)
+    if c.state == "restarting":
+        return _end_restarting(c, 10)
     if c.state != "running":
         return c
     if stopsig is None:
-        stopsig = signal.SIGTERM
-        try:
-            cfg_sig = c.spec().get("annotations", {}).get("io.rl.stop-signal")
-            if cfg_sig:
-                stopsig = parse_signal(cfg_sig)
-        except (OSError, RlError):
-            pass
-    t = STOP_TIMEOUT if timeout is None else timeout
+        stopsig = _stop_signal(c)
+    t = _stop_timeout(c) if timeout is None else timeout
     from rootless.runtime import join
 
     if t > 0:
@@ -819,12 +927,37 @@ def stop(ref: str, timeout: int | None = None, sig: str | None = None) -> Contai
     return lookup(c.id)
 
 
+def _stop_signal(c: Container) -> int:
+    """--stop-signal, else the image's STOPSIGNAL, else SIGTERM."""
+    try:
+        cfg_sig = c.spec().get("annotations", {}).get("io.rl.stop-signal")
+        if cfg_sig:
+            return parse_signal(cfg_sig)
+    except (OSError, RlError):
+        pass
+    return signal.SIGTERM
+
+
+def _stop_timeout(c: Container) -> int:
+    """--stop-timeout, else 10 seconds."""
+    t = c.options.get("stop_timeout")
+    return STOP_TIMEOUT if t is None else int(t)
+
+
 def wait(ref: str) -> int:
+    """Until the container is not running (as Docker's: one restarting by its policy
+    counts as not running; the exit code is its last one)."""
     c = lookup(ref)
+    started = c.started
+    delay = 0.005
     while True:
-        if c.state != "running":
+        if c.state != "running" or c.started != started:
             return c.exit_code if c.exit_code is not None else -1
-        _wait_exit(c, None)
+        if c.options.get("restart"):  # the monitor outlives the exit: watch the row
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        else:
+            _wait_exit(c, None)
         try:
             c = lookup(c.id)
         except NotFound:
@@ -870,7 +1003,7 @@ def _rmtree(path: Path) -> None:
 
 def remove(ref: str, *, force: bool = False, volumes: bool = False) -> Container:
     c = lookup(ref)
-    if c.state == "running":
+    if c.state in ("running", "restarting"):
         if not force:
             raise Conflict(f"container {c.name} is running",
                            "stop it first (rl stop) or use rl rm -f")
@@ -976,12 +1109,15 @@ def inspect(ref: str) -> dict:
         "State": {
             "Status": c.state,
             "Running": c.state == "running",
+            "Restarting": c.state == "restarting",
             "Pid": c.pid or 0,
             "MonitorPid": c.monitor_pid or 0,
             "ExitCode": c.exit_code if c.exit_code is not None else 0,
             "StartedAt": _iso(c.started),
             "FinishedAt": _iso(c.finished),
+            **_health_of(c),
         },
+        "RestartCount": c.restart_count,
         "Config": {
             "Hostname": spec.get("hostname"),
             "Env": spec["process"]["env"],
@@ -994,6 +1130,8 @@ def inspect(ref: str) -> dict:
         "NetworkSettings": _network_settings(c, spec),
         "HostConfig": {"NetworkMode": c.options.get("network"),
                        "AutoRemove": c.options.get("rm"),
+                       "RestartPolicy": c.options.get("restart") or
+                       {"Name": "no", "MaximumRetryCount": 0},
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
                        "UsernsMode": c.options.get("userns", ""),
                        "SecurityOpt": _security_opt(spec)},
@@ -1003,6 +1141,15 @@ def inspect(ref: str) -> dict:
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _health_of(c: Container) -> dict:
+    """State.Health when the container has a health check (Docker omits it otherwise)."""
+    if not c.options.get("healthcheck"):
+        return {}
+    health = json.loads(c.health) if c.health else {"Status": "starting",
+                                                     "FailingStreak": 0, "Log": []}
+    return {"Health": health}
 
 
 def _security_opt(spec: dict) -> list[str]:

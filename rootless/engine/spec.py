@@ -69,6 +69,9 @@ class RunOptions:
     memory: str | None = None
     cpus: str | None = None
     security_opt: list[str] = field(default_factory=list)  # --security-opt
+    restart: str | None = None  # --restart (rootless/engine/restart.py)
+    stop_signal: str | None = None  # --stop-signal
+    stop_timeout: int | None = None  # --stop-timeout
 
 
 def parse_env_file(path: str) -> list[str]:
