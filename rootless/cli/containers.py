@@ -60,6 +60,20 @@ def _run_options(f):
         click.option("--restart", metavar="POLICY",
                      help="no (default), on-failure[:MAX-RETRIES], always or unless-stopped: "
                           "restarted by the container's monitor, with Docker's back-off."),
+        click.option("--health-cmd", metavar="COMMAND",
+                     help="Shell command that checks the container's health (exit 0: healthy)."),
+        click.option("--health-interval", metavar="DURATION",
+                     help="Time between checks (default 30s)."),
+        click.option("--health-timeout", metavar="DURATION",
+                     help="Time a check may take (default 30s)."),
+        click.option("--health-retries", type=int, metavar="N",
+                     help="Failures in a row that make it unhealthy (default 3)."),
+        click.option("--health-start-period", metavar="DURATION",
+                     help="Time to start during which failures do not count (default 0s)."),
+        click.option("--health-start-interval", metavar="DURATION",
+                     help="Time between checks during the start period (default 5s)."),
+        click.option("--no-healthcheck", is_flag=True,
+                     help="Disable the image's HEALTHCHECK."),
         click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
         click.option("--cpus", help="Refused: needs cgroup v2 delegation."),
         click.argument("image"),
@@ -88,7 +102,10 @@ def _make_options(kw: dict):
         memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
         tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
         network_aliases=list(kw["network_alias"]), security_opt=list(kw["security_opt"]),
-        restart=kw["restart"])
+        restart=kw["restart"], health_cmd=kw["health_cmd"],
+        health_interval=kw["health_interval"], health_timeout=kw["health_timeout"],
+        health_retries=kw["health_retries"], health_start_period=kw["health_start_period"],
+        health_start_interval=kw["health_start_interval"], no_healthcheck=kw["no_healthcheck"])
 
 
 @click.command(context_settings=_RUN_CTX)
@@ -342,6 +359,23 @@ for _name, _cmd in (("ls", ps), ("list", ps), ("rm", rm),
                     ("create", create), ("run", run), ("top", top), ("wait", wait),
                     ("restart", restart), ("exec", exec_), ("cp", cp)):
     container.add_command(_cmd, _name)
+
+
+@click.group()
+def healthcheck() -> None:
+    """Run containers' health checks."""
+
+
+@healthcheck.command("run")
+@click.argument("container")
+def healthcheck_run(container: str) -> None:
+    """Run a container's health check now: exit 0 if it is healthy after it, 1 if not."""
+    from rootless.engine import health
+
+    status = health.probe(container)
+    if status != "healthy":
+        click.echo(status)
+    sys.exit(0 if status == "healthy" else 1)
 
 
 @click.command(context_settings=_RUN_CTX)

@@ -255,6 +255,7 @@ def _check_unsupported(opts: RunOptions) -> None:
     _check_workdir(opts.workdir)
     from rootless.engine import restart
 
+    _healthcheck_of(opts, {})  # bad --health-* values: before any pull
     if restart.parse(opts.restart) and opts.rm:
         raise InvalidArgument("--restart and --rm cannot be used together",
                               "drop --rm, or --restart (a removed container cannot restart)")
@@ -398,7 +399,21 @@ def _extra_options(opts: RunOptions, image_config: dict) -> dict:
         out["restart"] = policy
     if opts.stop_timeout is not None:
         out["stop_timeout"] = opts.stop_timeout
+    hc = _healthcheck_of(opts, image_config)
+    if hc:
+        out["healthcheck"] = hc
     return out
+
+
+def _healthcheck_of(opts: RunOptions, image_config: dict) -> dict | None:
+    from rootless.engine import health
+
+    return health.config((image_config.get("config") or {}).get("Healthcheck"),
+                         cmd=opts.health_cmd, interval=opts.health_interval,
+                         timeout=opts.health_timeout, retries=opts.health_retries,
+                         start_period=opts.health_start_period,
+                         start_interval=opts.health_start_interval,
+                         disabled=opts.no_healthcheck)
 
 
 def _write_seccomp(bundle: Path, spec: dict) -> None:
@@ -454,6 +469,10 @@ def _set_running(c: Container, pid: int) -> None:
         conn.execute("UPDATE containers SET state='running', monitor_pid=?, monitor_start=?,"
                      " pid=?, started=?, exit_code=NULL, finished=NULL WHERE id=?",
                      (os.getpid(), _proc_start(os.getpid()), pid, time.time(), c.id))
+        if c.options.get("healthcheck"):
+            from rootless.engine import health
+
+            health.reset(conn, c.id, c.options["healthcheck"])
 
 
 def _set_exited(c: Container, code: int | None) -> None:
@@ -518,9 +537,14 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
             pass
 
     try:
+        timer = None
+        if c.options.get("healthcheck"):
+            from rootless.runtime.healthtimer import HealthTimer
+
+            timer = HealthTimer(c.id, _health_timer_args(c))
         code = monitor.run_loop(launch, wiring, log_path=str(c.dir / "ctr.log") if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
-                                send_signal=send, forwarder=forwarder)
+                                send_signal=send, forwarder=forwarder, timer=timer)
     finally:
         forwarder.restore()
         for s in slirp:
@@ -555,9 +579,18 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list) -> Non
     try:
         lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
                           wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
-                          net=json.dumps(net), blocked=blocked)
+                          net=json.dumps(net), blocked=blocked, health=_health_timer_args(c))
     except OSError:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
+
+
+def _health_timer_args(c: Container) -> str:
+    hc = c.options.get("healthcheck")
+    if not hc:
+        return ""
+    from rootless.engine import health
+
+    return health.timer_args(hc)
 
 
 def finish_detached(cid: str, code: int | None, net: str, error: BaseException | None) -> None:

@@ -109,8 +109,8 @@ def containers(cs: list[Any], f: dict[str, list[str]], lookup) -> list[Any]:
             continue
         if exited and (c.state != "exited" or c.exit_code not in exited):
             continue
-        if "health" in f and "none" not in f["health"]:
-            continue  # rl runs no health checks: every container's health is "none"
+        if "health" in f and _health(c) not in f["health"]:
+            continue
         if before and not all(c.created < t for t in before):
             continue
         if since and not all(c.created > t for t in since):
@@ -264,3 +264,9 @@ def networks(nets: list[Any], f: dict[str, list[str]]) -> list[Any]:
             continue  # every network rl lists is user-defined
         out.append(n)
     return out
+
+
+def _health(c) -> str:
+    from rootless.format.docker_shapes import health_status
+
+    return health_status(c)

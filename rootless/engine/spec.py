@@ -72,6 +72,13 @@ class RunOptions:
     restart: str | None = None  # --restart (rootless/engine/restart.py)
     stop_signal: str | None = None  # --stop-signal
     stop_timeout: int | None = None  # --stop-timeout
+    health_cmd: str | None = None  # --health-* (rootless/engine/health.py)
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_retries: int | None = None
+    health_start_period: str | None = None
+    health_start_interval: str | None = None
+    no_healthcheck: bool = False
 
 
 def parse_env_file(path: str) -> list[str]:

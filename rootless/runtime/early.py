@@ -223,7 +223,9 @@ _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--us
            "--entrypoint", "-h", "--hostname", "-l", "--label", "--userns", "--cap-add",
            "--cap-drop", "--ulimit", "--security-opt", "--network", "--net", "-v",
            "--volume", "--mount", "--tmpfs", "-p", "--publish", "--network-alias", "--pull",
-           "-m", "--memory", "--cpus", "--restart"}
+           "-m", "--memory", "--cpus", "--restart",
+           "--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
+           "--health-start-period", "--health-start-interval"}
 
 
 def _wants_early(args: list[str]) -> bool:
