@@ -74,6 +74,15 @@ def _run_options(f):
                      help="Time between checks during the start period (default 5s)."),
         click.option("--no-healthcheck", is_flag=True,
                      help="Disable the image's HEALTHCHECK."),
+        click.option("--add-host", multiple=True, metavar="NAME:IP",
+                     help="Add a line to /etc/hosts (IP may be host-gateway: the host)."),
+        click.option("--dns", multiple=True, metavar="IP", help="A name server for resolv.conf."),
+        click.option("--dns-search", multiple=True, metavar="DOMAIN",
+                     help="A search domain for resolv.conf (. for none)."),
+        click.option("--dns-option", multiple=True, metavar="OPTION",
+                     help="An option for resolv.conf (e.g. ndots:2)."),
+        click.option("--expose", multiple=True, metavar="PORT[/PROTO]",
+                     help="Expose a port or a range (for -P and inspect)."),
         click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
         click.option("--cpus", help="Refused: needs cgroup v2 delegation."),
         click.argument("image"),
@@ -105,7 +114,9 @@ def _make_options(kw: dict):
         restart=kw["restart"], health_cmd=kw["health_cmd"],
         health_interval=kw["health_interval"], health_timeout=kw["health_timeout"],
         health_retries=kw["health_retries"], health_start_period=kw["health_start_period"],
-        health_start_interval=kw["health_start_interval"], no_healthcheck=kw["no_healthcheck"])
+        health_start_interval=kw["health_start_interval"], no_healthcheck=kw["no_healthcheck"],
+        add_hosts=list(kw["add_host"]), dns=list(kw["dns"]), dns_search=list(kw["dns_search"]),
+        dns_options=list(kw["dns_option"]), expose=list(kw["expose"]))
 
 
 @click.command(context_settings=_RUN_CTX)

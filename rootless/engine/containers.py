@@ -256,6 +256,9 @@ def _check_unsupported(opts: RunOptions) -> None:
     from rootless.engine import restart
 
     _healthcheck_of(opts, {})  # bad --health-* values: before any pull
+    from rootless.engine import netflags
+
+    netflags.check(opts)
     if restart.parse(opts.restart) and opts.rm:
         raise InvalidArgument("--restart and --rm cannot be used together",
                               "drop --rm, or --restart (a removed container cannot restart)")
@@ -309,14 +312,18 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     from rootless.engine import images
 
     image = images.ensure_image(opts.image, pull=opts.pull)
-    from rootless.engine import mounts, netwire
+    from rootless.engine import mounts, netflags, netwire
+
+    exposed = netflags.exposed(image.config, opts)
+    image_config = dict(image.config, config=dict(image.config.get("config") or {},
+                                                  ExposedPorts={p: {} for p in exposed}))
 
     # Checked before anything is made: mounts, network, published ports (allocated here).
     try:
         mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
                                  image_config=image.config)
         _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
-                                        publish_all=opts.publish_all, image_config=image.config,
+                                        publish_all=opts.publish_all, image_config=image_config,
                                         userns=opts.userns, aliases=opts.network_aliases,
                                         extra_networks=opts.extra_networks)
     except BaseException:
@@ -342,7 +349,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                               loopback_guard=netwire.loopback_guarded(opts.network, port_maps))
         _write_seccomp(tmp, spec)
         spec["mounts"] += mount_plan.realize()
-        for fname, content in netwire.files(opts.network, hostname).items():
+        etc = netflags.apply(netwire.files(opts.network, hostname), opts)
+        for fname, content in etc.items():
             (tmp / fname).write_text(content)
         with open(tmp / "config.json", "w") as f:
             json.dump(spec, f, indent=1)
@@ -361,7 +369,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                    "volumes": opts.volumes, "init": opts.init,
                    "ports": [m.to_dict() for m in port_maps], "aliases": opts.network_aliases,
                    **({"networks": netwire.plan_networks(opts)} if opts.extra_networks else {}),
-                   "exposed": list((image.config.get("config") or {}).get("ExposedPorts") or {})}
+                   "exposed": exposed,
+                   **({"add_hosts": opts.add_hosts} if opts.add_hosts else {})}
         options.update(_extra_options(opts, image.config))
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):

@@ -79,6 +79,11 @@ class RunOptions:
     health_start_period: str | None = None
     health_start_interval: str | None = None
     no_healthcheck: bool = False
+    add_hosts: list[str] = field(default_factory=list)  # --add-host (engine/netflags.py)
+    dns: list[str] = field(default_factory=list)  # --dns
+    dns_search: list[str] = field(default_factory=list)  # --dns-search
+    dns_options: list[str] = field(default_factory=list)  # --dns-option
+    expose: list[str] = field(default_factory=list)  # --expose
 
 
 def parse_env_file(path: str) -> list[str]:

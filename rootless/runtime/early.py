@@ -225,7 +225,8 @@ _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--us
            "--volume", "--mount", "--tmpfs", "-p", "--publish", "--network-alias", "--pull",
            "-m", "--memory", "--cpus", "--restart",
            "--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
-           "--health-start-period", "--health-start-interval"}
+           "--health-start-period", "--health-start-interval", "--add-host", "--dns",
+           "--dns-search", "--dns-option", "--expose"}
 
 
 def _wants_early(args: list[str]) -> bool:
