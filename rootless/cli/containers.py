@@ -83,6 +83,25 @@ def _run_options(f):
                      help="An option for resolv.conf (e.g. ndots:2)."),
         click.option("--expose", multiple=True, metavar="PORT[/PROTO]",
                      help="Expose a port or a range (for -P and inspect)."),
+        click.option("--stop-signal", metavar="SIGNAL",
+                     help="Signal that rl stop sends (default: the image's STOPSIGNAL or TERM)."),
+        click.option("--stop-timeout", metavar="SECONDS",
+                     help="Seconds rl stop waits before SIGKILL (default 10; -1: no limit)."),
+        click.option("--cidfile", metavar="FILE", help="Write the container's id to FILE."),
+        click.option("--group-add", multiple=True, metavar="GROUP",
+                     help="Another group (name in the image or number) for the process."),
+        click.option("--label-file", multiple=True, metavar="FILE",
+                     help="Read KEY=VALUE labels from a file."),
+        click.option("--shm-size", metavar="SIZE", help="Size of /dev/shm (default 64m)."),
+        click.option("--sysctl", multiple=True, metavar="NAME=VALUE",
+                     help="A namespaced sysctl: net.*, kernel.shm*, kernel.msg*, kernel.sem, "
+                          "fs.mqueue.* (others are refused: they are the host's)."),
+        click.option("--privileged", is_flag=True,
+                     help="Every capability of rl's user namespace, no masked or read-only "
+                          "paths, no seccomp filter (as podman, rootless: no host root)."),
+        click.option("--device", multiple=True, metavar="HOST[:CONTAINER][:PERMS]",
+                     help="Bind a host device node that you can open into the container."),
+        click.option("-q", "--quiet", is_flag=True, help="Do not show the pull's progress."),
         click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
         click.option("--cpus", help="Refused: needs cgroup v2 delegation."),
         click.argument("image"),
@@ -116,7 +135,11 @@ def _make_options(kw: dict):
         health_retries=kw["health_retries"], health_start_period=kw["health_start_period"],
         health_start_interval=kw["health_start_interval"], no_healthcheck=kw["no_healthcheck"],
         add_hosts=list(kw["add_host"]), dns=list(kw["dns"]), dns_search=list(kw["dns_search"]),
-        dns_options=list(kw["dns_option"]), expose=list(kw["expose"]))
+        dns_options=list(kw["dns_option"]), expose=list(kw["expose"]),
+        stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], cidfile=kw["cidfile"],
+        group_add=list(kw["group_add"]), label_files=list(kw["label_file"]),
+        shm_size=kw["shm_size"], sysctls=list(kw["sysctl"]), privileged=kw["privileged"],
+        devices=list(kw["device"]), quiet=kw["quiet"])
 
 
 @click.command(context_settings=_RUN_CTX)

@@ -256,9 +256,26 @@ def _check_unsupported(opts: RunOptions) -> None:
     from rootless.engine import restart
 
     _healthcheck_of(opts, {})  # bad --health-* values: before any pull
-    from rootless.engine import netflags
+    from rootless.engine import netflags, procflags
 
     netflags.check(opts)
+    from rootless.network.modes import parse_network
+
+    kind = parse_network(opts.network).kind
+    for item in opts.sysctls:
+        procflags.parse_sysctl(item, kind)
+    if opts.shm_size is not None:
+        procflags.parse_size(opts.shm_size, "--shm-size")
+    for d in opts.devices:
+        procflags.parse_device(d)
+    for g in opts.group_add:
+        procflags.parse_group(g)
+    procflags.parse_stop_timeout(opts.stop_timeout)
+    if opts.stop_signal is not None:
+        parse_signal(opts.stop_signal)
+    procflags.check_cidfile(opts.cidfile)
+    for f in opts.label_files:
+        procflags.parse_label_file(f)
     if restart.parse(opts.restart) and opts.rm:
         raise InvalidArgument("--restart and --rm cannot be used together",
                               "drop --rm, or --restart (a removed container cannot restart)")
@@ -311,8 +328,13 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         _validate_name(opts.name)
     from rootless.engine import images
 
-    image = images.ensure_image(opts.image, pull=opts.pull)
-    from rootless.engine import mounts, netflags, netwire
+    image = images.ensure_image(opts.image, pull=opts.pull, quiet=opts.quiet)
+    from rootless.engine import mounts, netflags, netwire, procflags
+
+    labels: dict = {}
+    for f in opts.label_files:  # then --label over them, as Docker's
+        labels.update(procflags.parse_label_file(f))
+    labels.update(opts.labels)
 
     exposed = netflags.exposed(image.config, opts)
     image_config = dict(image.config, config=dict(image.config.get("config") or {},
@@ -384,7 +406,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                     "INSERT INTO containers (id, name, image_id, image, command, created,"
                     " labels, options) VALUES (?,?,?,?,?,?,?,?)",
                     (cid, name, image.id, opts.image, json.dumps(spec["process"]["args"]),
-                     time.time(), json.dumps(opts.labels), json.dumps(options)))
+                     time.time(), json.dumps(labels), json.dumps(options)))
                 mounts.record(conn, cid, name, mount_plan)
             except BaseException:
                 final.rename(tmp)
@@ -394,6 +416,12 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         mount_plan.undo()
         netwire.abandon(opts.network)
         raise
+    if opts.cidfile:
+        try:
+            procflags.write_cidfile(opts.cidfile, cid)
+        except BaseException:
+            _remove_files(lookup(cid), volumes=True)
+            raise
     return lookup(cid)
 
 
@@ -406,8 +434,18 @@ def _extra_options(opts: RunOptions, image_config: dict) -> dict:
     policy = restart.parse(opts.restart)
     if policy:
         out["restart"] = policy
+    from rootless.engine import procflags
+
     if opts.stop_timeout is not None:
-        out["stop_timeout"] = opts.stop_timeout
+        out["stop_timeout"] = procflags.parse_stop_timeout(opts.stop_timeout)
+    if opts.privileged:
+        out["privileged"] = True
+    # for inspect's HostConfig (the values themselves are in the spec and the /etc files)
+    for key, val in (("dns", opts.dns), ("dns_search", opts.dns_search),
+                     ("dns_options", opts.dns_options), ("group_add", opts.group_add),
+                     ("devices", opts.devices), ("sysctls", opts.sysctls)):
+        if val:
+            out[key] = list(val)
     hc = _healthcheck_of(opts, image_config)
     if hc:
         out["healthcheck"] = hc
@@ -954,12 +992,12 @@ def stop(ref: str, timeout: int | None = None, sig: str | None = None) -> Contai
     t = _stop_timeout(c) if timeout is None else timeout
     from rootless.runtime import join
 
-    if t > 0:
+    if t != 0:  # -1 (--stop-timeout -1): wait as long as it takes
         try:
             join.kill(c.pid, stopsig)
         except (ProcessLookupError, PermissionError):
             pass
-        if _wait_exit(c, t):
+        if _wait_exit(c, None if t < 0 else t):
             return lookup(c.id)
     try:
         join.kill(c.pid, signal.SIGKILL)
@@ -1168,12 +1206,27 @@ def inspect(ref: str) -> dict:
             "User": spec.get("annotations", {}).get("io.rl.user", ""),
             "Labels": c.labels,
             "Tty": spec["process"]["terminal"],
+            "StopSignal": spec.get("annotations", {}).get("io.rl.stop-signal", ""),
+            **({"StopTimeout": c.options["stop_timeout"]}
+               if c.options.get("stop_timeout") is not None else {}),
+            **({"Healthcheck": c.options["healthcheck"]}
+               if c.options.get("healthcheck") else {}),
+            "ExposedPorts": {p: {} for p in c.options.get("exposed") or []},
         },
         "NetworkSettings": _network_settings(c, spec),
         "HostConfig": {"NetworkMode": c.options.get("network"),
                        "AutoRemove": c.options.get("rm"),
                        "RestartPolicy": c.options.get("restart") or
                        {"Name": "no", "MaximumRetryCount": 0},
+                       "Privileged": bool(c.options.get("privileged")),
+                       "ExtraHosts": c.options.get("add_hosts") or None,
+                       "Dns": c.options.get("dns") or [],
+                       "DnsSearch": c.options.get("dns_search") or [],
+                       "DnsOptions": c.options.get("dns_options") or [],
+                       "GroupAdd": c.options.get("group_add") or None,
+                       "Devices": _devices_of(c),
+                       "Sysctls": dict(x.split("=", 1) for x in c.options.get("sysctls") or []),
+                       "ShmSize": _shm_size(spec),
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
                        "UsernsMode": c.options.get("userns", ""),
                        "SecurityOpt": _security_opt(spec)},
@@ -1183,6 +1236,31 @@ def inspect(ref: str) -> dict:
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _devices_of(c: Container) -> list[dict]:
+    from rootless.engine import procflags
+
+    out = []
+    for d in c.options.get("devices") or []:
+        parts = d.split(":")
+        perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
+        try:
+            dest = procflags.parse_device(d)["destination"]
+        except InvalidArgument:  # the host's device went away since
+            dest = parts[1] if len(parts) > 1 and parts[1].startswith("/") else parts[0]
+        out.append({"PathOnHost": parts[0], "PathInContainer": dest,
+                    "CgroupPermissions": perms})
+    return out
+
+
+def _shm_size(spec: dict) -> int:
+    for m in spec.get("mounts", []):
+        if m.get("destination") == "/dev/shm":
+            for o in m.get("options", []):
+                if o.startswith("size=") and o.endswith("k"):
+                    return int(o[5:-1]) * 1024
+    return 64 << 20
 
 
 def _health_of(c: Container) -> dict:

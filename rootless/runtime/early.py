@@ -226,7 +226,8 @@ _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--us
            "-m", "--memory", "--cpus", "--restart",
            "--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
            "--health-start-period", "--health-start-interval", "--add-host", "--dns",
-           "--dns-search", "--dns-option", "--expose"}
+           "--dns-search", "--dns-option", "--expose", "--stop-signal", "--stop-timeout",
+           "--cidfile", "--group-add", "--label-file", "--shm-size", "--sysctl", "--device"}
 
 
 def _wants_early(args: list[str]) -> bool:
