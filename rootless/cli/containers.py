@@ -21,6 +21,13 @@ def _engine():
     return containers
 
 
+_CGROUP_HELP = ("A cgroup limit: needs cgroup v2 delegated to you; refused with this "
+                "host's reason where it is not (rl info shows it).")
+_CGROUP_FLAGS = ("--memory-swap", "--memory-reservation", "--cpu-shares", "--cpu-quota",
+                 "--cpu-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit",
+                 "--blkio-weight", "--device-cgroup-rule")
+
+
 def _run_options(f):
     opts = [
         click.option("--name", help="Name of the container."),
@@ -102,8 +109,10 @@ def _run_options(f):
         click.option("--device", multiple=True, metavar="HOST[:CONTAINER][:PERMS]",
                      help="Bind a host device node that you can open into the container."),
         click.option("-q", "--quiet", is_flag=True, help="Do not show the pull's progress."),
-        click.option("-m", "--memory", help="Refused: needs cgroup v2 delegation."),
-        click.option("--cpus", help="Refused: needs cgroup v2 delegation."),
+        click.option("-m", "--memory", help=_CGROUP_HELP),
+        click.option("--cpus", help=_CGROUP_HELP),
+        *[click.option(f, multiple=f == "--device-cgroup-rule", help=_CGROUP_HELP)
+          for f in _CGROUP_FLAGS],
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -139,7 +148,9 @@ def _make_options(kw: dict):
         stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], cidfile=kw["cidfile"],
         group_add=list(kw["group_add"]), label_files=list(kw["label_file"]),
         shm_size=kw["shm_size"], sysctls=list(kw["sysctl"]), privileged=kw["privileged"],
-        devices=list(kw["device"]), quiet=kw["quiet"])
+        devices=list(kw["device"]), quiet=kw["quiet"],
+        resources={f: kw[f[2:].replace("-", "_")] for f in _CGROUP_FLAGS
+                   if kw[f[2:].replace("-", "_")] not in (None, ())})
 
 
 @click.command(context_settings=_RUN_CTX)

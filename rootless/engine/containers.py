@@ -246,12 +246,11 @@ def _check_unsupported(opts: RunOptions) -> None:
     from rootless.runtime import rootfs
 
     rootfs.checked_backend()  # an unusable backend or /dev/fuse: before anything exists
-    for flag, value in (("--memory", opts.memory), ("--cpus", opts.cpus)):
-        if value is not None:
-            raise InvalidArgument(
-                f"{flag} needs cgroup v2 with a delegated controller, which this host lacks",
-                "limits through --ulimit still work; enable cgroup v2 delegation "
-                "(systemd.unified_cgroup_hierarchy=1 and Delegate=yes) to use " + flag)
+    from rootless.engine import cgroups
+
+    # never ignored: refused with the reason found on this host (engine/cgroups.py)
+    cgroups.refuse_resource_flags({"--memory": opts.memory, "--cpus": opts.cpus,
+                                   **opts.resources})
     _check_workdir(opts.workdir)
     from rootless.engine import restart
 

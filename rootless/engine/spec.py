@@ -80,6 +80,8 @@ class RunOptions:
     privileged: bool = False  # --privileged
     devices: list[str] = field(default_factory=list)  # --device
     quiet: bool = False  # -q: no pull progress
+    # the other cgroup flags, "--flag" -> value (refused: rootless/engine/cgroups.py)
+    resources: dict = field(default_factory=dict)
     health_cmd: str | None = None  # --health-* (rootless/engine/health.py)
     health_interval: str | None = None
     health_timeout: str | None = None
