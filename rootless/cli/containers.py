@@ -423,6 +423,30 @@ def healthcheck_run(container: str) -> None:
     sys.exit(0 if status == "healthy" else 1)
 
 
+@click.group()
+def generate() -> None:
+    """Generate files that run containers (systemd user units)."""
+
+
+@generate.command("systemd")
+@click.option("--files", is_flag=True, help="Write container-NAME.service here; print its path.")
+@click.option("-t", "--time", "stop_time", type=int, default=None, metavar="SECONDS",
+              help="Stop timeout in the unit (default: the container's).")
+@click.argument("container")
+def generate_systemd(files: bool, stop_time: int | None, container: str) -> None:
+    """A systemctl --user unit that starts CONTAINER with your service manager."""
+    from rootless.engine import sysunit
+
+    name, text = sysunit.unit(container, stop_timeout=stop_time)
+    if not files:
+        click.echo(text, nl=False)
+        return
+    path = os.path.abspath(name)
+    with open(path, "w") as f:
+        f.write(text)
+    click.echo(path)
+
+
 @click.command(context_settings=_RUN_CTX)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def unshare(command: tuple[str, ...]) -> None:

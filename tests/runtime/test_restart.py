@@ -145,3 +145,31 @@ def test_rl_kill_ends_the_policy(rl):
     time.sleep(0.6)
     d = inspect(rl, "k")
     assert d["State"]["Status"] == "exited" and d["RestartCount"] == 0
+
+
+def test_generate_systemd_writes_a_user_unit(rl, tmp_path):
+    import shutil
+    import subprocess
+
+    rl("create", "--network", "none", "--name", "svc", "--restart", "always",
+       "--stop-timeout", "5", "busybox", "sleep", "300", check=True)
+    cid = inspect(rl, "svc")["Id"]
+    text = rl("generate", "systemd", "svc", check=True).stdout
+    lines = text.splitlines()
+    start = next(line for line in lines if line.startswith("ExecStart="))
+    assert start.endswith(f" start {cid}") and start.split("=", 1)[1].startswith("/")
+    assert f"ExecStop={start.split('=', 1)[1].rsplit(' start ', 1)[0]} stop -t 5 {cid}" in lines
+    assert "WantedBy=default.target" in lines and "RemainAfterExit=yes" in lines
+    assert "loginctl enable-linger" in text
+    assert any(line.startswith("Environment=XDG_DATA_HOME=") for line in lines)
+    r = rl("generate", "systemd", "nosuch")
+    assert r.returncode == 125 and "no such container: nosuch" in r.stderr
+    unit = tmp_path / "container-svc.service"
+    unit.write_text(text)
+    if shutil.which("systemd-analyze"):
+        v = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                           text=True)
+        assert v.returncode == 0, v.stderr
+    # the unit's ExecStart starts it
+    rl(*start.split("=", 1)[1].split()[1:], check=True)
+    assert inspect(rl, "svc")["State"]["Running"]
