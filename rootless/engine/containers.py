@@ -1094,7 +1094,7 @@ def remove(ref: str, *, force: bool = False, volumes: bool = False) -> Container
 def prune() -> list[str]:
     removed = []
     for c in list_containers(all_=True):
-        if c.state != "running":
+        if c.state not in ("running", "restarting"):
             _remove_files(c)
             removed.append(c.id)
     return removed
@@ -1158,7 +1158,7 @@ def _logs(c: Container, path: str, window, follow: bool, tail: int | None):
 
     def running() -> bool:
         try:
-            return lookup(c.id).state == "running"
+            return lookup(c.id).state in ("running", "restarting")  # follows restarts
         except NotFound:
             return False
 

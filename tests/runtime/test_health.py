@@ -98,3 +98,11 @@ def test_inspect_has_no_health_without_a_check(rl):
     rl("run", "-d", "--network", "none", "--name", "plain", "busybox", "sleep", "300",
        check=True)
     assert "Health" not in json.loads(rl("inspect", "plain", check=True).stdout)[0]["State"]
+
+
+def test_foreground_run_runs_the_checks_too(rl):
+    r = rl("run", "--network", "none", "--name", "fg", "--health-cmd", "true",
+           "--health-interval", "100ms", "busybox", "sleep", "2")
+    assert r.returncode == 0, r.stderr
+    h = health(rl, "fg")
+    assert h["Status"] == "healthy" and h["Log"][-1]["ExitCode"] == 0
