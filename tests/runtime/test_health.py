@@ -106,3 +106,27 @@ def test_foreground_run_runs_the_checks_too(rl):
     assert r.returncode == 0, r.stderr
     h = health(rl, "fg")
     assert h["Status"] == "healthy" and h["Log"][-1]["ExitCode"] == 0
+
+
+def test_idle_monitor_stays_lean_with_checks_and_restarts(rl):
+    """The monitor of a detached container imports the engine (sqlite...) only after its
+    container exited: with a health schedule and after a restart it is lean again."""
+    import os
+    import signal
+
+    rl("run", "-d", "--network", "none", "--name", "lean", "--restart", "always",
+       "--health-cmd", "true", "--health-interval", "200ms", "busybox", "sleep", "300",
+       check=True)
+    wait_until(lambda: health(rl, "lean")["Status"] == "healthy", what="healthy")
+    state = inspect(rl, "lean")["State"]
+    os.kill(state["Pid"], signal.SIGKILL)
+    wait_until(lambda: inspect(rl, "lean")["State"]["Pid"] not in (0, state["Pid"]),
+               what="the restart")
+    wait_until(lambda: health(rl, "lean")["Status"] == "healthy", what="healthy again")
+    assert inspect(rl, "lean")["State"]["MonitorPid"] == state["MonitorPid"]
+
+    def lean_maps():
+        maps = open(f"/proc/{state['MonitorPid']}/maps").read()
+        return maps if "_sqlite3" not in maps else None
+
+    assert wait_until(lean_maps, timeout=5, what="a lean monitor")
