@@ -406,6 +406,32 @@ for _name, _cmd in (("ls", ps), ("list", ps), ("rm", rm),
     container.add_command(_cmd, _name)
 
 
+@click.command()
+@click.option("--restart", metavar="POLICY",
+              help="no, on-failure[:MAX-RETRIES], always or unless-stopped (applies at once).")
+@click.option("-m", "--memory", help=_CGROUP_HELP)
+@click.option("--cpus", help=_CGROUP_HELP)
+@click.option("--memory-swap", help=_CGROUP_HELP)
+@click.option("--memory-reservation", help=_CGROUP_HELP)
+@click.option("--cpu-shares", help=_CGROUP_HELP)
+@click.option("--cpu-quota", help=_CGROUP_HELP)
+@click.option("--cpu-period", help=_CGROUP_HELP)
+@click.option("--cpuset-cpus", help=_CGROUP_HELP)
+@click.option("--cpuset-mems", help=_CGROUP_HELP)
+@click.option("--pids-limit", help=_CGROUP_HELP)
+@click.option("--blkio-weight", help=_CGROUP_HELP)
+@click.argument("containers", nargs=-1, required=True)
+def update(restart: str | None, containers: tuple[str, ...], **limits) -> None:
+    """Change containers' restart policy (resource limits: refused, see rl info)."""
+    resources = {"--" + k.replace("_", "-"): v for k, v in limits.items() if v is not None}
+    for ref in containers:
+        _engine().update(ref, restart=restart, resources=resources)
+        click.echo(ref)
+
+
+container.add_command(update, "update")
+
+
 @click.group()
 def healthcheck() -> None:
     """Run containers' health checks."""

@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "unshare": ("rootless.cli.containers", "unshare", "Run a command in rl's user namespace"),
     "healthcheck": ("rootless.cli.containers", "healthcheck", "Run containers' health checks"),
     "generate": ("rootless.cli.containers", "generate", "Generate systemd units"),
+    "update": ("rootless.cli.containers", "update", "Change containers' restart policy"),
     "port": ("rootless.cli.networks", "port", "List a container's published ports"),
     "network": ("rootless.cli.networks", "network", "Manage networks"),
     "volume": ("rootless.cli.volumes", "volume", "Manage volumes"),

@@ -908,6 +908,32 @@ def start(ref: str, *, attach: bool = False) -> int | None:
     return None
 
 
+def update(ref: str, *, restart: str | None = None, resources: dict | None = None) -> Container:
+    """`rl update`: the restart policy (a running container's monitor reads it when the
+    container exits, so it applies at once); resource limits are refused as at create."""
+    from rootless.engine import cgroups
+    from rootless.engine import restart as restart_mod
+
+    cgroups.refuse_resource_flags(resources or {})
+    c = lookup(ref)
+    if restart is None:
+        return c
+    policy = restart_mod.parse(restart)
+    if policy and c.options.get("rm"):
+        raise InvalidArgument(f"container {c.name} was made with --rm: it cannot get a "
+                              "restart policy", "make it again without --rm")
+    with _db() as conn, catalog.transaction(conn):
+        row = conn.execute("SELECT options FROM containers WHERE id=?", (c.id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no such container: {ref}")
+        options = json.loads(row["options"])
+        options.pop("restart", None)
+        if policy:
+            options["restart"] = policy
+        conn.execute("UPDATE containers SET options=? WHERE id=?", (json.dumps(options), c.id))
+    return lookup(c.id)
+
+
 def _set_manual_stop(c: Container, stopped: bool = True) -> None:
     """Docker's HasBeenManuallyStopped: set by a stop (the restart policy then does not
     restart it), cleared, with the restart count, by a start."""

@@ -175,3 +175,23 @@ def test_generate_systemd_writes_a_user_unit(rl, tmp_path):
     # the unit's ExecStart starts it
     rl(*start.split("=", 1)[1].split()[1:], check=True)
     assert inspect(rl, "svc")["State"]["Running"]
+
+
+def test_update_restart_applies_to_a_running_container(rl):
+    rl("run", "-d", "--network", "none", "--name", "u", "busybox", "sleep", "300", check=True)
+    rl("update", "--restart", "always", "u", check=True)
+    d = inspect(rl, "u")
+    assert d["HostConfig"]["RestartPolicy"] == {"Name": "always", "MaximumRetryCount": 0}
+    pid = d["State"]["Pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: inspect(rl, "u")["State"]["Pid"] not in (0, pid), what="restart")
+    rl("update", "--restart", "no", "u", check=True)
+    pid = inspect(rl, "u")["State"]["Pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert rl("wait", "u").stdout.strip() == "137"
+    time.sleep(0.6)
+    assert inspect(rl, "u")["State"]["Status"] == "exited"
+    r = rl("update", "--restart", "bogus", "u")
+    assert r.returncode == 125 and "invalid restart policy 'bogus'" in r.stderr
+    r = rl("update", "--memory", "1g", "u")
+    assert r.returncode == 125 and "--memory cannot be honoured" in r.stderr
