@@ -144,8 +144,19 @@ def _run_check(c, hc: dict) -> tuple[int, str]:
     _, status = os.waitpid(pid, 0)
     text = out[:MAX_OUTPUT].decode(errors="replace")
     if timed_out:
-        return -1, f"Health check exceeded timeout ({limit:g}s)"
+        return -1, f"Health check exceeded timeout ({_go_duration(limit)})"
     return os.waitstatus_to_exitcode(status), text
+
+
+def _go_duration(seconds: float) -> str:
+    """Go's Duration.String for the timeout message Docker writes: 200ms, 1.5s, 1m30s."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    m, s = divmod(seconds, 60)
+    h, m = divmod(int(m), 60)
+    return (f"{h}h" if h else "") + f"{m}m{s:g}s"
 
 
 def _kill_check(pid: int) -> None:

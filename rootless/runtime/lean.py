@@ -65,9 +65,16 @@ def health_main(args: list[str]) -> None:
     when it is healthy after it, 1 when not, 2 when the check could not be run."""
     try:
         from rootless.engine import health
+        from rootless.errors import RlError
 
-        status = health.probe(args[0])
-    except BaseException:
+        try:
+            status = health.probe(args[0])
+        except RlError:  # stopped or removed meanwhile: nothing to record
+            os._exit(2)
+    except BaseException as exc:  # a bug: its stderr is /dev/null, the traceback to rl.log
+        from rootless import crashlog
+
+        crashlog.record(exc, f"health check of container {args[0][:12]}")
         os._exit(2)
     os._exit(0 if status == "healthy" else 1)
 

@@ -50,7 +50,7 @@ def test_timeout_counts_as_a_failure(rl):
     assert r.returncode == 1 and r.stdout.strip() == "unhealthy"
     entry = health(rl, "slow")["Log"][-1]
     assert entry["ExitCode"] == -1
-    assert entry["Output"] == "Health check exceeded timeout (0.2s)"
+    assert entry["Output"] == "Health check exceeded timeout (200ms)"  # Go's words
     # the timed-out command was killed in the container
     top = rl("top", "slow", check=True).stdout
     assert "sleep 5" not in top
