@@ -39,6 +39,17 @@ def test_add_host_and_dns_in_etc_files(rl):
     assert "options ndots:2" in resolv.splitlines()
 
 
+def test_add_host_kept_on_a_user_network(rl):
+    rl("network", "create", "flagnet", check=True)
+    try:
+        out = run_out(rl, "--network", "flagnet", "--add-host", "db.local:192.0.2.7",
+                      "--add-host", "gw:host-gateway", "busybox", "cat", "/etc/hosts")
+        assert "192.0.2.7\tdb.local" in out.splitlines()
+        assert any(line.endswith("\tgw") for line in out.splitlines())
+    finally:
+        rl("network", "rm", "flagnet")
+
+
 def test_expose_shows_in_inspect_and_publish_all(rl):
     rl("create", "--name", "ex", "--expose", "7000", "--expose", "7100-7101/udp", "busybox",
        "true", check=True)
