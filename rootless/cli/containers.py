@@ -21,6 +21,13 @@ def _engine():
     return containers
 
 
+_CGROUP_HELP = ("A cgroup limit: needs cgroup v2 delegated to you; refused with this "
+                "host's reason where it is not (rl info shows it).")
+_CGROUP_FLAGS = ("--memory-swap", "--memory-reservation", "--cpu-shares", "--cpu-quota",
+                 "--cpu-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit",
+                 "--blkio-weight", "--device-cgroup-rule")
+
+
 def _run_options(f):
     opts = [
         click.option("--name", metavar="NAME", help="Name of the container."),
@@ -63,8 +70,55 @@ def _run_options(f):
                      help="Another name on a user-defined network."),
         click.option("--pull", type=click.Choice(["missing", "always", "never", "newer"]),
                      default="missing", help="When to pull the image."),
-        click.option("-m", "--memory", metavar="BYTES", help="Refused: needs cgroup v2 delegation."),
-        click.option("--cpus", metavar="N", help="Refused: needs cgroup v2 delegation."),
+        click.option("--restart", metavar="POLICY",
+                     help="no (default), on-failure[:MAX-RETRIES], always or unless-stopped: "
+                          "restarted by the container's monitor, with Docker's back-off."),
+        click.option("--health-cmd", metavar="COMMAND",
+                     help="Shell command that checks the container's health (exit 0: healthy)."),
+        click.option("--health-interval", metavar="DURATION",
+                     help="Time between checks (default 30s)."),
+        click.option("--health-timeout", metavar="DURATION",
+                     help="Time a check may take (default 30s)."),
+        click.option("--health-retries", type=int, metavar="N",
+                     help="Failures in a row that make it unhealthy (default 3)."),
+        click.option("--health-start-period", metavar="DURATION",
+                     help="Time to start during which failures do not count (default 0s)."),
+        click.option("--health-start-interval", metavar="DURATION",
+                     help="Time between checks during the start period (default 5s)."),
+        click.option("--no-healthcheck", is_flag=True,
+                     help="Disable the image's HEALTHCHECK."),
+        click.option("--add-host", multiple=True, metavar="NAME:IP",
+                     help="Add a line to /etc/hosts (IP may be host-gateway: the host)."),
+        click.option("--dns", multiple=True, metavar="IP", help="A name server for resolv.conf."),
+        click.option("--dns-search", multiple=True, metavar="DOMAIN",
+                     help="A search domain for resolv.conf (. for none)."),
+        click.option("--dns-option", multiple=True, metavar="OPTION",
+                     help="An option for resolv.conf (e.g. ndots:2)."),
+        click.option("--expose", multiple=True, metavar="PORT[/PROTO]",
+                     help="Expose a port or a range (for -P and inspect)."),
+        click.option("--stop-signal", metavar="SIGNAL",
+                     help="Signal that rl stop sends (default: the image's STOPSIGNAL or TERM)."),
+        click.option("--stop-timeout", metavar="SECONDS",
+                     help="Seconds rl stop waits before SIGKILL (default 10; -1: no limit)."),
+        click.option("--cidfile", metavar="FILE", help="Write the container's id to FILE."),
+        click.option("--group-add", multiple=True, metavar="GROUP",
+                     help="Another group (name in the image or number) for the process."),
+        click.option("--label-file", multiple=True, metavar="FILE",
+                     help="Read KEY=VALUE labels from a file."),
+        click.option("--shm-size", metavar="SIZE", help="Size of /dev/shm (default 64m)."),
+        click.option("--sysctl", multiple=True, metavar="NAME=VALUE",
+                     help="A namespaced sysctl: net.*, kernel.shm*, kernel.msg*, kernel.sem, "
+                          "fs.mqueue.* (others are refused: they are the host's)."),
+        click.option("--privileged", is_flag=True,
+                     help="Every capability of rl's user namespace, no masked or read-only "
+                          "paths, no seccomp filter (as podman, rootless: no host root)."),
+        click.option("--device", multiple=True, metavar="HOST[:CONTAINER][:PERMS]",
+                     help="Bind a host device node that you can open into the container."),
+        click.option("-q", "--quiet", is_flag=True, help="Do not show the pull's progress."),
+        click.option("-m", "--memory", metavar="BYTES", help=_CGROUP_HELP),
+        click.option("--cpus", metavar="N", help=_CGROUP_HELP),
+        *[click.option(f, multiple=f == "--device-cgroup-rule", metavar="VALUE", help=_CGROUP_HELP)
+          for f in _CGROUP_FLAGS],
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -90,7 +144,19 @@ def _make_options(kw: dict):
         extra_networks=list(kw["network"][1:]), volumes=list(kw["volume"]), pull=kw["pull"],
         memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
         tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
-        network_aliases=list(kw["network_alias"]), security_opt=list(kw["security_opt"]))
+        network_aliases=list(kw["network_alias"]), security_opt=list(kw["security_opt"]),
+        restart=kw["restart"], health_cmd=kw["health_cmd"],
+        health_interval=kw["health_interval"], health_timeout=kw["health_timeout"],
+        health_retries=kw["health_retries"], health_start_period=kw["health_start_period"],
+        health_start_interval=kw["health_start_interval"], no_healthcheck=kw["no_healthcheck"],
+        add_hosts=list(kw["add_host"]), dns=list(kw["dns"]), dns_search=list(kw["dns_search"]),
+        dns_options=list(kw["dns_option"]), expose=list(kw["expose"]),
+        stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], cidfile=kw["cidfile"],
+        group_add=list(kw["group_add"]), label_files=list(kw["label_file"]),
+        shm_size=kw["shm_size"], sysctls=list(kw["sysctl"]), privileged=kw["privileged"],
+        devices=list(kw["device"]), quiet=kw["quiet"],
+        resources={f: kw[f[2:].replace("-", "_")] for f in _CGROUP_FLAGS
+                   if kw[f[2:].replace("-", "_")] not in (None, ())})
 
 
 @click.command(context_settings=_RUN_CTX)
@@ -364,6 +430,73 @@ for _name, _cmd in (("ls", ps), ("list", ps), ("ps", ps), ("rm", rm), ("remove",
                     ("create", create), ("run", run), ("top", top), ("wait", wait),
                     ("restart", restart), ("exec", exec_), ("cp", cp)):
     container.add_command(_cmd, _name)
+
+
+@click.command()
+@click.option("--restart", metavar="POLICY",
+              help="no, on-failure[:MAX-RETRIES], always or unless-stopped (applies at once).")
+@click.option("-m", "--memory", help=_CGROUP_HELP)
+@click.option("--cpus", help=_CGROUP_HELP)
+@click.option("--memory-swap", help=_CGROUP_HELP)
+@click.option("--memory-reservation", help=_CGROUP_HELP)
+@click.option("--cpu-shares", help=_CGROUP_HELP)
+@click.option("--cpu-quota", help=_CGROUP_HELP)
+@click.option("--cpu-period", help=_CGROUP_HELP)
+@click.option("--cpuset-cpus", help=_CGROUP_HELP)
+@click.option("--cpuset-mems", help=_CGROUP_HELP)
+@click.option("--pids-limit", help=_CGROUP_HELP)
+@click.option("--blkio-weight", help=_CGROUP_HELP)
+@click.argument("containers", nargs=-1, required=True)
+def update(restart: str | None, containers: tuple[str, ...], **limits) -> None:
+    """Change containers' restart policy (resource limits: refused, see rl info)."""
+    resources = {"--" + k.replace("_", "-"): v for k, v in limits.items() if v is not None}
+    for ref in containers:
+        _engine().update(ref, restart=restart, resources=resources)
+        click.echo(ref)
+
+
+container.add_command(update, "update")
+
+
+@click.group()
+def healthcheck() -> None:
+    """Run containers' health checks."""
+
+
+@healthcheck.command("run")
+@click.argument("container")
+def healthcheck_run(container: str) -> None:
+    """Run a container's health check now: exit 0 if it is healthy after it, 1 if not."""
+    from rootless.engine import health
+
+    status = health.probe(container)
+    if status != "healthy":
+        click.echo(status)
+    sys.exit(0 if status == "healthy" else 1)
+
+
+@click.group()
+def generate() -> None:
+    """Generate files that run containers (systemd user units)."""
+
+
+@generate.command("systemd")
+@click.option("--files", is_flag=True, help="Write container-NAME.service here; print its path.")
+@click.option("-t", "--time", "stop_time", type=int, default=None, metavar="SECONDS",
+              help="Stop timeout in the unit (default: the container's).")
+@click.argument("container")
+def generate_systemd(files: bool, stop_time: int | None, container: str) -> None:
+    """A systemctl --user unit that starts CONTAINER with your service manager."""
+    from rootless.engine import sysunit
+
+    name, text = sysunit.unit(container, stop_timeout=stop_time)
+    if not files:
+        click.echo(text, nl=False)
+        return
+    path = os.path.abspath(name)
+    with open(path, "w") as f:
+        f.write(text)
+    click.echo(path)
 
 
 @click.command(context_settings=_RUN_CTX)

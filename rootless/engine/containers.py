@@ -45,7 +45,11 @@ catalog.register_schema("containers", (
         pid INTEGER,
         exit_code INTEGER,
         started REAL,
-        finished REAL
+        finished REAL,
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        restart_delay REAL NOT NULL DEFAULT 0,
+        manual_stop INTEGER NOT NULL DEFAULT 0,
+        health TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id)",
     # container_volumes (which container uses which volume) is the volume store's table:
@@ -76,6 +80,10 @@ class Container:
     exit_code: int | None
     started: float | None
     finished: float | None
+    restart_count: int = 0  # restarts by the policy since the last manual start
+    restart_delay: float = 0  # the last back-off (rootless/engine/restart.py)
+    manual_stop: int = 0  # stopped by the user: the restart policy does not apply
+    health: str | None = None  # JSON State.Health (rootless/engine/health.py)
 
     @property
     def dir(self) -> Path:
@@ -98,13 +106,10 @@ class Container:
             return json.load(f)
 
     def status_text(self) -> str:
-        now = time.time()
-        if self.state == "running":
-            return f"Up {_ago(now - (self.started or now))}"
-        if self.state == "exited":
-            code = "unknown" if self.exit_code is None else self.exit_code
-            return f"Exited ({code}) {_ago(now - (self.finished or now))} ago"
-        return "Created"
+        """ps's STATUS column, as Docker words it (Up, Exited, Restarting, health)."""
+        from rootless.format.docker_shapes import docker_status
+
+        return docker_status(self)
 
 
 def _ago(seconds: float) -> str:
@@ -159,13 +164,13 @@ def _monitor_alive(c: Container) -> bool:
 
 def _refresh(conn, c: Container) -> Container:
     """A row that says running but whose monitor is gone becomes exited (the truth)."""
-    if c.state == "running" and not _monitor_alive(c):
+    if c.state in ("running", "restarting") and not _monitor_alive(c):
         with catalog.transaction(conn):
             row = conn.execute("SELECT * FROM containers WHERE id=?", (c.id,)).fetchone()
             if row is None:
                 return c
             c = Container.from_row(row)
-            if c.state == "running" and not _monitor_alive(c):
+            if c.state in ("running", "restarting") and not _monitor_alive(c):
                 from rootless.runtime.sandbox import trace
 
                 trace(f"refresh: monitor {c.monitor_pid} gone ({_proc_start(c.monitor_pid)} "
@@ -209,7 +214,7 @@ def list_containers(all_: bool = False, filters: dict[str, list[str]] | None = N
         return out[:last]
     if all_ or (filters and "status" in filters):
         return out
-    return [c for c in out if c.state == "running"]
+    return [c for c in out if c.state in ("running", "restarting")]
 
 
 def upper_size(c: Container) -> int:
@@ -242,13 +247,38 @@ def _check_unsupported(opts: RunOptions) -> None:
     from rootless.runtime import rootfs
 
     rootfs.checked_backend()  # an unusable backend or /dev/fuse: before anything exists
-    for flag, value in (("--memory", opts.memory), ("--cpus", opts.cpus)):
-        if value is not None:
-            raise InvalidArgument(
-                f"{flag} needs cgroup v2 with a delegated controller, which this host lacks",
-                "limits through --ulimit still work; enable cgroup v2 delegation "
-                "(systemd.unified_cgroup_hierarchy=1 and Delegate=yes) to use " + flag)
+    from rootless.engine import cgroups
+
+    # never ignored: refused with the reason found on this host (engine/cgroups.py)
+    cgroups.refuse_resource_flags({"--memory": opts.memory, "--cpus": opts.cpus,
+                                   **opts.resources})
     _check_workdir(opts.workdir)
+    from rootless.engine import restart
+
+    _healthcheck_of(opts, {})  # bad --health-* values: before any pull
+    from rootless.engine import netflags, procflags
+
+    netflags.check(opts)
+    from rootless.network.modes import parse_network
+
+    kind = parse_network(opts.network).kind
+    for item in opts.sysctls:
+        procflags.parse_sysctl(item, kind)
+    if opts.shm_size is not None:
+        procflags.parse_size(opts.shm_size, "--shm-size")
+    for d in opts.devices:
+        procflags.parse_device(d)
+    for g in opts.group_add:
+        procflags.parse_group(g)
+    procflags.parse_stop_timeout(opts.stop_timeout)
+    if opts.stop_signal is not None:
+        parse_signal(opts.stop_signal)
+    procflags.check_cidfile(opts.cidfile)
+    for f in opts.label_files:
+        procflags.parse_label_file(f)
+    if restart.parse(opts.restart) and opts.rm:
+        raise InvalidArgument("--restart and --rm cannot be used together",
+                              "drop --rm, or --restart (a removed container cannot restart)")
     from rootless.engine import security
 
     security.parse(opts.security_opt)  # a bad --security-opt: before any pull
@@ -298,15 +328,24 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         _validate_name(opts.name)
     from rootless.engine import images
 
-    image = images.ensure_image(opts.image, pull=opts.pull)
-    from rootless.engine import mounts, netwire
+    image = images.ensure_image(opts.image, pull=opts.pull, quiet=opts.quiet)
+    from rootless.engine import mounts, netflags, netwire, procflags
+
+    labels: dict = {}
+    for f in opts.label_files:  # then --label over them, as Docker's
+        labels.update(procflags.parse_label_file(f))
+    labels.update(opts.labels)
+
+    exposed = netflags.exposed(image.config, opts)
+    image_config = dict(image.config, config=dict(image.config.get("config") or {},
+                                                  ExposedPorts={p: {} for p in exposed}))
 
     # Checked before anything is made: mounts, network, published ports (allocated here).
     try:
         mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
                                  image_config=image.config)
         _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
-                                        publish_all=opts.publish_all, image_config=image.config,
+                                        publish_all=opts.publish_all, image_config=image_config,
                                         userns=opts.userns, aliases=opts.network_aliases,
                                         extra_networks=opts.extra_networks)
     except BaseException:
@@ -332,10 +371,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                               loopback_guard=netwire.loopback_guarded(opts.network, port_maps))
         _write_seccomp(tmp, spec)
         spec["mounts"] += mount_plan.realize()
-        for fname, content in netwire.files(opts.network, hostname).items():
-            if fname == "hosts" and opts.add_hosts:  # NAME:IP lines (rl build --add-host)
-                content = content.rstrip("\n") + "\n" + "".join(
-                    f"{h.partition(':')[2]}\t{h.partition(':')[0]}\n" for h in opts.add_hosts)
+        etc = netflags.apply(netwire.files(opts.network, hostname), opts)
+        for fname, content in etc.items():
             (tmp / fname).write_text(content)
         with open(tmp / "config.json", "w") as f:
             json.dump(spec, f, indent=1)
@@ -354,7 +391,9 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                    "volumes": opts.volumes, "init": opts.init,
                    "ports": [m.to_dict() for m in port_maps], "aliases": opts.network_aliases,
                    **({"networks": netwire.plan_networks(opts)} if opts.extra_networks else {}),
-                   "exposed": list((image.config.get("config") or {}).get("ExposedPorts") or {})}
+                   "exposed": exposed,
+                   **({"add_hosts": opts.add_hosts} if opts.add_hosts else {})}
+        options.update(_extra_options(opts, image.config))
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):
             name = opts.name or _new_name(conn)
@@ -367,7 +406,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                     "INSERT INTO containers (id, name, image_id, image, command, created,"
                     " labels, options) VALUES (?,?,?,?,?,?,?,?)",
                     (cid, name, image.id, opts.image, json.dumps(spec["process"]["args"]),
-                     time.time(), json.dumps(opts.labels), json.dumps(options)))
+                     time.time(), json.dumps(labels), json.dumps(options)))
                 mounts.record(conn, cid, name, mount_plan)
             except BaseException:
                 final.rename(tmp)
@@ -377,9 +416,53 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         mount_plan.undo()
         netwire.abandon(opts.network)
         raise
+    if opts.cidfile:
+        try:
+            procflags.write_cidfile(opts.cidfile, cid)
+        except BaseException:
+            _remove_files(lookup(cid), volumes=True)
+            raise
     c = lookup(cid)
     events.container("create", c)
     return c
+
+
+def _extra_options(opts: RunOptions, image_config: dict) -> dict:
+    """What the monitor and the lifecycle verbs need of the flags (restart policy, stop
+    timeout, health check), kept in the row's options."""
+    from rootless.engine import restart
+
+    out: dict = {}
+    policy = restart.parse(opts.restart)
+    if policy:
+        out["restart"] = policy
+    from rootless.engine import procflags
+
+    if opts.stop_timeout is not None:
+        out["stop_timeout"] = procflags.parse_stop_timeout(opts.stop_timeout)
+    if opts.privileged:
+        out["privileged"] = True
+    # for inspect's HostConfig (the values themselves are in the spec and the /etc files)
+    for key, val in (("dns", opts.dns), ("dns_search", opts.dns_search),
+                     ("dns_options", opts.dns_options), ("group_add", opts.group_add),
+                     ("devices", opts.devices), ("sysctls", opts.sysctls)):
+        if val:
+            out[key] = list(val)
+    hc = _healthcheck_of(opts, image_config)
+    if hc:
+        out["healthcheck"] = hc
+    return out
+
+
+def _healthcheck_of(opts: RunOptions, image_config: dict) -> dict | None:
+    from rootless.engine import health
+
+    return health.config((image_config.get("config") or {}).get("Healthcheck"),
+                         cmd=opts.health_cmd, interval=opts.health_interval,
+                         timeout=opts.health_timeout, retries=opts.health_retries,
+                         start_period=opts.health_start_period,
+                         start_interval=opts.health_start_interval,
+                         disabled=opts.no_healthcheck)
 
 
 def _write_seccomp(bundle: Path, spec: dict) -> None:
@@ -435,6 +518,10 @@ def _set_running(c: Container, pid: int) -> None:
         conn.execute("UPDATE containers SET state='running', monitor_pid=?, monitor_start=?,"
                      " pid=?, started=?, exit_code=NULL, finished=NULL WHERE id=?",
                      (os.getpid(), _proc_start(os.getpid()), pid, time.time(), c.id))
+        if c.options.get("healthcheck"):
+            from rootless.engine import health
+
+            health.reset(conn, c.id, c.options["healthcheck"])
     events.container("start", c)
 
 
@@ -501,9 +588,14 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
             pass
 
     try:
+        timer = None
+        if c.options.get("healthcheck"):
+            from rootless.runtime.healthtimer import HealthTimer
+
+            timer = HealthTimer(c.id, _health_timer_args(c))
         code = monitor.run_loop(launch, wiring, log_path=str(c.dir / "ctr.log") if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
-                                send_signal=send, forwarder=forwarder)
+                                send_signal=send, forwarder=forwarder, timer=timer)
     finally:
         forwarder.restore()
         for s in slirp:
@@ -538,9 +630,18 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list) -> Non
     try:
         lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
                           wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
-                          net=json.dumps(net), blocked=blocked)
+                          net=json.dumps(net), blocked=blocked, health=_health_timer_args(c))
     except OSError:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
+
+
+def _health_timer_args(c: Container) -> str:
+    hc = c.options.get("healthcheck")
+    if not hc:
+        return ""
+    from rootless.engine import health
+
+    return health.timer_args(hc)
 
 
 def finish_detached(cid: str, code: int | None, net: str, error: BaseException | None) -> None:
@@ -573,6 +674,60 @@ def finish_detached(cid: str, code: int | None, net: str, error: BaseException |
             _monitor_log(c, error)
         if c.options.get("rm"):
             _remove_files(c, volumes=True)
+    if error is None and c.options.get("restart"):
+        from rootless.engine import restart
+
+        restart.after_exit(c.id, code)
+
+
+def relaunch(cid: str) -> int | None:
+    """In a detached monitor (rootless/engine/restart.py): start the container again and
+    become its lean monitor (so this returns only if that exec failed, with the exit code
+    once the container ended). None, and the reason in monitor.log, if it did not start."""
+    from rootless.runtime import monitor
+
+    try:
+        c = lookup(cid)
+    except NotFound:
+        return None
+    try:
+        wiring = monitor.wire(mode="detached", interactive=False,
+                              tty=bool(c.options.get("tty")))
+        launch = _launch(c.options, _maps_of(c), wiring, lean=True)
+        launch.fork()
+        return _drive(c, launch, wiring, attach=False, log=True)
+    except RlError as exc:
+        _monitor_log(c, exc)
+        return None
+
+
+def _continue_detached(c: Container, code: int) -> None:
+    """A foreground `rl run`/`rl start -a` whose container exited and whose restart
+    policy restarts it: the restarts go on under a detached monitor (as Docker's client
+    returns while the daemon restarts the container)."""
+    from rootless.engine import restart
+
+    c = lookup(c.id)
+    if not restart.wants_restart(c.options.get("restart"), code, c.restart_count,
+                                 bool(c.manual_stop)):
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            os.chdir("/")
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            restart.after_exit(c.id, code)
+        except BaseException as exc:
+            _monitor_log(c, exc)
+        os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def run(opts: RunOptions) -> int | str:
@@ -612,7 +767,10 @@ def run(opts: RunOptions) -> int | str:
         raise
     ending: list = []
     try:
-        return _drive(c, launch, wiring, attach=True, log=not direct, ending=ending)
+        code = _drive(c, launch, wiring, attach=True, log=not direct, ending=ending)
+        if not opts.rm:
+            _continue_detached(c, code)
+        return code
     except RlError as exc:
         if not opts.rm:  # otherwise removed below
             _forget_unstarted(c, exc)
@@ -731,11 +889,12 @@ def _monitor_log(c: Container, exc: BaseException) -> None:
 
 def start(ref: str, *, attach: bool = False) -> int | None:
     c = lookup(ref)
-    if c.state == "running":
+    if c.state in ("running", "restarting"):
         return None
     from rootless.runtime import rootfs
 
     rootfs.checked_backend()
+    _set_manual_stop(c, False)
     if attach:
         from rootless.runtime import monitor
 
@@ -744,12 +903,63 @@ def start(ref: str, *, attach: bool = False) -> int | None:
         launch = _launch(c.options, _maps_of(c), wiring)
         launch.fork()
         try:
-            return _drive(c, launch, wiring, attach=True, log=True)
+            code = _drive(c, launch, wiring, attach=True, log=True)
         finally:
             if c.options.get("rm"):
                 _remove_files(c, volumes=True)
+        _continue_detached(c, code)
+        return code
     _start_detached(c)
     return None
+
+
+def update(ref: str, *, restart: str | None = None, resources: dict | None = None) -> Container:
+    """`rl update`: the restart policy (a running container's monitor reads it when the
+    container exits, so it applies at once); resource limits are refused as at create."""
+    from rootless.engine import cgroups
+    from rootless.engine import restart as restart_mod
+
+    cgroups.refuse_resource_flags(resources or {})
+    c = lookup(ref)
+    if restart is None:
+        return c
+    policy = restart_mod.parse(restart)
+    if policy and c.options.get("rm"):
+        raise InvalidArgument(f"container {c.name} was made with --rm: it cannot get a "
+                              "restart policy", "make it again without --rm")
+    with _db() as conn, catalog.transaction(conn):
+        row = conn.execute("SELECT options FROM containers WHERE id=?", (c.id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no such container: {ref}")
+        options = json.loads(row["options"])
+        options.pop("restart", None)
+        if policy:
+            options["restart"] = policy
+        conn.execute("UPDATE containers SET options=? WHERE id=?", (json.dumps(options), c.id))
+    return lookup(c.id)
+
+
+def _set_manual_stop(c: Container, stopped: bool = True) -> None:
+    """Docker's HasBeenManuallyStopped: set by a stop (the restart policy then does not
+    restart it), cleared, with the restart count, by a start."""
+    with _db() as conn, catalog.transaction(conn):
+        if stopped:
+            conn.execute("UPDATE containers SET manual_stop=1 WHERE id=?", (c.id,))
+        else:
+            conn.execute("UPDATE containers SET manual_stop=0, restart_count=0,"
+                         " restart_delay=0 WHERE id=?", (c.id,))
+
+
+def _end_restarting(c: Container, timeout: float) -> Container:
+    """A container backing off before a restart: its monitor waits for SIGTERM
+    (rootless/engine/restart.py), sees the manual stop and exits."""
+    if _monitor_alive(c):
+        try:
+            os.kill(c.monitor_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    _wait_exit(c, timeout)
+    return lookup(c.id)
 
 
 # -- signals, stop, wait ------------------------------------------------------------------
@@ -776,6 +986,8 @@ def kill(ref: str, sig: str | int = "KILL") -> Container:
     c = lookup(ref)
     if c.state != "running" or c.pid is None:
         raise Conflict(f"container {c.name} is not running")
+    if signum in (signal.SIGKILL, _stop_signal(c)):  # Docker's ExitOnNext: no restart
+        _set_manual_stop(c)
     try:
         join.kill(c.pid, signum)
     except ProcessLookupError:
@@ -799,25 +1011,23 @@ def stop(ref: str, timeout: int | None = None, sig: str | None = None) -> Contai
     `timeout` seconds (default 10; 0: at once)."""
     stopsig = parse_signal(sig) if sig else None  # a bad signal fails before anything
     c = lookup(ref)
+    if c.state in ("running", "restarting"):
+        _set_manual_stop(c)
+    if c.state == "restarting":
+        return _end_restarting(c, 10)
     if c.state != "running":
         return c
     if stopsig is None:
-        stopsig = signal.SIGTERM
-        try:
-            cfg_sig = c.spec().get("annotations", {}).get("io.rl.stop-signal")
-            if cfg_sig:
-                stopsig = parse_signal(cfg_sig)
-        except (OSError, RlError):
-            pass
-    t = STOP_TIMEOUT if timeout is None else timeout
+        stopsig = _stop_signal(c)
+    t = _stop_timeout(c) if timeout is None else timeout
     from rootless.runtime import join
 
-    if t > 0:
+    if t != 0:  # -1 (--stop-timeout -1): wait as long as it takes
         try:
             join.kill(c.pid, stopsig)
         except (ProcessLookupError, PermissionError):
             pass
-        if _wait_exit(c, t):
+        if _wait_exit(c, None if t < 0 else t):
             return lookup(c.id)
     try:
         join.kill(c.pid, signal.SIGKILL)
@@ -827,12 +1037,37 @@ def stop(ref: str, timeout: int | None = None, sig: str | None = None) -> Contai
     return lookup(c.id)
 
 
+def _stop_signal(c: Container) -> int:
+    """--stop-signal, else the image's STOPSIGNAL, else SIGTERM."""
+    try:
+        cfg_sig = c.spec().get("annotations", {}).get("io.rl.stop-signal")
+        if cfg_sig:
+            return parse_signal(cfg_sig)
+    except (OSError, RlError):
+        pass
+    return signal.SIGTERM
+
+
+def _stop_timeout(c: Container) -> int:
+    """--stop-timeout, else 10 seconds."""
+    t = c.options.get("stop_timeout")
+    return STOP_TIMEOUT if t is None else int(t)
+
+
 def wait(ref: str) -> int:
+    """Until the container is not running (as Docker's: one restarting by its policy
+    counts as not running; the exit code is its last one)."""
     c = lookup(ref)
+    started = c.started
+    delay = 0.005
     while True:
-        if c.state != "running":
+        if c.state != "running" or c.started != started:
             return c.exit_code if c.exit_code is not None else -1
-        _wait_exit(c, None)
+        if c.options.get("restart"):  # the monitor outlives the exit: watch the row
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        else:
+            _wait_exit(c, None)
         try:
             c = lookup(c.id)
         except NotFound:
@@ -879,7 +1114,7 @@ def _rmtree(path: Path) -> None:
 
 def remove(ref: str, *, force: bool = False, volumes: bool = False) -> Container:
     c = lookup(ref)
-    if c.state == "running":
+    if c.state in ("running", "restarting"):
         if not force:
             raise Conflict(f"container {c.name} is running",
                            "stop it first (rl stop) or use rl rm -f")
@@ -896,7 +1131,7 @@ def prune(filters: dict[str, list[str]] | None = None) -> list[str]:
     keep = prune_predicate(filters or {})
     removed = []
     for c in list_containers(all_=True):
-        if c.state != "running" and keep(c.labels, c.created):
+        if c.state not in ("running", "restarting") and keep(c.labels, c.created):
             _remove_files(c)
             removed.append(c.id)
     return removed
@@ -985,7 +1220,7 @@ def _logs(c: Container, path: str, window, follow: bool, tail: int | None):
 
     def running() -> bool:
         try:
-            return lookup(c.id).state == "running"
+            return lookup(c.id).state in ("running", "restarting")  # follows restarts
         except NotFound:
             return False
 
@@ -1015,12 +1250,15 @@ def inspect(ref: str) -> dict:
         "State": {
             "Status": c.state,
             "Running": c.state == "running",
+            "Restarting": c.state == "restarting",
             "Pid": c.pid or 0,
             "MonitorPid": c.monitor_pid or 0,
             "ExitCode": c.exit_code if c.exit_code is not None else 0,
             "StartedAt": _iso(c.started),
             "FinishedAt": _iso(c.finished),
+            **_health_of(c),
         },
+        "RestartCount": c.restart_count,
         "Config": {
             "Hostname": spec.get("hostname"),
             "Env": spec["process"]["env"],
@@ -1029,10 +1267,27 @@ def inspect(ref: str) -> dict:
             "User": spec.get("annotations", {}).get("io.rl.user", ""),
             "Labels": c.labels,
             "Tty": spec["process"]["terminal"],
+            "StopSignal": spec.get("annotations", {}).get("io.rl.stop-signal", ""),
+            **({"StopTimeout": c.options["stop_timeout"]}
+               if c.options.get("stop_timeout") is not None else {}),
+            **({"Healthcheck": c.options["healthcheck"]}
+               if c.options.get("healthcheck") else {}),
+            "ExposedPorts": {p: {} for p in c.options.get("exposed") or []},
         },
         "NetworkSettings": _network_settings(c, spec),
         "HostConfig": {"NetworkMode": c.options.get("network"),
                        "AutoRemove": c.options.get("rm"),
+                       "RestartPolicy": c.options.get("restart") or
+                       {"Name": "no", "MaximumRetryCount": 0},
+                       "Privileged": bool(c.options.get("privileged")),
+                       "ExtraHosts": c.options.get("add_hosts") or None,
+                       "Dns": c.options.get("dns") or [],
+                       "DnsSearch": c.options.get("dns_search") or [],
+                       "DnsOptions": c.options.get("dns_options") or [],
+                       "GroupAdd": c.options.get("group_add") or None,
+                       "Devices": _devices_of(c),
+                       "Sysctls": dict(x.split("=", 1) for x in c.options.get("sysctls") or []),
+                       "ShmSize": _shm_size(spec),
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
                        "UsernsMode": c.options.get("userns", ""),
                        "SecurityOpt": _security_opt(spec)},
@@ -1042,6 +1297,40 @@ def inspect(ref: str) -> dict:
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _devices_of(c: Container) -> list[dict]:
+    from rootless.engine import procflags
+
+    out = []
+    for d in c.options.get("devices") or []:
+        parts = d.split(":")
+        perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
+        try:
+            dest = procflags.parse_device(d)["destination"]
+        except InvalidArgument:  # the host's device went away since
+            dest = parts[1] if len(parts) > 1 and parts[1].startswith("/") else parts[0]
+        out.append({"PathOnHost": parts[0], "PathInContainer": dest,
+                    "CgroupPermissions": perms})
+    return out
+
+
+def _shm_size(spec: dict) -> int:
+    for m in spec.get("mounts", []):
+        if m.get("destination") == "/dev/shm":
+            for o in m.get("options", []):
+                if o.startswith("size=") and o.endswith("k"):
+                    return int(o[5:-1]) * 1024
+    return 64 << 20
+
+
+def _health_of(c: Container) -> dict:
+    """State.Health when the container has a health check (Docker omits it otherwise)."""
+    if not c.options.get("healthcheck"):
+        return {}
+    health = json.loads(c.health) if c.health else {"Status": "starting",
+                                                     "FailingStreak": 0, "Log": []}
+    return {"Health": health}
 
 
 def _security_opt(spec: dict) -> list[str]:

@@ -110,8 +110,8 @@ def containers(cs: list[Any], f: dict[str, list[str]], lookup) -> list[Any]:
             continue
         if exited and (c.state != "exited" or c.exit_code not in exited):
             continue
-        if "health" in f and "none" not in f["health"]:
-            continue  # rl runs no health checks: every container's health is "none"
+        if "health" in f and _health(c) not in f["health"]:
+            continue
         if before and not all(c.created < t for t in before):
             continue
         if since and not all(c.created > t for t in since):
@@ -313,3 +313,9 @@ def prune_predicate(f: dict[str, list[str]], *, until: bool = True):
         return all(created < t for t in limits)
 
     return ok
+
+
+def _health(c) -> str:
+    from rootless.format.docker_shapes import health_status
+
+    return health_status(c)

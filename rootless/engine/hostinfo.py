@@ -180,6 +180,13 @@ def _runtime_dir_check() -> Check:
     return Check("runtime dir", True, str(where))
 
 
+def _cgroups_check() -> Check:
+    from rootless.engine import cgroups
+
+    ok, detail, fix = cgroups.info_line()
+    return Check("cgroups", ok, detail, fix, "warning")
+
+
 def _storage_check(storage: str, fstype: str) -> Check:
     if fstype in NFS_TYPES:
         return Check("storage", False,
@@ -212,6 +219,7 @@ def host_info() -> HostInfo:
         _init_check(),
         _runtime_dir_check(),
         _storage_check(str(storage), fstype),
+        _cgroups_check(),
     ]
     return HostInfo(
         version=__version__, user=user, uid=uid, gid=gid, kernel=os.uname().release,

@@ -327,7 +327,7 @@ def _rewrite_hosts(container_id: str, also: list[str] = ()) -> None:
     and alias. Rewritten in place: the file is bind-mounted, a rename would not be seen."""
     import json
 
-    from rootless.engine import containers, networks
+    from rootless.engine import containers, netflags, networks
     from rootless.errors import NotFound
     from rootless.network import etcfiles
     from rootless.store import catalog
@@ -351,7 +351,8 @@ def _rewrite_hosts(container_id: str, also: list[str] = ()) -> None:
         hostname = (c.dir / "hostname").read_text().strip() or c.short_id
         text = etcfiles.hosts(hostname, container_ip=row["ip"],
                               aliases=[c.name, *json.loads(row["aliases"])],
-                              extra=networks.hosts_entries(c.id))
+                              extra=networks.hosts_entries(c.id) + netflags.hosts_lines(
+                                  c.options.get("add_hosts") or [], c.options.get("network")))
         try:
             with open(c.dir / "hosts", "w") as f:
                 f.write(text)

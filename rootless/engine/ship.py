@@ -353,8 +353,8 @@ def _check_tar(path: str, what: str) -> None:
 def _stopped_rootfs(c):
     from rootless.runtime.rootfs import RootfsSpec
 
-    if c.state == "running":
-        raise RlError(f"container {c.name} is running", "stop it first (rl stop)")
+    if c.state in ("running", "restarting"):
+        raise RlError(f"container {c.name} is {c.state}", "stop it first (rl stop)")
     return RootfsSpec.load(str(c.dir / "rootfs.json"))
 
 

@@ -69,7 +69,31 @@ class RunOptions:
     memory: str | None = None
     cpus: str | None = None
     security_opt: list[str] = field(default_factory=list)  # --security-opt
-    add_hosts: list[str] = field(default_factory=list)  # NAME:IP, for /etc/hosts
+    restart: str | None = None  # --restart (rootless/engine/restart.py)
+    stop_signal: str | None = None  # --stop-signal (engine/procflags.py for these)
+    stop_timeout: str | None = None  # --stop-timeout
+    cidfile: str | None = None  # --cidfile
+    group_add: list[str] = field(default_factory=list)  # --group-add
+    label_files: list[str] = field(default_factory=list)  # --label-file
+    shm_size: str | None = None  # --shm-size
+    sysctls: list[str] = field(default_factory=list)  # --sysctl
+    privileged: bool = False  # --privileged
+    devices: list[str] = field(default_factory=list)  # --device
+    quiet: bool = False  # -q: no pull progress
+    # the other cgroup flags, "--flag" -> value (refused: rootless/engine/cgroups.py)
+    resources: dict = field(default_factory=dict)
+    health_cmd: str | None = None  # --health-* (rootless/engine/health.py)
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_retries: int | None = None
+    health_start_period: str | None = None
+    health_start_interval: str | None = None
+    no_healthcheck: bool = False
+    add_hosts: list[str] = field(default_factory=list)  # --add-host (engine/netflags.py)
+    dns: list[str] = field(default_factory=list)  # --dns
+    dns_search: list[str] = field(default_factory=list)  # --dns-search
+    dns_options: list[str] = field(default_factory=list)  # --dns-option
+    expose: list[str] = field(default_factory=list)  # --expose
 
 
 def parse_env_file(path: str) -> list[str]:
@@ -161,6 +185,9 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     env = merge_env(env, [f"HOSTNAME={hostname}"] + (["TERM=xterm"] if opts.tty else []))
     try:
         capset = caps.compute(opts.cap_add, opts.cap_drop)
+        if opts.privileged:  # every capability of the user namespace, less --cap-drop
+            drop = {caps.normalize(c) for c in opts.cap_drop}
+            capset = [] if "ALL" in drop else [c for c in caps.NUMBERS if c not in drop]
     except ValueError as exc:
         raise InvalidArgument(f"unknown capability {exc.args[0]!r}",
                               "use names like NET_ADMIN or CAP_NET_ADMIN") from None
@@ -169,6 +196,8 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     from rootless.engine import security
 
     secopts = security.parse(opts.security_opt)
+    if opts.privileged and secopts.seccomp == "default":
+        secopts.seccomp = "unconfined"  # as podman: --privileged runs without a filter
     seccomp_section = security.seccomp_section(secopts, capset)
     rlimits = [parse_ulimit(u) for u in opts.ulimits]
     from rootless.network.modes import parse_network
@@ -182,8 +211,14 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     elif user:
         annotations["io.rl.user"] = user
     annotations["io.rl.security-opt"] = json.dumps(secopts.as_list())
-    if config.get("StopSignal"):
-        annotations["io.rl.stop-signal"] = str(config["StopSignal"])
+    if opts.stop_signal or config.get("StopSignal"):
+        annotations["io.rl.stop-signal"] = str(opts.stop_signal or config["StopSignal"])
+    if opts.group_add:
+        annotations["io.rl.group-add"] = ",".join(opts.group_add)  # names have no ","
+    from rootless.engine import procflags
+
+    shm = procflags.parse_size(opts.shm_size, "--shm-size") if opts.shm_size else 64 << 20
+    sysctls = dict(procflags.parse_sysctl(s, network_kind) for s in opts.sysctls)
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
     if network_kind != "host":
         namespaces.append({"type": "network"})
@@ -195,7 +230,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm // 1024}k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
@@ -204,6 +239,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind",
                        "source": os.path.join(bundle, name), "options": ["rbind", "rprivate"]})
+    mounts += [procflags.parse_device(d) for d in opts.devices]
     # -v/--mount/--tmpfs and the image's VOLUMEs: engine/mounts.py adds them to the spec
     if opts.init:
         mounts.append({"destination": "/dev/init", "type": "bind", "source": find_init(),
@@ -229,8 +265,9 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
             "uidMappings": uid_maps,
             "gidMappings": gid_maps,
             "namespaces": namespaces,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
+            "maskedPaths": [] if opts.privileged else MASKED_PATHS,
+            "readonlyPaths": [] if opts.privileged else READONLY_PATHS,
+            **({"sysctl": sysctls} if sysctls else {}),
             **({"seccomp": seccomp_section} if seccomp_section else {}),
         },
     }

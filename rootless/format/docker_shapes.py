@@ -141,11 +141,30 @@ def docker_status(c: Any, now: float | None = None) -> str:
     """The STATUS column as Docker words it ("Up 5 minutes", "Exited (0) 2 hours ago")."""
     now = time.time() if now is None else now
     if c.state == "running":
-        return f"Up {human_duration(now - (c.started or now))}"
+        up = f"Up {human_duration(now - (c.started or now))}"
+        health = health_status(c)
+        if health == "starting":
+            return f"{up} (health: starting)"
+        return f"{up} ({health})" if health in ("healthy", "unhealthy") else up
+    code = -1 if c.exit_code is None else c.exit_code
     if c.state == "exited":
-        code = -1 if c.exit_code is None else c.exit_code
         return f"Exited ({code}) {human_duration(now - (c.finished or now))} ago"
+    if c.state == "restarting":
+        return f"Restarting ({code}) {human_duration(now - (c.finished or now))} ago"
     return "Created"
+
+
+def health_status(c: Any) -> str:
+    """starting, healthy, unhealthy, or none (no health check, or not running)."""
+    raw = getattr(c, "health", None)
+    if not raw or c.state != "running":
+        return "none"
+    import json
+
+    try:
+        return json.loads(raw).get("Status") or "none"
+    except ValueError:
+        return "none"
 
 
 def container_mounts(c: Any) -> list[dict]:

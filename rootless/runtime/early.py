@@ -223,7 +223,14 @@ _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--us
            "--entrypoint", "-h", "--hostname", "-l", "--label", "--userns", "--cap-add",
            "--cap-drop", "--ulimit", "--security-opt", "--network", "--net", "-v",
            "--volume", "--mount", "--tmpfs", "-p", "--publish", "--network-alias", "--pull",
-           "-m", "--memory", "--cpus"}
+           "-m", "--memory", "--cpus", "--restart",
+           "--health-cmd", "--health-interval", "--health-timeout", "--health-retries",
+           "--health-start-period", "--health-start-interval", "--add-host", "--dns",
+           "--dns-search", "--dns-option", "--expose", "--stop-signal", "--stop-timeout",
+           "--cidfile", "--group-add", "--label-file", "--shm-size", "--sysctl", "--device",
+           "--memory-swap", "--memory-reservation", "--cpu-shares", "--cpu-quota",
+           "--cpu-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit", "--blkio-weight",
+           "--device-cgroup-rule"}
 
 
 def _wants_early(args: list[str]) -> bool:

@@ -60,6 +60,25 @@ def zygote_main(args: list[str]) -> None:
         crashlog.record(exc, "fuse server zygote")
 
 
+def health_main(args: list[str]) -> None:
+    """One health check of a container (started by its monitor's HealthTimer): exit 0
+    when it is healthy after it, 1 when not, 2 when the check could not be run."""
+    try:
+        from rootless.engine import health
+        from rootless.errors import RlError
+
+        try:
+            status = health.probe(args[0])
+        except RlError:  # stopped or removed meanwhile: nothing to record
+            os._exit(2)
+    except BaseException as exc:  # a bug: its stderr is /dev/null, the traceback to rl.log
+        from rootless import crashlog
+
+        crashlog.record(exc, f"health check of container {args[0][:12]}")
+        os._exit(2)
+    os._exit(0 if status == "healthy" else 1)
+
+
 # -- the sandbox ---------------------------------------------------------------------------
 
 def exec_waiter(pid1: int, status_w: int, backend: str, mountpoint: str,
@@ -122,7 +141,7 @@ class _Started:
 
 
 def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
-                 pending: list[int], net: str, blocked: set[int]) -> None:
+                 pending: list[int], net: str, blocked: set[int], health: str = "") -> None:
     """In a detached monitor, once the container runs: become the lean monitor. The
     caller blocked the forwarded signals (`blocked`) so none is lost across the exec;
     `pending` are those caught before; `net` says what to stop at the end (see
@@ -132,7 +151,8 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
     fds += [fd for fd in opt.values() if fd is not None]
     args = [container_id, log_path, str(launch.sandbox_pid), str(launch.status_fd), str(pid1),
             ",".join(f"{k}={v}" for k, v in opt.items() if v is not None),
-            ",".join(map(str, pending)), ",".join(str(int(s)) for s in blocked), net]
+            ",".join(map(str, pending)), ",".join(str(int(s)) for s in blocked), net,
+            health]
     exec_entry("monitor_main", args, fds + _net_fds(net))
 
 
@@ -149,7 +169,7 @@ def monitor_main(args: list[str]) -> None:
 
     from rootless.runtime import monitor
 
-    cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net = args
+    cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net, health = args
     fds = dict(kv.split("=") for kv in opt.split(",") if kv)
     fds = {k: int(v) for k, v in fds.items()}
     wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds)
@@ -174,10 +194,16 @@ def monitor_main(args: list[str]) -> None:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    timer = None
+    if health:  # the container has a health check: its schedule runs in this loop
+        from rootless.runtime.healthtimer import HealthTimer
+
+        timer = HealthTimer(cid, health)
     code, error = None, None
     try:
         code = monitor.run_loop(launch, wiring, log_path=log_path, attach=False,
-                                interactive=False, send_signal=send, forwarder=forwarder)
+                                interactive=False, send_signal=send, forwarder=forwarder,
+                                timer=timer)
     except BaseException as exc:
         error = exc
     forwarder.restore()

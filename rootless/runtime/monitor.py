@@ -110,8 +110,11 @@ class Forwarder:
 
 
 def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
-             interactive: bool, send_signal, forwarder: Forwarder | None = None) -> int:
-    """Until the container exits: copy, log, forward. Returns Docker's exit code."""
+             interactive: bool, send_signal, forwarder: Forwarder | None = None,
+             timer=None) -> int:
+    """Until the container exits: copy, log, forward, and run `timer` (the health-check
+    schedule, rootless/runtime/healthtimer.py) when it is due. Returns Docker's exit
+    code."""
     log = Writer(log_path) if log_path else None
     sources: dict[int, str] = {}
     if wiring.out_r is not None:
@@ -159,10 +162,13 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
             watch = list(sources) + [wake_r] + ([] if exited else [status_fd])
             if stdin_open:
                 watch.append(0)
+            wait = timer.timeout() if timer is not None and not exited else None
             try:
-                ready, _, _ = select.select(watch, [], [])
+                ready, _, _ = select.select(watch, [], [], wait)
             except InterruptedError:
                 continue
+            if timer is not None and not exited:
+                timer.tick()
             for fd in ready:
                 if fd == wake_r:
                     try:
@@ -217,6 +223,8 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                 os.close(master)
                 launch.pty_master = None
     finally:
+        if timer is not None:
+            timer.stop()
         if old_tty is not None:
             import termios
 

@@ -223,6 +223,21 @@ def _readonly(rootfd: int, paths: list[str]) -> None:
             os.close(fd)
 
 
+def _set_sysctls(rootfd: int, sysctls: dict) -> None:
+    """--sysctl: the engine let only namespaced ones through (engine/procflags.py); they
+    are written in the container's own /proc (its ipc and net namespaces)."""
+    for key, value in sysctls.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            fd = _open_in(rootfd, path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise Fail(125, f"cannot set sysctl {key}={value}: {exc.strerror}") from None
+
+
 def _open_pty(rootfd: int) -> tuple[int, int]:
     """A pty from the container's own devpts instance: (master, slave)."""
     master = _open_in(rootfd, "/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY)
@@ -389,6 +404,20 @@ def prepare_process(spec: dict) -> dict:
         entry = next((e for e in _read_db("/etc/passwd")
                       if len(e) >= 7 and e[2] == str(user["uid"])), None)
         home = entry[5] if entry else "/"
+    added = spec.get("annotations", {}).get("io.rl.group-add")
+    if added:  # --group-add: names from the container's /etc/group, or numbers
+        groups = _read_db("/etc/group")
+        extra = list(user.get("additionalGids", []))
+        for g in added.split(","):
+            e = next((e for e in groups if len(e) >= 3 and e[0] == g), None)
+            if e is not None and e[2].isdigit():
+                extra.append(int(e[2]))
+            elif g.isdigit():
+                extra.append(int(g))
+            else:
+                raise Fail(125, f"unable to find group {g}: no matching entries in the "
+                                "image's /etc/group (give a group it has, or a number)")
+        user["additionalGids"] = sorted(set(extra))
     process["user"] = user
     env = list(process.get("env", []))
     if home and not any(e.startswith("HOME=") for e in env):
@@ -456,6 +485,7 @@ def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None,
         except OSError as exc:
             raise Fail(125, f"mounting {m.get('source', m.get('type'))} on "
                             f"{m['destination']}: {exc.strerror}") from None
+    _set_sysctls(rootfd, linux.get("sysctl") or {})  # before /proc/sys is read-only
     _mask(rootfd, linux.get("maskedPaths", []), devnull)
     _readonly(rootfd, linux.get("readonlyPaths", []))
     os.close(devnull)

@@ -1,0 +1,146 @@
+"""`rl run` flags about the container's process and its /dev: --stop-signal,
+--stop-timeout, --cidfile, --group-add, --label-file, --shm-size, --sysctl, --privileged
+and --device (Docker's, with podman's rootless meaning where root's cannot apply).
+
+Parsing and refusal here, before anything exists; rootless/engine/spec.py puts the
+values in the OCI spec, and rootless/runtime/pid1.py applies the sysctls and groups.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+
+from rootless.errors import InvalidArgument
+
+# The sysctls a container may set (Docker's and podman's namespaced set): the IPC
+# namespace's, and the network namespace's when the container has one of its own.
+IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+               "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def parse_sysctl(text: str, network_kind: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("/", ".")
+    if not sep or not key or not value:
+        raise InvalidArgument(f"invalid --sysctl {text!r}", "use --sysctl NAME=VALUE")
+    if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return key, value
+    if key.startswith("net."):
+        if network_kind in ("host", "container"):
+            raise InvalidArgument(f"--sysctl {key} cannot be set with --network "
+                                  f"{network_kind}",
+                                  "the network namespace is not the container's own")
+        return key, value
+    raise InvalidArgument(f"--sysctl {key} is not namespaced: a container cannot set it",
+                          "only net.*, kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.* "
+                          "are per container")
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", re.I)
+
+
+def parse_size(text: str, flag: str) -> int:
+    """Docker's RAMInBytes: 64m, 1g, 512k, 1048576, 1.5GB -> bytes."""
+    m = _SIZE.fullmatch(text.strip())
+    if not m:
+        raise InvalidArgument(f"invalid {flag} {text!r}", "give a size like 64m, 1g or 512k")
+    n = float(m.group(1)) * 1024 ** "bkmgt".index((m.group(2) or "b").lower())
+    if n < 1:
+        raise InvalidArgument(f"invalid {flag} {text!r}: must be greater than 0",
+                              "give a size like 64m")
+    return int(n)
+
+
+def parse_stop_timeout(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        t = int(text)
+    except ValueError:
+        t = -2
+    if t < -1:
+        raise InvalidArgument(f"invalid --stop-timeout {text!r}",
+                              "give seconds (0: kill at once, -1: no timeout)")
+    return t
+
+
+def parse_device(text: str) -> dict:
+    """`--device HOST[:CONTAINER][:PERMS]` -> a bind mount of the host's device node,
+    which the user must be able to open with PERMS (r, w; m is meaningless rootless)."""
+    parts = text.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise InvalidArgument(f"invalid --device {text!r}",
+                              "use --device HOST[:CONTAINER][:PERMS], e.g. /dev/fuse")
+    host = parts[0]
+    dest, perms = host, "rwm"
+    if len(parts) == 2:
+        if parts[1].startswith("/"):
+            dest = parts[1]
+        else:
+            perms = parts[1]
+    elif len(parts) == 3:
+        dest, perms = parts[1], parts[2]
+    if not perms or set(perms) - set("rwm"):
+        raise InvalidArgument(f"invalid device permissions {perms!r} in --device {text!r}",
+                              "use a combination of r, w and m")
+    if not host.startswith("/") or not dest.startswith("/"):
+        raise InvalidArgument(f"invalid --device {text!r}: paths must be absolute")
+    try:
+        st = os.stat(host)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot use device {host}: {exc.strerror}",
+                              "give a device node that exists on this host") from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise InvalidArgument(f"{host} is not a device node", "give a file under /dev")
+    mode = (os.R_OK if "r" in perms else 0) | (os.W_OK if "w" in perms else 0)
+    if mode and not os.access(host, mode):
+        raise InvalidArgument(f"you cannot open {host} with permissions {perms!r}",
+                              "a rootless container gets only the devices its user can "
+                              "open: change the device's group or mode, or drop w")
+    return {"destination": dest, "type": "bind", "source": host,
+            "options": ["bind", "nosuid", "noexec"] + ([] if "w" in perms else ["ro"])}
+
+
+def parse_group(text: str) -> str:
+    if not text or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?", text):
+        raise InvalidArgument(f"invalid --group-add {text!r}",
+                              "give a group name of the image or a number")
+    return text
+
+
+def parse_label_file(path: str) -> dict[str, str]:
+    """Docker's --label-file: KEY=VALUE lines (KEY alone: empty); # comments and blank
+    lines skipped."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read label file {path}: {exc.strerror}") from None
+    out = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid label {line!r} in {path}", "use KEY=VALUE lines")
+        out[key] = value
+    return out
+
+
+def check_cidfile(path: str | None) -> None:
+    if path and os.path.lexists(path):
+        raise InvalidArgument(f"container ID file found: {path}",
+                              "make sure the other container is not running, or delete it")
+
+
+def write_cidfile(path: str, cid: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write the container ID file {path}: "
+                              f"{exc.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(cid)
