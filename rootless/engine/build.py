@@ -378,7 +378,8 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None,
             elif isinstance(inst, ins.Healthcheck):
                 hc = {"Test": list(inst.test)}
                 for attr, key in (("interval", "Interval"), ("timeout", "Timeout"),
-                                  ("start_period", "StartPeriod"), ("retries", "Retries")):
+                                  ("start_period", "StartPeriod"),
+                                  ("start_interval", "StartInterval"), ("retries", "Retries")):
                     v = getattr(inst, attr)
                     if v is not None:
                         hc[key] = v if key == "Retries" else int(v * 1e9)

@@ -1173,8 +1173,11 @@ def logs(ref: str, *, follow: bool = False, tail: int | None = None,
     c = lookup(ref)
     path = str(c.dir / "ctr.log")
     # the records' timestamps are RFC 3339 in UTC with 9 decimals: they compare as text
-    lo = logfile.timestamp(int(since * 1e9)) if since is not None else None
-    hi = logfile.timestamp(int(until * 1e9)) if until is not None else None
+    # The times come parsed to the microsecond (datetime) in a float, which cannot hold
+    # nanoseconds of today's times: rounded to the microsecond they are what was given,
+    # so `--since` of a record's own printed time keeps that record.
+    lo = logfile.timestamp(round(since * 1e6) * 1000) if since is not None else None
+    hi = logfile.timestamp(round(until * 1e6) * 1000) if until is not None else None
 
     def window(records):
         for rec in records:

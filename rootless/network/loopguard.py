@@ -24,6 +24,9 @@ is installed from outside (nft run in the container's user and network namespace
 container's processes lack CAP_NET_ADMIN to remove it, unless it was given with --cap-add
 NET_ADMIN or --privileged: with those, and a published UDP port, the container can reach
 the host's loopback as with allow_host_loopback=true (said in README.md, Networking).
+Such a container also gets no CAP_NET_RAW unless `--cap-add NET_RAW` names it (nor one that
+joins its namespace with `--network container:`): a packet socket on tap0 sends frames
+that no output hook sees (engine/spec.py, netwire.loopback_guarded).
 """
 
 from __future__ import annotations

@@ -268,3 +268,13 @@ def test_copy_exclude_parents_and_dockerignore_below_a_source(rl, ctx):
     assert par.split() == ["./hello.txt", "./sub/deep/c.txt"]
     assert piv.split() == ["./deep/c.txt"]
     assert every.split() == [".", "./.dockerignore", "./hello.txt"]
+
+
+def test_healthcheck_is_recorded_with_every_duration(rl, ctx):
+    path = ctx("FROM BASE\nHEALTHCHECK --interval=5s --timeout=2s --start-period=1s "
+               "--start-interval=500ms --retries=4 CMD true\n")
+    rl("build", "-q", "-t", "hc:1", path, check=True)
+    hc = json.loads(rl("image", "inspect", "hc:1", check=True).stdout)[0]["Config"]["Healthcheck"]
+    assert hc == {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000,
+                  "Timeout": 2_000_000_000, "StartPeriod": 1_000_000_000,
+                  "StartInterval": 500_000_000, "Retries": 4}
