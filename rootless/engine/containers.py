@@ -217,6 +217,20 @@ def list_containers(all_: bool = False, filters: dict[str, list[str]] | None = N
     return [c for c in out if c.state in ("running", "restarting")]
 
 
+def _detach_from_caller() -> None:
+    """In a forked child: a new session, a grandchild (the caller reaps the child at
+    once), stdio on /dev/null, / as cwd, SIGHUP ignored: a process that outlives `rl`."""
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    os.chdir("/")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def upper_size(c: Container) -> int:
     """Bytes of the files the container wrote (its upper dir), for `ps -s` and `system df`.
 
@@ -224,19 +238,9 @@ def upper_size(c: Container) -> int:
     never follows a symlink and opens each directory relative to its parent's fd (and
     checks it is the directory it listed); entries this user cannot read (owned by a
     subordinate uid, mode 0700) are not counted."""
-    total = 0
-    upper = c.dir / "upper"
-    try:
-        for _dirpath, _dirs, files, dfd in os.fwalk(upper, follow_symlinks=False):
-            for name in files:
-                try:
-                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                except OSError:
-                    continue
-                total += st.st_size
-    except OSError:
-        pass
-    return total
+    from rootless.linux import safepath
+
+    return safepath.tree_size(c.dir / "upper")
 
 
 # -- create -------------------------------------------------------------------------------
@@ -714,15 +718,7 @@ def _continue_detached(c: Container, code: int) -> None:
     pid = os.fork()
     if pid == 0:
         try:
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            os.close(null)
-            os.chdir("/")
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            _detach_from_caller()
             restart.after_exit(c.id, code)
         except BaseException as exc:
             _monitor_log(c, exc)
@@ -820,15 +816,7 @@ def _start_detached(c: Container) -> None:
         pipe = [w]
         try:
             os.close(r)
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            os.close(null)
-            os.chdir("/")
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            _detach_from_caller()
             wiring = monitor.wire(mode="detached", interactive=False,
                                   tty=bool(c.options.get("tty")))
             launch = _launch(c.options, _maps_of(c), wiring, lean=True)

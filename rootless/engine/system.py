@@ -13,29 +13,10 @@ What rl counts, by Docker's four types:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-
-def tree_size(path: Path) -> int:
-    """Bytes of the regular files below `path`, a tree a container writes: walked by
-    directory fd with os.fwalk, which opens each directory relative to its parent's fd,
-    never follows a symlink and checks that what it opened is what it listed; what this
-    user cannot read (a subordinate uid's 0700 directory) is not counted."""
-    total = 0
-    try:
-        for _dirpath, _dirs, files, dfd in os.fwalk(path, follow_symlinks=False):
-            for name in files:
-                try:
-                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                except OSError:
-                    continue
-                total += st.st_size
-    except OSError:
-        pass
-    return total
+from rootless.linux import safepath
 
 
 @dataclass
@@ -94,7 +75,7 @@ def disk_usage() -> Usage:
         if r.id in in_use:
             u.cache_in_use.add(r.id)
     for v in u.volumes:
-        u.volume_size[v.name] = tree_size(v.mountpoint)
+        u.volume_size[v.name] = safepath.tree_size(v.mountpoint)
     return u
 
 
@@ -141,7 +122,7 @@ def prune_volumes(all_volumes: bool = False,
     from rootless.engine.filters import prune_predicate
 
     prune_predicate(filters or {}, until=False)  # refuse `until` before measuring anything
-    sizes = {v.name: tree_size(v.mountpoint) for v in volumes.list_volumes()}
+    sizes = {v.name: safepath.tree_size(v.mountpoint) for v in volumes.list_volumes()}
     removed = volumes.prune(all_volumes, filters)
     return Pruned(volumes=removed, reclaimed=sum(sizes.get(n, 0) for n in removed))
 
