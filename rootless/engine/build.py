@@ -774,27 +774,23 @@ def _run_container(opts, inst, run_opts, name, created_by, prep, state):
 # -- COPY / ADD --
 
 def _merged_find(layers: list[str], rel: str) -> str | None:
-    """The path of `rel` in the union of `layers` (top first), or None (absent/whited out)."""
+    """The path of `rel` in the union of `layers` (top first), or None (absent/whited out).
+    Its directory is found in each layer by _layer_dir (no symlink of a layer followed);
+    the path returned may itself be a symlink, which callers copy, never follow."""
     parts = [p for p in rel.strip("/").split("/") if p and p != "."]
     if not parts:
         return layers[0] if layers else None
+    parent, name = "/".join(parts[:-1]), parts[-1]
     for top in layers:
-        cur = top
-        hidden = False
-        for i, p in enumerate(parts):
-            if os.path.lexists(os.path.join(cur, ".wh." + p)):
+        d, hides = _layer_dir(top, parent)
+        if d is not None:
+            if os.path.lexists(os.path.join(d, ".wh." + name)):
                 return None
-            nxt = os.path.join(cur, p)
-            if not os.path.lexists(nxt):
-                if os.path.lexists(os.path.join(cur, ".wh..wh..opq")) and i >= 0:
-                    hidden = True
-                break
-            if i < len(parts) - 1 and (os.path.islink(nxt) or not os.path.isdir(nxt)):
-                break
-            cur = nxt
-        else:
-            return cur
-        if hidden:
+            path = os.path.join(d, name)
+            if os.path.lexists(path):
+                return path
+            hides = hides or os.path.lexists(os.path.join(d, ".wh..wh..opq"))
+        if hides:
             return None
     return None
 

@@ -267,6 +267,39 @@ def remove_stubs(upper: str, targets: list[str], in_base) -> None:
         os.close(ufd)
 
 
+def _instances(lock_flags: int):
+    """(root fd, name, lock fd, whether a build holds it) for each cache-mount instance;
+    one that no build holds is locked by us while the caller looks at it. Every fd is
+    closed when the caller moves on."""
+    from rootless.linux import safepath
+
+    rootfd = os.open(cache_root(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in sorted(os.listdir(rootfd)):
+            try:
+                dfd = safepath.open_dir(rootfd, name)
+            except OSError:
+                continue
+            try:
+                try:
+                    lock = os.open("lock", lock_flags | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+                except OSError:
+                    continue
+                try:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        busy = False
+                    except BlockingIOError:
+                        busy = True
+                    yield rootfd, name, lock, busy
+                finally:
+                    os.close(lock)
+            finally:
+                os.close(dfd)
+    finally:
+        os.close(rootfd)
+
+
 def prune(before: float | None = None) -> int:
     """Remove every cache-mount instance no build holds (and, with `before`, none used
     since that time); returns the bytes freed."""
@@ -275,70 +308,22 @@ def prune(before: float | None = None) -> int:
 
     root = cache_root()
     freed = 0
-    rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for name in sorted(os.listdir(rootfd)):
-            try:
-                dfd = safepath.open_dir(rootfd, name)
-            except OSError:
-                continue
-            try:
-                lock = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600,
-                               dir_fd=dfd)
-            except OSError:
-                os.close(dfd)
-                continue
-            try:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a build uses it
-                if before is not None and os.fstat(lock).st_mtime >= before:
-                    continue
-                freed += size(root / name / "data")
-                safepath.rmtree_at(rootfd, name)
-                if safepath.lstat_at(rootfd, name) is not None:  # subordinate ids' files
-                    userns.rmtree(str(root / name))
-            finally:
-                os.close(lock)
-                os.close(dfd)
-    finally:
-        os.close(rootfd)
+    for rootfd, name, lock, busy in _instances(os.O_RDWR | os.O_CREAT):
+        if busy or (before is not None and os.fstat(lock).st_mtime >= before):
+            continue  # a build uses it, or used it since `before`
+        freed += size(root / name / "data")
+        safepath.rmtree_at(rootfd, name)
+        if safepath.lstat_at(rootfd, name) is not None:  # subordinate ids' files
+            userns.rmtree(str(root / name))
     return freed
 
 
 def usage() -> list[tuple[str, int, float, bool]]:
     """Each cache-mount instance: (name, bytes, last use, in use by a build), for
     `rl system df`."""
-    from rootless.linux import safepath
-
     root = cache_root()
-    out = []
-    rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for name in sorted(os.listdir(rootfd)):
-            try:
-                dfd = safepath.open_dir(rootfd, name)
-            except OSError:
-                continue
-            try:
-                lock = os.open("lock", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
-            except OSError:
-                os.close(dfd)
-                continue
-            try:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    busy = False
-                except BlockingIOError:
-                    busy = True
-                out.append((name, size(root / name / "data"), os.fstat(lock).st_mtime, busy))
-            finally:
-                os.close(lock)
-                os.close(dfd)
-    finally:
-        os.close(rootfd)
-    return out
+    return [(name, size(root / name / "data"), os.fstat(lock).st_mtime, busy)
+            for _rootfd, name, lock, busy in _instances(os.O_RDONLY)]
 
 
 def size(path) -> int:
