@@ -67,6 +67,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("rootless.cli.build", "export", "Export a container's filesystem as a tar"),
     "history": ("rootless.cli.build", "history", "Show the history of an image"),
     "commit": ("rootless.cli.build", "commit", "Create an image from a container's changes"),
+    # multi-container applications (rootless/cli/compose.py, rootless/compose/)
+    "compose": ("rootless.cli.compose", "compose", "Run applications from compose files"),
 }
 
 

@@ -466,7 +466,7 @@ def _healthcheck_of(opts: RunOptions, image_config: dict) -> dict | None:
                          timeout=opts.health_timeout, retries=opts.health_retries,
                          start_period=opts.health_start_period,
                          start_interval=opts.health_start_interval,
-                         disabled=opts.no_healthcheck)
+                         disabled=opts.no_healthcheck, test=opts.health_test)
 
 
 def _write_seccomp(bundle: Path, spec: dict) -> None:

@@ -47,10 +47,11 @@ def parse_duration(text: str, flag: str) -> int:
 
 def config(image_healthcheck: dict | None, *, cmd: str | None, interval: str | None,
            timeout: str | None, retries: int | None, start_period: str | None,
-           start_interval: str | None, disabled: bool) -> dict | None:
+           start_interval: str | None, disabled: bool,
+           test: list[str] | None = None) -> dict | None:
     """The container's health check (Docker's Config.Healthcheck, durations in ns), or
     None: the image's, with the flags over it; --no-healthcheck or a NONE test: none."""
-    flags = (cmd, interval, timeout, retries, start_period, start_interval)
+    flags = (cmd, interval, timeout, retries, start_period, start_interval, test)
     if disabled:
         if any(v is not None for v in flags):
             raise InvalidArgument("--no-healthcheck conflicts with the --health-* options",
@@ -62,6 +63,8 @@ def config(image_healthcheck: dict | None, *, cmd: str | None, interval: str | N
             raise InvalidArgument("--health-cmd must not be empty",
                                   "give a shell command, or --no-healthcheck")
         hc["Test"] = ["CMD-SHELL", cmd]
+    if test is not None:  # Docker's Test list as the API and compose give it
+        hc["Test"] = list(test)
     for key, value in (("Interval", interval), ("Timeout", timeout),
                        ("StartPeriod", start_period), ("StartInterval", start_interval)):
         if value is not None:

@@ -89,6 +89,7 @@ class RunOptions:
     health_start_period: str | None = None
     health_start_interval: str | None = None
     no_healthcheck: bool = False
+    health_test: list[str] | None = None  # a whole Test list (compose's healthcheck.test)
     add_hosts: list[str] = field(default_factory=list)  # --add-host (engine/netflags.py)
     dns: list[str] = field(default_factory=list)  # --dns
     dns_search: list[str] = field(default_factory=list)  # --dns-search

@@ -1,0 +1,82 @@
+"""Validation of a compose file against the Compose Specification's JSON schema.
+
+The schema is not copied into rl: it comes with check-jsonschema (PyPI), which keeps the
+compose-spec project's compose-spec.json among its vendored schemas and refreshes them with
+each release (docs/design.md, "Compose" says why this package). It is read as package data;
+check-jsonschema's own code is never imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from rootless.compose.errors import ComposeError, path_text, where
+
+_PACKAGE = "check_jsonschema.builtin_schemas.vendor"
+_FILE = "compose-spec.json"
+
+
+@functools.cache
+def _validator():
+    from importlib import resources
+
+    import jsonschema
+
+    try:
+        text = resources.files(_PACKAGE).joinpath(_FILE).read_text()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise ComposeError("the compose-spec schema is not installed",
+                           "install rl with its dependencies (pip install check-jsonschema)") \
+            from None
+    schema = json.loads(text)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=None)
+
+
+def validate(doc, file: str) -> None:
+    """Raise ComposeError naming the file, the path in it and what was expected, for the
+    error closest to the user's mistake (jsonschema's best_match)."""
+    import jsonschema.exceptions
+
+    if not isinstance(doc, dict):
+        raise ComposeError(f"{file}: the top level must be a mapping, not "
+                           f"{_kind(doc)}")
+    errors = list(_validator().iter_errors(doc))
+    if not errors:
+        return
+    err = jsonschema.exceptions.best_match(errors)
+    raise ComposeError(f"{where(file, path_text(err.absolute_path) or '(top level)')}: "
+                       f"{_explain(err)}")
+
+
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+            float: "a number", bool: "a boolean", type(None): "empty"}.get(type(value),
+                                                                             type(value).__name__)
+
+
+def _explain(err) -> str:
+    """jsonschema's message reworded to say what was expected."""
+    v = err.validator
+    if v == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        return (f"unknown key {', '.join(map(repr, extra))} (not in the Compose "
+                "Specification)")
+    if v == "type":
+        want = err.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return f"expected {want}, got {_kind(err.instance)} {json.dumps(err.instance)[:60]}"
+    if v in ("oneOf", "anyOf"):
+        kinds = sorted({s.get("type") if isinstance(s.get("type"), str) else
+                        "/".join(s.get("type", [])) or s.get("$ref", "?").rsplit("/", 1)[-1]
+                        for s in err.validator_value})
+        return (f"{json.dumps(err.instance)[:60]} is not valid here: expected "
+                f"{' or '.join(k for k in kinds if k)}")
+    if v == "enum":
+        return f"{json.dumps(err.instance)} is not one of {', '.join(map(str, err.validator_value))}"
+    if v == "pattern":
+        return f"{json.dumps(err.instance)} does not match {err.validator_value}"
+    if v == "required":
+        return err.message.replace("is a required property", "is required")
+    return err.message
