@@ -112,6 +112,14 @@ def project_name(explicit: str | None, declared: str | None, project_dir: str) -
 
 # -- loading one file ---------------------------------------------------------------------
 
+def _shown(path: str) -> str:
+    """A file as errors name it: relative to the working directory when below it."""
+    if path == "-":
+        return "(stdin)"
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def _read_yaml(path: str) -> object:
     import sys
 
@@ -121,14 +129,14 @@ def _read_yaml(path: str) -> object:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
-        raise ComposeError(f"cannot read {path}: {exc.strerror}") from None
+        raise ComposeError(f"cannot read {_shown(path)}: {exc.strerror}") from None
     try:
         return yaml.load(text, Loader=loader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ComposeError(f"{path}: not valid YAML{at}: {problem}") from None
+        raise ComposeError(f"{_shown(path)}: not valid YAML{at}: {problem}") from None
 
 
 @dataclass
@@ -140,7 +148,7 @@ class _Loaded:
 
 def _load_file(path: str, base_dir: str, env: dict[str, str], seen: tuple = ()) -> _Loaded:
     """Read, interpolate, validate, canonicalize; includes and extends resolved."""
-    shown = os.path.relpath(path) if path != "-" else "(stdin)"
+    shown = _shown(path)
     if path in seen:
         raise ComposeError(f"{shown}: include cycle: {' -> '.join([*seen, path])}")
     raw = _read_yaml(path)
@@ -225,7 +233,7 @@ def _resolve_extends(loaded: _Loaded, name: str, env, cache, chain) -> dict:
 
 
 def _load_file_for_extends(path: str, env) -> _Loaded:
-    shown = os.path.relpath(path)
+    shown = _shown(path)
     raw = _read_yaml(path)
     doc = interpolate.interpolate(raw, env, shown)
     schema.validate(doc, shown)
@@ -347,7 +355,12 @@ def _range(text: str) -> list[int]:
 
 def _ports(item, file: str, path: str) -> list[dict]:
     if isinstance(item, dict):
-        p = {"target": int(item["target"]), "protocol": item.get("protocol", "tcp")}
+        try:
+            target = int(item["target"])
+        except (ValueError, TypeError):
+            raise ComposeError(f"{file}: {path}.target: expected a port number, got "
+                               f"{item['target']!r}") from None
+        p = {"target": target, "protocol": item.get("protocol", "tcp")}
         if item.get("published") is not None:
             p["published"] = str(item["published"])
         if item.get("host_ip"):

@@ -45,7 +45,10 @@ def validate(doc, file: str) -> None:
     errors = list(_validator().iter_errors(doc))
     if not errors:
         return
-    err = jsonschema.exceptions.best_match(errors)
+    # A key that fails its own schema also counts as "unevaluated" for its parent's
+    # unevaluatedProperties: that second error hides the real one, so it goes first.
+    real = [e for e in errors if e.validator != "unevaluatedProperties"]
+    err = jsonschema.exceptions.best_match(real or errors)
     raise ComposeError(f"{where(file, path_text(err.absolute_path) or '(top level)')}: "
                        f"{_explain(err)}")
 
@@ -59,10 +62,12 @@ def _kind(value) -> str:
 def _explain(err) -> str:
     """jsonschema's message reworded to say what was expected."""
     v = err.validator
-    if v == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        return (f"unknown key {', '.join(map(repr, extra))} (not in the Compose "
-                "Specification)")
+    if v in ("additionalProperties", "unevaluatedProperties"):
+        import re
+
+        m = re.search(r"\((.*) (?:was|were) unexpected\)", err.message)
+        extra = m.group(1) if m else err.message
+        return f"unknown key {extra} (not in the Compose Specification)"
     if v == "type":
         want = err.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
