@@ -41,6 +41,7 @@ from rootless.engine.ctrinfo import (
     _network_settings,
     _security_opt,
     _shm_size,
+    container_doc,
     inspect,
     list_containers,
     logs,
@@ -89,7 +90,7 @@ __all__ = [
     "_network_settings", "_new_name", "_proc_start", "_refresh", "_remove_files", "_rmtree",
     "_running", "_security_opt", "_set_manual_stop", "_shm_size", "_single_mapping",
     "_split_cp", "_stop_signal", "_stop_timeout", "_validate_name", "_wait_exit",
-    "_write_seccomp", "containers_dir", "cp", "create", "exec_", "finish_detached", "inspect",
+    "_write_seccomp", "container_doc", "containers_dir", "cp", "create", "exec_", "finish_detached", "inspect",
     "kill", "list_containers", "logs", "lookup", "parse_signal", "prune", "relaunch", "remove",
     "rename", "restart", "run", "start", "stop", "top", "unshare", "update", "upper_size",
     "wait",
@@ -253,7 +254,8 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list) -> Non
     try:
         lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
                           wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
-                          net=json.dumps(net), blocked=blocked, health=_health_timer_args(c))
+                          net=json.dumps(net), blocked=blocked, health=_health_timer_args(c),
+                          after_exit="rootless.engine.containers:finish_detached")
     except OSError:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
 

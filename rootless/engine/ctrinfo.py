@@ -40,6 +40,40 @@ def list_containers(all_: bool = False, filters: dict[str, list[str]] | None = N
     return [c for c in out if c.state in ("running", "restarting")]
 
 
+def container_mounts(c: Container) -> list[dict]:
+    """The container's mounts in `docker inspect`'s shape (reads its config.json)."""
+    from rootless.engine import mounts
+
+    try:
+        spec = c.spec()
+    except OSError:
+        return []
+    return mounts.inspect_mounts(spec, str(c.dir))
+
+
+def container_networks(c: Container) -> list[str]:
+    """Names of the networks a container is on: its user-defined networks, or its mode
+    (slirp4netns, host, none, container:ID)."""
+    from rootless.engine import netwire
+
+    user = netwire.user_networks(c.options)
+    if user:
+        return list(user)
+    return [str(c.options.get("network") or "slirp4netns").partition(":")[0]]
+
+
+def container_doc(c: Container, *, no_trunc: bool = False, size: str | None = None,
+                  now: float | None = None):
+    """`docker ps --format json`'s object for `c` (rootless/format/docker_shapes.py), its
+    mounts, networks and ports found here when a template asks for them."""
+    from rootless.engine import netwire
+    from rootless.format import docker_shapes
+
+    return docker_shapes.container_doc(
+        c, mounts=lambda: container_mounts(c), networks=lambda: container_networks(c),
+        ports=lambda: netwire.ps_ports(c.options), no_trunc=no_trunc, size=size, now=now)
+
+
 def upper_size(c: Container) -> int:
     """Bytes of the files the container wrote (its upper dir), for `ps -s` and `system df`.
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rootless.errors import InvalidArgument, NotFound
+from rootless.linux import procstat
 from rootless.store import catalog, paths
+from rootless.trace import trace
 
 catalog.register_schema("containers", (
     """CREATE TABLE IF NOT EXISTS containers (
@@ -130,15 +132,7 @@ def db(conn=None):
 def proc_start(pid: int) -> int | None:
     """The start time of a live process (None when gone or a zombie): with the pid, it
     names the process even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-        fields = raw[raw.rindex(b")") + 2:].split()
-        if fields[0] in (b"Z", b"X"):
-            return None
-        return int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return None
+    return procstat.start_time(pid)
 
 
 def monitor_alive(c: Container) -> bool:
@@ -155,8 +149,6 @@ def refresh(conn, c: Container) -> Container:
                 return c
             c = Container.from_row(row)
             if c.state in ("running", "restarting") and not monitor_alive(c):
-                from rootless.runtime.sandbox import trace
-
                 trace(f"refresh: monitor {c.monitor_pid} gone ({proc_start(c.monitor_pid)} "
                       f"!= {c.monitor_start})")
                 conn.execute("UPDATE containers SET state='exited', finished=?, pid=NULL "
@@ -200,3 +192,9 @@ def validate_name(name: str) -> None:
     if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
         raise InvalidArgument(f"invalid container name {name!r}",
                               "use letters, digits, '_', '.' and '-'")
+
+
+def set_options(cid: str, options: dict, conn=None) -> None:
+    """Replace the row's options (`rl update`, `rl network connect/disconnect`)."""
+    with db(conn) as conn, catalog.transaction(conn):
+        conn.execute("UPDATE containers SET options=? WHERE id=?", (json.dumps(options), cid))
