@@ -72,7 +72,7 @@ def find_files(files: list[str], project_directory: str | None) -> list[str]:
         if found:
             out = [str(found[0])]
             over = [here / n for n in OVERRIDE_NAMES if (here / n).is_file()]
-            return out + [str(over[0])] if over else out
+            return [*out, str(over[0])] if over else out
     raise ComposeError(f"no compose file found in {d} or its parents",
                        f"name one with -f, or create {FILE_NAMES[0]}", exit_code=14)
 
@@ -451,9 +451,7 @@ def _merge_map(base: dict, over: dict, path: str) -> dict:
                 by_target = {v["target"]: v for v in old}
                 by_target.update({v["target"]: v for v in value})
                 out[key] = list(by_target.values())
-            elif key == "env_file":
-                out[key] = old + [v for v in value if v not in old]
-            elif key in _UNIQUE_LISTS:
+            elif key == "env_file" or key in _UNIQUE_LISTS:
                 out[key] = old + [v for v in value if v not in old]
             else:
                 out[key] = value

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 
-from rootless.compose import convert, project as verbs
+from rootless.compose import convert
+from rootless.compose import project as verbs
 
 
 def run(p, service: str, command: list[str], *, rm: bool, detach: bool, env: list[str],

@@ -74,8 +74,8 @@ volumes:
 
 
 class App:
-    def __init__(self, rlc, root: Path, port: int) -> None:
-        self.rlc = rlc
+    def __init__(self, runner, root: Path, port: int) -> None:
+        self.rlc = runner
         self.dir = root
         self.file = root / "compose.yaml"
         self.port = port
@@ -94,7 +94,7 @@ def write_app(root: Path, compose: str = COMPOSE) -> Path:
 
 
 @pytest.fixture
-def app(rlc, tmp_path):
+def app(rlc, tmp_path):  # noqa: F811  (the fixture imported above)
     from tests.support.registry import free_port
 
     a = App(rlc, write_app(tmp_path / "demo"), free_port())
