@@ -15,6 +15,9 @@ packages=(
   libseccomp2
   # peers for interop tests and benchmarks
   skopeo podman fuse-overlayfs runc
+  # podman-compose, the peer of `rl compose`; netavark and aardvark-dns give its rootless
+  # networks name resolution between containers (CNI alone has none on Debian 12)
+  podman-compose netavark aardvark-dns
 )
 # The default seccomp profile, /usr/share/containers/seccomp.json: Debian 12 ships it in
 # golang-github-containers-common, later releases in containers-common.

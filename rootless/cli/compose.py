@@ -136,7 +136,7 @@ def down(c, volumes, rmi, remove_orphans) -> None:
 @pass_ctx
 def ps(c, all_, quiet, fmt, only_services, services) -> None:
     """List the project's containers."""
-    from rootless.format import docker_shapes as shapes
+    from rootless.engine import containers as ctr
 
     if fmt not in ("table", "json"):
         raise click.UsageError(f"invalid --format {fmt!r}: use table or json")
@@ -152,7 +152,7 @@ def ps(c, all_, quiet, fmt, only_services, services) -> None:
         return
     docs = []
     for x in conts:
-        d = shapes.container_doc(x, no_trunc=True).resolved()
+        d = ctr.container_doc(x, no_trunc=True).resolved()
         docs.append({"Command": d["Command"], "CreatedAt": d["CreatedAt"],
                      "ExitCode": x.exit_code or 0, "Health": _health(x), "ID": x.id,
                      "Image": x.image, "Labels": d["Labels"],

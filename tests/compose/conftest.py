@@ -21,7 +21,8 @@ CMD ["httpd", "-f", "-p", "80", "-h", "/www"]
 # web: built here with a build arg, published on 127.0.0.1:${WEB_PORT}, healthy when it
 # answers; kv: a key-value-like store on a named volume (httpd serving /data), healthy once
 # its key is written; worker: starts after both are healthy and fetches from each by
-# service name and by alias, printing what it got.
+# service name and by alias, printing what it got (retrying: podman-compose, the peer,
+# does not wait for health).
 COMPOSE = """\
 name: ${PROJECT:-demo}
 services:
@@ -64,9 +65,10 @@ services:
       - -c
       - >-
         echo "worker $$MODE";
-        echo "by-name: $$(wget -q -O- http://web/)";
-        echo "by-alias: $$(wget -q -O- http://frontend/)";
-        echo "kv: $$(wget -q -O- http://kv:6379/key)";
+        get() { until wget -q -O /tmp/got "$$1"; do sleep 0.2; done; cat /tmp/got; };
+        echo "by-name: $$(get http://web/)";
+        echo "by-alias: $$(get http://frontend/)";
+        echo "kv: $$(get http://kv:6379/key)";
         exec sleep 600
 volumes:
   kvdata: {}
