@@ -2,7 +2,7 @@
 attach): the CLI's own fds as the engine's streams, raw mode for a tty, its size followed
 (SIGWINCH -> engine resize), and Docker's --sig-proxy (signals the CLI gets are sent to
 the container through the engine's kill). The session itself is the engine's
-(rootless.engine.lifecycle.attach)."""
+(rootless.engine.running.attach)."""
 
 from __future__ import annotations
 

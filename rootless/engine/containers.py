@@ -470,7 +470,7 @@ def _write_seccomp(bundle: Path, spec: dict) -> None:
     (bundle / seccomp.BUNDLE_FILE).write_bytes(bpf)
 
 
-# -- start and run: rootless/engine/lifecycle.py ------------------------------------
+# -- start and run: rootless/engine/running.py --------------------------------------
 
 def _maps_of(c: Container):
     from rootless.runtime import userns
@@ -641,10 +641,10 @@ def wait(ref: str) -> int:
 
 
 def restart(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
-    from rootless.engine import lifecycle
+    from rootless.engine import running
 
     c = stop(ref, timeout, sig)
-    lifecycle.start(c.id)
+    running.start(c.id)
     return lookup(c.id)
 
 
@@ -994,7 +994,7 @@ _MOVED = {
                      "relaunch", "_drive", "_launch", "_start_detached", "_become_lean",
                      "_continue_detached", "_warm_up", "_forget_unstarted", "_set_running",
                      "_set_exited", "_namespaces", "_monitor_log", "_health_timer_args",
-                     "_detach_from_caller", "monitor_process"), "lifecycle"),
+                     "_detach_from_caller", "monitor_process"), "running"),
     **dict.fromkeys(("exec_", "exec_resize", "ExecHandle", "unshare"), "execs"),
     "Streams": "streams",
 }

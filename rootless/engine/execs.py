@@ -91,7 +91,7 @@ def exec_(ref: str, command: list[str], *, streams: Streams | None = None,
                                 env_files=env_files)
     bpf = _bpf(c, spec)  # a broken filter: refused here, before any process
     streams = streams or Streams()
-    from rootless.engine.lifecycle import _single_threaded
+    from rootless.engine.running import _single_threaded
 
     if (not detach and _single_threaded()
             and streams.fds() in ((0, 1, 2), (None, 1, 2))):

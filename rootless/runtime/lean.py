@@ -9,7 +9,7 @@ command runs, each execs `python -I -S` with just what its wait needs:
   then unmount the rootfs and stop a fuse server that is its child;
 - the monitor (`monitor_main`): rootless.runtime.monitor's loop (log, pty, signals) on the
   fds it kept, then, once the container exited, the engine's bookkeeping
-  (rootless.engine.lifecycle.finish_detached: slirp4netns, exit code, --rm), and
+  (rootless.engine.running.finish_detached: slirp4netns, exit code, --rm), and
   serves the attach socket (rootless.runtime.attachsock);
 - and the fuse server zygote (rootless.runtime.zygote) starts from here, not as a fork of
   the `rl run` that spawned it, so the servers it forks share only what serving needs.
@@ -87,12 +87,12 @@ def health_main(args: list[str]) -> None:
 
 
 def start_main(args: list[str]) -> None:
-    """A detached monitor started by a caller with threads (rootless.engine.lifecycle
+    """A detached monitor started by a caller with threads (rootless.engine.running
     ._start_detached): CONTAINER_ID, the fd of its answer pipe, attach client fds."""
-    from rootless.engine import lifecycle
+    from rootless.engine import running
 
     cid, w, clients = args
-    lifecycle.monitor_process(cid, int(w), [int(fd) for fd in clients.split(",") if fd])
+    running.monitor_process(cid, int(w), [int(fd) for fd in clients.split(",") if fd])
 
 
 def exec_main(args: list[str]) -> None:
@@ -170,7 +170,7 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
     """In a detached monitor, once the container runs: become the lean monitor. The
     caller blocked the forwarded signals (`blocked`) so none is lost across the exec;
     `pending` are those caught before; `net` says what to stop at the end (see
-    rootless.engine.lifecycle.finish_detached); `hub`: the attach socket and the clients
+    rootless.engine.running.finish_detached); `hub`: the attach socket and the clients
     connected so far (rootless.runtime.attachsock)."""
     fds = [launch.status_fd]
     opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master,

@@ -1,4 +1,4 @@
-"""Starting and running containers, and attaching to them: the monitor lifecycle.
+"""Starting and running containers, and attaching to them: the monitor's life.
 
     run(opts, streams=None, *, sig_proxy=True, detach_keys=None) -> RunResult(id, exit_code)
         create + start + attach; opts.detach: returns after the start (exit_code None).
