@@ -186,7 +186,7 @@ def wait(ref: str) -> int:
 
 
 def restart(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
-    from rootless.engine.containers import start
+    from rootless.engine.running import start
 
     c = stop(ref, timeout, sig)
     start(c.id)
