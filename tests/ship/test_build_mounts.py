@@ -226,6 +226,65 @@ def test_run_network_default_none_and_host(rl, ctx):
         assert lo == gw == "" and len(ifaces - {"lo"}) == 1, (lo, gw, ifaces)
 
 
+def _host_address() -> str:
+    """An IPv4 address of this host that is not loopback (slirp4netns's outbound NAT
+    reaches it from a RUN step, as a remote server)."""
+    import subprocess
+
+    from tests.support import users
+
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True).stdout.split()
+    addrs = [out[i + 1].partition("/")[0] for i, w in enumerate(out[:-1]) if w == "inet"]
+    users.need(bool(addrs), "the host has no IPv4 address but loopback")
+    return addrs[0]
+
+
+def test_run_default_network_reaches_the_outside_and_not_the_host_loopback(rl, ctx):
+    import time
+    import urllib.request
+
+    from tests.support.registry import free_port
+
+    addr = _host_address()
+    wport = free_port()
+    rl("network", "create", "buildnet", check=True)
+    try:
+        # a server in a container on a user network, published on the host's address
+        rl("run", "-d", "--name", "websrv", "--network", "buildnet", "-p",
+           f"{addr}:{wport}:80", ctx.base, "sh", "-c",
+           "mkdir /www && echo from-user-network > /www/index.html && "
+           "exec httpd -f -p 80 -h /www", check=True)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{addr}:{wport}/", timeout=2) as resp:
+                    assert resp.read() == b"from-user-network\n"
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the published server never answered"
+                time.sleep(0.2)
+        with serving(b"from-host-address\n", host=addr) as hport, \
+                serving(b"from-host-loopback\n") as lport:
+            # (nc, as the other tests: the test image's static busybox wget crashes)
+            get = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {} >> /{} 2>/dev/null"
+            path = ctx("FROM BASE\nRUN touch /u /h /lo; " + "; ".join([
+                get.format(f"{addr} {wport}", "u"), get.format(f"{addr} {hport}", "h"),
+                # the host's 127.0.0.1: by the gateway, and by the host's own address
+                get.format(f"10.0.2.2 {lport}", "lo"), get.format(f"{addr} {lport}", "lo"),
+                get.format(f"127.0.0.1 {lport}", "lo")]) + "; true\n")
+            out = rl("build", "-q", path, check=True).stdout.strip()
+            with urllib.request.urlopen(f"http://127.0.0.1:{lport}/", timeout=5) as resp:
+                assert resp.read() == b"from-host-loopback\n"  # it was up all along
+        r = rl("run", "--rm", "--network", "none", out, "sh", "-c",
+               "cat /u; echo =; cat /h; echo =; cat /lo", check=True)
+        u, h, lo = r.stdout.split("=\n")
+        assert "from-user-network" in u and "from-host-address" in h and lo == "", r.stdout
+    finally:
+        rl("rm", "-f", "websrv")
+        rl("network", "rm", "buildnet")
+
+
 def test_add_host_and_progress_quiet(rl, ctx):
     path = ctx("FROM BASE\nRUN grep db.example /etc/hosts > /hosts-line\n")
     out = rl("build", "--progress", "quiet", "--add-host", "db.example:10.1.2.3", path,
