@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -416,6 +415,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                 final.rename(tmp)
                 raise
     except BaseException:
+        import shutil  # (not at the top: `rl ps` does not need it)
+
         shutil.rmtree(tmp, ignore_errors=True)
         mount_plan.undo()
         netwire.abandon(opts.network)
@@ -1093,6 +1094,8 @@ def _rmtree(path: Path) -> None:
     """Remove a container dir; files the container created as another uid sit in the
     upper dir owned by subordinate ids, which the user can only remove from inside the
     user namespace."""
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
     if path.exists():
         from rootless.runtime import userns
