@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -216,6 +215,8 @@ def _rmtree(path: Path) -> None:
     """Remove a container dir; files the container created as another uid sit in the
     upper dir owned by subordinate ids, which the user can only remove from inside the
     user namespace."""
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
     if path.exists():
         from rootless.runtime import userns
