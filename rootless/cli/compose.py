@@ -306,14 +306,15 @@ def config(c, only_services, only_volumes, quiet, fmt) -> None:
 def exec_(c, no_tty, env, user, workdir, index, service, command) -> None:
     """Run a command in a running service container."""
     from rootless.engine import containers as ctr
+    from rootless.engine.streams import Streams
 
     p = c.load([service])
     target = verbs.one_container(p, service, index)
     tty = not no_tty and sys.stdin.isatty() and sys.stdout.isatty()
     code = ctr.exec_(target.id, list(command), interactive=True, tty=tty, user=user,
-                     workdir=workdir, env=list(env))
+                     workdir=workdir, env=list(env), streams=Streams(0, 1, 2))
     sys.stdout.flush()
-    sys.exit(code)
+    sys.exit(code or 0)
 
 
 @compose.command(context_settings={"ignore_unknown_options": True,
@@ -335,13 +336,19 @@ def exec_(c, no_tty, env, user, workdir, index, service, command) -> None:
 def run(c, rm, detach, env, no_deps, name, entrypoint, user, workdir, no_tty, publish,
         service_ports, service, command) -> None:
     """Run a one-off command in a new container of a service."""
+    from rootless.cli.attach import Terminal
     from rootless.compose import oneoff
 
     p = c.load([service])
-    code = oneoff.run(p, service, list(command), rm=rm, detach=detach, env=list(env),
-                      no_deps=no_deps, name=name, entrypoint=entrypoint, user=user,
-                      workdir=workdir, tty=not no_tty and sys.stdin.isatty(),
-                      publish=list(publish), service_ports=service_ports)
+    tty = not no_tty and sys.stdin.isatty() and not detach
+    term = Terminal(tty=tty, stdin=not detach, sig_proxy=True)
+    try:
+        code = oneoff.run(p, service, list(command), rm=rm, detach=detach, env=list(env),
+                          no_deps=no_deps, name=name, entrypoint=entrypoint, user=user,
+                          workdir=workdir, tty=tty, publish=list(publish),
+                          service_ports=service_ports, on_started=term.started)
+    finally:
+        term.restore()
     sys.stdout.flush()
     if isinstance(code, str):
         click.echo(code)
