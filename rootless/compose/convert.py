@@ -83,9 +83,10 @@ def run_options(project, name: str, svc: dict, number: int, *, image_id: str = "
               HASH: config_hash(svc), IMAGE: image_id,
               DEPENDS: ",".join(f"{d}:{v['condition']}:{str(v.get('restart', False)).lower()}"
                                 for d, v in (svc.get("depends_on") or {}).items())}
+    # the image is in the store by now (project.ensure_images): create() pulls nothing
     opts = RunOptions(image=image_name(p, name, svc), name=None if oneoff else
                       container_name(p, name, number, svc), labels=labels, detach=True,
-                      quiet=True, pull=pull)
+                      pull=pull)
     opts.command = list(svc.get("command") or [])
     if svc.get("entrypoint") is not None:
         opts.entrypoint = shlex.join(svc["entrypoint"])

@@ -65,6 +65,7 @@ def show(conts: list, *, follow: bool, tail: int | None, timestamps: bool,
     container has stopped (or `stop` is set); `on_exit(container)` is called, on this
     thread, as each one's log ends."""
     from rootless.engine import containers as ctr
+    from rootless.errors import NotFound
 
     printer = Printer([c.name for c in conts], colour=colour, timestamps=timestamps,
                       prefixed=prefixed)
@@ -78,12 +79,15 @@ def show(conts: list, *, follow: bool, tail: int | None, timestamps: bool,
 
     def read(c) -> None:
         try:
+            _started(c.id)
             for ts, _stream, data in ctr.logs(c.id, follow=True, tail=tail):
                 q.put((c, ts, data))
                 if stop is not None and stop.is_set():
                     break
-        except Exception:  # a container removed meanwhile: its log simply ends
+        except NotFound:  # a container removed meanwhile: its log simply ends
             pass
+        except Exception as exc:  # said, never a silent end of a service's output
+            print(f"rl compose: cannot read the log of {c.name}: {exc!r}", file=sys.stderr)
         finally:
             q.put((c, None, _END))
 
@@ -104,3 +108,15 @@ def show(conts: list, *, follow: bool, tail: int | None, timestamps: bool,
                 on_exit(c, printer)
             continue
         printer.write(c.name, ts, data)
+
+
+def _started(cid: str, patience: float = 10.0) -> None:
+    """Wait (a little) for a container just started to be recorded as running: following
+    the log of one still `created` would end at once."""
+    import time
+
+    from rootless.engine import containers as ctr
+
+    deadline = time.monotonic() + patience
+    while ctr.lookup(cid).state == "created" and time.monotonic() < deadline:
+        time.sleep(0.05)
