@@ -376,10 +376,8 @@ def down(project, *, volumes: bool = False, rmi: str | None = None,
                   f"({', '.join(c.name for c in kept)}); remove them with --remove-orphans",
                   file=sys.stderr)
         conts = [c for c in conts if c not in kept]
+    stop_in_levels(project, conts)
     for c in _by_order(project, conts, reverse=True):
-        if c.state in ("running", "restarting"):
-            ctr.stop(c.id)
-            say("Container", c.name, "Stopped")
         ctr.remove(c.id, force=True, volumes=True)
         say("Container", c.name, "Removed")
     for net in networks.list_networks():
@@ -403,6 +401,47 @@ def down(project, *, volumes: bool = False, rmi: str | None = None,
                 say("Image", ref, "Removed")
 
 
+def _stop_levels(project, conts: list) -> list[list]:
+    """Containers grouped so that each group may stop together once the groups before it
+    have stopped: a service's level is 1 + the highest level of the services depending on
+    it (none: 0; containers of services unknown to the file: 0)."""
+    dependents: dict[str, list[str]] = {s: [] for s in project.services}
+    for name, svc in project.services.items():
+        for d in graph.deps(svc):
+            if d in dependents:
+                dependents[d].append(name)
+    level: dict[str, int] = {}
+    for name in reversed(graph.order(project.services)):  # dependents come first
+        level[name] = 1 + max((level[d] for d in dependents[name]), default=-1)
+    groups: dict[int, list] = {}
+    for c in conts:
+        groups.setdefault(level.get(c.labels.get(SERVICE), 0), []).append(c)
+    return [groups[k] for k in sorted(groups)]
+
+
+def stop_in_levels(project, conts: list, timeout: int | None = None) -> None:
+    """Stop the running ones in reverse dependency order, each level's containers at once
+    (threads: each stop mostly waits for its container to exit), as docker compose does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rootless.engine import containers as ctr
+
+    def stop(c) -> None:
+        try:
+            ctr.stop(c.id, timeout=timeout)
+        except NotFound:
+            return
+        say("Container", c.name, "Stopped")
+
+    for group in _stop_levels(project, conts):
+        running = [c for c in group if c.state in ("running", "restarting")]
+        if len(running) == 1:
+            stop(running[0])
+        elif running:
+            with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
+                list(pool.map(stop, running))  # list(): an error of one is raised here
+
+
 def for_each(project, services: list[str] | None, action: str, *, reverse: bool = False,
              **kw) -> None:
     """start / stop / restart / kill of the services' containers, in dependency order
@@ -414,17 +453,16 @@ def for_each(project, services: list[str] | None, action: str, *, reverse: bool 
     if not conts and services:
         raise ComposeError(f"no containers for the services {', '.join(services)}",
                            "create them first: rl compose up")
-    done = {"start": "Started", "stop": "Stopped", "restart": "Restarted", "kill": "Killed"}
+    if action == "stop":
+        stop_in_levels(project, conts, timeout=kw.get("timeout"))
+        return
+    done = {"start": "Started", "restart": "Restarted", "kill": "Killed"}
     for c in conts:
         if action == "start":
             if c.state in ("running", "restarting"):
                 continue
             wait_for_dependencies(project, c.labels[SERVICE])
             ctr.start(c.id)
-        elif action == "stop":
-            if c.state not in ("running", "restarting"):
-                continue
-            ctr.stop(c.id, timeout=kw.get("timeout"))
         elif action == "restart":
             ctr.restart(c.id, timeout=kw.get("timeout"))
         elif action == "kill":
