@@ -468,7 +468,10 @@ def for_each(project, services: list[str] | None, action: str, *, reverse: bool 
         elif action == "kill":
             if c.state not in ("running", "restarting"):
                 continue
-            ctr.kill(c.id, kw.get("signal") or "KILL")
+            sig = kw.get("signal") or "KILL"
+            ctr.kill(c.id, sig)
+            if ctr.parse_signal(sig) == 9:  # as Docker's kill: SIGKILL returns once it ended
+                ctr.wait(c.id)
         say("Container", c.name, done[action])
 
 
