@@ -21,26 +21,12 @@ import signal
 import time
 
 from rootless.engine import events
-from rootless.engine.create import (
-    _extra_options,
-    _healthcheck_of,
-    _single_mapping,
-    _write_seccomp,
-    create,
-)
 from rootless.engine.create import check_unsupported as _check_unsupported
 from rootless.engine.create import check_workdir as _check_workdir
-from rootless.engine.ctrcopy import _split_cp, cp
+from rootless.engine.create import create
+from rootless.engine.ctrcopy import copy_from, copy_to
 from rootless.engine.ctrinfo import (
     _ago,
-    _devices_of,
-    _health_of,
-    _iso,
-    _logs,
-    _mounts_of,
-    _network_settings,
-    _security_opt,
-    _shm_size,
     container_doc,
     inspect,
     list_containers,
@@ -52,9 +38,6 @@ from rootless.engine.ctrinfo import maps_of as _maps_of
 from rootless.engine.ctrinfo import running_container as _running
 from rootless.engine.lifecycle import (
     STOP_TIMEOUT,
-    _end_restarting,
-    _rmtree,
-    _wait_exit,
     kill,
     parse_signal,
     prune,
@@ -67,34 +50,24 @@ from rootless.engine.lifecycle import (
 )
 from rootless.engine.lifecycle import remove_files as _remove_files
 from rootless.engine.lifecycle import set_manual_stop as _set_manual_stop
-from rootless.engine.lifecycle import stop_signal_of as _stop_signal
-from rootless.engine.lifecycle import stop_timeout_of as _stop_timeout
 from rootless.engine.spec import RunOptions
 from rootless.errors import InvalidArgument, NotFound, RlError
 from rootless.store import catalog, paths
 from rootless.store.containerdb import Container, containers_dir, lookup
 from rootless.store.containerdb import db as _db
-from rootless.store.containerdb import lookup_in as _lookup
-from rootless.store.containerdb import monitor_alive as _monitor_alive
-from rootless.store.containerdb import new_name as _new_name
 from rootless.store.containerdb import proc_start as _proc_start
-from rootless.store.containerdb import refresh as _refresh
-from rootless.store.containerdb import validate_name as _validate_name
 
-# The facade: every verb by the name front ends use, and the private names other modules
-# of rl still reach here (to move to the modules' public names).
+# The facade: every verb of a container by the name front ends use (the code of most is
+# in the modules above; the names with _ are for this module's own code, and _ago for the
+# CLI's ps).
 __all__ = [
-    "STOP_TIMEOUT", "Container", "RunOptions", "_ago", "_check_unsupported", "_check_workdir",
-    "_db", "_devices_of", "_end_restarting", "_extra_options", "_health_of", "_healthcheck_of",
-    "_iso", "_logs", "_lookup", "_maps_of", "_monitor_alive", "_mounts_of",
-    "_network_settings", "_new_name", "_proc_start", "_refresh", "_remove_files", "_rmtree",
-    "_running", "_security_opt", "_set_manual_stop", "_shm_size", "_single_mapping",
-    "_split_cp", "_stop_signal", "_stop_timeout", "_validate_name", "_wait_exit",
-    "_write_seccomp", "container_doc", "containers_dir", "cp", "create", "exec_", "finish_detached", "inspect",
-    "kill", "list_containers", "logs", "lookup", "parse_signal", "prune", "relaunch", "remove",
+    "STOP_TIMEOUT", "Container", "RunOptions", "_ago", "container_doc", "containers_dir",
+    "copy_from", "copy_to", "create", "exec_", "finish_detached", "inspect", "kill",
+    "list_containers", "logs", "lookup", "parse_signal", "prune", "relaunch", "remove",
     "rename", "restart", "run", "start", "stop", "top", "unshare", "update", "upper_size",
     "wait",
 ]
+
 
 
 def _detach_from_caller() -> None:

@@ -86,7 +86,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         validate_name(opts.name)
     from rootless.engine import images
 
-    image = images.ensure_image(opts.image, pull=opts.pull, quiet=opts.quiet)
+    image = images.ensure_image(opts.image, pull=opts.pull, progress=opts.progress)
     from rootless.engine import mounts, netflags, netwire, procflags
 
     labels: dict = {}
