@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -168,6 +167,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                 final.rename(tmp)
                 raise
     except BaseException:
+        import shutil  # (not at the top: `rl ps` does not need it)
+
         shutil.rmtree(tmp, ignore_errors=True)
         mount_plan.undo()
         netwire.abandon(opts.network)

@@ -5,7 +5,6 @@ rootless/engine/containers.py; the record: rootless/store/containerdb.py."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -184,7 +183,7 @@ def wait(ref: str) -> int:
 
 
 def restart(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
-    from rootless.engine.containers import start
+    from rootless.engine.running import start
 
     c = stop(ref, timeout, sig)
     start(c.id)
@@ -214,6 +213,8 @@ def _rmtree(path: Path) -> None:
     """Remove a container dir; files the container created as another uid sit in the
     upper dir owned by subordinate ids, which the user can only remove from inside the
     user namespace."""
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
     if path.exists():
         from rootless.runtime import userns

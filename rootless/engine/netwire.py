@@ -187,6 +187,8 @@ def files(network: str | None, hostname: str) -> dict[str, str]:
 
 
 def ps_ports(options: dict) -> str:
+    if not options.get("ports"):  # most containers: no import of the ports module (socket)
+        return ""
     from rootless.network import ports
 
     return ports.format_ps(mappings_of(options))
