@@ -7,7 +7,7 @@ import json
 import os
 
 from rootless.errors import Conflict, InvalidArgument, NotFound
-from rootless.store.containerdb import Container, db, lookup, refresh
+from rootless.store.containerdb import Container, every_container, lookup
 
 
 def _ago(seconds: float) -> str:
@@ -26,9 +26,7 @@ def list_containers(all_: bool = False, filters: dict[str, list[str]] | None = N
     """Containers, newest first: the running ones, or all (`all_`, or a `status` filter,
     or `last`: the `last` newest of every state, as `docker ps -n`), that pass Docker's
     filters (rootless/engine/filters.py)."""
-    with db() as conn:
-        rows = conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
-        out = [refresh(conn, Container.from_row(r)) for r in rows]
+    out = every_container()
     if filters:
         from rootless.engine import filters as flt
 

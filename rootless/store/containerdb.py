@@ -156,6 +156,13 @@ def refresh(conn, c: Container) -> Container:
     return c
 
 
+def every_container() -> list[Container]:
+    """Every container, newest first, each refreshed."""
+    with db() as conn:
+        rows = conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+        return [refresh(conn, Container.from_row(r)) for r in rows]
+
+
 def lookup(ref: str, conn=None) -> Container:
     with db(conn) as conn:
         return lookup_in(ref, conn)

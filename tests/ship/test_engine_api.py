@@ -9,8 +9,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 
 def engine(rl, code: str, *args: str) -> dict:
     """Run `code` in a fresh interpreter on rl's store: what it printed (one JSON line),
@@ -113,10 +111,6 @@ def test_a_builds_run_output_goes_to_the_callers_progress(rl, pulled, tmp_path):
     run_builds(rl, pulled, tmp_path, "a")
 
 
-@pytest.mark.xfail(reason="a RUN step's container is started by forking the caller, which "
-                          "is unsafe in a process with threads (sqlite's in-process lock "
-                          "state is copied mid-use: 'database is locked' in the forked "
-                          "monitor); passes once the monitor is a fresh process (issue 13)")
 def test_two_builds_in_threads_keep_their_run_output_apart(rl, pulled, tmp_path):
     run_builds(rl, pulled, tmp_path, "ab")
 
