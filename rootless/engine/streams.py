@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -139,6 +138,8 @@ def session(sock, streams: Streams, *, tty: bool, replay: bool, once: bool = Fal
     and closes, or the detach keys come on stdin. Returns (detached, exit code or None).
     `stdin_once`: the caller's EOF on stdin closes the container's stdin (Docker's
     StdinOnce)."""
+    import threading
+
     keys = DetachScanner(parse_detach_keys(detach_keys))
     flags = ",".join(f for f, on in (("replay", replay), ("once", once)) if on)
     if not _send_all(sock, frame(b"h", flags.encode())):
