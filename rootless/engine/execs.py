@@ -169,7 +169,8 @@ def _exec_spawned(c, process: dict, streams: Streams, *, interactive: bool, tty:
     # with a tty the command's output is on the pty; the interpreter's own stderr
     # carries only a failure to enter the container
     stderr = target(streams.stdout if tty else streams.stderr)
-    child = subprocess.Popen(lean.entry_argv("exec_main", [args]), stdin=stdin,
+    child = subprocess.Popen(lean.entry_argv("exec_main", [f"{__name__}:exec_process", args]),
+                             stdin=stdin,
                              stdout=stdout, stderr=stderr, pass_fds=pass_fds, cwd="/")
     if sock_child is not None:
         sock_child.close()

@@ -558,7 +558,8 @@ def _start_detached(c: Container, attach_socks=()) -> None:
 
             from rootless.runtime import lean
 
-            argv = lean.entry_argv("start_main", [c.id, str(w), ",".join(map(str, fds))])
+            argv = lean.entry_argv("start_main", [f"{__name__}:monitor_process", c.id, str(w),
+                                                  ",".join(map(str, fds))])
             child = subprocess.Popen(argv, pass_fds=[w, *fds], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      cwd="/")

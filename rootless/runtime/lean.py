@@ -88,19 +88,25 @@ def health_main(args: list[str]) -> None:
 
 def start_main(args: list[str]) -> None:
     """A detached monitor started by a caller with threads (rootless.engine.running
-    ._start_detached): CONTAINER_ID, the fd of its answer pipe, attach client fds."""
-    from rootless.engine import running
-
-    cid, w, clients = args
-    running.monitor_process(cid, int(w), [int(fd) for fd in clients.split(",") if fd])
+    ._start_detached): the engine's `module:function` (by name: this layer is below the
+    engine), CONTAINER_ID, the fd of its answer pipe, attach client fds."""
+    body, cid, w, clients = args
+    _by_name(body)(cid, int(w), [int(fd) for fd in clients.split(",") if fd])
 
 
 def exec_main(args: list[str]) -> None:
-    """`rl exec` started by a caller with threads (rootless.engine.execs): joins the
-    container (setns needs a single-threaded process) and execs the command."""
-    from rootless.engine import execs
+    """`rl exec` started by a caller with threads (rootless.engine.execs): the engine's
+    `module:function` that joins the container (setns needs a single-threaded process)
+    and execs the command, and its request."""
+    body, request = args
+    _by_name(body)(request)
 
-    execs.exec_process(args[0])
+
+def _by_name(name: str):
+    import importlib
+
+    module, _, func = name.partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 # -- the sandbox ---------------------------------------------------------------------------
