@@ -83,7 +83,7 @@ def push(image: str, destination: str | None, fmt: str | None, quiet: bool,
     """Push an image to a registry."""
     from rootless.engine import ship
 
-    result = ship.push(image, destination, fmt, quiet=True)
+    result = ship.push(image, destination, fmt)
     if not quiet:
         click.echo(f"Pushed {result.destination}: {result.pushed} blob(s) uploaded, "
                    f"{result.mounted} mounted from another repository, "
@@ -156,7 +156,9 @@ def import_(source: str, name: str | None, message: str | None, changes: tuple[s
     """Create an image from a rootfs tarball (FILE or - for stdin)."""
     from rootless.engine import ship
 
-    click.echo(ship.import_(source, name, message, _changes(changes)).partition(":")[2])
+    click.echo(ship.import_(source, name, message, _changes(changes),
+                            stream=sys.stdin.buffer if source == "-" else None,
+                            source_epoch=_source_epoch()).partition(":")[2])
 
 
 @click.command()
@@ -253,7 +255,17 @@ def commit(container: str, name: str | None, message: str | None, author: str | 
     from rootless.engine import ship
 
     click.echo(ship.commit(container, name, message=message, author=author,
-                           changes=_changes(changes)).partition(":")[2])
+                           changes=_changes(changes),
+                           source_epoch=_source_epoch()).partition(":")[2])
+
+
+def _source_epoch(option: int | None = None) -> int | None:
+    """The source epoch of a build, commit or import: --timestamp, else the
+    SOURCE_DATE_EPOCH environment variable (as buildx reads it), else None (now)."""
+    if option is not None:
+        return option
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() else None
 
 
 def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
@@ -314,12 +326,12 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
           pull, progress, build_contexts, cache_to, cache_from) -> None:
     """Build an image from a Dockerfile."""
     from rootless.build import runmounts
+    from rootless.cli import progress as cli_progress
     from rootless.engine import build as engine
 
-    if timestamp is not None:
-        if timestamp < 0:
-            raise InvalidArgument("--timestamp must be >= 0")
-        os.environ["SOURCE_DATE_EPOCH"] = str(timestamp)  # what the engine reads
+    if timestamp is not None and timestamp < 0:
+        raise InvalidArgument("--timestamp must be >= 0")
+    epoch = _source_epoch(timestamp)
     quiet = quiet or progress == "quiet"
     secret_map = dict(runmounts.parse_secret(s) for s in secrets)
     ssh_map = dict(runmounts.parse_ssh(s) for s in ssh)
@@ -337,30 +349,23 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
 
     named = _build_contexts(build_contexts)
     to_stdout = bool(output) and output[0].dest == "-" and output[0].type != "local"
-    if to_stdout:
-        if sys.stdout.isatty():
-            raise InvalidArgument("refusing to write an archive to a terminal",
-                                  "give dest=FILE or redirect the output")
-        # the archive alone on stdout: the steps and RUN's output go to stderr meanwhile
-        sys.stdout.flush()
-        saved = os.dup(1)
-        os.dup2(2, 1)
-    try:
-        with buildcontext.opened(context, dockerfile) as (context_dir, dockerfile_path):
-            image_id = engine.build(engine.BuildOptions(
-                context=context_dir, dockerfile=dockerfile_path, tags=list(tags),
-                build_args=_pairs(build_args, "--build-arg"), target=target,
-                no_cache=no_cache, labels=_pairs(labels, "--label"), quiet=quiet,
-                platform=platform, secrets=secret_map, ssh=ssh_map, network=network,
-                add_hosts=list(add_hosts), pull=pull, cache_from=list(cache_from),
-                build_contexts=named))
-    finally:
-        if to_stdout:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
+    if to_stdout and sys.stdout.isatty():
+        raise InvalidArgument("refusing to write an archive to a terminal",
+                              "give dest=FILE or redirect the output")
+    # the archive alone on stdout: the steps and RUN's output go to stderr meanwhile
+    printer = None if quiet else cli_progress.BuildPrinter(cli_progress.for_terminal(False),
+                                                           to_stderr=to_stdout)
+    with buildcontext.opened(context, dockerfile) as (context_dir, dockerfile_path):
+        image_id = engine.build(engine.BuildOptions(
+            context=context_dir, dockerfile=dockerfile_path, tags=list(tags),
+            build_args=_pairs(build_args, "--build-arg"), target=target,
+            no_cache=no_cache, labels=_pairs(labels, "--label"), quiet=quiet,
+            platform=platform, secrets=secret_map, ssh=ssh_map, network=network,
+            add_hosts=list(add_hosts), pull=pull, cache_from=list(cache_from),
+            build_contexts=named, progress=printer, source_epoch=epoch))
     if output:
-        engine.write_output(image_id, output[0])
+        sys.stdout.flush()
+        engine.write_output(image_id, output[0], stream=sys.stdout.buffer, source_epoch=epoch)
     if cache_dir:
         engine.export_cache(image_id, cache_dir)
     if iidfile:

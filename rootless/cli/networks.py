@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from rootless.cli import options
+from rootless.engine.filters import NETWORK_KEYS as _NETWORK_KEYS
 
 
 @click.group()
@@ -32,7 +33,6 @@ def create(subnet, gateway, labels, internal, driver, name) -> None:
     click.echo(net.id)
 
 
-_NETWORK_KEYS = ("name", "id", "label", "driver", "type")
 
 
 @network.command("ls")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from rootless.cli import options
-
-_VOLUME_KEYS = ("name", "label", "dangling", "driver")
+from rootless.engine.filters import VOLUME_KEYS as _VOLUME_KEYS
 
 
 @click.group()

@@ -20,9 +20,11 @@ import json
 import os
 import threading
 
-from rootless.engine.containers import _check_workdir, _running, lookup
+from rootless.engine.create import check_workdir as _check_workdir
+from rootless.engine.ctrinfo import running_container as _running
 from rootless.engine.streams import Streams, read_some, write_out
 from rootless.errors import InvalidArgument, RlError
+from rootless.store.containerdb import lookup
 
 
 class ExecHandle:

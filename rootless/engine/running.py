@@ -36,22 +36,20 @@ import time
 from dataclasses import dataclass
 
 from rootless.engine import events
-from rootless.engine.containers import (
-    Container,
-    _check_unsupported,
-    _db,
-    _maps_of,
-    _monitor_alive,
-    _proc_start,
-    _remove_files,
-    _set_manual_stop,
-    create,
-    lookup,
-)
+from rootless.engine.create import check_unsupported as _check_unsupported
+from rootless.engine.create import create
+from rootless.engine.ctrinfo import maps_of as _maps_of
+from rootless.engine.lifecycle import _wait_exit
+from rootless.engine.lifecycle import remove_files as _remove_files
+from rootless.engine.lifecycle import set_manual_stop as _set_manual_stop
 from rootless.engine.spec import RunOptions
 from rootless.engine.streams import Streams
 from rootless.errors import Conflict, NotFound, RlError
 from rootless.store import catalog, paths
+from rootless.store.containerdb import Container, lookup
+from rootless.store.containerdb import db as _db
+from rootless.store.containerdb import monitor_alive as _monitor_alive
+from rootless.store.containerdb import proc_start as _proc_start
 
 
 @dataclass
@@ -224,7 +222,7 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
         lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
                           wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
                           net=json.dumps(net), blocked=blocked, health=_health_timer_args(c),
-                          hub=hub)
+                          after_exit=f"{__name__}:finish_detached", hub=hub)
     except OSError:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
 
@@ -449,8 +447,6 @@ def _exit_code_of(cid: str) -> int | None:
     except NotFound:
         return None
     if c.state in ("running", "restarting") and _monitor_alive(c):
-        from rootless.engine.containers import _wait_exit
-
         _wait_exit(c, 10)
         try:
             c = lookup(cid)

@@ -9,9 +9,9 @@ made) -> StoreDestination. `add_image` is what `rl build` uses to store what it 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,18 +34,35 @@ def normalize_name(text: str) -> str:
     return ref.tagged
 
 
+# The source epoch of the verb running in this thread (build, commit, import), which its
+# caller passes (the CLI: --timestamp or SOURCE_DATE_EPOCH): a context variable, so that
+# the helpers deep in a build read it and two builds in two threads each have their own.
+_EPOCH: contextvars.ContextVar[int | None] = contextvars.ContextVar("source_epoch",
+                                                                   default=None)
+
+
+@contextlib.contextmanager
+def source_epoch_of(epoch: int | None):
+    """Within: `epoch` is the time written into configs and the clamp for every timestamp
+    in new layers, for reproducible images (None: now, and the files' own times)."""
+    if epoch is not None and epoch < 0:
+        raise InvalidArgument("the source epoch must be >= 0")
+    token = _EPOCH.set(epoch)
+    try:
+        yield
+    finally:
+        _EPOCH.reset(token)
+
+
 def source_epoch() -> int | None:
-    """SOURCE_DATE_EPOCH (set by `rl build --timestamp` too): the time written into
-    configs and the clamp for every timestamp in new layers, for reproducible images."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return int(epoch) if epoch.isdigit() else None
+    return _EPOCH.get()
 
 
 def now_iso() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    t = int(epoch) if epoch and epoch.isdigit() else time.time()
+    epoch = source_epoch()
+    t = epoch if epoch is not None else time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + (
-        f".{int((t % 1) * 1e9):09d}Z" if not epoch else "Z")
+        f".{int((t % 1) * 1e9):09d}Z" if epoch is None else "Z")
 
 
 # -- save / load --
@@ -70,7 +87,7 @@ def save(names: list[str], output, fmt: str = "docker-archive") -> None:
         chosen = None
         with contextlib.suppress(InvalidArgument):
             ref = reference.parse(n)
-            for cand in images._local_candidates(ref):
+            for cand in images.local_candidates(ref):
                 if cand.tagged in rec.names:
                     chosen = [cand.tagged]
         records.append((rec, chosen if chosen is not None else tags[:1]))
@@ -136,7 +153,9 @@ class PushResult:
 
 
 def push(name: str, dest: str | None = None, fmt: str | None = None,
-         quiet: bool = True) -> PushResult:
+         progress=None) -> PushResult:
+    """Push the image `name` to `dest` (default: its own name's registry); `progress`
+    (rootless/image/progress.py) gets each blob's progress."""
     from rootless.engine import images
     from rootless.image import progress as prog
     from rootless.image import registries_conf
@@ -173,8 +192,8 @@ def push(name: str, dest: str | None = None, fmt: str | None = None,
                     mount_from.append(r.path)
         dst = RegistryDestination(ref, registries_conf.load(), mount_from=mount_from)
         try:
-            with prog.for_terminal(quiet) as progress:
-                result = copy(src, dst, names=[str(ref)], progress=progress)
+            with prog.sink(progress) as sink:
+                result = copy(src, dst, names=[str(ref)], progress=sink)
         finally:
             dst.close()
     finally:
@@ -300,8 +319,18 @@ def add_image(config: dict, parent_id: str | None, new_layers: list[NewLayer],
 
 
 def import_(source: str, name: str | None = None, message: str | None = None,
-            changes: dict | None = None) -> str:
-    """`rl import FILE|- [NAME]`: a rootfs tarball (maybe compressed) as a one-layer image."""
+            changes: dict | None = None, *, stream=None, source_epoch: int | None = None) -> str:
+    """`rl import FILE|- [NAME]`: a rootfs tarball (maybe compressed) as a one-layer image,
+    created at `source_epoch` (None: now). Source "-" is `stream`, a binary file object
+    of the caller's, read to its end, not closed."""
+    if source == "-" and stream is None:
+        raise InvalidArgument("importing from '-' needs a stream to read")
+    with source_epoch_of(source_epoch):
+        return _import(source, name, message, changes, stream)
+
+
+def _import(source: str, name: str | None, message: str | None, changes: dict | None,
+            stream) -> str:
     from rootless.image.streams import BlobReader, decompressor
     from rootless.store.layers import TempArea
 
@@ -310,7 +339,7 @@ def import_(source: str, name: str | None = None, message: str | None = None,
         raise NotFound(f"{source}: no such file")
     tmp = str(TempArea().path("import.tar"))
     try:
-        raw = sys.stdin.buffer if source == "-" else open(source, "rb")
+        raw = stream if source == "-" else open(source, "rb")
         try:
             reader = decompressor(BlobReader(raw, limit=1 << 62))
             with open(tmp, "wb") as out:
@@ -319,7 +348,7 @@ def import_(source: str, name: str | None = None, message: str | None = None,
         except (OSError, EOFError, ValueError) as exc:
             raise RlError(f"cannot read {source}: {exc}") from None
         finally:
-            if raw is not sys.stdin.buffer:
+            if raw is not stream:
                 raw.close()
         _check_tar(tmp, source)
         layer = layer_from_tar(tmp)
@@ -372,8 +401,8 @@ def export(ref: str, out_fd: int) -> None:
             layertar.write_tar("/", out)
         return 0
 
-    child = copying._child_in_container(rfs, produce)
-    code = copying._wait(child)
+    child = copying.child_in_container(rfs, produce)
+    code = copying.wait_child(child)
     if code != 0:
         raise RlError(f"exporting container {c.name} failed (exit {code})")
 
@@ -396,7 +425,16 @@ def upper_layer(upper: str) -> NewLayer | None:
 
 
 def commit(ref: str, name: str | None, *, message: str | None = None,
-           author: str | None = None, changes: dict | None = None) -> str:
+           author: str | None = None, changes: dict | None = None,
+           source_epoch: int | None = None) -> str:
+    """The container's changes as a new image on top of its own; `source_epoch`: the
+    creation time and the clamp of the new layer's timestamps (None: now)."""
+    with source_epoch_of(source_epoch):
+        return _commit(ref, name, message, author, changes)
+
+
+def _commit(ref: str, name: str | None, message: str | None, author: str | None,
+            changes: dict | None) -> str:
     from rootless.engine import containers, images
 
     c = containers.lookup(ref)
