@@ -9,8 +9,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 
 def engine(rl, code: str, *args: str) -> dict:
     """Run `code` in a fresh interpreter on rl's store: what it printed (one JSON line),
