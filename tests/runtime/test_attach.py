@@ -371,6 +371,12 @@ def test_cli_run_it_detach_keys_then_attach_again(rl):
     argv = rl.argv("attach", "tt")
     child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(31, 101))
     try:
+        # the shell redraws its line at the resize of the attach (SIGWINCH): a line typed
+        # meanwhile may be dropped by busybox's line editor, so ask until it answers
+        for _ in range(10):
+            child.sendline("echo mark-$((20+22))")
+            if child.expect(["mark-42", pexpect.TIMEOUT], timeout=3) == 0:
+                break
         child.sendline("stty size")
         child.expect("31 101")
         child.sendline("exit 3")
