@@ -19,17 +19,16 @@ class Plain:
 
 class Rich:
     """A bar per layer (bytes of the layer's size), live between a copy's `begin` and
-    `end` events; status lines above it."""
+    `end` events; status lines above it. rich is imported at the first copy: `rl run` of
+    a local image never pays for it."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-
-        self._console = Console(stderr=True)
         self._progress = None
         self._tasks: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def _start(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -40,7 +39,7 @@ class Rich:
 
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), console=self._console, transient=False)
+            TransferSpeedColumn(), console=Console(stderr=True), transient=False)
         self._tasks = {}
         self._progress.start()
 

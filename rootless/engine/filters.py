@@ -175,7 +175,7 @@ def _on_network(c: Any, wanted: list[str]) -> bool:
     try:
         from rootless.engine import networks
 
-        ids = [networks.inspect(n).id for n in nets if n not in ("slirp4netns", "host", "none",
+        ids = [networks.get_network(n).id for n in nets if n not in ("slirp4netns", "host", "none",
                                                                "container")]
     except Exception:  # a network gone since: match by name only
         pass

@@ -108,8 +108,27 @@ def save(names: list[str], output, fmt: str = "docker-archive") -> None:
         writer.cleanup()
 
 
-def load(path: str) -> list[tuple[str, list[str]]]:
-    """Load every image of an archive; returns (image id, names) per image."""
+def load(source) -> list[tuple[str, list[str]]]:
+    """Load every image of an archive (a path, or a binary file object of the caller's,
+    read to its end and not closed: spooled to the store's temp area first, since an
+    archive is read out of order); returns (image id, names) per image."""
+    if isinstance(source, str):
+        return _load(source)
+    import shutil
+    import tempfile
+
+    from rootless.store import paths
+
+    fd, tmp = tempfile.mkstemp(prefix="rl-load-", dir=str(paths.ensure_store()))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(source, f, 1 << 20)
+        return _load(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def _load(path: str) -> list[tuple[str, list[str]]]:
     from rootless.image.archive_transport import Archive
     from rootless.image.copy import copy
     from rootless.image.store_transport import StoreDestination
@@ -318,15 +337,43 @@ def add_image(config: dict, parent_id: str | None, new_layers: list[NewLayer],
             parent_src.close()
 
 
+def parse_changes(items: list[str]) -> dict:
+    """The config changes of commit/import (`--change`, the API's `changes`): Dockerfile
+    instructions 'CMD ["x"]' / 'ENV K=V' / 'WORKDIR /x' / 'ENTRYPOINT [...]' / 'USER u'."""
+    out: dict = {}
+    for item in items:
+        word, _, rest = item.strip().partition(" ")
+        word, rest = word.upper(), rest.strip()
+        if word in ("CMD", "ENTRYPOINT"):
+            try:
+                value = json.loads(rest)
+            except ValueError:
+                value = ["/bin/sh", "-c", rest]
+            out["Cmd" if word == "CMD" else "Entrypoint"] = value
+        elif word == "ENV":
+            k, _, v = rest.partition("=")
+            out.setdefault("Env", []).append(f"{k}={v}")
+        elif word == "WORKDIR":
+            out["WorkingDir"] = rest
+        elif word == "USER":
+            out["User"] = rest
+        else:
+            raise InvalidArgument(f"unsupported --change {item!r}",
+                                  "use CMD, ENTRYPOINT, ENV, WORKDIR or USER")
+    return out
+
+
 def import_(source: str, name: str | None = None, message: str | None = None,
-            changes: dict | None = None, *, stream=None, source_epoch: int | None = None) -> str:
+            changes: list[str] | None = None, *, stream=None,
+            source_epoch: int | None = None) -> str:
     """`rl import FILE|- [NAME]`: a rootfs tarball (maybe compressed) as a one-layer image,
     created at `source_epoch` (None: now). Source "-" is `stream`, a binary file object
     of the caller's, read to its end, not closed."""
     if source == "-" and stream is None:
         raise InvalidArgument("importing from '-' needs a stream to read")
+    config = parse_changes(changes or [])  # a bad --change fails before any work
     with source_epoch_of(source_epoch):
-        return _import(source, name, message, changes, stream)
+        return _import(source, name, message, config, stream)
 
 
 def _import(source: str, name: str | None, message: str | None, changes: dict | None,
@@ -387,8 +434,28 @@ def _stopped_rootfs(c):
     return RootfsSpec.load(str(c.dir / "rootfs.json"))
 
 
-def export(ref: str, out_fd: int) -> None:
-    """The container's whole filesystem as a tar written to `out_fd`."""
+def export(ref: str, output: str | int) -> None:
+    """The container's whole filesystem as a tar: to the file `output` (written beside it
+    and renamed into place once complete: a failed export leaves no partial file), or to
+    the caller's fd `output` (not closed)."""
+    if isinstance(output, int):
+        return _export(ref, output)
+    tmp = f"{output}.rl-tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _export(ref, fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, output)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return None
+
+
+def _export(ref: str, out_fd: int) -> None:
     from rootless.engine import containers
     from rootless.image import layertar
     from rootless.runtime import copying
@@ -425,12 +492,13 @@ def upper_layer(upper: str) -> NewLayer | None:
 
 
 def commit(ref: str, name: str | None, *, message: str | None = None,
-           author: str | None = None, changes: dict | None = None,
+           author: str | None = None, changes: list[str] | None = None,
            source_epoch: int | None = None) -> str:
     """The container's changes as a new image on top of its own; `source_epoch`: the
     creation time and the clamp of the new layer's timestamps (None: now)."""
+    config = parse_changes(changes or [])  # a bad --change fails before any work
     with source_epoch_of(source_epoch):
-        return _commit(ref, name, message, author, changes)
+        return _commit(ref, name, message, author, config)
 
 
 def _commit(ref: str, name: str | None, message: str | None, author: str | None,

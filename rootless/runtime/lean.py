@@ -89,20 +89,13 @@ def health_main(args: list[str]) -> None:
     os._exit(0 if status == "healthy" else 1)
 
 
-def start_main(args: list[str]) -> None:
-    """A detached monitor started by a caller with threads (rootless.engine.running
-    ._start_detached): the engine's `module:function` (by name: this layer is below the
-    engine), CONTAINER_ID, the fd of its answer pipe, attach client fds."""
-    body, cid, w, clients = args
-    _entry(body)(cid, int(w), [int(fd) for fd in clients.split(",") if fd])
-
-
-def exec_main(args: list[str]) -> None:
-    """`rl exec` started by a caller with threads (rootless.engine.execs): the engine's
-    `module:function` that joins the container (setns needs a single-threaded process)
-    and execs the command, and its request."""
-    body, request = args
-    _entry(body)(request)
+def call_main(args: list[str]) -> None:
+    """A fresh interpreter started by a caller with threads, which must not fork (a
+    detached monitor: rootless.engine.running._start_detached; an exec, which must be
+    single-threaded to setns: rootless.engine.execs): `module:function` and its
+    arguments (strings). The function is the engine's, named here, never imported
+    (rootless/runtime sits below rootless/engine)."""
+    _entry(args[0])(*args[1:])
 
 
 # -- the sandbox ---------------------------------------------------------------------------
@@ -174,8 +167,8 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
     """In a detached monitor, once the container runs: become the lean monitor. The
     caller blocked the forwarded signals (`blocked`) so none is lost across the exec;
     `pending` are those caught before; `net` says what to stop at the end, which
-    `after_exit` (`module:function`, called as f(cid, exit code, net, error,
-    on_recorded=...)) does; `hub`: the attach socket and the clients connected so far
+    `after_exit` (`module:function`, called as f(cid, exit code, net, error)) does;
+    `hub`: the attach socket and the clients connected so far
     (rootless.runtime.attachsock)."""
     fds = [launch.status_fd]
     opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master,
