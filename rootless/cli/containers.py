@@ -251,8 +251,7 @@ def start(attach: bool, interactive: bool, detach_keys: str | None,
         term = Terminal(tty=bool(c.options.get("tty")), stdin=stdin, sig_proxy=True)
         try:
             code = eng.start(c.id, attach=True, detach_keys=detach_keys,
-                             streams=Streams(0 if stdin else None, 1 if attach else None,
-                                             2 if attach else None),
+                             streams=Streams(0 if stdin else None, 1, 2),  # as Docker's
                              on_started=term.started)
         finally:
             term.restore()

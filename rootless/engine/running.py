@@ -769,7 +769,11 @@ def resize(ref: str, rows: int, cols: int) -> None:
     if sock is None:
         raise Conflict(f"container {c.name} is not running", "start it first (rl start)")
     with sock:
+        # returns once the monitor applied it (output sent after this sees the new size)
         try:
             sock.sendall(frame(b"r", f"{int(rows)} {int(cols)}".encode()))
+            sock.settimeout(10)
+            while (data := sock.recv(64)) and not data.startswith(b"a"):
+                pass
         except OSError:
             pass
