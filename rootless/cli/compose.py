@@ -242,7 +242,7 @@ def pull(c, quiet, ignore_buildable, services) -> None:
         if not svc.get("image") or (svc.get("build") and ignore_buildable):
             continue
         try:
-            images.pull(svc["image"], quiet=True)
+            images.pull(svc["image"])
         except Exception:
             if svc.get("build"):  # docker compose: a buildable image may not exist yet
                 continue

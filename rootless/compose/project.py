@@ -184,8 +184,7 @@ def ensure_images(project, services: list[str], *, build: bool, no_build: bool,
         if policy not in ("always", "missing", "never", "build"):
             raise ComposeError(f"services.{name}.pull_policy: {policy!r} is not supported",
                                "use always, missing, never or build")
-        record = images.ensure_image(ref, pull="missing" if policy == "build" else policy,
-                                     quiet=True)
+        record = images.ensure_image(ref, pull="missing" if policy == "build" else policy)
         out[name] = record.id
     return out
 
