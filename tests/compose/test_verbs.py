@@ -95,3 +95,38 @@ def test_scale_gives_numbered_replicas(proj, rlc, tmp_path):
     assert names(proj) == ["verbs-srv-1", "verbs-srv-2", "verbs-srv-3"]
     proj("up", "-d", "--scale", "srv=1", "srv", check=True)
     assert names(proj, "-a") == ["verbs-srv-1"]
+
+
+def test_up_failing_halfway_leaves_only_labelled_containers(rlc, tmp_path):
+    """A port in use on the second service: up reports it; what it made carries the
+    project's labels (docker compose leaves the started ones running)."""
+    import socket
+
+    d = tmp_path / "half"
+    d.mkdir()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        (d / "compose.yaml").write_text(textwrap.dedent(f"""\
+            services:
+              first:
+                image: busybox
+                command: ["sleep", "600"]
+                stop_signal: KILL
+              second:
+                image: busybox
+                depends_on: [first]
+                ports: ["127.0.0.1:{port}:80"]
+            """))
+        try:
+            r = rlc("compose", "-f", str(d / "compose.yaml"), "up", "-d", timeout=180)
+            assert r.returncode != 0 and str(port) in r.stderr, r.stderr
+            rows = [json.loads(x) for x in rlc("ps", "-a", "--format", "json",
+                                               check=True).stdout.splitlines()]
+            assert rows and all("com.docker.compose.project=half" in x["Labels"]
+                                for x in rows)
+            assert [x["Names"] for x in rows if x["State"] == "running"] == ["half-first-1"]
+        finally:
+            rlc("compose", "-f", str(d / "compose.yaml"), "down", timeout=120)
+    assert rlc("ps", "-aq", check=True).stdout == ""
