@@ -201,11 +201,12 @@ def _exec_spawned(c, process: dict, streams: Streams, *, interactive: bool, tty:
         sock_parent.close()
         if fds:
             master = fds[0]
-            pumps.append(_pump_out(master, streams.stdout))
-            if interactive and streams.stdin is not None:
-                _pump_in(streams.stdin, master, None, eof=b"\x04")
-    if on_started is not None:
+    if on_started is not None:  # before any output: the caller may resize first
         on_started(ExecHandle(child.pid, master))
+    if master is not None:
+        pumps.append(_pump_out(master, streams.stdout))
+        if interactive and streams.stdin is not None:
+            _pump_in(streams.stdin, master, None, eof=b"\x04")
     code = child.wait()
     for t in pumps:
         # the pty's pump ends on EIO once no process holds its other side: one that the
