@@ -81,6 +81,8 @@ _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 _OMETA = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _NOFOLLOW  # for f* calls on a file
 _SUGID = stat.S_ISUID | stat.S_ISGID
 _GONE = errno.ENOENT
+_OVX = os.fsencode(metadata.OVERRIDE_XATTR)
+_OV_DECODED: dict[bytes, metadata.Override] = {}  # a few distinct values for a whole image
 
 
 def _disk_perms(perms: int, isdir: bool) -> int:
@@ -623,9 +625,20 @@ class Overlay(pyfuse3.Operations):
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             return None  # the only types that may carry user xattrs
         try:
-            return metadata.Override.decode(fdops.getxattr(dfd, name, metadata.OVERRIDE_XATTR))
-        except (OSError, ValueError):
+            raw = fdops.getxattr(dfd, name, _OVX)
+        except OSError:
             return None
+        # Overrides are immutable and an image has few distinct ones ("0:0:0644"...): parse
+        # each once (a listing of many files calls this per entry).
+        ov = _OV_DECODED.get(raw)
+        if ov is None:
+            try:
+                ov = metadata.Override.decode(raw)
+            except ValueError:
+                return None
+            if len(_OV_DECODED) < 4096:
+                _OV_DECODED[raw] = ov
+        return ov
 
     @staticmethod
     def _ov_fd(st, fd: int):
