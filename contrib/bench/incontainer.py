@@ -4,7 +4,7 @@ system's server differs) and rootless podman (runc, fuse-overlayfs).
 
 Workloads (issue 18), each timed inside the container by busybox `time` (10 ms steps):
 `ls -lR` of 20,000 small files of the image, `dd` of a 200 MiB file into the container,
-reading it back (`cat`, so the page cache across opens counts), and `rm` of it.
+reading it back 5 times (`cat`, so the page cache across opens counts), and `rm` of it.
 RL_BENCH_REPEAT (default 3) rounds run interleaved; each figure is the median. As the
 unprivileged test user when run as root.
 """
@@ -20,9 +20,11 @@ from contrib.bench.run import REPO, Env, _as_user, _docker_archive
 
 FILES = 20000
 BIG_MB = 200
+READS = 5  # the file read back 5 times: busybox `time` counts in steps of 10 ms
 SCRIPT = (f"time ls -lR /data >/dev/null; "
           f"time sh -c 'dd if=/dev/zero of=/big bs=1M count={BIG_MB} 2>/dev/null'; "
-          "time cat /big >/dev/null; time rm /big")
+          f"time sh -c 'for i in {' '.join(str(i) for i in range(READS))}; do cat /big; done "
+          ">/dev/null'; time rm /big")
 STEPS = ("ls -lR", "write", "read back", "rm")
 IMAGE = "localhost/rlbench-files:latest"
 
@@ -79,8 +81,9 @@ def run(report) -> None:
         for i, step in enumerate(STEPS):
             for peer in ("rl on fuse-overlayfs", "podman"):
                 if step in ("write", "read back"):
-                    ours = BIG_MB / max(med["rl"][i], 0.005)
-                    theirs = BIG_MB / max(med[peer][i], 0.005)
+                    n = READS if step == "read back" else 1
+                    ours = n * BIG_MB / max(med["rl"][i], 0.005)
+                    theirs = n * BIG_MB / max(med[peer][i], 0.005)
                     report.ratio(f"in a container: {step} {BIG_MB} MiB", ours, peer, theirs,
                                  "MiB/s", ">= 0.8x" if step == "read back" else "")
                 else:
