@@ -4,8 +4,10 @@ A `RootfsSpec` (stored as rootfs.json beside config.json) names the layers (TOP 
 container's upper and work dirs, the mount point and the backend:
 
 - "fuse_overlay" (default): our union fs (fuse_overlay.server.run), served by a process
-  forked from the sandbox. It is forked as early as possible (`Server.prestart`) so that
-  importing pyfuse3, the slowest step of a start, overlaps the rest of the set-up.
+  the warm zygote forks (rootless.runtime.zygote; the monitor connected to it for us), or
+  `rl run` forked before parsing (rootless.runtime.early), or else one forked from the
+  sandbox as early as possible (`Server.prestart`), so that importing pyfuse3, the
+  slowest step of a start, overlaps the rest of the set-up.
 - "fuse-overlayfs": the C program from Debian, same options and same ownership xattr.
 
 The kernel's overlayfs is not a backend, though it mounts in a user namespace here: the
