@@ -5,17 +5,20 @@ start of a container.
 Protocol, on the unix socket `<runtime dir>/fuse-zygote-<key>.sock` (the runtime dir is
 private to the user and checked on every use; the zygote checks that its peer has our uid
 AND is in our user namespace: a container's root has our kernel uid too, and a server
-the zygote forks runs with all of the user's file access): the client sends one JSON message
-(the rootfs description plus `ns_pid`, the sandbox whose user and mount namespaces the
-server joins) with one fd attached, the write end of the pipe on which the server writes
-b"1" once the mount is live. The zygote forks, the child serves (rootless.runtime.early
-.serve, with a pidfd watch on the sandbox so it never outlives the container) and the
-zygote goes back to accept().
+the zygote forks runs with all of the user's file access): the monitor connects (connect(),
+before it forks the sandbox, which soon leaves the user's namespace), the zygote checks the
+peer and forks a child for the connection at once, and goes back to accept(). The sandbox,
+which inherited the connection, sends one JSON message (the rootfs description plus
+`ns_pid`, its own pid, whose user and mount namespaces the server joins) with one fd
+attached, the write end of the pipe on which the server writes b"1" once the mount is
+live; the child answers b"k<pid>" and serves (rootless.runtime.early.serve, with a pidfd
+watch on the sandbox so it never outlives the container).
 
 The key names the code (rl's version, the fuse_overlay files' mtimes): a zygote of older
 code is never used. The zygote exits after IDLE seconds without a request, or when its
-socket is removed. `rl run` starts one (after its container ended, so that the start
-itself does not pay for it) when none answers; until then it forks a server itself.
+socket is removed or replaced; idle, it never wakes (no timer but the idle limit).
+`rl run` starts one (after its container ended; `rl run -d` once its container runs)
+when none answers; until then a server is forked for each container.
 """
 
 from __future__ import annotations
