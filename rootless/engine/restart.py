@@ -21,6 +21,7 @@ import signal
 import time
 
 from rootless.errors import InvalidArgument
+from rootless.store import containerdb
 
 POLICIES = ("no", "on-failure", "always", "unless-stopped")
 FIRST_DELAY = 0.1
@@ -73,20 +74,19 @@ def after_exit(cid: str, code: int | None) -> None:
     from rootless.store import catalog
 
     while True:
-        with ctr._db() as conn, catalog.transaction(conn):
-            row = conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
-            if row is None:
+        with containerdb.db() as conn, catalog.transaction(conn):
+            c = containerdb.get_in(conn, cid)
+            if c is None:
                 return
-            c = ctr.Container.from_row(row)
             policy = c.options.get("restart")
             if not wants_restart(policy, code, c.restart_count, bool(c.manual_stop)):
                 return
             ran = (c.finished or 0) - (c.started or 0)
             delay = next_delay(c.restart_delay or 0, ran)
             me = os.getpid()
-            conn.execute("UPDATE containers SET state='restarting', restart_count=?,"
-                         " restart_delay=?, monitor_pid=?, monitor_start=? WHERE id=?",
-                         (c.restart_count + 1, delay, me, ctr._proc_start(me), cid))
+            containerdb.update(conn, cid, state="restarting",
+                               restart_count=c.restart_count + 1, restart_delay=delay,
+                               monitor_pid=me, monitor_start=containerdb.proc_start(me))
         if not _back_off(cid, delay):
             return
         code = ctr.relaunch(cid)
@@ -95,17 +95,15 @@ def after_exit(cid: str, code: int | None) -> None:
 
 
 def _stopped(cid: str) -> bool:
-    from rootless.engine import containers as ctr
 
-    with ctr._db() as conn:
-        row = conn.execute("SELECT manual_stop FROM containers WHERE id=?", (cid,)).fetchone()
-    return row is None or bool(row["manual_stop"])
+    with containerdb.db() as conn:
+        c = containerdb.get_in(conn, cid)
+    return c is None or bool(c.manual_stop)
 
 
 def _back_off(cid: str, delay: float) -> bool:
     """Wait `delay` seconds; False (and the row set exited) if a manual stop came. A
     SIGTERM (what `rl stop` sends a restarting container's monitor) ends the wait early."""
-    from rootless.engine import containers as ctr
     from rootless.store import catalog
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -113,9 +111,8 @@ def _back_off(cid: str, delay: float) -> bool:
         deadline = time.monotonic() + delay
         while True:
             if _stopped(cid):
-                with ctr._db() as conn, catalog.transaction(conn):
-                    conn.execute("UPDATE containers SET state='exited' WHERE id=? AND "
-                                 "state='restarting'", (cid,))
+                with containerdb.db() as conn, catalog.transaction(conn):
+                    containerdb.update(conn, cid, state="exited", when_state="restarting")
                 return False
             left = deadline - time.monotonic()
             if left <= 0:

@@ -1,0 +1,31 @@
+"""`rl cp`: copy between a container (running: joined, so its volumes are seen as it sees
+them; stopped: its root filesystem mounted) and the host (rootless/runtime/copying.py does
+the copying). A front end says which side is the container; CONTAINER:PATH is CLI syntax,
+parsed by the CLI."""
+
+from __future__ import annotations
+
+from rootless.store.containerdb import lookup
+
+
+def _target(ref: str):
+    c = lookup(ref)
+    if c.state == "running" and c.pid:
+        return c.pid
+    from rootless.runtime.rootfs import RootfsSpec
+
+    return RootfsSpec.load(str(c.dir / "rootfs.json"))
+
+
+def copy_from(ref: str, path: str, dest: str) -> None:
+    """`path` of the container (a file or a tree) to `dest` on the host."""
+    from rootless.runtime import copying
+
+    copying.copy_out(_target(ref), path, dest)
+
+
+def copy_to(ref: str, source: str, path: str) -> None:
+    """`source` on the host (a file or a tree) to `path` in the container."""
+    from rootless.runtime import copying
+
+    copying.copy_in(_target(ref), source, path)
