@@ -54,7 +54,8 @@ _removexattrat = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c
 
 _BUF = 4096
 _buf = ctypes.create_string_buffer(_BUF)  # one server thread: one reusable buffer
-_args = _XattrArgs(ctypes.addressof(_buf), _BUF, 0)
+_buf_addr = ctypes.addressof(_buf)
+_args = _XattrArgs(_buf_addr, _BUF, 0)
 _args_p = ctypes.addressof(_args)
 _have_at = True
 
@@ -98,12 +99,13 @@ def getxattr(dfd: int, name: bytes, attr: str | bytes) -> bytes:
     """The value of `attr` of dfd/name (name b"": the directory dfd itself, which must not
     be an O_PATH descriptor then)."""
     global _have_at
-    attr = os.fsencode(attr)
+    if not isinstance(attr, bytes):
+        attr = os.fsencode(attr)
     if _have_at and name:
-        _args.value, _args.size = ctypes.addressof(_buf), _BUF
+        _args.value, _args.size = _buf_addr, _BUF
         n = _getxattrat(_NR_GETXATTRAT, dfd, name, AT_SYMLINK_NOFOLLOW, attr, _args_p, 16)
         if n >= 0:
-            return _buf.raw[:n]
+            return ctypes.string_at(_buf_addr, n)  # not .raw: that copies all 4 KiB
         e = ctypes.get_errno()
         if e == errno.ERANGE:
             _args.value, _args.size = 0, 0

@@ -12,17 +12,21 @@ notify_closing, current_task, current_trio_token. Hand-written because no librar
 this; pyfuse3.asyncio is the model. Select it with loop=direct (the default); loop=trio runs
 on trio itself.
 
-Signals: SIGTERM/SIGINT/SIGHUP (those not ignored by the caller) get handlers that note the
-signal; wait_readable, run before each read, then ends the main loop the way
-pyfuse3.terminate() does. A signal that comes while the read waits interrupts it (EINTR:
-Python installs its handlers without SA_RESTART) and pyfuse3 loops back to wait_readable.
-pyfuse3 holds the GIL in that read, so no helper thread can step in; a signal landing in
-the few C instructions between the last check and the read would wait for the next
-request, so a 1 s interval timer (SIGALRM, a no-op handler) interrupts an idle read too.
+Signals: a stop signal (SIGTERM/SIGINT/SIGHUP, those the caller asked for and does not
+ignore) must end the loop even while the read waits for a request that may never come.
+pyfuse3 holds the GIL in that read, so no helper thread can step in, and a signal landing
+between a check of a flag and the read would wait for the next request. So when stop
+signals are wanted, their handlers are Python's (a C-level flag) with a wakeup fd (a pipe
+the C handler writes the signal number to), and wait_readable poll()s /dev/fuse and that
+pipe together: no timer, no wake-up while idle, one poll(2) more per request. A server
+that needs no stop signal (rl's, which ends with the FUSE connection: the kernel ends it
+when the container's last process goes) passes stop_signals=() and reads directly.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import sys
 import types
@@ -35,15 +39,26 @@ class ClosedResourceError(Exception):
 _closing: set[int] = set()
 
 
-_stop: list[int] = []  # stop signals received, noted by their handlers
+_wake: list = []  # [poll object, the wakeup pipe's read end, /dev/fuse's fd] when stopping
+# by signal is on
 _pyfuse3 = None
 
 
 async def wait_readable(fd: int) -> None:
     # The read that follows blocks until a request comes (see the module docstring).
-    if _stop:
-        _stop.clear()
-        _pyfuse3.terminate()  # -> notify_closing(fd)
+    if _wake and fd not in _closing:
+        poller, wake_r = _wake[0], _wake[1]
+        if len(_wake) == 2:  # the session's fd: known only here (pyfuse3 keeps it in C)
+            poller.register(fd, select.POLLIN)
+            _wake.append(fd)
+        ready = poller.poll()  # a signal's handler writes to wake_r: never lost
+        if any(f == wake_r for f, _ in ready):
+            try:
+                while os.read(wake_r, 64):
+                    pass
+            except BlockingIOError:
+                pass
+            _pyfuse3.terminate()  # -> notify_closing(fd)
     if fd in _closing:
         raise ClosedResourceError()
 
@@ -131,13 +146,20 @@ def run(pyfuse3, main_coro_fn,
     pyfuse3.trio = _module()
     _pyfuse3 = pyfuse3
     _closing.clear()
-    _stop.clear()
+    _wake.clear()
     # a signal the caller ignores stays ignored (the runtime ignores SIGINT, which the
     # container's terminal sends to the whole process group)
-    old_handlers = {sig: signal.signal(sig, lambda s, f: _stop.append(s)) for sig in stop_signals
-                    if signal.getsignal(sig) is not signal.SIG_IGN}
-    old_handlers[signal.SIGALRM] = signal.signal(signal.SIGALRM, lambda s, f: None)
-    old_timer = signal.setitimer(signal.ITIMER_REAL, 1.0, 1.0)
+    wanted = [sig for sig in stop_signals if signal.getsignal(sig) is not signal.SIG_IGN]
+    old_handlers = {}
+    old_wakeup = None
+    pipe = None
+    if wanted:
+        pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        old_wakeup = signal.set_wakeup_fd(pipe[1], warn_on_full_buffer=False)
+        old_handlers = {sig: signal.signal(sig, lambda s, f: None) for sig in wanted}
+        poller = select.poll()
+        poller.register(pipe[0], select.POLLIN)
+        _wake.extend((poller, pipe[0]))
     coro = main_coro_fn()
     try:
         try:
@@ -147,8 +169,12 @@ def run(pyfuse3, main_coro_fn,
         raise RuntimeError("pyfuse3 waited on something this runner does not provide")
     finally:
         coro.close()
-        signal.setitimer(signal.ITIMER_REAL, *old_timer)
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
+        if pipe is not None:
+            signal.set_wakeup_fd(old_wakeup)
+            os.close(pipe[0])
+            os.close(pipe[1])
+        _wake.clear()
         pyfuse3.trio = saved_trio
         _pyfuse3 = None

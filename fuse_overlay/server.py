@@ -12,8 +12,11 @@ chroot) and returns to its old root only to unmount at the end.
 from __future__ import annotations
 
 import os
+import signal
 
 from . import options as mount_options
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def fuse_mount_options(opts: mount_options.MountOptions) -> set[str]:
@@ -32,10 +35,11 @@ def fuse_mount_options(opts: mount_options.MountOptions) -> set[str]:
 
 
 def run(lowerdirs: list[str], upperdir: str | None, workdir: str | None, mountpoint: str, *,
-        ready_fd: int | None = None, options: dict | None = None, on_ready=None) -> None:
+        ready_fd: int | None = None, options: dict | None = None, on_ready=None,
+        stop_signals=STOP_SIGNALS) -> None:
     """Mount lowerdirs (top-most first) under upperdir at mountpoint and serve until
-    unmounted or SIGTERM/SIGINT/SIGHUP (then unmount; a signal the caller has set to
-    SIG_IGN stays ignored). Writes b"1" to ready_fd and closes it once
+    unmounted or one of `stop_signals` comes (then unmount; a signal the caller has set to
+    SIG_IGN stays ignored; with none, no poll(2) per request: see loop.py). Writes b"1" to ready_fd and closes it once
     the mount is live. Read-only when upperdir is None. Raises MountError for bad input.
 
     options: other mount options by name, e.g. {"nodev": True, "writeback": "1",
@@ -56,7 +60,7 @@ def run(lowerdirs: list[str], upperdir: str | None, workdir: str | None, mountpo
     opts = mount_options.check(mount_options.from_dict(values, flags), mountpoint)
     if not lowerdirs:
         raise mount_options.MountError("no lowerdir given")
-    serve(opts, mountpoint, ready_fd, on_ready=on_ready)
+    serve(opts, mountpoint, ready_fd, on_ready=on_ready, stop_signals=stop_signals)
 
 
 def preload():
@@ -71,7 +75,7 @@ def preload():
 
 
 def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | None,
-          on_ready=None) -> None:
+          on_ready=None, stop_signals=STOP_SIGNALS) -> None:
     """Mount with checked options and serve (the part after validation). `on_ready` is
     called once the mount is live, after ready_fd got its byte."""
     pyfuse3 = preload()
@@ -100,29 +104,29 @@ def serve(opts: mount_options.MountOptions, mountpoint: str, ready_fd: int | Non
 
     try:
         if opts.loop == "trio":
-            _serve_trio(pyfuse3, ready)
+            _serve_trio(pyfuse3, ready, stop_signals)
         else:
             from . import loop
 
             async def main():
                 ready()
                 await pyfuse3.main(min_tasks=1, max_tasks=1)
-            loop.run(pyfuse3, main)
+            loop.run(pyfuse3, main, stop_signals)
     finally:
         ops.unconfine()  # the unmount goes by path
         pyfuse3.close(unmount=True)
 
 
-def _serve_trio(pyfuse3, ready) -> None:
-    import signal
-
+def _serve_trio(pyfuse3, ready, stop_signals) -> None:
     import trio
 
     pyfuse3.trio = trio  # pyfuse3 may have been imported without it (loop.import_pyfuse3)
-    wanted = [s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    wanted = [s for s in stop_signals
               if signal.getsignal(s) is not signal.SIG_IGN]  # ignored stays ignored
 
     async def signals():
+        if not wanted:
+            return
         with trio.open_signal_receiver(*wanted) as sigs:
             async for _ in sigs:
                 pyfuse3.terminate()

@@ -162,6 +162,26 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     os.closerange(first, min(last, 65535) + 1)
 
 
+IN_ATTRIB = 0x4
+IN_DELETE_SELF = 0x400
+IN_MOVE_SELF = 0x800
+_IN_NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC
+_libc.inotify_init1.argtypes = [ctypes.c_int]
+_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+
+
+def inotify_watch(path: str, mask: int) -> int:
+    """A non-blocking inotify fd watching `path` for `mask` (it turns readable when an
+    event comes), or -1 when the kernel refuses (no inotify instances left)."""
+    fd = _libc.inotify_init1(_IN_NONBLOCK_CLOEXEC)
+    if fd < 0:
+        return -1
+    if _libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
+        os.close(fd)
+        return -1
+    return fd
+
+
 def neutralize_fds(keep: set[int]) -> None:
     """Point every open fd not in `keep` at /dev/null, in a forked child that goes on
     running Python code. Closing them would be wrong: a Python object of the parent (an

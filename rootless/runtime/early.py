@@ -168,8 +168,18 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
 
             threading.Thread(target=watcher, daemon=True).start()
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the zygote's handler
+    # No stop signal: the server ends with the FUSE connection (see _leave_mount), so it
+    # need not poll for one, and an idle server never wakes (fuse_overlay/loop.py). A
+    # SIGTERM or SIGHUP ends it at once (the default action), as it ended it before.
+    # The kernel's writeback cache: writes gather in the page cache and reach the server
+    # in large requests, and a file just written reads back from memory (write-through
+    # loses those pages at the next attribute refresh, since the mtime the server reports
+    # differs from the one the kernel cached). Only this mount writes the upper layer
+    # while the container runs; a close flushes the file's pages to it.
+    options = {"writeback": "1", **(spec.get("options") or {})}
     server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],
-               ready_fd=ready_w, options=spec.get("options") or None, on_ready=on_ready)
+               ready_fd=ready_w, options=options, on_ready=on_ready, stop_signals=())
     os._exit(0)
 
 

@@ -4,8 +4,10 @@ A `RootfsSpec` (stored as rootfs.json beside config.json) names the layers (TOP 
 container's upper and work dirs, the mount point and the backend:
 
 - "fuse_overlay" (default): our union fs (fuse_overlay.server.run), served by a process
-  forked from the sandbox. It is forked as early as possible (`Server.prestart`) so that
-  importing pyfuse3, the slowest step of a start, overlaps the rest of the set-up.
+  the warm zygote forks (rootless.runtime.zygote; the monitor connected to it for us), or
+  `rl run` forked before parsing (rootless.runtime.early), or else one forked from the
+  sandbox as early as possible (`Server.prestart`), so that importing pyfuse3, the
+  slowest step of a start, overlaps the rest of the set-up.
 - "fuse-overlayfs": the C program from Debian, same options and same ownership xattr.
 
 The kernel's overlayfs is not a backend, though it mounts in a user namespace here: the
@@ -163,32 +165,29 @@ def _wait_gone(pid: int, timeout: float = 2.0) -> None:
 class Server:
     """The process that serves the rootfs."""
 
-    def __init__(self, backend: str, early_ready_fd: int | None = None) -> None:
+    def __init__(self, backend: str, early_ready_fd: int | None = None,
+                 zygote_conn: int | None = None) -> None:
         self.backend = backend
         self.pid: int | None = None  # a server that is our child
         self._pre = None
         # A server forked by `rl run` before this sandbox existed (rootless.runtime.early):
         # it joins our namespaces and mounts by itself; we only wait for its ready byte.
         self._early_ready = early_ready_fd
-        self._zygote = False  # a warm zygote will fork our server
+        # A connection to the warm zygote (rootless.runtime.zygote), made by the monitor
+        # in the user's namespace: the zygote forks our server when we send our request.
+        self._zygote_conn = zygote_conn
         self.peer_pid: int | None = None  # the server the zygote forked (not our child)
 
     # -- fuse_overlay: fork now, import pyfuse3 while the caller does other work ----------
     def prestart(self, *, fork: bool = False) -> None:
         """Get a server ready: nothing to do when one was forked before us or a warm
-        zygote answers; otherwise (or with `fork`) fork one now."""
+        zygote will fork one; otherwise (or with `fork`) fork one now."""
         if self.backend != "fuse_overlay" or self._pre is not None:
             return
-        if not fork and (self._early_ready is not None or self._zygote):
+        if not fork and (self._early_ready is not None or self._zygote_conn is not None):
             return
-        from rootless.runtime import early, zygote
+        from rootless.runtime import early
 
-        try:
-            if not fork and zygote.available():
-                self._zygote = True
-                return
-        except Exception:
-            pass
         self._pre = early.fork_server()
         self.pid = self._pre.pid
 
@@ -199,13 +198,12 @@ class Server:
             if self._early_ready is not None:
                 ready_r = self._early_ready
                 self._early_ready = None
-            elif self._zygote:
+            elif self._zygote_conn is not None:
                 from rootless.runtime import zygote
 
-                answer = zygote.request(asdict(spec), os.getpid())
-                if answer is None:  # it went away: serve it ourselves
-                    self._zygote = False
-                else:
+                conn, self._zygote_conn = self._zygote_conn, None
+                answer = zygote.request(asdict(spec), os.getpid(), conn)
+                if answer is not None:  # otherwise it went away: serve it ourselves
                     ready_r, self.peer_pid = answer
             if ready_r is None:
                 self.prestart(fork=True)

@@ -109,6 +109,13 @@ class Launch:
             import socket
 
             self._pty_sock, pty_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # The warm fuse server zygote serves only a peer in the user's own namespace, which
+        # the sandbox soon leaves: connect now, the sandbox sends its request on it.
+        zygote_conn = None
+        if self.early is None and self.backend == "fuse_overlay":
+            from rootless.runtime import zygote
+
+            zygote_conn = zygote.connect()
         sys.stdout.flush()
         sys.stderr.flush()
         # Objects made so far are never collected: the garbage collector then leaves their
@@ -126,7 +133,7 @@ class Launch:
                          pty_child.detach() if pty_child is not None else None,
                          self.early.ready_r if self.early is not None else None,
                          self.join_pid, self.holder.pid if self.holder is not None else None,
-                         self.lean)
+                         self.lean, zygote_conn.fileno() if zygote_conn is not None else None)
             except BaseException as exc:
                 try:
                     if not isinstance(exc, (RlError, SystemExit)):
@@ -141,6 +148,8 @@ class Launch:
         os.close(status_w)
         if pty_child is not None:
             pty_child.close()
+        if zygote_conn is not None:
+            zygote_conn.close()
         if self.early is not None:
             os.close(self.early.ready_r)  # the sandbox waits on it
             self.early.ready_r = -1
@@ -290,7 +299,7 @@ def _close_all_but(keep: set[int]) -> None:
 def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: str,
              namespaces: set[str], pty_sock: int | None, early_ready: int | None,
              join_pid: int | None = None, nest_pid: int | None = None,
-             lean: bool = False) -> None:
+             lean: bool = False, zygote_conn: int | None = None) -> None:
     # Our own process group: the terminal's Ctrl-C goes to the monitor, which forwards it.
     os.setpgid(0, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -301,7 +310,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         if fd != i:
             os.dup2(fd, i)
     keep = {0, 1, 2, ctl_r, status_w}
-    keep |= {fd for fd in (pty_sock, early_ready) if fd is not None}
+    keep |= {fd for fd in (pty_sock, early_ready, zygote_conn) if fd is not None}
     _close_all_but(keep)
     ctl = _Lines(ctl_r)
     trace("S start")
@@ -330,7 +339,7 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     if backend != "fuse_overlay":
         _become_root()  # fuse-overlayfs is exec'd: as root in the namespace it keeps its caps
     trace("S maps ok")
-    server = rootfs_mod.Server(backend, early_ready)
+    server = rootfs_mod.Server(backend, early_ready, zygote_conn)
     from rootless.runtime import pid1
 
     server.prestart()

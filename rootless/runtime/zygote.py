@@ -5,17 +5,20 @@ start of a container.
 Protocol, on the unix socket `<runtime dir>/fuse-zygote-<key>.sock` (the runtime dir is
 private to the user and checked on every use; the zygote checks that its peer has our uid
 AND is in our user namespace: a container's root has our kernel uid too, and a server
-the zygote forks runs with all of the user's file access): the client sends one JSON message
-(the rootfs description plus `ns_pid`, the sandbox whose user and mount namespaces the
-server joins) with one fd attached, the write end of the pipe on which the server writes
-b"1" once the mount is live. The zygote forks, the child serves (rootless.runtime.early
-.serve, with a pidfd watch on the sandbox so it never outlives the container) and the
-zygote goes back to accept().
+the zygote forks runs with all of the user's file access): the monitor connects (connect(),
+before it forks the sandbox, which soon leaves the user's namespace), the zygote checks the
+peer and forks a child for the connection at once, and goes back to accept(). The sandbox,
+which inherited the connection, sends one JSON message (the rootfs description plus
+`ns_pid`, its own pid, whose user and mount namespaces the server joins) with one fd
+attached, the write end of the pipe on which the server writes b"1" once the mount is
+live; the child answers b"k<pid>" and serves (rootless.runtime.early.serve, with a pidfd
+watch on the sandbox so it never outlives the container).
 
 The key names the code (rl's version, the fuse_overlay files' mtimes): a zygote of older
 code is never used. The zygote exits after IDLE seconds without a request, or when its
-socket is removed. `rl run` starts one (after its container ended, so that the start
-itself does not pay for it) when none answers; until then it forks a server itself.
+socket is removed or replaced; idle, it never wakes (no timer but the idle limit).
+`rl run` starts one (after its container ended; `rl run -d` once its container runs)
+when none answers; until then a server is forked for each container.
 """
 
 from __future__ import annotations
@@ -60,10 +63,11 @@ def pid_path() -> str:
     return socket_path()[: -len(".sock")] + ".pid"
 
 
-def request(spec: dict, ns_pid: int) -> tuple[int, int] | None:
-    """Ask the zygote for a server; the fd to wait on for its ready byte and the server's
-    pid (not our child: wait for it with a pidfd), or None when no zygote answers (the
-    caller then forks a server itself)."""
+def connect():
+    """A connection to the zygote (a socket), or None when none answers. Made by the
+    monitor, in the user's own namespace, before it forks the sandbox: the zygote serves
+    no peer of another user namespace (see _peer_is_ours), and the sandbox, which sends
+    the request on this connection once it knows its rootfs, has left it by then."""
     if not enabled():
         return None
     path = socket_path()
@@ -74,6 +78,20 @@ def request(spec: dict, ns_pid: int) -> tuple[int, int] | None:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         s.connect(path)
+    except OSError:
+        s.close()
+        return None
+    return s
+
+
+def request(spec: dict, ns_pid: int, conn: int) -> tuple[int, int] | None:
+    """Ask for a server on `conn` (the fd of a connect() socket; closed here): the fd to
+    wait on for its ready byte and the server's pid (not our child: wait for it with a
+    pidfd), or None when the zygote did not answer (the caller then forks a server)."""
+    import socket
+
+    s = socket.socket(fileno=conn)
+    try:
         r, w = os.pipe()
         try:
             socket.send_fds(s, [json.dumps(dict(spec, ns_pid=ns_pid)).encode()], [w])
@@ -149,6 +167,12 @@ def _main(path: str) -> None:
         raise SystemExit(0)  # through the finally below: the socket goes too
 
     signal.signal(signal.SIGTERM, on_term)
+    # Idle, the zygote sleeps in select() without a timeout but its idle limit: it wakes
+    # for a connection, the end of a server it forked (SIGCHLD, through the wakeup pipe),
+    # and a change to its socket's name (inotify), never on a timer.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     lock = os.open(path[: -len(".sock")] + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                    0o600)
     try:
@@ -172,23 +196,25 @@ def _main(path: str) -> None:
     listener.listen(64)
     os.rename(tmp, path)
     ino = os.stat(path).st_ino  # ours, as long as nobody replaced or removed it
+    # unlink, rename over it, rm -r of the directory: IN_ATTRIB (its link count) or
+    # IN_MOVE_SELF/IN_DELETE_SELF on the socket's inode
+    watch = sc.inotify_watch(path, sc.IN_ATTRIB | sc.IN_MOVE_SELF | sc.IN_DELETE_SELF)
     last = time.monotonic()
     try:
-        while time.monotonic() - last < IDLE:
-            ready, _, _ = select.select([listener], [], [], 1.0)
-            while True:  # reap servers whose container ended
-                try:
-                    done, _ = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if not done:
-                    break
+        while (left := IDLE - (time.monotonic() - last)) > 0:
+            ready, _, _ = select.select([listener, wake_r] + ([watch] if watch >= 0 else []),
+                                        [], [], left)
+            if wake_r in ready:
+                _drain(wake_r)
+                _reap()
+            if watch in ready:
+                _drain(watch)
             try:
                 if os.stat(path).st_ino != ino:
                     return
             except OSError:
                 return  # socket removed (its directory too): nothing will call us
-            if not ready:
+            if listener not in ready:
                 continue
             conn, _ = listener.accept()
             last = time.monotonic()
@@ -200,6 +226,25 @@ def _main(path: str) -> None:
         except OSError:
             pass
         listener.close()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _reap() -> None:
+    """Reap the servers whose container ended."""
+    while True:
+        try:
+            done, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not done:
+            return
 
 
 SO_PEERPIDFD = 77  # Linux 6.5; not in Python 3.11's socket module
@@ -243,33 +288,41 @@ def _peer_is_ours(conn) -> bool:
 
 
 def _handle(conn, server) -> None:
-    import socket
-
+    """Fork a server for a peer that is ours, at once: the child waits for the request
+    (the sandbox sends it once it knows its rootfs) while we go back to accept()."""
     try:
         if not _peer_is_ours(conn):
             return
-        msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
-        if len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            return
-        ready_w = fds[0]
-        spec = json.loads(msg)
         pid = os.fork()
         if pid == 0:
-            from rootless.runtime import early
-
-            try:
-                conn.sendall(b"k%d" % os.getpid())
-                conn.close()
-                early.serve(server, spec, ready_w, watch=True)
-            except BaseException as exc:
-                try:
-                    os.write(ready_w, f"E {exc}".encode(errors="replace"))
-                finally:
-                    os._exit(1)
-        os.close(ready_w)
-    except (OSError, ValueError):
+            _child(conn, server)
+    except OSError:
         pass
     finally:
         conn.close()
+
+
+def _child(conn, server) -> None:
+    import socket
+
+    from rootless.runtime import early
+
+    ready_w = -1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        if len(fds) != 1:
+            os._exit(0)
+        ready_w = fds[0]
+        spec = json.loads(msg)
+        conn.sendall(b"k%d" % os.getpid())
+        conn.close()
+        early.serve(server, spec, ready_w, watch=True)
+    except BaseException as exc:
+        try:
+            if ready_w >= 0:
+                os.write(ready_w, f"E {exc}".encode(errors="replace"))
+        finally:
+            os._exit(1)
+    os._exit(0)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import io
 import os
 import shutil
 import stat
@@ -261,14 +262,14 @@ class _Unpacker:
         if info.islnk():
             self._hardlink(parent, leaf, info)
             return
+        if info.isreg():  # the most common entry: no stat(2) first (see _new_file)
+            self._regular(tf, parent, leaf, info, ns)
+            return
         self._remove_existing(parent, leaf, keep_dir=False)
         if info.issym():
             os.symlink(info.linkname, leaf, dir_fd=parent)
             self._link_meta(parent, leaf, info)
             os.utime(leaf, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
-            return
-        if info.isreg():
-            self._regular(tf, parent, leaf, info, ns)
             return
         if info.ischr() or info.isblk() or info.isfifo():
             self._special(parent, leaf, info, ns)
@@ -315,9 +316,33 @@ class _Unpacker:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         return os.open(leaf, flags, 0o600, dir_fd=parent)
 
+    # the creating process's umask (unpack_tar reads it): when it takes no bit of a file's
+    # disk mode, the mode given to open(2) is the file's and no fchmod(2) follows
+    umask = 0o777
+
+    def _new_file_mode(self, info: tarfile.TarInfo) -> int:
+        return disk_file_mode(info.mode)
+
+    def _new_file(self, parent: int, leaf: str, info: tarfile.TarInfo) -> int:
+        """Create the regular file of `info`, replacing what its name holds: one open(2)
+        when the name is free (an exclusive create, so nothing is followed either)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        mode = self._new_file_mode(info)
+        try:
+            return os.open(leaf, flags, mode, dir_fd=parent)
+        except FileExistsError:
+            self._remove_existing(parent, leaf, keep_dir=False)
+            return os.open(leaf, flags, mode, dir_fd=parent)
+
+    def _regular_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+        mode = disk_file_mode(info.mode)
+        if mode & self.umask:
+            os.fchmod(fd, mode)
+        self._finish(fd, info, self._override(info))
+
     def _regular(self, tf: tarfile.TarFile, parent: int, leaf: str, info: tarfile.TarInfo,
                  ns: int) -> None:
-        fd = self._create(parent, leaf)
+        fd = self._new_file(parent, leaf, info)
         try:
             src = tf.extractfile(info)
             remaining = info.size
@@ -331,7 +356,7 @@ class _Unpacker:
                     view = view[written:]
                 remaining -= len(chunk)
             self.stats.bytes += info.size
-            self._file_meta(fd, info)
+            self._regular_meta(fd, info)
             os.utime(fd, ns=(ns, ns))
         finally:
             os.close(fd)
@@ -402,6 +427,12 @@ class _RealUnpacker(_Unpacker):
         if info is not None:
             self._file_meta(fd, info)
 
+    def _new_file_mode(self, info: tarfile.TarInfo) -> int:
+        return 0o600  # the tar's mode comes after the chown
+
+    def _regular_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+        self._file_meta(fd, info)
+
     def _file_meta(self, fd: int, info: tarfile.TarInfo) -> None:
         try:
             os.fchown(fd, info.uid, info.gid)
@@ -432,6 +463,41 @@ class _RealUnpacker(_Unpacker):
             os.close(fd)
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask would, for every thread);
+    all bits when it cannot be read."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777
+
+
+class _Raw(io.RawIOBase):
+    """A reader with only read(n) as the raw stream of an io.BufferedReader."""
+
+    def __init__(self, reader) -> None:
+        self.reader = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.reader.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _buffered(fileobj):
+    if isinstance(fileobj, (io.BufferedReader, io.BytesIO)):
+        return fileobj
+    return io.BufferedReader(_Raw(fileobj), COPY_CHUNK)
+
+
 def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,
                tar_mode: str = "r|") -> UnpackStats:
     """Unpack the tar stream `fileobj` into the existing, empty directory `root`.
@@ -448,13 +514,18 @@ def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,
     """
     root_fd = os.open(root, _DIR_FLAGS)
     unpacker = (_RealUnpacker if real_owners else _Unpacker)(root_fd)
+    unpacker.umask = _umask()
     try:
         if not real_owners:
             os.chmod(root_fd, DISK_DIR_MODE)
             os.setxattr(root_fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
         try:
-            tf = tarfile.open(fileobj=fileobj, mode=tar_mode, bufsize=COPY_CHUNK,
-                              errorlevel=2)
+            # tarfile's stream keeps what it read ahead in one bytes object and copies
+            # the rest of it on every read: with a large bufsize each 512-byte header
+            # read copied up to a MiB (most of a pull of many small files went there).
+            # A small record size, and a BufferedReader doing the large reads below it.
+            tf = tarfile.open(fileobj=_buffered(fileobj), mode=tar_mode,
+                              bufsize=tarfile.RECORDSIZE, errorlevel=2)
             for info in tf:
                 try:
                     unpacker.entry(tf, info)
