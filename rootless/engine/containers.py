@@ -1446,12 +1446,9 @@ def cp(src: str, dst: str) -> None:
         raise InvalidArgument("rl cp copies between a container and the host",
                               "write one side as CONTAINER:PATH")
     c = lookup(s_ctr if s_ctr is not None else d_ctr)
-    if c.state == "running" and c.pid:
-        target = c.pid  # join it: its mounts (volumes) are seen as it sees them
-    else:
-        from rootless.runtime.rootfs import RootfsSpec
+    from rootless.engine.archive import copy_target
 
-        target = RootfsSpec.load(str(c.dir / "rootfs.json"))
+    target = copy_target(c)
     if s_ctr is not None:
         copying.copy_out(target, s_path, d_path)
     else:

@@ -1,0 +1,459 @@
+"""Container endpoints: create, list, inspect, start/stop/restart/kill, wait, delete, logs,
+top, changes, export, stats, rename, update, archive, attach, resize, prune."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+
+from rootless.api.protocol import (
+    ApiError,
+    Request,
+    Response,
+    frame,
+    json_response,
+    no_content,
+)
+
+
+def _id(req: Request) -> str:
+    return req.params["id"]
+
+
+def _lookup(ref: str):
+    from rootless.engine import containers
+
+    return containers.lookup(ref)
+
+
+def create(req: Request) -> Response:
+    from rootless.api import createbody
+    from rootless.engine import containers
+
+    opts = createbody.to_run_options(req.json({}), req.q("name"))
+    c = containers.create(opts)
+    return json_response({"Id": c.id, "Warnings": []}, 201)
+
+
+def list_(req: Request) -> Response:
+    from rootless.engine import containers
+    from rootless.format import api_shapes
+
+    limit = req.qint("limit")
+    out = []
+    for c in containers.list_containers(all_=req.qbool("all"), filters=req.filters() or None,
+                                        last=limit if limit and limit > 0 else None):
+        try:
+            doc = containers.inspect(c.id)
+        except Exception:  # removed while we listed
+            continue
+        size = containers.upper_size(c) if req.qbool("size") else None
+        out.append(api_shapes.container_summary(c, doc, size))
+    return json_response(out)
+
+
+def inspect(req: Request) -> Response:
+    from rootless.engine import containers
+    from rootless.format import api_shapes
+
+    doc = api_shapes.container_inspect(containers.inspect(_id(req)))
+    if req.qbool("size"):
+        doc["SizeRw"] = containers.upper_size(_lookup(_id(req)))
+    return json_response(doc)
+
+
+def start(req: Request) -> Response:
+    from rootless.engine import containers
+
+    c = _lookup(_id(req))
+    if c.state in ("running", "restarting"):
+        return no_content(304)
+    containers.start(c.id)
+    return no_content()
+
+
+def _timeout(req: Request) -> int | None:
+    t = req.qint("t")
+    return req.qint("timeout") if t is None else t
+
+
+def stop(req: Request) -> Response:
+    from rootless.engine import containers
+
+    c = _lookup(_id(req))
+    if c.state not in ("running", "restarting"):
+        return no_content(304)
+    containers.stop(c.id, _timeout(req), req.q("signal") or None)
+    return no_content()
+
+
+def restart(req: Request) -> Response:
+    from rootless.engine import containers
+
+    containers.restart(_id(req), _timeout(req), req.q("signal") or None)
+    return no_content()
+
+
+def kill(req: Request) -> Response:
+    from rootless.engine import containers
+
+    c = _lookup(_id(req))
+    if c.state != "running":
+        raise ApiError(409, f"cannot kill container {c.name}: it is not running")
+    containers.kill(c.id, req.q("signal") or "KILL")
+    return no_content()
+
+
+def wait(req: Request) -> Response:
+    """The answer's head goes out at once (clients send this before the start, and wait
+    for the head); the body when the condition is met."""
+    condition = req.q("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise ApiError(400, f"invalid condition {condition!r}: use not-running, next-exit "
+                       "or removed")
+    c = _lookup(_id(req))
+
+    def gen():
+        code = _wait_for(c, condition, req.gone)
+        if code is not None:
+            yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
+
+    return Response(200, gen(), streamed=True)
+
+
+def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
+    """The exit code once `condition` holds (None when the client went away).
+
+    The engine's wait covers not-running of a started container; what a created container
+    waits for (next-exit: its start and then its exit; removed) is watched here on the
+    container's row until the engine's wait takes those conditions (CONTRACT.md)."""
+    from rootless.engine import containers
+    from rootless.errors import NotFound
+
+    cid, first, last_code = c.id, c.started, c.exit_code
+    seen_running = False
+    delay = 0.01
+    while not gone.is_set():
+        try:
+            cur = containers.lookup(cid)
+        except NotFound:
+            return last_code if last_code is not None else 0
+        last_code = cur.exit_code
+        code = cur.exit_code if cur.exit_code is not None else 0
+        if cur.state not in ("running", "restarting"):
+            if condition == "not-running":
+                return code
+            if condition == "next-exit" and (cur.started != first or seen_running):
+                return code
+        elif cur.state == "running" and not cur.options.get("restart"):
+            seen_running = True
+            containers.wait(cid)  # until its monitor is gone; then look again
+            delay = 0.01
+            continue
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    return None
+
+
+def delete(req: Request) -> Response:
+    from rootless.engine import containers
+
+    c = _lookup(_id(req))
+    if c.state == "running" and not req.qbool("force"):
+        raise ApiError(409, f"cannot remove container {c.name}: it is running (stop it "
+                       "first, or force)")
+    containers.remove(c.id, force=req.qbool("force"), volumes=req.qbool("v"))
+    return no_content()
+
+
+def prune(req: Request) -> Response:
+    from rootless.engine import system
+
+    res = system.prune_containers(req.filters() or None)
+    return json_response({"ContainersDeleted": res.containers or None,
+                          "SpaceReclaimed": res.reclaimed})
+
+
+def rename(req: Request) -> Response:
+    from rootless.engine import containers
+
+    name = req.q("name")
+    if not name:
+        raise ApiError(400, "name is required")
+    containers.rename(_id(req), name)
+    return no_content()
+
+
+def update(req: Request) -> Response:
+    from rootless.api.createbody import is_unset
+    from rootless.engine import containers
+
+    body = req.json({}) or {}
+    restart = None
+    for k, v in body.items():
+        if k == "RestartPolicy":
+            name = (v or {}).get("Name") or "no"
+            count = (v or {}).get("MaximumRetryCount") or 0
+            restart = f"{name}:{count}" if name == "on-failure" and count else name
+        elif not is_unset(v):
+            raise ApiError(400, f"{k} cannot be updated by rl (no cgroup controllers here); "
+                           "only RestartPolicy")
+    containers.update(_id(req), restart=restart)
+    return json_response({"Warnings": []})
+
+
+def pause(req: Request) -> Response:
+    raise ApiError(501, "rl cannot pause or unpause containers: that needs the cgroup "
+                   "freezer, which rootless containers here do not have")
+
+
+# -- output -------------------------------------------------------------------------------
+
+def _tty(c) -> bool:
+    try:
+        return bool(c.spec()["process"].get("terminal"))
+    except (OSError, KeyError, ValueError):
+        return bool(c.options.get("tty"))
+
+
+def _since(text: str | None) -> float | None:
+    if not text or text == "0":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ApiError(400, f"invalid since/until {text!r}: Unix seconds expected") from None
+
+
+def logs(req: Request) -> Response:
+    from rootless.engine import containers
+
+    want_out, want_err = req.qbool("stdout"), req.qbool("stderr")
+    if not (want_out or want_err):
+        raise ApiError(400, "Bad parameters: you must choose at least one stream")
+    c = _lookup(_id(req))
+    tail = req.q("tail") or "all"
+    if tail != "all":
+        try:
+            tail_n: int | None = int(tail)
+        except ValueError:
+            raise ApiError(400, f"invalid tail {tail!r}: a number or all") from None
+        tail_n = None if tail_n < 0 else tail_n
+    else:
+        tail_n = None
+    follow = req.qbool("follow")
+    records = containers.logs(c.id, follow=follow, tail=tail_n, since=_since(req.q("since")),
+                              until=_since(req.q("until")))
+    tty = _tty(c)
+    stamps = req.qbool("timestamps")
+
+    def gen():
+        at_line_start = {1: True, 2: True}
+        for ts, stream, data in records:
+            if req.gone.is_set():
+                return
+            n = 2 if stream in ("stderr", 2, "2") else 1
+            if (n == 1 and not want_out) or (n == 2 and not want_err):
+                continue
+            if stamps:  # each line of the record gets the record's time
+                lines = data.splitlines(keepends=True)
+                out = b""
+                for line in lines:
+                    if at_line_start[n]:
+                        out += (ts if isinstance(ts, bytes) else str(ts).encode()) + b" "
+                    out += line
+                    at_line_start[n] = line.endswith(b"\n")
+                data = out
+            yield data if tty else frame(n, data)
+
+    content = "application/vnd.docker.raw-stream" if tty else \
+        "application/vnd.docker.multiplexed-stream"
+    return Response(200, gen(), content_type=content, streamed=follow)
+
+
+def top(req: Request) -> Response:
+    from rootless.engine import containers
+
+    rows = containers.top(_id(req))
+    titles = ["UID", "PID", "TIME", "CMD"]
+    return json_response({"Titles": titles,
+                          "Processes": [[str(r[t]) for t in titles] for r in rows]})
+
+
+def changes(req: Request) -> Response:
+    from rootless.engine import changes as engine_changes
+
+    kinds = {"C": 0, "A": 1, "D": 2}
+    items = engine_changes.container_changes(_id(req))
+    return json_response([{"Path": p, "Kind": kinds.get(k, 0)} for k, p in items] or None)
+
+
+def _pipe_stream(req: Request, produce, content_type: str = "application/x-tar") -> Response:
+    """A body written by `produce(fileobj)` in a thread (an engine call that writes a tar)
+    read back from a pipe one chunk at a time."""
+    r, w = os.pipe()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with os.fdopen(w, "wb") as out:
+                produce(out)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+
+    def gen():
+        with os.fdopen(r, "rb") as f:
+            while not req.gone.is_set():
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                yield chunk
+        t.join()
+        if errors:
+            raise errors[0]
+
+    return Response(200, gen(), content_type=content_type)
+
+
+def export(req: Request) -> Response:
+    from rootless.engine import ship
+
+    c = _lookup(_id(req))
+    return _pipe_stream(req, lambda out: ship.export(c.id, out.fileno()))
+
+
+# -- archive ------------------------------------------------------------------------------
+
+def _path(req: Request) -> str:
+    path = req.q("path")
+    if not path:
+        raise ApiError(400, "path is required")
+    return path
+
+
+def _stat_header(doc: dict) -> tuple[str, str]:
+    raw = json.dumps(doc).encode()
+    return ("X-Docker-Container-Path-Stat", base64.b64encode(raw).decode())
+
+
+def archive_head(req: Request) -> Response:
+    from rootless.engine import archive
+
+    doc = archive.stat(_id(req), _path(req))
+    return Response(200, b"", headers=[_stat_header(doc)])
+
+
+def archive_get(req: Request) -> Response:
+    from rootless.engine import archive
+
+    ref, path = _id(req), _path(req)
+    doc = archive.stat(ref, path)  # 404 before the answer starts
+    resp = _pipe_stream(req, lambda out: archive.read(ref, path, out))
+    resp.headers.append(_stat_header(doc))
+    return resp
+
+
+def archive_put(req: Request) -> Response:
+    from rootless.engine import archive
+
+    ref, path = _id(req), _path(req)
+    doc = archive.stat(ref, path)
+    if not doc["mode"] & (1 << 31):
+        raise ApiError(400, f"{path} is not a directory in the container")
+    if not req.body_file:
+        raise ApiError(400, "the request has no tar body")
+    archive.write(ref, path, req.body_file)
+    return Response(200, b"", content_type="")
+
+
+# -- stats --------------------------------------------------------------------------------
+
+def _stats_doc(c, s, prev, cpu_pct_ticks: tuple[int, int] | None, read: float,
+               preread: float) -> dict:
+    from rootless.engine import stats as engine_stats
+
+    tick = os.sysconf("SC_CLK_TCK")
+    ncpu = os.cpu_count() or 1
+
+    def iso(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
+            f".{int(t % 1 * 1e9):09d}Z"
+
+    def cpu(sample, t: float) -> dict:
+        return {"cpu_usage": {"total_usage": sample.cpu_ticks * 1_000_000_000 // tick
+                              if sample else 0, "usage_in_kernelmode": 0,
+                              "usage_in_usermode": 0},
+                "system_cpu_usage": int(t * 1e9) * ncpu, "online_cpus": ncpu,
+                "throttling_data": {"periods": 0, "throttled_periods": 0,
+                                    "throttled_time": 0}}
+
+    return {
+        "read": iso(read), "preread": iso(preread) if prev else "0001-01-01T00:00:00Z",
+        "name": "/" + c.name, "id": c.id,
+        "pids_stats": {"current": s.pids},
+        "cpu_stats": cpu(s, read), "precpu_stats": cpu(prev, preread) if prev else
+        {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": ncpu,
+         "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "memory_stats": {"usage": s.mem, "limit": engine_stats.mem_total(), "stats": {}},
+        "networks": {"eth0": {"rx_bytes": s.net_rx, "tx_bytes": s.net_tx, "rx_packets": 0,
+                              "tx_packets": 0, "rx_errors": 0, "tx_errors": 0,
+                              "rx_dropped": 0, "tx_dropped": 0}},
+        "blkio_stats": {"io_service_bytes_recursive": [
+            {"major": 0, "minor": 0, "op": "read", "value": s.blk_read},
+            {"major": 0, "minor": 0, "op": "write", "value": s.blk_write}]},
+        "storage_stats": {},
+    }
+
+
+def stats(req: Request) -> Response:
+    """From /proc (no cgroups here): CPU as ticks of the container's processes, against
+    wall time times the CPUs, which is what clients divide."""
+    from rootless.engine import stats as engine_stats
+    from rootless.engine.stats import Sample
+
+    c = _lookup(_id(req))
+    stream = req.qbool("stream", True) and not req.qbool("one-shot")
+
+    def one(prev, preread):
+        cur = _lookup(c.id)
+        s = engine_stats.sample(cur.pid) if cur.state == "running" and cur.pid else Sample()
+        now = time.time()
+        return s, now, json.dumps(_stats_doc(cur, s, prev, None, now, preread)).encode() + b"\n"
+
+    if not stream:
+        prev, t0, _ = one(None, 0.0)
+        if not req.qbool("one-shot"):  # Docker samples twice, a second apart
+            time.sleep(1.0)
+            _, _, doc = one(prev, t0)
+        else:
+            _, _, doc = one(None, 0.0)
+        return Response(200, doc)
+
+    def gen():
+        prev, t0 = None, 0.0
+        while not req.gone.is_set():
+            s, t, doc = one(prev, t0)
+            yield doc
+            prev, t0 = s, t
+            if _lookup(c.id).state != "running":
+                return
+            time.sleep(1.0)
+
+    return Response(200, gen(), streamed=True)
+
+
+# -- attach -------------------------------------------------------------------------------
+
+def attach(req: Request) -> Response:
+    raise ApiError(501, "attach needs the engine's stream API (rootless.engine.streams), "
+                   "not in this build yet")
+
+
+def resize(req: Request) -> Response:
+    raise ApiError(501, "resize needs the engine's stream API, not in this build yet")
