@@ -9,6 +9,8 @@ import os
 import threading
 import time
 
+from rootless.api.forker import FD
+from rootless.api.forker import call as engine
 from rootless.api.protocol import (
     ApiError,
     Request,
@@ -31,10 +33,9 @@ def _lookup(ref: str):
 
 def create(req: Request) -> Response:
     from rootless.api import createbody
-    from rootless.engine import containers
 
     opts = createbody.to_run_options(req.json({}), req.q("name"))
-    c = containers.create(opts)
+    c = engine("rootless.engine.containers:create", opts)
     return json_response({"Id": c.id, "Warnings": []}, 201)
 
 
@@ -66,12 +67,11 @@ def inspect(req: Request) -> Response:
 
 
 def start(req: Request) -> Response:
-    from rootless.engine import containers
 
     c = _lookup(_id(req))
     if c.state in ("running", "restarting"):
         return no_content(304)
-    containers.start(c.id)
+    engine("rootless.engine.containers:start", c.id)
     return no_content()
 
 
@@ -81,29 +81,27 @@ def _timeout(req: Request) -> int | None:
 
 
 def stop(req: Request) -> Response:
-    from rootless.engine import containers
 
     c = _lookup(_id(req))
     if c.state not in ("running", "restarting"):
         return no_content(304)
-    containers.stop(c.id, _timeout(req), req.q("signal") or None)
+    engine("rootless.engine.containers:stop", c.id, _timeout(req), req.q("signal") or None)
     return no_content()
 
 
 def restart(req: Request) -> Response:
-    from rootless.engine import containers
 
-    containers.restart(_id(req), _timeout(req), req.q("signal") or None)
+    engine("rootless.engine.containers:restart", _id(req), _timeout(req),
+           req.q("signal") or None)
     return no_content()
 
 
 def kill(req: Request) -> Response:
-    from rootless.engine import containers
 
     c = _lookup(_id(req))
     if c.state != "running":
         raise ApiError(409, f"cannot kill container {c.name}: it is not running")
-    containers.kill(c.id, req.q("signal") or "KILL")
+    engine("rootless.engine.containers:kill", c.id, req.q("signal") or "KILL")
     return no_content()
 
 
@@ -159,37 +157,34 @@ def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
 
 
 def delete(req: Request) -> Response:
-    from rootless.engine import containers
 
     c = _lookup(_id(req))
     if c.state == "running" and not req.qbool("force"):
         raise ApiError(409, f"cannot remove container {c.name}: it is running (stop it "
                        "first, or force)")
-    containers.remove(c.id, force=req.qbool("force"), volumes=req.qbool("v"))
+    engine("rootless.engine.containers:remove", c.id, force=req.qbool("force"),
+           volumes=req.qbool("v"))
     return no_content()
 
 
 def prune(req: Request) -> Response:
-    from rootless.engine import system
 
-    res = system.prune_containers(req.filters() or None)
+    res = engine("rootless.engine.system:prune_containers", req.filters() or None)
     return json_response({"ContainersDeleted": res.containers or None,
                           "SpaceReclaimed": res.reclaimed})
 
 
 def rename(req: Request) -> Response:
-    from rootless.engine import containers
 
     name = req.q("name")
     if not name:
         raise ApiError(400, "name is required")
-    containers.rename(_id(req), name)
+    engine("rootless.engine.containers:rename", _id(req), name)
     return no_content()
 
 
 def update(req: Request) -> Response:
     from rootless.api.createbody import is_unset
-    from rootless.engine import containers
 
     body = req.json({}) or {}
     restart = None
@@ -201,7 +196,7 @@ def update(req: Request) -> Response:
         elif not is_unset(v):
             raise ApiError(400, f"{k} cannot be updated by rl (no cgroup controllers here); "
                            "only RestartPolicy")
-    containers.update(_id(req), restart=restart)
+    engine("rootless.engine.containers:update", _id(req), restart=restart)
     return json_response({"Warnings": []})
 
 
@@ -284,25 +279,26 @@ def top(req: Request) -> Response:
 
 
 def changes(req: Request) -> Response:
-    from rootless.engine import changes as engine_changes
 
     kinds = {"C": 0, "A": 1, "D": 2}
-    items = engine_changes.container_changes(_id(req))
+    items = engine("rootless.engine.changes:container_changes", _id(req))
     return json_response([{"Path": p, "Kind": kinds.get(k, 0)} for k, p in items] or None)
 
 
-def _pipe_stream(req: Request, produce, content_type: str = "application/x-tar") -> Response:
-    """A body written by `produce(fileobj)` in a thread (an engine call that writes a tar)
-    read back from a pipe one chunk at a time."""
+def pipe_stream(req: Request, fn_path: str, *args,
+                content_type: str = "application/x-tar") -> Response:
+    """A body an engine call writes (a tar): fn_path(*args, fd) runs in a worker of the
+    forker, a thread waits for it, and the answer reads the pipe one chunk at a time."""
     r, w = os.pipe()
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            with os.fdopen(w, "wb") as out:
-                produce(out)
+            engine(fn_path, *args, FD(0), fds=[w])
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            os.close(w)
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
@@ -322,10 +318,8 @@ def _pipe_stream(req: Request, produce, content_type: str = "application/x-tar")
 
 
 def export(req: Request) -> Response:
-    from rootless.engine import ship
-
     c = _lookup(_id(req))
-    return _pipe_stream(req, lambda out: ship.export(c.id, out.fileno()))
+    return pipe_stream(req, "rootless.api.calls:export", c.id)
 
 
 # -- archive ------------------------------------------------------------------------------
@@ -343,32 +337,26 @@ def _stat_header(doc: dict) -> tuple[str, str]:
 
 
 def archive_head(req: Request) -> Response:
-    from rootless.engine import archive
-
-    doc = archive.stat(_id(req), _path(req))
+    doc = engine("rootless.engine.archive:stat", _id(req), _path(req))
     return Response(200, b"", headers=[_stat_header(doc)])
 
 
 def archive_get(req: Request) -> Response:
-    from rootless.engine import archive
-
     ref, path = _id(req), _path(req)
-    doc = archive.stat(ref, path)  # 404 before the answer starts
-    resp = _pipe_stream(req, lambda out: archive.read(ref, path, out))
+    doc = engine("rootless.engine.archive:stat", ref, path)  # 404 before the answer starts
+    resp = pipe_stream(req, "rootless.api.calls:archive_read", ref, path)
     resp.headers.append(_stat_header(doc))
     return resp
 
 
 def archive_put(req: Request) -> Response:
-    from rootless.engine import archive
-
     ref, path = _id(req), _path(req)
-    doc = archive.stat(ref, path)
+    doc = engine("rootless.engine.archive:stat", ref, path)
     if not doc["mode"] & (1 << 31):
         raise ApiError(400, f"{path} is not a directory in the container")
     if not req.body_file:
         raise ApiError(400, "the request has no tar body")
-    archive.write(ref, path, req.body_file)
+    engine("rootless.engine.archive:write", ref, path, req.body_file)
     return Response(200, b"", content_type="")
 
 

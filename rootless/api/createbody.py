@@ -262,7 +262,15 @@ def _host(host: dict, opts: RunOptions) -> None:
         elif key == "NanoCpus":
             opts.cpus = str(int(v) / 1e9)
         elif key in _RESOURCE_FLAGS:
-            opts.resources[_RESOURCE_FLAGS[key]] = str(v)
+            flag = _RESOURCE_FLAGS[key]
+            if v == -1 and key in ("MemorySwappiness", "PidsLimit", "MemorySwap"):
+                continue  # -1: "unset" (swappiness) or "unlimited", which is what rl gives
+            from rootless.engine import cgroups
+
+            if flag not in cgroups.FLAGS:
+                raise _refuse("HostConfig", key, f"rl has no {flag} (no cgroup controller "
+                              "for it here)")
+            opts.resources[flag] = str(v)
         elif key == "LogConfig":
             if (v.get("Type") or "json-file") not in ("json-file", "k8s-file") \
                     or not is_unset(v.get("Config")):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 
+from rootless.api.forker import call as engine
 from rootless.api.protocol import ApiError, Request, Response, json_lines, json_response
 
 
@@ -46,9 +46,9 @@ def _with_auth(req: Request) -> None:
     if auth.get("username") or auth.get("password") or auth.get("identitytoken") \
             or auth.get("registrytoken"):
         if auth.get("username") and auth.get("password"):
-            from rootless.engine import images
 
-            images.login(auth.get("serveraddress") or None, auth["username"], auth["password"])
+            engine("rootless.engine.images:login", auth.get("serveraddress") or None,
+                   auth["username"], auth["password"])
             return
         raise ApiError(400, "rl takes registry tokens from `rl login` only: run `rl login "
                        "REGISTRY` once, then pull without credentials")
@@ -56,7 +56,6 @@ def _with_auth(req: Request) -> None:
 
 def create(req: Request) -> Response:
     """POST /images/create: fromImage (pull) or fromSrc (import a rootfs tarball)."""
-    from rootless.engine import images
 
     src = req.q("fromSrc")
     if src is not None:
@@ -73,7 +72,8 @@ def create(req: Request) -> Response:
         repo, shown_tag = image, "latest"
     # The pull runs to its end before the answer, so a missing image is a 404 as Docker's
     # (a progress sink of the engine would let these lines stream while it runs).
-    rec = images.pull(image, platform=req.q("platform") or None, quiet=True)
+    rec = engine("rootless.engine.images:pull", image, platform=req.q("platform") or None,
+                 quiet=True)
     lines = [{"status": f"Pulling from {repo or image}", "id": shown_tag or "latest"}]
     lines += [{"status": "Pulling fs layer", "progressDetail": {}, "id": d[7:19]}
               for d in rec.diff_ids]
@@ -85,7 +85,6 @@ def create(req: Request) -> Response:
 
 
 def _import(req: Request, src: str) -> Response:
-    from rootless.engine import ship
 
     if src != "-":
         raise ApiError(400, "fromSrc takes `-` (the tarball as the request body); rl does "
@@ -95,7 +94,8 @@ def _import(req: Request, src: str) -> Response:
     name = req.q("repo")
     if name and req.q("tag"):
         name = f"{name}:{req.q('tag')}"
-    image_id = ship.import_(req.body_file, name or None, req.q("message") or None)
+    image_id = engine("rootless.engine.ship:import_", req.body_file, name or None,
+                      req.q("message") or None)
     return Response(200, b"".join(json_lines([{"status": image_id}])))
 
 
@@ -120,32 +120,29 @@ def history(req: Request) -> Response:
 
 
 def tag(req: Request) -> Response:
-    from rootless.engine import images
 
     repo = req.q("repo")
     if not repo:
         raise ApiError(400, "repo is required")
     target = f"{repo}:{req.q('tag')}" if req.q("tag") else repo
-    images.tag(_name(req), target)
+    engine("rootless.engine.images:tag", _name(req), target)
     return Response(201, b"", content_type="")
 
 
 def delete(req: Request) -> Response:
-    from rootless.engine import images
 
-    res = images.remove([_name(req)], force=req.qbool("force"))
+    res = engine("rootless.engine.images:remove", [_name(req)], force=req.qbool("force"))
     return json_response([{"Untagged": n} for n in res.untagged] +
                          [{"Deleted": i} for i in res.deleted])
 
 
 def push(req: Request) -> Response:
-    from rootless.engine import ship
 
     name = _name(req)
     if req.q("tag"):
         name = f"{name}:{req.q('tag')}"
     _with_auth(req)
-    res = ship.push(name, quiet=True)
+    res = engine("rootless.engine.ship:push", name, quiet=True)
     tag = name.rpartition(":")[2] if ":" in name.rpartition("/")[2] else "latest"
     lines = [{"status": f"The push refers to repository [{res.destination}]"},
              {"status": f"{tag}: digest: {res.digest} size: 0"},
@@ -154,36 +151,13 @@ def push(req: Request) -> Response:
 
 
 def _save_stream(names: list[str], req: Request):
-    """The docker-archive of `names`, written by ship.save in a thread into a pipe."""
-    from rootless.engine import images, ship
+    """The docker-archive of `names`, written by ship.save in a worker into a pipe."""
+    from rootless.api.containers import pipe_stream
+    from rootless.engine import images
 
     for n in names:
         images.get_image(n)  # 404 before the answer starts
-    r, w = os.pipe()
-    errors: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            with os.fdopen(w, "wb") as out:
-                ship.save(names, out)
-        except BaseException as exc:  # the reader sees the end of the stream
-            errors.append(exc)
-
-    t = threading.Thread(target=produce, daemon=True)
-    t.start()
-
-    def gen():
-        with os.fdopen(r, "rb") as f:
-            while not req.gone.is_set():
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                yield chunk
-        t.join()
-        if errors:
-            raise errors[0]
-
-    return Response(200, gen(), content_type="application/x-tar")
+    return pipe_stream(req, "rootless.api.calls:save", names)
 
 
 def get_one(req: Request) -> Response:
@@ -198,11 +172,10 @@ def get_many(req: Request) -> Response:
 
 
 def load(req: Request) -> Response:
-    from rootless.engine import ship
 
     if not req.body_file:
         raise ApiError(400, "the request has no archive")
-    loaded = ship.load(req.body_file)
+    loaded = engine("rootless.engine.ship:load", req.body_file)
     lines = []
     for image_id, names in loaded:
         if names:
@@ -213,20 +186,19 @@ def load(req: Request) -> Response:
 
 
 def prune(req: Request) -> Response:
-    from rootless.engine import system
 
     f = req.filters()
     dangling = f.pop("dangling", ["true"])
     all_images = dangling and dangling[-1].lower() in ("false", "0")
-    res = system.prune_images(all_images=all_images, filters=f or None)
+    res = engine("rootless.engine.system:prune_images", all_images=all_images,
+                 filters=f or None)
     return json_response({"ImagesDeleted": [{"Deleted": i} for i in res.images] or None,
                           "SpaceReclaimed": res.reclaimed})
 
 
 def build_prune(req: Request) -> Response:
-    from rootless.engine import system
 
-    res = system.prune_build_cache(all_cache=req.qbool("all"))
+    res = engine("rootless.engine.system:prune_build_cache", all_cache=req.qbool("all"))
     return json_response({"CachesDeleted": res.cache or None,
                           "SpaceReclaimed": res.reclaimed})
 
@@ -295,13 +267,12 @@ def build(req: Request) -> Response:
     def gen():
         import shutil
 
-        from rootless.engine import build as engine_build
 
         try:
             opts.context = context
             if opts.dockerfile and not os.path.isabs(opts.dockerfile):
                 opts.dockerfile = os.path.join(context, opts.dockerfile)
-            image_id = engine_build.build(opts)
+            image_id = engine("rootless.engine.build:build", opts)
         finally:
             shutil.rmtree(context, ignore_errors=True)
         short = image_id.partition(":")[2][:12]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rootless.api.forker import call as engine
 from rootless.api.protocol import ApiError, Request, Response, json_response, no_content
 
 
@@ -46,8 +47,8 @@ def create(req: Request) -> Response:
         existing = None
     if existing is not None:
         raise ApiError(409, f"network with name {name} already exists")
-    net = networks.create(name, subnet=subnet, gateway=gateway,
-                          labels=body.get("Labels") or {}, internal=bool(body.get("Internal")))
+    net = engine("rootless.engine.networks:create", name, subnet=subnet, gateway=gateway,
+                 labels=body.get("Labels") or {}, internal=bool(body.get("Internal")))
     return json_response({"Id": net.id, "Warning": ""}, 201)
 
 
@@ -58,14 +59,12 @@ def inspect(req: Request) -> Response:
 
 
 def delete(req: Request) -> Response:
-    from rootless.engine import networks
 
-    networks.remove(req.params["id"])
+    engine("rootless.engine.networks:remove", req.params["id"])
     return no_content()
 
 
 def connect(req: Request) -> Response:
-    from rootless.engine import netconnect
 
     body = req.json({}) or {}
     ctr = body.get("Container")
@@ -75,23 +74,22 @@ def connect(req: Request) -> Response:
     for k, v in ep.items():
         if v and k not in ("Aliases", "NetworkID", "EndpointID", "DNSNames"):
             raise ApiError(400, f"EndpointConfig.{k} is not supported by rl (leave it unset)")
-    netconnect.connect(req.params["id"], ctr, aliases=ep.get("Aliases") or None)
+    engine("rootless.engine.netconnect:connect", req.params["id"], ctr,
+           aliases=ep.get("Aliases") or None)
     return Response(200, b"", content_type="")
 
 
 def disconnect(req: Request) -> Response:
-    from rootless.engine import netconnect
 
     body = req.json({}) or {}
     ctr = body.get("Container")
     if not ctr:
         raise ApiError(400, "Container is required")
-    netconnect.disconnect(req.params["id"], ctr)
+    engine("rootless.engine.netconnect:disconnect", req.params["id"], ctr)
     return Response(200, b"", content_type="")
 
 
 def prune(req: Request) -> Response:
-    from rootless.engine import system
 
-    res = system.prune_networks(req.filters() or None)
+    res = engine("rootless.engine.system:prune_networks", req.filters() or None)
     return json_response({"NetworksDeleted": res.networks or None})

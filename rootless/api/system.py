@@ -7,6 +7,7 @@ import time
 
 from rootless import __version__
 from rootless.api import API_VERSION, MIN_API_VERSION
+from rootless.api.forker import call as engine
 from rootless.api.protocol import ApiError, Request, Response, json_response
 
 
@@ -84,10 +85,10 @@ def events(req: Request) -> Response:
 
 
 def df(req: Request) -> Response:
-    from rootless.engine import containers, images, system, volumes
+    from rootless.engine import containers, images, volumes
     from rootless.format import api_shapes
 
-    usage = system.disk_usage()
+    usage = engine("rootless.engine.system:disk_usage")
     imgs = [api_shapes.image_summary(r) for r in images.list_images(all_images=True)]
     ctrs = []
     for c in containers.list_containers(all_=True):
@@ -106,7 +107,6 @@ def auth(req: Request) -> Response:
     user, password = body.get("username"), body.get("password")
     if not user or not password:
         raise ApiError(400, "username and password are required")
-    from rootless.engine import images
 
-    images.login(body.get("serveraddress") or None, user, password)
+    engine("rootless.engine.images:login", body.get("serveraddress") or None, user, password)
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})

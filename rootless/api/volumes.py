@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rootless.api.forker import call as engine
 from rootless.api.protocol import ApiError, Request, Response, json_response, no_content
 
 
@@ -28,7 +29,7 @@ def create(req: Request) -> Response:
             return json_response(volumes.inspect(name).as_docker(), 201)
         except Exception:
             pass
-    vol = volumes.create(name, labels=body.get("Labels") or {})
+    vol = engine("rootless.engine.volumes:create", name, labels=body.get("Labels") or {})
     return json_response(vol.as_docker(), 201)
 
 
@@ -42,15 +43,14 @@ def delete(req: Request) -> Response:
     from rootless.engine import volumes
 
     volumes.inspect(req.params["name"])  # 404 even with force, as Docker
-    volumes.remove([req.params["name"]], force=req.qbool("force"))
+    engine("rootless.engine.volumes:remove", [req.params["name"]], force=req.qbool("force"))
     return no_content()
 
 
 def prune(req: Request) -> Response:
-    from rootless.engine import system
 
     f = req.filters()
     all_ = f.pop("all", ["false"])[-1].lower() in ("1", "true")
-    res = system.prune_volumes(all_volumes=all_, filters=f or None)
+    res = engine("rootless.engine.system:prune_volumes", all_volumes=all_, filters=f or None)
     return json_response({"VolumesDeleted": res.volumes or None,
                           "SpaceReclaimed": res.reclaimed})

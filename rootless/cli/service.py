@@ -16,11 +16,13 @@ def service(idle: float, uri: str | None) -> None:
     Docker clients use it with DOCKER_HOST=unix://... (see `rl info`)."""
     import sys
 
-    from rootless.api import listen, server
+    from rootless.api import forker, listen, server
     from rootless.store import paths
 
     if idle < 0:
         raise click.BadParameter("must be 0 (never) or more", param_hint="--time")
+    # before any socket or thread exists: the engine's forking verbs run in its workers
+    forker.install(forker.Forker.start())
     socks, unix, cleanup, shown, warning = listen.open_listener(uri)
     if warning:
         print(f"rl system service: warning: {warning}", file=sys.stderr, flush=True)
