@@ -9,7 +9,8 @@ command runs, each execs `python -I -S` with just what its wait needs:
   then unmount the rootfs and stop a fuse server that is its child;
 - the monitor (`monitor_main`): rootless.runtime.monitor's loop (log, pty, signals) on the
   fds it kept, then, once the container exited, the engine's bookkeeping
-  (rootless.engine.containers.finish_detached: slirp4netns, exit code, --rm);
+  (rootless.engine.running.finish_detached: slirp4netns, exit code, --rm), and
+  serves the attach socket (rootless.runtime.attachsock);
 - and the fuse server zygote (rootless.runtime.zygote) starts from here, not as a fork of
   the `rl run` that spawned it, so the servers it forks share only what serving needs.
 
@@ -32,6 +33,12 @@ def _argv(entry: str, args: list[str]) -> list[str]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(rootless.__file__)))
     path = [root] + [p for p in sys.path if p and p != root]
     return [sys.executable, "-I", "-S", "-c", _BOOT.format(entry), "\n".join(path), *args]
+
+
+def entry_argv(entry: str, args: list[str]) -> list[str]:
+    """The command line of a fresh interpreter running this module's `entry(args)` (for
+    subprocess, from a caller with threads that must not fork)."""
+    return _argv(entry, args)
 
 
 def exec_entry(entry: str, args: list[str], keep: list[int]) -> None:
@@ -77,6 +84,23 @@ def health_main(args: list[str]) -> None:
         crashlog.record(exc, f"health check of container {args[0][:12]}")
         os._exit(2)
     os._exit(0 if status == "healthy" else 1)
+
+
+def start_main(args: list[str]) -> None:
+    """A detached monitor started by a caller with threads (rootless.engine.running
+    ._start_detached): CONTAINER_ID, the fd of its answer pipe, attach client fds."""
+    from rootless.engine import running
+
+    cid, w, clients = args
+    running.monitor_process(cid, int(w), [int(fd) for fd in clients.split(",") if fd])
+
+
+def exec_main(args: list[str]) -> None:
+    """`rl exec` started by a caller with threads (rootless.engine.execs): joins the
+    container (setns needs a single-threaded process) and execs the command."""
+    from rootless.engine import execs
+
+    execs.exec_process(args[0])
 
 
 # -- the sandbox ---------------------------------------------------------------------------
@@ -141,18 +165,24 @@ class _Started:
 
 
 def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
-                 pending: list[int], net: str, blocked: set[int], health: str = "") -> None:
+                 pending: list[int], net: str, blocked: set[int], health: str = "",
+                 hub=None) -> None:
     """In a detached monitor, once the container runs: become the lean monitor. The
     caller blocked the forwarded signals (`blocked`) so none is lost across the exec;
     `pending` are those caught before; `net` says what to stop at the end (see
-    rootless.engine.containers.finish_detached)."""
+    rootless.engine.running.finish_detached); `hub`: the attach socket and the clients
+    connected so far (rootless.runtime.attachsock)."""
     fds = [launch.status_fd]
-    opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master}
+    opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master,
+           "in": wiring.in_w}
     fds += [fd for fd in opt.values() if fd is not None]
     args = [container_id, log_path, str(launch.sandbox_pid), str(launch.status_fd), str(pid1),
             ",".join(f"{k}={v}" for k, v in opt.items() if v is not None),
             ",".join(map(str, pending)), ",".join(str(int(s)) for s in blocked), net,
             health]
+    if hub is not None:
+        args += hub.handover_args()
+        fds += hub.handover_fds()
     exec_entry("monitor_main", args, fds + _net_fds(net))
 
 
@@ -169,10 +199,20 @@ def monitor_main(args: list[str]) -> None:
 
     from rootless.runtime import monitor
 
-    cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net, health = args
+    cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net, health = args[:10]
     fds = dict(kv.split("=") for kv in opt.split(",") if kv)
     fds = {k: int(v) for k, v in fds.items()}
-    wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds)
+    wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds,
+                            in_w=fds.get("in"))
+    hub = None
+    if len(args) >= 13:
+        from rootless.runtime import attachsock
+
+        listen_fd, path, clients = args[10:13]
+        for fd in [listen_fd, *clients.split(",")]:
+            if fd:
+                os.set_inheritable(int(fd), False)
+        hub = attachsock.Hub(int(listen_fd), path, [int(fd) for fd in clients.split(",") if fd])
     launch = _Started(int(sandbox_pid), int(status_fd), fds.get("pty"))
     forwarder = monitor.Forwarder()
     forwarder.pending.extend(int(s) for s in pending.split(",") if s)
@@ -203,11 +243,18 @@ def monitor_main(args: list[str]) -> None:
     try:
         code = monitor.run_loop(launch, wiring, log_path=log_path, attach=False,
                                 interactive=False, send_signal=send, forwarder=forwarder,
-                                timer=timer)
+                                timer=timer, hub=hub)
     except BaseException as exc:
         error = exc
     forwarder.restore()
     from rootless.engine import containers
 
-    containers.finish_detached(cid, code, net, error)
+    # the attach clients get the exit code once it is recorded (and, with --rm, the
+    # container removed): a client's next verb sees what it saw
+    on_recorded = (lambda: hub.finish(code)) if hub is not None else None
+    try:
+        containers.finish_detached(cid, code, net, error, on_recorded=on_recorded)
+    finally:
+        if hub is not None:
+            hub.finish(code)
     os._exit(0)
