@@ -67,11 +67,16 @@ def inspect(req: Request) -> Response:
 
 
 def start(req: Request) -> Response:
+    from rootless.engine import containers
 
     c = _lookup(_id(req))
     if c.state in ("running", "restarting"):
         return no_content(304)
-    engine("rootless.engine.containers:start", c.id)
+    # In this process, not the forker's worker: an attach waiting for this start gets
+    # the container's output from its first byte (engine/running.py hands the waiting
+    # attach's socket to the monitor), and the engine starts the monitor as a fresh
+    # process when the caller has threads.
+    containers.start(c.id)
     return no_content()
 
 
@@ -122,6 +127,11 @@ def wait(req: Request) -> Response:
     return Response(200, gen(), streamed=True)
 
 
+# Exit codes attaches saw, for a wait on "removed" whose container went (--rm) before
+# its exit code could be read from its row (bounded: the newest only).
+_ATTACHED_EXITS: dict[str, int] = {}
+
+
 def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
     """The exit code once `condition` holds (None when the client went away).
 
@@ -131,14 +141,22 @@ def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
     from rootless.engine import containers
     from rootless.errors import NotFound
 
-    cid, first, last_code = c.id, c.started, c.exit_code
+    cid, first, last_code, created = c.id, c.started, c.exit_code, c.created
     seen_running = False
     delay = 0.01
     while not gone.is_set():
         try:
             cur = containers.lookup(cid)
-        except NotFound:
-            return last_code if last_code is not None else 0
+        except NotFound:  # removed (--rm): its exit code is in its die event, which
+            # its monitor may write just after the removal
+            for _ in range(50):
+                code = _ATTACHED_EXITS.get(cid)
+                if code is None:
+                    code = _exit_code_from_events(cid, created)
+                if code is not None or last_code is not None or gone.is_set():
+                    break
+                time.sleep(0.05)
+            return code if code is not None else last_code if last_code is not None else 0
         last_code = cur.exit_code
         code = cur.exit_code if cur.exit_code is not None else 0
         if cur.state not in ("running", "restarting"):
@@ -154,6 +172,17 @@ def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
     return None
+
+
+def _exit_code_from_events(cid: str, since: float) -> int | None:
+    from rootless.engine import events
+
+    code = None
+    for ev in events.read(int(since * 1e9), None, follow=False):
+        if ev.get("Action") == "die" and (ev.get("Actor") or {}).get("ID") == cid:
+            raw = ev["Actor"].get("Attributes", {}).get("exitCode", "")
+            code = int(raw) if str(raw).lstrip("-").isdigit() else code
+    return code
 
 
 def delete(req: Request) -> Response:
@@ -436,12 +465,46 @@ def stats(req: Request) -> Response:
     return Response(200, gen(), streamed=True)
 
 
-# -- attach -------------------------------------------------------------------------------
+# -- attach ------------------------------------------------------------------------------
 
 def attach(req: Request) -> Response:
-    raise ApiError(501, "attach needs the engine's stream API (rootless.engine.streams), "
-                   "not in this build yet")
+    """The hijacked connection carries the container's stdin/stdout/stderr until it
+    exits (or the client detaches, or goes away)."""
+    from rootless.engine import containers
+    from rootless.engine.streams import parse_detach_keys
+
+    c = _lookup(_id(req))
+    keys = req.q("detachKeys")
+    parse_detach_keys(keys)  # a bad value: a 400 before the upgrade
+    if c.state not in ("created", "running", "restarting"):
+        raise ApiError(409, f"container {c.name} is not running: you cannot attach to a "
+                       "stopped container, start it first")
+    tty = _tty(c)
+    want = {k: req.qbool(k) for k in ("stdin", "stdout", "stderr")}
+    logs, stream = req.qbool("logs"), req.qbool("stream")
+
+    def run(sock, pending: bytes) -> None:
+        from rootless.api import hijack
+
+        streams = hijack.streams_for(sock, pending, tty=tty, **want)
+        try:
+            code = containers.attach(c.id, streams, logs=logs, stream=stream or not logs,
+                                     detach_keys=keys)
+            if code is not None:
+                _ATTACHED_EXITS[c.id] = code
+                while len(_ATTACHED_EXITS) > 256:
+                    _ATTACHED_EXITS.pop(next(iter(_ATTACHED_EXITS)))
+        finally:
+            hijack.finish(sock)
+
+    return Response(hijack=run)
 
 
 def resize(req: Request) -> Response:
-    raise ApiError(501, "resize needs the engine's stream API, not in this build yet")
+    from rootless.engine import containers
+
+    h, w = req.qint("h"), req.qint("w")
+    if not h or not w:
+        raise ApiError(400, "h and w are required")
+    containers.resize(_id(req), h, w)
+    return Response(200, b"", content_type="")

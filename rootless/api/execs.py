@@ -74,10 +74,71 @@ def inspect(req: Request) -> Response:
                           "privileged": e.privileged, "user": e.user or ""}})
 
 
+def _run(e: Exec, streams) -> None:
+    from rootless.engine import containers
+
+    def started(handle) -> None:
+        e.handle = handle
+        e.pid = getattr(handle, "pid", 0) or 0
+        e.running = True
+        e.started.set()
+
+    try:
+        code = containers.exec_(e.container_id, e.cmd, streams=streams, tty=e.tty,
+                                interactive=e.stdin, user=e.user, workdir=e.workdir,
+                                env=e.env, privileged=e.privileged, on_started=started)
+        e.exit_code = code if code is not None else e.exit_code
+    except Exception:
+        if e.exit_code is None:
+            e.exit_code = 126
+        raise
+    finally:
+        e.running = False
+        e.started.set()
+
+
 def start(req: Request) -> Response:
-    raise ApiError(501, "exec start needs the engine's stream API (rootless.engine.streams), "
-                   "not in this build yet")
+    e = _get(req.params["id"])
+    if e.running or e.exit_code is not None:
+        raise ApiError(409, f"exec {e.id} has already been started")
+    body = req.json({}) or {}
+    if body.get("Tty") is not None:
+        e.tty = bool(body["Tty"])
+    if body.get("Detach"):
+        t = threading.Thread(target=_run_logged, args=(e,), daemon=True)
+        t.start()
+        e.started.wait(30)
+        return Response(200, b"", content_type="")
+
+    def run(sock, pending: bytes) -> None:
+        from rootless.api import hijack
+
+        streams = hijack.streams_for(sock, pending, tty=e.tty, stdin=e.stdin,
+                                     stdout=e.stdout, stderr=e.stderr)
+        try:
+            _run(e, streams)
+        finally:
+            hijack.finish(sock)
+
+    return Response(hijack=run)
+
+
+def _run_logged(e: Exec) -> None:
+    try:
+        _run(e, None)
+    except Exception as exc:
+        from rootless.api.server import log
+
+        log(f"exec {e.id[:12]} in {e.container_id[:12]}: {exc}")
 
 
 def resize(req: Request) -> Response:
-    raise ApiError(501, "exec resize needs the engine's stream API, not in this build yet")
+    from rootless.engine import containers
+
+    e = _get(req.params["id"])
+    h, w = req.qint("h"), req.qint("w")
+    if not h or not w:
+        raise ApiError(400, "h and w are required")
+    if e.handle is not None:
+        containers.exec_resize(e.handle, h, w)
+    return Response(200, b"", content_type="")

@@ -127,3 +127,57 @@ def test_volumes_and_networks(service):
     assert service.docker("logs", "app", check=True).stdout.split() == ["by-name", "by-alias"]
     service.docker("rm", "-f", "db", "app", check=True)
     service.docker("network", "rm", "ci-net", check=True)
+
+
+def test_run_foreground(service):
+    service.docker("pull", "busybox", check=True)
+    out = service.docker("run", "--rm", "busybox", "echo", "hello", check=True)
+    assert out.stdout == "hello\n"
+    failed = service.docker("run", "--rm", "busybox", "sh", "-c", "echo err >&2; exit 3")
+    assert failed.returncode == 3
+    assert failed.stderr == "err\n"
+    env = service.docker("run", "--rm", "-e", "A=1", "-w", "/etc", "-u", "1000", "busybox",
+                         "sh", "-c", "echo $A $(pwd) $(id -u)", check=True)
+    assert env.stdout == "1 /etc 1000\n"
+    piped = service.docker("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z",
+                           input="from stdin\n", check=True)
+    assert piped.stdout == "FROM STDIN\n"
+    kept = service.docker("run", "--name", "kept", "busybox", "sh", "-c", "exit 5")
+    assert kept.returncode == 5
+    assert service.docker("inspect", "-f", "{{.State.ExitCode}}", "kept",
+                          check=True).stdout.strip() == "5"
+    service.docker("rm", "kept", check=True)
+    assert service.docker("ps", "-aq", check=True).stdout.strip() == ""
+
+
+def test_exec_and_follow(service):
+    service.docker("pull", "busybox", check=True)
+    service.docker("run", "-d", "--name", "svc", "busybox", "sh", "-c",
+                   "for i in 1 2 3; do echo line$i; sleep 0.3; done; sleep 300", check=True)
+    out = service.docker("exec", "svc", "sh", "-c", "echo inside; echo e >&2; exit 4")
+    assert out.returncode == 4
+    assert out.stdout == "inside\n" and out.stderr == "e\n"
+    fed = service.docker("exec", "-i", "svc", "cat", input="via exec\n", check=True)
+    assert fed.stdout == "via exec\n"
+    import subprocess
+    import time
+
+    follow = subprocess.Popen([*_docker(service), "logs", "-f", "svc"], env=service.client_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        got = [follow.stdout.readline() for _ in range(3)]
+        assert got == ["line1\n", "line2\n", "line3\n"]
+        time.sleep(0.2)
+        assert follow.poll() is None  # still following
+    finally:
+        follow.kill()
+        follow.wait()
+    service.docker("rm", "-f", "svc", check=True)
+    # the service went on after its client was killed
+    assert service.docker("ps", "-q", check=True).returncode == 0
+
+
+def _docker(service) -> list[str]:
+    from tests.api.conftest import docker_cli
+
+    return [docker_cli()]
