@@ -88,6 +88,12 @@ def to_run_options(body: dict, name: str | None) -> RunOptions:
     _config(body, opts)
     _host(host, opts)
     _networking(body.get("NetworkingConfig") or {}, opts)
+    # Config.Volumes names the mount points; one a bind or mount already serves is not
+    # an anonymous volume (docker-py sends both for `volumes=`)
+    taken = {b.split(":")[1] for b in opts.volumes if b.count(":") >= 1}
+    taken |= {part.split("=", 1)[1] for m in opts.mounts for part in m.split(",")
+              if part.startswith(("target=", "destination=", "dst="))}
+    opts.volumes += [p for p in getattr(opts, "_anonymous", []) if p not in taken]
     return opts
 
 
@@ -119,8 +125,8 @@ def _config(body: dict, opts: RunOptions) -> None:
             opts.interactive = bool(v)
         elif key == "ExposedPorts":
             opts.expose = list((v or {}).keys())
-        elif key == "Volumes":  # anonymous volumes: {"/data": {}}
-            opts.volumes += list((v or {}).keys())
+        elif key == "Volumes":  # anonymous volumes: {"/data": {}}, added after the binds
+            opts._anonymous = list((v or {}).keys())
         elif key == "StopSignal":
             opts.stop_signal = v or None
         elif key == "StopTimeout":
@@ -198,7 +204,10 @@ def _mount(m: dict) -> str:
 
 def _host(host: dict, opts: RunOptions) -> None:
     for key, v in host.items():
-        if key in _IGNORED_HOST or (is_unset(v) and key not in ("NetworkMode",)):
+        # only a top-level empty value skips a key: {"80/tcp": [{"HostPort": ""}]}
+        # (publish on any port) and {"/run": ""} (a tmpfs) are empty only deep down
+        if key in _IGNORED_HOST or v is None or v is False or (
+                v in ("", 0, [], {}) and key != "NetworkMode"):
             continue
         if key == "Binds":
             opts.volumes += _strs(v, "HostConfig.Binds")
@@ -285,7 +294,7 @@ def _host(host: dict, opts: RunOptions) -> None:
         elif key in ("IpcMode", "CgroupnsMode"):
             if v not in ("private", "shareable"):
                 raise _refuse("HostConfig", key, "containers get private namespaces")
-        else:
+        elif not is_unset(v):
             raise _refuse("HostConfig", key)
 
 

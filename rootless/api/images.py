@@ -288,20 +288,21 @@ def build(req: Request) -> Response:
 
 
 def _unpack_context(tar_path: str) -> str:
-    """The context tar in a fresh directory of the store's tmp area. tarfile's `data`
-    filter refuses absolute names, `..`, links leaving the directory and device nodes."""
+    """The context tar in a fresh directory of the store's tmp area, extracted as `rl cp`
+    extracts (runtime/copying.py: no absolute names, `..`, writes through links, devices)."""
     import tarfile
     import tempfile
 
     from rootless.engine import ship
+    from rootless.errors import RlError
+    from rootless.runtime import copying
 
     dest = tempfile.mkdtemp(prefix="api-build-", dir=ship.data_tmp())
     try:
-        with tarfile.open(tar_path, mode="r:*") as tar:
-            tar.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as exc:
+        copying.extract_untrusted(tar_path, dest)
+    except (tarfile.TarError, OSError, RlError) as exc:
         import shutil
 
         shutil.rmtree(dest, ignore_errors=True)
-        raise ApiError(400, f"the build context is not a readable tar: {exc}") from None
+        raise ApiError(400, f"the build context cannot be used: {exc}") from None
     return dest

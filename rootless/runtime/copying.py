@@ -383,3 +383,11 @@ def untar_in(target, dest: str, tar_path: str) -> None:
         os.close(fd)
     if _wait(child) != 0:
         raise RlError(f"copying into {dest} in the container failed")
+
+
+def extract_untrusted(tar_path: str, dest: str) -> None:
+    """Extract a tar (maybe compressed) someone sent (a build context of the API) into
+    the existing directory `dest`, with `rl cp`'s checks: no absolute names or `..`, no
+    writes through symlinks, no device nodes."""
+    with tarfile.open(tar_path, mode="r|*") as tar:
+        _safe_extract(tar, dest)

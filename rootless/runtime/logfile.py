@@ -57,10 +57,18 @@ def records(path: str, *, follow: bool = False, still_running=None,
             poll: float = 0.1) -> Iterator[tuple[str, str, bytes]]:
     """(timestamp, stream, data with newline if complete) for each record; with `follow`,
     keeps reading until `still_running()` is false and the file is drained."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return
+    while True:
+        try:
+            f = open(path, "rb")
+            break
+        except FileNotFoundError:
+            # following a container that has just started: its monitor may not have
+            # made the file yet (a client's `logs -f` right after its start)
+            if not follow or still_running is None or not still_running():
+                if not os.path.exists(path):
+                    return
+                continue
+            time.sleep(poll)
     with f:
         buf = b""
         while True:
