@@ -132,7 +132,7 @@ def test_build(client, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM busybox\nARG WHO=nobody\n"
                                          "RUN echo built-for-$WHO > /built\n"
                                          "LABEL made=by-test\n")
-    image, logs = client.images.build(path=str(tmp_path), tag="pybuilt:1",
+    image, _logs = client.images.build(path=str(tmp_path), tag="pybuilt:1",
                                       buildargs={"WHO": "ci"})
     # rl names a short name's build as podman does (localhost/NAME); clients find it by
     # the name they gave
@@ -143,7 +143,7 @@ def test_build(client, tmp_path):
 
     ctx = _tar({"Containerfile.ci": b"FROM busybox\nCOPY hello /hello\nCMD [\"cat\", \"/hello\"]\n",
                 "hello": b"from a custom context\n"})
-    image2, _ = client.images.build(fileobj=io.BytesIO(ctx), custom_context=True,
+    client.images.build(fileobj=io.BytesIO(ctx), custom_context=True,
                                     dockerfile="Containerfile.ci", tag="pyctx")
     assert client.containers.run("pyctx", remove=True) == b"from a custom context\n"
     with pytest.raises(docker.errors.BuildError):
