@@ -27,3 +27,19 @@ def save(names: list[str], fd: int) -> None:
 
     with os.fdopen(fd, "wb") as out:
         ship.save(names, out)
+
+
+def start(cid: str, *fds: int) -> None:
+    """A detached start from the forker's single-threaded worker (the engine forks the
+    monitor: no fresh interpreter), with the fds of attach clients waiting in the
+    service."""
+    import socket
+
+    from rootless.engine import containers
+
+    socks = [socket.socket(fileno=fd) for fd in fds]
+    try:
+        containers.start(cid, attach_socks=socks)
+    finally:
+        for sock in socks:
+            sock.close()

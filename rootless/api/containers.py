@@ -67,16 +67,24 @@ def inspect(req: Request) -> Response:
 
 
 def start(req: Request) -> Response:
-    from rootless.engine import containers
 
     c = _lookup(_id(req))
     if c.state in ("running", "restarting"):
         return no_content(304)
-    # In this process, not the forker's worker: an attach waiting for this start gets
-    # the container's output from its first byte (engine/running.py hands the waiting
-    # attach's socket to the monitor), and the engine starts the monitor as a fresh
-    # process when the caller has threads.
-    containers.start(c.id)
+    # In the forker's single-threaded worker, where the engine forks the monitor (from
+    # this threaded process it would start a fresh interpreter). Attaches waiting here
+    # for this start go along as fds: the monitor has them before the container runs,
+    # so they lose no output (a --rm container may be gone before they could connect).
+    from rootless.engine import running
+
+    waiting = running.take_pending(c.id)
+    try:
+        engine("rootless.api.calls:start", c.id, *(FD(i) for i in range(len(waiting))),
+               fds=[sock.fileno() for sock, _ in waiting])
+    finally:
+        for sock, ev in waiting:
+            sock.close()
+            ev.set()
     return no_content()
 
 
