@@ -40,15 +40,19 @@ def create(req: Request) -> Response:
 
 
 def list_(req: Request) -> Response:
-    from rootless.engine import containers
-    from rootless.format import api_shapes
+    from rootless.engine import containers, netwire
+    from rootless.format import api_shapes, docker_shapes
 
     limit = req.qint("limit")
     out = []
     for c in containers.list_containers(all_=req.qbool("all"), filters=req.filters() or None,
                                         last=limit if limit and limit > 0 else None):
+        # the parts of the inspect document a summary shows, not all of it (a list is
+        # what many clients poll)
         try:
-            doc = containers.inspect(c.id)
+            doc = {"NetworkSettings": netwire.inspect_settings(
+                       c.options, c.options.get("exposed") or [], c.id),
+                   "Mounts": docker_shapes.container_mounts(c)}
         except Exception:  # removed while we listed
             continue
         size = containers.upper_size(c) if req.qbool("size") else None
