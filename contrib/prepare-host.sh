@@ -13,6 +13,7 @@ packages=(
   docker-registry
   python3 python3-venv python3-dev iproute2 sudo git
   libseccomp2
+  systemd  # systemd-socket-activate: the socket-activation test of `rl system service`
   # peers for interop tests and benchmarks
   skopeo podman fuse-overlayfs runc
 )
