@@ -437,23 +437,31 @@ def builder() -> None:
 
 @builder.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True,
-              help="Also forget every cached build step (not only cache mounts).")
-@click.option("-f", "--force", is_flag=True, help="Do not ask (rl never asks).")
-@click.option("--filter", "filters", multiple=True, metavar="until=TIME",
-              help="Only what was last used before TIME (a duration like 24h, or a date).")
+              help="Remove all unused build cache, not just dangling ones (also forget "
+                   "every cached step's record).")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="until=TIME (last used before TIME: a duration like 24h, RFC 3339 or "
+                   "Unix time), type=exec.cachemount|regular.")
 @_os_errors
 def builder_prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
-    """Remove the build cache: RUN --mount=type=cache directories (and, with -a, the
-    cached steps)."""
+    """Remove build cache: RUN --mount=type=cache directories no build holds and the
+    cached steps' images no container uses."""
     from rootless.cli import options
-    from rootless.engine import build as engine
+    from rootless.cli.system import reclaimed_line
+    from rootless.engine import filters as flt
+    from rootless.engine import system as engine
 
-    before = None
-    for f in filters:
-        key, sep, value = f.partition("=")
-        if key != "until" or not sep:
-            raise InvalidArgument(f"--filter {f!r} is not supported", "use until=TIME")
-        before = options.parse_time_arg(value, "--filter until")
-    freed, steps = engine.prune_cache(all_, before)
-    click.echo(f"Deleted {steps} cached step(s)")
-    click.echo(f"Total reclaimed space: {_size(freed)}")
+    parsed = flt.parse(filters, engine.BUILDER_PRUNE_KEYS)
+    engine.check_cache_filters(parsed)  # refused before asking
+    if not force:  # Docker's words (cli/command/builder/prune.go)
+        what = "all build cache" if all_ else "all dangling build cache"
+        if not options.confirm(f"WARNING! This will remove {what}. "
+                               "Are you sure you want to continue?"):
+            raise options.cancelled("builder prune")
+    out = engine.prune_build_cache(all_, parsed)
+    if out.cache:
+        click.echo("Deleted build cache objects:")
+        for name in out.cache:
+            click.echo(name.partition(":")[2] or name)
+    click.echo(reclaimed_line(out.reclaimed))

@@ -343,8 +343,8 @@ def ps(all_: bool, quiet: bool, fmt: str | None, filters: tuple[str, ...], no_tr
     if fmt not in (None, "table"):
         from rootless.format import docker_shapes as shapes
 
-        options.echo_formatted(fmt, (shapes.container_doc(c, no_trunc=no_trunc,
-                                                          size=sizes.get(c.id))
+        options.echo_formatted(fmt, (_engine().container_doc(c, no_trunc=no_trunc,
+                                                             size=sizes.get(c.id))
                                      for c in cs), shapes.PS_HEADER)
         return
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")

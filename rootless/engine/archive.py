@@ -5,23 +5,14 @@ The container side is always done by a child whose root is the container's root
 
 from __future__ import annotations
 
+from rootless.engine.ctrcopy import copy_target
 from rootless.errors import NotFound
-
-
-def copy_target(c):
-    """What runtime/copying joins for container `c`: its pid 1 while it runs (its mounts,
-    volumes included, are seen as it sees them), else its root filesystem description."""
-    if c.state == "running" and c.pid:
-        return c.pid
-    from rootless.runtime.rootfs import RootfsSpec
-
-    return RootfsSpec.load(str(c.dir / "rootfs.json"))
 
 
 def stat(ref: str, path: str) -> dict:
     """Docker's container-path-stat of `path`; NotFound when it does not exist."""
-    from rootless.engine.containers import lookup
     from rootless.runtime import copying
+    from rootless.store.containerdb import lookup
 
     c = lookup(ref)
     doc = copying.stat_in(copy_target(c), path)
@@ -32,8 +23,8 @@ def stat(ref: str, path: str) -> dict:
 
 def read(ref: str, path: str, out) -> None:
     """Write a tar of `path` to `out` (a binary file object; the caller closes it)."""
-    from rootless.engine.containers import lookup
     from rootless.runtime import copying
+    from rootless.store.containerdb import lookup
 
     c = lookup(ref)
     copying.tar_out(copy_target(c), path, out)
@@ -41,8 +32,8 @@ def read(ref: str, path: str, out) -> None:
 
 def write(ref: str, path: str, tar_path: str) -> None:
     """Extract the tar file `tar_path` into the directory `path` of the container."""
-    from rootless.engine.containers import lookup
     from rootless.runtime import copying
+    from rootless.store.containerdb import lookup
 
     c = lookup(ref)
     copying.untar_in(copy_target(c), path, tar_path)

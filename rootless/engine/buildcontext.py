@@ -94,6 +94,40 @@ def _from_git(spec: str, tmp: str, ctx: str) -> str:
     return fetch_git(spec, ctx)
 
 
+def git_commit(spec: str) -> str:
+    """The commit `URL#REF` names now (git ls-remote), for the cache key of an ADD of a
+    git URL: BuildKit checks the remote too, so a moved branch is fetched again."""
+    url, _, frag = spec.partition("#")
+    ref = frag.partition(":")[0] or "HEAD"
+    if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", ref):
+        return ref
+    if url.lower().startswith("github.com/"):
+        url = "https://" + url
+    if shutil.which("git") is None:
+        raise RlError("building from a git URL needs the git command",
+                      "install git (apt-get install git)")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    try:
+        proc = subprocess.run(["git", "ls-remote", "--", url, ref], capture_output=True,
+                              text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise InvalidArgument(f"{spec}: git ls-remote timed out") from None
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise InvalidArgument(f"{spec}: git ls-remote: {why}",
+                              "check the URL and the ref after '#'")
+    found = {name: sha for sha, _, name in (line.partition("\t")
+                                            for line in proc.stdout.splitlines()) if name}
+    # an annotated tag's commit is its peeled line (`refs/tags/v1^{}`)
+    for name in (f"refs/tags/{ref}^{{}}", ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+        if name in found:
+            return found[name]
+    if found:
+        return sorted(found.items())[0][1]
+    # not a ref the remote advertises (an abbreviated commit): the spec itself
+    return spec
+
+
 def fetch_git(spec: str, ctx: str, keep_git_dir: bool = False) -> str:
     """Fetch `URL#REF:SUBDIR` into the directory `ctx` (made if missing); the checked-out
     directory (SUBDIR of it when given)."""

@@ -10,7 +10,7 @@
 
 setns(2) into the container's user namespace needs a single-threaded process: from the
 single-threaded CLI with its own fds the command's process is forked (the fast path);
-otherwise it is a fresh interpreter (rootless.runtime.lean exec_main) whose stdio are
+otherwise it is a fresh interpreter (rootless.runtime.lean call_main: exec_process) whose stdio are
 pipes (or the caller's fds) that threads of the engine copy to and from `streams`.
 """
 
@@ -20,9 +20,11 @@ import json
 import os
 import threading
 
-from rootless.engine.containers import _check_workdir, _running, lookup
+from rootless.engine.create import check_workdir as _check_workdir
+from rootless.engine.ctrinfo import running_container as _running
 from rootless.engine.streams import Streams, read_some, write_out
 from rootless.errors import InvalidArgument, RlError
+from rootless.store.containerdb import lookup
 
 
 class ExecHandle:
@@ -169,7 +171,7 @@ def _exec_spawned(c, process: dict, streams: Streams, *, interactive: bool, tty:
     # with a tty the command's output is on the pty; the interpreter's own stderr
     # carries only a failure to enter the container
     stderr = target(streams.stdout if tty else streams.stderr)
-    child = subprocess.Popen(lean.entry_argv("exec_main", [args]), stdin=stdin,
+    child = subprocess.Popen(lean.entry_argv("call_main", ["rootless.engine.execs:exec_process", args]), stdin=stdin,
                              stdout=stdout, stderr=stderr, pass_fds=pass_fds, cwd="/")
     if sock_child is not None:
         sock_child.close()
@@ -250,7 +252,7 @@ def _pump_in(source, fd: int, owner, eof: bytes | None = None) -> None:
 
 
 def exec_process(raw: str) -> None:
-    """The body of rootless.runtime.lean.exec_main: join the container and exec."""
+    """In a fresh interpreter (rootless.runtime.lean.call_main): join the container and exec."""
     from rootless.runtime import join
 
     req = json.loads(raw)

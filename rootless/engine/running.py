@@ -19,7 +19,7 @@
 Processes (docs/design.md section 4): a container's monitor is forked from the caller
 only when the caller is single-threaded (the CLI: fork is the fast path); from a process
 with threads (the API service), the monitor starts as a fresh interpreter
-(rootless.runtime.lean start_main), and so does every other process the verbs make. No
+(rootless.runtime.lean call_main), and so does every other process the verbs make. No
 verb here forks a multi-threaded caller, installs signal handlers in it or touches its fds
 0/1/2 unless given them in `streams`. The foreground `rl run` without stdin keeps being
 its container's monitor (rootless.runtime.monitor.run_loop in the CLI process: no
@@ -36,22 +36,19 @@ import time
 from dataclasses import dataclass
 
 from rootless.engine import events
-from rootless.engine.containers import (
-    Container,
-    _check_unsupported,
-    _db,
-    _maps_of,
-    _monitor_alive,
-    _proc_start,
-    _remove_files,
-    _set_manual_stop,
-    create,
-    lookup,
-)
+from rootless.engine.create import check_unsupported as _check_unsupported
+from rootless.engine.create import create
+from rootless.engine.ctrinfo import maps_of as _maps_of
+from rootless.engine.lifecycle import remove_files as _remove_files
+from rootless.engine.lifecycle import set_manual_stop as _set_manual_stop
 from rootless.engine.spec import RunOptions
 from rootless.engine.streams import Streams
 from rootless.errors import Conflict, NotFound, RlError
 from rootless.store import catalog, paths
+from rootless.store.containerdb import Container, lookup
+from rootless.store.containerdb import db as _db
+from rootless.store.containerdb import monitor_alive as _monitor_alive
+from rootless.store.containerdb import proc_start as _proc_start
 
 
 @dataclass
@@ -224,7 +221,7 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
         lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
                           wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
                           net=json.dumps(net), blocked=blocked, health=_health_timer_args(c),
-                          hub=hub)
+                          after_exit="rootless.engine.running:finish_detached", hub=hub)
     except OSError:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
 
@@ -449,7 +446,7 @@ def _exit_code_of(cid: str) -> int | None:
     except NotFound:
         return None
     if c.state in ("running", "restarting") and _monitor_alive(c):
-        from rootless.engine.containers import _wait_exit
+        from rootless.engine.lifecycle import _wait_exit
 
         _wait_exit(c, 10)
         try:
@@ -543,7 +540,7 @@ def _start_detached(c: Container, attach_socks=()) -> None:
     """Start `c` under a monitor that outlives this process (setsid, double fork), with
     `attach_socks` (sockets) as attach clients from before the start; return once the
     command runs. Forked from a single-threaded caller; from one with threads, a fresh
-    interpreter (rootless.runtime.lean.start_main) does the same."""
+    interpreter (rootless.runtime.lean.call_main: monitor_main) does the same."""
     fds = [s.fileno() for s in attach_socks]
     r, w = os.pipe()
     try:
@@ -560,7 +557,8 @@ def _start_detached(c: Container, attach_socks=()) -> None:
 
             from rootless.runtime import lean
 
-            argv = lean.entry_argv("start_main", [c.id, str(w), ",".join(map(str, fds))])
+            argv = lean.entry_argv("call_main", ["rootless.engine.running:monitor_main", c.id,
+                                                 str(w), ",".join(map(str, fds))])
             child = subprocess.Popen(argv, pass_fds=[w, *fds], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      cwd="/")
@@ -583,9 +581,13 @@ def _start_detached(c: Container, attach_socks=()) -> None:
     raise RlError("the container's monitor exited before the container started")
 
 
+def monitor_main(cid: str, w: str, clients: str) -> None:
+    """A detached monitor in a fresh interpreter (rootless.runtime.lean.call_main)."""
+    monitor_process(cid, int(w), [int(fd) for fd in clients.split(",") if fd])
+
+
 def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
-    """The body of a detached monitor (a fork of the caller, or rootless.runtime.lean
-    .start_main): detach, start the container, write b"ok" (or "E CODE MESSAGE") on `w`,
+    """The body of a detached monitor (a fork of the caller, or monitor_main): detach, start the container, write b"ok" (or "E CODE MESSAGE") on `w`,
     monitor it to the end. Never returns."""
     pipe = [w]
     try:

@@ -20,7 +20,7 @@ from rootless.errors import InvalidArgument, RlError
 from rootless.runtime import join
 
 
-def _child_in_container(target, fn) -> int:
+def child_in_container(target, fn) -> int:
     """Fork a child that runs fn() with the container's root as its root: joining the
     running container (target: its pid 1) or, for a stopped one (target: a RootfsSpec),
     mounting its root filesystem in a user and mount namespace of its own."""
@@ -71,7 +71,7 @@ def _child_in_rootfs(rfs, fn) -> int:
                     if worker == 0:
                         rc = 1
                         try:
-                            tarfile.pwd = tarfile.grp = None  # see _child_in_container
+                            tarfile.pwd = tarfile.grp = None  # see child_in_container
                             os.chroot(rfs.mountpoint)
                             os.chdir("/")
                             rc = fn() or 0
@@ -94,7 +94,7 @@ def _child_in_rootfs(rfs, fn) -> int:
     return child
 
 
-def _wait(child: int) -> int:
+def wait_child(child: int) -> int:
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status)
 
@@ -113,7 +113,7 @@ def copy_out(pid, src: str, dest: str) -> None:
             tar.add(src, arcname=os.path.basename(src.rstrip("/")) or ".")
         return 0
 
-    child = _child_in_container(pid, produce)
+    child = child_in_container(pid, produce)
     os.close(w)
     try:
         with os.fdopen(r, "rb") as f:
@@ -125,7 +125,7 @@ def copy_out(pid, src: str, dest: str) -> None:
                 with tar:
                     _safe_extract(tar, dest)
     finally:
-        code = _wait(child)
+        code = wait_child(child)
     if code != 0:
         raise RlError(f"copying {src} out of the container failed")
 
@@ -256,7 +256,7 @@ def copy_in(pid, src: str, dest: str) -> None:
                 tar.extract(m, into, set_attrs=True, numeric_owner=True)
         return 0
 
-    child = _child_in_container(pid, consume)
+    child = child_in_container(pid, consume)
     os.close(r)
     err = None
     try:
@@ -274,7 +274,7 @@ def copy_in(pid, src: str, dest: str) -> None:
             os.close(pfd)
     except BrokenPipeError as exc:
         err = exc
-    code = _wait(child)
+    code = wait_child(child)
     if code != 0 or err is not None:
         raise RlError(f"copying {src} into the container failed")
 
@@ -303,11 +303,11 @@ def stat_in(target, path: str) -> dict | None:
         os.write(w, json.dumps(doc).encode())
         return 0
 
-    child = _child_in_container(target, probe)
+    child = child_in_container(target, probe)
     os.close(w)
     with os.fdopen(r, "rb") as f:
         data = f.read()
-    if _wait(child) != 0:
+    if wait_child(child) != 0:
         raise RlError(f"cannot look at {path} in the container")
     doc = json.loads(data or b"null")
     if doc is not None:
@@ -350,14 +350,14 @@ def tar_out(target, path: str, out) -> None:
             tar.add(path, arcname=os.path.basename(path.rstrip("/")) or ".")
         return 0
 
-    child = _child_in_container(target, produce)
+    child = child_in_container(target, produce)
     os.close(w)
     try:
         with os.fdopen(r, "rb") as f:
             while chunk := f.read(1 << 20):
                 out.write(chunk)
     finally:
-        code = _wait(child)
+        code = wait_child(child)
     if code != 0:
         raise RlError(f"copying {path} out of the container failed")
 
@@ -378,10 +378,10 @@ def untar_in(target, dest: str, tar_path: str) -> None:
         return 0
 
     try:
-        child = _child_in_container(target, consume)
+        child = child_in_container(target, consume)
     finally:
         os.close(fd)
-    if _wait(child) != 0:
+    if wait_child(child) != 0:
         raise RlError(f"copying into {dest} in the container failed")
 
 

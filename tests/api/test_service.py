@@ -36,9 +36,9 @@ def _raw(sock_path, data: bytes, *, read: bool = True) -> bytes:
             head, sep, body = out.partition(b"\r\n\r\n")
             if sep:
                 for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        if len(body) >= int(line.split(b":")[1]):
-                            return out
+                    if line.lower().startswith(b"content-length:") and \
+                            len(body) >= int(line.split(b":")[1]):
+                        return out
     finally:
         s.close()
 
