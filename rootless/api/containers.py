@@ -40,8 +40,8 @@ def create(req: Request) -> Response:
 
 
 def list_(req: Request) -> Response:
-    from rootless.engine import containers, netwire
-    from rootless.format import api_shapes, docker_shapes
+    from rootless.engine import containers, ctrinfo, netwire
+    from rootless.format import api_shapes
 
     limit = req.qint("limit")
     out = []
@@ -52,11 +52,12 @@ def list_(req: Request) -> Response:
         try:
             doc = {"NetworkSettings": netwire.inspect_settings(
                        c.options, c.options.get("exposed") or [], c.id),
-                   "Mounts": docker_shapes.container_mounts(c)}
-        except Exception:  # removed while we listed
+                   "Mounts": ctrinfo.container_mounts(c)}
+            names = ctrinfo.container_networks(c)
+        except OSError:  # removed while we listed
             continue
         size = containers.upper_size(c) if req.qbool("size") else None
-        out.append(api_shapes.container_summary(c, doc, size))
+        out.append(api_shapes.container_summary(c, doc, names, size))
     return json_response(out)
 
 

@@ -91,10 +91,15 @@ def df(req: Request) -> Response:
     usage = engine("rootless.engine.system:disk_usage")
     imgs = [api_shapes.image_summary(r) for r in images.list_images(all_images=True)]
     ctrs = []
+    from rootless.engine import ctrinfo
+    from rootless.errors import NotFound
+
     for c in containers.list_containers(all_=True):
         try:
-            ctrs.append(api_shapes.container_summary(c, containers.inspect(c.id)))
-        except Exception:
+            ctrs.append(api_shapes.container_summary(c, containers.inspect(c.id),
+                                                     ctrinfo.container_networks(c),
+                                                     usage.container_size.get(c.id)))
+        except (NotFound, OSError):  # removed while we listed
             continue
     vols = [dict(v.as_docker(), UsageData={"Size": -1, "RefCount": -1})
             for v in volumes.list_volumes()]

@@ -35,15 +35,17 @@ def ports_list(port_map: dict) -> list[dict]:
     return out
 
 
-def container_summary(c: Any, inspected: dict, size: int | None = None) -> dict:
-    """One entry of GET /containers/json for the engine's Container `c` and its
-    engine inspect document."""
+def container_summary(c: Any, inspected: dict, network_names: list[str],
+                      size: int | None = None) -> dict:
+    """One entry of GET /containers/json for the engine's Container `c`, from its
+    NetworkSettings and Mounts (as the engine's inspect has them) and the names of its
+    networks (engine/ctrinfo.container_networks)."""
     from rootless.format import docker_shapes as shapes
 
     settings = inspected.get("NetworkSettings") or {}
     networks = settings.get("Networks") or {
         n: {"IPAddress": settings.get("IPAddress", ""), "Gateway": settings.get("Gateway", "")}
-        for n in shapes.container_networks(c)}
+        for n in network_names}
     doc = {
         "Id": c.id,
         "Names": ["/" + c.name],
