@@ -55,7 +55,7 @@ def create(req: Request) -> Response:
 def inspect(req: Request) -> Response:
     from rootless.engine import networks
 
-    return json_response(networks.inspect(req.params["id"]).to_inspect())
+    return json_response(networks.inspect(req.params["id"]))
 
 
 def delete(req: Request) -> Response:

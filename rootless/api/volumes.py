@@ -26,7 +26,7 @@ def create(req: Request) -> Response:
     name = body.get("Name") or None
     if name:
         try:  # Docker: creating an existing volume gives it back
-            return json_response(volumes.inspect(name).as_docker(), 201)
+            return json_response(volumes.inspect(name), 201)
         except Exception:
             pass
     vol = engine("rootless.engine.volumes:create", name, labels=body.get("Labels") or {})
@@ -36,7 +36,7 @@ def create(req: Request) -> Response:
 def inspect(req: Request) -> Response:
     from rootless.engine import volumes
 
-    return json_response(volumes.inspect(req.params["name"]).as_docker())
+    return json_response(volumes.inspect(req.params["name"]))
 
 
 def delete(req: Request) -> Response:

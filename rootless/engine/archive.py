@@ -15,7 +15,7 @@ def stat(ref: str, path: str) -> dict:
     from rootless.store.containerdb import lookup
 
     c = lookup(ref)
-    doc = copying.stat_in(copy_target(c), path)
+    doc = copying.stat_in(copy_target(c.id), path)
     if doc is None:
         raise NotFound(f"no such file or directory in container {c.name}: {path}")
     return doc
@@ -27,7 +27,7 @@ def read(ref: str, path: str, out) -> None:
     from rootless.store.containerdb import lookup
 
     c = lookup(ref)
-    copying.tar_out(copy_target(c), path, out)
+    copying.tar_out(copy_target(c.id), path, out)
 
 
 def write(ref: str, path: str, tar_path: str) -> None:
@@ -36,4 +36,4 @@ def write(ref: str, path: str, tar_path: str) -> None:
     from rootless.store.containerdb import lookup
 
     c = lookup(ref)
-    copying.untar_in(copy_target(c), path, tar_path)
+    copying.untar_in(copy_target(c.id), path, tar_path)

@@ -24,10 +24,10 @@ import hashlib
 import json
 import os
 import stat
-import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from rootless.errors import InvalidArgument, NotFound, RlError
 from rootless.store import buildcache, catalog
@@ -44,7 +44,13 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    # -q: the caller shows nothing, so a failed RUN's error ends with its last lines
     quiet: bool = False
+    # where the build's steps ("step" events), its RUN steps' output ("output") and its
+    # pulls' progress go (rootless/image/progress.py); None: nowhere
+    progress: Any = None
+    # the time of every config and the clamp of the layers' timestamps (None: now)
+    source_epoch: int | None = None
     platform: str | None = None
     secrets: dict[str, bytes] = field(default_factory=dict)  # --secret id -> content
     ssh: dict[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
@@ -69,12 +75,23 @@ class _State:
 
 
 def _out(opts: BuildOptions, text: str) -> None:
-    if not opts.quiet:
-        print(text, flush=True)
+    if opts.progress is not None:
+        from rootless.image.progress import Event
+
+        opts.progress(Event("step", text=text))
 
 
 def build(opts: BuildOptions) -> str:
-    """Build; returns the image id of the target stage."""
+    """Build; returns the image id of the target stage. Safe to call from several threads
+    at once: each build's output goes to its own `opts.progress`. A failed build leaves
+    the steps it finished in the cache (unnamed images) and no name."""
+    from rootless.engine import ship
+
+    with ship.source_epoch_of(opts.source_epoch):
+        return _build(opts)
+
+
+def _build(opts: BuildOptions) -> str:
     from rootless.build import dockerfile as dfmod
     from rootless.build.context import BuildContext
     from rootless.engine import ship
@@ -154,10 +171,21 @@ def parse_output(spec: str) -> Output:
     return Output(kind, dest)
 
 
-def write_output(image_id: str, out: Output) -> None:
+def write_output(image_id: str, out: Output, *, stream=None,
+                 source_epoch: int | None = None) -> None:
     """The image's files, the merged view of its layers read from the store (never a tree
     a container wrote), as a tar (owners as the layers record them) or copied into a
-    directory (owned by the user)."""
+    directory (owned by the user). A destination "-" is `stream` (a binary file object
+    of the caller's, flushed, not closed); `source_epoch` clamps the tar's times."""
+    from rootless.engine import ship
+
+    if out.dest == "-" and stream is None:
+        raise InvalidArgument("--output to '-' needs a stream to write to")
+    with ship.source_epoch_of(source_epoch):
+        _write_output(image_id, out, stream)
+
+
+def _write_output(image_id: str, out: Output, stream) -> None:
     import shutil
 
     from rootless.engine import images
@@ -168,8 +196,8 @@ def write_output(image_id: str, out: Output) -> None:
 
         fmt = "docker-archive" if out.type == "docker" else "oci-archive"
         if out.dest == "-":
-            sys.stdout.flush()
-            ship.save([image_id], sys.stdout.buffer, fmt)
+            ship.save([image_id], stream, fmt)
+            stream.flush()
         else:
             ship.save([image_id], out.dest, fmt)
         return
@@ -187,10 +215,9 @@ def write_output(image_id: str, out: Output) -> None:
                 _add_tree(tf, layers[0], "", layers, ".", None, None, {})
             tf.close()
         if out.dest == "-":
-            sys.stdout.flush()
             with open(tmp, "rb") as f:
-                shutil.copyfileobj(f, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+                shutil.copyfileobj(f, stream)
+            stream.flush()
         else:
             shutil.move(tmp, out.dest)
     finally:
@@ -220,7 +247,7 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
                           f"{rs.base}: a --build-context directory cannot be a base image",
                           "give docker-image://IMAGE for it, or COPY --from it")
         try:
-            rec = images.ensure_image(base, quiet=opts.quiet,
+            rec = images.ensure_image(base, progress=opts.progress,
                                       platform=rs.platform or opts.platform,
                                       pull="always" if opts.pull else "missing")
         except RlError as exc:
@@ -276,7 +303,7 @@ def _build_step(opts, plan, rs, results, ctx, step, total, scope, state, pos, ra
         if src is not None:
             try:
                 from_image = results[src] if isinstance(src, int) else \
-                    images.ensure_image(named or src, quiet=opts.quiet).id
+                    images.ensure_image(named or src, progress=opts.progress).id
             except RlError as exc:
                 raise RlError(f"{raw.filename}:{raw.location}: COPY --from={src}: {exc.message}",
                               exc.fix) from None
@@ -475,9 +502,13 @@ def _cache_images(opts) -> list:
                 archive = os.path.join(ref[len("local:"):], CACHE_ARCHIVE)
                 out += [images.get_image(i) for i, _ in ship.load(archive)]
             else:
-                out.append(images.ensure_image(ref, quiet=True))
+                out.append(images.ensure_image(ref))
         except RlError as exc:
-            print(f"warning: --cache-from {ref}: {exc.message}", file=sys.stderr)
+            if opts.progress is not None:
+                from rootless.image.progress import Event
+
+                opts.progress(Event("message", text=f"warning: --cache-from {ref}: "
+                                                    f"{exc.message}"))
     return out
 
 
@@ -584,7 +615,7 @@ class _Sources:
         named = _named_context(self.opts, ref)
         if named is not None and not isinstance(named, str):
             return None  # a directory: read as a context
-        return images.ensure_image(named or ref, quiet=self.opts.quiet).id
+        return images.ensure_image(named or ref, progress=self.opts.progress).id
 
     def ctx_of(self, m):
         """The context a bind mount without an image reads: the build's, or a named one."""
@@ -764,54 +795,47 @@ def _run(opts, inst, state: _State, scope, sources=None):
 
 
 def _run_container(opts, inst, run_opts, name, created_by, prep, state):
+    """Run a RUN step's container to its end: started detached (its own monitor writes
+    its output to its log), its log followed into the build's progress as it comes, so
+    nothing of this process (no fd, no terminal) is used and builds in several threads
+    each get their own output. The container is removed whatever happens (Ctrl-C too)."""
+    from collections import deque
+
     from rootless.engine import buildmounts, containers, images, ship
+    from rootless.image.progress import Event
 
-    capture = None
-    saved: list[int] = []
-    if opts.quiet:
-        import tempfile
+    last = deque(maxlen=5)  # a failed RUN's error ends with them when nobody saw them
+    line = [b""]
 
-        capture = tempfile.TemporaryFile()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
-        os.dup2(capture.fileno(), 1)
-        os.dup2(capture.fileno(), 2)
-    try:
-        from rootless.engine.streams import Streams
+    def keep(data: bytes) -> None:
+        line[0] += data
+        *done, line[0] = line[0].split(b"\n")
+        last.extend(d.decode(errors="replace") for d in done)
 
-        code = containers.run(run_opts, Streams(stdout=1, stderr=2)).exit_code
-    finally:
-        if saved:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
+    c = containers.create(run_opts)
     try:
-        c = containers.lookup(name)
-    except NotFound:
-        c = None
-    try:
+        containers.start(c.id)
+        for _ts, stream, data in containers.logs(c.id, follow=True):
+            keep(data)
+            if opts.progress is not None:
+                opts.progress(Event("output", data=data, stream=stream))
+        code = containers.wait(c.id)
         if code != 0:
-            tail = ""
-            if capture is not None:
-                capture.seek(0)
-                lines = capture.read().decode(errors="replace").splitlines()[-5:]
-                tail = (": " + " | ".join(lines)) if lines else ""
+            if line[0]:
+                last.append(line[0].decode(errors="replace"))
+            tail = (": " + " | ".join(last)) if opts.quiet and last else ""
             raise inst.error(f"RUN {inst.source.partition(' ')[2].strip()} failed with "
                              f"exit code {code}{tail}")
-        if c is not None and prep.targets:
+        c = containers.lookup(c.id)
+        if prep.targets:
             base = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]
             buildmounts.remove_stubs(str(c.dir / "upper"), prep.targets,
                                      lambda p: _merged_find(base, p) is not None)
-        layer = ship.upper_layer(str(c.dir / "upper")) if c is not None else None
+        layer = ship.upper_layer(str(c.dir / "upper"))
         return layer, created_by
     finally:
-        if capture is not None:
-            capture.close()
-        if c is not None:
-            with contextlib.suppress(RlError):
-                containers.remove(c.id, force=True)
+        with contextlib.suppress(RlError):
+            containers.remove(c.id, force=True)
 
 
 # -- COPY / ADD --

@@ -1,31 +1,18 @@
-"""`rl cp`: copy between a container (running: joined; stopped: its root filesystem) and
-the host (rootless/runtime/copying.py does the copying)."""
+"""`rl cp`: copy between a container (running: joined, so its volumes are seen as it sees
+them; stopped: its root filesystem mounted) and the host (rootless/runtime/copying.py does
+the copying). A front end says which side is the container; CONTAINER:PATH is CLI syntax,
+parsed by the CLI."""
 
 from __future__ import annotations
 
-from rootless.errors import InvalidArgument
 from rootless.store.containerdb import lookup
 
 
-def cp(src: str, dst: str) -> None:
-    from rootless.runtime import copying
-
-    s_ctr, s_path = _split_cp(src)
-    d_ctr, d_path = _split_cp(dst)
-    if (s_ctr is None) == (d_ctr is None):
-        raise InvalidArgument("rl cp copies between a container and the host",
-                              "write one side as CONTAINER:PATH")
-    c = lookup(s_ctr if s_ctr is not None else d_ctr)
-    target = copy_target(c)
-    if s_ctr is not None:
-        copying.copy_out(target, s_path, d_path)
-    else:
-        copying.copy_in(target, s_path, d_path)
-
-
-def copy_target(c):
-    """What runtime/copying joins for container `c`: its pid 1 while it runs (its mounts,
-    volumes included, are seen as it sees them), else its root filesystem description."""
+def copy_target(ref: str):
+    """What runtime/copying joins for container `ref`: its pid 1 while it runs (its mounts,
+    volumes included, are seen as it sees them), else its root filesystem description
+    (also for the API's archive endpoints: engine/archive.py)."""
+    c = lookup(ref)
     if c.state == "running" and c.pid:
         return c.pid
     from rootless.runtime.rootfs import RootfsSpec
@@ -33,8 +20,15 @@ def copy_target(c):
     return RootfsSpec.load(str(c.dir / "rootfs.json"))
 
 
-def _split_cp(arg: str) -> tuple[str | None, str]:
-    if ":" in arg and not arg.startswith(("/", ".")):
-        name, _, path = arg.partition(":")
-        return name, path or "/"
-    return None, arg
+def copy_from(ref: str, path: str, dest: str) -> None:
+    """`path` of the container (a file or a tree) to `dest` on the host."""
+    from rootless.runtime import copying
+
+    copying.copy_out(copy_target(ref), path, dest)
+
+
+def copy_to(ref: str, source: str, path: str) -> None:
+    """`source` on the host (a file or a tree) to `path` in the container."""
+    from rootless.runtime import copying
+
+    copying.copy_in(copy_target(ref), source, path)

@@ -56,18 +56,17 @@ def parse(line: bytes) -> tuple[str, str, bool, bytes] | None:
 def records(path: str, *, follow: bool = False, still_running=None,
             poll: float = 0.1) -> Iterator[tuple[str, str, bytes]]:
     """(timestamp, stream, data with newline if complete) for each record; with `follow`,
-    keeps reading until `still_running()` is false and the file is drained."""
+    keeps reading until `still_running()` is false and the file is drained (a log the
+    monitor of a just started container has not opened yet is waited for)."""
     while True:
         try:
             f = open(path, "rb")
             break
         except FileNotFoundError:
-            # following a container that has just started: its monitor may not have
-            # made the file yet (a client's `logs -f` right after its start)
-            if not follow or still_running is None or not still_running():
-                if not os.path.exists(path):
-                    return
-                continue
+            if not follow or (still_running is not None and not still_running()):
+                if os.path.exists(path):
+                    continue  # opened just now, between the two looks
+                return
             time.sleep(poll)
     with f:
         buf = b""
