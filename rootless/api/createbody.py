@@ -81,11 +81,11 @@ def to_run_options(body: dict, name: str | None) -> RunOptions:
     if not image or not isinstance(image, str):
         raise ApiError(400, "Config.Image is required")
     # Docker's API never pulls on create: a missing image is a 404, and clients pull.
-    opts = RunOptions(image=image, pull="never", quiet=True, name=name or None)
+    opts = RunOptions(image=image, pull="never", name=name or None)
     host = body.get("HostConfig") or {}
     if not isinstance(host, dict):
         raise ApiError(400, "HostConfig must be a JSON object")
-    _config(body, opts)
+    anonymous = _config(body, opts)
     _host(host, opts)
     _networking(body.get("NetworkingConfig") or {}, opts)
     # Config.Volumes names the mount points; one a bind or mount already serves is not
@@ -93,11 +93,13 @@ def to_run_options(body: dict, name: str | None) -> RunOptions:
     taken = {b.split(":")[1] for b in opts.volumes if b.count(":") >= 1}
     taken |= {part.split("=", 1)[1] for m in opts.mounts for part in m.split(",")
               if part.startswith(("target=", "destination=", "dst="))}
-    opts.volumes += [p for p in getattr(opts, "_anonymous", []) if p not in taken]
+    opts.volumes += [p for p in anonymous if p not in taken]
     return opts
 
 
-def _config(body: dict, opts: RunOptions) -> None:
+def _config(body: dict, opts: RunOptions) -> list[str]:
+    """Config's fields into `opts`; returns the anonymous volumes' mount points."""
+    anonymous: list[str] = []
     for key, v in body.items():
         if key in ("Image", "HostConfig", "NetworkingConfig") or key in _IGNORED_CONFIG:
             continue
@@ -126,7 +128,7 @@ def _config(body: dict, opts: RunOptions) -> None:
         elif key == "ExposedPorts":
             opts.expose = list((v or {}).keys())
         elif key == "Volumes":  # anonymous volumes: {"/data": {}}, added after the binds
-            opts._anonymous = list((v or {}).keys())
+            anonymous = list((v or {}).keys())
         elif key == "StopSignal":
             opts.stop_signal = v or None
         elif key == "StopTimeout":
@@ -138,6 +140,7 @@ def _config(body: dict, opts: RunOptions) -> None:
             _healthcheck(v or {}, opts)
         elif not is_unset(v):
             raise _refuse("Config", key)
+    return anonymous
 
 
 def _healthcheck(hc: dict, opts: RunOptions) -> None:

@@ -72,8 +72,7 @@ def create(req: Request) -> Response:
         repo, shown_tag = image, "latest"
     # The pull runs to its end before the answer, so a missing image is a 404 as Docker's
     # (a progress sink of the engine would let these lines stream while it runs).
-    rec = engine("rootless.engine.images:pull", image, platform=req.q("platform") or None,
-                 quiet=True)
+    rec = engine("rootless.engine.images:pull", image, platform=req.q("platform") or None)
     lines = [{"status": f"Pulling from {repo or image}", "id": shown_tag or "latest"}]
     lines += [{"status": "Pulling fs layer", "progressDetail": {}, "id": d[7:19]}
               for d in rec.diff_ids]
@@ -142,7 +141,7 @@ def push(req: Request) -> Response:
     if req.q("tag"):
         name = f"{name}:{req.q('tag')}"
     _with_auth(req)
-    res = engine("rootless.engine.ship:push", name, quiet=True)
+    res = engine("rootless.engine.ship:push", name)
     tag = name.rpartition(":")[2] if ":" in name.rpartition("/")[2] else "latest"
     lines = [{"status": f"The push refers to repository [{res.destination}]"},
              {"status": f"{tag}: digest: {res.digest} size: 0"},
