@@ -82,6 +82,12 @@ def start(req: Request) -> Response:
     # so they lose no output (a --rm container may be gone before they could connect).
     from rootless.engine import running
 
+    # a client that attached just before (docker run) got its 101 before its attach
+    # registered with the engine: let it, so that the monitor gets its socket
+    deadline = time.monotonic() + 5
+    while _ATTACHING.get(c.id, 0) > running.pending_count(c.id) and \
+            time.monotonic() < deadline:
+        time.sleep(0.005)
     waiting = running.take_pending(c.id)
     try:
         engine("rootless.api.calls:start", c.id, *(FD(i) for i in range(len(waiting))),
@@ -348,7 +354,7 @@ def pipe_stream(req: Request, fn_path: str, *args,
     def gen():
         with os.fdopen(r, "rb") as f:
             while not req.gone.is_set():
-                chunk = f.read(1 << 20)
+                chunk = f.read1(1 << 20)  # what is there: progress lines stream
                 if not chunk:
                     break
                 yield chunk
@@ -496,6 +502,11 @@ def attach(req: Request) -> Response:
     want = {k: req.qbool(k) for k in ("stdin", "stdout", "stderr")}
     logs, stream = req.qbool("logs"), req.qbool("stream")
 
+    created = c.state == "created"
+    if created:  # counted until the engine has it (see start)
+        with _ATTACH_LOCK:
+            _ATTACHING[c.id] = _ATTACHING.get(c.id, 0) + 1
+
     def run(sock, pending: bytes) -> None:
         from rootless.api import hijack
 
@@ -509,8 +520,19 @@ def attach(req: Request) -> Response:
                     _ATTACHED_EXITS.pop(next(iter(_ATTACHED_EXITS)))
         finally:
             hijack.finish(sock)
+            if created:
+                with _ATTACH_LOCK:
+                    _ATTACHING[c.id] -= 1
+                    if not _ATTACHING[c.id]:
+                        del _ATTACHING[c.id]
 
     return Response(hijack=run)
+
+
+# attach requests to created containers, per container id, from their handler until
+# their session ends (a start waits for them to be registered with the engine)
+_ATTACHING: dict[str, int] = {}
+_ATTACH_LOCK = threading.Lock()
 
 
 def resize(req: Request) -> Response:

@@ -67,20 +67,12 @@ def create(req: Request) -> Response:
     if tag and "@" not in image:
         image = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
     _with_auth(req)
-    repo, _, shown_tag = image.rpartition(":") if "@" not in image else (image, "", "")
-    if "/" in shown_tag:  # a registry port, not a tag
-        repo, shown_tag = image, "latest"
-    # The pull runs to its end before the answer, so a missing image is a 404 as Docker's
-    # (a progress sink of the engine would let these lines stream while it runs).
-    rec = engine("rootless.engine.images:pull", image, platform=req.q("platform") or None)
-    lines = [{"status": f"Pulling from {repo or image}", "id": shown_tag or "latest"}]
-    lines += [{"status": "Pulling fs layer", "progressDetail": {}, "id": d[7:19]}
-              for d in rec.diff_ids]
-    lines += [{"status": "Pull complete", "progressDetail": {}, "id": d[7:19]}
-              for d in rec.diff_ids]
-    lines.append({"status": f"Digest: {rec.manifest_digest}"})
-    lines.append({"status": f"Status: Downloaded newer image for {image}"})
-    return Response(200, b"".join(json_lines(lines)))
+    # streamed: the engine's progress events become Docker's lines as they come; an
+    # error after the head is an {"error"} line, as Docker's
+    from rootless.api.containers import pipe_stream
+
+    return pipe_stream(req, "rootless.api.calls:pull", image, req.q("platform") or None,
+                       content_type="application/json")
 
 
 def _import(req: Request, src: str) -> Response:
@@ -262,28 +254,25 @@ def build(req: Request) -> Response:
         raise ApiError(400, "the request has no build context (a tar as the body)")
     context = _unpack_context(req.body_file)
     quiet = req.qbool("q")
+    if opts.dockerfile and not os.path.isabs(opts.dockerfile):
+        opts.dockerfile = os.path.join(context, opts.dockerfile)
+    opts.context = context
+    from rootless.api.containers import pipe_stream
+
+    resp = pipe_stream(req, "rootless.api.calls:build", opts, tags, quiet,
+                       content_type="application/json")
+    inner = resp.body
 
     def gen():
         import shutil
 
-
         try:
-            opts.context = context
-            if opts.dockerfile and not os.path.isabs(opts.dockerfile):
-                opts.dockerfile = os.path.join(context, opts.dockerfile)
-            image_id = engine("rootless.engine.build:build", opts)
+            yield from inner
         finally:
             shutil.rmtree(context, ignore_errors=True)
-        short = image_id.partition(":")[2][:12]
-        lines = [] if quiet else [{"stream": f"Successfully built {short}\n"}]
-        if not quiet:
-            lines += [{"stream": f"Successfully tagged {t}\n"} for t in tags]
-        lines.append({"aux": {"ID": image_id}})
-        if quiet:
-            lines.append({"stream": image_id + "\n"})
-        yield from json_lines(lines)
 
-    return Response(200, gen())
+    resp.body = gen()
+    return resp
 
 
 def _unpack_context(tar_path: str) -> str:

@@ -665,6 +665,14 @@ def _lock():
     return _pending_lock
 
 
+def pending_count(cid: str) -> int:
+    """How many attach clients of this process wait for the start of `cid`."""
+    if _pending_lock is None:
+        return 0
+    with _lock():
+        return len(_pending.get(cid, []))
+
+
 def take_pending(cid: str) -> list:
     """The attach clients of this process waiting for the start of `cid`, taken: a list
     of (socket, event); pass the sockets to start() (maybe in another process: their

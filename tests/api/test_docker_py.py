@@ -47,7 +47,10 @@ def _tar(files: dict[str, bytes]) -> bytes:
 def test_object_api(client):
     assert client.ping() is True
     assert client.version()["ApiVersion"] == "1.43"
-    client.images.pull("busybox", tag="latest")
+    lines = list(client.api.pull("busybox", tag="latest", stream=True, decode=True))
+    statuses = [x.get("status", "") for x in lines]
+    assert any(s.startswith("Digest: sha256:") for s in statuses)
+    assert any(s in ("Pull complete", "Already exists") for s in statuses)
     assert any("busybox:latest" in i.tags for i in client.images.list())
 
     out = client.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2"],
@@ -132,8 +135,10 @@ def test_build(client, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM busybox\nARG WHO=nobody\n"
                                          "RUN echo built-for-$WHO > /built\n"
                                          "LABEL made=by-test\n")
-    image, _logs = client.images.build(path=str(tmp_path), tag="pybuilt:1",
+    image, logs = client.images.build(path=str(tmp_path), tag="pybuilt:1",
                                       buildargs={"WHO": "ci"})
+    text = "".join(x.get("stream", "") for x in logs)
+    assert "echo built-for-$WHO" in text and "Successfully tagged" in text
     # rl names a short name's build as podman does (localhost/NAME); clients find it by
     # the name they gave
     assert client.images.get("pybuilt:1").id == image.id
