@@ -13,6 +13,7 @@ packages=(
   docker-registry
   python3 python3-venv python3-dev iproute2 sudo git
   libseccomp2
+  systemd  # systemd-socket-activate: the socket-activation test of `rl system service`
   # peers for interop tests and benchmarks
   skopeo podman fuse-overlayfs runc
   # podman-compose, the peer of `rl compose`; netavark and aardvark-dns give its rootless
@@ -36,6 +37,30 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "prepare-host: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The docker CLI, a real client for the tests of `rl system service` (tests/api). A machine
+# with a `docker` on PATH keeps it; otherwise Debian's docker.io, whose maintainer scripts
+# would start dockerd (invoke-rc.d, deb-systemd-invoke): a policy-rc.d that forbids every
+# start is in place during the install (unless one is there already, as in Debian's
+# container images), and the units are disabled after it, so no daemon runs now or at
+# the next boot. rl needs no daemon; only the client binary is used.
+if ! command -v docker >/dev/null; then
+  echo "prepare-host: installing docker.io for its docker CLI (no daemon is started)"
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+  if command -v systemctl >/dev/null; then
+    systemctl disable --now docker.socket docker.service containerd.service 2>/dev/null || true
+  fi
+  if [ -x /etc/init.d/docker ]; then
+    update-rc.d docker disable >/dev/null 2>&1 || true
+  fi
 fi
 # Debian starts the registry as a service on :5000; the tests start their own.
 if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then

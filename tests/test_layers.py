@@ -2,7 +2,7 @@
 import` of every module (at the top or inside a function: a lazy import is still a
 dependency) points down, never up.
 
-    front ends (cli, compose) -> engine -> image, build, network, runtime -> store -> linux
+    front ends (cli, compose, api) -> engine -> image, build, network, runtime -> store -> linux
     format: imports nothing of rl but errors and trace (every layer may print through it)
     errors, trace: import nothing of rl
     fuse_overlay: imports nothing of rootless
@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # A higher number is a lower layer; a module may import its own layer and lower ones.
 RANK = {
     "rootless.__main__": 0, "rootless.cli": 1,
-    "rootless.compose": 1,  # a front end too: compose files -> engine calls
+    "rootless.compose": 1,  # front ends too: compose files -> engine calls,
+    "rootless.api": 1,  # and the Docker API service
     "rootless.engine": 2,
     "rootless.image": 3, "rootless.build": 3, "rootless.network": 3, "rootless.runtime": 3,
     "rootless.crashlog": 4,  # the crash log: below every process that records a crash

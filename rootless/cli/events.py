@@ -22,33 +22,6 @@ def _time_text(ns: int) -> str:
     return d.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 1_000_000_000:09d}{zone}"
 
 
-def _matches(ev: dict, f: dict[str, list[str]]) -> bool:
-    actor = ev.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    ident = actor.get("ID", "")
-    kind = ev.get("Type", "")
-
-    def names_it(values: list[str]) -> bool:
-        return any(v in (ident, attrs.get("name")) or (len(v) >= 3 and ident.startswith(v))
-                   for v in values)
-
-    if "type" in f and kind not in f["type"]:
-        return False
-    if "event" in f and ev.get("Action") not in f["event"]:
-        return False
-    for key in ("container", "network", "volume"):
-        if key in f and not (kind == key and names_it(f[key])):
-            return False
-    if "image" in f and not (attrs.get("image") in f["image"] or
-                             (kind == "image" and names_it(f["image"]))):
-        return False
-    for item in f.get("label", []):
-        k, sep, v = item.partition("=")
-        if k not in attrs or (sep and attrs[k] != v):
-            return False
-    return True
-
-
 def _doc(ev: dict) -> dict:
     """The event with Go's field names (templates use .Status .ID .From .TimeNano)."""
     from rootless.format.docker_shapes import Doc
@@ -86,7 +59,7 @@ def events(since: str | None, until: str | None, filters: tuple[str, ...],
     since_ns = int(options.parse_time_arg(since, "--since") * 1e9) if since else now
     until_ns = int(options.parse_time_arg(until, "--until") * 1e9) if until else None
     for ev in journal.read(since_ns, until_ns, follow=True):
-        if not _matches(ev, f):
+        if not journal.matches(ev, f):
             continue
         if fmt == "json":
             sys.stdout.write(json.dumps(ev, separators=(",", ":")) + "\n")

@@ -24,9 +24,10 @@ def info(fmt: str | None) -> None:
     hi = host_info()
     if fmt is not None and fmt != "text":
         from rootless.cli import options
+        from rootless.engine.system import object_counts
         from rootless.format import docker_shapes as shapes
 
-        doc = shapes.info_doc(hi.as_dict(), _counts())
+        doc = shapes.info_doc(hi.as_dict(), object_counts())
         if fmt == "json":  # one object, indented, as before (rl's scripts read it)
             click.echo(json.dumps(doc, indent=2))
         else:
@@ -37,6 +38,10 @@ def info(fmt: str | None) -> None:
     click.echo(f"kernel:       {hi.kernel}")
     click.echo(f"storage:      {hi.storage} ({hi.storage_fs})")
     click.echo(f"runtime dir:  {hi.runtime_dir}")
+    from rootless.api.listen import default_uri
+
+    click.echo(f"docker API:   export DOCKER_HOST={default_uri()}   "
+               "(served by `rl system service`)")
     click.echo(f"uid map:      {hi.uid_map}")
     click.echo(f"gid map:      {hi.gid_map}")
     click.echo("checks:")
@@ -45,25 +50,6 @@ def info(fmt: str | None) -> None:
         click.echo(f"  [{mark:>4}] {c.name}: {c.detail}")
         if not c.ok and c.fix:
             click.echo(f"         fix: {c.fix}")
-
-
-def _counts() -> dict[str, int]:
-    """Containers by state and images, for `info` (0 where the store cannot be read)."""
-    out = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
-           "ContainersStopped": 0, "Images": 0}
-    try:
-        from rootless.engine import containers
-
-        for c in containers.list_containers(all_=True):
-            out["Containers"] += 1
-            out["ContainersRunning" if c.state == "running" else "ContainersStopped"] += 1
-        from rootless.store import catalog
-
-        with catalog.session() as conn:
-            out["Images"] = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-    except Exception:  # a store not created yet, or a part this build has not
-        pass
-    return out
 
 
 @click.command()
@@ -89,7 +75,8 @@ def _alias_group():
     return AliasGroup
 
 
-@click.group(cls=_alias_group(), aliases={"events": ("rootless.cli.events", "events")})
+@click.group(cls=_alias_group(), aliases={"events": ("rootless.cli.events", "events"),
+                                         "service": ("rootless.cli.service", "service")})
 def system() -> None:
     """Manage rl: disk usage, pruning, host information."""
 

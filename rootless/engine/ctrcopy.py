@@ -8,7 +8,10 @@ from __future__ import annotations
 from rootless.store.containerdb import lookup
 
 
-def _target(ref: str):
+def copy_target(ref: str):
+    """What runtime/copying joins for container `ref`: its pid 1 while it runs (its mounts,
+    volumes included, are seen as it sees them), else its root filesystem description
+    (also for the API's archive endpoints: engine/archive.py)."""
     c = lookup(ref)
     if c.state == "running" and c.pid:
         return c.pid
@@ -21,11 +24,11 @@ def copy_from(ref: str, path: str, dest: str) -> None:
     """`path` of the container (a file or a tree) to `dest` on the host."""
     from rootless.runtime import copying
 
-    copying.copy_out(_target(ref), path, dest)
+    copying.copy_out(copy_target(ref), path, dest)
 
 
 def copy_to(ref: str, source: str, path: str) -> None:
     """`source` on the host (a file or a tree) to `path` in the container."""
     from rootless.runtime import copying
 
-    copying.copy_in(_target(ref), source, path)
+    copying.copy_in(copy_target(ref), source, path)

@@ -86,3 +86,32 @@ def read(since_ns: int | None = None, until_ns: int | None = None, follow: bool 
         if stop is not None and stop():
             return
         time.sleep(0.2)
+
+
+def matches(ev: dict, f: dict[str, list[str]]) -> bool:
+    """Whether `ev` passes Docker's event filters (container, event, image, label, network,
+    type, volume), for `rl events` and the API's /events."""
+    actor = ev.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    ident = actor.get("ID", "")
+    kind = ev.get("Type", "")
+
+    def names_it(values: list[str]) -> bool:
+        return any(v in (ident, attrs.get("name")) or (len(v) >= 3 and ident.startswith(v))
+                   for v in values)
+
+    if "type" in f and kind not in f["type"]:
+        return False
+    if "event" in f and ev.get("Action") not in f["event"]:
+        return False
+    for key in ("container", "network", "volume"):
+        if key in f and not (kind == key and names_it(f[key])):
+            return False
+    if "image" in f and not (attrs.get("image") in f["image"] or
+                             (kind == "image" and names_it(f["image"]))):
+        return False
+    for item in f.get("label", []):
+        k, sep, v = item.partition("=")
+        if k not in attrs or (sep and attrs[k] != v):
+            return False
+    return True

@@ -494,9 +494,11 @@ def _monitor_log(c: Container, exc: BaseException) -> None:
 # -- start --------------------------------------------------------------------------------
 
 def start(ref: str, *, attach: bool = False, streams: Streams | None = None,
-          detach_keys: str | None = None, on_started=None) -> int | None:
+          detach_keys: str | None = None, on_started=None, attach_socks=()) -> int | None:
     """See the module's docstring. A running container: nothing (None). With `streams`
-    (and attach): attached to those, as run() is (`rl start -ai`)."""
+    (and attach): attached to those, as run() is (`rl start -ai`). `attach_socks`: the
+    sockets of attach clients waiting in another process (take_pending in the API
+    service, whose starts run in a single-threaded helper: the fast fork path)."""
     c = lookup(ref)
     if c.state in ("running", "restarting"):
         return None
@@ -526,7 +528,7 @@ def start(ref: str, *, attach: bool = False, streams: Streams | None = None,
         return _start_attached(c, streams, detach_keys=detach_keys, on_started=on_started)
     waiting = _take_pending(c.id)
     try:
-        _start_detached(c, [s for s, _ in waiting])
+        _start_detached(c, [s for s, _ in waiting] + list(attach_socks))
     finally:
         for s, ev in waiting:
             s.close()
@@ -661,6 +663,21 @@ def _lock():
 
         _pending_lock = threading.Lock()
     return _pending_lock
+
+
+def pending_count(cid: str) -> int:
+    """How many attach clients of this process wait for the start of `cid`."""
+    if _pending_lock is None:
+        return 0
+    with _lock():
+        return len(_pending.get(cid, []))
+
+
+def take_pending(cid: str) -> list:
+    """The attach clients of this process waiting for the start of `cid`, taken: a list
+    of (socket, event); pass the sockets to start() (maybe in another process: their
+    fds), then close them and set the events, as start() does with its own."""
+    return _take_pending(cid)
 
 
 def _take_pending(cid: str) -> list:

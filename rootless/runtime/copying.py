@@ -277,3 +277,117 @@ def copy_in(pid, src: str, dest: str) -> None:
     code = wait_child(child)
     if code != 0 or err is not None:
         raise RlError(f"copying {src} into the container failed")
+
+
+# -- the Docker API's archive endpoints: tar streams, not host paths --------------------------
+# Both sides of these are in the container (its root is the child's root, as for `rl cp`),
+# so a symlink in the container resolves inside it; the host only moves bytes.
+
+def stat_in(target, path: str) -> dict | None:
+    """lstat of `path` in the container, Docker's container-path-stat shape (name, size,
+    mode as Go's os.FileMode bits, mtime, linkTarget), or None when it does not exist."""
+    import json
+
+    r, w = os.pipe()
+
+    def probe() -> int:
+        os.close(r)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            os.write(w, b"null")
+            return 0
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+        doc = {"name": os.path.basename(path.rstrip("/")) or "/", "size": st.st_size,
+               "mode": _go_mode(st.st_mode), "mtime": st.st_mtime, "linkTarget": link}
+        os.write(w, json.dumps(doc).encode())
+        return 0
+
+    child = child_in_container(target, probe)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    if wait_child(child) != 0:
+        raise RlError(f"cannot look at {path} in the container")
+    doc = json.loads(data or b"null")
+    if doc is not None:
+        from datetime import UTC, datetime
+
+        doc["mtime"] = datetime.fromtimestamp(doc["mtime"], UTC).isoformat()
+    return doc
+
+
+def _go_mode(mode: int) -> int:
+    """st_mode as Go's os.FileMode (type bits high, permissions low), as Docker sends."""
+    bits = mode & 0o777
+    kinds = {stat.S_IFDIR: 1 << 31, stat.S_IFLNK: 1 << 27, stat.S_IFIFO: 1 << 25,
+             stat.S_IFSOCK: 1 << 24, stat.S_IFCHR: (1 << 26) | (1 << 21),
+             stat.S_IFBLK: 1 << 26}
+    bits |= kinds.get(stat.S_IFMT(mode), 0)
+    if mode & stat.S_ISUID:
+        bits |= 1 << 23
+    if mode & stat.S_ISGID:
+        bits |= 1 << 22
+    if mode & stat.S_ISVTX:
+        bits |= 1 << 20
+    return bits
+
+
+def tar_out(target, path: str, out) -> None:
+    """A tar of `path` in the container (named by its base name, as `docker cp`) written
+    to `out` (a binary file object the caller owns and closes)."""
+    r, w = os.pipe()
+
+    def produce() -> int:
+        os.close(r)
+        try:
+            os.lstat(path)
+        except OSError as exc:
+            os.write(2, f"rl: error: {path}: {exc.strerror} in the container\n".encode())
+            return 2
+        with os.fdopen(w, "wb") as pipe, tarfile.open(fileobj=pipe, mode="w|",
+                                                      format=tarfile.PAX_FORMAT) as tar:
+            tar.add(path, arcname=os.path.basename(path.rstrip("/")) or ".")
+        return 0
+
+    child = child_in_container(target, produce)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            while chunk := f.read(1 << 20):
+                out.write(chunk)
+    finally:
+        code = wait_child(child)
+    if code != 0:
+        raise RlError(f"copying {path} out of the container failed")
+
+
+def untar_in(target, dest: str, tar_path: str) -> None:
+    """Extract the tar file `tar_path` (on the host, the caller's) into the directory
+    `dest` of the container. The extraction runs in the container: names with `..` and
+    symlinks in the tar resolve below the container's root, never on the host."""
+    fd = os.open(tar_path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def consume() -> int:
+        if not os.path.isdir(dest):
+            os.write(2, f"rl: error: {dest}: not a directory in the container\n".encode())
+            return 2
+        with os.fdopen(fd, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+            for m in tar:
+                tar.extract(m, dest, set_attrs=True, numeric_owner=True)
+        return 0
+
+    try:
+        child = child_in_container(target, consume)
+    finally:
+        os.close(fd)
+    if wait_child(child) != 0:
+        raise RlError(f"copying into {dest} in the container failed")
+
+
+def extract_untrusted(tar_path: str, dest: str) -> None:
+    """Extract a tar (maybe compressed) someone sent (a build context of the API) into
+    the existing directory `dest`, with `rl cp`'s checks: no absolute names or `..`, no
+    writes through symlinks, no device nodes."""
+    with tarfile.open(tar_path, mode="r|*") as tar:
+        _safe_extract(tar, dest)
