@@ -124,15 +124,18 @@ def _run_options(f):
     ]
     for o in reversed(opts):
         f = o(f)
-    return f
+    from rootless.cli import runflags
+
+    return runflags.add_options(f)
 
 
 def _make_options(kw: dict):
+    from rootless.cli import runflags
     from rootless.engine.spec import RunOptions
 
     if kw.get("hostname") is not None and not kw["hostname"]:
         raise InvalidArgument("--hostname must not be empty")
-    return RunOptions(
+    return runflags.fill(RunOptions(
         image=kw["image"], command=list(kw["command"]), name=kw["name"],
         entrypoint=kw["entrypoint"], env=list(kw["env"]), env_files=list(kw["env_file"]),
         workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
@@ -156,7 +159,7 @@ def _make_options(kw: dict):
         shm_size=kw["shm_size"], sysctls=list(kw["sysctl"]), privileged=kw["privileged"],
         devices=list(kw["device"]), quiet=kw["quiet"],
         resources={f: kw[f[2:].replace("-", "_")] for f in _CGROUP_FLAGS
-                   if kw[f[2:].replace("-", "_")] not in (None, ())})
+                   if kw[f[2:].replace("-", "_")] not in (None, ())}), kw)
 
 
 @click.command(context_settings=_RUN_CTX)

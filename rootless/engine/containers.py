@@ -263,6 +263,9 @@ def _check_unsupported(opts: RunOptions) -> None:
     from rootless.engine import netflags, procflags
 
     netflags.check(opts)
+    from rootless.engine import runextras
+
+    runextras.check(opts)  # --pid/--ipc/--uts, --log-*, --ip, --volumes-from, --platform
     from rootless.network.modes import parse_network
 
     kind = parse_network(opts.network).kind
@@ -332,8 +335,11 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         _validate_name(opts.name)
     from rootless.engine import images
 
-    image = images.ensure_image(opts.image, pull=opts.pull, quiet=opts.quiet)
-    from rootless.engine import mounts, netflags, netwire, procflags
+    image = images.ensure_image(opts.image, pull=opts.pull, quiet=opts.quiet,
+                                platform=opts.platform)
+    from rootless.engine import mounts, netflags, netwire, nsflags, procflags, runextras
+
+    ns_modes = nsflags.plan(opts, netwire.mode_of(opts.network).kind)
 
     labels: dict = {}
     for f in opts.label_files:  # then --label over them, as Docker's
@@ -346,7 +352,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
 
     # Checked before anything is made: mounts, network, published ports (allocated here).
     try:
-        mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
+        mount_plan = mounts.plan(volumes=runextras.volumes_from(opts.volumes_from, opts.volumes)
+                                 + opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
                                  image_config=image.config)
         _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
                                         publish_all=opts.publish_all, image_config=image_config,
@@ -358,7 +365,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
     cid = os.urandom(32).hex()
-    hostname = opts.hostname or cid[:12]
+    hostname = opts.hostname or nsflags.default_hostname(ns_modes, cid)
     paths.runtime_dir(create=True)  # refused before anything is made if another user's
     paths.ensure_store()
     base = containers_dir()
@@ -372,7 +379,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
             (tmp / sub).mkdir()
         spec = spec_mod.build(image_config=image.config, opts=opts, hostname=hostname,
                               bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps,
-                              loopback_guard=netwire.loopback_guarded(opts.network, port_maps))
+                              loopback_guard=netwire.loopback_guarded(opts.network, port_maps),
+                              ns_modes=ns_modes)
         _write_seccomp(tmp, spec)
         spec["mounts"] += mount_plan.realize()
         etc = netflags.apply(netwire.files(opts.network, hostname), opts)
@@ -398,6 +406,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                    "exposed": exposed,
                    **({"add_hosts": opts.add_hosts} if opts.add_hosts else {})}
         options.update(_extra_options(opts, image.config))
+        options.update(runextras.options(opts, ns_modes))
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):
             name = opts.name or _new_name(conn)
@@ -486,27 +495,21 @@ def _write_seccomp(bundle: Path, spec: dict) -> None:
 
 # -- start and run ------------------------------------------------------------------------
 
-def _namespaces(network: str) -> set[str]:
-    kinds = {"pid", "ipc", "uts"}
-    if network != "host" and not network.startswith("container:"):
-        kinds.add("network")
-    return kinds
-
-
 def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
-    from rootless.engine import netwire
+    from rootless.engine import netwire, nsflags
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
 
-    try:  # --network container:NAME: its pid 1 (which must run); --network NAME: holder
-        join_pid = netwire.join_pid(c_options.get("network"))
+    try:  # --network/--pid/--ipc container:NAME: its pid 1 (which must run);
+        # --network NAME: holder
+        kinds, joins = nsflags.launch_plan(c_options, netwire.join_pid(c_options.get("network")))
         holder = netwire.holder_for(c_options.get("network"))
     except BaseException:
         if early is not None:
             early.kill()
         raise
-    return Launch(maps=maps, backend=rootfs.default_backend(), join_pid=join_pid, holder=holder,
-                  namespaces=_namespaces(c_options.get("network", "slirp4netns")),
+    return Launch(maps=maps, backend=rootfs.default_backend(), joins=joins, holder=holder,
+                  namespaces=kinds,
                   stdio=wiring.stdio, terminal=wiring.tty, early=early, lean=lean)
 
 
@@ -597,7 +600,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
             from rootless.runtime.healthtimer import HealthTimer
 
             timer = HealthTimer(c.id, _health_timer_args(c))
-        code = monitor.run_loop(launch, wiring, log_path=str(c.dir / "ctr.log") if log else None,
+        code = monitor.run_loop(launch, wiring, log_path=_log_target(c) if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
                                 send_signal=send, forwarder=forwarder, timer=timer)
     finally:
@@ -632,11 +635,17 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list) -> Non
     blocked = set(monitor.FORWARDED)
     signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
-        lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
+        lean.exec_monitor(container_id=c.id, log_path=_log_target(c) or "", launch=launch,
                           wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
                           net=json.dumps(net), blocked=blocked, health=_health_timer_args(c))
     except OSError:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
+
+
+def _log_target(c: Container) -> str | None:
+    from rootless.engine import runextras
+
+    return runextras.log_target(c.options, str(c.dir / "ctr.log"))
 
 
 def _health_timer_args(c: Container) -> str:
@@ -750,7 +759,9 @@ def run(opts: RunOptions) -> int | str:
     wiring = monitor.wire(mode="direct" if direct else "pipes", interactive=opts.interactive,
                           tty=opts.tty)
     # The fuse server `rl` forked before parsing (rootless.runtime.early), if any.
-    launch = _launch({"network": opts.network}, maps, wiring, early=early.take())
+    from rootless.engine import nsflags
+
+    launch = _launch(nsflags.launch_options(opts), maps, wiring, early=early.take())
     # Fork the sandbox now: its fuse server imports pyfuse3 while we resolve the image
     # and write the bundle.
     launch.fork()
@@ -1159,6 +1170,9 @@ def logs(ref: str, *, follow: bool = False, tail: int | None = None,
     from rootless.runtime import logfile
 
     c = lookup(ref)
+    from rootless.engine import runextras
+
+    runextras.check_readable(c.options)  # --log-driver none
     path = str(c.dir / "ctr.log")
     # the records' timestamps are RFC 3339 in UTC with 9 decimals: they compare as text
     # The times come parsed to the microsecond (datetime) in a float, which cannot hold
@@ -1281,13 +1295,20 @@ def inspect(ref: str) -> dict:
                        "ShmSize": _shm_size(spec),
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
                        "UsernsMode": c.options.get("userns", ""),
-                       "SecurityOpt": _security_opt(spec)},
+                       "SecurityOpt": _security_opt(spec),
+                       **_more_host_config(c.options)},
         "Mounts": _mounts_of(spec, str(c.dir)),
         "Rootfs": rootfs,
         "LogPath": str(c.dir / "ctr.log"),
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _more_host_config(options: dict) -> dict:
+    from rootless.engine import runextras
+
+    return runextras.host_config(options)
 
 
 def _devices_of(c: Container) -> list[dict]:
