@@ -60,8 +60,6 @@ class Writer:
     def write(self, stream: str, data: bytes) -> None:
         if not data:
             return
-        if self.max_size and self.size >= self.max_size:
-            self._rotate()
         ts = timestamp().encode()
         tag = stream.encode()
         out = []
@@ -70,9 +68,22 @@ class Writer:
             out.append(b"%s %s F %s\n" % (ts, tag, piece))
         if pieces[-1]:
             out.append(b"%s %s P %s\n" % (ts, tag, pieces[-1]))
-        blob = b"".join(out)
-        os.write(self.fd, blob)
-        self.size += len(blob)
+        if not self.max_size:
+            os.write(self.fd, b"".join(out))
+            return
+        # Rotation is checked record by record (as Docker's, per message): one read of
+        # output may hold many lines. Records go out in runs that fill the file.
+        run: list[bytes] = []
+        for rec in out:
+            if self.size >= self.max_size:
+                if run:
+                    os.write(self.fd, b"".join(run))
+                    run = []
+                self._rotate()
+            run.append(rec)
+            self.size += len(rec)
+        if run:
+            os.write(self.fd, b"".join(run))
 
     def close(self) -> None:
         os.close(self.fd)
