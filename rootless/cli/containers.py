@@ -359,12 +359,16 @@ def wait(containers: tuple[str, ...]) -> None:
                      help="Set an environment variable (KEY alone: its value here).")
 @click.option("--env-file", multiple=True, metavar="FILE",
                      help="Read KEY=VALUE lines from a file.")
+@click.option("--privileged", is_flag=True,
+              help="Every capability of rl's user namespace and no seccomp filter.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(interactive, tty, user, workdir, env, env_file, container, command) -> None:
+def exec_(interactive, tty, user, workdir, env, env_file, privileged, container,
+          command) -> None:
     """Run a command in a running container."""
     code = _engine().exec_(container, list(command), interactive=interactive, tty=tty,
-                           user=user, workdir=workdir, env=list(env), env_files=list(env_file))
+                           user=user, workdir=workdir, env=list(env), env_files=list(env_file),
+                           privileged=privileged)
     sys.stdout.flush()
     sys.exit(code)
 
@@ -383,11 +387,18 @@ def top(container: str) -> None:
 
 
 @click.command()
+@click.option("-a", "--archive", is_flag=True,
+              help="Keep the uid/gid of what is copied in (default: root's).")
+@click.option("-L", "--follow-link", is_flag=True, help="Follow a symbolic link at SRC.")
 @click.argument("src")
 @click.argument("dest")
-def cp(src: str, dest: str) -> None:
-    """Copy files between a container and the host (CONTAINER:PATH on one side)."""
-    _engine().cp(src, dest)
+def cp(archive: bool, follow_link: bool, src: str, dest: str) -> None:
+    """Copy files between a container and the host (CONTAINER:PATH on one side; - is a
+    tar stream on stdin or stdout)."""
+    sys.stdout.flush()
+    _engine().cp(src, dest, archive=archive, follow_link=follow_link,
+                 stdin=sys.stdin.fileno() if src == "-" else None,
+                 stdout=sys.stdout.fileno() if dest == "-" else None)
 
 
 _ELSEWHERE = {"inspect": ("rootless.cli.inspect", "container_inspect"),
@@ -396,7 +407,9 @@ _ELSEWHERE = {"inspect": ("rootless.cli.inspect", "container_inspect"),
               "diff": ("rootless.cli.changes", "diff"),
               "stats": ("rootless.cli.stats", "stats"),
               "commit": ("rootless.cli.build", "commit"),
-              "export": ("rootless.cli.build", "export")}
+              "export": ("rootless.cli.build", "export"),
+              "pause": ("rootless.cli.pause", "pause"),
+              "unpause": ("rootless.cli.pause", "unpause")}
 
 
 def _container_group():

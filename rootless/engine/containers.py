@@ -1053,9 +1053,14 @@ def _stop_timeout(c: Container) -> int:
     return STOP_TIMEOUT if t is None else int(t)
 
 
-def wait(ref: str) -> int:
+def wait(ref: str, condition: str = "not-running") -> int:
     """Until the container is not running (as Docker's: one restarting by its policy
-    counts as not running; the exit code is its last one)."""
+    counts as not running; the exit code is its last one). The API's other conditions,
+    next-exit and removed: engine/waitcond.py."""
+    if condition != "not-running":
+        from rootless.engine import waitcond
+
+        return waitcond.wait(ref, condition)
     c = lookup(ref)
     started = c.started
     delay = 0.005
@@ -1071,6 +1076,17 @@ def wait(ref: str) -> int:
             c = lookup(c.id)
         except NotFound:
             return -1
+
+
+def pause(ref: str, *, unpause: bool = False) -> Container:
+    """`rl pause`/`unpause`: refused with this host's reason (engine/cgroups.py)."""
+    from rootless.engine import cgroups
+
+    c = lookup(ref)
+    if c.state != "running":
+        raise Conflict(f"container {c.name} is not running")
+    cgroups.refuse_freeze(c.name, "unpause" if unpause else "pause")
+    return c
 
 
 def restart(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
@@ -1402,7 +1418,8 @@ def top(ref: str) -> list[dict]:
 
 def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool = False,
           user: str | None = None, workdir: str | None = None,
-          env: list[str] | None = None, env_files: list[str] | None = None) -> int:
+          env: list[str] | None = None, env_files: list[str] | None = None,
+          privileged: bool = False) -> int:
     from rootless.engine import spec as spec_mod
     from rootless.runtime import join, monitor
 
@@ -1427,6 +1444,10 @@ def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool 
         bpf = seccomp.read_bundle(str(c.dir), spec)
     except seccomp.SeccompError as exc:
         raise RlError(str(exc)) from None
+    if privileged:  # every capability of the user namespace, no filter (procflags.py)
+        from rootless.engine import procflags
+
+        process, bpf = procflags.privileged_exec(process), None
     sock_parent = sock_child = None
     if tty:
         import socket
@@ -1458,11 +1479,14 @@ def exec_(ref: str, command: list[str], *, interactive: bool = False, tty: bool 
 
 # -- cp -----------------------------------------------------------------------------------
 
-def cp(src: str, dst: str) -> None:
+def cp(src: str, dst: str, *, archive: bool = False, follow_link: bool = False,
+       stdin: int | None = None, stdout: int | None = None) -> None:
+    """`rl cp`: `-a` (archive) keeps the uid/gid of what is copied in, `-L` follows a
+    symlink at the source; `-` as src or dst is a tar stream on the fd `stdin`/`stdout`."""
     from rootless.runtime import copying
 
-    s_ctr, s_path = _split_cp(src)
-    d_ctr, d_path = _split_cp(dst)
+    s_ctr, s_path = (None, "-") if src == "-" else _split_cp(src)
+    d_ctr, d_path = (None, "-") if dst == "-" else _split_cp(dst)
     if (s_ctr is None) == (d_ctr is None):
         raise InvalidArgument("rl cp copies between a container and the host",
                               "write one side as CONTAINER:PATH")
@@ -1474,9 +1498,11 @@ def cp(src: str, dst: str) -> None:
 
         target = RootfsSpec.load(str(c.dir / "rootfs.json"))
     if s_ctr is not None:
-        copying.copy_out(target, s_path, d_path)
+        copying.copy_out(target, s_path, None if dst == "-" else d_path, follow=follow_link,
+                         out_fd=stdout if dst == "-" else None)
     else:
-        copying.copy_in(target, s_path, d_path)
+        copying.copy_in(target, None if src == "-" else s_path, d_path, archive=archive,
+                        follow=follow_link, in_fd=stdin if src == "-" else None)
 
 
 def _split_cp(arg: str) -> tuple[str | None, str]:
