@@ -143,10 +143,10 @@ FREEZE_FAKE = ("a SIGSTOP of every process is not a freeze (the processes see it
                "parent is told of it, new ones escape it), so rl does not fake one")
 
 
-def refuse_freeze(name: str, verb: str) -> None:
+def refuse_freeze(name: str, verb: str, rep: Report | None = None) -> None:
     """`rl pause`/`unpause`: a freeze needs a cgroup of the container's own (cgroup.freeze
     on v2, the freezer on v1, which no user gets): refused with this host's reason."""
-    rep = probe()
+    rep = rep or probe()
     if rep.layout == "v2" and rep.delegated:
         reason = (f"cgroup v2 is delegated to you ({rep.delegated}), but rl does not "
                   "create per-container cgroups yet, so there is no cgroup.freeze to use")
