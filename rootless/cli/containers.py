@@ -162,19 +162,63 @@ def _make_options(kw: dict):
                    if kw[f[2:].replace("-", "_")] not in (None, ())}), kw)
 
 
+_SIG_PROXY_HELP = ("Send the signals rl gets to the container (default true; not with a "
+                   "tty, whose keys reach it anyway).")
+_DETACH_KEYS_HELP = "Keys that detach from it, leaving it running (default ctrl-p,ctrl-q)."
+
+
+def _attach_choice(ctx, param, value):
+    out = tuple(v.lower() for v in value)
+    for v in out:
+        if v not in ("stdin", "stdout", "stderr"):
+            raise InvalidArgument(f"invalid -a/--attach value {v!r}",
+                                  "give stdin, stdout or stderr (repeat -a for several)")
+    return out
+
+
+def _cli_streams(attach: tuple[str, ...], interactive: bool):
+    """The CLI's own fds as the container's streams: those of -a, else stdout and
+    stderr (and stdin with -i), as Docker's."""
+    from rootless.engine.streams import Streams
+
+    if not attach:
+        attach = ("stdout", "stderr") + (("stdin",) if interactive else ())
+    return Streams(0 if "stdin" in attach else None, 1 if "stdout" in attach else None,
+                   2 if "stderr" in attach else None)
+
+
 @click.command(context_settings=_RUN_CTX)
 @_run_options
-def run(**kw) -> None:
+@click.option("-a", "--attach", "attach_", multiple=True, callback=_attach_choice,
+              metavar="stdin|stdout|stderr", help="Attach only these streams (repeatable).")
+@click.option("--sig-proxy", type=click.BOOL, default=True, metavar="true|false",
+              help=_SIG_PROXY_HELP)
+@click.option("--detach-keys", metavar="KEYS", help=_DETACH_KEYS_HELP)
+def run(attach_, sig_proxy, detach_keys, **kw) -> None:
     """Run a command in a new container."""
-    result = _engine().run(_make_options(kw))
-    if isinstance(result, str):
-        click.echo(result)
+    from rootless.cli.attach import Terminal, attached_exit
+
+    opts = _make_options(kw)
+    if opts.detach and attach_:
+        raise InvalidArgument("conflicting options: -a and -d",
+                              "drop -a (a detached container is attached to with rl attach)")
+    streams = _cli_streams(attach_, opts.interactive)
+    if opts.tty and opts.interactive and streams.stdin is not None and not os.isatty(0):
+        raise InvalidArgument("the input device is not a TTY",
+                              "run it from a terminal, or drop -t")
+    term = Terminal(tty=opts.tty, stdin=opts.interactive and streams.stdin is not None,
+                    sig_proxy=sig_proxy)
+    try:
+        result = _engine().run(opts, streams, sig_proxy=sig_proxy, detach_keys=detach_keys,
+                               on_started=term.started)
+    finally:
+        term.restore()
+    if opts.detach:
+        click.echo(result.id)
         return
     # The container's exit code, and no interpreter teardown (~10 ms of module cleanup
     # for nothing: every file and the catalog are closed and committed already).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(result)
+    attached_exit(result.exit_code)
 
 
 @click.command(context_settings=_RUN_CTX)
@@ -188,15 +232,33 @@ def create(**kw) -> None:
 
 @click.command()
 @click.option("-a", "--attach", is_flag=True, help="Attach to the output and wait.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach stdin too.")
+@click.option("--detach-keys", metavar="KEYS", help=_DETACH_KEYS_HELP)
 @click.argument("containers", nargs=-1, required=True)
-def start(attach: bool, containers: tuple[str, ...]) -> None:
+def start(attach: bool, interactive: bool, detach_keys: str | None,
+          containers: tuple[str, ...]) -> None:
     """Start one or more containers."""
     eng = _engine()
-    if attach:
+    if attach or interactive:
         if len(containers) != 1:
-            raise InvalidArgument("rl start -a takes one container")
-        code = eng.start(containers[0], attach=True)
-        sys.exit(code or 0)
+            raise InvalidArgument("rl start -a/-i takes one container")
+        if not interactive and detach_keys is None:  # the monitor is this process
+            code = eng.start(containers[0], attach=True)
+            sys.exit(code or 0)
+        from rootless.cli.attach import Terminal, attached_exit
+        from rootless.engine.streams import Streams
+
+        c = eng.lookup(containers[0])
+        stdin = interactive and bool(c.options.get("interactive"))
+        term = Terminal(tty=bool(c.options.get("tty")), stdin=stdin, sig_proxy=True)
+        try:
+            code = eng.start(c.id, attach=True, detach_keys=detach_keys,
+                             streams=Streams(0 if stdin else None, 1 if attach else None,
+                                             2 if attach else None),
+                             on_started=term.started)
+        finally:
+            term.restore()
+        attached_exit(code)
     for ref in containers:
         eng.start(ref)
         click.echo(ref)
@@ -284,8 +346,8 @@ def ps(all_: bool, quiet: bool, fmt: str | None, filters: tuple[str, ...], no_tr
     if fmt not in (None, "table"):
         from rootless.format import docker_shapes as shapes
 
-        options.echo_formatted(fmt, (shapes.container_doc(c, no_trunc=no_trunc,
-                                                          size=sizes.get(c.id))
+        options.echo_formatted(fmt, (_engine().container_doc(c, no_trunc=no_trunc,
+                                                             size=sizes.get(c.id))
                                      for c in cs), shapes.PS_HEADER)
         return
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
@@ -359,18 +421,29 @@ def wait(containers: tuple[str, ...]) -> None:
                      help="Set an environment variable (KEY alone: its value here).")
 @click.option("--env-file", multiple=True, metavar="FILE",
                      help="Read KEY=VALUE lines from a file.")
+@click.option("-d", "--detach", is_flag=True, help="Run it in the background.")
+@click.option("--detach-keys", metavar="KEYS",
+              help="Not supported: the command's process ends with rl exec (refused).")
 @click.option("--privileged", is_flag=True,
               help="Every capability of rl's user namespace and no seccomp filter.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(interactive, tty, user, workdir, env, env_file, privileged, container,
+def exec_(interactive, tty, user, workdir, env, env_file, detach, detach_keys, privileged,
+          container,
           command) -> None:
     """Run a command in a running container."""
+    from rootless.engine.streams import Streams
+
+    if detach_keys is not None:
+        raise InvalidArgument("rl exec cannot detach from the command: its process ends "
+                              "with rl exec, so --detach-keys is not supported",
+                              "use rl exec -d to run it in the background")
     code = _engine().exec_(container, list(command), interactive=interactive, tty=tty,
                            user=user, workdir=workdir, env=list(env), env_files=list(env_file),
+                           detach=detach, streams=Streams(0 if interactive else None, 1, 2),
                            privileged=privileged)
     sys.stdout.flush()
-    sys.exit(code)
+    sys.exit(code or 0)
 
 
 @click.command()
@@ -402,6 +475,7 @@ def cp(archive: bool, follow_link: bool, src: str, dest: str) -> None:
 
 
 _ELSEWHERE = {"inspect": ("rootless.cli.inspect", "container_inspect"),
+              "attach": ("rootless.cli.attach", "attach"),
               "port": ("rootless.cli.networks", "port"),
               "rename": ("rootless.cli.changes", "rename"),
               "diff": ("rootless.cli.changes", "diff"),

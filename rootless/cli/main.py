@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "wait": ("rootless.cli.containers", "wait", "Wait for containers to exit"),
     "inspect": ("rootless.cli.inspect", "inspect", "Show low-level information as JSON"),
     "exec": ("rootless.cli.containers", "exec_", "Run a command in a running container"),
+    "attach": ("rootless.cli.attach", "attach", "Attach to a running container"),
     "top": ("rootless.cli.containers", "top", "Show a container's processes"),
     "pause": ("rootless.cli.pause", "pause", "Pause containers (refused: no cgroup freezer)"),
     "unpause": ("rootless.cli.pause", "unpause", "Unpause containers"),

@@ -160,7 +160,9 @@ def _df_verbose(u) -> dict:
                      UniqueSize=shapes.human_size(r.size - shared),
                      Containers=str(u.image_users.get(r.id, 0)))
             imgs.append(d)
-    ctrs = [shapes.container_doc(c, size=shapes.human_size(u.container_size[c.id]), now=now)
+    from rootless.engine.ctrinfo import container_doc
+
+    ctrs = [container_doc(c, size=shapes.human_size(u.container_size[c.id]), now=now)
             for c in u.containers]
     vols = [{"Name": v.name, "Links": str(u.volume_links[v.name]),
              "Size": shapes.human_size(u.volume_size[v.name])} for v in u.volumes]

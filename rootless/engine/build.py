@@ -737,7 +737,9 @@ def _run_container(opts, inst, run_opts, name, created_by, prep, state):
         os.dup2(capture.fileno(), 1)
         os.dup2(capture.fileno(), 2)
     try:
-        code = containers.run(run_opts)
+        from rootless.engine.streams import Streams
+
+        code = containers.run(run_opts, Streams(stdout=1, stderr=2)).exit_code
     finally:
         if saved:
             os.dup2(saved[0], 1)

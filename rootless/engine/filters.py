@@ -149,7 +149,7 @@ def _is_ancestor(c: Any, anc: tuple[str, str | None]) -> bool:
 
 
 def _uses_volume(c: Any, wanted: list[str]) -> bool:
-    from rootless.format.docker_shapes import container_mounts
+    from rootless.engine.ctrinfo import container_mounts
 
     for m in container_mounts(c):
         for w in wanted:
@@ -159,7 +159,7 @@ def _uses_volume(c: Any, wanted: list[str]) -> bool:
 
 
 def _on_network(c: Any, wanted: list[str]) -> bool:
-    from rootless.format.docker_shapes import container_networks
+    from rootless.engine.ctrinfo import container_networks
 
     nets = container_networks(c)
     ids = []

@@ -19,6 +19,7 @@ import signal
 import time
 
 from rootless.errors import Conflict, InvalidArgument, RlError
+from rootless.store import containerdb
 
 NS = 1_000_000_000
 DEFAULTS = {"Interval": 30 * NS, "Timeout": 30 * NS, "StartPeriod": 0,
@@ -89,10 +90,12 @@ def value(hc: dict, key: str) -> int:
 
 def timer_args(hc: dict) -> str:
     """What the monitor's schedule needs (rootless/runtime/healthtimer.py), in seconds:
-    interval,start_period,start_interval."""
-    return ",".join(str(value(hc, k) / NS) if k != "StartPeriod" else
-                    str((hc.get("StartPeriod") or 0) / NS)
-                    for k in ("Interval", "StartPeriod", "StartInterval"))
+    interval,start_period,start_interval, and the check to run (`probe`, by name: the
+    runtime does not import the engine)."""
+    return ",".join([*(str(value(hc, k) / NS) if k != "StartPeriod" else
+                       str((hc.get("StartPeriod") or 0) / NS)
+                       for k in ("Interval", "StartPeriod", "StartInterval")),
+                     "rootless.engine.health:probe"])
 
 
 def _argv(test: list[str]) -> list[str]:
@@ -186,7 +189,6 @@ def _kill_check(pid: int) -> None:
 def record(cid: str, started: float, code: int, output: str, ended: float) -> str | None:
     """Fold one result into the row's State.Health by Docker's rules; the new status. A
     change of status is a `health_status: STATUS` event, as Docker's."""
-
     status, old, c = _fold(cid, started, code, output, ended)
     if status is not None and status != old:
         from rootless.engine import events
@@ -196,14 +198,13 @@ def record(cid: str, started: float, code: int, output: str, ended: float) -> st
 
 
 def _fold(cid: str, started: float, code: int, output: str, ended: float):
-    from rootless.engine import containers as ctr
     from rootless.store import catalog
 
-    with ctr._db() as conn, catalog.transaction(conn):
+    with containerdb.db() as conn, catalog.transaction(conn):
         row = conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
         if row is None:
             return None, None, None
-        c = ctr.Container.from_row(row)
+        c = containerdb.Container.from_row(row)
         hc = c.options.get("healthcheck")
         if not hc or c.state != "running":
             return None, None, c
@@ -227,9 +228,8 @@ def _fold(cid: str, started: float, code: int, output: str, ended: float):
 
 def probe(ref: str) -> str:
     """Run the container's health check once and record it; the status after it."""
-    from rootless.engine import containers as ctr
 
-    c = ctr.lookup(ref)
+    c = containerdb.lookup(ref)
     hc = c.options.get("healthcheck")
     if not hc:
         raise InvalidArgument(f"container {c.name} has no health check",

@@ -72,7 +72,7 @@ def _record(conn, row) -> ImageRecord:
         diff_ids=diff_ids, manifest_type=row["manifest_type"], added=row["added"])
 
 
-def _local_candidates(ref: reference.Reference) -> list[reference.Reference]:
+def local_candidates(ref: reference.Reference) -> list[reference.Reference]:
     if not ref.is_short:
         return [ref]
     from rootless.image import registries_conf
@@ -88,7 +88,7 @@ def _find(conn, text: str):
     except InvalidArgument:
         ref = None
     if ref is not None:
-        for cand in _local_candidates(ref):
+        for cand in local_candidates(ref):
             if cand.digest:
                 row = conn.execute("SELECT images.* FROM image_names JOIN images ON "
                                    "images.id=image_names.image_id WHERE name=?",
@@ -148,7 +148,7 @@ def list_images(filter_ref: str | None = None, *, all_images: bool = False,
         conn.close()
     if filter_ref:
         ref = reference.parse(filter_ref, default_tag=False)
-        repos = {c.name for c in _local_candidates(ref)}
+        repos = {c.name for c in local_candidates(ref)}
         records = [r for r in records if any(
             n.split("@")[0].rsplit(":", 1)[0] in repos and (ref.tag is None or n.endswith(
                 f":{ref.tag}")) for n in r.names)]
@@ -304,7 +304,7 @@ def _matching_name(text: str, record: ImageRecord) -> str | None:
         ref = reference.parse(text)
     except InvalidArgument:
         return None
-    for cand in _local_candidates(ref):
+    for cand in local_candidates(ref):
         for name in (cand.tagged, cand.pinned):
             if name and name in record.names:
                 return name

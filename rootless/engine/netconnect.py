@@ -17,24 +17,21 @@ would leave it with only lo).
 
 from __future__ import annotations
 
-import json
-
-from rootless.engine import containers, netwire, networks
+from rootless.engine import netwire, networks
 from rootless.errors import Conflict, InvalidArgument
-from rootless.store import catalog
+from rootless.store import containerdb
 
 
 def _save(c, nets: dict[str, list[str]]) -> None:
     first = next(iter(nets))
     options = dict(c.options, network=first, aliases=nets[first], networks=nets)
-    with containers._db() as conn, catalog.transaction(conn):
-        conn.execute("UPDATE containers SET options=? WHERE id=?", (json.dumps(options), c.id))
+    containerdb.set_options(c.id, options)
     c.options = options
 
 
 def _target(network_ref: str, container_ref: str):
     net = networks.inspect(network_ref)  # NotFound: network X not found
-    c = containers.lookup(container_ref)  # NotFound: no such container
+    c = containerdb.lookup(container_ref)  # NotFound: no such container
     nets = netwire.user_networks(c.options)
     if not nets:
         mode = netwire.mode_of(c.options.get("network"))
@@ -63,7 +60,7 @@ def connect(network_ref: str, container_ref: str, aliases: list[str] | None = No
         networks.detach_one(c.id, net.name, c.pid)
         _save(c, before)
         raise
-    netwire._rewrite_hosts(c.id)
+    netwire.rewrite_hosts(c.id)
 
 
 def disconnect(network_ref: str, container_ref: str) -> None:
@@ -81,4 +78,4 @@ def disconnect(network_ref: str, container_ref: str) -> None:
     _save(c, nets)
     if c.state == "running" and c.pid:
         peers = networks.detach_one(c.id, net.name, c.pid)
-        netwire._rewrite_hosts(c.id, also=peers)
+        netwire.rewrite_hosts(c.id, also=peers)

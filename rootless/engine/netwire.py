@@ -19,9 +19,9 @@ def mode_of(network: str | None):
 
 def _target(ref: str, userns: str | None = None):
     """The container whose network namespace `--network container:REF` shares."""
-    from rootless.engine import containers
+    from rootless.store import containerdb
 
-    target = containers.lookup(ref)
+    target = containerdb.lookup(ref)
     if userns is not None and (target.options.get("userns") or "") != (userns or ""):
         raise InvalidArgument(f"--network container:{ref} needs the same --userns as {ref}",
                               "the two containers share one user namespace")
@@ -267,7 +267,7 @@ def _release(container_id: str) -> None:
 
     peers = _peers(container_id)
     networks.release(container_id)
-    _rewrite_hosts(container_id, also=peers)
+    rewrite_hosts(container_id, also=peers)
 
 
 class _Endpoint:
@@ -296,7 +296,7 @@ class _Endpoint:
             maps = mappings_of(c.options)
             if maps:
                 networks.publish(c.id, maps)
-            _rewrite_hosts(c.id)
+            rewrite_hosts(c.id)
         except BaseException:
             ep.stop()
             raise
@@ -323,16 +323,16 @@ def _peers(container_id: str) -> list[str]:
             "container_id != ?", (container_id, container_id))]
 
 
-def _rewrite_hosts(container_id: str, also: list[str] = ()) -> None:
+def rewrite_hosts(container_id: str, also: list[str] = ()) -> None:
     """/etc/hosts of `container_id` (if attached), of every container sharing a network
     with it and of the containers in `also` (former peers): each lists the others by name
     and alias. Rewritten in place: the file is bind-mounted, a rename would not be seen."""
     import json
 
-    from rootless.engine import containers, netflags, networks
+    from rootless.engine import netflags, networks
     from rootless.errors import NotFound
     from rootless.network import etcfiles
-    from rootless.store import catalog
+    from rootless.store import catalog, containerdb
 
     ids = [container_id, *_peers(container_id), *also]
     with catalog.session() as conn:
@@ -347,7 +347,7 @@ def _rewrite_hosts(container_id: str, also: list[str] = ()) -> None:
                 rows.append(row)
     for row in rows:
         try:
-            c = containers.lookup(row["container_id"])
+            c = containerdb.lookup(row["container_id"])
         except NotFound:
             continue
         hostname = (c.dir / "hostname").read_text().strip() or c.short_id

@@ -21,6 +21,7 @@ import signal
 import time
 
 from rootless.errors import InvalidArgument
+from rootless.store import containerdb
 
 POLICIES = ("no", "on-failure", "always", "unless-stopped")
 FIRST_DELAY = 0.1
@@ -73,11 +74,11 @@ def after_exit(cid: str, code: int | None) -> None:
     from rootless.store import catalog
 
     while True:
-        with ctr._db() as conn, catalog.transaction(conn):
+        with containerdb.db() as conn, catalog.transaction(conn):
             row = conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
             if row is None:
                 return
-            c = ctr.Container.from_row(row)
+            c = containerdb.Container.from_row(row)
             policy = c.options.get("restart")
             if not wants_restart(policy, code, c.restart_count, bool(c.manual_stop)):
                 return
@@ -86,7 +87,7 @@ def after_exit(cid: str, code: int | None) -> None:
             me = os.getpid()
             conn.execute("UPDATE containers SET state='restarting', restart_count=?,"
                          " restart_delay=?, monitor_pid=?, monitor_start=? WHERE id=?",
-                         (c.restart_count + 1, delay, me, ctr._proc_start(me), cid))
+                         (c.restart_count + 1, delay, me, containerdb.proc_start(me), cid))
         if not _back_off(cid, delay):
             return
         code = ctr.relaunch(cid)
@@ -95,9 +96,8 @@ def after_exit(cid: str, code: int | None) -> None:
 
 
 def _stopped(cid: str) -> bool:
-    from rootless.engine import containers as ctr
 
-    with ctr._db() as conn:
+    with containerdb.db() as conn:
         row = conn.execute("SELECT manual_stop FROM containers WHERE id=?", (cid,)).fetchone()
     return row is None or bool(row["manual_stop"])
 
@@ -105,7 +105,6 @@ def _stopped(cid: str) -> bool:
 def _back_off(cid: str, delay: float) -> bool:
     """Wait `delay` seconds; False (and the row set exited) if a manual stop came. A
     SIGTERM (what `rl stop` sends a restarting container's monitor) ends the wait early."""
-    from rootless.engine import containers as ctr
     from rootless.store import catalog
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -113,7 +112,7 @@ def _back_off(cid: str, delay: float) -> bool:
         deadline = time.monotonic() + delay
         while True:
             if _stopped(cid):
-                with ctr._db() as conn, catalog.transaction(conn):
+                with containerdb.db() as conn, catalog.transaction(conn):
                     conn.execute("UPDATE containers SET state='exited' WHERE id=? AND "
                                  "state='restarting'", (cid,))
                 return False

@@ -70,7 +70,7 @@ def save(names: list[str], output, fmt: str = "docker-archive") -> None:
         chosen = None
         with contextlib.suppress(InvalidArgument):
             ref = reference.parse(n)
-            for cand in images._local_candidates(ref):
+            for cand in images.local_candidates(ref):
                 if cand.tagged in rec.names:
                     chosen = [cand.tagged]
         records.append((rec, chosen if chosen is not None else tags[:1]))
@@ -372,8 +372,8 @@ def export(ref: str, out_fd: int) -> None:
             layertar.write_tar("/", out)
         return 0
 
-    child = copying._child_in_container(rfs, produce)
-    code = copying._wait(child)
+    child = copying.child_in_container(rfs, produce)
+    code = copying.wait_child(child)
     if code != 0:
         raise RlError(f"exporting container {c.name} failed (exit {code})")
 

@@ -27,10 +27,11 @@ def rl_command() -> list[str]:
 
 def unit(ref: str, *, stop_timeout: int | None = None) -> tuple[str, str]:
     """(file name, text) of the unit for container `ref`."""
-    from rootless.engine import containers
+    from rootless.engine import lifecycle
+    from rootless.store import containerdb
 
-    c = containers.lookup(ref)
-    timeout = containers._stop_timeout(c) if stop_timeout is None else stop_timeout
+    c = containerdb.lookup(ref)
+    timeout = lifecycle.stop_timeout_of(c) if stop_timeout is None else stop_timeout
     rl = " ".join(shlex.quote(a) for a in rl_command())
     env = "".join(f"Environment={shlex.quote(f'{k}={os.environ[k]}')}\n"
                   for k in _ENV if os.environ.get(k))

@@ -167,40 +167,21 @@ def health_status(c: Any) -> str:
         return "none"
 
 
-def container_mounts(c: Any) -> list[dict]:
-    """The container's mounts in `docker inspect`'s shape (reads its config.json)."""
-    from rootless.engine import mounts
-
-    try:
-        spec = c.spec()
-    except OSError:
-        return []
-    return mounts.inspect_mounts(spec, str(c.dir))
-
-
-def container_networks(c: Any) -> list[str]:
-    """Names of the networks a container is on: its user-defined networks, or its mode
-    (slirp4netns, host, none, container:ID)."""
-    from rootless.engine import netwire
-
-    user = netwire.user_networks(c.options)
-    if user:
-        return list(user)
-    return [str(c.options.get("network") or "slirp4netns").partition(":")[0]]
-
-
-def container_doc(c: Any, *, no_trunc: bool = False, size: str | None = None,
+def container_doc(c: Any, *, mounts: Callable[[], list[dict]],
+                  networks: Callable[[], list[str]], ports: Callable[[], str],
+                  no_trunc: bool = False, size: str | None = None,
                   now: float | None = None) -> ContainerDoc:
-    """`docker ps --format json`'s object for the engine's Container record `c`."""
-    from rootless.engine import netwire
-
+    """`docker ps --format json`'s object for the engine's Container record `c`. What
+    needs more than the record comes from the engine, called only when a template uses
+    it: `mounts` (inspect's Mounts), `networks` (names), `ports` (ps's PORTS text);
+    rootless/engine/ctrinfo.py container_doc passes them."""
     now = time.time() if now is None else now
     cmd = " ".join(c.command)
     cache: dict = {}
 
     def _mounts() -> list[dict]:
         if "m" not in cache:
-            cache["m"] = container_mounts(c)
+            cache["m"] = mounts()
         return cache["m"]
 
     def mount_names() -> str:
@@ -220,8 +201,8 @@ def container_doc(c: Any, *, no_trunc: bool = False, size: str | None = None,
                                            if m.get("Type") == "volume"))),
         Mounts=_Lazy(mount_names),
         Names=c.name,
-        Networks=_Lazy(lambda: ",".join(container_networks(c))),
-        Ports=_Lazy(lambda: netwire.ps_ports(c.options)),
+        Networks=_Lazy(lambda: ",".join(networks())),
+        Ports=_Lazy(ports),
         RunningFor=human_duration(now - c.created) + " ago",
         Size=size if size is not None else "0B",
         State=c.state,

@@ -91,10 +91,12 @@ class Holder:
         outside world). SIGTERM to the keeper (`stop()`) ends all three; if the keeper is
         killed outright, the child dies by PR_SET_PDEATHSIG and slirp4netns by its
         --exit-fd. The keeper outlives the rl command that started it."""
-        # Collect garbage first: an unreferenced object holding an fd (a sqlite connection
-        # in a reference cycle) would otherwise be finalized in the keeper or a helper,
-        # after _close_fds_except, and close whatever reused its fd number (seen here: the
-        # answer pipe of a helper, "died without an answer").
+        # A long-lived fork of rl must not hold its files and locks: every fd but stdio and
+        # the answer pipe is pointed at /dev/null (syscalls.neutralize_fds), never closed,
+        # so a Python object of rl that still owns the number (an sqlite connection in a
+        # reference cycle) closes /dev/null when collected, not what reused the number
+        # (seen here when they were closed: the answer pipe of a helper, "died without an
+        # answer"). Collecting garbage first still spares the keeper those finalizers.
         import gc
 
         gc.collect()
@@ -105,7 +107,9 @@ class Holder:
             try:
                 os.close(r)
                 os.setsid()
-                _close_fds_except(w)  # a long-lived fork of rl must not hold its files/locks
+                from rootless.linux import syscalls
+
+                syscalls.neutralize_fds({0, 1, 2, w})
                 code = _keeper_main(w, state_file, slirp_socket, allow_host_loopback)
             except BaseException as exc:
                 with contextlib.suppress(OSError):
@@ -529,21 +533,11 @@ def _keeper_main(answer_w: int, state_file: Path | None, slirp_socket: Path | No
 
 # -- helpers ------------------------------------------------------------------------------
 
-def _close_fds_except(keep: int) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd != keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
 def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return ""
-    return "" if fields[0] == "Z" else fields[19]
+    from rootless.linux import procstat
+
+    t = procstat.start_time(pid)
+    return "" if t is None else str(t)
 
 
 def _comm(pid: int) -> str:

@@ -20,7 +20,7 @@ from rootless.errors import InvalidArgument, RlError
 from rootless.runtime import join
 
 
-def _child_in_container(target, fn) -> int:
+def child_in_container(target, fn) -> int:
     """Fork a child that runs fn() with the container's root as its root: joining the
     running container (target: its pid 1) or, for a stopped one (target: a RootfsSpec),
     mounting its root filesystem in a user and mount namespace of its own."""
@@ -71,7 +71,7 @@ def _child_in_rootfs(rfs, fn) -> int:
                     if worker == 0:
                         rc = 1
                         try:
-                            tarfile.pwd = tarfile.grp = None  # see _child_in_container
+                            tarfile.pwd = tarfile.grp = None  # see child_in_container
                             os.chroot(rfs.mountpoint)
                             os.chdir("/")
                             rc = fn() or 0
@@ -94,7 +94,7 @@ def _child_in_rootfs(rfs, fn) -> int:
     return child
 
 
-def _wait(child: int) -> int:
+def wait_child(child: int) -> int:
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status)
 
@@ -121,7 +121,7 @@ def copy_out(pid, src: str, dest: str | None, *, follow: bool = False,
             tar.add(path, arcname=os.path.basename(src.rstrip("/")) or ".")
         return 0
 
-    child = _child_in_container(pid, produce)
+    child = child_in_container(pid, produce)
     os.close(w)
     if out_fd is not None:
         try:
@@ -130,7 +130,7 @@ def copy_out(pid, src: str, dest: str | None, *, follow: bool = False,
                     chunk = chunk[os.write(out_fd, chunk):]
         finally:
             os.close(r)
-            code = _wait(child)
+            code = wait_child(child)
         if code != 0:
             raise RlError(f"copying {src} out of the container failed")
         return
@@ -144,7 +144,7 @@ def copy_out(pid, src: str, dest: str | None, *, follow: bool = False,
                 with tar:
                     _safe_extract(tar, dest)
     finally:
-        code = _wait(child)
+        code = wait_child(child)
     if code != 0:
         raise RlError(f"copying {src} out of the container failed")
 
@@ -293,7 +293,7 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
                 tar.extract(m, into, set_attrs=True, numeric_owner=True)
         return 0
 
-    child = _child_in_container(pid, consume)
+    child = child_in_container(pid, consume)
     os.close(r)
     err = None
     if in_fd is not None:
@@ -303,7 +303,7 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
                     out.write(chunk)
         except BrokenPipeError as exc:
             err = exc
-        if _wait(child) != 0 or err is not None:
+        if wait_child(child) != 0 or err is not None:
             raise RlError("copying the tar stream into the container failed")
         return
     try:
@@ -322,6 +322,6 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
             os.close(pfd)
     except BrokenPipeError as exc:
         err = exc
-    code = _wait(child)
+    code = wait_child(child)
     if code != 0 or err is not None:
         raise RlError(f"copying {src} into the container failed")

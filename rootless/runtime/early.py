@@ -20,6 +20,7 @@ import os
 import signal
 
 from rootless.linux import syscalls as sc
+from rootless.trace import trace
 
 BACKEND_ENV = "RL_ROOTFS_BACKEND"
 
@@ -93,14 +94,6 @@ def fork_server() -> Prestarted:
     return Prestarted(pid, params_w, ready_r)
 
 
-def _trace(what: str) -> None:
-    if os.environ.get("RL_TRACE"):
-        import time
-
-        with open(os.environ["RL_TRACE"], "a") as f:
-            f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
-
-
 def import_server():
     """Import what serving needs (the point of forking early or keeping a warm zygote)."""
     from fuse_overlay import server
@@ -111,7 +104,7 @@ def import_server():
 
 def _server_main(params_r: int, ready_w: int) -> None:
     try:
-        _trace("F start")
+        trace("F start")
         import gc
 
         gc.enable()  # a sandbox forks us with its collector off; we run for long
@@ -122,7 +115,7 @@ def _server_main(params_r: int, ready_w: int) -> None:
         except ImportError as exc:
             os.write(ready_w, f"E fuse_overlay is not available: {exc}".encode())
             os._exit(1)
-        _trace("F imported")
+        trace("F imported")
         raw = b""
         while chunk := os.read(params_r, 65536):
             raw += chunk
@@ -142,7 +135,7 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
     """Mount spec's rootfs and serve it; never returns. With `watch` (a server forked by
     the zygote, so no PDEATHSIG tie to the container), a thread exits the process when the
     sandbox (spec["ns_pid"]) dies, which tears the mount down with its namespace."""
-    _trace("F params")
+    trace("F params")
     if spec.get("log"):
         logfd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(logfd, 2)
@@ -230,8 +223,9 @@ _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--us
            "--cidfile", "--group-add", "--label-file", "--shm-size", "--sysctl", "--device",
            "--memory-swap", "--memory-reservation", "--cpu-shares", "--cpu-quota",
            "--cpu-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit", "--blkio-weight",
-           "--device-cgroup-rule", "--pid", "--ipc", "--uts", "--ip", "--ip6",
-           "--mac-address", "--volumes-from", "--platform", "--log-driver", "--log-opt"}
+           "--device-cgroup-rule", "-a", "--attach", "--detach-keys", "--sig-proxy", "--pid",
+           "--ipc", "--uts", "--ip", "--ip6", "--mac-address", "--volumes-from", "--platform",
+           "--log-driver", "--log-opt"}
 
 
 def _wants_early(args: list[str]) -> bool:

@@ -3,7 +3,7 @@
 It runs inside the monitor's loop (rootless/runtime/monitor.py run_loop), also in the lean
 monitor of a detached container, so it imports only os, sys and time: each check is a
 fresh `python -I -S` process (rootless/runtime/lean.py `health_main`) that imports the
-engine, runs the check in the container, records it and exits 0 when the container is
+engine's check (named in the timer's arguments), runs it in the container, records it and exits 0 when the container is
 healthy. One check at a time; the next one is due an interval after the last one ended:
 `start_interval` while the container is in its start period and has not been healthy
 yet, `interval` after.
@@ -16,7 +16,10 @@ import time
 
 class HealthTimer:
     def __init__(self, cid: str, args: str) -> None:
-        interval, start_period, start_interval = (float(x) for x in args.split(","))
+        """`args`: interval,start_period,start_interval (seconds),check (the check's
+        `module:function`, which rootless.runtime.lean health_main calls)."""
+        *times, self.check = args.split(",")
+        interval, start_period, start_interval = (float(x) for x in times)
         self.cid = cid
         self.interval = interval
         self.start_period = start_period
@@ -56,7 +59,7 @@ class HealthTimer:
     def _spawn(self) -> int:
         from rootless.runtime import lean
 
-        argv = lean._argv("health_main", [self.cid])
+        argv = lean._argv("health_main", [self.check, self.cid])
         pid = os.fork()
         if pid == 0:
             try:

@@ -13,6 +13,7 @@ import os
 import signal
 from typing import NoReturn
 
+from rootless.linux import procstat
 from rootless.linux import syscalls as sc
 
 # Joining order: the user namespace first (it grants the rights for the others); the
@@ -182,15 +183,15 @@ def processes(pid: int) -> list[dict]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
+        stat = procstat.read(entry)
+        if stat is None:
+            continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                raw = f.read().decode(errors="replace")
             with open(f"/proc/{entry}/status") as f:
                 status = f.read()
         except OSError:
             continue
-        comm = raw[raw.index("(") + 1: raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2:].split()
+        comm, fields = stat
         info = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
         procs[int(entry)] = {"hostpid": int(entry), "ppid": int(fields[1]), "comm": comm,
                              "nspid": info.get("NSpid", entry).split(),

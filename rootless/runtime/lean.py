@@ -9,7 +9,8 @@ command runs, each execs `python -I -S` with just what its wait needs:
   then unmount the rootfs and stop a fuse server that is its child;
 - the monitor (`monitor_main`): rootless.runtime.monitor's loop (log, pty, signals) on the
   fds it kept, then, once the container exited, the engine's bookkeeping
-  (rootless.engine.containers.finish_detached: slirp4netns, exit code, --rm);
+  (rootless.engine.running.finish_detached: slirp4netns, exit code, --rm), and
+  serves the attach socket (rootless.runtime.attachsock);
 - and the fuse server zygote (rootless.runtime.zygote) starts from here, not as a fork of
   the `rl run` that spawned it, so the servers it forks share only what serving needs.
 
@@ -34,6 +35,12 @@ def _argv(entry: str, args: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _BOOT.format(entry), "\n".join(path), *args]
 
 
+def entry_argv(entry: str, args: list[str]) -> list[str]:
+    """The command line of a fresh interpreter running this module's `entry(args)` (for
+    subprocess, from a caller with threads that must not fork)."""
+    return _argv(entry, args)
+
+
 def exec_entry(entry: str, args: list[str], keep: list[int]) -> None:
     """Exec `python -I -S` running this module's `entry(args)`, keeping fds `keep`."""
     for fd in keep:
@@ -41,12 +48,14 @@ def exec_entry(entry: str, args: list[str], keep: list[int]) -> None:
     os.execv(sys.executable, _argv(entry, args))
 
 
-def _trace(what: str) -> None:
-    if os.environ.get("RL_TRACE"):
-        import time
+def _entry(name: str):
+    """The function named `module:function`: the work after a container's end and the
+    health check are the engine's, handed to this lower layer by name (never imported
+    from here: rootless/runtime sits below rootless/engine)."""
+    import importlib
 
-        with open(os.environ["RL_TRACE"], "a") as f:
-            f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
+    module, _, func = name.partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def zygote_main(args: list[str]) -> None:
@@ -61,22 +70,32 @@ def zygote_main(args: list[str]) -> None:
 
 
 def health_main(args: list[str]) -> None:
-    """One health check of a container (started by its monitor's HealthTimer): exit 0
-    when it is healthy after it, 1 when not, 2 when the check could not be run."""
+    """One health check of a container (started by its monitor's HealthTimer with the
+    check's `module:function` and the container id): exit 0 when it is healthy after it,
+    1 when not, 2 when the check could not be run."""
+    probe, cid = args
     try:
-        from rootless.engine import health
         from rootless.errors import RlError
 
         try:
-            status = health.probe(args[0])
+            status = _entry(probe)(cid)
         except RlError:  # stopped or removed meanwhile: nothing to record
             os._exit(2)
     except BaseException as exc:  # a bug: its stderr is /dev/null, the traceback to rl.log
         from rootless import crashlog
 
-        crashlog.record(exc, f"health check of container {args[0][:12]}")
+        crashlog.record(exc, f"health check of container {cid[:12]}")
         os._exit(2)
     os._exit(0 if status == "healthy" else 1)
+
+
+def call_main(args: list[str]) -> None:
+    """A fresh interpreter started by a caller with threads, which must not fork (a
+    detached monitor: rootless.engine.running._start_detached; an exec, which must be
+    single-threaded to setns: rootless.engine.execs): `module:function` and its
+    arguments (strings). The function is the engine's, named here, never imported
+    (rootless/runtime sits below rootless/engine)."""
+    _entry(args[0])(*args[1:])
 
 
 # -- the sandbox ---------------------------------------------------------------------------
@@ -95,7 +114,9 @@ def waiter_main(args: list[str]) -> None:
         done, status = os.waitpid(pid1, 0)
         if done == pid1:
             break
-    _trace("S P exited")
+    from rootless.trace import trace
+
+    trace("S P exited")
     os.write(status_w, f"X {status}\n".encode())
     from rootless.runtime import rootfs
 
@@ -141,18 +162,25 @@ class _Started:
 
 
 def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
-                 pending: list[int], net: str, blocked: set[int], health: str = "") -> None:
+                 pending: list[int], net: str, blocked: set[int], after_exit: str,
+                 health: str = "", hub=None) -> None:
     """In a detached monitor, once the container runs: become the lean monitor. The
     caller blocked the forwarded signals (`blocked`) so none is lost across the exec;
-    `pending` are those caught before; `net` says what to stop at the end (see
-    rootless.engine.containers.finish_detached)."""
+    `pending` are those caught before; `net` says what to stop at the end, which
+    `after_exit` (`module:function`, called as f(cid, exit code, net, error)) does;
+    `hub`: the attach socket and the clients connected so far
+    (rootless.runtime.attachsock)."""
     fds = [launch.status_fd]
-    opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master}
+    opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master,
+           "in": wiring.in_w}
     fds += [fd for fd in opt.values() if fd is not None]
     args = [container_id, log_path, str(launch.sandbox_pid), str(launch.status_fd), str(pid1),
             ",".join(f"{k}={v}" for k, v in opt.items() if v is not None),
             ",".join(map(str, pending)), ",".join(str(int(s)) for s in blocked), net,
-            health]
+            health, after_exit]
+    if hub is not None:
+        args += hub.handover_args()
+        fds += hub.handover_fds()
     exec_entry("monitor_main", args, fds + _net_fds(net))
 
 
@@ -169,10 +197,21 @@ def monitor_main(args: list[str]) -> None:
 
     from rootless.runtime import monitor
 
-    cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net, health = args
+    (cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net, health,
+     after_exit) = args[:11]
     fds = dict(kv.split("=") for kv in opt.split(",") if kv)
     fds = {k: int(v) for k, v in fds.items()}
-    wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds)
+    wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds,
+                            in_w=fds.get("in"))
+    hub = None
+    if len(args) >= 14:
+        from rootless.runtime import attachsock
+
+        listen_fd, path, clients = args[11:14]
+        for fd in [listen_fd, *clients.split(",")]:
+            if fd:
+                os.set_inheritable(int(fd), False)
+        hub = attachsock.Hub(int(listen_fd), path, [int(fd) for fd in clients.split(",") if fd])
     launch = _Started(int(sandbox_pid), int(status_fd), fds.get("pty"))
     forwarder = monitor.Forwarder()
     forwarder.pending.extend(int(s) for s in pending.split(",") if s)
@@ -203,11 +242,16 @@ def monitor_main(args: list[str]) -> None:
     try:
         code = monitor.run_loop(launch, wiring, log_path=log_path, attach=False,
                                 interactive=False, send_signal=send, forwarder=forwarder,
-                                timer=timer)
+                                timer=timer, hub=hub)
     except BaseException as exc:
         error = exc
     forwarder.restore()
-    from rootless.engine import containers
-
-    containers.finish_detached(cid, code, net, error)
+    # the attach clients get the exit code once it is recorded (and, with --rm, the
+    # container removed): a client's next verb sees what it saw
+    on_recorded = (lambda: hub.finish(code)) if hub is not None else None
+    try:
+        _entry(after_exit)(cid, code, net, error, on_recorded=on_recorded)
+    finally:
+        if hub is not None:
+            hub.finish(code)
     os._exit(0)

@@ -36,6 +36,7 @@ class Writer:
             size, files, target = target.split(":", 2)
             self.max_size, self.max_file = int(size), int(files)
         self.path = target
+        self.on_rotate = None  # called after a rotation (the attach hub's replays)
         self._open()
 
     def _open(self) -> None:
@@ -47,15 +48,17 @@ class Writer:
         if self.max_file < 2:
             os.ftruncate(self.fd, 0)
             self.size = 0
-            return
-        for i in range(self.max_file - 1, 1, -1):
-            try:
-                os.replace(f"{self.path}.{i - 1}", f"{self.path}.{i}")
-            except FileNotFoundError:
-                pass
-        os.replace(self.path, f"{self.path}.1")
-        os.close(self.fd)
-        self._open()
+        else:
+            for i in range(self.max_file - 1, 1, -1):
+                try:
+                    os.replace(f"{self.path}.{i - 1}", f"{self.path}.{i}")
+                except FileNotFoundError:
+                    pass
+            os.replace(self.path, f"{self.path}.1")
+            os.close(self.fd)
+            self._open()
+        if self.on_rotate is not None:
+            self.on_rotate()
 
     def write(self, stream: str, data: bytes) -> None:
         if not data:

@@ -35,25 +35,38 @@ class Wiring:
 
     def __init__(self, stdio: tuple[int, int, int], out_r: int | None = None,
                  err_r: int | None = None, tty: bool = False,
-                 close_after_fork: list[int] | None = None) -> None:
+                 close_after_fork: list[int] | None = None, in_w: int | None = None) -> None:
         self.stdio = stdio
         self.out_r = out_r
         self.err_r = err_r
         self.tty = tty
         self.close_after_fork = close_after_fork or []
+        # The monitor's end of the container's stdin pipe (-i of a container whose
+        # monitor is detached): attach clients write to it (rootless.runtime.attachsock).
+        self.in_w = in_w
 
 
-def wire(*, mode: str, interactive: bool, tty: bool) -> Wiring:
-    """mode: "direct" (the caller's fds), "pipes" (attached or logged), "detached"."""
+def wire(*, mode: str, interactive: bool, tty: bool,
+         fds: tuple = (0, 1, 2)) -> Wiring:
+    """mode: "direct" (the caller's fds), "pipes" (attached or logged), "detached".
+    `fds`: the caller's stdin, stdout, stderr (None: not attached)."""
     null = os.open(os.devnull, os.O_RDWR)
-    stdin = 0 if interactive and mode != "detached" else null
     if tty:
         return Wiring((null, null, null), tty=True, close_after_fork=[null])
+    in_w = None
+    if interactive and mode == "detached":  # kept open for attach clients
+        in_r, in_w = os.pipe()
+        stdin, close = in_r, [null, in_r]
+    else:
+        stdin = fds[0] if interactive and fds[0] is not None else null
+        close = [null]
     if mode == "direct":
-        return Wiring((stdin, 1, 2), close_after_fork=[null])
+        out, err = (null if fd is None else fd for fd in fds[1:])
+        return Wiring((stdin, out, err), close_after_fork=close)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    return Wiring((stdin, out_w, err_w), out_r, err_r, close_after_fork=[null, out_w, err_w])
+    return Wiring((stdin, out_w, err_w), out_r, err_r, close_after_fork=[*close, out_w, err_w],
+                  in_w=in_w)
 
 
 def _copy_winsize(src: int, dst: int) -> None:
@@ -111,11 +124,26 @@ class Forwarder:
 
 def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
              interactive: bool, send_signal, forwarder: Forwarder | None = None,
-             timer=None) -> int:
-    """Until the container exits: copy, log, forward, and run `timer` (the health-check
-    schedule, rootless/runtime/healthtimer.py) when it is due. Returns Docker's exit
-    code."""
+             timer=None, hub=None, stdio: tuple = (0, 1, 2)) -> int:
+    """Until the container exits: copy, log, forward, serve the attach socket (`hub`,
+    rootless.runtime.attachsock) and run `timer` (the health-check schedule,
+    rootless/runtime/healthtimer.py) when it is due. `attach`: copy to and from the
+    caller's `stdio` fds too (None: that one is not attached). Returns Docker's exit
+    code; the hub stays open (its owner finishes it once the exit is recorded)."""
     log = Writer(log_path) if log_path else None
+    if hub is not None:
+        hub.set_log(log.path if log is not None else None, log.fd if log is not None else None)
+        if log is not None:  # --log-opt max-size: replays read the new file after a rotation
+            log.on_rotate = lambda: hub.set_log(log.path, log.fd)
+    in_fd, out_fd, err_fd = stdio if attach else (None, None, None)
+    # the caller's terminal, whose size the container's follows
+    size_fd = next((fd for fd in (in_fd, out_fd) if fd is not None and os.isatty(fd)), None)
+    # stdin of attach clients: to the pipe kept for them, or the pty
+    stdin_w = wiring.in_w if wiring.in_w is not None else launch.pty_master
+    if stdin_w is not None:
+        os.set_blocking(stdin_w, False)
+    stdin_buf = bytearray()
+    stdin_eof = False
     sources: dict[int, str] = {}
     if wiring.out_r is not None:
         sources[wiring.out_r] = "stdout"
@@ -124,7 +152,7 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
     master = launch.pty_master
     if master is not None:
         sources[master] = "stdout"
-    stdin_open = master is not None and attach and interactive
+    stdin_open = master is not None and attach and interactive and in_fd is not None
     status_fd = launch.status_fd
     exited = False
     old_tty = None
@@ -134,8 +162,8 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
 
     def on_signal(signum, frame):
         if signum == signal.SIGWINCH:
-            if master is not None:
-                _copy_winsize(0, master)
+            if master is not None and size_fd is not None:
+                _copy_winsize(size_fd, master)
             return
         pending.append(signum)
 
@@ -151,25 +179,46 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
             import termios
             import tty
 
-            if os.isatty(0):
-                _copy_winsize(0, master)
-                if interactive:
-                    old_tty = termios.tcgetattr(0)
-                    tty.setraw(0)
+            if size_fd is not None:
+                _copy_winsize(size_fd, master)
+            if interactive and in_fd is not None and os.isatty(in_fd):
+                old_tty = termios.tcgetattr(in_fd)
+                tty.setraw(in_fd)
         while sources or not exited:
             while pending:
                 send_signal(pending.pop(0))
             watch = list(sources) + [wake_r] + ([] if exited else [status_fd])
             if stdin_open:
-                watch.append(0)
+                watch.append(in_fd)
+            writes = []
+            if hub is not None:
+                watch += hub.read_fds()
+                writes = hub.write_fds()
+            if stdin_w is not None and (stdin_buf or stdin_eof):
+                writes.append(stdin_w)
             wait = timer.timeout() if timer is not None and not exited else None
             try:
-                ready, _, _ = select.select(watch, [], [], wait)
+                ready, can_write, _ = select.select(watch, writes, [], wait)
             except InterruptedError:
                 continue
             if timer is not None and not exited:
                 timer.tick()
+            for fd in can_write:
+                if fd == stdin_w:
+                    stdin_w, stdin_eof = _feed_stdin(stdin_w, stdin_buf, stdin_eof, wiring,
+                                                     launch)
+                elif hub is not None:
+                    hub.writable(fd)
             for fd in ready:
+                if hub is not None and (fd in hub.clients or fd == hub.listen_fd):
+                    for kind, payload in hub.readable(fd):
+                        if kind == "i" and stdin_w is not None and not stdin_eof:
+                            stdin_buf += payload
+                        elif kind == "c":
+                            stdin_eof = True
+                        elif kind == "r" and launch.pty_master is not None:
+                            _set_winsize(launch.pty_master, payload)
+                    continue
                 if fd == wake_r:
                     try:
                         os.read(wake_r, 256)
@@ -182,9 +231,9 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                         # Output still buffered in the pty is drained below; a pty has no
                         # EOF while a process of the container could still hold it.
                         pass
-                elif fd == 0:
+                elif fd == in_fd:
                     try:
-                        data = os.read(0, 65536)
+                        data = os.read(in_fd, 65536)
                     except OSError:
                         data = b""
                     if not data:
@@ -206,8 +255,11 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                         continue
                     if log is not None:
                         log.write(sources[fd], data)
-                    if attach:
-                        _write_all(1 if sources[fd] == "stdout" else 2, data)
+                    if hub is not None:
+                        hub.send(sources[fd], data)
+                    to = out_fd if sources[fd] == "stdout" else err_fd
+                    if to is not None:
+                        _write_all(to, data)
             if exited and master is not None and master in sources:
                 # pid 1 is gone, so is every process that held the pty: drain and stop.
                 try:
@@ -215,20 +267,33 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                     while data := os.read(master, 65536):
                         if log is not None:
                             log.write("stdout", data)
-                        if attach:
-                            _write_all(1, data)
+                        if hub is not None:
+                            hub.send("stdout", data)
+                        if out_fd is not None:
+                            _write_all(out_fd, data)
                 except OSError:
                     pass
                 del sources[master]
                 os.close(master)
                 launch.pty_master = None
+                if stdin_w == master:
+                    stdin_w = None
+        if hub is not None:
+            # what clients still wait for is sent by hub.finish, once the exit is recorded
+            hub.stop_listening()
     finally:
         if timer is not None:
             timer.stop()
         if old_tty is not None:
             import termios
 
-            termios.tcsetattr(0, termios.TCSADRAIN, old_tty)
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, old_tty)
+        if wiring.in_w is not None:
+            try:
+                os.close(wiring.in_w)
+            except OSError:
+                pass
+            wiring.in_w = None
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in old_handlers.items():
             try:
@@ -240,6 +305,41 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
         if log is not None:
             log.close()
     return launch.wait()
+
+
+def _feed_stdin(fd: int, buf: bytearray, eof: bool, wiring: Wiring, launch):
+    """Write what attach clients sent for stdin (the fd is writable); at their close, the
+    pipe's end closes (EOF for the container) or the pty gets ^D. Returns (fd, eof): fd
+    None once stdin is closed."""
+    if buf:
+        try:
+            n = os.write(fd, buf)
+        except BlockingIOError:
+            return fd, eof
+        except OSError:  # nobody reads it any more
+            buf.clear()
+            n = 0
+        del buf[:n]
+    if eof and not buf:
+        if fd == wiring.in_w:
+            os.close(fd)
+            wiring.in_w = None
+        else:
+            _write_all(fd, b"\x04")
+        return None, False
+    return fd, eof
+
+
+def _set_winsize(master: int, payload: bytes) -> None:
+    import fcntl
+    import termios
+
+    try:
+        rows, cols = (int(x) for x in payload.split())
+        size = (rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + bytes(4))
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    except (ValueError, OSError):
+        pass
 
 
 def run_exec_pty(child: int, master: int | None, *, interactive: bool) -> int:

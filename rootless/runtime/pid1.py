@@ -493,7 +493,7 @@ def _report(fd: int, code: int, message: str) -> NoReturn:
 
 def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None,
          seccomp_bpf: bytes | None) -> NoReturn:
-    from rootless.runtime.sandbox import trace
+    from rootless.trace import trace
 
     trace("P start")
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -550,7 +550,7 @@ def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None,
     if spec.get("root", {}).get("readonly"):
         _remount_ro(rootfs)
 
-    from rootless.runtime.sandbox import trace
+    from rootless.trace import trace
 
     trace("P mounts done")
     os.fchdir(rootfd)

@@ -35,19 +35,7 @@ from rootless.errors import RlError
 from rootless.linux import syscalls as sc
 from rootless.runtime import exitcode, userns
 from rootless.runtime import rootfs as rootfs_mod
-
-_TRACE = os.environ.get("RL_TRACE")
-
-
-def trace(what: str) -> None:
-    """RL_TRACE=FILE: append `wall-clock-ms pid what` lines, to see where a start spends
-    its time across the monitor, sandbox and pid 1."""
-    if _TRACE:
-        import time
-
-        with open(_TRACE, "a") as f:
-            f.write(f"{time.time() * 1000:.1f} {os.getpid()} {what}\n")
-
+from rootless.trace import trace
 
 NS_FLAGS = {"network": sc.CLONE_NEWNET, "uts": sc.CLONE_NEWUTS, "ipc": sc.CLONE_NEWIPC}
 

@@ -1,0 +1,291 @@
+"""A container's lifecycle after its start: signals (kill), stop, wait, restart, update
+of the restart policy, rm, prune, rename. The start and the monitor:
+rootless/engine/containers.py; the record: rootless/store/containerdb.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from rootless.engine import events
+from rootless.errors import Conflict, InvalidArgument, NotFound, RlError
+from rootless.store import catalog, paths
+from rootless.store.containerdb import (
+    Container,
+    db,
+    lookup,
+    lookup_in,
+    monitor_alive,
+    validate_name,
+)
+
+STOP_TIMEOUT = 10
+
+
+def update(ref: str, *, restart: str | None = None, resources: dict | None = None) -> Container:
+    """`rl update`: the restart policy (a running container's monitor reads it when the
+    container exits, so it applies at once); resource limits are refused as at create."""
+    from rootless.engine import cgroups
+    from rootless.engine import restart as restart_mod
+
+    cgroups.refuse_resource_flags(resources or {})
+    c = lookup(ref)
+    if restart is None:
+        return c
+    policy = restart_mod.parse(restart)
+    if policy and c.options.get("rm"):
+        raise InvalidArgument(f"container {c.name} was made with --rm: it cannot get a "
+                              "restart policy", "make it again without --rm")
+    with db() as conn, catalog.transaction(conn):
+        row = conn.execute("SELECT options FROM containers WHERE id=?", (c.id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no such container: {ref}")
+        options = json.loads(row["options"])
+        options.pop("restart", None)
+        if policy:
+            options["restart"] = policy
+        conn.execute("UPDATE containers SET options=? WHERE id=?", (json.dumps(options), c.id))
+    return lookup(c.id)
+
+
+def set_manual_stop(c: Container, stopped: bool = True) -> None:
+    """Docker's HasBeenManuallyStopped: set by a stop (the restart policy then does not
+    restart it), cleared, with the restart count, by a start."""
+    with db() as conn, catalog.transaction(conn):
+        if stopped:
+            conn.execute("UPDATE containers SET manual_stop=1 WHERE id=?", (c.id,))
+        else:
+            conn.execute("UPDATE containers SET manual_stop=0, restart_count=0,"
+                         " restart_delay=0 WHERE id=?", (c.id,))
+
+
+def _end_restarting(c: Container, timeout: float) -> Container:
+    """A container backing off before a restart: its monitor waits for SIGTERM
+    (rootless/engine/restart.py), sees the manual stop and exits."""
+    if monitor_alive(c):
+        try:
+            os.kill(c.monitor_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    _wait_exit(c, timeout)
+    return lookup(c.id)
+
+
+def parse_signal(text: str | int) -> int:
+    if isinstance(text, int) or str(text).isdigit():
+        n = int(text)
+        if 0 < n < 65:
+            return n
+        raise InvalidArgument(f"invalid signal {text}")
+    name = str(text).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal {text!r}", "use a name like TERM or a number") from None
+
+
+def kill(ref: str, sig: str | int = "KILL") -> Container:
+    from rootless.runtime import join
+
+    signum = parse_signal(sig)
+    c = lookup(ref)
+    if c.state != "running" or c.pid is None:
+        raise Conflict(f"container {c.name} is not running")
+    if signum in (signal.SIGKILL, stop_signal_of(c)):  # Docker's ExitOnNext: no restart
+        set_manual_stop(c)
+    try:
+        join.kill(c.pid, signum)
+    except ProcessLookupError:
+        pass
+    return c
+
+
+def _wait_exit(c: Container, timeout: float | None) -> bool:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while monitor_alive(c):
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    return True
+
+
+def stop(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
+    """The stop signal (`sig`, else the image's STOPSIGNAL, else TERM), then SIGKILL after
+    `timeout` seconds (default 10; 0: at once)."""
+    stopsig = parse_signal(sig) if sig else None  # a bad signal fails before anything
+    c = lookup(ref)
+    if c.state in ("running", "restarting"):
+        set_manual_stop(c)
+    if c.state == "restarting":
+        return _end_restarting(c, 10)
+    if c.state != "running":
+        return c
+    if stopsig is None:
+        stopsig = stop_signal_of(c)
+    t = stop_timeout_of(c) if timeout is None else timeout
+    from rootless.runtime import join
+
+    if t != 0:  # -1 (--stop-timeout -1): wait as long as it takes
+        try:
+            join.kill(c.pid, stopsig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if _wait_exit(c, None if t < 0 else t):
+            return lookup(c.id)
+    try:
+        join.kill(c.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _wait_exit(c, 10)
+    return lookup(c.id)
+
+
+def stop_signal_of(c: Container) -> int:
+    """--stop-signal, else the image's STOPSIGNAL, else SIGTERM."""
+    try:
+        cfg_sig = c.spec().get("annotations", {}).get("io.rl.stop-signal")
+        if cfg_sig:
+            return parse_signal(cfg_sig)
+    except (OSError, RlError):
+        pass
+    return signal.SIGTERM
+
+
+def stop_timeout_of(c: Container) -> int:
+    """--stop-timeout, else 10 seconds."""
+    t = c.options.get("stop_timeout")
+    return STOP_TIMEOUT if t is None else int(t)
+
+
+def wait(ref: str, condition: str = "not-running") -> int:
+    """Until the container is not running (as Docker's: one restarting by its policy
+    counts as not running; the exit code is its last one). The API's other conditions,
+    next-exit and removed: engine/waitcond.py."""
+    if condition != "not-running":
+        from rootless.engine import waitcond
+
+        return waitcond.wait(ref, condition)
+    c = lookup(ref)
+    started = c.started
+    delay = 0.005
+    while True:
+        if c.state != "running" or c.started != started:
+            return c.exit_code if c.exit_code is not None else -1
+        if c.options.get("restart"):  # the monitor outlives the exit: watch the row
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        else:
+            _wait_exit(c, None)
+        try:
+            c = lookup(c.id)
+        except NotFound:
+            return -1
+
+
+def pause(ref: str, *, unpause: bool = False) -> Container:
+    """`rl pause`/`unpause`: refused with this host's reason (engine/cgroups.py)."""
+    from rootless.engine import cgroups
+
+    c = lookup(ref)
+    if c.state != "running":
+        raise Conflict(f"container {c.name} is not running")
+    cgroups.refuse_freeze(c.name, "unpause" if unpause else "pause")
+    return c
+
+
+def restart(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
+    from rootless.engine.running import start
+
+    c = stop(ref, timeout, sig)
+    start(c.id)
+    return lookup(c.id)
+
+
+def remove_files(c: Container, *, volumes: bool = False) -> None:
+    """Forget and delete the container; `volumes`: its anonymous volumes too (rm -v, --rm)."""
+    from rootless.engine import mounts
+
+    with db() as conn, catalog.transaction(conn):
+        conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
+    events.container("destroy", c)
+    mounts.release(c.id, remove_anonymous=volumes)
+    from rootless.engine import netwire
+
+    netwire.forget(c.id, c.options)
+    _rmtree(c.dir)
+    sock = paths.runtime_dir() / f"slirp-{c.short_id}.sock"
+    try:
+        sock.unlink()
+    except OSError:
+        pass
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a container dir; files the container created as another uid sit in the
+    upper dir owned by subordinate ids, which the user can only remove from inside the
+    user namespace."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        from rootless.runtime import userns
+
+        userns.rmtree(str(path))
+
+
+def remove(ref: str, *, force: bool = False, volumes: bool = False) -> Container:
+    c = lookup(ref)
+    if c.state in ("running", "restarting"):
+        if not force:
+            raise Conflict(f"container {c.name} is running",
+                           "stop it first (rl stop) or use rl rm -f")
+        c = stop(c.id, timeout=0)
+    remove_files(c, volumes=volumes)
+    return c
+
+
+def prune(filters: dict[str, list[str]] | None = None) -> list[str]:
+    """Remove every container that is not running and passes the prune filters (label,
+    label!, until: rootless/engine/filters.py); returns their ids."""
+    from rootless.engine.filters import prune_predicate
+
+    keep = prune_predicate(filters or {})
+    removed = []
+    from rootless.engine.ctrinfo import list_containers
+
+    for c in list_containers(all_=True):
+        if c.state not in ("running", "restarting") and keep(c.labels, c.created):
+            remove_files(c)
+            removed.append(c.id)
+    return removed
+
+
+def rename(ref: str, new_name: str) -> Container:
+    """Give a container another name (any state, as Docker): its row, the name its volumes
+    list it under and its endpoints on user-defined networks (the name other containers
+    resolve it by once it starts again)."""
+    validate_name(new_name)
+    with db() as conn, catalog.transaction(conn):
+        c = lookup_in(ref, conn)
+        if c.name == new_name:
+            raise InvalidArgument(f"renaming a container with the same name as its current "
+                                  f"name: {new_name}", "give another name")
+        taken = conn.execute("SELECT id FROM containers WHERE name=?", (new_name,)).fetchone()
+        if taken:
+            raise Conflict(f"the container name {new_name} is already in use by container "
+                           f"{taken[0][:12]}", "remove that container or choose another name")
+        conn.execute("UPDATE containers SET name=? WHERE id=?", (new_name, c.id))
+        for table, col in (("container_volumes", "container"), ("network_endpoints", "name")):
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                            (table,)).fetchone():
+                conn.execute(f"UPDATE {table} SET {col}=? WHERE container_id=?",
+                             (new_name, c.id))
+    old, c.name = c.name, new_name
+    events.container("rename", c, oldName=old)
+    return c
