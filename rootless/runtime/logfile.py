@@ -131,9 +131,27 @@ def records(path: str, *, follow: bool = False, still_running=None,
         except FileNotFoundError:
             return
         with f:
+            st = os.fstat(f.fileno())
             again = yield from _read(f, path, follow, still_running, poll)
         if not again:
             return
+        # Rotated away (maybe more than once since the last look): the files newer than
+        # the one just drained, then the current one.
+        olds = rotated(path)
+        ids = []
+        for old in olds:
+            try:
+                o = os.stat(old)
+                ids.append((o.st_dev, o.st_ino))
+            except OSError:
+                ids.append(None)
+        if (st.st_dev, st.st_ino) in ids:
+            for old in olds[ids.index((st.st_dev, st.st_ino)) + 1:]:
+                try:
+                    with open(old, "rb") as g:
+                        yield from _parse_all(g.read())
+                except FileNotFoundError:
+                    continue
 
 
 def _parse_all(blob: bytes):

@@ -134,3 +134,12 @@ def test_foreign_platform_refused_without_an_emulator(rl):
     if emulator_for("s390x") is not None:
         pytest.skip("this host has an s390x emulator")
     refused(rl, ["--platform", "linux/s390x"], "has no emulator for s390x")
+
+
+def test_logs_follow_reads_across_rotations(rl):
+    rl("run", "-d", "--name", "rot", "--log-opt", "max-size=1k", "--log-opt", "max-file=1000",
+       "busybox", "sh", "-c",
+       "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); [ $((i % 50)) = 0 ] && "
+       "sleep 0.2; done", check=True)
+    out = rl("logs", "-f", "rot", check=True, timeout=120).stdout.splitlines()
+    assert out == [f"line-{i}" for i in range(300)]
