@@ -43,33 +43,6 @@ def _short(image_id: str) -> str:
     return image_id.partition(":")[2][:12]
 
 
-def _changes(items: tuple[str, ...]) -> dict:
-    """--change 'CMD ["x"]' / 'ENV K=V' / 'WORKDIR /x' / 'ENTRYPOINT [...]' / 'USER u'."""
-    import json
-
-    out: dict = {}
-    for item in items:
-        word, _, rest = item.strip().partition(" ")
-        word, rest = word.upper(), rest.strip()
-        if word in ("CMD", "ENTRYPOINT"):
-            try:
-                value = json.loads(rest)
-            except ValueError:
-                value = ["/bin/sh", "-c", rest]
-            out["Cmd" if word == "CMD" else "Entrypoint"] = value
-        elif word == "ENV":
-            k, _, v = rest.partition("=")
-            out.setdefault("Env", []).append(f"{k}={v}")
-        elif word == "WORKDIR":
-            out["WorkingDir"] = rest
-        elif word == "USER":
-            out["User"] = rest
-        else:
-            raise InvalidArgument(f"unsupported --change {item!r}",
-                                  "use CMD, ENTRYPOINT, ENV, WORKDIR or USER")
-    return out
-
-
 @click.command()
 @click.argument("image")
 @click.argument("destination", required=False)
@@ -83,7 +56,7 @@ def push(image: str, destination: str | None, fmt: str | None, quiet: bool,
     """Push an image to a registry."""
     from rootless.engine import ship
 
-    result = ship.push(image, destination, fmt, quiet=True)
+    result = ship.push(image, destination, fmt)
     if not quiet:
         click.echo(f"Pushed {result.destination}: {result.pushed} blob(s) uploaded, "
                    f"{result.mounted} mounted from another repository, "
@@ -116,23 +89,9 @@ def load(input_: str | None, quiet: bool) -> None:
     """Load images from a tar archive (docker-archive or oci-archive)."""
     from rootless.engine import ship
 
-    if input_ is None:
-        if sys.stdin.isatty():
-            raise InvalidArgument("no archive given", "use -i FILE or pipe one on stdin")
-        import shutil
-        import tempfile
-
-        from rootless.store import paths
-
-        fd, tmp = tempfile.mkstemp(prefix="rl-load-", dir=str(paths.ensure_store()))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
-            loaded = ship.load(tmp)
-        finally:
-            os.unlink(tmp)
-    else:
-        loaded = ship.load(input_)
+    if input_ is None and sys.stdin.isatty():
+        raise InvalidArgument("no archive given", "use -i FILE or pipe one on stdin")
+    loaded = ship.load(sys.stdin.buffer if input_ is None else input_)
     for image_id, names in loaded:
         if quiet:
             click.echo(image_id)
@@ -156,7 +115,9 @@ def import_(source: str, name: str | None, message: str | None, changes: tuple[s
     """Create an image from a rootfs tarball (FILE or - for stdin)."""
     from rootless.engine import ship
 
-    click.echo(ship.import_(source, name, message, _changes(changes)).partition(":")[2])
+    click.echo(ship.import_(source, name, message, list(changes),
+                            stream=sys.stdin.buffer if source == "-" else None,
+                            source_epoch=_source_epoch()).partition(":")[2])
 
 
 @click.command()
@@ -174,18 +135,7 @@ def export(container: str, output: str | None) -> None:
         sys.stdout.flush()
         ship.export(container, sys.stdout.fileno())
         return
-    tmp = f"{output}.rl-tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        ship.export(container, fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, output)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    ship.export(container, output)
 
 
 def _size(n: int) -> str:
@@ -253,7 +203,17 @@ def commit(container: str, name: str | None, message: str | None, author: str | 
     from rootless.engine import ship
 
     click.echo(ship.commit(container, name, message=message, author=author,
-                           changes=_changes(changes)).partition(":")[2])
+                           changes=list(changes),
+                           source_epoch=_source_epoch()).partition(":")[2])
+
+
+def _source_epoch(option: int | None = None) -> int | None:
+    """The source epoch of a build, commit or import: --timestamp, else the
+    SOURCE_DATE_EPOCH environment variable (as buildx reads it), else None (now)."""
+    if option is not None:
+        return option
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() else None
 
 
 def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
@@ -314,12 +274,12 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
           pull, progress, build_contexts, cache_to, cache_from) -> None:
     """Build an image from a Dockerfile."""
     from rootless.build import runmounts
+    from rootless.cli import progress as cli_progress
     from rootless.engine import build as engine
 
-    if timestamp is not None:
-        if timestamp < 0:
-            raise InvalidArgument("--timestamp must be >= 0")
-        os.environ["SOURCE_DATE_EPOCH"] = str(timestamp)  # what the engine reads
+    if timestamp is not None and timestamp < 0:
+        raise InvalidArgument("--timestamp must be >= 0")
+    epoch = _source_epoch(timestamp)
     quiet = quiet or progress == "quiet"
     secret_map = dict(runmounts.parse_secret(s) for s in secrets)
     ssh_map = dict(runmounts.parse_ssh(s) for s in ssh)
@@ -337,30 +297,25 @@ def build(context: str, tags, dockerfile, build_args, target, no_cache, labels,
 
     named = _build_contexts(build_contexts)
     to_stdout = bool(output) and output[0].dest == "-" and output[0].type != "local"
-    if to_stdout:
-        if sys.stdout.isatty():
-            raise InvalidArgument("refusing to write an archive to a terminal",
-                                  "give dest=FILE or redirect the output")
-        # the archive alone on stdout: the steps and RUN's output go to stderr meanwhile
-        sys.stdout.flush()
-        saved = os.dup(1)
-        os.dup2(2, 1)
-    try:
-        with buildcontext.opened(context, dockerfile) as (context_dir, dockerfile_path):
-            image_id = engine.build(engine.BuildOptions(
-                context=context_dir, dockerfile=dockerfile_path, tags=list(tags),
-                build_args=_pairs(build_args, "--build-arg"), target=target,
-                no_cache=no_cache, labels=_pairs(labels, "--label"), quiet=quiet,
-                platform=platform, secrets=secret_map, ssh=ssh_map, network=network,
-                add_hosts=list(add_hosts), pull=pull, cache_from=list(cache_from),
-                build_contexts=named))
-    finally:
-        if to_stdout:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
+    if to_stdout and sys.stdout.isatty():
+        raise InvalidArgument("refusing to write an archive to a terminal",
+                              "give dest=FILE or redirect the output")
+    # the archive alone on stdout: the steps and RUN's output go to stderr meanwhile
+    printer = None if quiet else cli_progress.BuildPrinter(cli_progress.for_terminal(False),
+                                                           to_stderr=to_stdout)
+    # "-" (the context or -f) is this process's stdin, unless that is a terminal
+    stdin = None if sys.stdin.isatty() else sys.stdin.buffer
+    with buildcontext.opened(context, dockerfile, stdin) as (context_dir, dockerfile_path):
+        image_id = engine.build(engine.BuildOptions(
+            context=context_dir, dockerfile=dockerfile_path, tags=list(tags),
+            build_args=_pairs(build_args, "--build-arg"), target=target,
+            no_cache=no_cache, labels=_pairs(labels, "--label"), quiet=quiet,
+            platform=platform, secrets=secret_map, ssh=ssh_map, network=network,
+            add_hosts=list(add_hosts), pull=pull, cache_from=list(cache_from),
+            build_contexts=named, progress=printer, source_epoch=epoch))
     if output:
-        engine.write_output(image_id, output[0])
+        sys.stdout.flush()
+        engine.write_output(image_id, output[0], stream=sys.stdout.buffer, source_epoch=epoch)
     if cache_dir:
         engine.export_cache(image_id, cache_dir)
     if iidfile:
@@ -437,23 +392,31 @@ def builder() -> None:
 
 @builder.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True,
-              help="Also forget every cached build step (not only cache mounts).")
-@click.option("-f", "--force", is_flag=True, help="Do not ask (rl never asks).")
-@click.option("--filter", "filters", multiple=True, metavar="until=TIME",
-              help="Only what was last used before TIME (a duration like 24h, or a date).")
+              help="Remove all unused build cache, not just dangling ones (also forget "
+                   "every cached step's record).")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="until=TIME (last used before TIME: a duration like 24h, RFC 3339 or "
+                   "Unix time), type=exec.cachemount|regular.")
 @_os_errors
 def builder_prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
-    """Remove the build cache: RUN --mount=type=cache directories (and, with -a, the
-    cached steps)."""
+    """Remove build cache: RUN --mount=type=cache directories no build holds and the
+    cached steps' images no container uses."""
     from rootless.cli import options
-    from rootless.engine import build as engine
+    from rootless.cli.system import reclaimed_line
+    from rootless.engine import filters as flt
+    from rootless.engine import system as engine
 
-    before = None
-    for f in filters:
-        key, sep, value = f.partition("=")
-        if key != "until" or not sep:
-            raise InvalidArgument(f"--filter {f!r} is not supported", "use until=TIME")
-        before = options.parse_time_arg(value, "--filter until")
-    freed, steps = engine.prune_cache(all_, before)
-    click.echo(f"Deleted {steps} cached step(s)")
-    click.echo(f"Total reclaimed space: {_size(freed)}")
+    parsed = flt.parse(filters, engine.BUILDER_PRUNE_KEYS)
+    engine.check_cache_filters(parsed)  # refused before asking
+    if not force:  # Docker's words (cli/command/builder/prune.go)
+        what = "all build cache" if all_ else "all dangling build cache"
+        if not options.confirm(f"WARNING! This will remove {what}. "
+                               "Are you sure you want to continue?"):
+            raise options.cancelled("builder prune")
+    out = engine.prune_build_cache(all_, parsed)
+    if out.cache:
+        click.echo("Deleted build cache objects:")
+        for name in out.cache:
+            click.echo(name.partition(":")[2] or name)
+    click.echo(reclaimed_line(out.reclaimed))

@@ -130,6 +130,7 @@ def _run_options(f):
 
 
 def _make_options(kw: dict):
+    from rootless.cli import progress as cli_progress
     from rootless.cli import runflags
     from rootless.engine.spec import RunOptions
 
@@ -157,7 +158,7 @@ def _make_options(kw: dict):
         stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], cidfile=kw["cidfile"],
         group_add=list(kw["group_add"]), label_files=list(kw["label_file"]),
         shm_size=kw["shm_size"], sysctls=list(kw["sysctl"]), privileged=kw["privileged"],
-        devices=list(kw["device"]), quiet=kw["quiet"],
+        devices=list(kw["device"]), progress=cli_progress.for_terminal(kw["quiet"]),
         resources={f: kw[f[2:].replace("-", "_")] for f in _CGROUP_FLAGS
                    if kw[f[2:].replace("-", "_")] not in (None, ())}), kw)
 
@@ -253,8 +254,7 @@ def start(attach: bool, interactive: bool, detach_keys: str | None,
         term = Terminal(tty=bool(c.options.get("tty")), stdin=stdin, sig_proxy=True)
         try:
             code = eng.start(c.id, attach=True, detach_keys=detach_keys,
-                             streams=Streams(0 if stdin else None, 1 if attach else None,
-                                             2 if attach else None),
+                             streams=Streams(0 if stdin else None, 1, 2),  # as Docker's
                              on_started=term.started)
         finally:
             term.restore()
@@ -313,8 +313,7 @@ def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
         click.echo(ref)
 
 
-_PS_KEYS = ("id", "name", "label", "status", "exited", "ancestor", "before", "since",
-            "volume", "network", "publish", "expose", "health", "is-task")
+from rootless.engine.filters import PS_KEYS as _PS_KEYS  # noqa: E402 (the engine's list)
 
 
 @click.command()
@@ -384,18 +383,12 @@ def logs(follow: bool, tail: str, since: str | None, until: str | None, timestam
     """Show a container's output."""
     # Raw bytes, escape sequences included, as `docker logs`: it is the container's own
     # output, like `cat` of a file it wrote (rootless/cli/tables.py escapes tables only).
-    if tail == "all":
-        n = None
-    elif tail.isdigit():
-        n = int(tail)
-    else:
-        raise InvalidArgument(f"invalid --tail value {tail!r}", "a number or all")
     t_since = options.parse_time_arg(since, "--since") if since else None
     t_until = options.parse_time_arg(until, "--until") if until else None
     out, err = sys.stdout.buffer, sys.stderr.buffer
     line_start = {"stdout": True, "stderr": True}
-    for ts, stream, data in _engine().logs(container, follow=follow, tail=n, since=t_since,
-                                           until=t_until):
+    for ts, stream, data in _engine().logs(container, follow=follow, tail=tail,
+                                           since=t_since, until=t_until):
         target = err if stream == "stderr" else out
         if timestamps and line_start[stream]:
             target.write(ts.encode() + b" ")
@@ -468,10 +461,29 @@ def top(container: str) -> None:
 def cp(archive: bool, follow_link: bool, src: str, dest: str) -> None:
     """Copy files between a container and the host (CONTAINER:PATH on one side; - is a
     tar stream on stdin or stdout)."""
+    s_ctr, s_path = (None, "-") if src == "-" else _split_cp(src)
+    d_ctr, d_path = (None, "-") if dest == "-" else _split_cp(dest)
+    if (s_ctr is None) == (d_ctr is None):
+        raise InvalidArgument("rl cp copies between a container and the host",
+                              "write one side as CONTAINER:PATH")
     sys.stdout.flush()
-    _engine().cp(src, dest, archive=archive, follow_link=follow_link,
-                 stdin=sys.stdin.fileno() if src == "-" else None,
-                 stdout=sys.stdout.fileno() if dest == "-" else None)
+    if s_ctr is not None:
+        _engine().copy_from(s_ctr, s_path, None if dest == "-" else d_path,
+                            follow_link=follow_link,
+                            out_fd=sys.stdout.fileno() if dest == "-" else None)
+    else:
+        _engine().copy_to(d_ctr, None if src == "-" else s_path, d_path, archive=archive,
+                          follow_link=follow_link,
+                          in_fd=sys.stdin.fileno() if src == "-" else None)
+
+
+def _split_cp(arg: str) -> tuple[str | None, str]:
+    """CONTAINER:PATH -> (CONTAINER, PATH); a host path (/..., ./..., no colon) -> (None,
+    path)."""
+    if ":" in arg and not arg.startswith(("/", ".")):
+        name, _, path = arg.partition(":")
+        return name, path or "/"
+    return None, arg
 
 
 _ELSEWHERE = {"inspect": ("rootless.cli.inspect", "container_inspect"),

@@ -10,6 +10,7 @@ from datetime import datetime
 import click
 
 from rootless.engine import images as engine
+from rootless.engine.filters import IMAGES_KEYS as _IMAGES_KEYS
 
 
 def _human_size(n: int) -> str:
@@ -56,13 +57,15 @@ def _split_name(name: str) -> tuple[str, str, str]:
               help="Pull this platform from a multi-platform image.")
 def pull(reference: str, quiet: bool, platform: str | None) -> None:
     """Pull an image from a registry."""
-    record = engine.pull(reference, platform=platform, quiet=quiet)
+    from rootless.cli import progress as cli_progress
+
+    record = engine.pull(reference, platform=platform,
+                         progress=cli_progress.for_terminal(quiet))
     click.echo(record.id.partition(":")[2])
 
 
 # -- images / image ls --
 
-_IMAGES_KEYS = ("dangling", "label", "before", "since", "reference")
 
 
 def _list(repository: str | None, quiet: bool, digests: bool, fmt: str | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from rootless.cli import options
+from rootless.engine.filters import NETWORK_KEYS as _NETWORK_KEYS
 
 
 @click.group()
@@ -23,16 +24,12 @@ def network() -> None:
 def create(subnet, gateway, labels, internal, driver, name) -> None:
     """Create a network."""
     from rootless.engine import networks
-    from rootless.errors import InvalidArgument
 
-    if driver != "bridge":
-        raise InvalidArgument(f"network driver {driver} is not supported", "use bridge")
     net = networks.create(name, subnet=subnet, gateway=gateway, labels=options.labels(labels),
-                          internal=internal)
+                          internal=internal, driver=driver)
     click.echo(net.id)
 
 
-_NETWORK_KEYS = ("name", "id", "label", "driver", "type")
 
 
 @network.command("ls")
@@ -149,11 +146,14 @@ def prune(force, filters) -> None:
 def port(container, private_port, fmt) -> None:
     """List a container's published ports, or the host side of one (PORT[/PROTO])."""
     from rootless.engine import networks
-    from rootless.errors import InvalidArgument, NotFound
 
     if fmt:
         options.compile_format(fmt)
-    name, mappings = networks.container_ports(container)
+    if private_port and not fmt:
+        for m in networks.published_port(container, private_port)[1]:
+            click.echo(m.host())
+        return
+    _name, mappings = networks.container_ports(container)
     if fmt:
         docs = [{"ContainerPort": str(m.container_port), "Protocol": m.protocol,
                  "HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)}
@@ -163,17 +163,6 @@ def port(container, private_port, fmt) -> None:
         options.echo_formatted(fmt, docs, {"ContainerPort": "CONTAINER PORT",
                                            "Protocol": "PROTOCOL", "HostIp": "HOST IP",
                                            "HostPort": "HOST PORT"})
-        return
-    if private_port:
-        num, _, proto = private_port.partition("/")
-        if not num.isdigit():
-            raise InvalidArgument(f"invalid port {private_port}", "give PORT or PORT/PROTO")
-        proto = proto or "tcp"
-        hits = [m for m in mappings if m.container_port == int(num) and m.protocol == proto]
-        if not hits:
-            raise NotFound(f"no public port '{num}/{proto}' published for {name}")
-        for m in hits:
-            click.echo(m.host())
         return
     for m in sorted(mappings, key=lambda m: (m.container_port, m.protocol)):
         click.echo(str(m))

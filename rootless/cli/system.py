@@ -127,8 +127,10 @@ def _df_summary(u) -> list[dict]:
     ctr_free = sum(u.container_size[c.id] for c in u.containers if c.state != "running")
     vol_total = sum(u.volume_size.values())
     vol_free = sum(u.volume_size[v.name] for v in u.volumes if not u.volume_links[v.name])
-    cache_total = sum(u.cache_size.values())
-    cache_used = sum(u.cache_size[i] for i in u.cache_in_use)
+    cache_total = sum(u.cache_size.values()) + sum(m.size for m in u.cache_mounts)
+    cache_used = sum(u.cache_size[i] for i in u.cache_in_use) + \
+        sum(m.size for m in u.cache_mounts if m.busy)
+    cache_active = len(u.cache_in_use) + sum(1 for m in u.cache_mounts if m.busy)
     return [
         {"Type": "Images", "TotalCount": str(len(u.images)),
          "Active": str(sum(1 for r in u.images if u.image_users.get(r.id))),
@@ -140,8 +142,8 @@ def _df_summary(u) -> list[dict]:
         {"Type": "Local Volumes", "TotalCount": str(len(u.volumes)),
          "Active": str(sum(1 for v in u.volumes if u.volume_links[v.name])),
          "Size": human_size(vol_total, 4), "Reclaimable": _pct(vol_free, vol_total)},
-        {"Type": "Build Cache", "TotalCount": str(len(u.cache)),
-         "Active": str(len(u.cache_in_use)), "Size": human_size(cache_total, 4),
+        {"Type": "Build Cache", "TotalCount": str(len(u.cache) + len(u.cache_mounts)),
+         "Active": str(cache_active), "Size": human_size(cache_total, 4),
          "Reclaimable": human_size(cache_total - cache_used, 4)},
     ]
 
@@ -175,8 +177,16 @@ def _df_verbose(u) -> dict:
                       "LastUsedSince": since,
                       "UsageCount": str(u.image_users.get(r.id, 0)),
                       "Shared": "true" if u.cache_size[r.id] < r.size else "false"})
+    for m in u.cache_mounts:
+        cache.append({"ID": m.name, "CacheType": "exec.cachemount",
+                      "Size": shapes.human_size(m.size),
+                      "CreatedSince": shapes.human_duration(now - m.created) + " ago",
+                      "LastUsedSince": "now" if m.busy else
+                      shapes.human_duration(now - m.last_used) + " ago",
+                      "UsageCount": str(m.uses), "Shared": "false"})
+    total = sum(u.cache_size.values()) + sum(m.size for m in u.cache_mounts)
     return {"Images": imgs, "Containers": ctrs, "Volumes": vols, "BuildCache": cache,
-            "BuilderSize": shapes.human_size(sum(u.cache_size.values()), 4)}
+            "BuilderSize": shapes.human_size(total, 4)}
 
 
 @system.command("df")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from rootless.cli import options
-
-_VOLUME_KEYS = ("name", "label", "dangling", "driver")
+from rootless.engine.filters import VOLUME_KEYS as _VOLUME_KEYS
 
 
 @click.group()
@@ -22,10 +21,7 @@ def create(name: str | None, label: tuple[str, ...], driver: str) -> None:
     """Create a volume (with a random name when NAME is not given)."""
     from rootless.engine import volumes
 
-    if driver != "local":
-        raise click.BadParameter(f"driver {driver!r} is not supported; rl has only 'local'",
-                                 param_hint="--driver")
-    click.echo(volumes.create(name, options.labels(label)).name)
+    click.echo(volumes.create(name, options.labels(label), driver=driver).name)
 
 
 @volume.command("ls")

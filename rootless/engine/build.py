@@ -24,10 +24,10 @@ import hashlib
 import json
 import os
 import stat
-import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from rootless.errors import InvalidArgument, NotFound, RlError
 from rootless.store import buildcache, catalog
@@ -44,7 +44,13 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    # -q: the caller shows nothing, so a failed RUN's error ends with its last lines
     quiet: bool = False
+    # where the build's steps ("step" events), its RUN steps' output ("output") and its
+    # pulls' progress go (rootless/image/progress.py); None: nowhere
+    progress: Any = None
+    # the time of every config and the clamp of the layers' timestamps (None: now)
+    source_epoch: int | None = None
     platform: str | None = None
     secrets: dict[str, bytes] = field(default_factory=dict)  # --secret id -> content
     ssh: dict[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
@@ -69,12 +75,23 @@ class _State:
 
 
 def _out(opts: BuildOptions, text: str) -> None:
-    if not opts.quiet:
-        print(text, flush=True)
+    if opts.progress is not None:
+        from rootless.image.progress import Event
+
+        opts.progress(Event("step", text=text))
 
 
 def build(opts: BuildOptions) -> str:
-    """Build; returns the image id of the target stage."""
+    """Build; returns the image id of the target stage. Safe to call from several threads
+    at once: each build's output goes to its own `opts.progress`. A failed build leaves
+    the steps it finished in the cache (unnamed images) and no name."""
+    from rootless.engine import ship
+
+    with ship.source_epoch_of(opts.source_epoch):
+        return _build(opts)
+
+
+def _build(opts: BuildOptions) -> str:
     from rootless.build import dockerfile as dfmod
     from rootless.build.context import BuildContext
     from rootless.engine import ship
@@ -154,10 +171,21 @@ def parse_output(spec: str) -> Output:
     return Output(kind, dest)
 
 
-def write_output(image_id: str, out: Output) -> None:
+def write_output(image_id: str, out: Output, *, stream=None,
+                 source_epoch: int | None = None) -> None:
     """The image's files, the merged view of its layers read from the store (never a tree
     a container wrote), as a tar (owners as the layers record them) or copied into a
-    directory (owned by the user)."""
+    directory (owned by the user). A destination "-" is `stream` (a binary file object
+    of the caller's, flushed, not closed); `source_epoch` clamps the tar's times."""
+    from rootless.engine import ship
+
+    if out.dest == "-" and stream is None:
+        raise InvalidArgument("--output to '-' needs a stream to write to")
+    with ship.source_epoch_of(source_epoch):
+        _write_output(image_id, out, stream)
+
+
+def _write_output(image_id: str, out: Output, stream) -> None:
     import shutil
 
     from rootless.engine import images
@@ -168,8 +196,8 @@ def write_output(image_id: str, out: Output) -> None:
 
         fmt = "docker-archive" if out.type == "docker" else "oci-archive"
         if out.dest == "-":
-            sys.stdout.flush()
-            ship.save([image_id], sys.stdout.buffer, fmt)
+            ship.save([image_id], stream, fmt)
+            stream.flush()
         else:
             ship.save([image_id], out.dest, fmt)
         return
@@ -187,10 +215,9 @@ def write_output(image_id: str, out: Output) -> None:
                 _add_tree(tf, layers[0], "", layers, ".", None, None, {})
             tf.close()
         if out.dest == "-":
-            sys.stdout.flush()
             with open(tmp, "rb") as f:
-                shutil.copyfileobj(f, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+                shutil.copyfileobj(f, stream)
+            stream.flush()
         else:
             shutil.move(tmp, out.dest)
     finally:
@@ -198,23 +225,11 @@ def write_output(image_id: str, out: Output) -> None:
             os.unlink(tmp)
 
 
-def prune_cache(all_steps: bool, before: float | None = None) -> tuple[int, int]:
-    """`rl builder prune`: the cache mounts no build holds; with `all_steps` also the
-    cached steps (their images stay until `rl image prune`); with `before`, only what
-    was last used before then. (bytes freed, steps)."""
-    from rootless.engine import buildmounts
-
-    freed = buildmounts.prune(before)
-    steps = buildcache.forget(everything=all_steps, before=before)
-    return freed, steps
-
-
 def _key(*parts) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
-    from rootless.build import instructions as ins
     from rootless.build.scope import StageScope
     from rootless.engine import images, ship
 
@@ -232,7 +247,7 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
                           f"{rs.base}: a --build-context directory cannot be a base image",
                           "give docker-image://IMAGE for it, or COPY --from it")
         try:
-            rec = images.ensure_image(base, quiet=opts.quiet,
+            rec = images.ensure_image(base, progress=opts.progress,
                                       platform=rs.platform or opts.platform,
                                       pull="always" if opts.pull else "missing")
         except RlError as exc:
@@ -251,65 +266,84 @@ def _build_stage(opts, plan, rs, results, ctx, step, total) -> str:
             raise RlError(f"{rs.stage.from_.filename}:{rs.stage.from_.location}: ONBUILD "
                           f"trigger of the base image: {exc.message}", exc.fix) from None
     todo += list(enumerate(rs.stage.instructions))
-    for pos, raw in todo:
-        if pos is None:
-            _out(opts, f"ONBUILD {raw.source}")
-        else:
-            step[0] += 1
-            _out(opts, f"STEP {step[0]}/{total}: {raw.source}")
-        inst = scope.step(raw)
-        extra = None
-        from_image = None
-        step_ctx = ctx
-        if isinstance(inst, (ins.Copy, ins.Add)):
-            src = rs.copy_from.get(pos) if isinstance(inst, ins.Copy) else None
-            if pos is None and isinstance(inst, ins.Copy) and inst.from_:
-                src = inst.from_  # a trigger names an image
-            named = _named_context(opts, src) if isinstance(src, str) else None
-            if named is not None and not isinstance(named, str):
-                step_ctx, src = named, None  # --build-context NAME=DIR: its files
-            if src is not None:
-                try:
-                    from_image = results[src] if isinstance(src, int) else \
-                        images.ensure_image(named or src, quiet=opts.quiet).id
-                except RlError as exc:
-                    raise RlError(f"{raw.filename}:{raw.location}: COPY --from={src}: {exc.message}",
-                                  exc.fix) from None
-                extra = from_image
-            else:
-                extra = [step_ctx.content_hash(step_ctx.resolve_sources(inst)),
-                         [(c.path, c.data) for c in inst.contents]]
-        elif isinstance(inst, ins.Run):
-            mounts = _run_mounts(inst)
-            extra = _mounts_key(inst, mounts, pos, rs, results, ctx, opts) or None
-        key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
-                   state.config["config"].get("Env"), ship.source_epoch())
-        lineage = _key(state.lineage, raw.source, scope.args_in_scope, extra,
-                       state.config["config"].get("Env"), ship.source_epoch())
-        if not opts.no_cache:
-            cached = buildcache.get(key)
-            if cached is not None:
-                rec = images.get_image(cached)
-                state = _State(rec.id, ship.base_config(rec.config), lineage)
-                _out(opts, f"--> Using cache {cached.partition(':')[2]}")
-                continue
-            if isinstance(inst, (ins.Run, ins.Copy, ins.Add)):
-                reused = _from_cache_images(opts, state, lineage)
-                if reused is not None:
-                    buildcache.put(key, reused, state.image_id)
-                    rec = images.get_image(reused)
-                    state = _State(rec.id, ship.base_config(rec.config), lineage)
-                    _out(opts, f"--> Using cache {reused.partition(':')[2]} (--cache-from)")
-                    continue
-        sources = _Sources(opts, rs, results, ctx, pos)
-        new_id = _execute(opts, inst, state, scope, step_ctx, from_image, sources, lineage)
-        buildcache.put(key, new_id, state.image_id)
-        rec = images.get_image(new_id)
-        state = _State(new_id, ship.base_config(rec.config), lineage)
-        _out(opts, f"--> {new_id.partition(':')[2][:12]}")
+    downloads = _Downloads()  # ADD URL bodies fetched for a cache key, for the step
+    try:
+        for pos, raw in todo:
+            state = _build_step(opts, plan, rs, results, ctx, step, total, scope, state,
+                                pos, raw, downloads)
+            downloads.clear()
+    finally:
+        downloads.clear()
     if state.image_id is None:  # FROM scratch and nothing else: an empty image
         state.image_id = ship.add_image(state.config, None, [], [])
     return state.image_id
+
+
+def _build_step(opts, plan, rs, results, ctx, step, total, scope, state, pos, raw,
+            downloads) -> _State:
+    from rootless.build import instructions as ins
+    from rootless.engine import images, ship
+
+    if pos is None:
+        _out(opts, f"ONBUILD {raw.source}")
+    else:
+        step[0] += 1
+        _out(opts, f"STEP {step[0]}/{total}: {raw.source}")
+    inst = scope.step(raw)
+    extra = None
+    from_image = None
+    step_ctx = ctx
+    if isinstance(inst, (ins.Copy, ins.Add)):
+        src = rs.copy_from.get(pos) if isinstance(inst, ins.Copy) else None
+        if pos is None and isinstance(inst, ins.Copy) and inst.from_:
+            src = inst.from_  # a trigger names an image
+        named = _named_context(opts, src) if isinstance(src, str) else None
+        if named is not None and not isinstance(named, str):
+            step_ctx, src = named, None  # --build-context NAME=DIR: its files
+        if src is not None:
+            try:
+                from_image = results[src] if isinstance(src, int) else \
+                    images.ensure_image(named or src, progress=opts.progress).id
+            except RlError as exc:
+                raise RlError(f"{raw.filename}:{raw.location}: COPY --from={src}: {exc.message}",
+                              exc.fix) from None
+            extra = from_image
+        else:
+            srcs = step_ctx.resolve_sources(inst)
+            extra = [step_ctx.content_hash(srcs),
+                     [(c.path, c.data) for c in inst.contents]]
+            if any(s.url for s in srcs):
+                extra.append(_remote_keys(inst, srcs, downloads))
+    elif isinstance(inst, ins.Run):
+        mounts = _run_mounts(inst)
+        extra = _mounts_key(inst, mounts, pos, rs, results, ctx, opts) or None
+    key = _key(state.image_id or "scratch", raw.source, scope.args_in_scope, extra,
+               state.config["config"].get("Env"), ship.source_epoch())
+    lineage = _key(state.lineage, raw.source, scope.args_in_scope, extra,
+                   state.config["config"].get("Env"), ship.source_epoch())
+    if not opts.no_cache:
+        cached = buildcache.get(key)
+        if cached is not None:
+            rec = images.get_image(cached)
+            state = _State(rec.id, ship.base_config(rec.config), lineage)
+            _out(opts, f"--> Using cache {cached.partition(':')[2]}")
+            return state
+        if isinstance(inst, (ins.Run, ins.Copy, ins.Add)):
+            reused = _from_cache_images(opts, state, lineage)
+            if reused is not None:
+                buildcache.put(key, reused, state.image_id)
+                rec = images.get_image(reused)
+                state = _State(rec.id, ship.base_config(rec.config), lineage)
+                _out(opts, f"--> Using cache {reused.partition(':')[2]} (--cache-from)")
+                return state
+    sources = _Sources(opts, rs, results, ctx, pos)
+    sources.downloads = downloads
+    new_id = _execute(opts, inst, state, scope, step_ctx, from_image, sources, lineage)
+    buildcache.put(key, new_id, state.image_id)
+    rec = images.get_image(new_id)
+    state = _State(new_id, ship.base_config(rec.config), lineage)
+    _out(opts, f"--> {new_id.partition(':')[2][:12]}")
+    return state
 
 
 def _history(cfg: dict, created_by: str, empty: bool) -> None:
@@ -346,7 +380,7 @@ def _execute(opts, inst, state: _State, scope, ctx, from_image, sources=None,
             layer, created_by = _run(opts, inst, state, scope, sources)
             _history(cfg, created_by, layer is None)
         elif isinstance(inst, (ins.Copy, ins.Add)):
-            layer = _copy(inst, state, ctx, from_image)
+            layer = _copy(inst, state, ctx, from_image, getattr(sources, "downloads", None))
             _history(cfg, nop, False)
         if lineage and isinstance(inst, (ins.Run, ins.Copy, ins.Add)):
             cfg["history"][-1]["comment"] = _STEP_MARK + lineage.partition(":")[2]
@@ -468,9 +502,13 @@ def _cache_images(opts) -> list:
                 archive = os.path.join(ref[len("local:"):], CACHE_ARCHIVE)
                 out += [images.get_image(i) for i, _ in ship.load(archive)]
             else:
-                out.append(images.ensure_image(ref, quiet=True))
+                out.append(images.ensure_image(ref))
         except RlError as exc:
-            print(f"warning: --cache-from {ref}: {exc.message}", file=sys.stderr)
+            if opts.progress is not None:
+                from rootless.image.progress import Event
+
+                opts.progress(Event("message", text=f"warning: --cache-from {ref}: "
+                                                    f"{exc.message}"))
     return out
 
 
@@ -577,7 +615,7 @@ class _Sources:
         named = _named_context(self.opts, ref)
         if named is not None and not isinstance(named, str):
             return None  # a directory: read as a context
-        return images.ensure_image(named or ref, quiet=self.opts.quiet).id
+        return images.ensure_image(named or ref, progress=self.opts.progress).id
 
     def ctx_of(self, m):
         """The context a bind mount without an image reads: the build's, or a named one."""
@@ -636,19 +674,53 @@ class _Sources:
 
 
 def _copy_merged(layers: list[str], rel: str, dest: str) -> None:
-    """The merged view of `rel` in the store's layer dirs, copied into `dest`."""
+    """The merged view of `rel` in the store's layer dirs, copied into `dest` as the
+    user's own files, as BuildKit's local exporter writes them for the invoking user:
+    the image's modes (the override xattr's, not the store's widened ones) and times,
+    no xattr of the store's, and no owner of the image (nor a subordinate id's).
+    Device nodes, fifos and sockets are left out: a plain user cannot make them."""
     import shutil
+
+    from fuse_overlay.metadata import read_override
 
     for name, path in sorted(_merged_list(layers, rel).items()):
         out = os.path.join(dest, name)
-        if os.path.islink(path):
+        st = os.lstat(path)
+        ov = None if stat.S_ISLNK(st.st_mode) else read_override(path)
+        kind = ov.ftype if ov is not None and ov.ftype is not None else \
+            stat.S_IFMT(st.st_mode)
+        mode = ov.mode if ov is not None else stat.S_IMODE(st.st_mode)
+        # an earlier output in `dest` (the user's own dir): replaced, directories merged
+        old = _lstat_or_none(out)
+        if old is not None and not (kind == stat.S_IFDIR and stat.S_ISDIR(old.st_mode)):
+            if stat.S_ISDIR(old.st_mode):
+                shutil.rmtree(out)
+            else:
+                os.unlink(out)
+            old = None
+        if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(path), out)
-        elif os.path.isdir(path):
-            os.mkdir(out, 0o755)
+            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            continue
+        if kind == stat.S_IFDIR:
+            if old is None:
+                os.mkdir(out, 0o700)
+            else:
+                os.chmod(out, 0o700)
             _copy_merged(layers, f"{rel}/{name}" if rel else name, out)
-            shutil.copystat(path, out)
-        elif os.path.isfile(path):
-            shutil.copy2(path, out)
+        elif kind == stat.S_IFREG:
+            shutil.copyfile(path, out, follow_symlinks=False)
+        else:
+            continue
+        os.chmod(out, mode)  # last: a read-only directory is filled first
+        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _lstat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
 
 
 def _mounts_key(inst, mounts, pos, rs, results, ctx, opts) -> list:
@@ -723,54 +795,47 @@ def _run(opts, inst, state: _State, scope, sources=None):
 
 
 def _run_container(opts, inst, run_opts, name, created_by, prep, state):
+    """Run a RUN step's container to its end: started detached (its own monitor writes
+    its output to its log), its log followed into the build's progress as it comes, so
+    nothing of this process (no fd, no terminal) is used and builds in several threads
+    each get their own output. The container is removed whatever happens (Ctrl-C too)."""
+    from collections import deque
+
     from rootless.engine import buildmounts, containers, images, ship
+    from rootless.image.progress import Event
 
-    capture = None
-    saved: list[int] = []
-    if opts.quiet:
-        import tempfile
+    last = deque(maxlen=5)  # a failed RUN's error ends with them when nobody saw them
+    line = [b""]
 
-        capture = tempfile.TemporaryFile()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
-        os.dup2(capture.fileno(), 1)
-        os.dup2(capture.fileno(), 2)
-    try:
-        from rootless.engine.streams import Streams
+    def keep(data: bytes) -> None:
+        line[0] += data
+        *done, line[0] = line[0].split(b"\n")
+        last.extend(d.decode(errors="replace") for d in done)
 
-        code = containers.run(run_opts, Streams(stdout=1, stderr=2)).exit_code
-    finally:
-        if saved:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
+    c = containers.create(run_opts)
     try:
-        c = containers.lookup(name)
-    except NotFound:
-        c = None
-    try:
+        containers.start(c.id)
+        for _ts, stream, data in containers.logs(c.id, follow=True):
+            keep(data)
+            if opts.progress is not None:
+                opts.progress(Event("output", data=data, stream=stream))
+        code = containers.wait(c.id)
         if code != 0:
-            tail = ""
-            if capture is not None:
-                capture.seek(0)
-                lines = capture.read().decode(errors="replace").splitlines()[-5:]
-                tail = (": " + " | ".join(lines)) if lines else ""
+            if line[0]:
+                last.append(line[0].decode(errors="replace"))
+            tail = (": " + " | ".join(last)) if opts.quiet and last else ""
             raise inst.error(f"RUN {inst.source.partition(' ')[2].strip()} failed with "
                              f"exit code {code}{tail}")
-        if c is not None and prep.targets:
+        c = containers.lookup(c.id)
+        if prep.targets:
             base = [str(p) for p in reversed(images.get_image(state.image_id).layer_dirs)]
             buildmounts.remove_stubs(str(c.dir / "upper"), prep.targets,
                                      lambda p: _merged_find(base, p) is not None)
-        layer = ship.upper_layer(str(c.dir / "upper")) if c is not None else None
+        layer = ship.upper_layer(str(c.dir / "upper"))
         return layer, created_by
     finally:
-        if capture is not None:
-            capture.close()
-        if c is not None:
-            with contextlib.suppress(RlError):
-                containers.remove(c.id, force=True)
+        with contextlib.suppress(RlError):
+            containers.remove(c.id, force=True)
 
 
 # -- COPY / ADD --
@@ -882,7 +947,7 @@ def _owner(spec: str | None, layers: list[str]) -> tuple[int, int]:
     return uid, gid
 
 
-def _copy(inst, state: _State, ctx, from_image):
+def _copy(inst, state: _State, ctx, from_image, downloads=None):
     from rootless.engine import images, ship
     from rootless.store.layers import TempArea
 
@@ -934,7 +999,7 @@ def _copy(inst, state: _State, ctx, from_image):
                         raise inst.error(f"ADD {s.url}: {exc.message}", exc.fix) from None
                     dest_is_dir = True
                     continue
-                items.append((_fetch(inst, s.url, gen_dir()), s.url))
+                items.append((_fetch(inst, s.url, gen_dir(), downloads), s.url))
                 continue
             if not s.paths:
                 raise inst.error(f"COPY source {s.spec}: no such file or directory in the "
@@ -1049,27 +1114,112 @@ def _is_in(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _fetch(inst, url: str, into: str) -> str:
-    """ADD URL: download into `into` (mode 0600, as Docker), checked against --checksum."""
-    from urllib.parse import urlsplit
+class _Downloads(dict):
+    """url -> a body fetched while computing a step's cache key, in a temp dir, for the
+    step's ADD; clear() removes the files."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir: str | None = None
+
+    def new_path(self) -> str:
+        from rootless.store.layers import TempArea
+
+        if self.dir is None:
+            self.dir = str(TempArea().mkdir("add-url"))
+        return os.path.join(self.dir, str(len(self)))
+
+    def clear(self) -> None:
+        super().clear()
+        if self.dir is not None:
+            import shutil
+
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+def _remote_keys(inst, sources, downloads: _Downloads) -> list:
+    """The cache key's part for ADD's remote sources: what the remote holds now, not the
+    URL's text (BuildKit checks the remote too: a changed file is fetched again). A git
+    URL by the commit its ref names (git ls-remote); an http(s) URL by --checksum when
+    given, else by its body's digest: a conditional GET with the ETag / Last-Modified
+    of the last download answers 304 when nothing changed (the digest recorded then),
+    else the body comes now and is kept for the step."""
+    from rootless.engine import buildcontext
+
+    out = []
+    for s in sources:
+        if not s.url:
+            continue
+        if buildcontext.is_git_url(s.url):
+            try:
+                out.append([s.url, buildcontext.git_commit(s.url)])
+            except RlError as exc:
+                raise inst.error(f"ADD {exc.message}", exc.fix) from None
+        elif inst.checksum:
+            out.append([s.url, inst.checksum])
+        else:
+            out.append([s.url, _remote_digest(inst, s.url, downloads)])
+    return out
+
+
+def _remote_digest(inst, url: str, downloads: _Downloads) -> str:
+    known = buildcache.remote_get(url)
+    headers = {}
+    if known is not None:
+        etag, modified, _ = known
+        if etag:
+            headers["If-None-Match"] = etag
+        if modified:
+            headers["If-Modified-Since"] = modified
+    path = downloads.new_path()
+    got = _download(inst, url, path, headers)
+    if got is None:  # 304: unchanged since the download recorded
+        return known[2]
+    digest, etag, modified = got
+    buildcache.remote_put(url, etag, modified, digest)
+    downloads[url] = path
+    return digest
+
+
+def _download(inst, url: str, path: str, headers: dict | None = None
+              ) -> tuple[str, str | None, str | None] | None:
+    """GET `url` into `path`: (sha256 digest, ETag, Last-Modified), or None when the
+    server answered 304 to a conditional request."""
     from rootless.image import httpx_lite
 
     httpx = httpx_lite.load()
-    name = os.path.basename(urlsplit(url).path) or "index.html"
-    path = os.path.join(into, name)
     h = hashlib.sha256()
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as resp:
+        with httpx.stream("GET", url, headers=headers or {}, follow_redirects=True,
+                          timeout=60.0) as resp:
+            if resp.status_code == 304 and headers:
+                return None
             if resp.status_code != 200:
                 raise inst.error(f"ADD {url}: the server answered {resp.status_code}")
             with open(path, "wb") as f:
                 for chunk in resp.iter_bytes():
                     h.update(chunk)
                     f.write(chunk)
+            return ("sha256:" + h.hexdigest(), resp.headers.get("etag"),
+                    resp.headers.get("last-modified"))
     except httpx.HTTPError as exc:
         raise inst.error(f"ADD {url}: {exc}") from None
-    got = "sha256:" + h.hexdigest()
+
+
+def _fetch(inst, url: str, into: str, downloads: _Downloads | None = None) -> str:
+    """ADD URL: the body (fetched for the cache key, or now) in `into` under the URL's
+    file name (mode 0600, as Docker), checked against --checksum."""
+    from urllib.parse import urlsplit
+
+    name = os.path.basename(urlsplit(url).path) or "index.html"
+    path = os.path.join(into, name)
+    if downloads is not None and url in downloads:
+        os.rename(downloads.pop(url), path)
+        with open(path, "rb") as f:
+            got = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    else:
+        got = _download(inst, url, path)[0]
     if inst.checksum and inst.checksum != got:
         raise inst.error(f"ADD {url}: checksum mismatch: expected {inst.checksum}, got {got}")
     os.chmod(path, 0o600)

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 
 from rootless.errors import InvalidArgument, RlError
@@ -31,9 +30,10 @@ def is_git_url(spec: str) -> bool:
 
 
 @contextlib.contextmanager
-def opened(spec: str, dockerfile: str | None):
+def opened(spec: str, dockerfile: str | None, stdin=None):
     """(context dir, Dockerfile path or None) for the build; temp dirs removed after.
-    `dockerfile` "-" reads the Dockerfile from stdin (with another context)."""
+    "-" (the context: a tar or a Dockerfile; or `dockerfile`: the Dockerfile) is read from
+    `stdin`, a binary file object of the caller's (None: there is none)."""
     local = spec != "-" and not is_git_url(spec) and not re.match(r"^https?://", spec, re.I)
     if local and dockerfile != "-":
         yield spec, dockerfile
@@ -48,13 +48,15 @@ def opened(spec: str, dockerfile: str | None):
         if dockerfile == "-":
             if spec == "-":
                 raise InvalidArgument("stdin cannot be both the context and the Dockerfile")
+            if stdin is None:
+                raise InvalidArgument("-f -: nothing on stdin", "pipe a Dockerfile")
             dockerfile = os.path.join(tmp, "Dockerfile")
             with open(dockerfile, "wb") as f:
-                shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+                shutil.copyfileobj(stdin, f, 1 << 20)
         if local:
             yield spec, dockerfile
         elif spec == "-":
-            yield _from_stdin(tmp, ctx, dockerfile)
+            yield _from_stdin(tmp, ctx, dockerfile, stdin)
         elif is_git_url(spec):
             yield _from_git(spec, tmp, ctx), dockerfile
         else:
@@ -74,13 +76,13 @@ def _unpack(path: str, ctx: str, what: str) -> None:
             from None
 
 
-def _from_stdin(tmp: str, ctx: str, dockerfile: str | None):
-    if sys.stdin.isatty():
+def _from_stdin(tmp: str, ctx: str, dockerfile: str | None, stdin):
+    if stdin is None:
         raise InvalidArgument("build context '-': nothing on stdin",
                               "pipe a tar or a Dockerfile: rl build - < Dockerfile")
     data = os.path.join(tmp, "stdin")
     with open(data, "wb") as f:
-        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        shutil.copyfileobj(stdin, f, 1 << 20)
     if tarfile.is_tarfile(data):
         _unpack(data, ctx, "stdin")
         return ctx, dockerfile
@@ -92,6 +94,40 @@ def _from_stdin(tmp: str, ctx: str, dockerfile: str | None):
 
 def _from_git(spec: str, tmp: str, ctx: str) -> str:
     return fetch_git(spec, ctx)
+
+
+def git_commit(spec: str) -> str:
+    """The commit `URL#REF` names now (git ls-remote), for the cache key of an ADD of a
+    git URL: BuildKit checks the remote too, so a moved branch is fetched again."""
+    url, _, frag = spec.partition("#")
+    ref = frag.partition(":")[0] or "HEAD"
+    if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", ref):
+        return ref
+    if url.lower().startswith("github.com/"):
+        url = "https://" + url
+    if shutil.which("git") is None:
+        raise RlError("building from a git URL needs the git command",
+                      "install git (apt-get install git)")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    try:
+        proc = subprocess.run(["git", "ls-remote", "--", url, ref], capture_output=True,
+                              text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise InvalidArgument(f"{spec}: git ls-remote timed out") from None
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise InvalidArgument(f"{spec}: git ls-remote: {why}",
+                              "check the URL and the ref after '#'")
+    found = {name: sha for sha, _, name in (line.partition("\t")
+                                            for line in proc.stdout.splitlines()) if name}
+    # an annotated tag's commit is its peeled line (`refs/tags/v1^{}`)
+    for name in (f"refs/tags/{ref}^{{}}", ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+        if name in found:
+            return found[name]
+    if found:
+        return sorted(found.items())[0][1]
+    # not a ref the remote advertises (an abbreviated commit): the spec itself
+    return spec
 
 
 def fetch_git(spec: str, ctx: str, keep_git_dir: bool = False) -> str:

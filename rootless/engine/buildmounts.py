@@ -27,7 +27,9 @@ import fcntl
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from rootless.errors import RlError
 
@@ -199,7 +201,10 @@ def _cache_dir(prep: Prepared, m, source_of, n: int) -> str:
                 os.close(dfd)
                 continue
             prep._fds.append(lock)
-            os.utime(lock)  # last use, for `rl builder prune --filter until=`
+            # one byte a use: its size is the usage count and its mtime the last use
+            # (`rl system df -v`, `rl builder prune --filter until=`)
+            os.lseek(lock, 0, os.SEEK_END)
+            os.write(lock, b".")
             try:
                 try:
                     os.mkdir("data", 0o700, dir_fd=dfd)
@@ -300,30 +305,51 @@ def _instances(lock_flags: int):
         os.close(rootfd)
 
 
-def prune(before: float | None = None) -> int:
+def prune(before: float | None = None,
+          chosen: Callable[[float], bool] | None = None) -> tuple[list[str], int]:
     """Remove every cache-mount instance no build holds (and, with `before`, none used
-    since that time); returns the bytes freed."""
+    since that time; with `chosen`, only those it accepts by their last use); returns the
+    instances removed and the bytes freed."""
     from rootless.linux import safepath
     from rootless.runtime import userns
 
     root = cache_root()
     freed = 0
+    removed: list[str] = []
     for rootfd, name, lock, busy in _instances(os.O_RDWR | os.O_CREAT):
-        if busy or (before is not None and os.fstat(lock).st_mtime >= before):
+        last = os.fstat(lock).st_mtime
+        if busy or (before is not None and last >= before) or \
+                (chosen is not None and not chosen(last)):
             continue  # a build uses it, or used it since `before`
         freed += size(root / name / "data")
         safepath.rmtree_at(rootfd, name)
         if safepath.lstat_at(rootfd, name) is not None:  # subordinate ids' files
             userns.rmtree(str(root / name))
-    return freed
+        removed.append(name)
+    return removed, freed
 
 
-def usage() -> list[tuple[str, int, float, bool]]:
-    """Each cache-mount instance: (name, bytes, last use, in use by a build), for
-    `rl system df`."""
+class CacheMount(NamedTuple):
+    """A cache-mount instance as `rl system df` shows it."""
+    name: str
+    size: int  # bytes of its files
+    last_used: float
+    busy: bool  # a build holds it now
+    uses: int
+    created: float
+
+
+def usage() -> list[CacheMount]:
+    """Each cache-mount instance, for `rl system df`."""
     root = cache_root()
-    return [(name, size(root / name / "data"), os.fstat(lock).st_mtime, busy)
-            for _rootfd, name, lock, busy in _instances(os.O_RDONLY)]
+    out = []
+    for rootfd, name, lock, busy in _instances(os.O_RDONLY):
+        st = os.fstat(lock)
+        # the instance's dir changed last when its lock and data were made
+        made = os.stat(name, dir_fd=rootfd, follow_symlinks=False).st_mtime
+        out.append(CacheMount(name, size(root / name / "data"), st.st_mtime, busy,
+                              st.st_size, made))
+    return out
 
 
 def size(path) -> int:

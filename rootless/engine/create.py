@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rootless.engine import events
 from rootless.engine.lifecycle import parse_signal, remove_files
 from rootless.engine.spec import RunOptions
 from rootless.errors import Conflict, InvalidArgument, RlError
-from rootless.store import catalog, paths
+from rootless.store import catalog, containerdb, paths
 from rootless.store.containerdb import Container, containers_dir, lookup, new_name, validate_name
 
 
@@ -89,7 +88,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         validate_name(opts.name)
     from rootless.engine import images
 
-    image = images.ensure_image(opts.image, pull=opts.pull, quiet=opts.quiet,
+    image = images.ensure_image(opts.image, pull=opts.pull, progress=opts.progress,
                                 platform=opts.platform)
     from rootless.engine import mounts, netflags, netwire, nsflags, procflags, runextras
 
@@ -164,21 +163,21 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):
             name = opts.name or new_name(conn)
-            if conn.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
+            if containerdb.name_owner(conn, name):
                 raise Conflict(f"the container name {name!r} is already in use",
                                "remove that container (rl rm) or choose another --name")
             tmp.rename(final)
             try:
-                conn.execute(
-                    "INSERT INTO containers (id, name, image_id, image, command, created,"
-                    " labels, options) VALUES (?,?,?,?,?,?,?,?)",
-                    (cid, name, image.id, opts.image, json.dumps(spec["process"]["args"]),
-                     time.time(), json.dumps(labels), json.dumps(options)))
+                containerdb.insert(conn, cid=cid, name=name, image_id=image.id,
+                                   image=opts.image, command=spec["process"]["args"],
+                                   created=time.time(), labels=labels, options=options)
                 mounts.record(conn, cid, name, mount_plan)
             except BaseException:
                 final.rename(tmp)
                 raise
     except BaseException:
+        import shutil  # (not at the top: `rl ps` does not need it)
+
         shutil.rmtree(tmp, ignore_errors=True)
         mount_plan.undo()
         netwire.abandon(opts.network)

@@ -7,7 +7,7 @@ import json
 import os
 
 from rootless.errors import Conflict, InvalidArgument, NotFound
-from rootless.store.containerdb import Container, db, lookup, refresh
+from rootless.store.containerdb import Container, every_container, lookup
 
 
 def _ago(seconds: float) -> str:
@@ -26,9 +26,7 @@ def list_containers(all_: bool = False, filters: dict[str, list[str]] | None = N
     """Containers, newest first: the running ones, or all (`all_`, or a `status` filter,
     or `last`: the `last` newest of every state, as `docker ps -n`), that pass Docker's
     filters (rootless/engine/filters.py)."""
-    with db() as conn:
-        rows = conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
-        out = [refresh(conn, Container.from_row(r)) for r in rows]
+    out = every_container()
     if filters:
         from rootless.engine import filters as flt
 
@@ -86,12 +84,14 @@ def upper_size(c: Container) -> int:
     return safepath.tree_size(c.dir / "upper")
 
 
-def logs(ref: str, *, follow: bool = False, tail: int | None = None,
+def logs(ref: str, *, follow: bool = False, tail: int | str | None = None,
          since: float | None = None, until: float | None = None):
-    """(timestamp, stream, data) records of the container's output; `since`/`until`
+    """(timestamp, stream, data) records of the container's output; `tail`: the last N
+    lines (a number, or Docker's text: "all" or digits; None: all); `since`/`until`
     (Unix times) keep those written in [since, until)."""
     from rootless.runtime import logfile
 
+    tail = parse_tail(tail)
     c = lookup(ref)
     from rootless.engine import runextras
 
@@ -114,6 +114,17 @@ def logs(ref: str, *, follow: bool = False, tail: int | None = None,
     if lo is not None or hi is not None:
         return _logs(c, path, window, follow, tail)
     return _logs(c, path, lambda r: r, follow, tail)
+
+
+def parse_tail(tail: int | str | None) -> int | None:
+    """Docker's `tail` (`--tail`, the API's ?tail=): "all" (or None) or a number of lines."""
+    if tail is None or tail == "all":
+        return None
+    if isinstance(tail, int) and tail >= 0:
+        return tail
+    if isinstance(tail, str) and tail.isdigit():
+        return int(tail)
+    raise InvalidArgument(f"invalid --tail value {tail!r}", "a number or all")
 
 
 def _logs(c: Container, path: str, window, follow: bool, tail: int | None):

@@ -11,8 +11,9 @@
 
 setns(2) into the container's user namespace needs a single-threaded process: from the
 single-threaded CLI with its own fds the command's process is forked (the fast path);
-otherwise it is a fresh interpreter (rootless.runtime.lean call_main: exec_process) whose stdio are
-pipes (or the caller's fds) that threads of the engine copy to and from `streams`.
+otherwise it is a fresh interpreter (rootless.runtime.lean call_main: exec_process) whose
+stdio are pipes (or the caller's fds) that threads of the engine copy to and from
+`streams`.
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ def _exec_spawned(c, process: dict, streams: Streams, *, interactive: bool, tty:
     # with a tty the command's output is on the pty; the interpreter's own stderr
     # carries only a failure to enter the container
     stderr = target(streams.stdout if tty else streams.stderr)
-    child = subprocess.Popen(lean.entry_argv("call_main", ["rootless.engine.execs:exec_process", args]), stdin=stdin,
+    argv = lean.entry_argv("call_main", ["rootless.engine.execs:exec_process", args])
+    child = subprocess.Popen(argv, stdin=stdin,
                              stdout=stdout, stderr=stderr, pass_fds=pass_fds, cwd="/")
     if sock_child is not None:
         sock_child.close()

@@ -39,6 +39,14 @@ def parse(values: tuple[str, ...] | list[str], keys: tuple[str, ...]) -> dict[st
     return out
 
 
+def check(f: dict[str, list[str]], keys: tuple[str, ...]) -> None:
+    """Refuse a filter key the listing does not know (any front end: the CLI's --filter,
+    the API's `filters` JSON)."""
+    for key in f:
+        if key not in keys:
+            raise InvalidArgument(f"invalid filter '{key}'", "use one of: " + ", ".join(keys))
+
+
 def _search(pattern: str, text: str) -> bool:
     try:
         return re.search(pattern, text) is not None
@@ -77,6 +85,7 @@ def _port_range(key: str, value: str) -> tuple[int, int, str]:
 def containers(cs: list[Any], f: dict[str, list[str]], lookup) -> list[Any]:
     """The containers of `cs` (newest first, every state) that pass the filters.
     `lookup(ref)` finds a container for before/since."""
+    check(f, PS_KEYS)
     for s in f.get("status", []):
         if s not in STATUSES:
             raise InvalidArgument(f"invalid filter 'status={s}'",
@@ -166,7 +175,7 @@ def _on_network(c: Any, wanted: list[str]) -> bool:
     try:
         from rootless.engine import networks
 
-        ids = [networks.inspect(n).id for n in nets if n not in ("slirp4netns", "host", "none",
+        ids = [networks.get_network(n).id for n in nets if n not in ("slirp4netns", "host", "none",
                                                                "container")]
     except Exception:  # a network gone since: match by name only
         pass
@@ -194,6 +203,7 @@ def _has_port(ports: list[tuple[int, str]], wanted: list[tuple[int, int, str]]) 
 # -- images, volumes, networks ------------------------------------------------------------
 
 def images(records: list[Any], f: dict[str, list[str]], get_image) -> list[Any]:
+    check(f, IMAGES_KEYS)
     from fnmatch import fnmatchcase
 
     from rootless.format.docker_shapes import parse_time
@@ -232,6 +242,7 @@ def _short(name: str) -> str:
 
 
 def volumes(vols: list[Any], f: dict[str, list[str]], in_use) -> list[Any]:
+    check(f, VOLUME_KEYS)
     dangling = [_bool("dangling", v) for v in f.get("dangling", [])]
     out = []
     for v in vols:
@@ -248,6 +259,7 @@ def volumes(vols: list[Any], f: dict[str, list[str]], in_use) -> list[Any]:
 
 
 def networks(nets: list[Any], f: dict[str, list[str]]) -> list[Any]:
+    check(f, NETWORK_KEYS)
     for t in f.get("type", []):
         if t not in ("custom", "builtin"):
             raise InvalidArgument(f"invalid filter 'type={t}'", "use type=custom or type=builtin")

@@ -201,10 +201,9 @@ def _fold(cid: str, started: float, code: int, output: str, ended: float):
     from rootless.store import catalog
 
     with containerdb.db() as conn, catalog.transaction(conn):
-        row = conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
-        if row is None:
+        c = containerdb.get_in(conn, cid)
+        if c is None:
             return None, None, None
-        c = containerdb.Container.from_row(row)
         hc = c.options.get("healthcheck")
         if not hc or c.state != "running":
             return None, None, c
@@ -222,7 +221,7 @@ def _fold(cid: str, started: float, code: int, output: str, ended: float):
                     h["Status"] = "unhealthy"
         h["Log"] = (h["Log"] + [{"Start": _iso(started), "End": _iso(ended),
                                  "ExitCode": code, "Output": output}])[-MAX_LOG:]
-        conn.execute("UPDATE containers SET health=? WHERE id=?", (json.dumps(h), cid))
+        containerdb.update(conn, cid, health=json.dumps(h))
         return h["Status"], old, c
 
 
@@ -249,6 +248,5 @@ def probe(ref: str) -> str:
 
 def reset(conn, cid: str, hc: dict | None) -> None:
     """At each start: starting again, as Docker's initHealthMonitor."""
-    conn.execute("UPDATE containers SET health=? WHERE id=?",
-                 (json.dumps({"Status": "starting", "FailingStreak": 0, "Log": []})
-                  if hc else None, cid))
+    containerdb.update(conn, cid, health=json.dumps(
+        {"Status": "starting", "FailingStreak": 0, "Log": []}) if hc else None)

@@ -170,16 +170,19 @@ def _pull_candidates(text: str) -> list[reference.Reference]:
     return [ref.with_domain(d) for d in registries_conf.load().search_registries()]
 
 
-def pull(ref: str, *, platform: str | None = None, quiet: bool = False) -> ImageRecord:
+def pull(ref: str, *, platform: str | None = None, progress=None) -> ImageRecord:
     """Pull `ref` from its registry into the store; returns the stored image.
 
-    Short names are tried against each unqualified-search-registry in turn. Progress goes
-    to stderr (a rich display on a terminal) unless `quiet`.
+    Short names are tried against each unqualified-search-registry in turn. `progress`
+    (rootless/image/progress.py) gets the status lines and each layer's progress; None:
+    nothing is shown. A failed pull leaves the blobs it verified (a next pull reuses them)
+    and no image.
     """
-    import sys
-
     from rootless.image import manifest as mf
+    from rootless.image import progress as prog
     from rootless.image import registries_conf
+
+    progress = prog.sink(progress)
 
     if platform:
         mf.parse_platform(platform)  # validate before any network traffic
@@ -187,10 +190,9 @@ def pull(ref: str, *, platform: str | None = None, quiet: bool = False) -> Image
     conf = registries_conf.load()
     errors: list[RlError] = []
     for cand in candidates:
-        if not quiet:
-            print(f"Trying to pull {cand}...", file=sys.stderr, flush=True)
+        progress.message(f"Trying to pull {cand}...")
         try:
-            record = _pull_one(cand, conf, platform, quiet)
+            record = _pull_one(cand, conf, platform, progress)
             from rootless.engine import events
 
             events.emit("image", "pull", str(cand), {"name": str(cand)})
@@ -211,8 +213,7 @@ def pull(ref: str, *, platform: str | None = None, quiet: bool = False) -> Image
 
 
 def _pull_one(ref: reference.Reference, conf, platform: str | None,
-              quiet: bool) -> ImageRecord:
-    from rootless.image import progress as prog
+              progress) -> ImageRecord:
     from rootless.image.copy import copy
     from rootless.image.docker_transport import RegistrySource
     from rootless.image.store_transport import StoreDestination
@@ -222,7 +223,7 @@ def _pull_one(ref: reference.Reference, conf, platform: str | None,
     try:
         dst = StoreDestination()
         try:
-            with prog.for_terminal(quiet) as progress:
+            with progress:
                 result = copy(src, dst, names=names, platform=platform, progress=progress)
         except NotFound as exc:
             if exc.message.startswith("manifest "):
@@ -233,13 +234,10 @@ def _pull_one(ref: reference.Reference, conf, platform: str | None,
             dst.close()
     finally:
         src.close()
-    if not quiet:
-        import sys
-
-        total = len(result.layers)
-        print(f"Pulled {ref}: {result.downloaded} of {total} layer"
-              f"{'s' if total != 1 else ''} downloaded, {total - result.downloaded} already "
-              "present", file=sys.stderr, flush=True)
+    total = len(result.layers)
+    progress.message(f"Pulled {ref}: {result.downloaded} of {total} layer"
+                     f"{'s' if total != 1 else ''} downloaded, "
+                     f"{total - result.downloaded} already present")
     return get_image(result.image_id)
 
 
@@ -247,27 +245,28 @@ _pull = pull  # ensure_image's `pull` argument shadows the function
 
 
 def ensure_image(ref: str, *, pull: str = "missing", platform: str | None = None,
-                 quiet: bool = False) -> ImageRecord:
+                 progress=None) -> ImageRecord:
     """What `rl run`/`rl create` call: the local image, pulled per policy
-    (missing: only when absent; always: pull; never: local only)."""
+    (missing: only when absent; always: pull; never: local only), with `progress` as
+    pull's."""
     if pull not in PULL_POLICIES:
         raise InvalidArgument(f"invalid pull policy {pull!r}",
                               f"use one of {', '.join(PULL_POLICIES)}")
     if pull == "always":
-        return _pull(ref, platform=platform, quiet=quiet)
+        return _pull(ref, platform=platform, progress=progress)
     try:
         image = get_image(ref)
     except NotFound:
         if pull == "never":
             raise NotFound(f"image {ref} not found in the local store and pull policy is "
                            "'never'", f"pull it first with: rl pull {ref}") from None
-        return _pull(ref, platform=platform, quiet=quiet)
+        return _pull(ref, platform=platform, progress=progress)
     if platform and pull == "missing":
         from rootless.image import manifest as mf
 
         os_, arch, _ = mf.parse_platform(platform)
         if (image.config.get("os"), image.config.get("architecture")) != (os_, arch):
-            return _pull(ref, platform=platform, quiet=quiet)
+            return _pull(ref, platform=platform, progress=progress)
     return image
 
 

@@ -4,16 +4,14 @@ rootless/engine/containers.py; the record: rootless/store/containerdb.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
 
 from rootless.engine import events
 from rootless.errors import Conflict, InvalidArgument, NotFound, RlError
-from rootless.store import catalog, paths
+from rootless.store import catalog, containerdb, paths
 from rootless.store.containerdb import (
     Container,
     db,
@@ -41,14 +39,14 @@ def update(ref: str, *, restart: str | None = None, resources: dict | None = Non
         raise InvalidArgument(f"container {c.name} was made with --rm: it cannot get a "
                               "restart policy", "make it again without --rm")
     with db() as conn, catalog.transaction(conn):
-        row = conn.execute("SELECT options FROM containers WHERE id=?", (c.id,)).fetchone()
-        if row is None:
+        now = containerdb.get_in(conn, c.id)
+        if now is None:
             raise NotFound(f"no such container: {ref}")
-        options = json.loads(row["options"])
+        options = now.options
         options.pop("restart", None)
         if policy:
             options["restart"] = policy
-        conn.execute("UPDATE containers SET options=? WHERE id=?", (json.dumps(options), c.id))
+        containerdb.update(conn, c.id, options=options)
     return lookup(c.id)
 
 
@@ -57,10 +55,9 @@ def set_manual_stop(c: Container, stopped: bool = True) -> None:
     restart it), cleared, with the restart count, by a start."""
     with db() as conn, catalog.transaction(conn):
         if stopped:
-            conn.execute("UPDATE containers SET manual_stop=1 WHERE id=?", (c.id,))
+            containerdb.update(conn, c.id, manual_stop=1)
         else:
-            conn.execute("UPDATE containers SET manual_stop=0, restart_count=0,"
-                         " restart_delay=0 WHERE id=?", (c.id,))
+            containerdb.update(conn, c.id, manual_stop=0, restart_count=0, restart_delay=0)
 
 
 def _end_restarting(c: Container, timeout: float) -> Container:
@@ -214,7 +211,7 @@ def remove_files(c: Container, *, volumes: bool = False) -> None:
     from rootless.engine import mounts
 
     with db() as conn, catalog.transaction(conn):
-        conn.execute("DELETE FROM containers WHERE id=?", (c.id,))
+        containerdb.delete(conn, c.id)
     events.container("destroy", c)
     mounts.release(c.id, remove_anonymous=volumes)
     from rootless.engine import netwire
@@ -232,6 +229,8 @@ def _rmtree(path: Path) -> None:
     """Remove a container dir; files the container created as another uid sit in the
     upper dir owned by subordinate ids, which the user can only remove from inside the
     user namespace."""
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
     if path.exists():
         from rootless.runtime import userns
@@ -276,11 +275,11 @@ def rename(ref: str, new_name: str) -> Container:
         if c.name == new_name:
             raise InvalidArgument(f"renaming a container with the same name as its current "
                                   f"name: {new_name}", "give another name")
-        taken = conn.execute("SELECT id FROM containers WHERE name=?", (new_name,)).fetchone()
+        taken = containerdb.name_owner(conn, new_name)
         if taken:
             raise Conflict(f"the container name {new_name} is already in use by container "
-                           f"{taken[0][:12]}", "remove that container or choose another name")
-        conn.execute("UPDATE containers SET name=? WHERE id=?", (new_name, c.id))
+                           f"{taken[:12]}", "remove that container or choose another name")
+        containerdb.update(conn, c.id, name=new_name)
         for table, col in (("container_volumes", "container"), ("network_endpoints", "name")):
             if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
                             (table,)).fetchone():

@@ -30,7 +30,7 @@ def _save(c, nets: dict[str, list[str]]) -> None:
 
 
 def _target(network_ref: str, container_ref: str):
-    net = networks.inspect(network_ref)  # NotFound: network X not found
+    net = networks.get_network(network_ref)  # NotFound: network X not found
     c = containerdb.lookup(container_ref)  # NotFound: no such container
     nets = netwire.user_networks(c.options)
     if not nets:

@@ -65,7 +65,7 @@ def plan(*, network: str | None, publish: list[str], publish_all: bool,
             if modes.parse_network(name).kind != "bridge":
                 raise InvalidArgument(f"--network {name} cannot be combined with another "
                                       "--network", "give only user-defined networks")
-            real = networks.inspect(name).name  # NotFound: no such network
+            real = networks.get_network(name).name  # NotFound: no such network
             if real in seen:
                 raise InvalidArgument(f"network {real} is given twice",
                                       "give each --network once")
@@ -109,7 +109,7 @@ def plan_networks(opts) -> dict[str, list[str]]:
     go with the first network, as Docker's --network-alias does."""
     from rootless.engine import networks
 
-    names = [networks.inspect(n).name for n in [opts.network, *opts.extra_networks]]
+    names = [networks.get_network(n).name for n in [opts.network, *opts.extra_networks]]
     return {name: list(opts.network_aliases) if i == 0 else [] for i, name in enumerate(names)}
 
 
@@ -187,6 +187,8 @@ def files(network: str | None, hostname: str) -> dict[str, str]:
 
 
 def ps_ports(options: dict) -> str:
+    if not options.get("ports"):  # most containers: no import of the ports module (socket)
+        return ""
     from rootless.network import ports
 
     return ports.format_ps(mappings_of(options))
@@ -240,7 +242,7 @@ def holder_for(network: str | None):
     from rootless.engine import networks
     from rootless.network.holder import Holder
 
-    networks.inspect(mode_of(network).name)
+    networks.get_network(mode_of(network).name)
     return Holder.ensure(networks.holder_state_file(), slirp_socket=networks.holder_slirp_socket())
 
 

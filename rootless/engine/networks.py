@@ -134,9 +134,12 @@ def _pick_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
 
 
 def create(name: str, *, subnet: str | None = None, gateway: str | None = None,
-           labels: dict | None = None, internal: bool = False,
+           labels: dict | None = None, internal: bool = False, driver: str = "bridge",
            root: Path | None = None) -> Network:
-    """Record a new bridge network. Nothing runs until a container joins it."""
+    """Record a new bridge network (the only driver). Nothing runs until a container
+    joins it."""
+    if driver != "bridge":
+        raise InvalidArgument(f"network driver {driver} is not supported", "use bridge")
     if not _NAME_RE.match(name or ""):
         raise InvalidArgument(f"invalid network name {name!r}",
                               "use letters, digits and _ . - (starting with a letter or digit)")
@@ -184,7 +187,7 @@ def create(name: str, *, subnet: str | None = None, gateway: str | None = None,
                      " labels, created) VALUES (:id, :name, :driver, :subnet, :gateway,"
                      " :bridge, :internal, :labels, :created)", row)
     _event("create", net_id, name, root)
-    return inspect(name, root=root)
+    return get_network(name, root=root)
 
 
 def _event(action: str, net_id: str, name: str, root: Path | None) -> None:
@@ -193,9 +196,15 @@ def _event(action: str, net_id: str, name: str, root: Path | None) -> None:
     events.emit("network", action, net_id, {"name": name, "type": "bridge"}, root)
 
 
-def inspect(ref: str, root: Path | None = None) -> Network:
+def get_network(ref: str, root: Path | None = None) -> Network:
+    """The network record of a name or (abbreviated) id; NotFound otherwise."""
     conn = _connect(root)
     return _row_to_network(conn, _find(conn, ref))
+
+
+def inspect(ref: str, root: Path | None = None) -> dict:
+    """`docker network inspect`'s document, as every object's inspect gives one."""
+    return get_network(ref, root).to_inspect()
 
 
 def list_networks(root: Path | None = None) -> list[Network]:
@@ -487,3 +496,17 @@ def container_ports(ref: str, root: Path | None = None) -> tuple[str, list[PortM
         raise NotFound(f"no such container: {ref}")
     options = json.loads(row["options"] or "{}")
     return row["name"], [PortMapping.from_dict(p) for p in options.get("ports", [])]
+
+
+def published_port(ref: str, private_port: str) -> tuple[str, list[PortMapping]]:
+    """`docker port CONTAINER PORT[/PROTO]`: (container name, the mappings of that port);
+    NotFound when it is not published."""
+    name, mappings = container_ports(ref)
+    num, _, proto = private_port.partition("/")
+    if not num.isdigit():
+        raise InvalidArgument(f"invalid port {private_port}", "give PORT or PORT/PROTO")
+    proto = proto or "tcp"
+    hits = [m for m in mappings if m.container_port == int(num) and m.protocol == proto]
+    if not hits:
+        raise NotFound(f"no public port '{num}/{proto}' published for {name}")
+    return name, hits

@@ -24,13 +24,13 @@ def _image(name: str) -> dict:
 def _volume(name: str) -> dict:
     from rootless.engine import volumes
 
-    return volumes.inspect(name).as_docker()
+    return volumes.inspect(name)
 
 
 def _network(name: str) -> dict:
     from rootless.engine import networks
 
-    return networks.inspect(name).to_inspect()
+    return networks.inspect(name)
 
 
 _FINDERS = {"container": _container, "image": _image, "volume": _volume,

@@ -75,19 +75,18 @@ def after_exit(cid: str, code: int | None) -> None:
 
     while True:
         with containerdb.db() as conn, catalog.transaction(conn):
-            row = conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
-            if row is None:
+            c = containerdb.get_in(conn, cid)
+            if c is None:
                 return
-            c = containerdb.Container.from_row(row)
             policy = c.options.get("restart")
             if not wants_restart(policy, code, c.restart_count, bool(c.manual_stop)):
                 return
             ran = (c.finished or 0) - (c.started or 0)
             delay = next_delay(c.restart_delay or 0, ran)
             me = os.getpid()
-            conn.execute("UPDATE containers SET state='restarting', restart_count=?,"
-                         " restart_delay=?, monitor_pid=?, monitor_start=? WHERE id=?",
-                         (c.restart_count + 1, delay, me, containerdb.proc_start(me), cid))
+            containerdb.update(conn, cid, state="restarting",
+                               restart_count=c.restart_count + 1, restart_delay=delay,
+                               monitor_pid=me, monitor_start=containerdb.proc_start(me))
         if not _back_off(cid, delay):
             return
         code = ctr.relaunch(cid)
@@ -98,8 +97,8 @@ def after_exit(cid: str, code: int | None) -> None:
 def _stopped(cid: str) -> bool:
 
     with containerdb.db() as conn:
-        row = conn.execute("SELECT manual_stop FROM containers WHERE id=?", (cid,)).fetchone()
-    return row is None or bool(row["manual_stop"])
+        c = containerdb.get_in(conn, cid)
+    return c is None or bool(c.manual_stop)
 
 
 def _back_off(cid: str, delay: float) -> bool:
@@ -113,8 +112,7 @@ def _back_off(cid: str, delay: float) -> bool:
         while True:
             if _stopped(cid):
                 with containerdb.db() as conn, catalog.transaction(conn):
-                    conn.execute("UPDATE containers SET state='exited' WHERE id=? AND "
-                                 "state='restarting'", (cid,))
+                    containerdb.update(conn, cid, state="exited", when_state="restarting")
                 return False
             left = deadline - time.monotonic()
             if left <= 0:

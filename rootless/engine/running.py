@@ -44,7 +44,7 @@ from rootless.engine.lifecycle import set_manual_stop as _set_manual_stop
 from rootless.engine.spec import RunOptions
 from rootless.engine.streams import Streams
 from rootless.errors import Conflict, NotFound, RlError
-from rootless.store import catalog, paths
+from rootless.store import catalog, containerdb, paths
 from rootless.store.containerdb import Container, lookup
 from rootless.store.containerdb import db as _db
 from rootless.store.containerdb import monitor_alive as _monitor_alive
@@ -83,9 +83,9 @@ def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
 
 def _set_running(c: Container, pid: int) -> None:
     with _db() as conn, catalog.transaction(conn):
-        conn.execute("UPDATE containers SET state='running', monitor_pid=?, monitor_start=?,"
-                     " pid=?, started=?, exit_code=NULL, finished=NULL WHERE id=?",
-                     (os.getpid(), _proc_start(os.getpid()), pid, time.time(), c.id))
+        containerdb.update(conn, c.id, state="running", monitor_pid=os.getpid(),
+                           monitor_start=_proc_start(os.getpid()), pid=pid,
+                           started=time.time(), exit_code=None, finished=None)
         if c.options.get("healthcheck"):
             from rootless.engine import health
 
@@ -98,8 +98,8 @@ def _set_exited(c: Container, code: int | None) -> None:
 
     trace(f"set exited {code}")
     with _db() as conn, catalog.transaction(conn):
-        conn.execute("UPDATE containers SET state='exited', pid=NULL, exit_code=?,"
-                     " finished=? WHERE id=?", (code, time.time(), c.id))
+        containerdb.update(conn, c.id, state="exited", pid=None, exit_code=code,
+                           finished=time.time())
     events.container("die", c, exitCode="" if code is None else code)
 
 
@@ -771,7 +771,11 @@ def resize(ref: str, rows: int, cols: int) -> None:
     if sock is None:
         raise Conflict(f"container {c.name} is not running", "start it first (rl start)")
     with sock:
+        # returns once the monitor applied it (output sent after this sees the new size)
         try:
             sock.sendall(frame(b"r", f"{int(rows)} {int(cols)}".encode()))
+            sock.settimeout(10)
+            while (data := sock.recv(64)) and not data.startswith(b"a"):
+                pass
         except OSError:
             pass

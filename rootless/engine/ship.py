@@ -9,9 +9,9 @@ made) -> StoreDestination. `add_image` is what `rl build` uses to store what it 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,18 +34,35 @@ def normalize_name(text: str) -> str:
     return ref.tagged
 
 
+# The source epoch of the verb running in this thread (build, commit, import), which its
+# caller passes (the CLI: --timestamp or SOURCE_DATE_EPOCH): a context variable, so that
+# the helpers deep in a build read it and two builds in two threads each have their own.
+_EPOCH: contextvars.ContextVar[int | None] = contextvars.ContextVar("source_epoch",
+                                                                   default=None)
+
+
+@contextlib.contextmanager
+def source_epoch_of(epoch: int | None):
+    """Within: `epoch` is the time written into configs and the clamp for every timestamp
+    in new layers, for reproducible images (None: now, and the files' own times)."""
+    if epoch is not None and epoch < 0:
+        raise InvalidArgument("the source epoch must be >= 0")
+    token = _EPOCH.set(epoch)
+    try:
+        yield
+    finally:
+        _EPOCH.reset(token)
+
+
 def source_epoch() -> int | None:
-    """SOURCE_DATE_EPOCH (set by `rl build --timestamp` too): the time written into
-    configs and the clamp for every timestamp in new layers, for reproducible images."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return int(epoch) if epoch.isdigit() else None
+    return _EPOCH.get()
 
 
 def now_iso() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    t = int(epoch) if epoch and epoch.isdigit() else time.time()
+    epoch = source_epoch()
+    t = epoch if epoch is not None else time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + (
-        f".{int((t % 1) * 1e9):09d}Z" if not epoch else "Z")
+        f".{int((t % 1) * 1e9):09d}Z" if epoch is None else "Z")
 
 
 # -- save / load --
@@ -91,8 +108,27 @@ def save(names: list[str], output, fmt: str = "docker-archive") -> None:
         writer.cleanup()
 
 
-def load(path: str) -> list[tuple[str, list[str]]]:
-    """Load every image of an archive; returns (image id, names) per image."""
+def load(source) -> list[tuple[str, list[str]]]:
+    """Load every image of an archive (a path, or a binary file object of the caller's,
+    read to its end and not closed: spooled to the store's temp area first, since an
+    archive is read out of order); returns (image id, names) per image."""
+    if isinstance(source, str):
+        return _load(source)
+    import shutil
+    import tempfile
+
+    from rootless.store import paths
+
+    fd, tmp = tempfile.mkstemp(prefix="rl-load-", dir=str(paths.ensure_store()))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(source, f, 1 << 20)
+        return _load(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def _load(path: str) -> list[tuple[str, list[str]]]:
     from rootless.image.archive_transport import Archive
     from rootless.image.copy import copy
     from rootless.image.store_transport import StoreDestination
@@ -136,7 +172,9 @@ class PushResult:
 
 
 def push(name: str, dest: str | None = None, fmt: str | None = None,
-         quiet: bool = True) -> PushResult:
+         progress=None) -> PushResult:
+    """Push the image `name` to `dest` (default: its own name's registry); `progress`
+    (rootless/image/progress.py) gets each blob's progress."""
     from rootless.engine import images
     from rootless.image import progress as prog
     from rootless.image import registries_conf
@@ -173,8 +211,8 @@ def push(name: str, dest: str | None = None, fmt: str | None = None,
                     mount_from.append(r.path)
         dst = RegistryDestination(ref, registries_conf.load(), mount_from=mount_from)
         try:
-            with prog.for_terminal(quiet) as progress:
-                result = copy(src, dst, names=[str(ref)], progress=progress)
+            with prog.sink(progress) as sink:
+                result = copy(src, dst, names=[str(ref)], progress=sink)
         finally:
             dst.close()
     finally:
@@ -299,9 +337,47 @@ def add_image(config: dict, parent_id: str | None, new_layers: list[NewLayer],
             parent_src.close()
 
 
+def parse_changes(items: list[str]) -> dict:
+    """The config changes of commit/import (`--change`, the API's `changes`): Dockerfile
+    instructions 'CMD ["x"]' / 'ENV K=V' / 'WORKDIR /x' / 'ENTRYPOINT [...]' / 'USER u'."""
+    out: dict = {}
+    for item in items:
+        word, _, rest = item.strip().partition(" ")
+        word, rest = word.upper(), rest.strip()
+        if word in ("CMD", "ENTRYPOINT"):
+            try:
+                value = json.loads(rest)
+            except ValueError:
+                value = ["/bin/sh", "-c", rest]
+            out["Cmd" if word == "CMD" else "Entrypoint"] = value
+        elif word == "ENV":
+            k, _, v = rest.partition("=")
+            out.setdefault("Env", []).append(f"{k}={v}")
+        elif word == "WORKDIR":
+            out["WorkingDir"] = rest
+        elif word == "USER":
+            out["User"] = rest
+        else:
+            raise InvalidArgument(f"unsupported --change {item!r}",
+                                  "use CMD, ENTRYPOINT, ENV, WORKDIR or USER")
+    return out
+
+
 def import_(source: str, name: str | None = None, message: str | None = None,
-            changes: dict | None = None) -> str:
-    """`rl import FILE|- [NAME]`: a rootfs tarball (maybe compressed) as a one-layer image."""
+            changes: list[str] | None = None, *, stream=None,
+            source_epoch: int | None = None) -> str:
+    """`rl import FILE|- [NAME]`: a rootfs tarball (maybe compressed) as a one-layer image,
+    created at `source_epoch` (None: now). Source "-" is `stream`, a binary file object
+    of the caller's, read to its end, not closed."""
+    if source == "-" and stream is None:
+        raise InvalidArgument("importing from '-' needs a stream to read")
+    config = parse_changes(changes or [])  # a bad --change fails before any work
+    with source_epoch_of(source_epoch):
+        return _import(source, name, message, config, stream)
+
+
+def _import(source: str, name: str | None, message: str | None, changes: dict | None,
+            stream) -> str:
     from rootless.image.streams import BlobReader, decompressor
     from rootless.store.layers import TempArea
 
@@ -310,7 +386,7 @@ def import_(source: str, name: str | None = None, message: str | None = None,
         raise NotFound(f"{source}: no such file")
     tmp = str(TempArea().path("import.tar"))
     try:
-        raw = sys.stdin.buffer if source == "-" else open(source, "rb")
+        raw = stream if source == "-" else open(source, "rb")
         try:
             reader = decompressor(BlobReader(raw, limit=1 << 62))
             with open(tmp, "wb") as out:
@@ -319,7 +395,7 @@ def import_(source: str, name: str | None = None, message: str | None = None,
         except (OSError, EOFError, ValueError) as exc:
             raise RlError(f"cannot read {source}: {exc}") from None
         finally:
-            if raw is not sys.stdin.buffer:
+            if raw is not stream:
                 raw.close()
         _check_tar(tmp, source)
         layer = layer_from_tar(tmp)
@@ -358,8 +434,28 @@ def _stopped_rootfs(c):
     return RootfsSpec.load(str(c.dir / "rootfs.json"))
 
 
-def export(ref: str, out_fd: int) -> None:
-    """The container's whole filesystem as a tar written to `out_fd`."""
+def export(ref: str, output: str | int) -> None:
+    """The container's whole filesystem as a tar: to the file `output` (written beside it
+    and renamed into place once complete: a failed export leaves no partial file), or to
+    the caller's fd `output` (not closed)."""
+    if isinstance(output, int):
+        return _export(ref, output)
+    tmp = f"{output}.rl-tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _export(ref, fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, output)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return None
+
+
+def _export(ref: str, out_fd: int) -> None:
     from rootless.engine import containers
     from rootless.image import layertar
     from rootless.runtime import copying
@@ -396,7 +492,17 @@ def upper_layer(upper: str) -> NewLayer | None:
 
 
 def commit(ref: str, name: str | None, *, message: str | None = None,
-           author: str | None = None, changes: dict | None = None) -> str:
+           author: str | None = None, changes: list[str] | None = None,
+           source_epoch: int | None = None) -> str:
+    """The container's changes as a new image on top of its own; `source_epoch`: the
+    creation time and the clamp of the new layer's timestamps (None: now)."""
+    config = parse_changes(changes or [])  # a bad --change fails before any work
+    with source_epoch_of(source_epoch):
+        return _commit(ref, name, message, author, config)
+
+
+def _commit(ref: str, name: str | None, message: str | None, author: str | None,
+            changes: dict | None) -> str:
     from rootless.engine import containers, images
 
     c = containers.lookup(ref)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from rootless.errors import InvalidArgument
 from rootless.runtime import caps
@@ -79,7 +80,8 @@ class RunOptions:
     sysctls: list[str] = field(default_factory=list)  # --sysctl
     privileged: bool = False  # --privileged
     devices: list[str] = field(default_factory=list)  # --device
-    quiet: bool = False  # -q: no pull progress
+    # a pull's progress (rootless/image/progress.py): the caller's renderer, None: none
+    progress: Any = None
     # the other cgroup flags, "--flag" -> value (refused: rootless/engine/cgroups.py)
     resources: dict = field(default_factory=dict)
     health_cmd: str | None = None  # --health-* (rootless/engine/health.py)

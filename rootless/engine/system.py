@@ -8,7 +8,9 @@ What rl counts, by Docker's four types:
   RECLAIMABLE what the containers that are not running wrote.
 - Local Volumes: every volume; ACTIVE those a container uses; RECLAIMABLE the others.
 - Build Cache: the images `rl build` keeps for its cache that `rl images` hides (the
-  untagged images later steps were built on); SIZE the bytes of the layers only they use.
+  untagged images later steps were built on; SIZE the bytes of the layers only they
+  use), and the RUN --mount=type=cache directories (their files' bytes); ACTIVE what a
+  container or a running build uses.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Usage:
     cache: list[Any] = field(default_factory=list)  # ImageRecord of the build cache
     cache_size: dict[str, int] = field(default_factory=dict)  # bytes only it holds
     cache_in_use: set[str] = field(default_factory=set)
+    cache_mounts: list[Any] = field(default_factory=list)  # buildmounts.CacheMount
 
 
 def disk_usage() -> Usage:
@@ -76,6 +79,9 @@ def disk_usage() -> Usage:
             u.cache_in_use.add(r.id)
     for v in u.volumes:
         u.volume_size[v.name] = safepath.tree_size(v.mountpoint)
+    from rootless.engine import buildmounts
+
+    u.cache_mounts = buildmounts.usage()
     return u
 
 
@@ -133,26 +139,53 @@ def prune_networks(filters: dict[str, list[str]] | None = None) -> Pruned:
     return Pruned(networks=networks.prune(filters=filters))
 
 
+BUILDER_PRUNE_KEYS = ("until", "type")
+CACHE_TYPES = ("regular", "exec.cachemount")  # BuildKit's record types, as `du` shows
+
+
+def check_cache_filters(filters: dict[str, list[str]]) -> None:
+    """Refuse a bad `type=` or time of `builder prune --filter` (before anything is asked
+    or removed)."""
+    from rootless.engine.filters import prune_predicate
+    from rootless.errors import InvalidArgument
+
+    bad = sorted(set(filters.get("type", [])) - set(CACHE_TYPES))
+    if bad:
+        raise InvalidArgument(f"invalid type filter {bad[0]!r}",
+                              "use type=regular or type=exec.cachemount")
+    prune_predicate({k: v for k, v in filters.items() if k != "type"})
+
+
 def prune_build_cache(all_cache: bool = False,
                       filters: dict[str, list[str]] | None = None) -> Pruned:
-    """Delete the build cache's images no container uses (the untagged images `rl images`
-    hides) and the cache records of steps whose image is gone. Without `all_cache` the
-    same: rl keeps no cache that is "in use" other than by a container."""
-    from rootless.engine import images
-    from rootless.store import catalog
+    """`builder prune` (and system prune's part): the RUN --mount=type=cache directories
+    no build holds (BuildKit's exec.cachemount records), the build cache's images no
+    container uses (the untagged images `rl images` hides: the "regular" records) and
+    the cache records of steps whose image is gone; with `all_cache`, every step's record
+    too. `filters`: label/until as the other prunes (until: last used before), `type`."""
+    from rootless.engine import buildmounts, images
+    from rootless.engine.filters import parse_time, prune_predicate
+    from rootless.store import buildcache
 
+    flt = dict(filters or {})
+    check_cache_filters(flt)
+    types = set(flt.pop("type", []) or CACHE_TYPES)
+    keep = prune_predicate(flt)
+    out = Pruned()
+    if "exec.cachemount" in types:
+        out.cache, out.reclaimed = buildmounts.prune(chosen=lambda last: keep({}, last))
+    if "regular" not in types:
+        return out
     every = images.list_images(all_images=True)
     listed = {r.id for r in images.list_images()}
     hidden = {r.id for r in every if r.id not in listed}
     before = _layers_total()
-    removed = images.prune(all_images=False, filters=filters, only=hidden) if hidden else []
-    with catalog.session() as conn, catalog.transaction(conn):
-        has = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                           "name='build_cache'").fetchone()
-        if has:
-            conn.execute("DELETE FROM build_cache WHERE image_id NOT IN (SELECT id FROM images)")
-    del all_cache
-    return Pruned(cache=removed, reclaimed=max(0, before - _layers_total()))
+    if hidden:
+        out.cache += images.prune(all_images=False, filters=flt, only=hidden)
+    limits = [parse_time(v, "until") for v in flt.get("until", [])]
+    buildcache.forget(everything=all_cache, before=min(limits) if limits else None)
+    out.reclaimed += max(0, before - _layers_total())
+    return out
 
 
 def system_prune(*, all_: bool = False, volumes: bool = False,

@@ -13,8 +13,15 @@ from rootless.store import volumes as store
 from rootless.store.volumes import Volume
 
 
-def create(name: str | None = None, labels: dict[str, str] | None = None) -> Volume:
-    """Create a named volume; without a name, an anonymous one with a random 64-hex name."""
+def create(name: str | None = None, labels: dict[str, str] | None = None,
+           driver: str = "local") -> Volume:
+    """Create a named volume; without a name, an anonymous one with a random 64-hex name.
+    `local` is the only driver."""
+    if driver != "local":
+        from rootless.errors import InvalidArgument
+
+        raise InvalidArgument(f"volume driver {driver!r} is not supported; rl has only "
+                              "'local'", "drop --driver")
     anonymous = name is None
     if name is None:
         import secrets
@@ -38,9 +45,15 @@ def ensure(name: str) -> Volume:
         return store.create(conn, name, exist_ok=True)
 
 
-def inspect(name: str) -> Volume:
+def get_volume(name: str) -> Volume:
+    """The volume record; NotFound otherwise."""
     with catalog.session() as conn:
         return store.get(conn, name)
+
+
+def inspect(name: str) -> dict:
+    """`docker volume inspect`'s document, as every object's inspect gives one."""
+    return get_volume(name).as_docker()
 
 
 def list_volumes(filters: dict[str, list[str]] | None = None) -> list[Volume]:
@@ -116,7 +129,7 @@ def export(name: str, out_fd: int) -> None:
     from rootless.linux import safepath
     from rootless.runtime import userns
 
-    vol = inspect(name)
+    vol = get_volume(name)
 
     def child() -> int:
         root_fd = os.open(vol.mountpoint, safepath.DIR_FLAGS)

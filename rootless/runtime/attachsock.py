@@ -14,8 +14,8 @@ Frames, both ways: one kind byte, the payload length (4 bytes, big endian), the 
   client -> monitor: h hello (flags, comma-separated: `replay` sends this run's output
                      from the log first, `once` ends after that replay), i stdin bytes,
                      c close stdin, r resize ("ROWS COLS")
-  monitor -> client: 1 stdout bytes, 2 stderr bytes, x exit code (sent once the exit is
-                     recorded; then the monitor closes the connection)
+  monitor -> client: 1 stdout bytes, 2 stderr bytes, a resize applied, x exit code (sent
+                     once the exit is recorded; then the monitor closes the connection)
 A client gets the output from its hello on (after the replay, which ends at the log offset
 of the moment of the hello: the monitor is the only writer of ctr.log, so no byte is lost
 or repeated between the two). A client that does not read is dropped once MAX_QUEUED bytes
@@ -141,6 +141,7 @@ class Hub:
         for fd in client_fds:  # handed over by the caller of start: trusted, and they
             self._add(fd)      # get all the output, from before their hello arrives
             self.clients[fd].hello = True
+        self.resized: list[_Client] = []
         self.log_fd = -1
         self.run_start = 0
         self.log_end = None  # the log offset now: a function of the monitor's writer
@@ -205,6 +206,8 @@ class Hub:
                     return asked
             elif kind in (b"i", b"c", b"r"):
                 asked.append((kind.decode(), payload))
+                if kind == b"r":  # acknowledged once applied (see acknowledge)
+                    self.resized.append(c)
         return asked
 
     def _accept(self) -> None:
@@ -220,6 +223,14 @@ class Hub:
             os.close(fd)
             return
         self._add(fd)
+
+    def acknowledge(self) -> None:
+        """The monitor applied the resizes readable() returned: tell their clients (a
+        resize returns once it is in effect, as Docker's)."""
+        for c in self.resized:
+            if c.fd in self.clients:
+                c.out += frame(b"a")
+        self.resized = []
 
     def send(self, stream: str, data: bytes) -> None:
         """Output of the container, to every client that said hello."""

@@ -117,7 +117,8 @@ def records(path: str, *, follow: bool = False, still_running=None,
             poll: float = 0.1) -> Iterator[tuple[str, str, bytes]]:
     """(timestamp, stream, data with newline if complete) for each record, the rotated
     files' first; with `follow`, keeps reading until `still_running()` is false and the
-    file is drained (and across a rotation: the renamed file drained, the new one read)."""
+    file is drained (a log the monitor of a just started container has not opened yet is
+    waited for; across a rotation: the renamed file drained, the newer ones read)."""
     for old in rotated(path):
         try:
             f = open(old, "rb")
@@ -129,7 +130,12 @@ def records(path: str, *, follow: bool = False, still_running=None,
         try:
             f = open(path, "rb")
         except FileNotFoundError:
-            return
+            if not follow or (still_running is not None and not still_running()):
+                if os.path.exists(path):
+                    continue  # opened just now, between the two looks
+                return
+            time.sleep(poll)
+            continue
         with f:
             st = os.fstat(f.fileno())
             again = yield from _read(f, path, follow, still_running, poll)

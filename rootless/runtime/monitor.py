@@ -218,6 +218,7 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                             stdin_eof = True
                         elif kind == "r" and launch.pty_master is not None:
                             _set_winsize(launch.pty_master, payload)
+                    hub.acknowledge()
                     continue
                 if fd == wake_r:
                     try:

@@ -1,8 +1,10 @@
 """The build cache's rows in the catalog: which image a build step (by its cache key) made,
-and the image it started from. Kept in the store, below the engine, because more than the
-builder reads it (`rl images` hides the images cached steps were built on, as Docker
-does), and a table must be declared by a module every reader imports: the catalog adds
-an earlier rl's missing columns only to the tables declared when it opens."""
+and the image it started from; and what the last download of each ADD URL answered
+(ETag, Last-Modified, content digest), for the next build's conditional request. Kept
+in the store, below the engine, because more than the builder reads it (`rl images`
+hides the images cached steps were built on, as Docker does), and a table must be
+declared by a module every reader imports: the catalog adds an earlier rl's missing
+columns only to the tables declared when it opens."""
 
 from __future__ import annotations
 
@@ -17,6 +19,15 @@ catalog.register_schema("build_cache", (
         image_id TEXT NOT NULL,
         parent_id TEXT,
         added REAL NOT NULL)""",
+))
+
+catalog.register_schema("build_remote", (
+    """CREATE TABLE IF NOT EXISTS build_remote (
+        url TEXT PRIMARY KEY,
+        etag TEXT,
+        last_modified TEXT,
+        digest TEXT NOT NULL,
+        checked REAL NOT NULL)""",
 ))
 
 
@@ -63,5 +74,29 @@ def forget(everything: bool, before: float | None = None) -> int:
     try:
         with catalog.transaction(conn):
             return conn.execute(f"DELETE FROM build_cache WHERE {where}", args).rowcount
+    finally:
+        conn.close()
+
+
+def remote_get(url: str) -> tuple[str | None, str | None, str] | None:
+    """(ETag, Last-Modified, content digest) of the last download of an ADD URL."""
+    conn = catalog.connect()
+    try:
+        row = conn.execute("SELECT etag, last_modified, digest FROM build_remote WHERE url=?",
+                           (url,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+    finally:
+        conn.close()
+
+
+def remote_put(url: str, etag: str | None, last_modified: str | None, digest: str) -> None:
+    conn = catalog.connect()
+    try:
+        with catalog.transaction(conn):
+            conn.execute("INSERT INTO build_remote(url, etag, last_modified, digest, checked) "
+                         "VALUES (?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET "
+                         "etag=excluded.etag, last_modified=excluded.last_modified, "
+                         "digest=excluded.digest, checked=excluded.checked",
+                         (url, etag, last_modified, digest, time.time()))
     finally:
         conn.close()

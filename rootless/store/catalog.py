@@ -63,9 +63,13 @@ def connect(root: Path | None = None) -> sqlite3.Connection:
 
 
 def _digest(statements: tuple[str, ...]) -> str:
-    import hashlib
+    # Two 32-bit checksums, not sha256: hashlib loads OpenSSL (~4 ms), on every command
+    # that opens the catalog (`rl ps`). This only tells a changed statement list from the
+    # one applied; a catalog that recorded another digest is checked again once.
+    import zlib
 
-    return hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+    data = "\n".join(statements).encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 def _ensure_schemas(conn: sqlite3.Connection) -> None:

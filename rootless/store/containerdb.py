@@ -151,10 +151,16 @@ def refresh(conn, c: Container) -> Container:
             if c.state in ("running", "restarting") and not monitor_alive(c):
                 trace(f"refresh: monitor {c.monitor_pid} gone ({proc_start(c.monitor_pid)} "
                       f"!= {c.monitor_start})")
-                conn.execute("UPDATE containers SET state='exited', finished=?, pid=NULL "
-                             "WHERE id=?", (time.time(), c.id))
+                update(conn, c.id, state="exited", finished=time.time(), pid=None)
                 c.state, c.finished, c.pid = "exited", time.time(), None
     return c
+
+
+def every_container() -> list[Container]:
+    """Every container, newest first, each refreshed."""
+    with db() as conn:
+        rows = conn.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+        return [refresh(conn, Container.from_row(r)) for r in rows]
 
 
 def lookup(ref: str, conn=None) -> Container:
@@ -181,7 +187,7 @@ def _pick(words: tuple[str, ...]) -> str:
 def new_name(conn) -> str:
     for _ in range(100):
         name = f"{_pick(_ADJ)}_{_pick(_NOUN)}"
-        if conn.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone() is None:
+        if name_owner(conn, name) is None:
             return name
     return "rl_" + os.urandom(4).hex()
 
@@ -194,7 +200,52 @@ def validate_name(name: str) -> None:
                               "use letters, digits, '_', '.' and '-'")
 
 
-def set_options(cid: str, options: dict, conn=None) -> None:
-    """Replace the row's options (`rl update`, `rl network connect/disconnect`)."""
-    with db(conn) as conn, catalog.transaction(conn):
-        conn.execute("UPDATE containers SET options=? WHERE id=?", (json.dumps(options), cid))
+def set_options(cid: str, options: dict) -> None:
+    """Replace the row's options (`rl network connect/disconnect`)."""
+    with db() as conn, catalog.transaction(conn):
+        update(conn, cid, options=options)
+
+
+# -- writes (every change of a row goes through these) -------------------------------------
+
+_COLUMNS = frozenset(Container.__dataclass_fields__)
+_JSON = frozenset({"command", "labels", "options"})
+
+
+def get_in(conn, cid: str) -> Container | None:
+    """The row of id `cid` as it is (no refresh), in the caller's transaction."""
+    row = conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
+    return None if row is None else Container.from_row(row)
+
+
+def name_owner(conn, name: str) -> str | None:
+    """The id of the container called `name`, if any."""
+    row = conn.execute("SELECT id FROM containers WHERE name=?", (name,)).fetchone()
+    return None if row is None else row[0]
+
+
+def insert(conn, *, cid: str, name: str, image_id: str, image: str, command: list[str],
+           created: float, labels: dict, options: dict) -> None:
+    conn.execute("INSERT INTO containers (id, name, image_id, image, command, created,"
+                 " labels, options) VALUES (?,?,?,?,?,?,?,?)",
+                 (cid, name, image_id, image, json.dumps(command), created,
+                  json.dumps(labels), json.dumps(options)))
+
+
+def update(conn, cid: str, *, when_state: str | None = None, **fields) -> bool:
+    """Set columns of the row (command, labels, options given as Python values); with
+    `when_state`, only if the row is in that state. Whether a row changed."""
+    unknown = set(fields) - (_COLUMNS - {"id"})
+    if unknown or not fields:
+        raise ValueError(f"containers has no column {sorted(unknown)}")
+    values = [json.dumps(v) if k in _JSON else v for k, v in fields.items()]
+    sql = f"UPDATE containers SET {', '.join(f'{k}=?' for k in fields)} WHERE id=?"
+    args = [*values, cid]
+    if when_state is not None:
+        sql += " AND state=?"
+        args.append(when_state)
+    return conn.execute(sql, args).rowcount > 0
+
+
+def delete(conn, cid: str) -> None:
+    conn.execute("DELETE FROM containers WHERE id=?", (cid,))

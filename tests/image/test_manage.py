@@ -107,7 +107,7 @@ def test_ensure_image_policies(rl, registry):
     code = (
         "import sys\nfrom rootless.engine import images\nfrom rootless.errors import RlError\n"
         "ref, policy = sys.argv[1], sys.argv[2]\n"
-        "try:\n    r = images.ensure_image(ref, pull=policy, quiet=True)\n"
+        "try:\n    r = images.ensure_image(ref, pull=policy)\n"
         "    print('ok', r.id, len(r.layer_dirs), all(d.is_dir() for d in r.layer_dirs),"
         " r.config['config']['Cmd'])\n"
         "except RlError as e:\n    print('error', type(e).__name__, e)\n")

@@ -328,3 +328,61 @@ def test_cli_exec_detach(rl):
             break
         time.sleep(0.1)
     assert r.stdout == "done\n"
+
+
+def test_exec_with_a_tty_from_a_thread_and_its_resize(engine):
+    r = engine.run(_opts("sleep", "300", detach=True))
+    try:
+        out = _Collect()
+        stdin = _Pipe()
+        handles = []
+        t, res = _in_thread(engine.exec_, r.id, ["sh", "-c", "tty; read x; stty size"],
+                            streams=_streams(stdin=stdin.file, stdout=out), tty=True,
+                            interactive=True, on_started=handles.append)
+        assert out.wait_for(b"/dev/pts/")
+        engine.exec_resize(handles[0], 21, 61)
+        stdin.write(b"\n")
+        assert _result(t, res) == 0
+        assert b"21 61" in out.data
+    finally:
+        stdin.close()
+        engine.stop(r.id, timeout=0)
+
+
+def test_cli_run_it_detach_keys_then_attach_again(rl):
+    import pexpect
+
+    argv = rl.argv("run", "-it", "--name", "tt", "--network", "none", "busybox", "sh")
+    env = {k: v for k, v in rl.env.items() if v is not None}
+    child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(25, 90))
+    try:
+        child.expect("# ")
+        child.sendline("echo $((6*7))")
+        child.expect("42")
+        child.sendcontrol("p")
+        child.sendcontrol("q")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    assert rl("inspect", "-f", "{{.State.Status}}", "tt", check=True).stdout.strip() == "running"
+    argv = rl.argv("attach", "tt")
+    child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(31, 101))
+    try:
+        # the shell redraws its line at the resize of the attach (SIGWINCH): a line typed
+        # meanwhile may be dropped by busybox's line editor, so ask until it answers
+        for _ in range(10):
+            child.sendline("echo mark-$((20+22))")
+            if child.expect(["mark-42", pexpect.TIMEOUT], timeout=3) == 0:
+                break
+        child.sendline("stty size")
+        child.expect("31 101")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 3
+    finally:
+        if child.isalive():
+            child.terminate(force=True)

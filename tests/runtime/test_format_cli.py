@@ -236,6 +236,17 @@ SNIPPETS = [
     ("docker events --since 10m --until 0s --filter event=create --filter container=web "
      "--format '{{.Actor.Attributes.name}}'", "web"),
     ("docker stats --no-stream --format '{{.Name}}' web", "web"),
+    ("docker run -d --network none --name job busybox sh -c 'echo step1; echo finished' "
+     ">/dev/null && docker logs -f job | tail -n 1", "finished"),
+    ("docker run -d --network none --name w busybox sh -c 'exit 3' >/dev/null; "
+     "docker wait w", "3"),
+    ("docker run -d --network none --name hc --health-cmd true --health-interval 1s "
+     "busybox sleep 60 >/dev/null; for i in $(seq 60); do "
+     "s=$(docker inspect -f '{{.State.Health.Status}}' hc); "
+     "[ \"$s\" = healthy ] && break; sleep 0.5; done; echo $s", "healthy"),
+    ("docker system prune -af --volumes >/dev/null && "
+     "docker images --format '{{.Repository}}' && docker ps -aq -f status=exited | wc -l",
+     "busybox\n0"),
 ]
 
 
@@ -266,7 +277,7 @@ def test_ci_snippets_run_unchanged(rl, tmp_path):
         assert not failures, failures
         assert len(SNIPPETS) >= 10
     finally:
-        rl("rm", "-f", "web", "gone", "done0")
+        rl("rm", "-f", "web", "gone", "done0", "job", "w", "hc")
 
 
 @pytest.mark.parametrize("args", [("ps",), ("ps", "--format", "{{.Names}}"),

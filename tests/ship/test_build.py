@@ -278,3 +278,57 @@ def test_healthcheck_is_recorded_with_every_duration(rl, ctx):
     assert hc == {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000,
                   "Timeout": 2_000_000_000, "StartPeriod": 1_000_000_000,
                   "StartInterval": 500_000_000, "Retries": 4}
+
+
+def test_add_url_is_cached_by_what_the_server_holds(rl, ctx):
+    """BuildKit checks the remote: a changed file is not served from a stale step; an
+    unchanged one is not downloaded again (a conditional GET answered 304)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    served = {"body": b"v1\n", "etag": '"1"', "200": 0, "304": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            etag = served["etag"]
+            if etag and self.headers.get("If-None-Match") == etag:
+                served["304"] += 1
+                self.send_response(304)
+                self.end_headers()
+                return
+            served["200"] += 1
+            self.send_response(200)
+            if etag:
+                self.send_header("ETag", etag)
+            self.send_header("Content-Length", str(len(served["body"])))
+            self.end_headers()
+            self.wfile.write(served["body"])
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/f.txt"
+        path = ctx(f"FROM BASE\nADD {url} /f.txt\nRUN cat /f.txt > /seen\n")
+
+        def build() -> tuple[str, int]:
+            out = rl("build", "-t", "addurl:1", path, check=True).stdout
+            seen = rl("run", "--rm", "addurl:1", "cat", "/seen", check=True).stdout
+            return seen, out.count("Using cache")
+
+        assert build() == ("v1\n", 0)
+        assert (served["200"], served["304"]) == (1, 0)  # one download serves key and step
+        assert build() == ("v1\n", 2)  # unchanged: both steps cached, nothing downloaded
+        assert (served["200"], served["304"]) == (1, 1)
+        served.update(body=b"v2\n", etag='"2"')
+        assert build() == ("v2\n", 0)  # changed: not the stale step
+        # a server without validators: the body is fetched and its digest decides
+        served.update(etag=None)
+        assert build() == ("v2\n", 2)
+        served.update(body=b"v3\n")
+        assert build() == ("v3\n", 0)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -198,6 +198,31 @@ def test_outputs_and_iidfile(rl, ctx, tmp_path):
     assert (short / "h" / "hello.txt").read_text() == "hi\n"
 
 
+def test_local_output_is_the_users_with_the_images_modes(rl, ctx, tmp_path):
+    path = ctx("FROM BASE AS b\n"
+               "RUN mkdir -p /o/ro /o/priv && echo x > /o/ro/f && echo s > /o/priv/s && "
+               "chmod 0555 /o/ro && chmod 0600 /o/priv/s && chmod 0700 /o/priv && "
+               "chown -R 1000:1000 /o/priv && echo run > /o/tool && chown 0:2000 /o/tool && "
+               "chmod 4750 /o/tool && mkfifo /o/fifo && touch -d @1000000000 /o/old\n"
+               "FROM scratch\nCOPY --from=b /o /\n")
+    out = tmp_path / "out"
+    for _round in (1, 2):  # a second build into the same directory replaces its files
+        rl("build", "-q", "-o", f"type=local,dest={out}", path, check=True)
+        got = {}
+        for dirpath, dirs, names in os.walk(out):
+            for n in dirs + names:
+                p = os.path.join(dirpath, n)
+                st = os.lstat(p)
+                assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid()), p
+                assert os.listxattr(p, follow_symlinks=False) == [], p
+                got[os.path.relpath(p, out)] = oct(stat.S_IMODE(st.st_mode))
+        assert got == {"ro": "0o555", "ro/f": "0o644", "priv": "0o700", "priv/s": "0o600",
+                       "tool": "0o4750", "old": "0o644"}, got
+        assert (out / "priv" / "s").read_text() == "s\n"
+        assert os.stat(out / "old").st_mtime == 1000000000
+    (out / "ro").chmod(0o755)  # for the test's cleanup
+
+
 def test_run_network_default_none_and_host(rl, ctx):
     with serving(b"from-the-host\n") as port:
         def get(addr: str, name: str) -> str:
@@ -224,6 +249,65 @@ def test_run_network_default_none_and_host(rl, ctx):
         # access), and the host's loopback refused, by 127.0.0.1 (its own) and 10.0.2.2
         lo, gw, ifaces = built("default")
         assert lo == gw == "" and len(ifaces - {"lo"}) == 1, (lo, gw, ifaces)
+
+
+def _host_address() -> str:
+    """An IPv4 address of this host that is not loopback (slirp4netns's outbound NAT
+    reaches it from a RUN step, as a remote server)."""
+    import subprocess
+
+    from tests.support import users
+
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True).stdout.split()
+    addrs = [out[i + 1].partition("/")[0] for i, w in enumerate(out[:-1]) if w == "inet"]
+    users.need(bool(addrs), "the host has no IPv4 address but loopback")
+    return addrs[0]
+
+
+def test_run_default_network_reaches_the_outside_and_not_the_host_loopback(rl, ctx):
+    import time
+    import urllib.request
+
+    from tests.support.registry import free_port
+
+    addr = _host_address()
+    wport = free_port()
+    rl("network", "create", "buildnet", check=True)
+    try:
+        # a server in a container on a user network, published on the host's address
+        rl("run", "-d", "--name", "websrv", "--network", "buildnet", "-p",
+           f"{addr}:{wport}:80", ctx.base, "sh", "-c",
+           "mkdir /www && echo from-user-network > /www/index.html && "
+           "exec httpd -f -p 80 -h /www", check=True)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{addr}:{wport}/", timeout=2) as resp:
+                    assert resp.read() == b"from-user-network\n"
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the published server never answered"
+                time.sleep(0.2)
+        with serving(b"from-host-address\n", host=addr) as hport, \
+                serving(b"from-host-loopback\n") as lport:
+            # (nc, as the other tests: the test image's static busybox wget crashes)
+            get = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {} >> /{} 2>/dev/null"
+            path = ctx("FROM BASE\nRUN touch /u /h /lo; " + "; ".join([
+                get.format(f"{addr} {wport}", "u"), get.format(f"{addr} {hport}", "h"),
+                # the host's 127.0.0.1: by the gateway, and by the host's own address
+                get.format(f"10.0.2.2 {lport}", "lo"), get.format(f"{addr} {lport}", "lo"),
+                get.format(f"127.0.0.1 {lport}", "lo")]) + "; true\n")
+            out = rl("build", "-q", path, check=True).stdout.strip()
+            with urllib.request.urlopen(f"http://127.0.0.1:{lport}/", timeout=5) as resp:
+                assert resp.read() == b"from-host-loopback\n"  # it was up all along
+        r = rl("run", "--rm", "--network", "none", out, "sh", "-c",
+               "cat /u; echo =; cat /h; echo =; cat /lo", check=True)
+        u, h, lo = r.stdout.split("=\n")
+        assert "from-user-network" in u and "from-host-address" in h and lo == "", r.stdout
+    finally:
+        rl("rm", "-f", "websrv")
+        rl("network", "rm", "buildnet")
 
 
 def test_add_host_and_progress_quiet(rl, ctx):
@@ -349,6 +433,14 @@ def test_context_from_stdin_and_from_git(rl, ctx, tmp_path):
            "ls -d /src/.git /full/.git 2>&1; true", check=True)
     assert r.stdout.splitlines()[:3] == ["v1", "v2", "ls: /src/.git: No such file or directory"]
     assert "/full/.git" in r.stdout
+    # cached by the commit the ref names now: a new commit on the branch is fetched
+    assert rl("build", str(ctx.dir), check=True).stdout.count("Using cache") == 2
+    (repo / "app" / "v.txt").write_text("v3\n")
+    subprocess.run([*git, "commit", "-q", "-am", "three"], check=True)
+    out = rl("build", "-t", "git:add", str(ctx.dir), check=True).stdout
+    assert out.count("Using cache") == 1  # the tag v1 did not move
+    assert rl("run", "--rm", "git:add", "cat", "/full/app/v.txt", check=True
+              ).stdout == "v3\n"
     # unreachable: one line, exit 1, nothing tagged
     proc = rl("build", "-t", "git:3", f"file://{tmp_path}/nope.git#main")
     _one_line_error(proc)
@@ -437,19 +529,51 @@ def test_named_build_contexts(rl, ctx, tmp_path):
     assert r.stdout == "changed\n"
 
 
-def test_cache_mount_usage_for_df(rl, ctx):
+def test_cache_mounts_in_system_df_and_builder_prune_asks(rl, ctx):
+    import json
+
     path = ctx("FROM BASE\nRUN --mount=type=cache,target=/c,id=sized "
                "head -c 100000 /dev/zero > /c/blob\n")
     rl("build", path, check=True)
-    code = ("from rootless.engine import buildmounts\n"
-            "for name, size, used, busy in buildmounts.usage(): print(size, busy)\n")
-    import subprocess
-    import sys
+    rl("build", "--no-cache", path, check=True)
 
-    r = subprocess.run([sys.executable, "-c", code], env=rl.env, capture_output=True,
-                       text=True, check=True)
-    size, busy = r.stdout.split()
-    assert int(size) >= 100000 and busy == "False"
+    def df() -> tuple[dict, list[dict]]:
+        rows = [json.loads(x) for x in
+                rl("system", "df", "--format", "json", check=True).stdout.splitlines()]
+        doc = json.loads(rl("system", "df", "-v", "--format", "json", check=True).stdout)
+        # (without the times: "1 second ago" moves on)
+        return {r["Type"]: r for r in rows}["Build Cache"], [
+            {k: v for k, v in e.items() if not k.endswith("Since")} for e in doc["BuildCache"]]
+
+    row, entries = df()
+    [mount] = [e for e in entries if e["CacheType"] == "exec.cachemount"]
+    assert mount["Size"] == "102kB" and mount["UsageCount"] == "2", mount
+    assert int(row["TotalCount"]) >= 1 and row["Active"] == "0"
+    table = rl("system", "df", "-v", check=True).stdout
+    assert [mount["ID"], "exec.cachemount", "102kB"] in [ln.split()[:3] for ln in
+                                                        table.splitlines()], table
+    # Docker's prompt: no answer is a no (exit 1), nothing removed
+    r = rl("builder", "prune", input="")
+    assert r.returncode == 1 and r.stdout.startswith(
+        "WARNING! This will remove all dangling build cache. Are you sure you want to "
+        "continue? [y/N] "), r.stdout
+    assert "builder prune has been cancelled" in r.stderr
+    r = rl("builder", "prune", "-a", input="n\n")
+    assert r.returncode == 1 and "remove all build cache. Are you sure" in r.stdout
+    assert df()[1] == entries
+    # a filter on the type keeps the cache mount; a bad filter is refused before asking
+    rl("builder", "prune", "-f", "--filter", "type=regular", check=True)
+    assert [e for e in df()[1] if e["CacheType"] == "exec.cachemount"] == [mount]
+    r = rl("builder", "prune", "--filter", "type=nope", input="y\n")
+    assert r.returncode == 125 and "WARNING" not in r.stdout
+    out = rl("builder", "prune", input="y\n", check=True).stdout.splitlines()
+    # (the prompt ends without a newline: the answer's was typed, not printed)
+    assert out[0].endswith("[y/N] Deleted build cache objects:") and mount["ID"] in out
+    assert out[-1].startswith("Total reclaimed space: ") and out[-1] != \
+        "Total reclaimed space: 0B"
+    row, entries = df()
+    assert row["TotalCount"] == str(len(entries)) and not [
+        e for e in entries if e["CacheType"] == "exec.cachemount"]
 
 
 def test_mount_values_take_build_args(rl, ctx):
