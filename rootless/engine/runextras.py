@@ -130,7 +130,7 @@ def _check_addresses(opts, network_kind: str) -> None:
                                   "use --network NAME (rl network create NAME) with --ip")
         from rootless.engine import networks
 
-        net = networks.inspect(opts.network)
+        net = networks.get_network(opts.network)
         subnet = ipaddress.ip_network(net.subnet)
         if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address) \
                 or str(ip) == net.gateway:
