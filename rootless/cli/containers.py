@@ -124,16 +124,19 @@ def _run_options(f):
     ]
     for o in reversed(opts):
         f = o(f)
-    return f
+    from rootless.cli import runflags
+
+    return runflags.add_options(f)
 
 
 def _make_options(kw: dict):
     from rootless.cli import progress as cli_progress
+    from rootless.cli import runflags
     from rootless.engine.spec import RunOptions
 
     if kw.get("hostname") is not None and not kw["hostname"]:
         raise InvalidArgument("--hostname must not be empty")
-    return RunOptions(
+    return runflags.fill(RunOptions(
         image=kw["image"], command=list(kw["command"]), name=kw["name"],
         entrypoint=kw["entrypoint"], env=list(kw["env"]), env_files=list(kw["env_file"]),
         workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
@@ -157,7 +160,7 @@ def _make_options(kw: dict):
         shm_size=kw["shm_size"], sysctls=list(kw["sysctl"]), privileged=kw["privileged"],
         devices=list(kw["device"]), progress=cli_progress.for_terminal(kw["quiet"]),
         resources={f: kw[f[2:].replace("-", "_")] for f in _CGROUP_FLAGS
-                   if kw[f[2:].replace("-", "_")] not in (None, ())})
+                   if kw[f[2:].replace("-", "_")] not in (None, ())}), kw)
 
 
 _SIG_PROXY_HELP = ("Send the signals rl gets to the container (default true; not with a "
@@ -414,9 +417,12 @@ def wait(containers: tuple[str, ...]) -> None:
 @click.option("-d", "--detach", is_flag=True, help="Run it in the background.")
 @click.option("--detach-keys", metavar="KEYS",
               help="Not supported: the command's process ends with rl exec (refused).")
+@click.option("--privileged", is_flag=True,
+              help="Every capability of rl's user namespace and no seccomp filter.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(interactive, tty, user, workdir, env, env_file, detach, detach_keys, container,
+def exec_(interactive, tty, user, workdir, env, env_file, detach, detach_keys, privileged,
+          container,
           command) -> None:
     """Run a command in a running container."""
     from rootless.engine.streams import Streams
@@ -427,7 +433,8 @@ def exec_(interactive, tty, user, workdir, env, env_file, detach, detach_keys, c
                               "use rl exec -d to run it in the background")
     code = _engine().exec_(container, list(command), interactive=interactive, tty=tty,
                            user=user, workdir=workdir, env=list(env), env_files=list(env_file),
-                           detach=detach, streams=Streams(0 if interactive else None, 1, 2))
+                           detach=detach, streams=Streams(0 if interactive else None, 1, 2),
+                           privileged=privileged)
     sys.stdout.flush()
     sys.exit(code or 0)
 
@@ -446,19 +453,28 @@ def top(container: str) -> None:
 
 
 @click.command()
+@click.option("-a", "--archive", is_flag=True,
+              help="Keep the uid/gid of what is copied in (default: root's).")
+@click.option("-L", "--follow-link", is_flag=True, help="Follow a symbolic link at SRC.")
 @click.argument("src")
 @click.argument("dest")
-def cp(src: str, dest: str) -> None:
-    """Copy files between a container and the host (CONTAINER:PATH on one side)."""
-    s_ctr, s_path = _split_cp(src)
-    d_ctr, d_path = _split_cp(dest)
+def cp(archive: bool, follow_link: bool, src: str, dest: str) -> None:
+    """Copy files between a container and the host (CONTAINER:PATH on one side; - is a
+    tar stream on stdin or stdout)."""
+    s_ctr, s_path = (None, "-") if src == "-" else _split_cp(src)
+    d_ctr, d_path = (None, "-") if dest == "-" else _split_cp(dest)
     if (s_ctr is None) == (d_ctr is None):
         raise InvalidArgument("rl cp copies between a container and the host",
                               "write one side as CONTAINER:PATH")
+    sys.stdout.flush()
     if s_ctr is not None:
-        _engine().copy_from(s_ctr, s_path, d_path)
+        _engine().copy_from(s_ctr, s_path, None if dest == "-" else d_path,
+                            follow_link=follow_link,
+                            out_fd=sys.stdout.fileno() if dest == "-" else None)
     else:
-        _engine().copy_to(d_ctr, s_path, d_path)
+        _engine().copy_to(d_ctr, None if src == "-" else s_path, d_path, archive=archive,
+                          follow_link=follow_link,
+                          in_fd=sys.stdin.fileno() if src == "-" else None)
 
 
 def _split_cp(arg: str) -> tuple[str | None, str]:
@@ -477,7 +493,9 @@ _ELSEWHERE = {"inspect": ("rootless.cli.inspect", "container_inspect"),
               "diff": ("rootless.cli.changes", "diff"),
               "stats": ("rootless.cli.stats", "stats"),
               "commit": ("rootless.cli.build", "commit"),
-              "export": ("rootless.cli.build", "export")}
+              "export": ("rootless.cli.build", "export"),
+              "pause": ("rootless.cli.pause", "pause"),
+              "unpause": ("rootless.cli.pause", "unpause")}
 
 
 def _container_group():

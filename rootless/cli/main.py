@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "exec": ("rootless.cli.containers", "exec_", "Run a command in a running container"),
     "attach": ("rootless.cli.attach", "attach", "Attach to a running container"),
     "top": ("rootless.cli.containers", "top", "Show a container's processes"),
+    "pause": ("rootless.cli.pause", "pause", "Pause containers (refused: no cgroup freezer)"),
+    "unpause": ("rootless.cli.pause", "unpause", "Unpause containers"),
     "cp": ("rootless.cli.containers", "cp", "Copy files between a container and the host"),
     "events": ("rootless.cli.events", "events", "Show what happens to containers and images"),
     "stats": ("rootless.cli.stats", "stats", "Show containers' CPU, memory and I/O (from /proc)"),

@@ -137,3 +137,21 @@ def info_line(rep: Report | None = None) -> tuple[bool, str, str | None]:
         return False, detail, (DELEGATE_FIX if missing else None)
     reason, fix = rep.why_not("memory")
     return False, f"no controller delegated: {reason}", fix
+
+
+FREEZE_FAKE = ("a SIGSTOP of every process is not a freeze (the processes see it, a "
+               "parent is told of it, new ones escape it), so rl does not fake one")
+
+
+def refuse_freeze(name: str, verb: str, rep: Report | None = None) -> None:
+    """`rl pause`/`unpause`: a freeze needs a cgroup of the container's own (cgroup.freeze
+    on v2, the freezer on v1, which no user gets): refused with this host's reason."""
+    rep = rep or probe()
+    if rep.layout == "v2" and rep.delegated:
+        reason = (f"cgroup v2 is delegated to you ({rep.delegated}), but rl does not "
+                  "create per-container cgroups yet, so there is no cgroup.freeze to use")
+        fix = "stop the container instead (rl stop), or kill -STOP its processes yourself"
+    else:
+        reason, fix = rep.why_not("freezer")
+    raise InvalidArgument(f"cannot {verb} container {name}: no cgroup freezer: {reason}; "
+                          f"{FREEZE_FAKE}", fix)

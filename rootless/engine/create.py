@@ -36,6 +36,9 @@ def check_unsupported(opts: RunOptions) -> None:
     from rootless.engine import netflags, procflags
 
     netflags.check(opts)
+    from rootless.engine import runextras
+
+    runextras.check(opts)  # --pid/--ipc/--uts, --log-*, --ip, --volumes-from, --platform
     from rootless.network.modes import parse_network
 
     kind = parse_network(opts.network).kind
@@ -85,8 +88,11 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         validate_name(opts.name)
     from rootless.engine import images
 
-    image = images.ensure_image(opts.image, pull=opts.pull, progress=opts.progress)
-    from rootless.engine import mounts, netflags, netwire, procflags
+    image = images.ensure_image(opts.image, pull=opts.pull, progress=opts.progress,
+                                platform=opts.platform)
+    from rootless.engine import mounts, netflags, netwire, nsflags, procflags, runextras
+
+    ns_modes = nsflags.plan(opts, netwire.mode_of(opts.network).kind)
 
     labels: dict = {}
     for f in opts.label_files:  # then --label over them, as Docker's
@@ -99,7 +105,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
 
     # Checked before anything is made: mounts, network, published ports (allocated here).
     try:
-        mount_plan = mounts.plan(volumes=opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
+        mount_plan = mounts.plan(volumes=runextras.volumes_from(opts.volumes_from, opts.volumes)
+                                 + opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
                                  image_config=image.config)
         _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
                                         publish_all=opts.publish_all, image_config=image_config,
@@ -111,7 +118,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
     cid = os.urandom(32).hex()
-    hostname = opts.hostname or cid[:12]
+    hostname = opts.hostname or nsflags.default_hostname(ns_modes, cid)
     paths.runtime_dir(create=True)  # refused before anything is made if another user's
     paths.ensure_store()
     base = containers_dir()
@@ -125,7 +132,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
             (tmp / sub).mkdir()
         spec = spec_mod.build(image_config=image.config, opts=opts, hostname=hostname,
                               bundle=str(final), uid_maps=uid_maps, gid_maps=gid_maps,
-                              loopback_guard=netwire.loopback_guarded(opts.network, port_maps))
+                              loopback_guard=netwire.loopback_guarded(opts.network, port_maps),
+                              ns_modes=ns_modes)
         _write_seccomp(tmp, spec)
         spec["mounts"] += mount_plan.realize()
         etc = netflags.apply(netwire.files(opts.network, hostname), opts)
@@ -151,6 +159,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                    "exposed": exposed,
                    **({"add_hosts": opts.add_hosts} if opts.add_hosts else {})}
         options.update(_extra_options(opts, image.config))
+        options.update(runextras.options(opts, ns_modes))
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):
             name = opts.name or new_name(conn)

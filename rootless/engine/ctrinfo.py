@@ -93,6 +93,9 @@ def logs(ref: str, *, follow: bool = False, tail: int | str | None = None,
 
     tail = parse_tail(tail)
     c = lookup(ref)
+    from rootless.engine import runextras
+
+    runextras.check_readable(c.options)  # --log-driver none
     path = str(c.dir / "ctr.log")
     # the records' timestamps are RFC 3339 in UTC with 9 decimals: they compare as text
     # The times come parsed to the microsecond (datetime) in a float, which cannot hold
@@ -226,13 +229,20 @@ def inspect(ref: str) -> dict:
                        "ShmSize": _shm_size(spec),
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
                        "UsernsMode": c.options.get("userns", ""),
-                       "SecurityOpt": _security_opt(spec)},
+                       "SecurityOpt": _security_opt(spec),
+                       **_more_host_config(c.options)},
         "Mounts": _mounts_of(spec, str(c.dir)),
         "Rootfs": rootfs,
         "LogPath": str(c.dir / "ctr.log"),
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _more_host_config(options: dict) -> dict:
+    from rootless.engine import runextras
+
+    return runextras.host_config(options)
 
 
 def _devices_of(c: Container) -> list[dict]:

@@ -102,7 +102,9 @@ def matches(ev: dict, f: dict[str, list[str]]) -> bool:
 
     if "type" in f and kind not in f["type"]:
         return False
-    if "event" in f and ev.get("Action") not in f["event"]:
+    # event=health_status matches "health_status: healthy" too (Docker's #25798)
+    action = ev.get("Action") or ""
+    if "event" in f and action not in f["event"] and action.split(":")[0] not in f["event"]:
         return False
     for key in ("container", "network", "volume"):
         if key in f and not (kind == key and names_it(f[key])):

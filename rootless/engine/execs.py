@@ -6,7 +6,8 @@
         the command's exit code (126/127 when it cannot be run, 125 when the container
         cannot be entered, with the reason on its stderr); None with `detach` (it runs
         on, its output dropped). `on_started(handle)` is called once it runs; with a tty,
-        exec_resize(handle, rows, cols) sets its terminal's size.
+        exec_resize(handle, rows, cols) sets its terminal's size. `privileged`: every
+        capability of the container's user namespace and no seccomp filter.
 
 setns(2) into the container's user namespace needs a single-threaded process: from the
 single-threaded CLI with its own fds the command's process is forked (the fast path);
@@ -85,14 +86,15 @@ def exec_(ref: str, command: list[str], *, streams: Streams | None = None,
     """See the module's docstring."""
     if not command:
         raise InvalidArgument("rl exec needs a command")
-    if privileged:
-        raise InvalidArgument("exec --privileged is not supported by rl yet",
-                              "run the container with --privileged instead")
     _check_workdir(workdir)
     c = _running(ref)
     spec, process = _process_of(c, command, tty=tty, workdir=workdir, env=env,
                                 env_files=env_files)
     bpf = _bpf(c, spec)  # a broken filter: refused here, before any process
+    if privileged:  # every capability of the user namespace, no filter (procflags.py)
+        from rootless.engine import procflags
+
+        process, bpf = procflags.privileged_exec(process), None
     streams = streams or Streams()
     from rootless.engine.running import _single_threaded
 
@@ -102,7 +104,7 @@ def exec_(ref: str, command: list[str], *, streams: Streams | None = None,
                             streams.stdin is not None, tty=tty, user=user,
                             on_started=on_started)
     return _exec_spawned(c, process, streams, interactive=interactive, tty=tty, user=user,
-                         detach=detach, on_started=on_started)
+                         detach=detach, on_started=on_started, privileged=privileged)
 
 
 def _exec_forked(c, spec, process, bpf, *, interactive, tty, user, on_started) -> int:
@@ -143,7 +145,8 @@ def _exec_forked(c, spec, process, bpf, *, interactive, tty, user, on_started) -
 
 
 def _exec_spawned(c, process: dict, streams: Streams, *, interactive: bool, tty: bool,
-                  user: str | None, detach: bool, on_started) -> int | None:
+                  user: str | None, detach: bool, on_started,
+                  privileged: bool = False) -> int | None:
     """A fresh interpreter joins the container; its stdio are copied to `streams`."""
     import socket
     import subprocess
@@ -154,6 +157,7 @@ def _exec_spawned(c, process: dict, streams: Streams, *, interactive: bool, tty:
     if tty and not detach:
         sock_parent, sock_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     args = json.dumps({"id": c.id, "process": process, "user": user, "detach": detach,
+                       "privileged": privileged,
                        "tty_fd": sock_child.fileno() if sock_child is not None else None})
     pass_fds = [sock_child.fileno()] if sock_child is not None else []
     dev = subprocess.DEVNULL
@@ -264,7 +268,7 @@ def exec_process(raw: str) -> None:
         if c.state != "running" or not c.pid:
             raise RlError(f"container {c.name} is not running")
         spec = c.spec()
-        bpf = _bpf(c, spec)
+        bpf = None if req.get("privileged") else _bpf(c, spec)
     except RlError as exc:
         os.write(2, f"rl: error: {exc}\n".encode())
         os._exit(125)

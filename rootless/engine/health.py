@@ -190,18 +190,29 @@ def _kill_check(pid: int) -> None:
 
 
 def record(cid: str, started: float, code: int, output: str, ended: float) -> str | None:
-    """Fold one result into the row's State.Health by Docker's rules; the new status."""
+    """Fold one result into the row's State.Health by Docker's rules; the new status. A
+    change of status is a `health_status: STATUS` event, as Docker's."""
+    status, old, c = _fold(cid, started, code, output, ended)
+    if status is not None and status != old:
+        from rootless.engine import events
+
+        events.container(f"health_status: {status}", c)
+    return status
+
+
+def _fold(cid: str, started: float, code: int, output: str, ended: float):
     from rootless.store import catalog
 
     with containerdb.db() as conn, catalog.transaction(conn):
         c = containerdb.get_in(conn, cid)
         if c is None:
-            return None
+            return None, None, None
         hc = c.options.get("healthcheck")
         if not hc or c.state != "running":
-            return None
+            return None, None, c
         h = json.loads(c.health) if c.health else {"Status": "starting", "FailingStreak": 0,
                                                    "Log": []}
+        old = h["Status"]
         if code == 0:
             h["Status"], h["FailingStreak"] = "healthy", 0
         else:
@@ -214,7 +225,7 @@ def record(cid: str, started: float, code: int, output: str, ended: float) -> st
         h["Log"] = (h["Log"] + [{"Start": _iso(started), "End": _iso(ended),
                                  "ExitCode": code, "Output": output}])[-MAX_LOG:]
         containerdb.update(conn, cid, health=json.dumps(h))
-        return h["Status"]
+        return h["Status"], old, c
 
 
 def probe(ref: str) -> str:

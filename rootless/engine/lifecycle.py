@@ -162,9 +162,14 @@ def stop_timeout_of(c: Container) -> int:
     return STOP_TIMEOUT if t is None else int(t)
 
 
-def wait(ref: str) -> int:
+def wait(ref: str, condition: str = "not-running") -> int:
     """Until the container is not running (as Docker's: one restarting by its policy
-    counts as not running; the exit code is its last one)."""
+    counts as not running; the exit code is its last one). The API's other conditions,
+    next-exit and removed: engine/waitcond.py."""
+    if condition != "not-running":
+        from rootless.engine import waitcond
+
+        return waitcond.wait(ref, condition)
     c = lookup(ref)
     started = c.started
     delay = 0.005
@@ -180,6 +185,17 @@ def wait(ref: str) -> int:
             c = lookup(c.id)
         except NotFound:
             return -1
+
+
+def pause(ref: str, *, unpause: bool = False) -> Container:
+    """`rl pause`/`unpause`: refused with this host's reason (engine/cgroups.py)."""
+    from rootless.engine import cgroups
+
+    c = lookup(ref)
+    if c.state != "running":
+        raise Conflict(f"container {c.name} is not running")
+    cgroups.refuse_freeze(c.name, "unpause" if unpause else "pause")
+    return c
 
 
 def restart(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:

@@ -48,12 +48,11 @@ class MountPlan:
         with catalog.session() as conn:
             for req in self.requests:
                 if req.type == "tmpfs":
-                    opts = list(TMPFS_DEFAULTS)
-                    if not any(o.startswith("mode=") for o in req.tmpfs_options):
-                        opts.append("mode=1777")
+                    opts = mountspec.merge_tmpfs_options(
+                        [*TMPFS_DEFAULTS, "mode=1777"],
+                        req.tmpfs_options + (["ro"] if req.readonly else []))
                     out.append({"destination": req.target, "type": "tmpfs", "source": "tmpfs",
-                                "options": opts + req.tmpfs_options
-                                + (["ro"] if req.readonly else [])})
+                                "options": opts})
                     continue
                 options = ["rbind", req.propagation] + (["ro"] if req.readonly else [])
                 if req.type == "bind":

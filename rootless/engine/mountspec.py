@@ -152,9 +152,9 @@ def parse_mount(spec: str) -> MountRequest:
         elif key == "volume-nocopy" and mtype == "volume":
             req.nocopy = _bool(value, key, spec)
         elif key == "tmpfs-size" and mtype == "tmpfs":
-            req.tmpfs_options.append(f"size={value}")
+            req.tmpfs_options += parse_tmpfs_options(f"size={value}", spec)
         elif key == "tmpfs-mode" and mtype == "tmpfs":
-            req.tmpfs_options.append(f"mode={int(value, 8):o}")
+            req.tmpfs_options += parse_tmpfs_options(f"mode={value}", spec)
         elif key == "consistency":
             pass
         else:
@@ -174,11 +174,66 @@ def parse_mount(spec: str) -> MountRequest:
     return req
 
 
+# --tmpfs options Docker takes (its mount.ParseTmpfsOptions): flags, with their opposites
+# (a later one wins, so `exec` lifts the default noexec), and tmpfs's own KEY=VALUEs.
+TMPFS_FLAGS = {"ro": "rw", "nosuid": "suid", "nodev": "dev", "noexec": "exec",
+               "noatime": "atime", "nodiratime": "diratime", "strictatime": "nostrictatime",
+               "relatime": "norelatime", "sync": "async", "dirsync": "", "mand": "nomand"}
+TMPFS_FLAGS.update({v: k for k, v in TMPFS_FLAGS.items() if v})
+_TMPFS_DATA = {"size": r"\d+[kmgKMG%]?", "nr_blocks": r"\d+[kmgKMG%]?",
+               "nr_inodes": r"\d+[kmgKMG%]?", "mode": r"[0-7]{1,4}", "uid": r"\d+",
+               "gid": r"\d+"}
+
+
+def parse_tmpfs_options(text: str, spec: str) -> list[str]:
+    """`size=64m,mode=1770,uid=1000,exec` -> the options for the kernel's tmpfs, checked
+    (the kernel would refuse a bad one only when the container starts). Docker's size
+    suffixes (b, kb, mib...) are given as the kernel's k, m, g."""
+    import re
+
+    out = []
+    for opt in (o.strip() for o in text.split(",")):
+        if not opt:
+            continue
+        key, sep, value = opt.partition("=")
+        if not sep and key in TMPFS_FLAGS:
+            out.append(key)
+            continue
+        if sep and key in _TMPFS_DATA:
+            if key in ("size", "nr_blocks") and not value.endswith("%"):
+                from rootless.engine.procflags import parse_size
+
+                value = str(parse_size(value, f"--tmpfs {key}"))
+            if not re.fullmatch(_TMPFS_DATA[key], value):
+                raise InvalidArgument(f"invalid tmpfs option {opt!r} in {spec!r}",
+                                      f"{key} takes " + ("an octal mode, e.g. 1777"
+                                                         if key == "mode" else "a number"))
+            out.append(f"{key}={value}")
+            continue
+        raise InvalidArgument(f"invalid tmpfs option {opt!r} in {spec!r}",
+                              "use size=, mode=, uid=, gid=, nr_inodes= and mount flags "
+                              "(ro, exec, noexec, suid, nosuid, dev, nodev, ...)")
+    return out
+
+
+def merge_tmpfs_options(defaults: list[str], given: list[str]) -> list[str]:
+    """Docker's MergeTmpfsOptions: a given flag replaces a default one and its opposite;
+    the last KEY=VALUE of a key wins."""
+    out: list[str] = []
+    for opt in [*defaults, *given]:
+        key = opt.partition("=")[0]
+        other = TMPFS_FLAGS.get(opt, "")
+        out = [o for o in out if o != other and o != opt
+               and not ("=" in opt and o.partition("=")[0] == key)]
+        out.append(opt)
+    return out
+
+
 def parse_tmpfs(spec: str) -> MountRequest:
     """One `--tmpfs` value: PATH[:OPTIONS]."""
     target, _, opts = spec.partition(":")
     req = MountRequest("tmpfs", _check_target(target, spec))
-    req.tmpfs_options = [o for o in opts.split(",") if o]
+    req.tmpfs_options = parse_tmpfs_options(opts, spec)
     return req
 
 

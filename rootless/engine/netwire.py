@@ -151,7 +151,7 @@ def start(options: dict, sandbox_pid: int, api_socket: str, container=None):
     guard = loopguard.needed(maps, mode.allow_host_loopback)
     s = slirp.start(sandbox_pid, api_socket=api_socket,
                     allow_host_loopback=mode.allow_host_loopback or guard, mtu=mode.mtu,
-                    cidr=mode.cidr)
+                    cidr=mode.cidr, mac=options.get("mac_address"))
     try:
         if guard:
             from rootless.network import etcfiles
@@ -290,9 +290,11 @@ class _Endpoint:
         gc.collect()
         ep = cls(c)
         try:
-            for name, aliases in user_networks(c.options).items():
-                networks.reserve_endpoint(name, c.id, c.name, aliases)
-            networks.attach(c.id, pid)
+            for i, (name, aliases) in enumerate(user_networks(c.options).items()):
+                # --ip: the address on the first network (the one --network named)
+                networks.reserve_endpoint(name, c.id, c.name, aliases,
+                                          ip=c.options.get("ip") if i == 0 else None)
+            networks.attach(c.id, pid, mac=c.options.get("mac_address"))
             maps = mappings_of(c.options)
             if maps:
                 networks.publish(c.id, maps)

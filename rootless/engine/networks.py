@@ -290,10 +290,12 @@ def reserve_endpoint(ref: str, container_id: str, name: str, aliases: list[str] 
             "prefixlen": net.prefixlen, "gateway": row["gateway"], "subnet": str(net)}
 
 
-def attach(container_id: str, pid: int, root: Path | None = None) -> list[dict]:
+def attach(container_id: str, pid: int, root: Path | None = None,
+           mac: str | None = None) -> list[dict]:
     """Wire every reserved endpoint of `container_id` into the net namespace of `pid`
     (eth0, eth1, ... in the order of the networks' names). `pid`'s user namespace must be
-    the holder's or under it (see rootless/network/holder.py)."""
+    the holder's or under it (see rootless/network/holder.py). `mac`: eth0's address
+    (--mac-address)."""
     from rootless.network.holder import Holder
 
     conn = _connect(root)
@@ -305,7 +307,8 @@ def attach(container_id: str, pid: int, root: Path | None = None) -> list[dict]:
     for i, e in enumerate(eps):
         holder.add_bridge(e["bridge"], e["subnet"], e["gateway"])
         host_if = holder.connect(e["bridge"], pid, e["ip"], e["subnet"], e["gateway"],
-                                 ifname=f"eth{i}", key=container_id)
+                                 ifname=f"eth{i}", key=container_id,
+                                 mac=mac if i == 0 else None)
         with catalog.transaction(conn):
             conn.execute("UPDATE network_endpoints SET host_if=? WHERE network_id=? AND "
                          "container_id=?", (host_if, e["network_id"], container_id))

@@ -103,6 +103,17 @@ def parse_device(text: str) -> dict:
             "options": ["bind", "nosuid", "noexec"] + ([] if "w" in perms else ["ro"])}
 
 
+def privileged_exec(process: dict) -> dict:
+    """`rl exec --privileged`: as Docker's, the process gets every capability (of the
+    container's user namespace: no host root) and no seccomp filter; the container's
+    masked paths stay masked (they are its mounts)."""
+    from rootless.runtime import caps
+
+    every = list(caps.NUMBERS)
+    return dict(process, capabilities={k: every for k in ("bounding", "effective",
+                                                          "permitted")})
+
+
 def parse_group(text: str) -> str:
     if not text or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?", text):
         raise InvalidArgument(f"invalid --group-add {text!r}",

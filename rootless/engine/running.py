@@ -63,27 +63,21 @@ def _single_threaded() -> bool:
     return threading is None or threading.active_count() == 1
 
 
-def _namespaces(network: str) -> set[str]:
-    kinds = {"pid", "ipc", "uts"}
-    if network != "host" and not network.startswith("container:"):
-        kinds.add("network")
-    return kinds
-
-
 def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
-    from rootless.engine import netwire
+    from rootless.engine import netwire, nsflags
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
 
-    try:  # --network container:NAME: its pid 1 (which must run); --network NAME: holder
-        join_pid = netwire.join_pid(c_options.get("network"))
+    try:  # --network/--pid/--ipc container:NAME: its pid 1 (which must run);
+        # --network NAME: holder
+        kinds, joins = nsflags.launch_plan(c_options, netwire.join_pid(c_options.get("network")))
         holder = netwire.holder_for(c_options.get("network"))
     except BaseException:
         if early is not None:
             early.kill()
         raise
-    return Launch(maps=maps, backend=rootfs.default_backend(), join_pid=join_pid, holder=holder,
-                  namespaces=_namespaces(c_options.get("network", "slirp4netns")),
+    return Launch(maps=maps, backend=rootfs.default_backend(), joins=joins, holder=holder,
+                  namespaces=kinds,
                   stdio=wiring.stdio, terminal=wiring.tty, early=early, lean=lean)
 
 
@@ -173,7 +167,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
             from rootless.runtime.healthtimer import HealthTimer
 
             timer = HealthTimer(c.id, _health_timer_args(c))
-        code = monitor.run_loop(launch, wiring, log_path=str(c.dir / "ctr.log") if log else None,
+        code = monitor.run_loop(launch, wiring, log_path=_log_target(c) if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
                                 send_signal=send, forwarder=forwarder, timer=timer, hub=hub,
                                 stdio=stdio)
@@ -218,12 +212,18 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
     blocked = set(monitor.FORWARDED)
     signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
-        lean.exec_monitor(container_id=c.id, log_path=str(c.dir / "ctr.log"), launch=launch,
+        lean.exec_monitor(container_id=c.id, log_path=_log_target(c) or "", launch=launch,
                           wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
                           net=json.dumps(net), blocked=blocked, health=_health_timer_args(c),
                           after_exit="rootless.engine.running:finish_detached", hub=hub)
     except OSError:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
+
+
+def _log_target(c: Container) -> str | None:
+    from rootless.engine import runextras
+
+    return runextras.log_target(c.options, str(c.dir / "ctr.log"))
 
 
 def _health_timer_args(c: Container) -> str:
@@ -373,7 +373,9 @@ def _run_here(opts: RunOptions, streams: Streams) -> RunResult:
     wiring = monitor.wire(mode="direct" if direct else "pipes", interactive=False,
                           tty=opts.tty, fds=fds)
     # The fuse server `rl` forked before parsing (rootless.runtime.early), if any.
-    launch = _launch({"network": opts.network}, maps, wiring, early=early.take())
+    from rootless.engine import nsflags
+
+    launch = _launch(nsflags.launch_options(opts), maps, wiring, early=early.take())
     # Fork the sandbox now: its fuse server imports pyfuse3 while we resolve the image
     # and write the bundle.
     launch.fork()

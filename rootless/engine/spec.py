@@ -97,6 +97,16 @@ class RunOptions:
     dns_search: list[str] = field(default_factory=list)  # --dns-search
     dns_options: list[str] = field(default_factory=list)  # --dns-option
     expose: list[str] = field(default_factory=list)  # --expose
+    pid: str | None = None  # --pid host|container:NAME (engine/nsflags.py for these)
+    ipc: str | None = None  # --ipc host|private|shareable|none|container:NAME
+    uts: str | None = None  # --uts host
+    ip: str | None = None  # --ip (engine/runextras.py for these)
+    ip6: str | None = None  # --ip6
+    mac_address: str | None = None  # --mac-address
+    volumes_from: list[str] = field(default_factory=list)  # --volumes-from NAME[:ro|rw]
+    platform: str | None = None  # --platform
+    log_driver: str | None = None  # --log-driver
+    log_opts: list[str] = field(default_factory=list)  # --log-opt KEY=VALUE
 
 
 def parse_env_file(path: str) -> list[str]:
@@ -169,13 +179,14 @@ def find_init() -> str:
 
 
 def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
-          uid_maps: list[dict], gid_maps: list[dict], loopback_guard: bool = False) -> dict:
+          uid_maps: list[dict], gid_maps: list[dict], loopback_guard: bool = False,
+          ns_modes: dict | None = None) -> dict:
     """The OCI runtime spec for a container. Raises InvalidArgument on bad flags.
 
     `loopback_guard`: the container's network namespace reaches the host's loopback and
     only an nft rule in it keeps new flows out (network/loopguard.py). A raw frame on tap0
     (AF_PACKET) passes no netfilter hook, so such a container gets no CAP_NET_RAW unless
-    --cap-add names it."""
+    --cap-add names it. `ns_modes`: --pid/--ipc/--uts as engine/nsflags.plan gave them."""
     config = image_config.get("config") or {}
     args = command_of(config, opts)
     extra_env = []
@@ -222,9 +233,10 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
 
     shm = procflags.parse_size(opts.shm_size, "--shm-size") if opts.shm_size else 64 << 20
     sysctls = dict(procflags.parse_sysctl(s, network_kind) for s in opts.sysctls)
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
-    if network_kind != "host":
-        namespaces.append({"type": "network"})
+    from rootless.engine import nsflags
+
+    ns_modes = ns_modes or {}
+    namespaces = nsflags.spec_namespaces(ns_modes, network_kind)
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc",
          "options": ["nosuid", "noexec", "nodev"]},
@@ -239,6 +251,8 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
          "options": ["nosuid", "noexec", "nodev", "ro"]},
     ]
+    if ns_modes:
+        mounts = nsflags.adjust_mounts(mounts, ns_modes)
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind",
                        "source": os.path.join(bundle, name), "options": ["rbind", "rprivate"]})

@@ -256,3 +256,33 @@ def make_tree_readonly(fd: int) -> None:
                    ctypes.POINTER(_MountAttr), ctypes.c_size_t]
     _check(fn(_SYS_MOUNT_SETATTR, fd, b"", AT_EMPTY_PATH | AT_RECURSIVE, ctypes.byref(attr),
               ctypes.sizeof(attr)), "mount_setattr")
+
+
+# open_tree(2) and move_mount(2): a copy of a mount of another mount namespace
+# (--ipc container:NAME binds NAME's /dev/shm; a plain bind from another namespace is EINVAL)
+_SYS_OPEN_TREE = {"x86_64": 428, "aarch64": 428}.get(os.uname().machine)
+_SYS_MOVE_MOUNT = {"x86_64": 429, "aarch64": 429}.get(os.uname().machine)
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def open_tree_clone(fd: int) -> int:
+    """A detached copy of the mount at `fd` (which must be in our mount namespace)."""
+    if _SYS_OPEN_TREE is None:
+        raise OSError(38, "open_tree: unsupported architecture")
+    fn = _libc.syscall
+    fn.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return _check(fn(_SYS_OPEN_TREE, fd, b"", OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH),
+                  "open_tree")
+
+
+def move_mount(tree_fd: int, target_fd: int) -> None:
+    """Attach the detached mount `tree_fd` on the directory `target_fd`."""
+    if _SYS_MOVE_MOUNT is None:
+        raise OSError(38, "move_mount: unsupported architecture")
+    fn = _libc.syscall
+    fn.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                   ctypes.c_char_p, ctypes.c_uint]
+    _check(fn(_SYS_MOVE_MOUNT, tree_fd, b"", target_fd, b"",
+              MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount")

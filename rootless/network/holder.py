@@ -258,7 +258,7 @@ class Holder:
         return self.run(_links)
 
     def connect(self, bridge: str, pid: int, address: str, subnet: str, gateway: str,
-                ifname: str = "eth0", key: str | None = None) -> str:
+                ifname: str = "eth0", key: str | None = None, mac: str | None = None) -> str:
         """A veth pair from `bridge` into the net namespace of `pid` (which must belong to H
         or a user namespace under it): `ifname` there gets address/prefix, a default route
         via gateway when it has none yet. Returns the host-side interface name."""
@@ -267,7 +267,8 @@ class Holder:
         prefixlen = ipaddress.ip_network(subnet).prefixlen
         self.run(_veth_to, bridge, host_if, peer_if, netns_of=pid, enter=False)
         try:
-            self.run(_configure_peer, peer_if, ifname, address, prefixlen, gateway, netns_of=pid)
+            self.run(_configure_peer, peer_if, ifname, address, prefixlen, gateway, mac,
+                     netns_of=pid)
         except BaseException:
             with contextlib.suppress(RlError):
                 self.run(_remove_link, host_if)
@@ -404,10 +405,12 @@ def _veth_to(bridge: str, host_if: str, peer_if: str, netns_fd: int) -> None:
 
 
 def _configure_peer(peer_if: str, ifname: str, address: str, prefixlen: int,
-                    gateway: str) -> None:
+                    gateway: str, mac: str | None = None) -> None:
     with _ipr() as ipr:
         idx = _index(ipr, peer_if)
         ipr.link("set", index=idx, ifname=ifname)
+        if mac:  # --mac-address
+            ipr.link("set", index=idx, address=mac)
         ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
         ipr.link("set", index=idx, state="up")
         ipr.link("set", index=_index(ipr, "lo"), state="up")

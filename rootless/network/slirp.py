@@ -270,7 +270,7 @@ def _last_line(path: Path) -> str:
 
 def command(pid: int, *, api_socket: Path, allow_host_loopback: bool = False,
             mtu: int = 65520, cidr: str | None = None, ready_fd: int | None = None,
-            exit_fd: int | None = None, tap: str = "tap0") -> list[str]:
+            exit_fd: int | None = None, tap: str = "tap0", mac: str | None = None) -> list[str]:
     """The slirp4netns command line (without the fds when they are None)."""
     cmd = [binary(), "--configure", f"--mtu={mtu}"]
     if not allow_host_loopback:
@@ -278,6 +278,8 @@ def command(pid: int, *, api_socket: Path, allow_host_loopback: bool = False,
     cmd += ["--enable-sandbox", "--enable-seccomp", "--api-socket", str(api_socket)]
     if cidr:
         cmd.append(f"--cidr={cidr}")
+    if mac:  # --mac-address
+        cmd.append(f"--macaddress={mac}")
     if ready_fd is not None:
         cmd.append(f"--ready-fd={ready_fd}")
     if exit_fd is not None:
@@ -288,7 +290,7 @@ def command(pid: int, *, api_socket: Path, allow_host_loopback: bool = False,
 
 def start(pid: int, *, api_socket: Path, allow_host_loopback: bool = False, mtu: int = 65520,
           cidr: str | None = None, timeout: float = READY_TIMEOUT,
-          log_path: Path | None = None) -> Slirp:
+          log_path: Path | None = None, mac: str | None = None) -> Slirp:
     """Start slirp4netns for the network namespace of `pid` and wait until tap0 is up.
 
     `pid` must already be in its final user and network namespaces (slirp4netns joins
@@ -310,7 +312,7 @@ def start(pid: int, *, api_socket: Path, allow_host_loopback: bool = False, mtu:
     exit_r, exit_w = os.pipe()
     try:
         cmd = command(pid, api_socket=api_socket, allow_host_loopback=allow_host_loopback,
-                      mtu=mtu, cidr=cidr, ready_fd=ready_w, exit_fd=exit_r)
+                      mtu=mtu, cidr=cidr, ready_fd=ready_w, exit_fd=exit_r, mac=mac)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     pass_fds=(ready_w, exit_r), start_new_session=True)

@@ -99,22 +99,41 @@ def wait_child(child: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def copy_out(pid, src: str, dest: str) -> None:
+def copy_out(pid, src: str, dest: str | None, *, follow: bool = False,
+             out_fd: int | None = None) -> None:
+    """`dest` on the host, or with `out_fd` (`rl cp CONTAINER:SRC -`) the tar stream
+    itself written there. `follow` (-L): a symlink at SRC is followed, inside the
+    container (the producer's root is the container's), as Docker's daemon does."""
     r, w = os.pipe()
 
     def produce() -> int:
         os.close(r)
+        path = src
         try:
             os.lstat(src)
+            if follow:
+                path = os.path.realpath(src)  # our root is the container's: it stays there
+                os.lstat(path)
         except OSError as exc:
             os.write(2, f"rl: error: {src}: {exc.strerror} in the container\n".encode())
             return 2
         with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
-            tar.add(src, arcname=os.path.basename(src.rstrip("/")) or ".")
+            tar.add(path, arcname=os.path.basename(src.rstrip("/")) or ".")
         return 0
 
     child = child_in_container(pid, produce)
     os.close(w)
+    if out_fd is not None:
+        try:
+            while chunk := os.read(r, 1 << 16):
+                while chunk:
+                    chunk = chunk[os.write(out_fd, chunk):]
+        finally:
+            os.close(r)
+            code = wait_child(child)
+        if code != 0:
+            raise RlError(f"copying {src} out of the container failed")
+        return
     try:
         with os.fdopen(r, "rb") as f:
             try:
@@ -227,15 +246,31 @@ def _extract_one(tar, m, pfd: int, parts: list[str], base_fd: int, rename, dest)
     # device nodes and fifos from a container are skipped on the host
 
 
-def copy_in(pid, src: str, dest: str) -> None:
-    if not os.path.lexists(src):
+def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
+            follow: bool = False, in_fd: int | None = None) -> None:
+    """Copy the host's `src` (or with `in_fd`, `rl cp - CONTAINER:DIR`, a tar stream read
+    there, extracted into the directory `dest`). As Docker's: what is copied in belongs to
+    root unless `archive` (-a) keeps the source's uid/gid; `follow` (-L) follows a
+    symlink at `src` on the host (the user's own path)."""
+    if in_fd is None and not os.path.lexists(src):
         raise InvalidArgument(f"{src} does not exist on the host")
+    arcname = None
+    if in_fd is None and follow and os.path.islink(src):
+        arcname = os.path.basename(os.path.abspath(src))
+        src = os.path.realpath(src)
+        if not os.path.exists(src):
+            raise InvalidArgument(f"{arcname} is a symbolic link to {src}, which does not "
+                                  "exist on the host")
     r, w = os.pipe()
 
     def consume() -> int:
         os.close(w)
         target = dest
-        name = os.path.basename(os.path.abspath(src))
+        name = arcname or os.path.basename(os.path.abspath(src or "-"))
+        if in_fd is not None and not os.path.isdir(target):
+            os.write(2, f"rl: error: {target} is not a directory in the container (a tar "
+                        "stream is extracted into a directory)\n".encode())
+            return 2
         if os.path.isdir(target):
             into, rename = target, None
         else:
@@ -253,12 +288,24 @@ def copy_in(pid, src: str, dest: str) -> None:
                         first, _, rest = m.linkname.partition("/")
                         if first == name:
                             m.linkname = rename + ("/" + rest if rest else "")
+                if in_fd is not None and not archive:
+                    m.uid = m.gid = 0  # Docker's: root's, unless -a
                 tar.extract(m, into, set_attrs=True, numeric_owner=True)
         return 0
 
     child = child_in_container(pid, consume)
     os.close(r)
     err = None
+    if in_fd is not None:
+        try:
+            with os.fdopen(w, "wb") as out:
+                while chunk := os.read(in_fd, 1 << 16):
+                    out.write(chunk)
+        except BrokenPipeError as exc:
+            err = exc
+        if wait_child(child) != 0 or err is not None:
+            raise RlError("copying the tar stream into the container failed")
+        return
     try:
         # src is the user's path; below it we read by fd, never through a symlink: it may
         # be a directory a container has mounted and is changing right now
@@ -269,7 +316,8 @@ def copy_in(pid, src: str, dest: str) -> None:
         try:
             with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|",
                                                          format=tarfile.PAX_FORMAT) as tar:
-                layertar.write_tree(tar, pfd, base, base, owner=(0, 0))
+                layertar.write_tree(tar, pfd, base, arcname or base,
+                                    owner=None if archive else (0, 0))
         finally:
             os.close(pfd)
     except BrokenPipeError as exc:

@@ -233,7 +233,9 @@ _VALUED = {"--name", "-e", "--env", "--env-file", "-w", "--workdir", "-u", "--us
            "--cidfile", "--group-add", "--label-file", "--shm-size", "--sysctl", "--device",
            "--memory-swap", "--memory-reservation", "--cpu-shares", "--cpu-quota",
            "--cpu-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit", "--blkio-weight",
-           "--device-cgroup-rule", "-a", "--attach", "--detach-keys", "--sig-proxy"}
+           "--device-cgroup-rule", "-a", "--attach", "--detach-keys", "--sig-proxy", "--pid",
+           "--ipc", "--uts", "--ip", "--ip6", "--mac-address", "--volumes-from", "--platform",
+           "--log-driver", "--log-opt"}
 
 
 def _wants_early(args: list[str]) -> bool:

@@ -52,11 +52,23 @@ def kill(pid: int, sig: int) -> None:
 
 
 def open_namespaces(pid: int, kinds=None) -> list[tuple[int, int]]:
+    """The container's namespaces, less those it shares with us (--pid/--ipc/--uts/
+    --network host): setns into one of the host's is EPERM from a user namespace, and we
+    are in it already."""
     out = []
     for name, flag in NS_ORDER:
         if kinds is not None and name not in kinds:
             continue
-        out.append((os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+        fd = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        if name != "user":
+            try:
+                mine, theirs = os.stat(f"/proc/self/ns/{name}"), os.fstat(fd)
+                if (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
+                    os.close(fd)
+                    continue
+            except OSError:
+                pass
+        out.append((fd, flag))
     return out
 
 

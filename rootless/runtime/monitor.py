@@ -132,7 +132,9 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
     code; the hub stays open (its owner finishes it once the exit is recorded)."""
     log = Writer(log_path) if log_path else None
     if hub is not None:
-        hub.set_log(log_path, log.fd if log is not None else None)
+        hub.set_log(log.path if log is not None else None, log.fd if log is not None else None)
+        if log is not None:  # --log-opt max-size: replays read the new file after a rotation
+            log.on_rotate = lambda: hub.set_log(log.path, log.fd)
     in_fd, out_fd, err_fd = stdio if attach else (None, None, None)
     # the caller's terminal, whose size the container's follows
     size_fd = next((fd for fd in (in_fd, out_fd) if fd is not None and os.isatty(fd)), None)

@@ -1,6 +1,8 @@
-"""`--network container:NAME` and `--network NAME`: user namespaces joined or nested.
+"""`--network/--pid/--ipc container:NAME` and `--network NAME`: user namespaces joined or
+nested.
 
-`--network container:NAME`: a new container in the network namespace of another.
+`--network container:NAME`: a new container in the network namespace of another (and
+`--pid`/`--ipc container:NAME` alike: its pid or IPC namespace).
 
 Rootless, the other container's network namespace belongs to its user namespace, and only
 a process with CAP_SYS_ADMIN there may join it: the owner (the user) gets that by joining
@@ -15,19 +17,30 @@ import os
 
 from rootless.linux import syscalls as sc
 
+_KINDS = (("net", sc.CLONE_NEWNET), ("ipc", sc.CLONE_NEWIPC))
 
-def join_user_and_net(pid: int) -> None:
-    """In the single-threaded sandbox: setns into pid's user, then net namespace, then a
-    new mount namespace (the rest, pid, uts and ipc, are made later as usual)."""
-    fds = [(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag)
-           for name, flag in (("user", sc.CLONE_NEWUSER), ("net", sc.CLONE_NEWNET))]
+
+def join(joins: dict[str, int]) -> int | None:
+    """In the single-threaded sandbox: setns into the user namespace of the containers in
+    `joins` ({"net"|"pid"|"ipc": host pid}; the engine checked they share one), then
+    into their net and IPC namespaces, then a new mount namespace. The pid namespace
+    applies to children only: its fd is returned, for setns just before pid 1 is forked."""
+    first = next(iter(joins.values()))
+    user = os.open(f"/proc/{first}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    fds = [(os.open(f"/proc/{joins[k]}/ns/{k}", os.O_RDONLY | os.O_CLOEXEC), flag)
+           for k, flag in _KINDS if k in joins]
+    pidfd = (os.open(f"/proc/{joins['pid']}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+             if "pid" in joins else None)
     try:
+        sc.setns(user, sc.CLONE_NEWUSER)
         for fd, flag in fds:
             sc.setns(fd, flag)
     finally:
+        os.close(user)
         for fd, _ in fds:
             os.close(fd)
     sc.unshare(sc.CLONE_NEWNS)
+    return pidfd
 
 
 def nest_under(pid: int) -> None:

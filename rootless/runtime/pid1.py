@@ -30,10 +30,12 @@ from rootless.runtime import caps, seccomp
 _FLAGS = {
     "ro": sc.MS_RDONLY, "nosuid": sc.MS_NOSUID, "nodev": sc.MS_NODEV, "noexec": sc.MS_NOEXEC,
     "strictatime": sc.MS_STRICTATIME, "noatime": sc.MS_NOATIME, "bind": sc.MS_BIND,
-    "rbind": sc.MS_BIND | sc.MS_REC,
+    "rbind": sc.MS_BIND | sc.MS_REC, "sync": 16, "mand": 64, "dirsync": 128,  # MS_*
+    "nodiratime": 2048,
 }
 _IGNORED = {"rw", "private", "rprivate", "slave", "rslave", "shared", "rshared", "exec",
-            "suid", "dev", "relatime", "z", "Z", "rl-copyup"}
+            "suid", "dev", "relatime", "z", "Z", "rl-copyup", "atime", "diratime",
+            "nostrictatime", "norelatime", "async", "nomand"}
 TIOCSCTTY = 0x540E
 TIOCGPTPEER = 0x5441
 TIOCSPTLCK = 0x40045431
@@ -220,6 +222,41 @@ def _readonly(rootfd: int, paths: list[str]) -> None:
         try:
             _remount_ro(_fdpath(fd))
         finally:
+            os.close(fd)
+
+
+DONOR_SHM = "rl-ipc-donor-shm"  # a spec mount's source: the /dev/shm of --ipc container:
+
+
+def _donor_shm(spec: dict) -> int | None:
+    """--ipc container:NAME: a copy of NAME's /dev/shm mount (POSIX shared memory lives
+    there). A bind from another mount namespace is refused, so for a moment we enter NAME's
+    (we are root of its user namespace), find /dev/shm in NAME's root without leaving it
+    (RESOLVE_IN_ROOT: a symlink that container planted resolves inside it), clone that
+    mount (open_tree) and come back; the clone is attached on our /dev/shm."""
+    donor = spec.get("annotations", {}).get("io.rl.ipc-donor")
+    if not donor or not any(m.get("source") == DONOR_SHM for m in spec.get("mounts", [])):
+        return None
+    fds = []
+    try:
+        own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(own)
+        theirs = os.open(f"/proc/{int(donor)}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(theirs)
+        root = os.open(f"/proc/{int(donor)}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fds.append(root)
+        sc.setns(theirs, sc.CLONE_NEWNS)
+        try:
+            shm = _open_in(root, "/dev/shm", os.O_PATH | os.O_DIRECTORY)
+            fds.append(shm)
+            return sc.open_tree_clone(shm)
+        finally:
+            sc.setns(own, sc.CLONE_NEWNS)
+    except OSError as exc:
+        raise Fail(125, f"cannot reach the /dev/shm of the --ipc container: "
+                        f"{exc.strerror}") from None
+    finally:
+        for fd in fds:
             os.close(fd)
 
 
@@ -479,7 +516,15 @@ def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None,
 
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     devnull = _checked_devnull()
+    donor_shm = _donor_shm(spec)
     for m in spec.get("mounts", []):
+        if m.get("source") == DONOR_SHM and donor_shm is not None:
+            dst = _ensure(rootfd, m["destination"], True)
+            try:
+                sc.move_mount(donor_shm, dst)
+            finally:
+                os.close(dst)
+            continue
         try:
             _mount_one(rootfd, m, netns)
         except OSError as exc:
@@ -489,6 +534,8 @@ def _run(spec: dict, rootfs: str, exec_w: int, pty_sock: int | None,
     _mask(rootfd, linux.get("maskedPaths", []), devnull)
     _readonly(rootfd, linux.get("readonlyPaths", []))
     os.close(devnull)
+    if donor_shm is not None:
+        os.close(donor_shm)
 
     slave = None
     if spec["process"].get("terminal") and pty_sock is not None:

@@ -70,16 +70,18 @@ class Launch:
 
     def __init__(self, *, maps: userns.Maps, backend: str, namespaces: set[str],
                  stdio: tuple[int, int, int], terminal: bool = False, early=None,
-                 join_pid: int | None = None, holder=None, lean: bool = False) -> None:
+                 joins: dict[str, int] | None = None, holder=None,
+                 lean: bool = False) -> None:
         self.maps = maps
         # Detached: once pid 1 runs, the sandbox execs a lean waiter (rootless.runtime.lean).
         self.lean = lean
         # --network NAME: the user namespace is made under the network holder's
         # (rootless/network/holder.py), which writes its maps.
         self.holder = holder
-        # --network container:NAME: the user and net namespaces of that container's pid 1
-        # are joined instead of made (rootless/runtime/nsjoin.py).
-        self.join_pid = join_pid
+        # --network/--pid/--ipc container:NAME: {"net"|"pid"|"ipc": host pid of that
+        # container's pid 1}; its user namespace and those are joined instead of made
+        # (rootless/runtime/nsjoin.py).
+        self.joins = dict(joins or {})
         # A fuse_overlay server forked before us (rootless.runtime.early.Prestarted).
         self.early = early if backend == "fuse_overlay" else None
         if early is not None and self.early is None:
@@ -132,7 +134,7 @@ class Launch:
                 _sandbox(ctl_r, status_w, self.stdio, self.backend, self.namespaces,
                          pty_child.detach() if pty_child is not None else None,
                          self.early.ready_r if self.early is not None else None,
-                         self.join_pid, self.holder.pid if self.holder is not None else None,
+                         self.joins, self.holder.pid if self.holder is not None else None,
                          self.lean, zygote_conn.fileno() if zygote_conn is not None else None)
             except BaseException as exc:
                 try:
@@ -163,7 +165,7 @@ class Launch:
         try:
             if self.holder is not None:
                 self.holder.write_id_maps(pid)
-            elif self.join_pid is None:  # a joined user namespace has its maps
+            elif not self.joins:  # a joined user namespace has its maps
                 userns.write(pid, self.maps)
         except OSError as exc:
             self.abort()
@@ -298,7 +300,7 @@ def _close_all_but(keep: set[int]) -> None:
 
 def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: str,
              namespaces: set[str], pty_sock: int | None, early_ready: int | None,
-             join_pid: int | None = None, nest_pid: int | None = None,
+             joins: dict[str, int] | None = None, nest_pid: int | None = None,
              lean: bool = False, zygote_conn: int | None = None) -> None:
     # Our own process group: the terminal's Ctrl-C goes to the monitor, which forwards it.
     os.setpgid(0, 0)
@@ -314,11 +316,12 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     _close_all_but(keep)
     ctl = _Lines(ctl_r)
     trace("S start")
+    pidns_fd = None
     try:
-        if join_pid is not None:
+        if joins:
             from rootless.runtime import nsjoin
 
-            nsjoin.join_user_and_net(join_pid)
+            pidns_fd = nsjoin.join(joins)
         elif nest_pid is not None:
             from rootless.runtime import nsjoin
 
@@ -385,8 +388,13 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     if ctl.read() != "G":
         server.stop(rfs)
         os._exit(0)
-    if "pid" in namespaces:
+    if pidns_fd is not None:  # --pid container:NAME: pid 1 is forked into that one
+        sc.setns(pidns_fd, sc.CLONE_NEWPID)
+        os.close(pidns_fd)
+    elif "pid" in namespaces:
         sc.unshare(sc.CLONE_NEWPID)
+    if joins and "ipc" in joins:  # pid 1 binds that container's /dev/shm (pid1.py)
+        spec.setdefault("annotations", {})["io.rl.ipc-donor"] = str(joins["ipc"])
     exec_r, exec_w = os.pipe()
     pid = os.fork()
     if pid == 0:

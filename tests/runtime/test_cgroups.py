@@ -103,3 +103,17 @@ def test_device_cgroup_rule_is_refused(rl):
     r = rl("run", "--device-cgroup-rule", "c 1:3 rwm", "busybox", "true")
     assert r.returncode == 125
     assert "--device-cgroup-rule needs the devices controller" in r.stderr
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("hybrid", "the freezer controller is not on the cgroup v2 tree"),
+    ("v1", "cgroup v1 only"),
+    ("v2", "rl does not create per-container cgroups yet, so there is no cgroup.freeze"),
+])
+def test_pause_refusal_names_the_layout(tmp_path, kind, words):
+    rep = layout(tmp_path, kind)
+    with pytest.raises(cgroups.InvalidArgument) as err:
+        cgroups.refuse_freeze("web", "pause", rep)
+    assert err.value.message.startswith("cannot pause container web: no cgroup freezer: ")
+    assert words in err.value.message
+    assert "SIGSTOP of every process is not a freeze" in err.value.message

@@ -130,3 +130,19 @@ def test_idle_monitor_stays_lean_with_checks_and_restarts(rl):
         return maps if "_sqlite3" not in maps else None
 
     assert wait_until(lean_maps, timeout=5, what="a lean monitor")
+
+
+def test_health_status_changes_are_events(rl):
+    import time
+
+    rl("run", "-d", "--network", "none", "--name", "hev", "--health-cmd", "test -e /tmp/ok",
+       "--health-retries", "1", "--health-interval", "10m", "busybox", "sleep", "300",
+       check=True)
+    assert rl("healthcheck", "run", "hev").returncode == 1
+    assert rl("healthcheck", "run", "hev").returncode == 1  # no change: no second event
+    rl("exec", "hev", "touch", "/tmp/ok", check=True)
+    assert rl("healthcheck", "run", "hev").returncode == 0
+    until = str(time.time() + 1)
+    out = rl("events", "--since", "10m", "--until", until, "--filter", "container=hev",
+             "--filter", "event=health_status", "--format", "{{.Action}}", check=True).stdout
+    assert out.splitlines() == ["health_status: unhealthy", "health_status: healthy"]
