@@ -103,12 +103,7 @@ def git_commit(spec: str) -> str:
     ref = frag.partition(":")[0] or "HEAD"
     if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", ref):
         return ref
-    if url.lower().startswith("github.com/"):
-        url = "https://" + url
-    if shutil.which("git") is None:
-        raise RlError("building from a git URL needs the git command",
-                      "install git (apt-get install git)")
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    url, env = _git_setup(url)
     try:
         proc = subprocess.run(["git", "ls-remote", "--", url, ref], capture_output=True,
                               text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
@@ -130,17 +125,23 @@ def git_commit(spec: str) -> str:
     return spec
 
 
-def fetch_git(spec: str, ctx: str, keep_git_dir: bool = False) -> str:
-    """Fetch `URL#REF:SUBDIR` into the directory `ctx` (made if missing); the checked-out
-    directory (SUBDIR of it when given)."""
-    url, _, frag = spec.partition("#")
-    ref, _, subdir = frag.partition(":")
+def _git_setup(url: str) -> tuple[str, dict]:
+    """The URL git is given, and its environment (no prompt for credentials: a build
+    must fail, not wait on a terminal)."""
     if url.lower().startswith("github.com/"):
         url = "https://" + url
     if shutil.which("git") is None:
         raise RlError("building from a git URL needs the git command",
                       "install git (apt-get install git)")
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    return url, {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+
+
+def fetch_git(spec: str, ctx: str, keep_git_dir: bool = False) -> str:
+    """Fetch `URL#REF:SUBDIR` into the directory `ctx` (made if missing); the checked-out
+    directory (SUBDIR of it when given)."""
+    url, _, frag = spec.partition("#")
+    ref, _, subdir = frag.partition(":")
+    url, env = _git_setup(url)
     steps = [("init", ["git", "init", "-q", ctx]),
              ("fetch", ["git", "-C", ctx, "fetch", "-q", "--depth", "1", "--", url,
                         ref or "HEAD"]),

@@ -283,14 +283,9 @@ def _detach_for_exec() -> None:
     sets PR_SET_PDEATHSIG: only once the intermediate is gone, or it would kill us."""
     import time
 
-    os.setsid()
-    first = os.getpid()
-    if os.fork() != 0:
-        os._exit(0)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    from rootless.linux import syscalls
+
+    first = syscalls.detach_session()
     while os.getppid() == first:  # reparented once it exited (microseconds)
         time.sleep(0.001)
 

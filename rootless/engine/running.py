@@ -638,13 +638,9 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
 def _detach_from_caller() -> None:
     """In a forked child: a new session, a grandchild (the caller reaps the child at
     once), stdio on /dev/null, / as cwd, SIGHUP ignored: a process that outlives `rl`."""
-    os.setsid()
-    if os.fork() != 0:
-        os._exit(0)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    from rootless.linux import syscalls
+
+    syscalls.detach_session()
     os.chdir("/")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 

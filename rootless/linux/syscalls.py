@@ -182,6 +182,22 @@ def inotify_watch(path: str, mask: int) -> int:
     return fd
 
 
+def detach_session() -> int:
+    """In a forked child, to outlive the caller: a new session, then a grandchild of it
+    (the intermediate exits at once, so the caller reaps it and never waits on us), with
+    stdio on /dev/null. Returns the intermediate's pid (the grandchild's parent until
+    the kernel reparents it)."""
+    os.setsid()
+    first = os.getpid()
+    if os.fork() != 0:
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    return first
+
+
 def neutralize_fds(keep: set[int]) -> None:
     """Point every open fd not in `keep` at /dev/null, in a forked child that goes on
     running Python code. Closing them would be wrong: a Python object of the parent (an
