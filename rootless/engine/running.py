@@ -94,12 +94,15 @@ def _set_running(c: Container, pid: int) -> None:
 
 
 def _set_exited(c: Container, code: int | None) -> None:
+    """Record the exit and write the die event; an --rm container's row is about to go,
+    so it gets the event only (then destroy), as Docker's."""
     from rootless.runtime.sandbox import trace
 
     trace(f"set exited {code}")
-    with _db() as conn, catalog.transaction(conn):
-        containerdb.update(conn, c.id, state="exited", pid=None, exit_code=code,
-                           finished=time.time())
+    if not c.options.get("rm"):
+        with _db() as conn, catalog.transaction(conn):
+            containerdb.update(conn, c.id, state="exited", pid=None, exit_code=code,
+                               finished=time.time())
     events.container("die", c, exitCode="" if code is None else code)
 
 
@@ -179,8 +182,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
                 ending.append(s)
             else:
                 s.stop()
-    if not c.options.get("rm"):  # otherwise the row is about to go
-        _set_exited(c, code)
+    _set_exited(c, code)
     trace(f"M recorded exit code {code}")
     if hub is not None:
         hub.finish(code)
@@ -257,7 +259,7 @@ def finish_detached(cid: str, code: int | None, net: str, error: BaseException |
             from rootless.engine import netwire
 
             netwire.endpoint_of(c).stop()
-        if error is None and not c.options.get("rm"):
+        if error is None:
             _set_exited(c, code)
     except BaseException as exc:
         error = exc

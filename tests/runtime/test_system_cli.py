@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def lines(r) -> list[str]:
     assert r.returncode == 0, r.stderr
@@ -254,3 +256,26 @@ def test_events_of_a_run_in_order_with_since_and_until(rl):
     r = rl("events", "--since", "yesterday-ish", "--until", "1s")
     assert r.returncode == 125 and "invalid value for --since" in r.stderr
     rl("rm", "later", check=True)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_events_of_an_rm_run_include_its_exit(rl, detach):
+    """An --rm container dies before it is destroyed, with its exit code, in the
+    foreground and under a detached monitor (Docker's order: create start die destroy)."""
+    import time
+
+    t0 = time.time()
+    name = f"evrm{int(detach)}"
+    args = ["run", "--rm", "--network", "none", "--name", name]
+    r = rl(*args, *(["-d"] if detach else []), "busybox", "sh", "-c", "exit 3")
+    assert r.returncode == (0 if detach else 3), r.stderr
+    deadline = time.monotonic() + 20
+    while True:  # the detached monitor writes destroy last
+        out = lines(rl("events", "--since", f"{t0:.3f}", "--until", f"{time.time():.3f}",
+                       "--filter", f"container={name}", "--format",
+                       "{{.Action}} {{.Actor.Attributes.exitCode}}", timeout=30))
+        if out and out[-1].startswith("destroy") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [x.split()[0] for x in out] == ["create", "start", "die", "destroy"], out
+    assert out[2] == "die 3"
