@@ -274,7 +274,7 @@ def test_events_of_an_rm_run_include_its_exit(rl, detach):
         out = lines(rl("events", "--since", f"{t0:.3f}", "--until", f"{time.time():.3f}",
                        "--filter", f"container={name}", "--format",
                        "{{.Action}} {{.Actor.Attributes.exitCode}}", timeout=30))
-        if out and out[-1].startswith("destroy") or time.monotonic() > deadline:
+        if (out and out[-1].startswith("destroy")) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert [x.split()[0] for x in out] == ["create", "start", "die", "destroy"], out
