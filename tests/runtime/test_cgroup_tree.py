@@ -36,7 +36,7 @@ def tree(tmp_path, monkeypatch):
 
 
 def limits(*args: str) -> dict:
-    given = dict(zip(args[::2], args[1::2]))
+    given = dict(zip(args[::2], args[1::2], strict=True))
     return cgroups.parse_limits(given)
 
 
