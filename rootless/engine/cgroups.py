@@ -65,6 +65,11 @@ class Report:
                     f"{where} and the cgroup v2 tree ({self.root}/unified) has "
                     f"{' '.join(self.unified) or 'no controllers'}; v1 controllers cannot "
                     "be delegated to a user", V2_FIX)
+        if self.delegated is None and "/session-" in self.cgroup:
+            return (f"your cgroup ({self.cgroup}) is a login session's scope, which "
+                    "systemd keeps as root's: nothing below it is delegated to you",
+                    "run rl inside your user manager's tree: systemd-run --user --scope "
+                    "rl run ... (needs user@UID.service), and " + DELEGATE_FIX)
         if self.delegated is None:
             return (f"your cgroup ({self.cgroup or 'unknown'}) is not delegated to you "
                     "(no systemd user manager owns it)",
@@ -484,8 +489,19 @@ def update(short_id: str, limits: dict, rep: Report | None = None) -> bool:
     fd = _opened(short_id, rep)
     if fd is None:
         return False
+    files = files_of(limits)
     try:
-        for f, value in files_of(limits).items():
+        # a container started without limits has a cgroup without their controllers
+        assert rep.delegated is not None
+        top = _open_dir(None, rep.delegated)
+        try:
+            _enable(top, {_controller(f) for f in files})
+        except OSError as exc:
+            raise _failed("enable the controllers", exc,
+                          f"{rep.delegated}/cgroup.subtree_control") from None
+        finally:
+            os.close(top)
+        for f, value in files.items():
             try:
                 _write_at(fd, f, value)
             except OSError as exc:

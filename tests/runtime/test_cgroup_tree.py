@@ -150,6 +150,22 @@ def test_update_writes_a_running_containers_cgroup(tree):
     assert (top / "rl-abc" / "pids.max").read_text() == "7"
 
 
+def test_update_enables_the_controllers_a_container_started_without(tree):
+    rep, top = tree
+    cgroups.make("abc", None, rep)
+    assert (top / "cgroup.subtree_control").read_text() == ""
+    assert cgroups.update("abc", limits("--pids-limit", "9"), rep)
+    assert (top / "cgroup.subtree_control").read_text() == "+pids"
+    assert (top / "rl-abc" / "pids.max").read_text() == "9"
+
+
+def test_a_login_sessions_scope_is_named():
+    rep = cgroups.Report("v2", "/user.slice/user-1000.slice/session-3.scope", None)
+    reason, fix = rep.why_not("memory")
+    assert "is a login session's scope" in reason
+    assert fix.startswith("run rl inside your user manager's tree: systemd-run --user")
+
+
 def test_removal(tree, monkeypatch):
     rep, top = tree
     (top / "rl-abc").mkdir()  # the kernel's cgroup dir can be removed with its files
