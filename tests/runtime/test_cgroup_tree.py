@@ -247,3 +247,20 @@ def test_info_line_when_delegated(tree):
     rep, _ = tree
     assert cgroups.info_line(rep) == (True, f"cgroup v2, {rep.delegated} delegated with "
                                       "cpu cpuset io memory pids", None)
+
+
+def test_a_pause_shows_until_the_next_start():
+    """ps's STATUS and State, inspect's Status and `--filter status=paused` read the time
+    of the pause; one from before the last start (stopped while paused) is void."""
+    from types import SimpleNamespace
+
+    from rootless.engine import filters
+    from rootless.format import docker_shapes
+
+    c = SimpleNamespace(state="running", started=100.0, options={"paused": 150.0},
+                        health=None, exit_code=None, finished=None)
+    assert docker_shapes.docker_status(c, now=160.0).endswith(" (Paused)")
+    assert filters._status(c) == "paused" and docker_shapes.paused(c)
+    c.started = 200.0  # restarted since
+    assert docker_shapes.docker_status(c, now=260.0) == "Up About a minute"
+    assert filters._status(c) == "running" and not docker_shapes.paused(c)
