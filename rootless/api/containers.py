@@ -249,8 +249,10 @@ def update(req: Request) -> Response:
 
 
 def pause(req: Request) -> Response:
-    raise ApiError(501, "rl cannot pause or unpause containers: that needs the cgroup "
-                   "freezer, which rootless containers here do not have")
+    """The engine's pause: cgroup.freeze where delegated, refused with the reason elsewhere."""
+    engine("rootless.engine.containers:pause", _id(req),
+           unpause=req.path.rstrip("/").endswith("/unpause"))
+    return no_content()
 
 
 # -- output -------------------------------------------------------------------------------

@@ -550,7 +550,8 @@ for _name, _cmd in (("ls", ps), ("list", ps), ("ps", ps), ("rm", rm), ("remove",
 @click.option("--blkio-weight", help=_CGROUP_HELP)
 @click.argument("containers", nargs=-1, required=True)
 def update(restart: str | None, containers: tuple[str, ...], **limits) -> None:
-    """Change containers' restart policy (resource limits: refused, see rl info)."""
+    """Change containers' restart policy and resource limits (these need cgroup v2
+    delegation: see rl info)."""
     resources = {"--" + k.replace("_", "-"): v for k, v in limits.items() if v is not None}
     for ref in containers:
         _engine().update(ref, restart=restart, resources=resources)

@@ -27,8 +27,7 @@ def check_unsupported(opts: RunOptions) -> None:
     from rootless.engine import cgroups
 
     # never ignored: refused with the reason found on this host (engine/cgroups.py)
-    cgroups.refuse_resource_flags({"--memory": opts.memory, "--cpus": opts.cpus,
-                                   **opts.resources})
+    cgroups.limits_of(opts)
     check_workdir(opts.workdir)
     from rootless.engine import restart
 
@@ -159,6 +158,11 @@ def create(opts: RunOptions, *, maps=None) -> Container:
                    "exposed": exposed,
                    **({"add_hosts": opts.add_hosts} if opts.add_hosts else {})}
         options.update(_extra_options(opts, image.config))
+        from rootless.engine import cgroups
+
+        limits = cgroups.limits_of(opts)  # cgroup limits (HostConfig keys), engine/cgroups.py
+        if limits:
+            options["limits"] = limits
         options.update(runextras.options(opts, ns_modes))
         conn = catalog.connect()
         with contextlib.closing(conn), catalog.transaction(conn):

@@ -170,6 +170,8 @@ def _logs(c: Container, path: str, window, follow: bool, tail: int | None):
 
 
 def inspect(ref: str) -> dict:
+    from rootless.format.docker_shapes import paused
+
     c = lookup(ref)
     spec = c.spec()
     try:
@@ -187,8 +189,9 @@ def inspect(ref: str) -> dict:
         "Path": c.command[0] if c.command else "",
         "Args": c.command[1:],
         "State": {
-            "Status": c.state,
+            "Status": "paused" if paused(c) else c.state,
             "Running": c.state == "running",
+            "Paused": paused(c),
             "Restarting": c.state == "restarting",
             "Pid": c.pid or 0,
             "MonitorPid": c.monitor_pid or 0,
@@ -230,6 +233,7 @@ def inspect(ref: str) -> dict:
                        "ReadonlyRootfs": spec["root"].get("readonly", False),
                        "UsernsMode": c.options.get("userns", ""),
                        "SecurityOpt": _security_opt(spec),
+                       **_limits(c.options),
                        **_more_host_config(c.options)},
         "Mounts": _mounts_of(spec, str(c.dir)),
         "Rootfs": rootfs,
@@ -237,6 +241,12 @@ def inspect(ref: str) -> dict:
         "Bundle": str(c.dir),
         "OCISpec": spec,
     }
+
+
+def _limits(options: dict) -> dict:
+    from rootless.engine import cgroups
+
+    return cgroups.host_config(options.get("limits"))
 
 
 def _more_host_config(options: dict) -> dict:

@@ -24,6 +24,15 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 HEALTH = ("starting", "healthy", "unhealthy", "none")
 
 
+def _status(c) -> str:
+    """Docker's status: a running container frozen by `rl pause` is "paused"."""
+    if c.state != "running" or not c.options.get("paused"):
+        return c.state
+    from rootless.format.docker_shapes import paused
+
+    return "paused" if paused(c) else c.state
+
+
 def parse(values: tuple[str, ...] | list[str], keys: tuple[str, ...]) -> dict[str, list[str]]:
     """{key: [values]} from KEY=VALUE arguments, refusing keys the command does not know."""
     out: dict[str, list[str]] = {}
@@ -115,7 +124,7 @@ def containers(cs: list[Any], f: dict[str, list[str]], lookup) -> list[Any]:
             continue
         if "label" in f and not _labels_match(f["label"], c.labels):
             continue
-        if "status" in f and c.state not in f["status"]:
+        if "status" in f and _status(c) not in f["status"]:
             continue
         if exited and (c.state != "exited" or c.exit_code not in exited):
             continue

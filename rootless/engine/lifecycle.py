@@ -26,12 +26,25 @@ STOP_TIMEOUT = 10
 
 def update(ref: str, *, restart: str | None = None, resources: dict | None = None) -> Container:
     """`rl update`: the restart policy (a running container's monitor reads it when the
-    container exits, so it applies at once); resource limits are refused as at create."""
+    container exits, so it applies at once); resource limits (refused as at create where
+    the host has no cgroup for them) are kept, and written to a running container's
+    cgroup (engine/cgroups.py)."""
     from rootless.engine import cgroups
     from rootless.engine import restart as restart_mod
 
-    cgroups.refuse_resource_flags(resources or {})
+    limits = cgroups.refuse_resource_flags(resources or {})
     c = lookup(ref)
+    if limits:
+        with db() as conn, catalog.transaction(conn):
+            now = containerdb.get_in(conn, c.id)
+            if now is None:
+                raise NotFound(f"no such container: {ref}")
+            options = now.options
+            options["limits"] = {**(options.get("limits") or {}), **limits}
+            containerdb.update(conn, c.id, options=options)
+        if c.state == "running":
+            cgroups.update(c.short_id, options["limits"])
+        c = lookup(c.id)
     if restart is None:
         return c
     policy = restart_mod.parse(restart)
@@ -188,14 +201,38 @@ def wait(ref: str, condition: str = "not-running") -> int:
 
 
 def pause(ref: str, *, unpause: bool = False) -> Container:
-    """`rl pause`/`unpause`: refused with this host's reason (engine/cgroups.py)."""
+    """`rl pause`/`unpause`: through the container's cgroup.freeze where cgroup v2 is
+    delegated; refused with this host's reason elsewhere (engine/cgroups.py). The record
+    keeps when it was paused: a pause older than the last start is void."""
     from rootless.engine import cgroups
 
     c = lookup(ref)
     if c.state != "running":
         raise Conflict(f"container {c.name} is not running")
-    cgroups.refuse_freeze(c.name, "unpause" if unpause else "pause")
-    return c
+    rep = cgroups.probe()
+    if not rep.usable:  # no freezer on this host: said first, whatever the state
+        cgroups.refuse_freeze(c.name, "unpause" if unpause else "pause", rep)
+    if is_paused(c) != unpause:
+        raise Conflict(f"container {c.name} is " + ("not paused" if unpause
+                                                      else "already paused"))
+    cgroups.freeze(c.name, c.short_id, not unpause, rep)
+    with db() as conn, catalog.transaction(conn):
+        now = containerdb.get_in(conn, c.id)
+        if now is not None:
+            options = now.options
+            options.pop("paused", None)
+            if not unpause:
+                options["paused"] = time.time()
+            containerdb.update(conn, c.id, options=options)
+    events.container("unpause" if unpause else "pause", c)
+    return lookup(c.id)
+
+
+def is_paused(c: Container) -> bool:
+    """Paused since its last start (inspect's State.Paused, ps's "(Paused)")."""
+    from rootless.format.docker_shapes import paused
+
+    return paused(c)
 
 
 def restart(ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
@@ -223,6 +260,9 @@ def remove_files(c: Container, *, volumes: bool = False) -> None:
         sock.unlink()
     except OSError:
         pass
+    from rootless.engine import cgroups
+
+    cgroups.remove(c.short_id)  # its processes are gone: stopped above (a no-op without one)
 
 
 def _rmtree(path: Path) -> None:

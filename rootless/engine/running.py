@@ -124,8 +124,11 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     hub = _listen(c, hub_fds) if log else None
 
     def before_go(sandbox_pid: int) -> None:
-        from rootless.engine import netwire
+        from rootless.engine import cgroups, netwire
 
+        # the sandbox into the container's cgroup before it forks pid 1: every process of
+        # the container descends from it (a no-op without cgroup v2 delegation)
+        cgroups.join(c.short_id, c.options.get("limits"), sandbox_pid)
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
         trace("M network")
         s = netwire.start(c.options, sandbox_pid, sock, c)  # slirp4netns/veth + ports

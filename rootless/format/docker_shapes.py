@@ -142,6 +142,8 @@ def docker_status(c: Any, now: float | None = None) -> str:
     now = time.time() if now is None else now
     if c.state == "running":
         up = f"Up {human_duration(now - (c.started or now))}"
+        if paused(c):
+            return f"{up} (Paused)"
         health = health_status(c)
         if health == "starting":
             return f"{up} (health: starting)"
@@ -152,6 +154,12 @@ def docker_status(c: Any, now: float | None = None) -> str:
     if c.state == "restarting":
         return f"Restarting ({code}) {human_duration(now - (c.finished or now))} ago"
     return "Created"
+
+
+def paused(c: Any) -> bool:
+    """Frozen by `rl pause` since its last start (rootless/engine/lifecycle.py)."""
+    options = getattr(c, "options", None) or {}
+    return c.state == "running" and (options.get("paused") or 0) >= (c.started or 0)
 
 
 def health_status(c: Any) -> str:
@@ -205,7 +213,7 @@ def container_doc(c: Any, *, mounts: Callable[[], list[dict]],
         Ports=_Lazy(ports),
         RunningFor=human_duration(now - c.created) + " ago",
         Size=size if size is not None else "0B",
-        State=c.state,
+        State="paused" if paused(c) else c.state,
         Status=docker_status(c, now),
     )
     doc.labels = c.labels

@@ -65,8 +65,8 @@ def test_v2_delegated_subtree_and_missing_controller(tmp_path):
     assert rep.controllers == ["memory", "pids"]
     assert "the cpu controller is not delegated" in rep.why_not("cpu")[0]
     ok, detail, fix = cgroups.info_line(rep)
-    assert not ok  # rl applies no limits yet
-    assert "delegated with memory pids" in detail and "Delegate=" in fix
+    assert not ok  # cpu, cpuset, io missing
+    assert "delegated with memory pids (no cpu cpuset io" in detail and "Delegate=" in fix
 
 
 def test_v2_not_owned_is_not_delegated(tmp_path):
@@ -83,7 +83,7 @@ def test_v2_controller_not_delegated_names_it():
     assert reason == ("the cpu controller is not delegated to your cgroup "
                       "(/sys/fs/cgroup/user.slice/x: memory pids)")
     assert "Delegate=cpu cpuset io memory pids" in fix
-    assert "rl does not create per-container cgroups yet" in rep.why_not("memory")[0]
+    assert rep.why_not("memory") == ("", "")  # usable
 
 
 @pytest.mark.parametrize("flag, value, controller", [
@@ -108,7 +108,7 @@ def test_device_cgroup_rule_is_refused(rl):
 @pytest.mark.parametrize("kind, words", [
     ("hybrid", "the freezer controller is not on the cgroup v2 tree"),
     ("v1", "cgroup v1 only"),
-    ("v2", "rl does not create per-container cgroups yet, so there is no cgroup.freeze"),
+    ("v2", "it has no cgroup of its own (rl could not make one under"),
 ])
 def test_pause_refusal_names_the_layout(tmp_path, kind, words):
     rep = layout(tmp_path, kind)
