@@ -47,7 +47,7 @@ def test_mount_flag():
     m = parse_mount("type=volume,src=data,dst=/d,volume-nocopy")
     assert (m.source, m.nocopy) == ("data", True)
     m = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770")
-    assert m.tmpfs_options == ["size=1m", "mode=1770"]
+    assert m.tmpfs_options == ["size=1048576", "mode=1770"]  # sizes checked, in bytes
     assert parse_mount("target=/anon").source is None
 
 
@@ -68,6 +68,6 @@ def test_bad_mount_flags(spec, words):
 
 def test_tmpfs_flag():
     m = parse_tmpfs("/run:size=64m,mode=1777")
-    assert (m.target, m.tmpfs_options) == ("/run", ["size=64m", "mode=1777"])
+    assert (m.target, m.tmpfs_options) == ("/run", ["size=67108864", "mode=1777"])
     with pytest.raises(InvalidArgument):
         parse_tmpfs("run")
