@@ -104,36 +104,13 @@ def copy_out(pid, src: str, dest: str | None, *, follow: bool = False,
     """`dest` on the host, or with `out_fd` (`rl cp CONTAINER:SRC -`) the tar stream
     itself written there. `follow` (-L): a symlink at SRC is followed, inside the
     container (the producer's root is the container's), as Docker's daemon does."""
-    r, w = os.pipe()
-
-    def produce() -> int:
-        os.close(r)
-        path = src
-        try:
-            os.lstat(src)
-            if follow:
-                path = os.path.realpath(src)  # our root is the container's: it stays there
-                os.lstat(path)
-        except OSError as exc:
-            os.write(2, f"rl: error: {src}: {exc.strerror} in the container\n".encode())
-            return 2
-        with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
-            tar.add(path, arcname=os.path.basename(src.rstrip("/")) or ".")
-        return 0
-
-    child = child_in_container(pid, produce)
-    os.close(w)
     if out_fd is not None:
-        try:
-            while chunk := os.read(r, 1 << 16):
-                while chunk:
-                    chunk = chunk[os.write(out_fd, chunk):]
-        finally:
-            os.close(r)
-            code = wait_child(child)
-        if code != 0:
-            raise RlError(f"copying {src} out of the container failed")
+        with os.fdopen(out_fd, "wb", closefd=False) as out:
+            tar_out(pid, src, out, follow=follow)
         return
+    r, w = os.pipe()
+    child = child_in_container(pid, _tar_producer(src, follow, r, w))
+    os.close(w)
     try:
         with os.fdopen(r, "rb") as f:
             try:
@@ -381,24 +358,34 @@ def _go_mode(mode: int) -> int:
     return bits
 
 
-def tar_out(target, path: str, out) -> None:
-    """A tar of `path` in the container (named by its base name, as `docker cp`) written
-    to `out` (a binary file object the caller owns and closes)."""
-    r, w = os.pipe()
-
+def _tar_producer(src: str, follow: bool, r: int, w: int):
+    """In the container (its root is the child's root): a tar of `src`, named by its base
+    name as `docker cp` does, written to the pipe `w`; with `follow`, a symlink at `src`
+    is followed there (it resolves inside the container)."""
     def produce() -> int:
         os.close(r)
+        path = src
         try:
-            os.lstat(path)
+            os.lstat(src)
+            if follow:
+                path = os.path.realpath(src)  # our root is the container's: it stays there
+                os.lstat(path)
         except OSError as exc:
-            os.write(2, f"rl: error: {path}: {exc.strerror} in the container\n".encode())
+            os.write(2, f"rl: error: {src}: {exc.strerror} in the container\n".encode())
             return 2
         with os.fdopen(w, "wb") as pipe, tarfile.open(fileobj=pipe, mode="w|",
                                                       format=tarfile.PAX_FORMAT) as tar:
-            tar.add(path, arcname=os.path.basename(path.rstrip("/")) or ".")
+            tar.add(path, arcname=os.path.basename(src.rstrip("/")) or ".")
         return 0
 
-    child = child_in_container(target, produce)
+    return produce
+
+
+def tar_out(target, path: str, out, *, follow: bool = False) -> None:
+    """A tar of `path` in the container (named by its base name, as `docker cp`) written
+    to `out` (a binary file object the caller owns and closes)."""
+    r, w = os.pipe()
+    child = child_in_container(target, _tar_producer(path, follow, r, w))
     os.close(w)
     try:
         with os.fdopen(r, "rb") as f:
