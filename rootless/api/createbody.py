@@ -28,6 +28,11 @@ _IGNORED_HOST = {
     "ContainerIDFile",  # the CLI writes the cidfile itself
     "Isolation",  # "default" is the only one on Linux
 }
+_STRING_LISTS = {  # HostConfig lists of strings -> the RunOptions field taking them as given
+    "CapAdd": "cap_add", "CapDrop": "cap_drop", "ExtraHosts": "add_hosts", "Dns": "dns",
+    "DnsSearch": "dns_search", "DnsOptions": "dns_options", "GroupAdd": "group_add",
+    "SecurityOpt": "security_opt",
+}
 _RESOURCE_FLAGS = {  # HostConfig resources -> the `rl run` flag the engine judges
     "CpuShares": "--cpu-shares", "CpuPeriod": "--cpu-period", "CpuQuota": "--cpu-quota",
     "CpuRealtimePeriod": "--cpu-rt-period", "CpuRealtimeRuntime": "--cpu-rt-runtime",
@@ -212,7 +217,9 @@ def _host(host: dict, opts: RunOptions) -> None:
         if key in _IGNORED_HOST or v is None or v is False or (
                 v in ("", 0, [], {}) and key != "NetworkMode"):
             continue
-        if key == "Binds":
+        if key in _STRING_LISTS:
+            setattr(opts, _STRING_LISTS[key], _strs(v, f"HostConfig.{key}"))
+        elif key == "Binds":
             opts.volumes += _strs(v, "HostConfig.Binds")
         elif key == "Mounts":
             opts.mounts += [_mount(m) for m in v]
@@ -238,26 +245,10 @@ def _host(host: dict, opts: RunOptions) -> None:
             opts.rm = True
         elif key == "Privileged":
             opts.privileged = True
-        elif key == "CapAdd":
-            opts.cap_add = _strs(v, "HostConfig.CapAdd")
-        elif key == "CapDrop":
-            opts.cap_drop = _strs(v, "HostConfig.CapDrop")
         elif key == "Init":
             opts.init = True
         elif key == "ReadonlyRootfs":
             opts.read_only = True
-        elif key == "ExtraHosts":
-            opts.add_hosts = _strs(v, "HostConfig.ExtraHosts")
-        elif key == "Dns":
-            opts.dns = _strs(v, "HostConfig.Dns")
-        elif key == "DnsSearch":
-            opts.dns_search = _strs(v, "HostConfig.DnsSearch")
-        elif key == "DnsOptions":
-            opts.dns_options = _strs(v, "HostConfig.DnsOptions")
-        elif key == "GroupAdd":
-            opts.group_add = _strs(v, "HostConfig.GroupAdd")
-        elif key == "SecurityOpt":
-            opts.security_opt = _strs(v, "HostConfig.SecurityOpt")
         elif key == "Sysctls":
             opts.sysctls = [f"{k}={x}" for k, x in v.items()]
         elif key == "ShmSize":
