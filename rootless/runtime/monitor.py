@@ -246,6 +246,11 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                 else:
                     try:
                         data = os.read(fd, 65536)
+                    except BlockingIOError:
+                        # the pty master is non-blocking (it is stdin_w too): a readiness
+                        # whose bytes were flushed meanwhile (tcflush in the container) is
+                        # no end; taken as one, the master was closed and pid 1 hung up
+                        continue
                     except OSError:  # EIO: the pty's last slave was closed
                         data = b""
                     if not data:
