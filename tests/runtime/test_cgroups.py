@@ -96,7 +96,7 @@ def test_resource_flags_are_refused_with_this_hosts_reason(rl, flag, value, cont
     r = rl("run", flag, value, "busybox", "true")
     assert r.returncode == 125
     assert r.stderr == f"rl: error: {flag} cannot be honoured: {reason} ({fix})\n"
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
 
 
 def test_device_cgroup_rule_is_refused(rl):

@@ -91,7 +91,7 @@ def test_bad_health_values_are_refused(rl, args, message):
     r = rl("run", *args, "busybox", "true")
     assert r.returncode == 125, r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
 
 
 def test_inspect_has_no_health_without_a_check(rl):

@@ -55,7 +55,7 @@ def test_detached_logs_stop_rm_leave_nothing(rl):
     rows = ps_json(rl, "-a")
     assert rows[0]["State"] == "exited"
     assert rows[0]["Status"].startswith("Exited (3)")
-    assert rl("ps", "-q").stdout == ""
+    assert rl("ps", "-q", check=True).stdout == ""
     assert rl("logs", "web").stdout == "started\nbye\n"
     assert rl("wait", "web").stdout.strip() == "3"
     rl("rm", "web", check=True)
