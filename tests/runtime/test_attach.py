@@ -388,3 +388,38 @@ def test_cli_run_it_detach_keys_then_attach_again(rl):
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+def test_exec_it_detach_keys_leave_the_command_running(rl):
+    """Docker's `exec -it` detaches at ctrl-p ctrl-q: the command goes on without the
+    client (its output dropped), the client exits 0 and lets go of the terminal."""
+    import pexpect
+
+    rl("run", "-d", "--name", "ex", "--network", "none", "busybox", "sleep", "300",
+       check=True)
+    argv = rl.argv("exec", "-it", "ex", "sh")
+    env = {k: v for k, v in rl.env.items() if v is not None}
+    child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(25, 90))
+    try:
+        child.expect("# ")
+        child.sendline("while :; do date +%s%N > /tmp/alive; sleep 0.1; done")
+        child.sendcontrol("p")
+        child.sendcontrol("q")
+        child.expect(pexpect.EOF)  # rl exec is gone, and nothing holds its terminal
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+    def alive() -> str:
+        return rl("exec", "ex", "cat", "/tmp/alive", check=True).stdout
+
+    deadline = time.monotonic() + 20
+    first = alive()
+    while alive() == first:  # the loop still runs, with its client gone
+        assert time.monotonic() < deadline, "the detached exec stopped"
+        time.sleep(0.2)
+    r = rl("exec", "-i", "--detach-keys", "ctrl-x", "ex", "true")
+    assert r.returncode == 125 and "--detach-keys needs -i and -t" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
