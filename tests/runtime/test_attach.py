@@ -423,3 +423,34 @@ def test_exec_it_detach_keys_leave_the_command_running(rl):
     r = rl("exec", "-i", "--detach-keys", "ctrl-x", "ex", "true")
     assert r.returncode == 125 and "--detach-keys needs -i and -t" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("start", [["start"], ["start", "-a"]], ids=["start", "start-a"])
+def test_cli_attach_to_created_rm_container_started_by_another_process(rl, start):
+    """`rl attach` waits for a created container; another `rl start` runs it, it prints
+    and ends at once, its --rm removes it: the attach still gets every line and the
+    exit code (the start hands it to the monitor before the container runs)."""
+    cid = rl("create", "--rm", "--network", "none", "busybox", "sh", "-c",
+             "seq 1 200; exit 7", check=True).stdout.strip()
+    argv = rl.argv("attach", "--no-stdin", cid)
+    env = {k: v for k, v in rl.env.items() if v is not None}
+    attach = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        # its waiting socket is there: the attach is ready for the start
+        deadline = time.monotonic() + 20
+        run_dir = rl.root / "run" / "rl"
+        while not any(p.name.startswith(f"aw-{cid[:12]}-") for p in run_dir.iterdir()):
+            assert attach.poll() is None, attach.communicate()
+            assert time.monotonic() < deadline, "the attach never waited"
+            time.sleep(0.02)
+        r = rl(*start, cid)
+        assert r.returncode == (7 if "-a" in start else 0), r.stderr
+        out, err = attach.communicate(timeout=30)
+    finally:
+        if attach.poll() is None:
+            attach.kill()
+            attach.wait()
+    assert out.split() == [str(i) for i in range(1, 201)], (out[-200:], err)
+    assert attach.returncode == 7, err
+    assert rl("ps", "-aq", check=True).stdout == ""  # --rm removed it
