@@ -162,7 +162,8 @@ def test_cp_both_ways_and_symlinks_stay_inside(rl, tmp_path):
     rl("cp", "cpbox:/d/pw", str(tmp_path / "pw"), check=True)
     assert os.path.islink(tmp_path / "pw")
     r = rl("cp", "cpbox:/nonexistent", str(tmp_path / "x"))
-    assert r.returncode != 0
+    assert r.returncode != 0 and "/nonexistent" in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_container_prune_keeps_running(rl):
