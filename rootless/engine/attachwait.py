@@ -90,8 +90,17 @@ def connect_all(short_id: str) -> list[socket.socket]:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(f"/proc/self/fd/{dirfd}/{name}")
-            except OSError:  # its waiter went away (a socket file left: it is not ours
-                s.close()    # to remove, its owner may still be binding)
+            except ConnectionRefusedError:
+                # its waiter was killed: the file goes (a waiter between its bind and its
+                # listen would lose it too, and then sees the start by polling instead)
+                s.close()
+                try:
+                    os.unlink(name, dir_fd=dirfd)
+                except OSError:
+                    pass
+                continue
+            except OSError:
+                s.close()
                 continue
             out.append(s)
     finally:
