@@ -181,7 +181,7 @@ def _threads(pid: int) -> int:
 def test_a_wait_whose_client_left_ends(service):
     """A wait holds a worker thread while its client is connected; once the client goes,
     the thread ends although the container runs on (trio keeps an idle worker thread
-    for 10 s: the count goes back down after that)."""
+    for 10 s: the count drops by the 20 waits after that)."""
     service.docker("pull", "busybox", check=True)
     cid = service.docker("run", "-d", "busybox", "sleep", "300", check=True).stdout.strip()
     clients = []
