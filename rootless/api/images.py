@@ -285,7 +285,9 @@ def _unpack_context(tar_path: str) -> str:
     from rootless.errors import RlError
     from rootless.runtime import copying
 
-    dest = tempfile.mkdtemp(prefix="api-build-", dir=ship.data_tmp())
+    # named after this process, as the store's TempArea names its work: a build's sweep
+    # of the tmp area removes what dead processes left there, and kept nothing else
+    dest = tempfile.mkdtemp(prefix=f"{os.getpid()}-api-build-", dir=ship.data_tmp())
     try:
         copying.extract_untrusted(tar_path, dest)
     except (tarfile.TarError, OSError, RlError) as exc:

@@ -213,7 +213,10 @@ class Service:
                 size += len(event.data)
                 if kind == "file":
                     if out is None:
-                        fd, path = tempfile.mkstemp(prefix="api-body-", dir=self.tmpdir)
+                        # <pid>-: the store's sweep of tmp/ keeps what live processes
+                        # spool there (rootless/store/layers.py TempArea)
+                        fd, path = tempfile.mkstemp(prefix=f"{os.getpid()}-api-body-",
+                                                    dir=self.tmpdir)
                         out = os.fdopen(fd, "wb")
                         req.body_file = path
                     out.write(event.data)
