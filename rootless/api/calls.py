@@ -97,17 +97,39 @@ class DockerProgress:
             self.write({"stream": ev.data.decode(errors="replace")})
 
 
-def pull(image: str, platform: str | None, fd: int) -> None:
+def _identity(identity: tuple[str, str] | None):
+    """The identity token X-Registry-Auth gave, for the engine calls made inside."""
+    import contextlib
+
+    if identity is None:
+        return contextlib.nullcontext()
+    from rootless.image import auth
+
+    server, token = identity
+    return auth.for_call(server or None, token)
+
+
+def pull(image: str, platform: str | None, identity: tuple[str, str] | None,
+         fd: int) -> None:
     """POST /images/create's stream: the engine's pull with Docker's progress lines."""
     from rootless.engine import images
 
     try:
         out = DockerProgress(fd)
-        rec = images.pull(image, platform=platform, progress=out)
+        with _identity(identity):
+            rec = images.pull(image, platform=platform, progress=out)
         out.write({"status": f"Digest: {rec.manifest_digest}"})
         out.write({"status": f"Status: Downloaded newer image for {image}"})
     finally:
         os.close(fd)
+
+
+def push(name: str, identity: tuple[str, str] | None):
+    """POST /images/{name}/push: the engine's push, with X-Registry-Auth's identity token."""
+    from rootless.engine import ship
+
+    with _identity(identity):
+        return ship.push(name)
 
 
 def build(opts, tags: list[str], quiet: bool, fd: int) -> None:
