@@ -175,11 +175,13 @@ def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
     An exit an attach of this service saw after the wait began answers it (for
     "removed", when the container is --rm: its monitor removed it before saying so).
     Otherwise the row is looked at, at most 0.1 s apart (lookup turns the row of a
-    container whose monitor is gone into an exited one); between looks the thread sleeps
-    on _EXIT_SEEN, and it checks `gone` at each, so a wait whose client went away ends
-    within 0.1 s instead of keeping its thread until the container exits."""
+    container whose monitor is gone into an exited one), and while it runs, whether its
+    monitor is alive; between looks the thread sleeps on _EXIT_SEEN, and it checks `gone`
+    at each, so a wait whose client went away ends within 0.1 s instead of keeping its
+    thread until the container exits."""
     from rootless.engine import containers
     from rootless.errors import NotFound
+    from rootless.store.containerdb import monitor_alive
 
     cid, first, last_code, created = c.id, c.started, c.exit_code, c.created
     rm = bool(c.options.get("rm"))
@@ -211,6 +213,14 @@ def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
                 return code
         elif cur.state == "running" and not cur.options.get("restart"):
             seen_running = True
+            # until its monitor is gone (a look at /proc, cheaper than the row), an
+            # attach saw the exit, or the client left; then the row again
+            with _EXIT_SEEN:
+                while monitor_alive(cur) and not gone.is_set() and \
+                        _ATTACHED_EXITS.get(cid, (0, 0))[0] == count:
+                    _EXIT_SEEN.wait(0.1)
+            delay = 0.01
+            continue
         with _EXIT_SEEN:
             if _ATTACHED_EXITS.get(cid, (0, 0))[0] == count:
                 _EXIT_SEEN.wait(delay)
