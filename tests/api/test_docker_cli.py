@@ -252,3 +252,23 @@ def test_build_with_the_classic_builder(service, tmp_path):
     assert "cibuilt" not in service.docker("images", "--format", "{{.Repository}}:{{.Tag}}",
                                            "cibuilt:3", check=True).stdout
     service.docker("rmi", "cibuilt:1", check=True)
+
+
+def test_run_attached_with_a_restart_policy(service):
+    """An attached `docker run` (its monitor stays whole: a client from before the start)
+    with a restart policy: the client gets the first exit code, the policy restarts the
+    container after it, as Docker's daemon does."""
+    service.docker("pull", "busybox", check=True)
+    r = service.docker("run", "--name", "flaky", "--restart", "on-failure:2", "busybox",
+                       "sh", "-c", "echo try; exit 3")
+    assert r.returncode == 3 and r.stdout == "try\n"
+    deadline = time.monotonic() + 60
+    while True:
+        state = service.docker("inspect", "-f", "{{.RestartCount}} {{.State.Status}}",
+                               "flaky", check=True).stdout.split()
+        if state == ["2", "exited"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert state == ["2", "exited"]
+    assert service.docker("logs", "flaky", check=True).stdout == "try\n" * 3
+    service.docker("rm", "flaky", check=True)
