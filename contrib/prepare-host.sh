@@ -11,6 +11,7 @@ packages=(
   uidmap slirp4netns nftables fuse3 libfuse3-dev pkg-config gcc libc6-dev busybox-static
   catatonit  # the init of `rl run --init` (tini would do too)
   docker-registry
+  openssl  # signs the JWTs of the test token service (tests/support/tokenauth.py)
   python3 python3-venv python3-dev iproute2 sudo git
   libseccomp2
   systemd  # systemd-socket-activate: the socket-activation test of `rl system service`

@@ -158,7 +158,13 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     launch.on_exit = network_end
     if on_started is not None:
         on_started()
-    if not attach:
+    # A detached monitor becomes lean (its memory is what an idle container costs), but
+    # not one with attach clients from before the start: that is a foreground run from
+    # another process (the API's `docker run`, `rl run -i`), whose monitor stays whole as
+    # `rl run`'s own does, so its end imports nothing (the lean one imports the engine
+    # after the exit: ~100 ms that the client waits for).
+    foreground = not attach and bool(hub_fds)
+    if not attach and not foreground:
         _become_lean(c, launch, wiring, forwarder, slirp, hub)  # returns only if that failed
 
     def send(sig: int) -> None:
@@ -187,8 +193,16 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
                 s.stop()
     _set_exited(c, code)
     trace(f"M recorded exit code {code}")
+    if foreground and c.options.get("rm"):
+        # as finish_detached: removed before the clients get the exit code, so that a
+        # client's next verb (the API's wait for "removed") sees it gone
+        _remove_files(c, volumes=True)
     if hub is not None:
         hub.finish(code)
+    if foreground and c.options.get("restart"):
+        from rootless.engine import restart
+
+        restart.after_exit(c.id, code)
     return code
 
 
@@ -622,7 +636,9 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
 
         wiring = monitor.wire(mode="detached", interactive=bool(c.options.get("interactive")),
                               tty=bool(c.options.get("tty")))
-        launch = _launch(c.options, _maps_of(c), wiring, lean=True)
+        # a foreground run (clients from birth, see _drive): the sandbox stays whole too,
+        # so that its end (unmount, stop the fuse server) imports nothing
+        launch = _launch(c.options, _maps_of(c), wiring, lean=not hub_fds)
 
         # pipe[0] is -1 once closed: its number may be reused by then.
         def started() -> None:
@@ -635,7 +651,7 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
             _drive(c, launch, wiring, attach=False, log=True, on_started=started,
                    hub_fds=hub_fds)
         finally:
-            if c.options.get("rm"):
+            if c.options.get("rm") and _still_there(c):  # _drive may have removed it
                 _remove_files(c, volumes=True)
     except BaseException as exc:
         code = exc.exit_code if isinstance(exc, RlError) else 125
@@ -655,6 +671,14 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
         elif isinstance(c, Container):  # already started: the caller is gone, keep the reason
             _monitor_log(c, exc)
     os._exit(0)
+
+
+def _still_there(c: Container) -> bool:
+    try:
+        lookup(c.id)
+    except NotFound:
+        return False
+    return True
 
 
 def _detach_from_caller() -> None:
