@@ -131,10 +131,8 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         cgroups.join(c.short_id, c.options.get("limits"), sandbox_pid)
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
         trace("M network")
-        s = netwire.start(c.options, sandbox_pid, sock, c)  # slirp4netns/veth + ports
-        trace("M network ready")
-        if s is not None:
-            slirp.append(s)
+        slirp.extend(netwire.start(c.options, sandbox_pid, sock, c))  # slirp4netns/veth
+        trace("M network ready")                                       # + ports
 
     forwarder = monitor.Forwarder()
     forwarder.install()
@@ -160,6 +158,10 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         on_started()
     if not attach:
         _become_lean(c, launch, wiring, forwarder, slirp, hub)  # returns only if that failed
+
+    for s in slirp:  # the port proxy's helper, forked from this process (network/proxy.py)
+        if getattr(s, "handover_key", "") == "proxy":
+            s.start()
 
     def send(sig: int) -> None:
         try:
@@ -210,8 +212,8 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
 
     net: dict = {}
     for s in stoppers:
-        if hasattr(s, "handover"):
-            net["slirp"] = s.handover()
+        if hasattr(s, "handover"):  # slirp4netns, the port proxy (network/proxy.py)
+            net[getattr(s, "handover_key", "slirp")] = s.handover()
         else:
             net["endpoint"] = True
     blocked = set(monitor.FORWARDED)
@@ -254,6 +256,10 @@ def finish_detached(cid: str, code: int | None, net: str, error: BaseException |
         return
     state = json.loads(net)
     try:
+        if "proxy" in state:  # first: the ports close with its helper
+            from rootless.network import proxy
+
+            proxy.Proxy.adopt(state["proxy"]).stop()
         if "slirp" in state:
             from rootless.network import slirp
 

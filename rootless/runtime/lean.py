@@ -185,11 +185,18 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
 
 
 def _net_fds(net: str) -> list[int]:
-    """slirp4netns's exit fd stays open across the exec (it exits when the fd closes)."""
+    """slirp4netns's exit fd stays open across the exec (it exits when the fd closes), and
+    so do the port proxy's listeners and namespace fds (rootless.network.proxy)."""
     import json
 
-    w = json.loads(net).get("slirp", {}).get("exit_w")
-    return [w] if w is not None else []
+    state = json.loads(net)
+    w = state.get("slirp", {}).get("exit_w")
+    fds = [w] if w is not None else []
+    if "proxy" in state:
+        from rootless.network import proxy
+
+        fds += proxy.Proxy.adopt(state["proxy"]).fds()
+    return fds
 
 
 def monitor_main(args: list[str]) -> None:
@@ -199,6 +206,10 @@ def monitor_main(args: list[str]) -> None:
 
     (cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net, health,
      after_exit) = args[:11]
+    if '"proxy"' in net:  # --network slirp4netns:port_handler=proxy: fork its helper
+        from rootless.network import proxy
+
+        net = proxy.start_handed_over(net)
     fds = dict(kv.split("=") for kv in opt.split(",") if kv)
     fds = {k: int(v) for k, v in fds.items()}
     wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds,
