@@ -159,9 +159,10 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     if not attach:
         _become_lean(c, launch, wiring, forwarder, slirp, hub)  # returns only if that failed
 
-    for s in slirp:  # the port proxy's helper, forked from this process (network/proxy.py)
-        if getattr(s, "handover_key", "") == "proxy":
-            s.start()
+    # port_handler=proxy: this process serves the published ports (network/proxy.py)
+    proxy = next((s for s in slirp if getattr(s, "handover_key", "") == "proxy"), None)
+    if proxy is not None:
+        proxy.start()
 
     def send(sig: int) -> None:
         try:
@@ -178,7 +179,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         code = monitor.run_loop(launch, wiring, log_path=_log_target(c) if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
                                 send_signal=send, forwarder=forwarder, timer=timer, hub=hub,
-                                stdio=stdio)
+                                stdio=stdio, proxy=proxy)
     finally:
         forwarder.restore()
         for s in slirp:
@@ -256,10 +257,6 @@ def finish_detached(cid: str, code: int | None, net: str, error: BaseException |
         return
     state = json.loads(net)
     try:
-        if "proxy" in state:  # first: the ports close with its helper
-            from rootless.network import proxy
-
-            proxy.Proxy.adopt(state["proxy"]).stop()
         if "slirp" in state:
             from rootless.network import slirp
 

@@ -1,5 +1,5 @@
 """The proxy port handler (`--network slirp4netns:port_handler=proxy`): published ports
-served by a helper of the container's monitor instead of slirp4netns's forwards.
+served by the container's monitor instead of slirp4netns's forwards.
 
 Docker rootless (rootlesskit's builtin driver) and podman (rootlessport) forward ports
 this way by default: a process accepts on the host and connects inside the container's
@@ -11,25 +11,26 @@ How, and why so:
 - `bind()`, in the monitor before the container's command runs (a port taken meanwhile
   is a Conflict there): one listening TCP socket or bound UDP socket per mapping, in the
   host's network namespace, and fds of the container's user and network namespaces.
-- `Proxy.start()` forks the helper from the monitor (the lean one of a detached
-  container: a fork shares its pages, so the helper costs what it writes, not a fresh
-  interpreter's ~3 MiB). The helper joins the container's user namespace (our uid owns
-  it, so setns may: the monitor itself cannot join its network namespace without that,
-  and must not join the user namespace: it would lose the host's setuid newuidmap), then
-  its network namespace. A socket keeps the namespace it was made in: the listeners stay
-  the host's, every socket the helper makes from then on is the container's. It connects
-  to the container's own address (10.0.2.100 with the default cidr), as docker-proxy
-  connects to the container's IP: a server bound to the container's 127.0.0.1 is not
-  published, as with slirp4netns's forwards.
+- The monitor serves them in its own loop (rootless.runtime.monitor.run_loop watches
+  the proxy's epoll fd), in the lean monitor of a detached container too: no process of
+  its own, so no memory of its own. A socket keeps the network namespace it was made in:
+  the listeners are the host's; the sockets that connect to the container are made in
+  its namespace by a child forked for the purpose (`_make_sockets`: it joins the
+  container's user namespace, which our uid owns, then its network namespace, and sends
+  a batch of unconnected sockets back), kept in a pool, connected by the monitor. One
+  short-lived fork per 16 TCP connections (4 UDP flows), none while nothing connects.
+  It connects to the container's own address (10.0.2.100 with the default cidr), as
+  docker-proxy connects to the container's IP: a server bound to the container's
+  127.0.0.1 is not published, as with slirp4netns's forwards.
 - TCP bytes move with splice(2) through a pipe per direction (os.splice): none passes
-  through Python, which only runs the epoll loop. UDP datagrams are copied by the helper
+  through Python, which only runs the epoll loop. UDP datagrams are copied by the loop
   (splice keeps no datagram boundaries), one socket in the container per client address,
   dropped after UDP_IDLE seconds without traffic (docker-proxy's 90 s).
-- Idle, the helper sleeps in epoll_wait without a timeout (a timeout only while a UDP
-  flow lives), so an idle container still has no process that wakes.
-- Lifetime: the monitor kills it (SIGKILL) when the container ends, which closes the
-  listeners: the port is free when `rl stop` returns. If the monitor dies first,
-  PR_SET_PDEATHSIG kills the helper. It has a session of its own (no terminal signals).
+- Idle, nothing wakes: the monitor's select has no timeout from the proxy unless a UDP
+  flow lives (then until its idle end).
+- Lifetime: the monitor closes the listeners when the container ends, before its exit is
+  recorded, so the port is free when `rl stop` returns; a killed monitor's fds close with
+  it.
 
 Hand-written: no library proxies between two network namespaces; the loop is small.
 """
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import os
 
-HANDLERS = ("slirp4netns", "proxy")  # "rootlesskit" (podman's word) means proxy
 UDP_IDLE = 90.0
 PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ; the unprivileged maximum by default (pipe-max-size)
 _F_SETPIPE_SZ = 1031
@@ -46,88 +46,79 @@ _F_GETPIPE_SZ = 1032
 _SPLICE = 2 | 1  # SPLICE_F_NONBLOCK | SPLICE_F_MOVE
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
-_PR_SET_PDEATHSIG = 1
 
 
 class Proxy:
-    """The listeners of a container's published ports and, once started, the helper
-    serving them. `stop()` when the container ends; `handover()`/`adopt()` carry it across
-    the monitor's exec into the lean monitor (rootless.runtime.lean)."""
+    """The listeners of a container's published ports and, once started, the loop serving
+    them in the monitor. The monitor's select watches `fd` (an epoll fd: readable when any
+    of the proxy's sockets is ready) and calls `service()`, and waits at most `timeout()`
+    (a UDP flow's end). `stop()` when the container ends; `handover()`/`adopt()` carry the
+    fds across the monitor's exec into the lean monitor (rootless.runtime.lean)."""
 
     handover_key = "proxy"
 
-    def __init__(self, listeners: list[list], userns: int, netns: int, guest: str,
-                 pid: int | None = None) -> None:
+    def __init__(self, listeners: list[list], userns: int, netns: int, guest: str) -> None:
         self.listeners = listeners  # [fd, "tcp"|"udp", container port]
         self.userns = userns
         self.netns = netns
         self.guest = guest
-        self.pid = pid
+        self.loop: _Loop | None = None
+        self.stopped = False
 
     def fds(self) -> list[int]:
         """What must stay open across the monitor's exec."""
-        if self.pid:
-            return []
         return [fd for fd, _, _ in self.listeners] + [self.userns, self.netns]
 
-    def handover(self) -> dict:
-        return {"listeners": self.listeners, "userns": self.userns, "netns": self.netns,
-                "guest": self.guest, "pid": self.pid}
+    def handover(self) -> str:
+        """`USERNS;NETNS;GUEST;FD:PROTO:PORT,...`: digits, letters and punctuation only, so
+        the lean monitor finds it in the JSON it is given without a JSON parser (json
+        imports re and enum: a MiB and more in every such monitor)."""
+        return ";".join([str(self.userns), str(self.netns), self.guest,
+                         ",".join(f"{fd}:{proto}:{port}" for fd, proto, port in self.listeners)])
 
     @classmethod
-    def adopt(cls, state: dict) -> Proxy:
-        return cls(state["listeners"], state["userns"], state["netns"], state["guest"],
-                   state.get("pid"))
+    def adopt(cls, state: str) -> Proxy:
+        userns, netns, guest, items = state.split(";")
+        listeners = [[int(fd), proto, int(port)] for fd, proto, port in
+                     (item.split(":") for item in items.split(",") if item)]
+        return cls(listeners, int(userns), int(netns), guest)
 
     def start(self) -> None:
-        """Fork the helper. The caller must be single-threaded (PDEATHSIG follows the
-        forking thread) and keeps only the helper's pid: the listeners are the helper's."""
-        if self.pid:
+        """Serve from now on (in the process that will run the monitor's loop)."""
+        if self.loop is None and not self.stopped:
+            self.loop = _Loop(self.listeners, self.guest, self.userns, self.netns)
+
+    def watch(self) -> int | None:
+        """The fd for the monitor's select (None once stopped)."""
+        return self.loop.ep.fileno() if self.loop is not None else None
+
+    def service(self) -> None:
+        """Handle what is ready (the epoll fd was readable)."""
+        if self.loop is not None:
+            self.loop.service(0)
+
+    def timeout(self) -> float | None:
+        """Seconds until the loop must look again (a UDP flow's idle end), else None."""
+        return self.loop.timeout() if self.loop is not None else None
+
+    def terminate(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Close the listeners (the ports are free then), every connection and the
+        namespace fds. Safe to call twice."""
+        if self.stopped:
             return
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _helper(parent, self.listeners, self.userns, self.netns, self.guest)
-            except BaseException as exc:  # no terminal: the reason goes to rl.log
-                try:
-                    from rootless import crashlog
-
-                    crashlog.record(exc, "port proxy")
-                finally:
-                    os._exit(1)
-            os._exit(0)
-        self.pid = pid
-        self._close_fds()
-
-    def _close_fds(self) -> None:
+        self.stopped = True
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
         for fd in [fd for fd, _, _ in self.listeners] + [self.userns, self.netns]:
             try:
                 os.close(fd)
             except OSError:
                 pass
         self.listeners = []
-
-    def terminate(self) -> None:
-        """Kill the helper without waiting (its listeners close with it)."""
-        if self.pid:
-            try:
-                os.kill(self.pid, 9)
-            except ProcessLookupError:
-                pass
-
-    def stop(self) -> None:
-        """Kill and reap the helper (or close the listeners of one never started). Safe
-        to call twice."""
-        if self.pid:
-            self.terminate()
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
-            self.pid = None
-        else:
-            self._close_fds()
 
 
 def bind(mappings, ns_pid: int, guest: str) -> Proxy:
@@ -175,70 +166,81 @@ def bind(mappings, ns_pid: int, guest: str) -> Proxy:
     return Proxy(listeners, ns_fds[0], ns_fds[1], guest)
 
 
-def start_handed_over(net: str) -> str:
-    """In the lean monitor (rootless.runtime.lean), before its loop: start the helper of
-    the proxy the heavy monitor bound, and return `net` with the helper's pid in it (for
-    the end: rootless.engine.running.finish_detached stops it)."""
-    import json
-
-    state = json.loads(net)
-    proxy = Proxy.adopt(state["proxy"])
-    proxy.start()
-    state["proxy"] = proxy.handover()
-    return json.dumps(state)
-
-
-# -- the helper ----------------------------------------------------------------------------
-# Runs in the forked child. It imports only C modules (_socket, select, fcntl) and, on
-# Pythons before 3.12 (no os.setns), rootless.linux.syscalls (ctypes).
+# -- in the monitor ------------------------------------------------------------------------
+# The loop imports only C modules (_socket, select, fcntl) and nothing of rl: the lean
+# monitor of a detached container runs it (rootless/runtime/lean.py).
 
 def _setns(fd: int, kind: int) -> None:
     if hasattr(os, "setns"):
         os.setns(fd, kind)
-    else:
+    else:  # Python < 3.12: ctypes (imported in the short-lived child only)
         from rootless.linux import syscalls
 
         syscalls.setns(fd, kind)
 
 
-def _prctl_pdeathsig() -> None:
-    from rootless.linux import syscalls
+def _make_sockets(userns: int, netns: int, kind: int, count: int) -> list[int]:
+    """`count` sockets made in the container's network namespace, unconnected (a connect
+    from here routes in their namespace). A child forked for it joins the container's user
+    namespace (ours owns it: setns may), then its network namespace, makes them and sends
+    them back (SCM_RIGHTS), and exits: the monitor itself must not join the user
+    namespace (it would lose the host's setuid newuidmap) and cannot join the network
+    namespace without it. A fork of this single-threaded process is single-threaded, as
+    setns into a user namespace requires."""
+    import _socket
+    import sys
 
-    syscalls.prctl(_PR_SET_PDEATHSIG, 9)
-
-
-def _helper(parent: int, listeners: list[list], userns: int, netns: int, guest: str) -> None:
-    import _signal
-
-    from rootless.linux import syscalls
-
-    keep = {fd for fd, _, _ in listeners} | {userns, netns}
-    syscalls.neutralize_fds(keep)  # the monitor's pipes, sockets, slirp4netns's exit fd
-    os.setsid()  # no SIGINT from the user's terminal: the monitor forwards those
-    for sig in (2, 15, 1, 3, 10, 12):
-        _signal.signal(sig, _signal.SIG_DFL)
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    _setns(userns, _CLONE_NEWUSER)
-    _setns(netns, _CLONE_NEWNET)
-    os.close(userns)
-    os.close(netns)
-    # after setns: joining a user namespace changes the credentials, which clears it
-    _prctl_pdeathsig()
-    if os.getppid() != parent:
-        return
-    _Loop(listeners, guest).run()
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _setns(userns, _CLONE_NEWUSER)
+                _setns(netns, _CLONE_NEWNET)
+                fds = b"".join(
+                    _socket.socket(_socket.AF_INET, kind | _socket.SOCK_NONBLOCK
+                                   | _socket.SOCK_CLOEXEC).detach().to_bytes(4, sys.byteorder)
+                    for _ in range(count))
+                theirs.sendmsg([b"k"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+            finally:
+                os._exit(0)
+        theirs.close()
+        try:
+            _, anc, _, _ = ours.recvmsg(1, _socket.CMSG_SPACE(4 * count))
+        finally:
+            while True:
+                try:
+                    os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+                except ChildProcessError:
+                    break
+    finally:
+        ours.close()
+        theirs.close()
+    out: list[int] = []
+    for level, typ, data in anc:
+        if level == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS:
+            out += [int.from_bytes(data[i:i + 4], sys.byteorder)
+                    for i in range(0, len(data) - len(data) % 4, 4)]
+    if not out:
+        raise OSError(1, "could not make a socket in the container's network namespace")
+    return out
 
 
 class _Loop:
-    """The helper's epoll loop (level-triggered; each fd's interest follows its state)."""
+    """The proxy's epoll loop (level-triggered; each fd's interest follows its state)."""
 
-    def __init__(self, listeners: list[list], guest: str) -> None:
+    def __init__(self, listeners: list[list], guest: str, userns: int, netns: int) -> None:
         import _socket
         import select
 
         self._socket = _socket
         self.select = select
         self.guest = guest
+        self.userns, self.netns = userns, netns
+        self.pools: dict[int, list[int]] = {_socket.SOCK_STREAM: [], _socket.SOCK_DGRAM: []}
         self.ep = select.epoll()
         self.handlers: dict[int, object] = {}
         self.listeners: dict[int, tuple] = {}
@@ -249,25 +251,51 @@ class _Loop:
             self.ep.register(fd, select.EPOLLIN)
         self.paused = False  # out of fds: listeners unregistered until a connection ends
         self.flows: dict[tuple, _Flow] = {}
+        self.conns: set[_Conn] = set()
 
-    def run(self) -> None:
+    def inner_socket(self, kind: int) -> int:
+        """An unconnected socket of the container's namespace, from a pool refilled a
+        batch at a time (one fork per batch, not per connection)."""
+        pool = self.pools[kind]
+        if not pool:
+            pool += _make_sockets(self.userns, self.netns, kind,
+                                  16 if kind == self._socket.SOCK_STREAM else 4)
+        return pool.pop()
+
+    def timeout(self) -> float | None:
+        if not self.flows:
+            return None
         import time
 
-        while True:
-            timeout = -1.0
-            if self.flows:
-                timeout = max(0.0, min(f.last for f in self.flows.values()) + UDP_IDLE
-                              - time.monotonic())
-            try:
-                events = self.ep.poll(timeout)
-            except InterruptedError:
-                continue
-            for fd, ev in events:
-                handler = self.handlers.get(fd)
-                if handler is not None:
-                    handler(fd, ev)
-            if self.flows:
-                self._expire(time.monotonic())
+        return max(0.0, min(f.last for f in self.flows.values()) + UDP_IDLE - time.monotonic())
+
+    def service(self, timeout: float) -> None:
+        try:
+            events = self.ep.poll(timeout)
+        except InterruptedError:
+            return
+        for fd, ev in events:
+            handler = self.handlers.get(fd)
+            if handler is not None:
+                handler(fd, ev)
+        if self.flows:
+            import time
+
+            self._expire(time.monotonic())
+
+    def close(self) -> None:
+        for conn in list(self.conns):
+            conn.close()
+        for flow in list(self.flows.values()):
+            flow.close()
+        for lsock, _, _ in self.listeners.values():
+            lsock.detach()  # the Proxy closes the listeners' fds
+        self.listeners = {}
+        for pool in self.pools.values():
+            for fd in pool:
+                os.close(fd)
+            pool.clear()
+        self.ep.close()
 
     # -- tcp --
 
@@ -290,7 +318,7 @@ class _Loop:
                 os.close(cfd)
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
                     self._pause()
-                    return
+                return
 
     def _pause(self) -> None:
         if not self.paused:
@@ -314,9 +342,7 @@ class _Loop:
         for _ in range(64):
             try:
                 data, addr = lsock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # EAGAIN: all read
                 return
             flow = self.flows.get((fd, addr))
             if flow is None:
@@ -344,8 +370,7 @@ class _Flow:
 
         _socket = loop._socket
         self.loop, self.lfd, self.addr = loop, lfd, addr
-        self.sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
+        self.sock = _socket.socket(fileno=loop.inner_socket(_socket.SOCK_DGRAM))
         try:
             self.sock.connect((loop.guest, port))
         except BaseException:
@@ -451,9 +476,7 @@ class _Conn:
         self.loop = loop
         self.client = cfd
         os.set_blocking(cfd, False)
-        up = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
-        self.upstream = up.detach()
-        os.set_blocking(self.upstream, False)
+        self.upstream = loop.inner_socket(_socket.SOCK_STREAM)
         self.connected = False
         self.halves: list[_Half] = []
         self.mask = {cfd: 0, self.upstream: 0}
@@ -465,6 +488,7 @@ class _Conn:
         if err not in (0, 115):  # EINPROGRESS
             os.close(self.upstream)
             raise OSError(err, os.strerror(err))
+        loop.conns.add(self)
         loop.handlers[cfd] = self._event
         loop.handlers[self.upstream] = self._event
         loop.ep.register(cfd, 0)
@@ -520,4 +544,19 @@ class _Conn:
         for h in self.halves:
             h.close()
         self.halves = []
+        self.loop.conns.discard(self)
         self.loop.resume()
+
+
+def take_handed_over(net: str) -> Proxy | None:
+    """In the lean monitor (rootless.runtime.lean): the proxy the heavy monitor bound (its
+    handover() under "proxy" in the JSON `net`), started; None if there is none. The lean
+    monitor stops it before the exit is recorded."""
+    key = '"proxy": "'
+    at = net.find(key)
+    if at < 0:
+        return None
+    at += len(key)
+    proxy = Proxy.adopt(net[at:net.index('"', at)])
+    proxy.start()
+    return proxy

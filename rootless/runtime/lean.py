@@ -206,10 +206,11 @@ def monitor_main(args: list[str]) -> None:
 
     (cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net, health,
      after_exit) = args[:11]
-    if '"proxy"' in net:  # --network slirp4netns:port_handler=proxy: fork its helper
-        from rootless.network import proxy
+    proxy = None
+    if '"proxy"' in net:  # --network slirp4netns:port_handler=proxy: ours to serve
+        from rootless.network.proxy import take_handed_over
 
-        net = proxy.start_handed_over(net)
+        proxy = take_handed_over(net)
     fds = dict(kv.split("=") for kv in opt.split(",") if kv)
     fds = {k: int(v) for k, v in fds.items()}
     wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds,
@@ -253,9 +254,11 @@ def monitor_main(args: list[str]) -> None:
     try:
         code = monitor.run_loop(launch, wiring, log_path=log_path, attach=False,
                                 interactive=False, send_signal=send, forwarder=forwarder,
-                                timer=timer, hub=hub)
+                                timer=timer, hub=hub, proxy=proxy)
     except BaseException as exc:
         error = exc
+    if proxy is not None:  # the ports close before the exit is recorded
+        proxy.stop()
     forwarder.restore()
     # the attach clients get the exit code once it is recorded (and, with --rm, the
     # container removed): a client's next verb sees what it saw
