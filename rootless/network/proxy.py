@@ -18,7 +18,8 @@ How, and why so:
   its namespace by a child forked for the purpose (`_make_sockets`: it joins the
   container's user namespace, which our uid owns, then its network namespace, and sends
   a batch of unconnected sockets back), kept in a pool, connected by the monitor. One
-  short-lived fork per 16 TCP connections (4 UDP flows), none while nothing connects.
+  short-lived fork per batch (16 TCP sockets, 4 UDP, growing to 128 in a burst of
+  connections), none while nothing connects.
   It connects to the container's own address (10.0.2.100 with the default cidr), as
   docker-proxy connects to the container's IP: a server bound to the container's
   127.0.0.1 is not published, as with slirp4netns's forwards.
@@ -41,6 +42,7 @@ import os
 
 UDP_IDLE = 90.0
 PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ; the unprivileged maximum by default (pipe-max-size)
+MAX_BATCH = 128  # sockets of the container's namespace made by one fork
 _F_SETPIPE_SZ = 1031
 _F_GETPIPE_SZ = 1032
 _SPLICE = 2 | 1  # SPLICE_F_NONBLOCK | SPLICE_F_MOVE
@@ -170,13 +172,15 @@ def bind(mappings, ns_pid: int, guest: str) -> Proxy:
 # The loop imports only C modules (_socket, select, fcntl) and nothing of rl: the lean
 # monitor of a detached container runs it (rootless/runtime/lean.py).
 
-def _setns(fd: int, kind: int) -> None:
+def _setns_function():
+    """os.setns (Python 3.12+), else ctypes' (rootless.linux.syscalls). Imported in the
+    monitor, not in each forked child: ctypes' import took 50 ms in a child here, under
+    load, against ~0.4 MiB PSS once in the monitor of a container that has connections."""
     if hasattr(os, "setns"):
-        os.setns(fd, kind)
-    else:  # Python < 3.12: ctypes (imported in the short-lived child only)
-        from rootless.linux import syscalls
+        return os.setns
+    from rootless.linux import syscalls
 
-        syscalls.setns(fd, kind)
+    return syscalls.setns
 
 
 def _make_sockets(userns: int, netns: int, kind: int, count: int) -> list[int]:
@@ -190,13 +194,14 @@ def _make_sockets(userns: int, netns: int, kind: int, count: int) -> list[int]:
     import _socket
     import sys
 
+    setns = _setns_function()
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         pid = os.fork()
         if pid == 0:
             try:
-                _setns(userns, _CLONE_NEWUSER)
-                _setns(netns, _CLONE_NEWNET)
+                setns(userns, _CLONE_NEWUSER)
+                setns(netns, _CLONE_NEWNET)
                 fds = b"".join(
                     _socket.socket(_socket.AF_INET, kind | _socket.SOCK_NONBLOCK
                                    | _socket.SOCK_CLOEXEC).detach().to_bytes(4, sys.byteorder)
@@ -241,12 +246,15 @@ class _Loop:
         self.guest = guest
         self.userns, self.netns = userns, netns
         self.pools: dict[int, list[int]] = {_socket.SOCK_STREAM: [], _socket.SOCK_DGRAM: []}
+        self.batch = {_socket.SOCK_STREAM: 0, _socket.SOCK_DGRAM: 0}
+        self.refilled = {_socket.SOCK_STREAM: 0.0, _socket.SOCK_DGRAM: 0.0}
+        self.pipes: list[tuple[int, int, int]] = []  # empty pipes to reuse: (r, w, size)
         self.ep = select.epoll()
         self.handlers: dict[int, object] = {}
         self.listeners: dict[int, tuple] = {}
         for fd, proto, port in listeners:
             lsock = _socket.socket(fileno=fd)
-            self.listeners[fd] = (lsock, proto, port)
+            self.listeners[fd] = (lsock, proto, port, lsock.family)
             self.handlers[fd] = self._accept if proto == "tcp" else self._udp_in
             self.ep.register(fd, select.EPOLLIN)
         self.paused = False  # out of fds: listeners unregistered until a connection ends
@@ -255,12 +263,41 @@ class _Loop:
 
     def inner_socket(self, kind: int) -> int:
         """An unconnected socket of the container's namespace, from a pool refilled a
-        batch at a time (one fork per batch, not per connection)."""
+        batch at a time: one fork per batch, not per connection. A batch is 16 TCP (4 UDP)
+        sockets, doubled up to MAX_BATCH while refills come within 2 s of each other
+        (a burst of connections), so an idle container holds few."""
+        import time
+
         pool = self.pools[kind]
         if not pool:
-            pool += _make_sockets(self.userns, self.netns, kind,
-                                  16 if kind == self._socket.SOCK_STREAM else 4)
+            now = time.monotonic()
+            first = 16 if kind == self._socket.SOCK_STREAM else 4
+            recent = now - self.refilled[kind] < 2.0
+            self.batch[kind] = min(MAX_BATCH, self.batch[kind] * 2) if recent else first
+            self.refilled[kind] = now
+            pool += _make_sockets(self.userns, self.netns, kind, self.batch[kind])
         return pool.pop()
+
+    def pipe(self) -> tuple[int, int, int]:
+        """A pipe (r, w, its size) for a direction of a connection: an empty one a closed
+        connection left, else a new one of PIPE_SIZE."""
+        if self.pipes:
+            return self.pipes.pop()
+        import fcntl
+
+        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            size = fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # over the user's pipe quota: what it has (64 KiB by default)
+            size = fcntl.fcntl(w, _F_GETPIPE_SZ)
+        return r, w, size
+
+    def unpipe(self, r: int, w: int, size: int, empty: bool) -> None:
+        if empty and len(self.pipes) < 16:
+            self.pipes.append((r, w, size))
+        else:
+            os.close(r)
+            os.close(w)
 
     def timeout(self) -> float | None:
         if not self.flows:
@@ -288,13 +325,17 @@ class _Loop:
             conn.close()
         for flow in list(self.flows.values()):
             flow.close()
-        for lsock, _, _ in self.listeners.values():
+        for lsock, *_ in self.listeners.values():
             lsock.detach()  # the Proxy closes the listeners' fds
         self.listeners = {}
         for pool in self.pools.values():
             for fd in pool:
                 os.close(fd)
             pool.clear()
+        for r, w, _ in self.pipes:
+            os.close(r)
+            os.close(w)
+        self.pipes = []
         self.ep.close()
 
     # -- tcp --
@@ -302,7 +343,7 @@ class _Loop:
     def _accept(self, fd: int, ev: int) -> None:
         import errno
 
-        lsock, _, port = self.listeners[fd]
+        lsock, _, port, family = self.listeners[fd]
         for _ in range(64):
             try:
                 cfd, _addr = lsock._accept()
@@ -313,7 +354,7 @@ class _Loop:
                     self._pause()
                 return
             try:
-                _Conn(self, cfd, port)
+                _Conn(self, cfd, family, port)
             except OSError as exc:
                 os.close(cfd)
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
@@ -337,7 +378,7 @@ class _Loop:
     def _udp_in(self, fd: int, ev: int) -> None:
         import time
 
-        lsock, _, port = self.listeners[fd]
+        lsock, _, port, _ = self.listeners[fd]
         now = time.monotonic()
         for _ in range(64):
             try:
@@ -370,7 +411,8 @@ class _Flow:
 
         _socket = loop._socket
         self.loop, self.lfd, self.addr = loop, lfd, addr
-        self.sock = _socket.socket(fileno=loop.inner_socket(_socket.SOCK_DGRAM))
+        self.sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM, 0,
+                                   loop.inner_socket(_socket.SOCK_DGRAM))
         try:
             self.sock.connect((loop.guest, port))
         except BaseException:
@@ -407,19 +449,14 @@ class _Flow:
 
 
 class _Half:
-    """One direction of a TCP connection: src -> pipe -> dst."""
+    """One direction of a TCP connection: src -> pipe -> dst (sockets; dst is shut down
+    for writing once src ended and the pipe is empty)."""
 
-    __slots__ = ("buffered", "cap", "dst", "eof", "pr", "pw", "shut", "src")
+    __slots__ = ("buffered", "cap", "dsock", "dst", "eof", "pr", "pw", "shut", "src")
 
-    def __init__(self, src: int, dst: int) -> None:
-        import fcntl
-
-        self.src, self.dst = src, dst
-        self.pr, self.pw = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            self.cap = fcntl.fcntl(self.pw, _F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:  # over the user's pipe quota: what it has (64 KiB by default)
-            self.cap = fcntl.fcntl(self.pw, _F_GETPIPE_SZ)
+    def __init__(self, src, dst, pipe: tuple[int, int, int]) -> None:
+        self.src, self.dst, self.dsock = src.fileno(), dst.fileno(), dst
+        self.pr, self.pw, self.cap = pipe
         self.buffered = 0
         self.eof = False
         self.shut = False
@@ -447,69 +484,64 @@ class _Half:
                 moved = moved or m > 0
             if self.eof and not self.buffered and not self.shut:
                 self.shut = True
-                _shutdown_wr(self.dst)
+                try:
+                    self.dsock.shutdown(1)  # SHUT_WR
+                except OSError:
+                    pass
             if not moved:
                 return
 
-    def close(self) -> None:
-        os.close(self.pr)
-        os.close(self.pw)
-
-
-def _shutdown_wr(fd: int) -> None:
-    import _socket
-
-    s = _socket.socket(fileno=fd)
-    try:
-        s.shutdown(_socket.SHUT_WR)
-    except OSError:
-        pass
-    finally:
-        s.detach()
+    def close(self, loop: _Loop) -> None:
+        loop.unpipe(self.pr, self.pw, self.cap, self.buffered == 0)
 
 
 class _Conn:
-    """One TCP client: its accepted socket and one made in the container's namespace."""
+    """One TCP client: its accepted socket and one made in the container's namespace.
+    Socket objects are made with family and type given: else each would ask the kernel."""
 
-    def __init__(self, loop: _Loop, cfd: int, port: int) -> None:
+    def __init__(self, loop: _Loop, cfd: int, family: int, port: int) -> None:
         _socket = loop._socket
         self.loop = loop
-        self.client = cfd
+        ufd = loop.inner_socket(_socket.SOCK_STREAM)  # OSError: the caller closes cfd
         os.set_blocking(cfd, False)
-        self.upstream = loop.inner_socket(_socket.SOCK_STREAM)
+        self.csock = _socket.socket(family, _socket.SOCK_STREAM, 0, cfd)
+        self.usock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM, 0, ufd)
+        self.client, self.upstream = cfd, ufd
         self.connected = False
         self.halves: list[_Half] = []
-        self.mask = {cfd: 0, self.upstream: 0}
-        s = _socket.socket(fileno=self.upstream)
-        try:
-            err = s.connect_ex((loop.guest, port))
-        finally:
-            s.detach()
+        self.mask = {cfd: 0, ufd: 0}
+        err = self.usock.connect_ex((loop.guest, port))
         if err not in (0, 115):  # EINPROGRESS
-            os.close(self.upstream)
+            self.csock.detach()  # the caller closes the client's fd
+            self.usock.close()
             raise OSError(err, os.strerror(err))
         loop.conns.add(self)
         loop.handlers[cfd] = self._event
-        loop.handlers[self.upstream] = self._event
+        loop.handlers[ufd] = self._event
         loop.ep.register(cfd, 0)
-        loop.ep.register(self.upstream, loop.select.EPOLLOUT)
-        self.mask[self.upstream] = loop.select.EPOLLOUT
+        loop.ep.register(ufd, loop.select.EPOLLOUT)
+        self.mask[ufd] = loop.select.EPOLLOUT
+        if err == 115:
+            # the container's address is local to its namespace: the handshake is usually
+            # done when connect() returns, so go on without another round of the loop
+            try:
+                self.usock.getpeername()
+            except OSError:
+                return
+        self._event(ufd, 0)
 
     def _event(self, fd: int, ev: int) -> None:
         try:
             if not self.connected:
                 if fd != self.upstream:
                     return
-                s = self.loop._socket.socket(fileno=self.upstream)
-                try:
-                    err = s.getsockopt(self.loop._socket.SOL_SOCKET, self.loop._socket.SO_ERROR)
-                finally:
-                    s.detach()
+                _socket = self.loop._socket
+                err = self.usock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
                 if err:
                     raise OSError(err, os.strerror(err))
                 self.connected = True
-                self.halves = [_Half(self.client, self.upstream),
-                               _Half(self.upstream, self.client)]
+                self.halves = [_Half(self.csock, self.usock, self.loop.pipe()),
+                               _Half(self.usock, self.csock, self.loop.pipe())]
             for half in self.halves:
                 half.pump()
         except OSError:
@@ -540,9 +572,10 @@ class _Conn:
                 self.loop.ep.unregister(fd)
             except OSError:
                 pass
-            os.close(fd)
+        self.csock.close()
+        self.usock.close()
         for h in self.halves:
-            h.close()
+            h.close(self.loop)
         self.halves = []
         self.loop.conns.discard(self)
         self.loop.resume()
