@@ -18,8 +18,9 @@ How, and why so:
   its namespace by a child forked for the purpose (`_make_sockets`: it joins the
   container's user namespace, which our uid owns, then its network namespace, and sends
   a batch of unconnected sockets back), kept in a pool, connected by the monitor. One
-  short-lived fork per batch (16 TCP sockets, 4 UDP, growing to 128 in a burst of
-  connections), none while nothing connects.
+  short-lived fork per batch (16 TCP sockets, 4 UDP, growing to 64 in a burst of
+  connections), none while nothing connects. At most MAX_CONNS (128) connections are
+  served at once; more wait in the listen backlog.
   It connects to the container's own address (10.0.2.100 with the default cidr), as
   docker-proxy connects to the container's IP: a server bound to the container's
   127.0.0.1 is not published, as with slirp4netns's forwards.
@@ -42,7 +43,12 @@ import os
 
 UDP_IDLE = 90.0
 PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ; the unprivileged maximum by default (pipe-max-size)
-MAX_BATCH = 128  # sockets of the container's namespace made by one fork
+MAX_BATCH = 64  # sockets of the container's namespace made by one fork
+# Connections served at once (more wait in the listen backlog). Each holds 6 fds (2
+# sockets, 2 pipes): with the pools, under ~900 of the monitor's 1024 (its soft
+# RLIMIT_NOFILE, also select()'s FD_SETSIZE), so its own files and attach clients still
+# get one.
+MAX_CONNS = 128
 _F_SETPIPE_SZ = 1031
 _F_GETPIPE_SZ = 1032
 _SPLICE = 2 | 1  # SPLICE_F_NONBLOCK | SPLICE_F_MOVE
@@ -314,11 +320,33 @@ class _Loop:
         for fd, ev in events:
             handler = self.handlers.get(fd)
             if handler is not None:
-                handler(fd, ev)
+                try:
+                    handler(fd, ev)
+                except Exception as exc:  # a bug here must not end the monitor's loop
+                    self._drop(fd, handler)
+                    from rootless import crashlog
+
+                    crashlog.record(exc, "port proxy")
         if self.flows:
             import time
 
             self._expire(time.monotonic())
+
+    def _drop(self, fd: int, handler) -> None:
+        """After a failure in `handler`: its connection or flow closed, or the listener
+        no longer watched, so that a level-triggered fd cannot spin the loop."""
+        owner = getattr(handler, "__self__", None)
+        try:
+            if isinstance(owner, (_Conn, _Flow)):
+                owner.close()
+                return
+        except Exception:
+            pass
+        self.handlers.pop(fd, None)
+        try:
+            self.ep.unregister(fd)
+        except OSError:
+            pass
 
     def close(self) -> None:
         for conn in list(self.conns):
@@ -345,6 +373,9 @@ class _Loop:
 
         lsock, _, port, family = self.listeners[fd]
         for _ in range(64):
+            if len(self.conns) >= MAX_CONNS:  # the rest wait in the listen backlog
+                self._pause()
+                return
             try:
                 cfd, _addr = lsock._accept()
             except BlockingIOError:

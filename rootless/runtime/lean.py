@@ -210,7 +210,12 @@ def monitor_main(args: list[str]) -> None:
     if '"proxy"' in net:  # --network slirp4netns:port_handler=proxy: ours to serve
         from rootless.network.proxy import take_handed_over
 
-        proxy = take_handed_over(net)
+        try:
+            proxy = take_handed_over(net)
+        except Exception as exc:  # the container runs on; its ports do not answer
+            from rootless import crashlog
+
+            crashlog.record(exc, f"port proxy of container {cid[:12]}")
     fds = dict(kv.split("=") for kv in opt.split(",") if kv)
     fds = {k: int(v) for k, v in fds.items()}
     wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds,
