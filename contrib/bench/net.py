@@ -239,6 +239,11 @@ def run(report) -> None:
             report.ratio(f"net: 200 MB download{what}",
                          statistics.median(s[1] for s in got[mine]), peer,
                          statistics.median(s[1] for s in got[peer]), "MB/s", target=target)
+        # each round's own ratio too: the machine's load moves both sides of a round
+        # together, and the medians of a run alone have swung 0.8x-1.6x here
+        for mine, peer, _ in pairs[::2]:
+            per = [round(a[1] / b[1], 2) for a, b in zip(got[mine], got[peer], strict=True)]
+            report.note(f"{mine} / {peer}, download, round by round: {per}")
         # CPU time is what rl adds or not, and unlike wall time barely moves with the load
         # other users put on the machine
         peer = "podman(port_handler=slirp4netns)"

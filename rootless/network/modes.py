@@ -105,6 +105,10 @@ def parse_network(value: str | None) -> NetworkMode:
     if kind == "bridge" and not rest:
         # Docker's default network; ours is slirp4netns
         return NetworkMode("slirp4netns")
+    if rest.startswith("port_handler="):
+        raise InvalidArgument(f"--network {kind}: port_handler is an option of slirp4netns "
+                              "only", "a user-defined network publishes ports through its "
+                              "own slirp4netns, which keeps client addresses")
     if rest:
         raise InvalidArgument(f"invalid --network value {value!r}")
     return NetworkMode("bridge", value)

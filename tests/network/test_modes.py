@@ -35,6 +35,7 @@ def test_valid(value, expected):
     ("none:x", "--network none takes no options"),
     ("container:", "needs a container name"),
     ("weird:thing", "invalid --network value 'weird:thing'"),
+    ("mynet:port_handler=proxy", "port_handler is an option of slirp4netns only"),
 ])
 def test_invalid(value, message):
     with pytest.raises(InvalidArgument, match=None) as info:
