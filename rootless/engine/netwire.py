@@ -135,8 +135,8 @@ def mappings_of(options: dict) -> list:
 def start(options: dict, sandbox_pid: int, api_socket: str, container=None) -> list:
     """In the monitor, once the sandbox's net namespace exists: slirp4netns and every
     published port (all or nothing), or the veth on a user-defined network. Returns what
-    to stop() when the container ends (slirp4netns, and the port proxy's listeners with
-    port_handler=proxy, whose helper the monitor starts: network/proxy.py)."""
+    to stop() when the container ends (slirp4netns, and with port_handler=proxy the
+    listeners the monitor serves: network/proxy.py)."""
     from rootless.network import ports, slirp
 
     mode = mode_of(options.get("network"))

@@ -3,8 +3,8 @@
     slirp4netns[:allow_host_loopback=true,mtu=N,cidr=A.B.C.D/M,port_handler=H]   the default
                          port_handler=slirp4netns (default): slirp4netns forwards the
                          published ports and the container sees the client's address;
-                         port_handler=proxy (or rootlesskit, podman's word for it): a
-                         helper of the monitor does, faster, and the container sees its
+                         port_handler=proxy (or rootlesskit, podman's word for it): the
+                         container's monitor does, faster, and the container sees its
                          own address as the client's (network/proxy.py)
     none                 only lo
     host                 the user's own network namespace. Rootless this is the network

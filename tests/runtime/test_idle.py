@@ -68,8 +68,8 @@ def test_an_idle_detached_container_never_wakes_rl(rl):
 
 
 def test_the_port_proxy_of_an_idle_container_never_wakes(rl):
-    """port_handler=proxy: its helper (a child of the monitor) sleeps in epoll_wait, also
-    after serving a connection."""
+    """port_handler=proxy: the monitor, which serves the ports (its select watches the
+    proxy's epoll fd), still sleeps without a timeout, also after serving a connection."""
     ports = []
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as s:
@@ -118,7 +118,7 @@ def _assert_idle(rl, *run_args: str, poke: int | None = None) -> None:
         # the container's server is the zygote's child (it serves -d containers too)
         assert served, "the zygote forked no fuse server for the detached container"
     watched |= zygotes | served
-    if poke is not None:  # the proxy's helper is one of the watched
+    if poke is not None:  # the process serving the port is one of the watched
         assert any(_listens(p, poke) for p in watched), "no watched process holds the port"
     # let the start settle (the lean execs, slirp4netns's set-up): until a quiet second
     counts = {p: _switches(p) for p in watched}
