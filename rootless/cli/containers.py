@@ -419,7 +419,8 @@ def wait(containers: tuple[str, ...]) -> None:
                      help="Read KEY=VALUE lines from a file.")
 @click.option("-d", "--detach", is_flag=True, help="Run it in the background.")
 @click.option("--detach-keys", metavar="KEYS",
-              help="Not supported: the command's process ends with rl exec (refused).")
+              help="With -it: keys that detach, leaving the command running (default "
+                   "ctrl-p,ctrl-q).")
 @click.option("--privileged", is_flag=True,
               help="Every capability of rl's user namespace and no seccomp filter.")
 @click.argument("container")
@@ -430,14 +431,10 @@ def exec_(interactive, tty, user, workdir, env, env_file, detach, detach_keys, p
     """Run a command in a running container."""
     from rootless.engine.streams import Streams
 
-    if detach_keys is not None:
-        raise InvalidArgument("rl exec cannot detach from the command: its process ends "
-                              "with rl exec, so --detach-keys is not supported",
-                              "use rl exec -d to run it in the background")
     code = _engine().exec_(container, list(command), interactive=interactive, tty=tty,
                            user=user, workdir=workdir, env=list(env), env_files=list(env_file),
                            detach=detach, streams=Streams(0 if interactive else None, 1, 2),
-                           privileged=privileged)
+                           privileged=privileged, detach_keys=detach_keys)
     sys.stdout.flush()
     sys.exit(code or 0)
 

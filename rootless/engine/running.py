@@ -309,7 +309,10 @@ def _continue_detached(c: Container, code: int) -> None:
     returns while the daemon restarts the container)."""
     from rootless.engine import restart
 
-    c = lookup(c.id)
+    try:
+        c = lookup(c.id)
+    except NotFound:  # --rm: removed at its exit (no policy restarts an --rm container)
+        return
     if not restart.wants_restart(c.options.get("restart"), code, c.restart_count,
                                  bool(c.manual_stop)):
         return
@@ -428,14 +431,17 @@ def _start_attached(c: Container, streams: Streams, *, detach_keys: str | None,
 
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     waiting = _take_pending(c.id)
+    others = _other_waiters(c)
     try:
         try:
-            _start_detached(c, [theirs] + [s for s, _ in waiting])
+            _start_detached(c, [theirs] + [s for s, _ in waiting] + others)
         except BaseException:
             mine.close()
             raise
     finally:
         theirs.close()
+        for s in others:
+            s.close()
         for s, ev in waiting:
             s.close()
             ev.set()
@@ -523,8 +529,9 @@ def start(ref: str, *, attach: bool = False, streams: Streams | None = None,
                               tty=bool(c.options.get("tty")))
         launch = _launch(c.options, _maps_of(c), wiring)
         launch.fork()
+        others = [s.detach() for s in _other_waiters(c)]  # the hub owns them
         try:
-            code = _drive(c, launch, wiring, attach=True, log=True)
+            code = _drive(c, launch, wiring, attach=True, log=True, hub_fds=others)
         finally:
             if c.options.get("rm"):
                 _remove_files(c, volumes=True)
@@ -537,13 +544,23 @@ def start(ref: str, *, attach: bool = False, streams: Streams | None = None,
             streams = Streams(None, streams.stdout, streams.stderr)
         return _start_attached(c, streams, detach_keys=detach_keys, on_started=on_started)
     waiting = _take_pending(c.id)
+    others = _other_waiters(c)
     try:
-        _start_detached(c, [s for s, _ in waiting] + list(attach_socks))
+        _start_detached(c, [s for s, _ in waiting] + list(attach_socks) + others)
     finally:
+        for s in others:
+            s.close()
         for s, ev in waiting:
             s.close()
             ev.set()
     return None
+
+
+def _other_waiters(c: Container) -> list:
+    """Attach clients of other processes waiting for this start (engine/attachwait.py)."""
+    from rootless.engine import attachwait
+
+    return attachwait.connect_all(c.short_id)
 
 
 def _start_detached(c: Container, attach_socks=()) -> None:
@@ -746,39 +763,99 @@ def _wait_for_start(c: Container, logs: bool):
     """Block until `c` starts; (socket, replay). Started by this process: the monitor got
     our socket before the container ran. Started by another: we see it running and
     connect, the replay from the start of its run making up for what we missed."""
+    import select
     import socket
-    import threading
+
+    from rootless.engine import attachwait
 
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    taken = threading.Event()
+    taken = _Taken()
     entry = (theirs, taken)
     with _lock():
         _pending.setdefault(c.id, []).append(entry)
-    delay = 0.01
-    while not taken.wait(delay):
-        delay = min(delay * 2, 0.25)
-        try:
-            state = lookup(c.id).state
-        except NotFound:
-            state = "removed"
-        if state == "created":
-            continue
+
+    def withdraw() -> bool:
+        """Out of the pending list; False when a start() of this process took it."""
         with _lock():
             waiting = _pending.get(c.id, [])
-            mine_left = entry in waiting
-            if mine_left:
-                waiting.remove(entry)
-                if not waiting:
-                    _pending.pop(c.id, None)
-        if not mine_left:  # start() took it meanwhile
-            taken.wait()
-            break
-        mine.close()
-        theirs.close()
-        if state == "removed":
-            raise NotFound(f"no such container: {c.id}")
-        return _connect(c), True
-    return mine, logs
+            if entry not in waiting:
+                return False
+            waiting.remove(entry)
+            if not waiting:
+                _pending.pop(c.id, None)
+            return True
+
+    try:  # a start by another process connects here (rootless/engine/attachwait.py)
+        waiter = attachwait.Waiter(c.short_id)
+    except OSError:
+        waiter = None
+    try:
+        delay = 0.01
+        while not taken.wait(delay, also=waiter):
+            if waiter is not None and select.select([waiter], [], [], 0)[0]:
+                conn = waiter.accept()
+                if conn is not None:  # the monitor has its other end, from the start
+                    if withdraw():
+                        mine.close()
+                        theirs.close()
+                        return conn, logs
+                    conn.close()  # a start of this process took ours meanwhile
+                    taken.wait()
+                    break
+            delay = min(delay * 2, 0.25)
+            try:
+                state = lookup(c.id).state
+            except NotFound:
+                state = "removed"
+            if state == "created":
+                continue
+            if not withdraw():  # start() took it meanwhile
+                taken.wait()
+                break
+            mine.close()
+            theirs.close()
+            if state == "removed":
+                raise NotFound(f"no such container: {c.id}")
+            return _connect(c), True
+        return mine, logs
+    finally:
+        if waiter is not None:
+            waiter.close()
+        taken.close()
+
+
+class _Taken:
+    """threading.Event's set/wait for a pending attach, whose wait also wakes when
+    `also` (a waiter's socket) is readable: one select for both."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.flag = False
+
+    def set(self) -> None:
+        self.flag = True
+        try:
+            os.write(self.w, b"x")
+        except OSError:  # closed: its waiter is gone
+            pass
+
+    def wait(self, timeout: float | None = None, also=None) -> bool:
+        import select
+
+        if not self.flag:
+            try:
+                select.select([self.r] + ([also] if also is not None else []), [], [],
+                              timeout)
+            except (OSError, ValueError):  # closed meanwhile
+                pass
+        return self.flag
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def resize(ref: str, rows: int, cols: int) -> None:

@@ -255,6 +255,11 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                 else:
                     try:
                         data = os.read(fd, 65536)
+                    except BlockingIOError:
+                        # the pty master is non-blocking (it is stdin_w too): a readiness
+                        # whose bytes were flushed meanwhile (tcflush in the container) is
+                        # no end; taken as one, the master was closed and pid 1 hung up
+                        continue
                     except OSError:  # EIO: the pty's last slave was closed
                         data = b""
                     if not data:
@@ -352,8 +357,11 @@ def _set_winsize(master: int, payload: bytes) -> None:
         pass
 
 
-def run_exec_pty(child: int, master: int | None, *, interactive: bool) -> int:
-    """`rl exec -t`: copy between the terminal and the pty until `child` exits."""
+def run_exec_pty(child: int, master: int | None, *, interactive: bool, scan=None,
+                 detach=None) -> int | None:
+    """`rl exec -t`: copy between the terminal and the pty until `child` exits. `scan`
+    (the detach keys: bytes -> (bytes to pass on, hit)) looks at the terminal's input; at a
+    hit, `detach()` hands the command over (True) and this returns None."""
     import termios
     import tty
 
@@ -395,8 +403,14 @@ def run_exec_pty(child: int, master: int | None, *, interactive: bool) -> int:
                 if not data:
                     stdin_open = False
                     _write_all(master, b"\x04")
-                else:
+                    continue
+                hit = False
+                if scan is not None:
+                    data, hit = scan(data)
+                if data:
                     _write_all(master, data)
+                if hit and detach is not None and detach():
+                    return None
             if master in ready:
                 try:
                     data = os.read(master, 65536)

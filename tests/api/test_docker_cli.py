@@ -159,6 +159,9 @@ def test_exec_and_follow(service):
     assert out.stdout == "inside\n" and out.stderr == "e\n"
     fed = service.docker("exec", "-i", "svc", "cat", input="via exec\n", check=True)
     assert fed.stdout == "via exec\n"
+    # detach keys of an exec are refused through the API, with the reason, not ignored
+    keys = service.docker("exec", "-i", "--detach-keys", "ctrl-x", "svc", "true")
+    assert keys.returncode != 0 and "DetachKeys is not supported" in keys.stderr, keys.stderr
     import subprocess
     import time
 
