@@ -17,6 +17,7 @@ packages=(
   systemd  # systemd-socket-activate: the socket-activation test of `rl system service`
   # peers for interop tests and benchmarks
   skopeo podman fuse-overlayfs runc
+  curl  # the client of contrib/bench net's download through -p
   # podman-compose, the peer of `rl compose`; netavark and aardvark-dns give its rootless
   # networks name resolution between containers (CNI alone has none on Debian 12)
   podman-compose netavark aardvark-dns

@@ -55,7 +55,10 @@ def _run_options(f):
         click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
         click.option("--network", "--net", multiple=True, metavar="NETWORK",
                      help="slirp4netns[:OPTS] (default), none, host, container:NAME or a "
-                          "network's name (repeat for several networks)."),
+                          "network's name (repeat for several networks). slirp4netns OPTS: "
+                          "allow_host_loopback=true, mtu=N, cidr=NET, port_handler="
+                          "slirp4netns|proxy (proxy, or podman's rootlesskit: faster -p, "
+                          "but the container sees its own address as the client's)."),
         click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:OPTS]",
                      help="Bind a host path or mount a named volume (OPTS: ro, rw, nocopy, z, Z; comma-separated)."),
         click.option("--mount", multiple=True, metavar="type=TYPE,source=SRC,target=DST[,...]",

@@ -131,10 +131,8 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         cgroups.join(c.short_id, c.options.get("limits"), sandbox_pid)
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
         trace("M network")
-        s = netwire.start(c.options, sandbox_pid, sock, c)  # slirp4netns/veth + ports
-        trace("M network ready")
-        if s is not None:
-            slirp.append(s)
+        slirp.extend(netwire.start(c.options, sandbox_pid, sock, c))  # slirp4netns/veth
+        trace("M network ready")                                       # + ports
 
     forwarder = monitor.Forwarder()
     forwarder.install()
@@ -167,6 +165,11 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     if not attach and not foreground:
         _become_lean(c, launch, wiring, forwarder, slirp, hub)  # returns only if that failed
 
+    # port_handler=proxy: this process serves the published ports (network/proxy.py)
+    proxy = next((s for s in slirp if getattr(s, "handover_key", "") == "proxy"), None)
+    if proxy is not None:
+        proxy.start()
+
     def send(sig: int) -> None:
         try:
             join.kill(launch.pid, sig)
@@ -182,7 +185,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         code = monitor.run_loop(launch, wiring, log_path=_log_target(c) if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
                                 send_signal=send, forwarder=forwarder, timer=timer, hub=hub,
-                                stdio=stdio)
+                                stdio=stdio, proxy=proxy)
     finally:
         forwarder.restore()
         for s in slirp:
@@ -224,8 +227,8 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
 
     net: dict = {}
     for s in stoppers:
-        if hasattr(s, "handover"):
-            net["slirp"] = s.handover()
+        if hasattr(s, "handover"):  # slirp4netns, the port proxy (network/proxy.py)
+            net[getattr(s, "handover_key", "slirp")] = s.handover()
         else:
             net["endpoint"] = True
     blocked = set(monitor.FORWARDED)

@@ -124,10 +124,11 @@ class Forwarder:
 
 def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
              interactive: bool, send_signal, forwarder: Forwarder | None = None,
-             timer=None, hub=None, stdio: tuple = (0, 1, 2)) -> int:
+             timer=None, hub=None, stdio: tuple = (0, 1, 2), proxy=None) -> int:
     """Until the container exits: copy, log, forward, serve the attach socket (`hub`,
-    rootless.runtime.attachsock) and run `timer` (the health-check schedule,
-    rootless/runtime/healthtimer.py) when it is due. `attach`: copy to and from the
+    rootless.runtime.attachsock), the published ports of `proxy`
+    (rootless.network.proxy, port_handler=proxy) and run `timer` (the health-check
+    schedule, rootless/runtime/healthtimer.py) when it is due. `attach`: copy to and from the
     caller's `stdio` fds too (None: that one is not attached). Returns Docker's exit
     code; the hub stays open (its owner finishes it once the exit is recorded)."""
     log = Writer(log_path) if log_path else None
@@ -197,6 +198,12 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
             if stdin_w is not None and (stdin_buf or stdin_eof):
                 writes.append(stdin_w)
             wait = timer.timeout() if timer is not None and not exited else None
+            proxy_fd = proxy.watch() if proxy is not None else None
+            if proxy_fd is not None:
+                watch.append(proxy_fd)
+                later = proxy.timeout()  # a UDP flow's idle end, else None
+                if later is not None:
+                    wait = later if wait is None else min(wait, later)
             try:
                 ready, can_write, _ = select.select(watch, writes, [], wait)
             except InterruptedError:
@@ -220,7 +227,9 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                             _set_winsize(launch.pty_master, payload)
                     hub.acknowledge()
                     continue
-                if fd == wake_r:
+                if fd == proxy_fd:
+                    proxy.service()
+                elif fd == wake_r:
                     try:
                         os.read(wake_r, 256)
                     except OSError:
