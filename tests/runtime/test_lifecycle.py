@@ -323,3 +323,26 @@ def test_rm_removes_files_owned_by_subordinate_ids(rl):
        "mkdir /tmp/d && echo x > /tmp/d/f && chmod 700 /tmp/d", check=True)
     rl("rm", "owner", check=True)
     assert not list((rl.data_dir / "containers").iterdir())
+
+
+@pytest.mark.parametrize("how", ["foreground", "detached"])
+def test_stop_of_an_rm_container_succeeds(rl, how):
+    """Docker's stop of an --rm container succeeds (it is removed at its exit); rl's said
+    "no such container", racing the removal."""
+    argv = rl.argv("run", "--rm", "--name", "gone", "--network", "none", "busybox", "sh",
+                   "-c", "echo up; sleep 300")
+    if how == "detached":
+        argv.insert(argv.index("--rm"), "-d")
+    proc = subprocess.Popen(argv, env=rl.env, stdout=subprocess.PIPE, text=True)
+    try:
+        if how == "foreground":
+            assert proc.stdout.readline() == "up\n"
+        else:
+            assert proc.wait(60) == 0
+        r = rl("stop", "-t", "1", "gone")
+        assert r.returncode == 0 and r.stdout == "gone\n", r.stderr
+        assert rl("ps", "-aq", check=True).stdout == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
