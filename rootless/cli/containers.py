@@ -136,6 +136,8 @@ def _make_options(kw: dict):
 
     if kw.get("hostname") is not None and not kw["hostname"]:
         raise InvalidArgument("--hostname must not be empty")
+    from rootless.engine import cliflags
+
     return runflags.fill(RunOptions(
         image=kw["image"], command=list(kw["command"]), name=kw["name"],
         entrypoint=kw["entrypoint"], env=list(kw["env"]), env_files=list(kw["env_file"]),
@@ -143,11 +145,12 @@ def _make_options(kw: dict):
         labels=options.labels(kw["label"]), rm=kw["rm"], detach=kw.get("detach", False),
         interactive=kw["interactive"], tty=kw["tty"], userns=kw["userns"],
         cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
-        ulimits=list(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],
+        ulimits=cliflags.ulimits(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],
         network=(kw["network"] or ("slirp4netns",))[0],
-        extra_networks=list(kw["network"][1:]), volumes=list(kw["volume"]), pull=kw["pull"],
-        memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
-        tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
+        extra_networks=list(kw["network"][1:]), pull=kw["pull"],
+        memory=kw["memory"], cpus=kw["cpus"],
+        mounts=cliflags.mounts(kw["volume"], kw["mount"], kw["tmpfs"]),
+        publish=cliflags.publish(kw["publish"]), publish_all=kw["publish_all"],
         network_aliases=list(kw["network_alias"]), security_opt=list(kw["security_opt"]),
         restart=kw["restart"], health_cmd=kw["health_cmd"],
         health_interval=kw["health_interval"], health_timeout=kw["health_timeout"],
@@ -166,6 +169,11 @@ def _make_options(kw: dict):
 _SIG_PROXY_HELP = ("Send the signals rl gets to the container (default true; not with a "
                    "tty, whose keys reach it anyway).")
 _DETACH_KEYS_HELP = "Keys that detach from it, leaving it running (default ctrl-p,ctrl-q)."
+
+
+def _warn(text: str) -> None:
+    """The engine's warnings (e.g. a single mapped id), on stderr as they arise."""
+    click.echo(f"rl: warning: {text}", err=True)
 
 
 def _attach_choice(ctx, param, value):
@@ -211,7 +219,7 @@ def run(attach_, sig_proxy, detach_keys, **kw) -> None:
                     sig_proxy=sig_proxy)
     try:
         result = _engine().run(opts, streams, sig_proxy=sig_proxy, detach_keys=detach_keys,
-                               on_started=term.started)
+                               on_started=term.started, warn=_warn)
     finally:
         term.restore()
     if opts.detach:
@@ -227,7 +235,7 @@ def run(attach_, sig_proxy, detach_keys, **kw) -> None:
 def create(**kw) -> None:
     """Create a container (start it with rl start)."""
     kw["detach"] = False
-    c = _engine().create(_make_options(kw))
+    c = _engine().create(_make_options(kw), warn=_warn)
     click.echo(c.id)
 
 

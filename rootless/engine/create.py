@@ -76,9 +76,10 @@ def _single_mapping(uid_maps: list[dict]) -> bool:
     return sum(int(m["size"]) for m in uid_maps) <= 1
 
 
-def create(opts: RunOptions, *, maps=None) -> Container:
+def create(opts: RunOptions, *, maps=None, warn=None) -> Container:
     """Resolve the image, write the bundle and the catalog row. Nothing is left behind
-    when this raises."""
+    when this raises. `warn(text)`: the caller's sink for what the user should be told
+    (Docker's Warnings of a create; the engine never prints them), called as they arise."""
     from rootless.engine import spec as spec_mod
     from rootless.runtime import rootfs, userns
 
@@ -104,9 +105,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
 
     # Checked before anything is made: mounts, network, published ports (allocated here).
     try:
-        mount_plan = mounts.plan(volumes=runextras.volumes_from(opts.volumes_from, opts.volumes)
-                                 + opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
-                                 image_config=image.config)
+        mount_plan = mounts.plan(mounts=runextras.volumes_from(opts.volumes_from, opts.mounts)
+                                 + opts.mounts, image_config=image.config)
         _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
                                         publish_all=opts.publish_all, image_config=image_config,
                                         userns=opts.userns, aliases=opts.network_aliases,
@@ -116,6 +116,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         raise
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
+    if maps.warning and warn is not None:
+        warn(maps.warning)
     cid = os.urandom(32).hex()
     hostname = opts.hostname or nsflags.default_hostname(ns_modes, cid)
     paths.runtime_dir(create=True)  # refused before anything is made if another user's
@@ -152,7 +154,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         ).save(str(tmp / "rootfs.json"))
         options = {"rm": opts.rm, "tty": opts.tty, "interactive": opts.interactive,
                    "network": opts.network, "userns": opts.userns or "",
-                   "volumes": opts.volumes, "init": opts.init,
+                   "init": opts.init,
                    "ports": [m.to_dict() for m in port_maps], "aliases": opts.network_aliases,
                    **({"networks": netwire.plan_networks(opts)} if opts.extra_networks else {}),
                    "exposed": exposed,

@@ -1,0 +1,37 @@
+"""Docker's CLI syntax of `rl run`/`rl create` flags -> the engine's typed records, for the
+CLI (and any front end that takes the same text, as `rl compose run -p`). Parsing lives in
+one place: the parsers are the engine's (mountspec, network/ports, spec), and their errors
+are one line (InvalidArgument: exit 125 on the CLI, before anything is made).
+
+    mounts(volumes, mounts, tmpfs) -> [Mount]     -v, --mount, --tmpfs, in that order
+    publish(specs) -> [PortRequest]               -p (one request per container port)
+    ulimits(specs) -> [Ulimit]                    --ulimit
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def mounts(volumes: Iterable[str] = (), mounts: Iterable[str] = (),
+           tmpfs: Iterable[str] = ()) -> list:
+    from rootless.engine import mountspec
+
+    return ([mountspec.parse_volume(v) for v in volumes]
+            + [mountspec.parse_mount(m) for m in mounts]
+            + [mountspec.parse_tmpfs(t) for t in tmpfs])
+
+
+def publish(specs: Iterable[str]) -> list:
+    specs = list(specs)
+    if not specs:  # the usual `rl run`: no import of the ports module (socket)
+        return []
+    from rootless.network import ports
+
+    return [r for spec in specs for r in ports.parse_publish(spec)]
+
+
+def ulimits(specs: Iterable[str]) -> list:
+    from rootless.engine.spec import parse_ulimit
+
+    return [parse_ulimit(u) for u in specs]
