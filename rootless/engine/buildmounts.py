@@ -97,7 +97,11 @@ def _chown_fd(fd: int, uid: int | None, gid: int | None) -> None:
         os.fchown(fd, uid or 0, gid or 0)
         return 0
 
-    if userns.run_in_userns(child, mount_ns=False) != 0:
+    try:
+        code = userns.run_in_userns(child, mount_ns=False)
+    except userns.ChildFailed:
+        code = 125
+    if code != 0:
         raise RlError(f"could not give the mount to uid {uid or 0} gid {gid or 0}",
                       "check the subordinate id ranges (/etc/subuid, /etc/subgid)")
 
