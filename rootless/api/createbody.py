@@ -1,7 +1,7 @@
 """POST /containers/create's body (Config, HostConfig, NetworkingConfig) -> the engine's
 RunOptions, as the CLI's flag parsing does for `rl create`. Mounts, port bindings and
-ulimits become the engine's typed records (mountspec.Mount, network.ports.PortRequest,
-spec.Ulimit) straight from the JSON; Binds and Tmpfs, which are Docker's CLI syntax inside
+ulimits, devices and sysctls become the engine's typed records (mountspec.Mount,
+network.ports.PortRequest, spec.Ulimit, procflags.Device, a mapping) straight from the JSON; Binds and Tmpfs, which are Docker's CLI syntax inside
 the JSON too, go through the engine's parsers of that syntax.
 
 Every field of Docker's body is either mapped to an engine option, or known to mean
@@ -223,6 +223,17 @@ def _port_bindings(v: dict) -> list:
     return out
 
 
+def _device(d: dict):
+    """HostConfig.Devices' {PathOnHost, PathInContainer, CgroupPermissions} as the
+    engine's Device (which device_mount checks)."""
+    from rootless.engine.procflags import Device
+
+    if not isinstance(d, dict) or not d.get("PathOnHost"):
+        raise ApiError(400, f"HostConfig.Devices: invalid entry {d!r}: PathOnHost is required")
+    return Device(str(d["PathOnHost"]), str(d.get("PathInContainer") or ""),
+                  str(d.get("CgroupPermissions") or "rwm"))
+
+
 def _ulimit(u: dict) -> Ulimit:
     try:
         return Ulimit(str(u["Name"]), int(u.get("Soft", -1)), int(u.get("Hard", -1)))
@@ -274,7 +285,7 @@ def _host(host: dict, opts: RunOptions) -> tuple[list[Mount], list[Mount], list[
         elif key == "ReadonlyRootfs":
             opts.read_only = True
         elif key == "Sysctls":
-            opts.sysctls = [f"{k}={x}" for k, x in v.items()]
+            opts.sysctls = {str(k): str(x) for k, x in v.items()}
         elif key == "ShmSize":
             opts.shm_size = str(int(v))
         elif key == "UsernsMode":
@@ -282,8 +293,7 @@ def _host(host: dict, opts: RunOptions) -> tuple[list[Mount], list[Mount], list[
         elif key == "Ulimits":
             opts.ulimits = [_ulimit(u) for u in v]
         elif key == "Devices":
-            opts.devices = [":".join(x for x in (d.get("PathOnHost"), d.get("PathInContainer"),
-                                                 d.get("CgroupPermissions")) if x) for d in v]
+            opts.devices = [_device(d) for d in v]
         elif key == "Memory":
             opts.memory = str(int(v))
         elif key == "NanoCpus":

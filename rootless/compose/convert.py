@@ -115,8 +115,8 @@ def run_options(project, name: str, svc: dict, number: int, *, image_id: str = "
     opts.dns = list(svc.get("dns") or [])
     opts.dns_search = list(svc.get("dns_search") or [])
     opts.dns_options = list(svc.get("dns_opt") or [])
-    opts.sysctls = [f"{k}={v}" for k, v in (svc.get("sysctls") or {}).items()]
-    opts.devices = list(svc.get("devices") or [])
+    opts.sysctls = {str(k): str(v) for k, v in (svc.get("sysctls") or {}).items()}
+    opts.devices = _devices(svc)
     opts.security_opt = list(svc.get("security_opt") or [])
     opts.group_add = [str(g) for g in svc.get("group_add") or []]
     if svc.get("shm_size") is not None:
@@ -137,6 +137,21 @@ def run_options(project, name: str, svc: dict, number: int, *, image_id: str = "
         if hc.get("retries") is not None:
             opts.health_retries = int(hc["retries"])
     return opts
+
+
+def _devices(svc: dict) -> list:
+    """devices: compose's short syntax is Docker's --device text; the long one
+    ({source, target, permissions}) maps field by field."""
+    from rootless.engine.procflags import Device, parse_device
+
+    out = []
+    for d in svc.get("devices") or []:
+        if isinstance(d, dict):
+            out.append(Device(str(d.get("source") or ""), str(d.get("target") or ""),
+                              str(d.get("permissions") or "rwm")))
+        else:
+            out.append(parse_device(str(d)))
+    return out
 
 
 def publish(svc: dict) -> list:

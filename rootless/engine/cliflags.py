@@ -6,6 +6,8 @@ are one line (InvalidArgument: exit 125 on the CLI, before anything is made).
     mounts(volumes, mounts, tmpfs) -> [Mount]     -v, --mount, --tmpfs, in that order
     publish(specs) -> [PortRequest]               -p (one request per container port)
     ulimits(specs) -> [Ulimit]                    --ulimit
+    devices(specs) -> [Device]                    --device
+    sysctls(specs) -> {name: value}               --sysctl (a later NAME wins)
 """
 
 from __future__ import annotations
@@ -35,3 +37,18 @@ def ulimits(specs: Iterable[str]) -> list:
     from rootless.engine.spec import parse_ulimit
 
     return [parse_ulimit(u) for u in specs]
+
+
+def devices(specs: Iterable[str]) -> list:
+    from rootless.engine.procflags import parse_device
+
+    return [parse_device(d) for d in specs]
+
+
+def sysctls(specs: Iterable[str]) -> dict[str, str]:
+    specs = list(specs)
+    if not specs:
+        return {}
+    from rootless.engine.procflags import parse_sysctl
+
+    return dict(parse_sysctl(s) for s in specs)

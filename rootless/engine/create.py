@@ -41,12 +41,12 @@ def check_unsupported(opts: RunOptions) -> None:
     from rootless.network.modes import parse_network
 
     kind = parse_network(opts.network).kind
-    for item in opts.sysctls:
-        procflags.parse_sysctl(item, kind)
+    for key, value in opts.sysctls.items():
+        procflags.check_sysctl(key, value, kind)
     if opts.shm_size is not None:
         procflags.parse_size(opts.shm_size, "--shm-size")
     for d in opts.devices:
-        procflags.parse_device(d)
+        procflags.device_mount(d)
     for g in opts.group_add:
         procflags.parse_group(g)
     procflags.parse_stop_timeout(opts.stop_timeout)
@@ -215,9 +215,11 @@ def _extra_options(opts: RunOptions, image_config: dict) -> dict:
     if opts.privileged:
         out["privileged"] = True
     # for inspect's HostConfig (the values themselves are in the spec and the /etc files)
+    # (devices and sysctls kept as HOST:CONTAINER:PERMS and NAME=VALUE, as rows always had)
     for key, val in (("dns", opts.dns), ("dns_search", opts.dns_search),
                      ("dns_options", opts.dns_options), ("group_add", opts.group_add),
-                     ("devices", opts.devices), ("sysctls", opts.sysctls)):
+                     ("devices", [d.text() for d in opts.devices]),
+                     ("sysctls", [f"{k}={v}" for k, v in opts.sysctls.items()])):
         if val:
             out[key] = list(val)
     hc = _healthcheck_of(opts, image_config)

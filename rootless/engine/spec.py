@@ -7,7 +7,8 @@ inside the container's own /etc/passwd when it starts).
 
 `RunOptions` is what every front end gives `create`/`run`. Its structured values are typed
 records, never CLI text: `mounts` are mountspec.Mount (-v, --mount, --tmpfs), `publish`
-network.ports.PortRequest (-p), `ulimits` Ulimit (--ulimit). The CLI turns its flags into
+network.ports.PortRequest (-p), `ulimits` Ulimit (--ulimit), `devices` procflags.Device
+(--device), `sysctls` a mapping (--sysctl). The CLI turns its flags into
 them with the parsers of Docker's syntax (engine/cliflags.py); the API and compose build
 them from their JSON and long syntax; the engine checks each record again.
 """
@@ -24,6 +25,7 @@ from rootless.runtime import caps
 
 if TYPE_CHECKING:
     from rootless.engine.mountspec import Mount
+    from rootless.engine.procflags import Device
     from rootless.network.ports import PortRequest
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -107,9 +109,9 @@ class RunOptions:
     group_add: list[str] = field(default_factory=list)  # --group-add
     label_files: list[str] = field(default_factory=list)  # --label-file
     shm_size: str | None = None  # --shm-size
-    sysctls: list[str] = field(default_factory=list)  # --sysctl
+    sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl NAME=VALUE
     privileged: bool = False  # --privileged
-    devices: list[str] = field(default_factory=list)  # --device
+    devices: list[Device] = field(default_factory=list)  # --device
     # a pull's progress (rootless/image/progress.py): the caller's renderer, None: none
     progress: Any = None
     # the other cgroup flags, "--flag" -> value (refused: rootless/engine/cgroups.py)
@@ -265,7 +267,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     from rootless.engine import procflags
 
     shm = procflags.parse_size(opts.shm_size, "--shm-size") if opts.shm_size else 64 << 20
-    sysctls = dict(procflags.parse_sysctl(s, network_kind) for s in opts.sysctls)
+    sysctls = dict(procflags.check_sysctl(k, v, network_kind) for k, v in opts.sysctls.items())
     from rootless.engine import nsflags
 
     ns_modes = ns_modes or {}
@@ -289,7 +291,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind",
                        "source": os.path.join(bundle, name), "options": ["rbind", "rprivate"]})
-    mounts += [procflags.parse_device(d) for d in opts.devices]
+    mounts += [procflags.device_mount(d) for d in opts.devices]
     # -v/--mount/--tmpfs and the image's VOLUMEs: engine/mounts.py adds them to the spec
     if opts.init:
         mounts.append({"destination": "/dev/init", "type": "bind", "source": find_init(),
