@@ -1,8 +1,9 @@
 """POST /containers/create's body (Config, HostConfig, NetworkingConfig) -> the engine's
-RunOptions, as the CLI's flag parsing does for `rl create`. Mounts, port bindings and
+RunOptions, as the CLI's flag parsing does for `rl create`. Mounts, port bindings,
 ulimits, devices and sysctls become the engine's typed records (mountspec.Mount,
-network.ports.PortRequest, spec.Ulimit, procflags.Device, a mapping) straight from the JSON; Binds and Tmpfs, which are Docker's CLI syntax inside
-the JSON too, go through the engine's parsers of that syntax.
+network.ports.PortRequest, spec.Ulimit, procflags.Device, a mapping) straight from the
+JSON; Binds and Tmpfs, which are Docker's CLI syntax inside the JSON too, go through the
+engine's parsers of that syntax.
 
 Every field of Docker's body is either mapped to an engine option, or known to mean
 nothing here (the attach flags, which the attach call carries), or refused with a 400 that
