@@ -17,6 +17,9 @@ from collections.abc import Iterable
 
 def mounts(volumes: Iterable[str] = (), mounts: Iterable[str] = (),
            tmpfs: Iterable[str] = ()) -> list:
+    volumes, mounts, tmpfs = list(volumes), list(mounts), list(tmpfs)
+    if not (volumes or mounts or tmpfs):  # the usual `rl run`: nothing imported before
+        return []  # the sandbox is forked (the store's catalog, sqlite3)
     from rootless.engine import mountspec
 
     return ([mountspec.parse_volume(v) for v in volumes]
@@ -34,12 +37,18 @@ def publish(specs: Iterable[str]) -> list:
 
 
 def ulimits(specs: Iterable[str]) -> list:
+    specs = list(specs)
+    if not specs:
+        return []
     from rootless.engine.spec import parse_ulimit
 
     return [parse_ulimit(u) for u in specs]
 
 
 def devices(specs: Iterable[str]) -> list:
+    specs = list(specs)
+    if not specs:
+        return []
     from rootless.engine.procflags import parse_device
 
     return [parse_device(d) for d in specs]
