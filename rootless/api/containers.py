@@ -40,24 +40,23 @@ def create(req: Request) -> Response:
 
 
 def list_(req: Request) -> Response:
-    from rootless.engine import containers, ctrinfo, netwire
+    from rootless.engine import containers
     from rootless.format import api_shapes
 
     limit = req.qint("limit")
     out = []
-    for c in containers.list_containers(all_=req.qbool("all"), filters=req.filters() or None,
-                                        last=limit if limit and limit > 0 else None):
+    # the engine's ps rows (engine/ctrinfo.py PsRow), as `rl ps` lists them
+    for row in containers.ps_rows(req.qbool("all"), req.filters() or None,
+                                  limit if limit and limit > 0 else None,
+                                  size=req.qbool("size")):
         # the parts of the inspect document a summary shows, not all of it (a list is
         # what many clients poll)
         try:
-            doc = {"NetworkSettings": netwire.inspect_settings(
-                       c.options, c.options.get("exposed") or [], c.id),
-                   "Mounts": ctrinfo.container_mounts(c)}
-            names = ctrinfo.container_networks(c)
+            doc = {"NetworkSettings": row.network_settings(), "Mounts": row.mounts()}
+            names = row.networks()
         except OSError:  # removed while we listed
             continue
-        size = containers.upper_size(c) if req.qbool("size") else None
-        out.append(api_shapes.container_summary(c, doc, names, size))
+        out.append(api_shapes.container_summary(row.container, doc, names, row.size))
     return json_response(out)
 
 

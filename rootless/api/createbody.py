@@ -1,5 +1,9 @@
 """POST /containers/create's body (Config, HostConfig, NetworkingConfig) -> the engine's
-RunOptions, as the CLI's flag parsing does for `rl create`.
+RunOptions, as the CLI's flag parsing does for `rl create`. Mounts, port bindings,
+ulimits, devices and sysctls become the engine's typed records (mountspec.Mount,
+network.ports.PortRequest, spec.Ulimit, procflags.Device, a mapping) straight from the
+JSON; Binds and Tmpfs, which are Docker's CLI syntax inside the JSON too, go through the
+engine's parsers of that syntax.
 
 Every field of Docker's body is either mapped to an engine option, or known to mean
 nothing here (the attach flags, which the attach call carries), or refused with a 400 that
@@ -13,7 +17,9 @@ from __future__ import annotations
 import shlex
 
 from rootless.api.protocol import ApiError
-from rootless.engine.spec import RunOptions
+from rootless.engine import mountspec
+from rootless.engine.mountspec import Mount
+from rootless.engine.spec import RunOptions, Ulimit
 
 # Fields whose value carries no meaning for rl (documented reasons in the comments).
 _IGNORED_CONFIG = {
@@ -91,14 +97,13 @@ def to_run_options(body: dict, name: str | None) -> RunOptions:
     if not isinstance(host, dict):
         raise ApiError(400, "HostConfig must be a JSON object")
     anonymous = _config(body, opts)
-    _host(host, opts)
+    binds, mounts, tmpfs = _host(host, opts)
     _networking(body.get("NetworkingConfig") or {}, opts)
     # Config.Volumes names the mount points; one a bind or mount already serves is not
     # an anonymous volume (docker-py sends both for `volumes=`)
-    taken = {b.split(":")[1] for b in opts.volumes if b.count(":") >= 1}
-    taken |= {part.split("=", 1)[1] for m in opts.mounts for part in m.split(",")
-              if part.startswith(("target=", "destination=", "dst="))}
-    opts.volumes += [p for p in anonymous if p not in taken]
+    taken = {m.target for m in binds + mounts}
+    binds += [mountspec.parse_volume(p) for p in anonymous if p not in taken]
+    opts.mounts = binds + mounts + tmpfs
     return opts
 
 
@@ -168,31 +173,25 @@ def _healthcheck(hc: dict, opts: RunOptions) -> None:
         opts.health_retries = int(hc["Retries"])
 
 
-def _mount(m: dict) -> str:
+def _mount(m: dict) -> Mount:
+    """One of HostConfig.Mounts (Docker's mount.Mount) as the engine's record; the engine
+    checks the paths as it checks a --mount's."""
     mtype = m.get("Type") or "volume"
-    target = m.get("Target") or ""
-    source = m.get("Source") or ""
-    for part in (source, target):
-        if "," in part or "=" in part:
-            raise ApiError(400, f"HostConfig.Mounts: rl cannot take a path with ',' or '=' "
-                           f"({part!r})")
-    items = [f"type={mtype}"]
-    if source:
-        items.append(f"source={source}")
-    items.append(f"target={target}")
-    if m.get("ReadOnly"):
-        items.append("readonly")
+    if mtype not in ("bind", "volume", "tmpfs"):
+        raise ApiError(400, f"HostConfig.Mounts: type {mtype!r} is not supported by rl "
+                       "(use bind, volume or tmpfs)")
+    out = Mount(mtype, m.get("Target") or "", m.get("Source") or None,
+                readonly=bool(m.get("ReadOnly")))
     if mtype == "bind":
         bo = m.get("BindOptions") or {}
         if bo.get("Propagation"):
-            items.append(f"bind-propagation={bo['Propagation']}")
+            out.propagation = bo["Propagation"]
         for k, v in bo.items():
             if k != "Propagation" and not is_unset(v):
                 raise _refuse("HostConfig.Mounts.BindOptions", k)
     elif mtype == "volume":
         vo = m.get("VolumeOptions") or {}
-        if vo.get("NoCopy"):
-            items.append("volume-nocopy")
+        out.nocopy = bool(vo.get("NoCopy"))
         for k, v in vo.items():
             if k != "NoCopy" and not is_unset(v) and not (k == "DriverConfig" and
                                                            (v or {}).get("Name") in ("local", "")):
@@ -200,17 +199,55 @@ def _mount(m: dict) -> str:
     elif mtype == "tmpfs":
         to = m.get("TmpfsOptions") or {}
         if to.get("SizeBytes"):
-            items.append(f"tmpfs-size={int(to['SizeBytes'])}")
+            out.tmpfs_options.append(f"size={int(to['SizeBytes'])}")
         if to.get("Mode"):
-            items.append(f"tmpfs-mode={int(to['Mode']):o}")
+            out.tmpfs_options.append(f"mode={int(to['Mode']):o}")
     for k, v in m.items():
         if k not in ("Type", "Source", "Target", "ReadOnly", "BindOptions", "VolumeOptions",
                      "TmpfsOptions", "Consistency") and not is_unset(v):
             raise _refuse("HostConfig.Mounts", k)
-    return ",".join(items)
+    return out
 
 
-def _host(host: dict, opts: RunOptions) -> None:
+def _port_bindings(v: dict) -> list:
+    """HostConfig.PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]} as the
+    engine's PortRequests (an empty list or HostPort: any free port)."""
+    from rootless.network import ports
+
+    out = []
+    for port, binds in v.items():
+        num, _, proto = str(port).partition("/")
+        for b in binds or [{}]:
+            b = b or {}
+            out += ports.bindings(num, b.get("HostPort") or "", b.get("HostIp") or "",
+                                  proto or "tcp")
+    return out
+
+
+def _device(d: dict):
+    """HostConfig.Devices' {PathOnHost, PathInContainer, CgroupPermissions} as the
+    engine's Device (which device_mount checks)."""
+    from rootless.engine.procflags import Device
+
+    if not isinstance(d, dict) or not d.get("PathOnHost"):
+        raise ApiError(400, f"HostConfig.Devices: invalid entry {d!r}: PathOnHost is required")
+    return Device(str(d["PathOnHost"]), str(d.get("PathInContainer") or ""),
+                  str(d.get("CgroupPermissions") or "rwm"))
+
+
+def _ulimit(u: dict) -> Ulimit:
+    try:
+        return Ulimit(str(u["Name"]), int(u.get("Soft", -1)), int(u.get("Hard", -1)))
+    except (KeyError, TypeError, ValueError):
+        raise ApiError(400, f"HostConfig.Ulimits: invalid entry {u!r}: give Name, Soft "
+                       "and Hard") from None
+
+
+def _host(host: dict, opts: RunOptions) -> tuple[list[Mount], list[Mount], list[Mount]]:
+    """HostConfig into `opts`; returns the mounts of Binds, Mounts and Tmpfs."""
+    binds: list[Mount] = []
+    mounts: list[Mount] = []
+    tmpfs: list[Mount] = []
     for key, v in host.items():
         # only a top-level empty value skips a key: {"80/tcp": [{"HostPort": ""}]}
         # (publish on any port) and {"/run": ""} (a tmpfs) are empty only deep down
@@ -219,18 +256,17 @@ def _host(host: dict, opts: RunOptions) -> None:
             continue
         if key in _STRING_LISTS:
             setattr(opts, _STRING_LISTS[key], _strs(v, f"HostConfig.{key}"))
-        elif key == "Binds":
-            opts.volumes += _strs(v, "HostConfig.Binds")
+        elif key == "Binds":  # Docker's -v syntax in the JSON: the engine's parser
+            binds += [mountspec.parse_volume(b) for b in _strs(v, "HostConfig.Binds")]
         elif key == "Mounts":
-            opts.mounts += [_mount(m) for m in v]
-        elif key == "Tmpfs":
-            opts.tmpfs += [f"{k}:{o}" if o else k for k, o in v.items()]
+            mounts += [_mount(m) for m in v]
+        elif key == "Tmpfs":  # {"/run": "size=64m,exec"}: --tmpfs's options
+            for target, o in v.items():
+                spec = f"{target}:{o}" if o else target
+                tmpfs.append(Mount("tmpfs", target, tmpfs_options=mountspec.parse_tmpfs_options(
+                    o or "", spec)))
         elif key == "PortBindings":
-            for port, binds in v.items():
-                for b in binds or [{}]:
-                    ip, hp = (b or {}).get("HostIp") or "", (b or {}).get("HostPort") or ""
-                    opts.publish.append(f"{ip}:{hp}:{port}" if ip else
-                                        f"{hp}:{port}" if hp else port)
+            opts.publish += _port_bindings(v)
         elif key == "PublishAllPorts":
             opts.publish_all = True
         elif key == "NetworkMode":
@@ -250,16 +286,15 @@ def _host(host: dict, opts: RunOptions) -> None:
         elif key == "ReadonlyRootfs":
             opts.read_only = True
         elif key == "Sysctls":
-            opts.sysctls = [f"{k}={x}" for k, x in v.items()]
+            opts.sysctls = {str(k): str(x) for k, x in v.items()}
         elif key == "ShmSize":
             opts.shm_size = str(int(v))
         elif key == "UsernsMode":
             opts.userns = v
         elif key == "Ulimits":
-            opts.ulimits = [f"{u['Name']}={u.get('Soft', -1)}:{u.get('Hard', -1)}" for u in v]
+            opts.ulimits = [_ulimit(u) for u in v]
         elif key == "Devices":
-            opts.devices = [":".join(x for x in (d.get("PathOnHost"), d.get("PathInContainer"),
-                                                 d.get("CgroupPermissions")) if x) for d in v]
+            opts.devices = [_device(d) for d in v]
         elif key == "Memory":
             opts.memory = str(int(v))
         elif key == "NanoCpus":
@@ -290,6 +325,7 @@ def _host(host: dict, opts: RunOptions) -> None:
                 raise _refuse("HostConfig", key, "containers get private namespaces")
         elif not is_unset(v):
             raise _refuse("HostConfig", key)
+    return binds, mounts, tmpfs
 
 
 def _networking(nc: dict, opts: RunOptions) -> None:

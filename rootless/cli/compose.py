@@ -338,22 +338,24 @@ def run(c, rm, detach, env, no_deps, name, entrypoint, user, workdir, no_tty, pu
     """Run a one-off command in a new container of a service."""
     from rootless.cli.attach import Terminal
     from rootless.compose import oneoff
+    from rootless.engine import cliflags
 
     p = c.load([service])
     tty = not no_tty and sys.stdin.isatty() and not detach
     term = Terminal(tty=tty, stdin=not detach, sig_proxy=True)
     try:
-        code = oneoff.run(p, service, list(command), rm=rm, detach=detach, env=list(env),
-                          no_deps=no_deps, name=name, entrypoint=entrypoint, user=user,
-                          workdir=workdir, tty=tty, publish=list(publish),
-                          service_ports=service_ports, on_started=term.started)
+        result = oneoff.run(p, service, list(command), rm=rm, detach=detach, env=list(env),
+                            no_deps=no_deps, name=name, entrypoint=entrypoint, user=user,
+                            workdir=workdir, tty=tty,
+                            publish=cliflags.publish(publish),
+                            service_ports=service_ports, on_started=term.started)
     finally:
         term.restore()
     sys.stdout.flush()
-    if isinstance(code, str):
-        click.echo(code)
+    if detach:
+        click.echo(result.id)
         return
-    sys.exit(code)
+    sys.exit(result.exit_code)
 
 
 def _lifecycle(action: str, help_text: str, reverse: bool = False):

@@ -139,6 +139,8 @@ def _make_options(kw: dict):
 
     if kw.get("hostname") is not None and not kw["hostname"]:
         raise InvalidArgument("--hostname must not be empty")
+    from rootless.engine import cliflags
+
     return runflags.fill(RunOptions(
         image=kw["image"], command=list(kw["command"]), name=kw["name"],
         entrypoint=kw["entrypoint"], env=list(kw["env"]), env_files=list(kw["env_file"]),
@@ -146,11 +148,12 @@ def _make_options(kw: dict):
         labels=options.labels(kw["label"]), rm=kw["rm"], detach=kw.get("detach", False),
         interactive=kw["interactive"], tty=kw["tty"], userns=kw["userns"],
         cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
-        ulimits=list(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],
+        ulimits=cliflags.ulimits(kw["ulimit"]), init=kw["init"], read_only=kw["read_only"],
         network=(kw["network"] or ("slirp4netns",))[0],
-        extra_networks=list(kw["network"][1:]), volumes=list(kw["volume"]), pull=kw["pull"],
-        memory=kw["memory"], cpus=kw["cpus"], mounts=list(kw["mount"]),
-        tmpfs=list(kw["tmpfs"]), publish=list(kw["publish"]), publish_all=kw["publish_all"],
+        extra_networks=list(kw["network"][1:]), pull=kw["pull"],
+        memory=kw["memory"], cpus=kw["cpus"],
+        mounts=cliflags.mounts(kw["volume"], kw["mount"], kw["tmpfs"]),
+        publish=cliflags.publish(kw["publish"]), publish_all=kw["publish_all"],
         network_aliases=list(kw["network_alias"]), security_opt=list(kw["security_opt"]),
         restart=kw["restart"], health_cmd=kw["health_cmd"],
         health_interval=kw["health_interval"], health_timeout=kw["health_timeout"],
@@ -160,8 +163,8 @@ def _make_options(kw: dict):
         dns_options=list(kw["dns_option"]), expose=list(kw["expose"]),
         stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], cidfile=kw["cidfile"],
         group_add=list(kw["group_add"]), label_files=list(kw["label_file"]),
-        shm_size=kw["shm_size"], sysctls=list(kw["sysctl"]), privileged=kw["privileged"],
-        devices=list(kw["device"]), progress=cli_progress.for_terminal(kw["quiet"]),
+        shm_size=kw["shm_size"], sysctls=cliflags.sysctls(kw["sysctl"]), privileged=kw["privileged"],
+        devices=cliflags.devices(kw["device"]), progress=cli_progress.for_terminal(kw["quiet"]),
         resources={f: kw[f[2:].replace("-", "_")] for f in _CGROUP_FLAGS
                    if kw[f[2:].replace("-", "_")] not in (None, ())}), kw)
 
@@ -169,6 +172,11 @@ def _make_options(kw: dict):
 _SIG_PROXY_HELP = ("Send the signals rl gets to the container (default true; not with a "
                    "tty, whose keys reach it anyway).")
 _DETACH_KEYS_HELP = "Keys that detach from it, leaving it running (default ctrl-p,ctrl-q)."
+
+
+def _warn(text: str) -> None:
+    """The engine's warnings (e.g. a single mapped id), on stderr as they arise."""
+    click.echo(f"rl: warning: {text}", err=True)
 
 
 def _attach_choice(ctx, param, value):
@@ -214,7 +222,7 @@ def run(attach_, sig_proxy, detach_keys, **kw) -> None:
                     sig_proxy=sig_proxy)
     try:
         result = _engine().run(opts, streams, sig_proxy=sig_proxy, detach_keys=detach_keys,
-                               on_started=term.started)
+                               on_started=term.started, warn=_warn)
     finally:
         term.restore()
     if opts.detach:
@@ -230,7 +238,7 @@ def run(attach_, sig_proxy, detach_keys, **kw) -> None:
 def create(**kw) -> None:
     """Create a container (start it with rl start)."""
     kw["detach"] = False
-    c = _engine().create(_make_options(kw))
+    c = _engine().create(_make_options(kw), warn=_warn)
     click.echo(c.id)
 
 
@@ -335,40 +343,35 @@ def ps(all_: bool, quiet: bool, fmt: str | None, filters: tuple[str, ...], no_tr
     flt = options.parse_filters(filters, _PS_KEYS)
     if fmt is not None and fmt != "table" and not quiet:
         options.compile_format(fmt)  # a bad template fails before any work
-    cs = _engine().list_containers(all_, flt, 1 if latest else last)
     if quiet:
-        for c in cs:
+        for c in _engine().list_containers(all_, flt, 1 if latest else last):
             click.echo(c.id if no_trunc else c.short_id)
         return
-    sizes = {}
+    # the engine's row model (engine/ctrinfo.py PsRow); here only the formatting
+    rows = _engine().ps_rows(all_, flt, 1 if latest else last, size=size)
+    human_size = None
     if size:
         from rootless.format.docker_shapes import human_size
-
-        sizes = {c.id: human_size(_engine().upper_size(c)) for c in cs}
     if fmt not in (None, "table"):
         from rootless.format import docker_shapes as shapes
 
-        options.echo_formatted(fmt, (_engine().container_doc(c, no_trunc=no_trunc,
-                                                             size=sizes.get(c.id))
-                                     for c in cs), shapes.PS_HEADER)
+        options.echo_formatted(fmt, (_engine().container_doc(
+            r, no_trunc=no_trunc, size=human_size(r.size) if human_size else None)
+            for r in rows), shapes.PS_HEADER)
         return
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
-            + (("SIZE",) if size else ())]
-    import time
-
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
+             + (("SIZE",) if size else ())]
     from rootless.cli.tables import printable
     from rootless.cli.tables import rows as table_rows
-    from rootless.engine.containers import _ago
-    from rootless.engine.netwire import ps_ports
 
-    for c in cs:
+    for r in rows:
         # Escaped before it is cut: the container wrote it (rootless/cli/tables.py).
-        cmd = printable(" ".join(c.command))
+        cmd = printable(" ".join(r.command))
         cmd = cmd if no_trunc or len(cmd) <= 20 else cmd[:17] + "..."
-        rows.append((c.id if no_trunc else c.short_id, c.image, f'"{cmd}"',
-                     _ago(time.time() - c.created) + " ago", c.status_text(),
-                     ps_ports(c.options), c.name) + ((sizes[c.id],) if size else ()))
-    for line in table_rows(rows):
+        table.append((r.id if no_trunc else r.id[:12], r.image, f'"{cmd}"',
+                      r.running_for + " ago", r.status, r.ports, r.names)
+                     + ((human_size(r.size),) if human_size else ()))
+    for line in table_rows(table):
         click.echo(line)
 
 

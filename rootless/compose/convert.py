@@ -1,4 +1,6 @@
-"""A compose service -> the engine's RunOptions, and the labels docker compose puts on
+"""A compose service -> the engine's RunOptions (its mounts, ports and ulimits built as the
+engine's typed records from compose's long syntax: no CLI text in between), and the
+labels docker compose puts on
 every object it creates (so `up` finds what it made, `down` what belongs to the project,
 and docker-compose-aware tools read rl's objects as theirs).
 
@@ -96,7 +98,10 @@ def run_options(project, name: str, svc: dict, number: int, *, image_id: str = "
     opts.hostname = svc.get("hostname")
     opts.cap_add = list(svc.get("cap_add") or [])
     opts.cap_drop = list(svc.get("cap_drop") or [])
-    opts.ulimits = [f"{k}={v['soft']}:{v['hard']}" for k, v in (svc.get("ulimits") or {}).items()]
+    from rootless.engine.spec import Ulimit
+
+    opts.ulimits = [Ulimit(k, int(v["soft"]), int(v["hard"]))
+                    for k, v in (svc.get("ulimits") or {}).items()]
     opts.init = bool(svc.get("init"))
     opts.read_only = bool(svc.get("read_only"))
     opts.privileged = bool(svc.get("privileged"))
@@ -110,17 +115,16 @@ def run_options(project, name: str, svc: dict, number: int, *, image_id: str = "
     opts.dns = list(svc.get("dns") or [])
     opts.dns_search = list(svc.get("dns_search") or [])
     opts.dns_options = list(svc.get("dns_opt") or [])
-    opts.sysctls = [f"{k}={v}" for k, v in (svc.get("sysctls") or {}).items()]
-    opts.devices = list(svc.get("devices") or [])
+    opts.sysctls = {str(k): str(v) for k, v in (svc.get("sysctls") or {}).items()}
+    opts.devices = _devices(svc)
     opts.security_opt = list(svc.get("security_opt") or [])
     opts.group_add = [str(g) for g in svc.get("group_add") or []]
     if svc.get("shm_size") is not None:
         opts.shm_size = str(svc["shm_size"])
-    opts.tmpfs = list(svc.get("tmpfs") or [])
     opts.expose = list(svc.get("expose") or [])
-    _volumes(project, svc, opts)
+    opts.mounts = _mounts(project, svc)
     if not oneoff:
-        opts.publish = [_publish(p_) for p_ in svc.get("ports") or []]
+        opts.publish = publish(svc)
     _network(project, name, svc, opts)
     hc = svc.get("healthcheck")
     if hc:
@@ -135,30 +139,55 @@ def run_options(project, name: str, svc: dict, number: int, *, image_id: str = "
     return opts
 
 
-def _publish(p: dict) -> str:
-    parts = [p["host_ip"]] if p.get("host_ip") else []
-    if p.get("published") or parts:
-        parts.append(str(p.get("published") or ""))
-    parts.append(str(p["target"]))
-    return ":".join(parts) + f"/{p.get('protocol') or 'tcp'}"
+def _devices(svc: dict) -> list:
+    """devices: compose's short syntax is Docker's --device text; the long one
+    ({source, target, permissions}) maps field by field."""
+    from rootless.engine.procflags import Device, parse_device
+
+    out = []
+    for d in svc.get("devices") or []:
+        if isinstance(d, dict):
+            out.append(Device(str(d.get("source") or ""), str(d.get("target") or ""),
+                              str(d.get("permissions") or "rwm")))
+        else:
+            out.append(parse_device(str(d)))
+    return out
 
 
-def _volumes(project, svc: dict, opts: RunOptions) -> None:
+def publish(svc: dict) -> list:
+    """The service's ports (model.py's long form) as the engine's PortRequests."""
+    if not svc.get("ports"):
+        return []
+    from rootless.network import ports
+
+    return [r for p in svc["ports"]
+            for r in ports.bindings(p["target"], p.get("published") or "",
+                                    p.get("host_ip") or "", p.get("protocol") or "tcp")]
+
+
+def _mounts(project, svc: dict) -> list:
+    """volumes (binds, named and anonymous volumes, tmpfs) and tmpfs as Mounts: those of
+    `volumes` first, then the tmpfs ones, in the file's order."""
+    from rootless.engine.mountspec import Mount, parse_tmpfs
+
+    out, tmpfs = [], []
     for v in svc.get("volumes") or []:
-        kind, target = v.get("type"), v["target"]
-        ro = ":ro" if v.get("read_only") else ""
+        kind, target, ro = v.get("type"), v["target"], bool(v.get("read_only"))
         if kind == "tmpfs":
             size = (v.get("tmpfs") or {}).get("size")
-            opts.tmpfs.append(target + (f":size={size}" if size else ""))
+            tmpfs.append(Mount("tmpfs", target, tmpfs_options=[f"size={size}"] if size else []))
         elif kind == "bind":
             src = v["source"]
             if (v.get("bind") or {}).get("create_host_path", True) and not os.path.exists(src):
                 os.makedirs(src, exist_ok=True)  # as docker compose does for a bind source
-            opts.volumes.append(f"{src}:{target}{ro}")
+            out.append(Mount("bind", target, src, readonly=ro, create_source=True))
         elif v.get("source"):
-            opts.volumes.append(f"{project.volumes[v['source']]['name']}:{target}{ro}")
+            out.append(Mount("volume", target, project.volumes[v["source"]]["name"],
+                             readonly=ro))
         else:
-            opts.volumes.append(target)  # an anonymous volume
+            out.append(Mount("volume", target))  # an anonymous volume
+    # compose's `tmpfs:` entries are Docker's --tmpfs text (PATH[:OPTIONS])
+    return out + [parse_tmpfs(t) for t in svc.get("tmpfs") or []] + tmpfs
 
 
 def _network(project, name: str, svc: dict, opts: RunOptions) -> None:

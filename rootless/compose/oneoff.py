@@ -6,18 +6,24 @@ this process's fds 0/1/2 (Streams), as `rl run` does."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from rootless.compose import convert
 from rootless.compose import project as verbs
 
+if TYPE_CHECKING:
+    from rootless.engine.running import RunResult
+
 
 def run(p, service: str, command: list[str], *, rm: bool, detach: bool, env: list[str],
         no_deps: bool, name: str | None, entrypoint: str | None, user: str | None,
-        workdir: str | None, tty: bool, publish: list[str], service_ports: bool,
-        on_started=None) -> int | str:
-    """The exit code (attached) or the container id (detach). `on_started(id)`: the
-    engine's hook, where a terminal front end puts its tty in raw mode."""
+        workdir: str | None, tty: bool, publish: list, service_ports: bool,
+        on_started=None) -> RunResult:
+    """`publish`: PortRequests (-p, parsed by the CLI). The engine's RunResult: the exit code (attached; 0 when the container was
+    detached from) or, with `detach`, exit_code None. `on_started(id)`: the engine's
+    hook, where a terminal front end puts its tty in raw mode."""
     from rootless.engine import containers as ctr
+    from rootless.engine.running import RunResult
     from rootless.engine.streams import Streams
 
     svc = p.service(service)
@@ -40,8 +46,7 @@ def run(p, service: str, command: list[str], *, rm: bool, detach: bool, env: lis
         opts.user = user
     if workdir is not None:
         opts.workdir = workdir
-    opts.publish = list(publish) + ([convert._publish(x) for x in svc.get("ports") or []]
-                                    if service_ports else [])
+    opts.publish = list(publish) + (convert.publish(svc) if service_ports else [])
     opts.restart = None  # a one-off never restarts, as docker compose's
     opts.rm, opts.detach = rm, detach
     opts.interactive, opts.tty = not detach, tty and not detach
@@ -50,10 +55,10 @@ def run(p, service: str, command: list[str], *, rm: bool, detach: bool, env: lis
         c = verbs._create(p, service, 1, image_id, oneoff=True, extra=vars(opts))
         if detach:
             ctr.start(c.id)
-            return c.id
+            return RunResult(c.id, None)
         code = ctr.start(c.id, attach=True, streams=streams, on_started=on_started)
-        return 0 if code is None else code
-    result = ctr.run(opts, streams, on_started=on_started)
-    if detach:
-        return result.id
-    return 0 if result.exit_code is None else result.exit_code
+        return RunResult(c.id, 0 if code is None else code)
+    result = ctr.run(opts, streams, on_started=on_started, warn=verbs.warn)
+    if not detach and result.exit_code is None:
+        result.exit_code = 0  # detached from with the keys: as docker compose, 0
+    return result

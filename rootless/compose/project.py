@@ -21,6 +21,11 @@ from rootless.errors import NotFound, RlError
 POLL = 0.1  # seconds between looks at a dependency's state
 
 
+def warn(text: str) -> None:
+    """The engine's warnings, on stderr as the CLI shows them."""
+    print(f"rl: warning: {text}", file=sys.stderr, flush=True)
+
+
 def say(kind: str, name: str, action: str) -> None:
     """docker compose's progress line, on stderr."""
     print(f" {kind} {name}  {action}", file=sys.stderr, flush=True)
@@ -202,7 +207,7 @@ def _create(project, name: str, number: int, image_id: str, *, oneoff: bool = Fa
     opts = convert.run_options(project, name, svc, number, image_id=image_id, oneoff=oneoff)
     for k, v in (extra or {}).items():
         setattr(opts, k, v)
-    c = ctr.create(opts)
+    c = ctr.create(opts, warn=warn)
     try:
         for net, aliases in convert.extra_networks(project, name, svc):
             netconnect.connect(net, c.id, aliases)

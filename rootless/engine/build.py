@@ -777,8 +777,7 @@ def _run(opts, inst, state: _State, scope, sources=None):
         # interpreter runs it (not /bin/sh); it sits at /dev/pipes/NAME, as there.
         script = buildmounts.script_file(prep, doc.name, doc.text)
         target = f"/dev/pipes/{doc.name}"
-        prep.mounts.append(buildmounts._csv(type="bind", source=script, target=target,
-                                            readonly=True))
+        prep.mounts.append(buildmounts._bind(script, target, True))
         argv = [target]
     name = f"rl-build-{os.urandom(6).hex()}"
     run_opts = RunOptions(image=state.image_id.partition(":")[2], command=argv,

@@ -45,7 +45,7 @@ def cache_root():
 
 @dataclass
 class Prepared:
-    mounts: list[str] = field(default_factory=list)  # `--mount` values for RunOptions
+    mounts: list = field(default_factory=list)  # mountspec.Mount records for RunOptions
     env: dict[str, str] = field(default_factory=dict)
     targets: list[str] = field(default_factory=list)  # mount points (stubs to remove)
     _fds: list[int] = field(default_factory=list)
@@ -70,16 +70,11 @@ class Prepared:
         self._tmp.clear()
 
 
-def _csv(**kv) -> str:
-    parts = []
-    for k, v in kv.items():
-        if v is True:
-            parts.append(k)
-        elif v not in (None, False):
-            text = f"{k.replace('_', '-')}={v}"
-            parts.append('"' + text.replace('"', '""') + '"' if ("," in text or '"' in text)
-                         else text)
-    return ",".join(parts)
+def _bind(source: str, target: str, readonly: bool = False):
+    """A bind mount of the step's container (rootless/engine/mountspec.py's record)."""
+    from rootless.engine.mountspec import Mount
+
+    return Mount("bind", target, source, readonly=bool(readonly))
 
 
 def _tmpdir(prep: Prepared, what: str) -> str:
@@ -102,7 +97,11 @@ def _chown_fd(fd: int, uid: int | None, gid: int | None) -> None:
         os.fchown(fd, uid or 0, gid or 0)
         return 0
 
-    if userns.run_in_userns(child, mount_ns=False) != 0:
+    try:
+        code = userns.run_in_userns(child, mount_ns=False)
+    except userns.ChildFailed:
+        code = 125
+    if code != 0:
         raise RlError(f"could not give the mount to uid {uid or 0} gid {gid or 0}",
                       "check the subordinate id ranges (/etc/subuid, /etc/subgid)")
 
@@ -123,16 +122,17 @@ def prepare(mounts, *, workdir: str, secrets: dict[str, bytes], ssh: dict[str, s
         for n, m in enumerate(mounts):
             target = _abs_target(m.target, workdir) if m.target else None
             if m.type == "tmpfs":
-                prep.mounts.append(_csv(type="tmpfs", target=target, tmpfs_size=m.size))
+                from rootless.engine.mountspec import Mount
+
+                prep.mounts.append(Mount("tmpfs", target, tmpfs_options=[f"size={m.size}"]
+                                         if m.size else []))
             elif m.type == "cache":
                 data = _cache_dir(prep, m, source_of, n)
-                prep.mounts.append(_csv(type="bind", source=data, target=target,
-                                        readonly=m.readonly))
+                prep.mounts.append(_bind(data, target, m.readonly))
             elif m.type == "bind":
                 where = _tmpdir(prep, "bind")
                 src = source_of(m, n, where)
-                prep.mounts.append(_csv(type="bind", source=src, target=target,
-                                        readonly=m.readonly))
+                prep.mounts.append(_bind(src, target, m.readonly))
             elif m.type == "secret":
                 if m.id not in secrets:
                     if m.required:
@@ -151,8 +151,7 @@ def prepare(mounts, *, workdir: str, secrets: dict[str, bytes], ssh: dict[str, s
                         _chown_fd(fd, m.uid, m.gid)
                     finally:
                         os.close(fd)
-                    prep.mounts.append(_csv(type="bind", source=os.path.join(d, "secret"),
-                                            target=target, readonly=True))
+                    prep.mounts.append(_bind(os.path.join(d, "secret"), target, True))
             elif m.type == "ssh":
                 sock = ssh.get(m.id)
                 if sock is None:
@@ -161,7 +160,7 @@ def prepare(mounts, *, workdir: str, secrets: dict[str, bytes], ssh: dict[str, s
                                          f"pass --ssh {m.id}" + ("" if m.id == "default"
                                                                   else "=SOCKET"))
                     continue
-                prep.mounts.append(_csv(type="bind", source=sock, target=target))
+                prep.mounts.append(_bind(sock, target))
                 prep.env.setdefault("SSH_AUTH_SOCK", target)
             if target:
                 prep.targets.append(target)

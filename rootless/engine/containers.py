@@ -6,7 +6,7 @@ names; the code lives along its seams:
   rootless/store/containerdb.py
 - create and the bundle: rootless/engine/create.py
 - stop, kill, wait, restart, update, rm, prune, rename: rootless/engine/lifecycle.py
-- ps, logs, inspect, top: rootless/engine/ctrinfo.py
+- ps (its row model, PsRow), logs, inspect, top: rootless/engine/ctrinfo.py
 - cp (copy_from, copy_to): rootless/engine/ctrcopy.py
 - start, run, attach, resize and the monitor (foreground, detached, lean):
   rootless/engine/running.py
@@ -26,7 +26,7 @@ _WHERE = {
     **dict.fromkeys(("create",), "rootless.engine.create"),
     **dict.fromkeys(("copy_from", "copy_to"), "rootless.engine.ctrcopy"),
     **dict.fromkeys(("_ago", "container_doc", "inspect", "list_containers", "logs", "top",
-                     "upper_size"), "rootless.engine.ctrinfo"),
+                     "upper_size", "PsRow", "ps_rows"), "rootless.engine.ctrinfo"),
     **dict.fromkeys(("STOP_TIMEOUT", "kill", "parse_signal", "pause", "prune", "remove",
                      "rename", "restart", "stop", "update", "wait"),
                     "rootless.engine.lifecycle"),

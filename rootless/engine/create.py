@@ -41,12 +41,12 @@ def check_unsupported(opts: RunOptions) -> None:
     from rootless.network.modes import parse_network
 
     kind = parse_network(opts.network).kind
-    for item in opts.sysctls:
-        procflags.parse_sysctl(item, kind)
+    for key, value in opts.sysctls.items():
+        procflags.check_sysctl(key, value, kind)
     if opts.shm_size is not None:
         procflags.parse_size(opts.shm_size, "--shm-size")
     for d in opts.devices:
-        procflags.parse_device(d)
+        procflags.device_mount(d)
     for g in opts.group_add:
         procflags.parse_group(g)
     procflags.parse_stop_timeout(opts.stop_timeout)
@@ -76,9 +76,10 @@ def _single_mapping(uid_maps: list[dict]) -> bool:
     return sum(int(m["size"]) for m in uid_maps) <= 1
 
 
-def create(opts: RunOptions, *, maps=None) -> Container:
+def create(opts: RunOptions, *, maps=None, warn=None) -> Container:
     """Resolve the image, write the bundle and the catalog row. Nothing is left behind
-    when this raises."""
+    when this raises. `warn(text)`: the caller's sink for what the user should be told
+    (Docker's Warnings of a create; the engine never prints them), called as they arise."""
     from rootless.engine import spec as spec_mod
     from rootless.runtime import rootfs, userns
 
@@ -104,9 +105,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
 
     # Checked before anything is made: mounts, network, published ports (allocated here).
     try:
-        mount_plan = mounts.plan(volumes=runextras.volumes_from(opts.volumes_from, opts.volumes)
-                                 + opts.volumes, mounts=opts.mounts, tmpfs=opts.tmpfs,
-                                 image_config=image.config)
+        mount_plan = mounts.plan(mounts=runextras.volumes_from(opts.volumes_from, opts.mounts)
+                                 + opts.mounts, image_config=image.config)
         _mode, port_maps = netwire.plan(network=opts.network, publish=opts.publish,
                                         publish_all=opts.publish_all, image_config=image_config,
                                         userns=opts.userns, aliases=opts.network_aliases,
@@ -116,6 +116,8 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         raise
     if maps is None:
         maps = userns.plan(opts.userns == "keep-id")
+    if maps.warning and warn is not None:
+        warn(maps.warning)
     cid = os.urandom(32).hex()
     hostname = opts.hostname or nsflags.default_hostname(ns_modes, cid)
     paths.runtime_dir(create=True)  # refused before anything is made if another user's
@@ -152,7 +154,7 @@ def create(opts: RunOptions, *, maps=None) -> Container:
         ).save(str(tmp / "rootfs.json"))
         options = {"rm": opts.rm, "tty": opts.tty, "interactive": opts.interactive,
                    "network": opts.network, "userns": opts.userns or "",
-                   "volumes": opts.volumes, "init": opts.init,
+                   "init": opts.init,
                    "ports": [m.to_dict() for m in port_maps], "aliases": opts.network_aliases,
                    **({"networks": netwire.plan_networks(opts)} if opts.extra_networks else {}),
                    "exposed": exposed,
@@ -213,9 +215,11 @@ def _extra_options(opts: RunOptions, image_config: dict) -> dict:
     if opts.privileged:
         out["privileged"] = True
     # for inspect's HostConfig (the values themselves are in the spec and the /etc files)
+    # (devices and sysctls kept as HOST:CONTAINER:PERMS and NAME=VALUE, as rows always had)
     for key, val in (("dns", opts.dns), ("dns_search", opts.dns_search),
                      ("dns_options", opts.dns_options), ("group_add", opts.group_add),
-                     ("devices", opts.devices), ("sysctls", opts.sysctls)):
+                     ("devices", [d.text() for d in opts.devices]),
+                     ("sysctls", [f"{k}={v}" for k, v in opts.sysctls.items()])):
         if val:
             out[key] = list(val)
     hc = _healthcheck_of(opts, image_config)

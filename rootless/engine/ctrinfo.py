@@ -1,10 +1,19 @@
-"""What a container shows: ps (list_containers), the size of what it wrote, logs,
-inspect (Docker's shape), top."""
+"""What a container shows: ps (list_containers, and `ps_rows`: the row model every front
+end lists containers with), the size of what it wrote, logs, inspect (Docker's shape), top.
+
+`PsRow` holds Docker's ps fields of one container, unformatted (the whole command, the
+PORTS text, bytes): the CLI's table escapes and cuts them, its --format goes through
+rootless/format/docker_shapes.py, the API's /containers/json shapes them with
+format/api_shapes.py; what needs more than the row (mounts, networks, NetworkSettings)
+is read when asked for, once.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from dataclasses import dataclass, field
 
 from rootless.errors import Conflict, InvalidArgument, NotFound
 from rootless.store.containerdb import Container, every_container, lookup
@@ -38,6 +47,66 @@ def list_containers(all_: bool = False, filters: dict[str, list[str]] | None = N
     return [c for c in out if c.state in ("running", "restarting")]
 
 
+@dataclass
+class PsRow:
+    """One container as `ps` lists it (Docker's fields: ID, Image, Command, CreatedAt,
+    RunningFor, Ports, Status, Size, Names, Labels, Mounts, Networks, State)."""
+
+    container: Container
+    id: str
+    image: str
+    command: list[str]  # whole and raw: the container chose it (front ends escape it)
+    created: float  # CreatedAt, Unix time
+    running_for: str  # the table's CREATED without " ago": "5 minutes"
+    status: str  # "Up 5 minutes (healthy)", "Exited (0) 2 hours ago", "Created"
+    state: str  # the record's state (created, running, restarting, exited)
+    ports: str  # the PORTS column: "0.0.0.0:8080->80/tcp"
+    names: str
+    labels: dict[str, str]
+    size: int | None = None  # bytes the container wrote (ps -s); None: not asked for
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def mounts(self) -> list[dict]:
+        """Mounts in `docker inspect`'s shape (reads the container's config.json)."""
+        if "mounts" not in self._cache:
+            self._cache["mounts"] = container_mounts(self.container)
+        return self._cache["mounts"]
+
+    def networks(self) -> list[str]:
+        """Names of its networks (or its network mode)."""
+        if "networks" not in self._cache:
+            self._cache["networks"] = container_networks(self.container)
+        return self._cache["networks"]
+
+    def network_settings(self) -> dict:
+        """NetworkSettings as inspect has it (published and exposed ports, addresses)."""
+        if "settings" not in self._cache:
+            from rootless.engine import netwire
+
+            c = self.container
+            self._cache["settings"] = netwire.inspect_settings(
+                c.options, c.options.get("exposed") or [], c.id)
+        return self._cache["settings"]
+
+
+def ps_row(c: Container, *, size: bool = False, now: float | None = None) -> PsRow:
+    from rootless.engine import netwire
+
+    now = time.time() if now is None else now
+    return PsRow(container=c, id=c.id, image=c.image, command=list(c.command),
+                 created=c.created, running_for=_ago(now - c.created),
+                 status=c.status_text(), state=c.state, ports=netwire.ps_ports(c.options),
+                 names=c.name, labels=dict(c.labels),
+                 size=upper_size(c) if size else None)
+
+
+def ps_rows(all_: bool = False, filters: dict[str, list[str]] | None = None,
+            last: int | None = None, *, size: bool = False) -> list[PsRow]:
+    """`ps`: list_containers' containers as rows; `size`: with the bytes each wrote."""
+    now = time.time()
+    return [ps_row(c, size=size, now=now) for c in list_containers(all_, filters, last)]
+
+
 def container_mounts(c: Container) -> list[dict]:
     """The container's mounts in `docker inspect`'s shape (reads its config.json)."""
     from rootless.engine import mounts
@@ -60,12 +129,19 @@ def container_networks(c: Container) -> list[str]:
     return [str(c.options.get("network") or "slirp4netns").partition(":")[0]]
 
 
-def container_doc(c: Container, *, no_trunc: bool = False, size: str | None = None,
+def container_doc(c: Container | PsRow, *, no_trunc: bool = False, size: str | None = None,
                   now: float | None = None):
-    """`docker ps --format json`'s object for `c` (rootless/format/docker_shapes.py), its
-    mounts, networks and ports found here when a template asks for them."""
-    from rootless.engine import netwire
+    """`docker ps --format json`'s object for `c` (a record, or a PsRow whose mounts and
+    networks are then read once for both) (rootless/format/docker_shapes.py), its mounts,
+    networks and ports found here when a template asks for them."""
     from rootless.format import docker_shapes
+
+    if isinstance(c, PsRow):
+        row = c
+        return docker_shapes.container_doc(row.container, mounts=row.mounts,
+                                           networks=row.networks, ports=lambda: row.ports,
+                                           no_trunc=no_trunc, size=size, now=now)
+    from rootless.engine import netwire
 
     return docker_shapes.container_doc(
         c, mounts=lambda: container_mounts(c), networks=lambda: container_networks(c),
@@ -263,7 +339,7 @@ def _devices_of(c: Container) -> list[dict]:
         parts = d.split(":")
         perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
         try:
-            dest = procflags.parse_device(d)["destination"]
+            dest = procflags.device_mount(procflags.parse_device(d))["destination"]
         except InvalidArgument:  # the host's device went away since
             dest = parts[1] if len(parts) > 1 and parts[1].startswith("/") else parts[0]
         out.append({"PathOnHost": parts[0], "PathInContainer": dest,

@@ -21,7 +21,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from rootless.engine import mountspec
-from rootless.engine.mountspec import MountRequest
+from rootless.engine.mountspec import Mount
 from rootless.errors import InvalidArgument
 
 COPYUP = "rl-copyup"
@@ -31,7 +31,7 @@ TMPFS_DEFAULTS = ["nosuid", "nodev", "noexec"]
 
 @dataclass
 class MountPlan:
-    requests: list[MountRequest]
+    requests: list[Mount]
     created: list[str] = field(default_factory=list)  # volumes realize() made
     volumes: list[str] = field(default_factory=list)  # every volume the container uses
     anonymous: list[str] = field(default_factory=list)
@@ -104,19 +104,17 @@ class MountPlan:
                     pass
 
 
-def plan(*, volumes: list[str], mounts: list[str], tmpfs: list[str],
-         image_config: dict) -> MountPlan:
-    """Parse every mount flag and the image's VOLUME entries (an anonymous volume for each
-    one no flag already covers). Raises InvalidArgument, changes nothing."""
-    reqs = [mountspec.parse_volume(v) for v in volumes]
-    reqs += [mountspec.parse_mount(m) for m in mounts]
-    reqs += [mountspec.parse_tmpfs(t) for t in tmpfs]
+def plan(*, mounts: list[Mount], image_config: dict) -> MountPlan:
+    """Check every mount the front end gave and add the image's VOLUME entries (an
+    anonymous volume for each one no mount already covers). Raises InvalidArgument,
+    changes nothing."""
+    reqs = [mountspec.checked(m) for m in mounts]
     mountspec.check_unique_targets(reqs)
     taken = {r.target for r in reqs}
     for path in sorted((image_config.get("config") or {}).get("Volumes") or {}):
         target = posixpath.normpath("/" + path.lstrip("/"))
         if target != "/" and target not in taken:
-            reqs.append(MountRequest("volume", target))
+            reqs.append(Mount("volume", target))
             taken.add(target)
     return MountPlan(reqs)
 

@@ -1,4 +1,10 @@
-"""Parse `-v`, `--mount` and `--tmpfs` into mount requests, with Docker's rules.
+"""A container's mounts as the engine takes them (`Mount`, a typed record), and the
+parsers of Docker's CLI syntax for them (`-v`, `--mount`, `--tmpfs`), with Docker's rules.
+
+Every front end gives RunOptions.mounts as `Mount`s: the CLI through the parsers here, the
+API from HostConfig.Mounts (Binds and Tmpfs are Docker's CLI syntax in the JSON too, so
+they go through the parsers), compose from its long syntax. `checked(m)` applies the same
+rules to a record built by hand; the engine calls it for every mount.
 
 - `-v /host:/ctr[:opts]` is a bind mount; `-v name:/ctr[:opts]` a named volume (created on
   first use); `-v /ctr` an anonymous volume. A source that is neither absolute nor a valid
@@ -22,7 +28,9 @@ NOOP_MODES = {"z", "Z", "consistent", "cached", "delegated"}
 
 
 @dataclass
-class MountRequest:
+class Mount:
+    """One mount of a new container."""
+
     type: str  # "bind", "volume" or "tmpfs"
     target: str
     source: str | None = None  # host path (bind), volume name (volume; None = anonymous)
@@ -69,17 +77,17 @@ def _source_kind(source: str, spec: str) -> str:
     return "volume"
 
 
-def parse_volume(spec: str) -> MountRequest:
+def parse_volume(spec: str) -> Mount:
     """One `-v`/`--volume` value."""
     parts = spec.split(":")
     if any(p == "" for p in parts) or len(parts) > 3:
         raise InvalidArgument(f"invalid volume spec {spec!r}: expected "
                               "[SOURCE:]CONTAINER-PATH[:OPTIONS] with no empty part")
     if len(parts) == 1:
-        return MountRequest("volume", _check_target(parts[0], spec))
+        return Mount("volume", _check_target(parts[0], spec))
     source, target = parts[0], parts[1]
     opts = parts[2].split(",") if len(parts) == 3 else []
-    req = MountRequest(_source_kind(source, spec), _check_target(target, spec), source)
+    req = Mount(_source_kind(source, spec), _check_target(target, spec), source)
     if req.type == "bind":
         req.source = posixpath.normpath(source)
         req.create_source = True
@@ -109,7 +117,7 @@ def _bool(value: str, key: str, spec: str) -> bool:
     raise InvalidArgument(f"invalid --mount {spec!r}: {key}={value!r} is not a boolean")
 
 
-def parse_mount(spec: str) -> MountRequest:
+def parse_mount(spec: str) -> Mount:
     """One `--mount` value."""
     import csv  # only here: `rl run` without --mount does not pay for it
 
@@ -141,7 +149,7 @@ def parse_mount(spec: str) -> MountRequest:
     for key in ("source", "src"):
         if key in kv:
             source = kv.pop(key)
-    req = MountRequest(mtype, _check_target(target, spec), source or None)
+    req = Mount(mtype, _check_target(target, spec), source or None)
     for key, value in kv.items():
         if key in ("readonly", "ro"):
             req.readonly = _bool(value, key, spec)
@@ -229,15 +237,44 @@ def merge_tmpfs_options(defaults: list[str], given: list[str]) -> list[str]:
     return out
 
 
-def parse_tmpfs(spec: str) -> MountRequest:
+def parse_tmpfs(spec: str) -> Mount:
     """One `--tmpfs` value: PATH[:OPTIONS]."""
     target, _, opts = spec.partition(":")
-    req = MountRequest("tmpfs", _check_target(target, spec))
+    req = Mount("tmpfs", _check_target(target, spec))
     req.tmpfs_options = parse_tmpfs_options(opts, spec)
     return req
 
 
-def check_unique_targets(mounts: list[MountRequest]) -> None:
+def checked(m: Mount) -> Mount:
+    """`m` (built by a front end from its own syntax) checked with the rules the parsers
+    apply: the target, the source of its type, the propagation, the tmpfs options (sizes
+    in bytes). Raises InvalidArgument; returns a normalized copy."""
+    import dataclasses
+
+    spec = f"{m.type} mount on {m.target or '(no target)'}"
+    if m.type not in ("bind", "volume", "tmpfs"):
+        raise InvalidArgument(f"invalid {spec}: type {m.type!r} is not supported",
+                              "use type=bind, type=volume or type=tmpfs")
+    out = dataclasses.replace(m, target=_check_target(m.target, spec),
+                              tmpfs_options=list(m.tmpfs_options))
+    if m.propagation not in PROPAGATIONS:
+        raise InvalidArgument(f"invalid {spec}: bad propagation {m.propagation!r}")
+    if m.type == "bind":
+        if not m.source or not m.source.startswith("/"):
+            raise InvalidArgument(f"invalid {spec}: bind source {m.source!r} must be an "
+                                  "absolute path")
+        _source_kind(m.source, spec)
+        out.source = posixpath.normpath(m.source)
+    elif m.type == "volume" and m.source:
+        _source_kind(m.source, spec)
+    elif m.type == "tmpfs":
+        if m.source:
+            raise InvalidArgument(f"invalid {spec}: a tmpfs mount takes no source")
+        out.tmpfs_options = parse_tmpfs_options(",".join(m.tmpfs_options), spec)
+    return out
+
+
+def check_unique_targets(mounts: list[Mount]) -> None:
     seen: set[str] = set()
     for m in mounts:
         if m.target in seen:

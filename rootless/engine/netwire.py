@@ -43,7 +43,7 @@ def join_pid(network: str | None) -> int | None:
     return target.pid
 
 
-def plan(*, network: str | None, publish: list[str], publish_all: bool,
+def plan(*, network: str | None, publish: list, publish_all: bool,
          image_config: dict, userns: str | None = None,
          aliases: list[str] | None = None,
          extra_networks: list[str] | None = None) -> tuple[object, list]:
@@ -79,7 +79,7 @@ def plan(*, network: str | None, publish: list[str], publish_all: bool,
     if mode.kind == "container":
         _target(mode.name, userns or "")
     exposed = list((image_config.get("config") or {}).get("ExposedPorts") or {})
-    requests = [r for spec in publish for r in ports.parse_publish(spec)]
+    requests = [ports.checked(r) for r in publish]  # PortRequests (RunOptions.publish)
     if publish_all:
         requests += ports.publish_all(exposed)
     if requests and not modes.publishing_allowed(mode):

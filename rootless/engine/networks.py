@@ -7,8 +7,8 @@ and, while containers use it, a bridge in the per-user network holder
 has which address on which network, under which names) are rows in `network_endpoints`;
 the holder starts with the first endpoint and stops with the last.
 
-Also here: `container_ports(name)` for `rl port`, read from the runtime's `containers`
-table (options JSON key "ports": a list of PortMapping.to_dict()).
+Also here: `container_ports(name)` for `rl port`, read from the container's record
+(rootless/store/containerdb.py; options JSON key "ports": a list of PortMapping.to_dict()).
 """
 
 from __future__ import annotations
@@ -478,24 +478,12 @@ def _holder_cleanup(conn: sqlite3.Connection, drop_bridge: str | None = None) ->
 
 # -- rl port ------------------------------------------------------------------------------
 
-def container_ports(ref: str, root: Path | None = None) -> tuple[str, list[PortMapping]]:
-    """(container name, its published ports) from the runtime's `containers` table."""
-    conn = _connect(root)
-    try:
-        row = conn.execute("SELECT id, name, options FROM containers WHERE name=? OR id=?",
-                           (ref, ref)).fetchone()
-        if row is None and len(ref) >= 3:
-            rows = conn.execute("SELECT id, name, options FROM containers WHERE id LIKE ?",
-                                (ref + "%",)).fetchall()
-            if len(rows) > 1:
-                raise Conflict(f"container id prefix {ref} is ambiguous")
-            row = rows[0] if rows else None
-    except sqlite3.OperationalError:  # no containers table: no container was ever made
-        row = None
-    if row is None:
-        raise NotFound(f"no such container: {ref}")
-    options = json.loads(row["options"] or "{}")
-    return row["name"], [PortMapping.from_dict(p) for p in options.get("ports", [])]
+def container_ports(ref: str) -> tuple[str, list[PortMapping]]:
+    """(container name, its published ports) from the container's stored record."""
+    from rootless.store import containerdb
+
+    c = containerdb.lookup(ref)  # NotFound: no such container
+    return c.name, [PortMapping.from_dict(p) for p in c.options.get("ports", [])]
 
 
 def published_port(ref: str, private_port: str) -> tuple[str, list[PortMapping]]:

@@ -66,8 +66,8 @@ def plan(opts, network_kind: str) -> dict[str, str]:
         raise InvalidArgument("conflicting options: --hostname and --uts host",
                               "drop one of them: the host's hostname is used with --uts host")
     if out.get("ipc_mode", "").startswith(("host", "container:")):
-        for item in opts.sysctls:
-            key = item.partition("=")[0].strip().replace("/", ".")
+        for key in opts.sysctls:
+            key = key.strip().replace("/", ".")
             if not key.startswith("net."):
                 raise InvalidArgument(f"--sysctl {key} cannot be set with --ipc "
                                       f"{out['ipc_mode'].split(':')[0]}",

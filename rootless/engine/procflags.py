@@ -4,6 +4,9 @@ and --device (Docker's, with podman's rootless meaning where root's cannot apply
 
 Parsing and refusal here, before anything exists; rootless/engine/spec.py puts the
 values in the OCI spec, and rootless/runtime/pid1.py applies the sysctls and groups.
+RunOptions holds sysctls as a mapping and devices as `Device` records: parse_sysctl and
+parse_device read Docker's CLI syntax (for the CLI), check_sysctl and device_mount judge
+what any front end gave.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from dataclasses import dataclass
 
 from rootless.errors import InvalidArgument
 
@@ -20,11 +24,21 @@ IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 
-def parse_sysctl(text: str, network_kind: str) -> tuple[str, str]:
+def parse_sysctl(text: str) -> tuple[str, str]:
+    """One `--sysctl NAME=VALUE` (Docker's syntax) -> (name, value); check_sysctl judges it."""
     key, sep, value = text.partition("=")
     key = key.strip().replace("/", ".")
     if not sep or not key or not value:
         raise InvalidArgument(f"invalid --sysctl {text!r}", "use --sysctl NAME=VALUE")
+    return key, value
+
+
+def check_sysctl(key: str, value: str, network_kind: str) -> tuple[str, str]:
+    """A sysctl a container may set: namespaced, and of a namespace it owns."""
+    key = str(key).strip().replace("/", ".")
+    value = str(value)
+    if not key or not value:
+        raise InvalidArgument(f"invalid --sysctl {key}={value!r}", "use --sysctl NAME=VALUE")
     if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
         return key, value
     if key.startswith("net."):
@@ -66,9 +80,24 @@ def parse_stop_timeout(text: str | None) -> int | None:
     return t
 
 
-def parse_device(text: str) -> dict:
-    """`--device HOST[:CONTAINER][:PERMS]` -> a bind mount of the host's device node,
-    which the user must be able to open with PERMS (r, w; m is meaningless rootless)."""
+@dataclass(frozen=True)
+class Device:
+    """A host device node given to a container (--device, HostConfig.Devices, compose's
+    devices): bound at `container` (default: the host's path), opened with `permissions`
+    (r, w; m is meaningless rootless)."""
+
+    host: str
+    container: str = ""
+    permissions: str = "rwm"
+
+    def text(self) -> str:
+        """HOST:CONTAINER:PERMS, as the row keeps it for inspect's HostConfig.Devices."""
+        return f"{self.host}:{self.container or self.host}:{self.permissions}"
+
+
+def parse_device(text: str) -> Device:
+    """`--device HOST[:CONTAINER][:PERMS]` (Docker's syntax) -> a Device; device_mount
+    checks it."""
     parts = text.split(":")
     if len(parts) > 3 or not parts[0]:
         raise InvalidArgument(f"invalid --device {text!r}",
@@ -87,6 +116,18 @@ def parse_device(text: str) -> dict:
                               "use a combination of r, w and m")
     if not host.startswith("/") or not dest.startswith("/"):
         raise InvalidArgument(f"invalid --device {text!r}: paths must be absolute")
+    return Device(host, dest, perms)
+
+
+def device_mount(d: Device) -> dict:
+    """The spec's bind mount of the host's device node, which the user must be able to
+    open with its permissions. InvalidArgument when it cannot be given."""
+    host, dest, perms = d.host, d.container or d.host, d.permissions or "rwm"
+    if set(perms) - set("rwm"):
+        raise InvalidArgument(f"invalid device permissions {perms!r} in --device "
+                              f"{d.text()!r}", "use a combination of r, w and m")
+    if not host.startswith("/") or not dest.startswith("/"):
+        raise InvalidArgument(f"invalid --device {d.text()!r}: paths must be absolute")
     try:
         st = os.stat(host)
     except OSError as exc:

@@ -76,20 +76,17 @@ def check_readable(options: dict) -> None:
 
 # -- --volumes-from -----------------------------------------------------------------------
 
-def volumes_from(refs: list[str], explicit: list[str]) -> list[str]:
-    """`--volumes-from NAME[:ro|rw]` -> -v specs of NAME's volumes and bind mounts (its
-    tmpfs mounts are not shared, as in Docker); a target that -v/--mount gives too is left
-    out (the explicit one wins). ro/rw override NAME's mode; by default it is kept."""
+def volumes_from(refs: list[str], explicit: list) -> list:
+    """`--volumes-from NAME[:ro|rw]` -> Mounts of NAME's volumes and bind mounts (its
+    tmpfs mounts are not shared, as in Docker); a target that the explicit mounts (-v,
+    --mount, --tmpfs) give too is left out (the explicit one wins). ro/rw override NAME's
+    mode; by default it is kept."""
     if not refs:
         return []
-    from rootless.engine import containers, mounts, mountspec
+    from rootless.engine import containers, mounts
+    from rootless.engine.mountspec import Mount
 
-    taken = set()
-    for spec in explicit:
-        try:
-            taken.add(mountspec.parse_volume(spec).target)
-        except InvalidArgument:
-            pass  # reported by mounts.plan
+    taken = {m.target for m in explicit}
     out = []
     for item in refs:
         ref, _, mode = item.partition(":")
@@ -100,12 +97,13 @@ def volumes_from(refs: list[str], explicit: list[str]) -> list[str]:
         for m in mounts.inspect_mounts(c.spec(), str(c.dir)):
             if m["Type"] == "tmpfs" or m["Destination"] in taken:
                 continue
-            source = m["Name"] if m["Type"] == "volume" else m["Source"]
-            flags = ["ro"] if mode == "ro" or (not mode and not m["RW"]) else []
-            if m["Type"] == "volume":
-                flags.append("nocopy")  # shared as it is: no copy of the image's files
-            out.append(f"{source}:{m['Destination']}" + (":" + ",".join(flags)
-                                                          if flags else ""))
+            readonly = mode == "ro" or (not mode and not m["RW"])
+            if m["Type"] == "volume":  # shared as it is: no copy of the image's files
+                out.append(Mount("volume", m["Destination"], m["Name"], readonly=readonly,
+                                 nocopy=True))
+            else:
+                out.append(Mount("bind", m["Destination"], m["Source"], readonly=readonly,
+                                 create_source=True))
             taken.add(m["Destination"])
     return out
 
@@ -183,7 +181,7 @@ def check(opts) -> None:
     parse_log(opts.log_driver, opts.log_opts)
     _check_addresses(opts, kind)
     _check_platform(opts.platform)
-    volumes_from(opts.volumes_from, opts.volumes)
+    volumes_from(opts.volumes_from, opts.mounts)
 
 
 def options(opts, ns_modes: dict) -> dict:

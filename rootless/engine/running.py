@@ -1,6 +1,7 @@
 """Starting and running containers, and attaching to them: the monitor's life.
 
-    run(opts, streams=None, *, sig_proxy=True, detach_keys=None) -> RunResult(id, exit_code)
+    run(opts, streams=None, *, sig_proxy=True, detach_keys=None, warn=None)
+        -> RunResult(id, exit_code, warnings)
         create + start + attach; opts.detach: returns after the start (exit_code None).
         exit_code None also when the caller detached (detach keys on stdin).
     start(ref, *, attach=False) -> int | None
@@ -33,7 +34,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rootless.engine import events
 from rootless.engine.create import check_unsupported as _check_unsupported
@@ -55,6 +56,7 @@ from rootless.store.containerdb import proc_start as _proc_start
 class RunResult:
     id: str
     exit_code: int | None  # None: detached (opts.detach, or the detach keys)
+    warnings: list[str] = field(default_factory=list)  # what `warn` was given, in order
 
 
 def _single_threaded() -> bool:
@@ -344,10 +346,19 @@ def _continue_detached(c: Container, code: int) -> None:
 # -- run ----------------------------------------------------------------------------------
 
 def run(opts: RunOptions, streams: Streams | None = None, *, sig_proxy: bool = True,
-        detach_keys: str | None = None, on_started=None) -> RunResult:
+        detach_keys: str | None = None, on_started=None, warn=None) -> RunResult:
     """`rl run`: see the module's docstring. Nothing is left behind when it raises (a
-    command not found or not executable, 126/127, keeps its exited container, as Docker)."""
+    command not found or not executable, 126/127, keeps its exited container, as Docker).
+    `warn(text)`: as create()'s, called before the container starts; the result's
+    `warnings` holds the same texts."""
     from rootless.runtime import early
+
+    warnings: list[str] = []
+
+    def noted(text: str) -> None:
+        warnings.append(text)
+        if warn is not None:
+            warn(text)
 
     try:
         _check_unsupported(opts)
@@ -360,7 +371,7 @@ def run(opts: RunOptions, streams: Streams | None = None, *, sig_proxy: bool = T
         raise
     if opts.detach:
         early.discard()
-        c = create(opts)
+        c = create(opts, warn=noted)
         try:
             _start_detached(c)
         except RlError as exc:
@@ -368,15 +379,15 @@ def run(opts: RunOptions, streams: Streams | None = None, *, sig_proxy: bool = T
             raise
         if _single_threaded():
             _warm_up()
-        return RunResult(c.id, None)
+        return RunResult(c.id, None, warnings)
     streams = streams or Streams()
     # The caller's own fds, nothing to read for the container, and the caller may be the
     # monitor (signals forwarded by it): this process monitors the container itself.
     if (_single_threaded() and streams.all_fds() and sig_proxy
             and (not opts.interactive or streams.stdin is None)):
-        return _run_here(opts, streams)
+        return _run_here(opts, streams, noted, warnings)
     early.discard()
-    c = create(opts)
+    c = create(opts, warn=noted)
     try:
         code = _start_attached(c, streams if opts.interactive else
                                Streams(None, streams.stdout, streams.stderr),
@@ -384,10 +395,10 @@ def run(opts: RunOptions, streams: Streams | None = None, *, sig_proxy: bool = T
     except RlError as exc:
         _forget_unstarted(c, exc)
         raise
-    return RunResult(c.id, code)
+    return RunResult(c.id, code, warnings)
 
 
-def _run_here(opts: RunOptions, streams: Streams) -> RunResult:
+def _run_here(opts: RunOptions, streams: Streams, warn, warnings: list[str]) -> RunResult:
     """The foreground run in this (single-threaded) process: it forks the sandbox and
     is the container's monitor."""
     from rootless.runtime import early, monitor, userns
@@ -405,7 +416,7 @@ def _run_here(opts: RunOptions, streams: Streams) -> RunResult:
     # and write the bundle.
     launch.fork()
     try:
-        c = create(opts, maps=maps)
+        c = create(opts, maps=maps, warn=warn)
     except BaseException:
         launch.abort()
         for fd in wiring.close_after_fork:
@@ -417,7 +428,7 @@ def _run_here(opts: RunOptions, streams: Streams) -> RunResult:
                       stdio=(None, fds[1], fds[2] if not opts.tty else None))
         if not opts.rm:
             _continue_detached(c, code)
-        return RunResult(c.id, code)
+        return RunResult(c.id, code, warnings)
     except RlError as exc:
         if not opts.rm:  # otherwise removed below
             _forget_unstarted(c, exc)

@@ -4,6 +4,13 @@ description (rootfs.json): the boundary between the engine and the runtime.
 The spec is the standard document (https://github.com/opencontainers/runtime-spec); what it
 cannot say is in `annotations` under `io.rl.*` (a user named rather than numbered, resolved
 inside the container's own /etc/passwd when it starts).
+
+`RunOptions` is what every front end gives `create`/`run`. Its structured values are typed
+records, never CLI text: `mounts` are mountspec.Mount (-v, --mount, --tmpfs), `publish`
+network.ports.PortRequest (-p), `ulimits` Ulimit (--ulimit), `devices` procflags.Device
+(--device), `sysctls` a mapping (--sysctl). The CLI turns its flags into
+them with the parsers of Docker's syntax (engine/cliflags.py); the API and compose build
+them from their JSON and long syntax; the engine checks each record again.
 """
 
 from __future__ import annotations
@@ -11,10 +18,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rootless.errors import InvalidArgument
 from rootless.runtime import caps
+
+if TYPE_CHECKING:
+    from rootless.engine.mountspec import Mount
+    from rootless.engine.procflags import Device
+    from rootless.network.ports import PortRequest
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INIT_BINARIES = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini",
@@ -32,6 +44,28 @@ ULIMIT_NAMES = {
     "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
     "rss", "rtprio", "rttime", "sigpending", "stack", "as",
 }
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """One resource limit (--ulimit NAME=SOFT[:HARD], HostConfig.Ulimits, compose's
+    ulimits): NAME without RLIMIT_, lower case; -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+    def rlimit(self) -> dict:
+        """The spec's process.rlimits entry; InvalidArgument for a bad one."""
+        text = f"{self.name}={self.soft}:{self.hard}"
+        if self.name not in ULIMIT_NAMES:
+            raise InvalidArgument(f"invalid ulimit {text!r}", "use NAME=SOFT[:HARD], NAME one "
+                                  f"of {', '.join(sorted(ULIMIT_NAMES))}")
+        inf = (1 << 64) - 1
+        s, h = (inf if self.soft < 0 else self.soft), (inf if self.hard < 0 else self.hard)
+        if s > h:
+            raise InvalidArgument(f"invalid ulimit {text!r}: soft limit above the hard limit")
+        return {"type": f"RLIMIT_{self.name.upper()}", "soft": s, "hard": h}
 
 
 @dataclass
@@ -55,14 +89,12 @@ class RunOptions:
     userns: str | None = None  # None or "keep-id"
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
-    ulimits: list[str] = field(default_factory=list)
+    ulimits: list[Ulimit] = field(default_factory=list)
     init: bool = False
     read_only: bool = False
     network: str = "slirp4netns"
-    volumes: list[str] = field(default_factory=list)
-    mounts: list[str] = field(default_factory=list)  # --mount
-    tmpfs: list[str] = field(default_factory=list)  # --tmpfs
-    publish: list[str] = field(default_factory=list)  # -p
+    mounts: list[Mount] = field(default_factory=list)  # -v, --mount, --tmpfs
+    publish: list[PortRequest] = field(default_factory=list)  # -p
     publish_all: bool = False  # -P
     network_aliases: list[str] = field(default_factory=list)  # --network-alias
     extra_networks: list[str] = field(default_factory=list)  # --network given again
@@ -77,9 +109,9 @@ class RunOptions:
     group_add: list[str] = field(default_factory=list)  # --group-add
     label_files: list[str] = field(default_factory=list)  # --label-file
     shm_size: str | None = None  # --shm-size
-    sysctls: list[str] = field(default_factory=list)  # --sysctl
+    sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl NAME=VALUE
     privileged: bool = False  # --privileged
-    devices: list[str] = field(default_factory=list)  # --device
+    devices: list[Device] = field(default_factory=list)  # --device
     # a pull's progress (rootless/image/progress.py): the caller's renderer, None: none
     progress: Any = None
     # the other cgroup flags, "--flag" -> value (refused: rootless/engine/cgroups.py)
@@ -136,7 +168,8 @@ def merge_env(base: list[str], extra: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in order.items()]
 
 
-def parse_ulimit(text: str) -> dict:
+def parse_ulimit(text: str) -> Ulimit:
+    """One --ulimit NAME=SOFT[:HARD] (Docker's syntax; "unlimited" or -1 for no limit)."""
     name, sep, values = text.partition("=")
     if not sep or name not in ULIMIT_NAMES:
         raise InvalidArgument(f"invalid ulimit {text!r}",
@@ -147,11 +180,13 @@ def parse_ulimit(text: str) -> dict:
         h = s if not hard else (-1 if hard in ("-1", "unlimited") else int(hard))
     except ValueError:
         raise InvalidArgument(f"invalid ulimit {text!r}", "values are integers") from None
-    inf = (1 << 64) - 1
-    s, h = (inf if s < 0 else s), (inf if h < 0 else h)
-    if s > h:
-        raise InvalidArgument(f"invalid ulimit {text!r}: soft limit above the hard limit")
-    return {"type": f"RLIMIT_{name.upper()}", "soft": s, "hard": h}
+    ulimit = Ulimit(name, s, h)
+    try:
+        ulimit.rlimit()
+    except InvalidArgument:
+        raise InvalidArgument(f"invalid ulimit {text!r}: soft limit above the hard limit") \
+            from None
+    return ulimit
 
 
 def command_of(config: dict, opts: RunOptions) -> list[str]:
@@ -213,7 +248,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     if opts.privileged and secopts.seccomp == "default":
         secopts.seccomp = "unconfined"  # as podman: --privileged runs without a filter
     seccomp_section = security.seccomp_section(secopts, capset)
-    rlimits = [parse_ulimit(u) for u in opts.ulimits]
+    rlimits = [u.rlimit() for u in opts.ulimits]
     from rootless.network.modes import parse_network
 
     network_kind = parse_network(opts.network).kind  # every --network form (modes.py)
@@ -232,7 +267,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     from rootless.engine import procflags
 
     shm = procflags.parse_size(opts.shm_size, "--shm-size") if opts.shm_size else 64 << 20
-    sysctls = dict(procflags.parse_sysctl(s, network_kind) for s in opts.sysctls)
+    sysctls = dict(procflags.check_sysctl(k, v, network_kind) for k, v in opts.sysctls.items())
     from rootless.engine import nsflags
 
     ns_modes = ns_modes or {}
@@ -256,7 +291,7 @@ def build(*, image_config: dict, opts: RunOptions, hostname: str, bundle: str,
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.append({"destination": f"/etc/{name}", "type": "bind",
                        "source": os.path.join(bundle, name), "options": ["rbind", "rprivate"]})
-    mounts += [procflags.parse_device(d) for d in opts.devices]
+    mounts += [procflags.device_mount(d) for d in opts.devices]
     # -v/--mount/--tmpfs and the image's VOLUMEs: engine/mounts.py adds them to the spec
     if opts.init:
         mounts.append({"destination": "/dev/init", "type": "bind", "source": find_init(),

@@ -142,8 +142,12 @@ def export(name: str, out_fd: int) -> None:
             os.close(root_fd)
         return 0
 
-    if userns.run_in_userns(child) != 0:
-        raise RlError(f"exporting volume {name} failed")
+    try:
+        code, error = userns.run_in_userns(child), ""
+    except userns.ChildFailed as exc:
+        code, error = 125, f": {exc.message}"
+    if code != 0:
+        raise RlError(f"exporting volume {name} failed{error}")
 
 
 def import_(name: str, tar_path: str) -> None:
@@ -171,7 +175,7 @@ def import_(name: str, tar_path: str) -> None:
 
     try:
         code = userns.run_in_userns(child)
-    except OSError as exc:
+    except (OSError, userns.ChildFailed) as exc:  # the child's error, said here once
         code, error = 125, exc
     else:
         error = None

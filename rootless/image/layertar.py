@@ -328,6 +328,9 @@ def write_tar_file(root: str, dest: str, *, in_userns: bool = False, mtime: int 
     from rootless.errors import RlError
     from rootless.runtime import userns
 
-    code = userns.run_in_userns(work, mount_ns=False)
+    try:
+        code = userns.run_in_userns(work, mount_ns=False)
+    except userns.ChildFailed as exc:
+        raise RlError(f"could not write a tar of {root}: {exc.message}") from None
     if code != 0:
         raise RlError(f"could not write a tar of {root} (exit {code})")

@@ -5,7 +5,7 @@ time; `rl run` pays only for slirp.py, ports.py, etcfiles.py, modes.py):
 
 Before anything starts (engine, in `rl run`/`rl create`):
     mode = modes.parse_network(opts.network)              # --network value -> NetworkMode
-    reqs = [r for spec in opts.publish for r in ports.parse_publish(spec)]
+    reqs = [ports.checked(r) for r in opts.publish]         # PortRequests (parse_publish: -p)
     reqs += ports.publish_all(image_exposed_ports) if opts.publish_all else []
     mappings = ports.allocate(reqs)   # checks: in use, privileged port, twice; picks -P ports
     # store [m.to_dict() for m in mappings] in the container's options JSON under "ports":

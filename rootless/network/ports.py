@@ -3,7 +3,9 @@
 `parse_publish("127.0.0.1:8080:80/tcp")` follows Docker's rules and error messages
 (go-connections nat.ParsePortSpec): `[hostip:][hostport:]containerport[/proto]`, ranges
 `8000-8002:80-82`, a host range for one container port (the first free port of the range is
-used), IPv6 host addresses in brackets. `publish_all(exposed)` is `-P`. `allocate(requests)`
+used), IPv6 host addresses in brackets. `PortRequest` is the engine's typed record of a
+publication (RunOptions.publish): the CLI gets it from parse_publish, the API and compose
+from `bindings(container, host, ip, proto)` with their own parts; `checked(req)` checks one. `publish_all(exposed)` is `-P`. `allocate(requests)`
 turns requests into `PortMapping`s with concrete host ports, and refuses, before anything
 is started, a host port in use, a port below net.ipv4.ip_unprivileged_port_start, or the
 same host port twice. The runtime stores the mappings in the container's record;
@@ -103,13 +105,15 @@ def _split(raw: str) -> tuple[str, str, str]:
 def parse_publish(spec: str) -> list[PortRequest]:
     """Parse one `-p` value into one request per container port."""
     raw, _, proto = spec.rpartition("/") if "/" in spec else (spec, "", "tcp")
-    proto = proto.lower()
-    if proto not in PROTOCOLS:
-        if proto == "sctp":
-            raise InvalidArgument(f"invalid proto: {proto} (rootless networking through "
-                                  "slirp4netns forwards only tcp and udp)")
-        raise InvalidArgument(f"invalid proto: {proto}", "use /tcp or /udp")
+    proto = _check_proto(proto)
     ip, host, container = _split(raw)
+    ip = _check_ip(ip)
+    if not container:
+        raise InvalidArgument(f"no port specified: {raw}<empty>")
+    return bindings(container, host, ip, proto)
+
+
+def _check_ip(ip: str) -> str:
     if ip.startswith("["):
         if not ip.endswith("]"):
             raise InvalidArgument(f"invalid IP address: {ip}")
@@ -119,8 +123,26 @@ def parse_publish(spec: str) -> list[PortRequest]:
             ip = str(ipaddress.ip_address(ip))
         except ValueError:
             raise InvalidArgument(f"invalid IP address: {ip}") from None
-    if not container:
-        raise InvalidArgument(f"no port specified: {raw}<empty>")
+    return ip
+
+
+def _check_proto(proto: str) -> str:
+    proto = proto.lower()
+    if proto not in PROTOCOLS:
+        if proto == "sctp":
+            raise InvalidArgument(f"invalid proto: {proto} (rootless networking through "
+                                  "slirp4netns forwards only tcp and udp)")
+        raise InvalidArgument(f"invalid proto: {proto}", "use /tcp or /udp")
+    return proto
+
+
+def bindings(container: str | int, host: str | int = "", ip: str = "",
+             proto: str = "tcp") -> list[PortRequest]:
+    """The requests of one publication given as its parts (what `-p ip:host:container/proto`
+    says, or the API's PortBindings, or compose's long syntax): a port or a range on each
+    side, the host side "" for any free port. Docker's rules and messages."""
+    proto = _check_proto(proto)
+    container, host, ip = str(container), str(host), _check_ip(ip)
     try:
         cstart, cend = _port_range(container)
     except ValueError:
@@ -142,6 +164,15 @@ def parse_publish(spec: str) -> list[PortRequest]:
         return [PortRequest(cstart, proto, ip, hstart, hend)]
     return [PortRequest(cstart + i, proto, ip, hstart + i if host else 0,
                         hstart + i if host else 0) for i in range(cend - cstart + 1)]
+
+
+def checked(req: PortRequest) -> PortRequest:
+    """A request a front end built itself, checked as bindings() checks its parts."""
+    host = "" if not req.host_port_start else (
+        str(req.host_port_start) if req.host_port_end in (0, req.host_port_start)
+        else f"{req.host_port_start}-{req.host_port_end}")
+    [out] = bindings(req.container_port, host, req.host_ip, req.protocol)
+    return out
 
 
 def publish_all(exposed: Iterable[str]) -> list[PortRequest]:

@@ -84,7 +84,11 @@ def _child_in_rootfs(rfs, fn) -> int:
                 finally:
                     server.stop(rfs)
 
-            code = userns.run_in_userns(inner)
+            try:
+                code = userns.run_in_userns(inner)
+            except userns.ChildFailed as exc:  # inner() raised: as before, exit 125
+                os.write(2, f"rl: error: {exc}\n".encode())
+                code = 125
         except BaseException as exc:
             try:
                 os.write(2, f"rl: error: {exc}\n".encode())

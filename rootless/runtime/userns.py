@@ -10,7 +10,6 @@ to the child's /proc/PID/setgroups as the kernel requires.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 
 from rootless.errors import RlError
@@ -23,6 +22,8 @@ class Maps:
     gid: idmap.IdMap
     # True when the maps come from /etc/subuid + /etc/subgid and need newuidmap/newgidmap.
     subordinate: bool
+    # What the caller should tell the user (None: nothing): plan() never prints
+    warning: str | None = None
 
     def to_oci(self) -> tuple[list[dict], list[dict]]:
         def conv(m: idmap.IdMap) -> list[dict]:
@@ -42,24 +43,23 @@ NO_RANGE_FIX = ("ask root to run `usermod --add-subuids 100000-165535 --add-subg
 
 
 def plan(keep_id: bool = False, *, warn: bool = True) -> Maps:
-    """The maps for a new container of the calling user; warns (once, on stderr) when the
-    user has no subordinate range and only a single id can be mapped."""
+    """The maps for a new container of the calling user. With no subordinate range only a
+    single id can be mapped: the maps then carry a `warning` for the front end to show."""
     uid, gid = os.getuid(), os.getgid()
     uranges = idmap.read_ranges(idmap.SUBUID_FILE, uid)
     granges = idmap.read_ranges(idmap.SUBGID_FILE, uid)
     if uranges and granges:
         build = idmap.keep_id_map if keep_id else idmap.default_map
         return Maps(build(uid, uranges), build(gid, granges), subordinate=True)
+    warning = None
     if warn:
         user = idmap.user_name(uid)
-        sys.stderr.write(
-            f"rl: warning: no subordinate id range for {user} in /etc/subuid or /etc/subgid: "
-            f"only one id is mapped in containers ({NO_RANGE_FIX.format(user=user)})\n")
-        sys.stderr.flush()
+        warning = (f"no subordinate id range for {user} in /etc/subuid or /etc/subgid: "
+                   f"only one id is mapped in containers ({NO_RANGE_FIX.format(user=user)})")
     inside_u = uid if keep_id else 0
     inside_g = gid if keep_id else 0
     return Maps(idmap.IdMap(((inside_u, uid, 1),)), idmap.IdMap(((inside_g, gid, 1),)),
-                subordinate=False)
+                subordinate=False, warning=warning)
 
 
 def _helper(name: str) -> str:
@@ -115,22 +115,30 @@ def write(pid: int, maps: Maps) -> None:
             "/etc/subuid and /etc/subgid grant you a range")
 
 
+class ChildFailed(RlError):
+    """fn() of run_in_userns raised: its message (and exit code, 125 unless it was an
+    RlError that named one), for the caller to report. Nothing here prints."""
+
+
 def run_in_userns(fn, maps: Maps | None = None, *, mount_ns: bool = True) -> int:
     """Fork a child into a new user (and mount) namespace with the user's maps, where it is
     root with every id of the range; run fn() there; return its exit code (fn's return
-    value, or 125 on an exception). `rl unshare`, and removing files that subordinate ids
-    own, use this."""
+    value). An exception in fn() is raised here as ChildFailed with its message (sent back
+    on a close-on-exec pipe, so an fn that execs leaves it empty). `rl unshare`, and
+    removing files that subordinate ids own, use this."""
     from rootless.linux import syscalls as sc
 
     maps = maps or plan(warn=False)
     r, w = os.pipe()
     r2, w2 = os.pipe()
+    er, ew = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         code = 125
         try:
             os.close(r)
             os.close(w2)
+            os.close(er)
             sc.unshare(sc.CLONE_NEWUSER | (sc.CLONE_NEWNS if mount_ns else 0))
             os.write(w, b"U")
             os.close(w)
@@ -144,13 +152,14 @@ def run_in_userns(fn, maps: Maps | None = None, *, mount_ns: bool = True) -> int
             code = fn()
         except BaseException as exc:
             try:
-                sys.stderr.write(f"rl: error: {exc}\n")
-                sys.stderr.flush()
+                rc = exc.exit_code if isinstance(exc, RlError) else 125
+                os.write(ew, f"{rc}\n{exc}".encode(errors="replace")[:65536])
             finally:
                 os._exit(125)
         os._exit(code if isinstance(code, int) else 0)
     os.close(w)
     os.close(r2)
+    os.close(ew)
     try:
         if os.read(r, 1) != b"U":
             raise RlError("could not create a user namespace",
@@ -160,11 +169,26 @@ def run_in_userns(fn, maps: Maps | None = None, *, mount_ns: bool = True) -> int
     except BaseException:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+        os.close(er)
         raise
     finally:
         os.close(r)
         os.close(w2)
-    return exitcode.wait(pid)
+    try:
+        code = exitcode.wait(pid)
+        # the child wrote its report before it exited; a process fn forked may still hold
+        # the pipe open, so read what is there instead of waiting for the end
+        os.set_blocking(er, False)
+        try:
+            report = os.read(er, 65536)
+        except BlockingIOError:
+            report = b""
+    finally:
+        os.close(er)
+    if report:
+        rc, _, message = report.decode(errors="replace").partition("\n")
+        raise ChildFailed(message, exit_code=int(rc) if rc.isdigit() else 125)
+    return code
 
 
 def unshare(command: list[str]) -> int:
@@ -180,11 +204,9 @@ def unshare(command: list[str]) -> int:
         try:
             os.execvpe(cmd[0], cmd, env)
         except FileNotFoundError:
-            sys.stderr.write(f"rl: error: {cmd[0]}: command not found\n")
-            return 127
+            raise RlError(f"{cmd[0]}: command not found", exit_code=127) from None
         except PermissionError:
-            sys.stderr.write(f"rl: error: {cmd[0]}: permission denied\n")
-            return 126
+            raise RlError(f"{cmd[0]}: permission denied", exit_code=126) from None
         return 125
 
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -218,6 +218,18 @@ def get_in(conn, cid: str) -> Container | None:
     return None if row is None else Container.from_row(row)
 
 
+def image_ids_in_use(conn) -> set[str]:
+    """Image ids that containers are made of (`rl rmi` and the prunes keep them). A
+    catalog no container was ever made in may lack the table on this connection."""
+    import sqlite3
+
+    try:
+        return {r[0] for r in conn.execute("SELECT DISTINCT image_id FROM containers")
+                if r[0]}
+    except sqlite3.OperationalError:  # no containers table (yet)
+        return set()
+
+
 def name_owner(conn, name: str) -> str | None:
     """The id of the container called `name`, if any."""
     row = conn.execute("SELECT id FROM containers WHERE name=?", (name,)).fetchone()

@@ -98,16 +98,10 @@ def layers_of(conn: sqlite3.Connection, image_id: str) -> list[str]:
 
 
 def images_in_use(conn: sqlite3.Connection) -> set[str]:
-    """Image ids referenced by containers (the container component's own table)."""
-    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='containers'"
-                       ).fetchone()
-    if not has:
-        return set()
-    try:
-        return {r[0] for r in conn.execute("SELECT DISTINCT image_id FROM containers")
-                if r[0]}
-    except sqlite3.OperationalError:  # no image_id column (yet)
-        return set()
+    """Image ids referenced by containers (read through the containers table's owner)."""
+    from rootless.store import containerdb
+
+    return containerdb.image_ids_in_use(conn)
 
 
 def unused_layers(conn: sqlite3.Connection) -> list[str]:

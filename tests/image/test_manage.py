@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
+from rootless.store import catalog, containerdb
 from tests.image.conftest import store_state, unique_image, unique_layer
 from tests.image.test_pull import one_line_error
 from tests.support.images import sha256
@@ -18,11 +19,11 @@ def image_ids(rl) -> list[str]:
 
 
 def add_container(rl, image_id: str) -> None:
-    """What the container component does: a row in its own `containers` table."""
-    conn = sqlite3.connect(rl.data_dir / "catalog.db")
-    conn.execute("CREATE TABLE IF NOT EXISTS containers (id TEXT PRIMARY KEY, image_id TEXT)")
-    conn.execute("INSERT INTO containers VALUES ('c1', ?)", (image_id,))
-    conn.commit()
+    """What create() writes: a container's record (through its owner, containerdb)."""
+    conn = catalog.connect(rl.data_dir)
+    with catalog.transaction(conn):
+        containerdb.insert(conn, cid="c1" * 32, name="c1", image_id=image_id, image="x",
+                           command=["true"], created=0.0, labels={}, options={})
     conn.close()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from rootless.engine import networks
 from rootless.network import etcfiles, ports
 from rootless.network.holder import Holder
+from rootless.store import catalog, containerdb
 from tests.network.conftest import BUSYBOX, http_get
 
 
@@ -104,15 +104,13 @@ def test_rm_in_use_and_prune(rl):
 def test_port_lists_a_containers_published_ports(rl):
     assert "no such container: web" in error_line(rl("port", "web"))
     rl.data_dir.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(rl.data_dir / "catalog.db")
-    # the runtime's containers table (its other columns do not matter to rl port)
-    db.execute("CREATE TABLE IF NOT EXISTS containers (id TEXT PRIMARY KEY, name TEXT, "
-               "options TEXT NOT NULL DEFAULT '{}')")
+    # a created container's record, as create() writes it (no monitor, nothing listens)
     ports = [{"container_port": 80, "protocol": "tcp", "host_ip": "127.0.0.1", "host_port": 8080},
              {"container_port": 53, "protocol": "udp", "host_ip": "", "host_port": 5353}]
-    db.execute("INSERT INTO containers (id, name, options) VALUES (?, ?, ?)",
-               ("ab" * 32, "web", json.dumps({"ports": ports})))
-    db.commit()
+    db = catalog.connect(rl.data_dir)
+    with catalog.transaction(db):
+        containerdb.insert(db, cid="ab" * 32, name="web", image_id="", image="busybox",
+                           command=["true"], created=0.0, labels={}, options={"ports": ports})
     db.close()
     assert ok(rl, "port", "web").splitlines() == ["53/udp -> 0.0.0.0:5353",
                                                   "80/tcp -> 127.0.0.1:8080"]

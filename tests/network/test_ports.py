@@ -61,6 +61,31 @@ def test_parse_malformed(spec, message):
     assert "\n" not in str(info.value)
 
 
+def test_parts_give_what_the_text_gives():
+    """The API's PortBindings and compose's long syntax give the parts; same requests,
+    same refusals as the -p text."""
+    assert ports.bindings(80, "8080", "127.0.0.1", "udp") == \
+        ports.parse_publish("127.0.0.1:8080:80/udp")
+    assert ports.bindings("80-81", "8000-8001") == ports.parse_publish("8000-8001:80-81")
+    assert ports.bindings(80, "", "[::1]") == ports.parse_publish("[::1]::80")
+    for parts, message in [((0,), "invalid containerPort: 0"),
+                           ((80, "x"), "invalid hostPort: x"),
+                           ((80, "", "not-an-ip"), "invalid IP address: not-an-ip"),
+                           ((80, "", "", "sctp"), "invalid proto: sctp")]:
+        with pytest.raises(InvalidArgument) as info:
+            ports.bindings(*parts)
+        assert message in str(info.value)
+
+
+def test_hand_built_requests_are_checked():
+    assert ports.checked(PortRequest(80, "tcp", "", 8000, 8010)) == \
+        PortRequest(80, "tcp", "", 8000, 8010)
+    with pytest.raises(InvalidArgument, match="invalid containerPort: 70000"):
+        ports.checked(PortRequest(70000))
+    with pytest.raises(InvalidArgument, match="invalid proto: icmp"):
+        ports.checked(PortRequest(80, "icmp"))
+
+
 def test_publish_all_exposed_ports_get_distinct_free_ports():
     mappings = ports.allocate(ports.publish_all(["80/tcp", "443", "53/udp"]))
     assert [(m.container_port, m.protocol) for m in mappings] == \

@@ -220,3 +220,21 @@ def test_name_in_use_race(rl, mode):
     assert [p.name for p in (rl.data_dir / "containers").iterdir()] == [rows[0]["ID"]]
     rl("rm", "-f", "same", check=True)
     assert_clean(rl)
+
+
+@pytest.mark.rootless
+def test_userns_child_failure_is_raised_not_printed(capfd):
+    """An exception in run_in_userns' child comes back as ChildFailed with its message
+    and exit code; nothing is written to the caller's stderr (the front end says it)."""
+    from rootless.errors import RlError
+    from rootless.runtime import userns
+
+    def fails() -> int:
+        raise RlError("the child's own words", exit_code=3)
+
+    with pytest.raises(userns.ChildFailed) as info:
+        userns.run_in_userns(fails, mount_ns=False)
+    assert info.value.message == "the child's own words" and info.value.exit_code == 3
+    assert userns.run_in_userns(lambda: 7, mount_ns=False) == 7
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")

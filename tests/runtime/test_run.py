@@ -287,6 +287,13 @@ def test_unshare_shows_the_user_namespace(rl):
     assert first == ["0", str(os.getuid()), "1"]
 
 
+def test_unshare_of_a_missing_command_is_one_error_line(rl):
+    # the child's failure comes back to rl, which says it (the engine prints nothing)
+    r = rl("unshare", "no-such-command-here")
+    assert r.returncode == 127
+    assert r.stderr == "rl: error: no-such-command-here: command not found\n"
+
+
 def _host_address() -> str | None:
     import socket
 

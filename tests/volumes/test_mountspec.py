@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rootless.engine.mountspec import parse_mount, parse_tmpfs, parse_volume
+from rootless.engine.mountspec import Mount, checked, parse_mount, parse_tmpfs, parse_volume
 from rootless.errors import InvalidArgument
 
 
@@ -71,3 +71,31 @@ def test_tmpfs_flag():
     assert (m.target, m.tmpfs_options) == ("/run", ["size=67108864", "mode=1777"])
     with pytest.raises(InvalidArgument):
         parse_tmpfs("run")
+
+
+# A Mount a front end builds itself (the API from HostConfig.Mounts, compose from its long
+# syntax) meets the rules the parsers apply: the engine checks every one (mounts.plan).
+@pytest.mark.parametrize("mount, words", [
+    (Mount("bind", "/x", "relative/dir"), "must be an absolute path"),
+    (Mount("bind", "/x", None), "must be an absolute path"),
+    (Mount("volume", "x", "data"), "must be absolute"),
+    (Mount("volume", "/", "data"), "can't be '/'"),
+    (Mount("volume", "/a/../b", "data"), "must not contain '..'"),
+    (Mount("volume", "/x", "no/slashes"), "neither an absolute host path nor a volume name"),
+    (Mount("tmpfs", "/x", tmpfs_options=["size=lots"]), "invalid --tmpfs size"),
+    (Mount("tmpfs", "/x", "src"), "takes no source"),
+    (Mount("nfs", "/x", "server:/share"), "not supported"),
+    (Mount("bind", "/x", "/tmp", propagation="sideways"), "bad propagation"),
+])
+def test_hand_built_mounts_are_checked(mount, words):
+    with pytest.raises(InvalidArgument) as info:
+        checked(mount)
+    assert words in str(info.value)
+
+
+def test_hand_built_mounts_are_normalized():
+    assert checked(Mount("bind", "/x/", "/tmp/a/")).source == "/tmp/a"
+    m = checked(Mount("tmpfs", "/run", tmpfs_options=["size=1m", "mode=1770"]))
+    assert (m.target, m.tmpfs_options) == ("/run", ["size=1048576", "mode=1770"])
+    # what the CLI's parser made passes through unchanged
+    assert checked(parse_volume("/tmp:/x:ro")) == parse_volume("/tmp:/x:ro")
