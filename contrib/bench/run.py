@@ -190,20 +190,19 @@ def _descendants(root: int, procs) -> set[int]:
 
 
 def _rl_container_pids(e: Env, name: str, procs) -> set[int]:
-    """The processes container `name` costs: its monitor and sandbox, its slirp4netns, and
-    its fuse server (forked by the warm zygote, so not below the monitor: the one whose
-    user namespace is the sandbox's; it leaves the mount namespace once mounted). Not the
-    container's own processes."""
+    """The processes container `name` costs: its monitor, its sandbox (if it still runs:
+    it exits once pid 1 runs since issue 18), its slirp4netns, and its fuse server (forked
+    by the warm zygote, so not below the monitor: the one whose user namespace is the
+    container's; it leaves the mount namespace once mounted). Not the container's own
+    processes."""
     doc = json.loads(_as_user([*e.rl_argv, "inspect", name], e.env).stdout)[0]
     monitor = doc["State"]["MonitorPid"]
     mine = _descendants(monitor, procs) - _descendants(doc["State"]["Pid"], procs)
     sandbox_userns = None
-    for p in mine:
-        if procs[p][0] == monitor and "slirp4netns" not in procs[p][1]:  # the sandbox
-            try:
-                sandbox_userns = os.readlink(f"/proc/{p}/ns/user")
-            except OSError:
-                pass
+    try:
+        sandbox_userns = os.readlink(f"/proc/{doc['State']['Pid']}/ns/user")
+    except OSError:
+        pass
     zygotes = _rl_zygotes(e, procs)
     for p, (pp, _) in procs.items():
         if pp in zygotes:
