@@ -122,7 +122,9 @@ class Launch:
         if self.early is None and self.backend == "fuse_overlay":
             from rootless.runtime import zygote
 
-            zygote_conn = zygote.connect()
+            # detached: start the zygote if none runs (the latency matters less than
+            # the memory of a server of our own for as long as the container runs)
+            zygote_conn = zygote.connect_or_spawn() if self.lean else zygote.connect()
         sys.stdout.flush()
         sys.stderr.flush()
         # Objects made so far are never collected: the garbage collector then leaves their
