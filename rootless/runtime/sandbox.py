@@ -13,6 +13,11 @@
     Launch.wait() <------------------------ "X <wait status>" when pid 1 exits; unmount;
                                             stop the server; exit
 
+Detached (`lean`), after "S" the sandbox says "W" (it execs the lean waiter and goes on as
+above) or, when it forked pid 1 with CLONE_PARENT, "F <server pid>" and exits: pid 1 is
+the monitor's child then, and the monitor waits on pidfds of pid 1 and of the fuse server
+instead of the status pipe (`_fold`; why and when: docs/design.md, section 4).
+
 Debugging: RL_TRACE=FILE appends timestamped steps of every process of a start (where the
 time goes); the traceback of a sandbox that failed unexpectedly goes to rl.log
 (rootless/crashlog.py).

@@ -11,8 +11,9 @@ peer and forks a child for the connection at once, and goes back to accept(). Th
 which inherited the connection, sends one JSON message (the rootfs description plus
 `ns_pid`, its own pid, whose user and mount namespaces the server joins) with one fd
 attached, the write end of the pipe on which the server writes b"1" once the mount is
-live; the child answers b"k<pid>" and serves (rootless.runtime.early.serve, with a pidfd
-watch on the sandbox so it never outlives the container).
+live; the child answers b"k<pid>" and serves (rootless.runtime.early.serve: it ends with
+the FUSE connection, or, if it could not leave the sandbox's mount namespace, with the
+sandbox, which it then watches with a pidfd).
 
 The key names the code (rl's version, the fuse_overlay files' mtimes): a zygote of older
 code is never used. The zygote exits after IDLE seconds without a request, or when its
