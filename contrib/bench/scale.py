@@ -60,11 +60,13 @@ def _median(argv_pairs, e: Env, repeat: int, after=None) -> tuple[float, float]:
     """Median times of the rl and podman commands, interleaved; `after(engine, i)` runs
     untimed after each (cleanup)."""
     ours, theirs = [], []
-    for i in range(repeat):
+    for i in range(-1, repeat):  # round -1: a warm-up, not counted
         for engine, argv, out in (("rl", argv_pairs[0], ours), ("podman", argv_pairs[1], theirs)):
-            out.append(_time([a.replace("{i}", str(i)) for a in argv], e.env))
+            dt = _time([a.replace("{i}", str(i + 1)) for a in argv], e.env)
+            if i >= 0:
+                out.append(dt)
             if after is not None:
-                after(engine, i)
+                after(engine, i + 1)
     return statistics.median(ours), statistics.median(theirs)
 
 

@@ -180,7 +180,7 @@ def test_ps_tells_the_truth_after_the_monitor_died(rl):
     # the check below must be able to see the container's processes, or it proves nothing
     seen = user_processes_mentioning(str(rl.root))
     assert any(line.startswith(f"{doc['State']['MonitorPid']}:") for line in seen), seen
-    assert len(seen) >= 3, seen  # the monitor, the sandbox, pid 1 (and the fuse server)
+    assert len(seen) >= 3, seen  # the monitor, pid 1, the fuse server
     os.kill(doc["State"]["MonitorPid"], 9)
     deadline = time.monotonic() + 10
     while ps_json(rl, "-a")[0]["State"] == "running":
@@ -192,6 +192,31 @@ def test_ps_tells_the_truth_after_the_monitor_died(rl):
         assert time.monotonic() < deadline, user_processes_mentioning(str(rl.root))
         time.sleep(0.1)
     rl("rm", "orphan", check=True)
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    return int(raw[raw.rindex(")") + 2:].split()[1])
+
+
+def test_a_detached_container_keeps_no_sandbox_process(rl):
+    """Issue 18: once a detached container runs, its sandbox has exited and pid 1 is the
+    monitor's own child (one Python process less per container); the exit code is still
+    recorded, and the end leaves nothing running (the fuse server included)."""
+    detached(rl, "busybox", "sh", "-c", LOOP, name="folded")
+    wait_for_log(rl, "folded", "started")
+    state = json.loads(rl("inspect", "folded", check=True).stdout)[0]["State"]
+    monitor, pid1 = state["MonitorPid"], state["Pid"]
+    assert _ppid(pid1) == monitor
+    others = [line for line in user_processes_mentioning(str(rl.root))
+              if _ppid(int(line.split(":")[0])) == monitor and int(line.split(":")[0]) != pid1]
+    assert others == []  # --network none: no slirp4netns; and no sandbox
+    rl("stop", "folded", check=True)
+    assert ps_json(rl, "-a")[0]["Status"].startswith("Exited (3)")
+    assert "bye" in rl("logs", "folded").stdout
+    rl("rm", "folded", check=True)
+    assert user_processes_mentioning(str(rl.root)) == []
 
 
 def test_ten_containers_at_once(rl):
