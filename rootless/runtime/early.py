@@ -160,8 +160,13 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
         pass
 
     def on_ready() -> None:
-        # before any thread: unshare needs a lone thread
-        if _leave_mount(spec["mountpoint"]) and pidfd is not None:
+        # Before the ready byte, so that the sandbox, which may exit once pid 1 runs,
+        # finds us gone from its mount namespace (Server.left_us); before any thread:
+        # unshare needs a lone thread.
+        left = _leave_mount(spec["mountpoint"])
+        os.write(ready_w, b"1")
+        os.close(ready_w)
+        if left and pidfd is not None:
             os.close(pidfd)
         elif pidfd is not None:
             import select
@@ -184,7 +189,7 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
     # while the container runs; a close flushes the file's pages to it.
     options = {"writeback": "1", **(spec.get("options") or {})}
     server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],
-               ready_fd=ready_w, options=options, on_ready=on_ready, stop_signals=())
+               ready_fd=None, options=options, on_ready=on_ready, stop_signals=())
     os._exit(0)
 
 
