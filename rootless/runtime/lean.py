@@ -196,15 +196,13 @@ class _Started:
         from rootless.runtime import exitcode
 
         status = self.exit_status if self.exit_status is not None else self.read_exit()
-        if self.folded:
-            if self.server_fd is not None:
-                server_gone(self.server_fd)
-                self.server_fd = None
-        else:
-            try:
-                os.waitpid(self.sandbox_pid, 0)
-            except ChildProcessError:
-                pass
+        if self.folded and self.server_fd is not None:
+            server_gone(self.server_fd)
+            self.server_fd = None
+        try:  # folded, it exited long ago
+            os.waitpid(self.sandbox_pid, 0)
+        except ChildProcessError:
+            pass
         return 137 if status is None else exitcode.from_status(status)
 
 
@@ -226,7 +224,7 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
     opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master,
            "in": wiring.in_w}
     fds += [fd for fd in opt.values() if fd is not None]
-    args = [container_id, log_path, str(launch.sandbox_pid or 0), status, str(pid1),
+    args = [container_id, log_path, str(launch.sandbox_pid), status, str(pid1),
             ",".join(f"{k}={v}" for k, v in opt.items() if v is not None),
             ",".join(map(str, pending)), ",".join(str(int(s)) for s in blocked), net,
             health, after_exit]

@@ -239,11 +239,8 @@ class Launch:
         to wait for (its pidfd stands for the status pipe), and the fuse server's, which
         ends with the container, too (a pidfd: its pid may be reused once it is gone)."""
         trace("M folded")
-        try:
-            os.waitpid(self.sandbox_pid, 0)
-        except ChildProcessError:
-            pass
-        self.sandbox_pid = None
+        # The sandbox is reaped at the end (reap; the lean monitor's wait): its exit, which
+        # tears its mount namespace down, is not waited for on the way to "started".
         assert self._status is not None and self.pid is not None
         os.close(self._status.fd)
         self._status = None
