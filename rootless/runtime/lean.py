@@ -199,8 +199,9 @@ class _Started:
         if self.folded and self.server_fd is not None:
             server_gone(self.server_fd)
             self.server_fd = None
-        try:  # folded, it exited long ago
-            os.waitpid(self.sandbox_pid, 0)
+        try:  # folded, reaped already
+            if self.sandbox_pid > 0:
+                os.waitpid(self.sandbox_pid, 0)
         except ChildProcessError:
             pass
         return 137 if status is None else exitcode.from_status(status)
@@ -224,7 +225,7 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
     opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master,
            "in": wiring.in_w}
     fds += [fd for fd in opt.values() if fd is not None]
-    args = [container_id, log_path, str(launch.sandbox_pid), status, str(pid1),
+    args = [container_id, log_path, str(launch.sandbox_pid or 0), status, str(pid1),
             ",".join(f"{k}={v}" for k, v in opt.items() if v is not None),
             ",".join(map(str, pending)), ",".join(str(int(s)) for s in blocked), net,
             health, after_exit]
@@ -263,6 +264,11 @@ def monitor_main(args: list[str]) -> None:
                 os.set_inheritable(int(fd), False)
         hub = attachsock.Hub(int(listen_fd), path, [int(fd) for fd in clients.split(",") if fd])
     launch = _Started(int(sandbox_pid), status_fd, fds.get("pty"), int(pid1))
+    if launch.folded and launch.sandbox_pid > 0:  # it exits: no zombie while the container runs
+        try:
+            os.waitpid(launch.sandbox_pid, 0)
+        except ChildProcessError:
+            pass
     forwarder = monitor.Forwarder()
     forwarder.pending.extend(int(s) for s in pending.split(",") if s)
     forwarder.install()
