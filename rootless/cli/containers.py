@@ -365,8 +365,7 @@ def ps(all_: bool, quiet: bool, fmt: str | None, filters: tuple[str, ...], no_tr
         rows.append((c.id if no_trunc else c.short_id, c.image, f'"{cmd}"',
                      _ago(time.time() - c.created) + " ago", c.status_text(),
                      ps_ports(c.options), c.name) + ((sizes[c.id],) if size else ()))
-    for line in table_rows(rows):
-        click.echo(line)
+    click.echo("\n".join(table_rows(rows)))  # one write, not one per container
 
 
 @click.command()
