@@ -11,11 +11,13 @@ packages=(
   uidmap slirp4netns nftables fuse3 libfuse3-dev pkg-config gcc libc6-dev busybox-static
   catatonit  # the init of `rl run --init` (tini would do too)
   docker-registry
+  openssl  # signs the JWTs of the test token service (tests/support/tokenauth.py)
   python3 python3-venv python3-dev iproute2 sudo git
   libseccomp2
   systemd  # systemd-socket-activate: the socket-activation test of `rl system service`
   # peers for interop tests and benchmarks
   skopeo podman fuse-overlayfs runc
+  curl  # the client of contrib/bench net's download through -p
   # podman-compose, the peer of `rl compose`; netavark and aardvark-dns give its rootless
   # networks name resolution between containers (CNI alone has none on Debian 12)
   podman-compose netavark aardvark-dns

@@ -1214,7 +1214,10 @@ class Overlay(pyfuse3.Operations):
             import threading
 
             self._unlinks = queue.SimpleQueue()
-            threading.Thread(target=self._unlinker, args=(self._unlinks, self.workfd),
+            # its own descriptor of the workdir: the server's may be closed at unmount
+            # and its number reused while names still wait in the queue
+            own = os.dup(self.workfd)
+            threading.Thread(target=self._unlinker, args=(self._unlinks, own),
                              name="fuse-overlay-unlink", daemon=True).start()
         self._unlinks.put(tmp)
 
@@ -1225,7 +1228,7 @@ class Overlay(pyfuse3.Operations):
             try:
                 os.unlink(name, dir_fd=workfd)
             except OSError:
-                pass  # the mount is going (workfd closed): the next mount empties it
+                pass  # gone already: the next mount empties the workdir anyway
 
     def _symlink(self, parent_ino, name, target, ctx):
         d = self._node(parent_ino)

@@ -1,5 +1,6 @@
 """Through a published port: requests per second of 1,000 sequential small HTTP requests and
-throughput of a 200 MB download, `rl run -p` against podman rootless on the same work.
+throughput of a 200 MB download, `rl run -p` (both port handlers) against podman rootless
+(both of its) on the same work.
 
 Both run busybox httpd from the same busybox image (loaded into each store from one
 docker-archive, as the run benchmark does), published with `-p 127.0.0.1:PORT:80`, serving
@@ -7,13 +8,18 @@ one host directory bind-mounted read-only at /www (index.html and a sparse 200 M
 disk costs nothing, the network carries every byte). The client is this process
 (http.client), a new connection per request.
 
-Peers, each started fresh for every round, rounds interleaved (who goes first rotates),
+The download is fetched with curl when it is installed (a C client: what a user would
+run; http.client's own copying would be part of the figure otherwise).
+
+Sides, each started fresh for every round, rounds interleaved (who goes first rotates),
 medians reported:
-- podman `--network slirp4netns:port_handler=slirp4netns`: the like-for-like peer (the
-  data path is slirp4netns in both, and both keep the client's source address); target
+- rl's default (slirp4netns's forwards) against podman `--network
+  slirp4netns:port_handler=slirp4netns`: the like-for-like pair (the data path is
+  slirp4netns in both, and both keep the client's source address); target >= 0.9x.
+- rl `--network slirp4netns:port_handler=proxy` (network/proxy.py: the monitor accepts
+  and splices) against podman's default (slirp4netns with rootlessport, a userspace proxy
+  that rewrites the source address): the like-for-like pair of the fast way; target
   >= 0.9x.
-- podman's default (slirp4netns with rootlessport, a userspace proxy that rewrites the
-  source address): printed for information.
 Also printed: the CPU time the server side (slirp4netns + httpd and its per-connection
 children) spends on the 1,000 requests, rl against podman with the same port handler. It
 is what rl could add on the data path, and unlike wall time it barely moves with the load
@@ -93,6 +99,8 @@ def measure(port: int, pids: list[int]) -> tuple[float, float, float | None]:
         _get(port, "/index.html")
     rps = REQUESTS / (time.perf_counter() - t0)
     cpu_ms = (_cpu_ticks(pids) - cpu0) * 1000 / os.sysconf("SC_CLK_TCK") if pids else None
+    if shutil.which("curl"):
+        return rps, _curl_rate(port), cpu_ms
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     t0 = time.perf_counter()
     conn.request("GET", "/big")
@@ -105,6 +113,21 @@ def measure(port: int, pids: list[int]) -> tuple[float, float, float | None]:
     if got != BIG:
         raise RuntimeError(f"downloaded {got} bytes, expected {BIG}")
     return rps, BIG / elapsed / 1e6, cpu_ms
+
+
+def _curl_rate(port: int) -> float:
+    """MB/s of one download of /big with curl (its own timing: from the request on)."""
+    import subprocess
+
+    r = subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", "-w",
+                        "%{size_download} %{time_total}", f"http://127.0.0.1:{port}/big"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"curl: {r.stderr.strip()}")
+    size, total = r.stdout.split()
+    if int(size) != BIG:
+        raise RuntimeError(f"downloaded {size} bytes, expected {BIG}")
+    return BIG / float(total) / 1e6
 
 
 def _server_pids(argv: list[str], env: dict, podman: bool) -> list[int]:
@@ -124,6 +147,9 @@ def _server_pids(argv: list[str], env: dict, podman: bool) -> list[int]:
     else:
         slirp = [p for p, pp, comm, _ in procs
                  if comm == "slirp4netns" and pp == doc["State"]["MonitorPid"]]
+        # the monitor: with port_handler=proxy it carries the connections
+        slirp.append(doc["State"]["MonitorPid"])
+        return [httpd, *slirp] if len(slirp) == 2 else []
     return [httpd, *slirp] if len(slirp) == 1 else []
 
 
@@ -172,6 +198,8 @@ def run(report) -> None:
         www = _www(e)
         sides = {
             "rl": (e.rl_argv, e.image, [], e.env),
+            "rl(port_handler=proxy)": (e.rl_argv, e.image,
+                                       ["--network", "slirp4netns:port_handler=proxy"], e.env),
             "podman(port_handler=slirp4netns)": (
                 e.podman, "localhost/rlbench",
                 ["--network", "slirp4netns:port_handler=slirp4netns"], penv),
@@ -190,7 +218,8 @@ def run(report) -> None:
             argv, image, network, env = sides[name]
             _one(argv, image, network, www, env)
         for i in range(repeat):
-            for name in order[i % 3:] + order[:i % 3]:  # who goes first rotates
+            k = i % len(order)
+            for name in order[k:] + order[:k]:  # who goes first rotates
                 argv, image, network, env = sides[name]
                 got[name].append(_one(argv, image, network, www, env))
             loads.append(os.getloadavg()[0])
@@ -199,14 +228,22 @@ def run(report) -> None:
             report.note(f"{name}: req/s {[round(s[0]) for s in samples]}, "
                         f"MB/s {[round(s[1]) for s in samples]}"
                         + (f", server CPU ms per {REQUESTS} requests {cpu}" if cpu else ""))
-        rl_rps = statistics.median(s[0] for s in got["rl"])
-        rl_mbs = statistics.median(s[1] for s in got["rl"])
-        for peer, target in (("podman(port_handler=slirp4netns)", ">= 0.9x"),
-                             ("podman(rootlessport)", "")):
-            report.ratio("net: 1000 sequential requests", rl_rps, peer,
+        pairs = (("rl", "podman(port_handler=slirp4netns)", ">= 0.9x"),
+                 ("rl", "podman(rootlessport)", ""),
+                 ("rl(port_handler=proxy)", "podman(rootlessport)", ">= 0.9x"))
+        for mine, peer, target in pairs:
+            what = "" if mine == "rl" else " with port_handler=proxy"
+            report.ratio(f"net: 1000 sequential requests{what}",
+                         statistics.median(s[0] for s in got[mine]), peer,
                          statistics.median(s[0] for s in got[peer]), "req/s", target=target)
-            report.ratio("net: 200 MB download", rl_mbs, peer,
+            report.ratio(f"net: 200 MB download{what}",
+                         statistics.median(s[1] for s in got[mine]), peer,
                          statistics.median(s[1] for s in got[peer]), "MB/s", target=target)
+        # each round's own ratio too: the machine's load moves both sides of a round
+        # together, and the medians of a run alone have swung 0.8x-1.6x here
+        for mine, peer, _ in pairs[::2]:
+            per = [round(a[1] / b[1], 2) for a, b in zip(got[mine], got[peer], strict=True)]
+            report.note(f"{mine} / {peer}, download, round by round: {per}")
         # CPU time is what rl adds or not, and unlike wall time barely moves with the load
         # other users put on the machine
         peer = "podman(port_handler=slirp4netns)"

@@ -43,6 +43,20 @@ def start(cid: str, *fds: int) -> None:
     finally:
         for sock in socks:
             sock.close()
+    _warm_up()
+
+
+def _warm_up() -> None:
+    """As `rl run` does after a container ran: the fuse server zygote for the next
+    starts (a cold fuse server imports pyfuse3 during the start: ~60 ms here), if
+    fuse_overlay serves root filesystems and none runs (it idles out after 10 min)."""
+    from rootless.runtime import rootfs, zygote
+
+    try:
+        if not zygote.available() and rootfs.default_backend() == "fuse_overlay":
+            zygote.spawn()
+    except OSError:
+        pass
 
 
 class DockerProgress:
@@ -83,17 +97,39 @@ class DockerProgress:
             self.write({"stream": ev.data.decode(errors="replace")})
 
 
-def pull(image: str, platform: str | None, fd: int) -> None:
+def _identity(identity: tuple[str, str] | None):
+    """The identity token X-Registry-Auth gave, for the engine calls made inside."""
+    import contextlib
+
+    if identity is None:
+        return contextlib.nullcontext()
+    from rootless.image import auth
+
+    server, token = identity
+    return auth.for_call(server or None, token)
+
+
+def pull(image: str, platform: str | None, identity: tuple[str, str] | None,
+         fd: int) -> None:
     """POST /images/create's stream: the engine's pull with Docker's progress lines."""
     from rootless.engine import images
 
     try:
         out = DockerProgress(fd)
-        rec = images.pull(image, platform=platform, progress=out)
+        with _identity(identity):
+            rec = images.pull(image, platform=platform, progress=out)
         out.write({"status": f"Digest: {rec.manifest_digest}"})
         out.write({"status": f"Status: Downloaded newer image for {image}"})
     finally:
         os.close(fd)
+
+
+def push(name: str, identity: tuple[str, str] | None):
+    """POST /images/{name}/push: the engine's push, with X-Registry-Auth's identity token."""
+    from rootless.engine import ship
+
+    with _identity(identity):
+        return ship.push(name)
 
 
 def build(opts, tags: list[str], quiet: bool, fd: int) -> None:

@@ -146,30 +146,58 @@ def wait(req: Request) -> Response:
     return Response(200, gen(), streamed=True)
 
 
-# Exit codes attaches saw, for a wait on "removed" whose container went (--rm) before
-# its exit code could be read from its row (bounded: the newest only).
-_ATTACHED_EXITS: dict[str, int] = {}
+# The exits attaches of this service saw, per container: (how many, the last code). An
+# attach gets the exit code from the container's monitor once the exit is recorded (and
+# an --rm container removed), so a wait here answers from it at once, woken by
+# _EXIT_SEEN, instead of polling the row; it is also where a wait on "removed" finds
+# the exit code of a --rm container whose row is gone. Bounded: the newest 256.
+_ATTACHED_EXITS: dict[str, tuple[int, int]] = {}
+_EXIT_SEEN = threading.Condition()
+
+
+def _note_exit(cid: str, code: int) -> None:
+    with _EXIT_SEEN:
+        count = _ATTACHED_EXITS.pop(cid, (0, 0))[0]
+        _ATTACHED_EXITS[cid] = (count + 1, code)
+        while len(_ATTACHED_EXITS) > 256:
+            _ATTACHED_EXITS.pop(next(iter(_ATTACHED_EXITS)))
+        _EXIT_SEEN.notify_all()
+
+
+def _exits_seen(cid: str) -> tuple[int, int | None]:
+    with _EXIT_SEEN:
+        return _ATTACHED_EXITS.get(cid, (0, None))
 
 
 def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
     """The exit code once `condition` holds (None when the client went away).
 
-    The engine's wait covers not-running of a started container; what a created container
-    waits for (next-exit: its start and then its exit; removed) is watched here on the
-    container's row until the engine's wait takes those conditions (CONTRACT.md)."""
+    An exit an attach of this service saw after the wait began answers it (for
+    "removed", when the container is --rm: its monitor removed it before saying so).
+    Otherwise the row is looked at, at most 0.1 s apart (lookup turns the row of a
+    container whose monitor is gone into an exited one), and while it runs, whether its
+    monitor is alive; between looks the thread sleeps on _EXIT_SEEN, and it checks `gone`
+    at each, so a wait whose client went away ends within 0.1 s instead of keeping its
+    thread until the container exits."""
     from rootless.engine import containers
     from rootless.errors import NotFound
+    from rootless.store.containerdb import monitor_alive
 
     cid, first, last_code, created = c.id, c.started, c.exit_code, c.created
+    rm = bool(c.options.get("rm"))
+    seen_at_start = _exits_seen(cid)[0]
     seen_running = False
     delay = 0.01
     while not gone.is_set():
+        count, code = _exits_seen(cid)
+        if count > seen_at_start and (condition != "removed" or rm):
+            return code
         try:
             cur = containers.lookup(cid)
         except NotFound:  # removed (--rm): its exit code is in its die event, which
             # its monitor may write just after the removal
             for _ in range(50):
-                code = _ATTACHED_EXITS.get(cid)
+                code = _exits_seen(cid)[1]
                 if code is None:
                     code = _exit_code_from_events(cid, created)
                 if code is not None or last_code is not None or gone.is_set():
@@ -185,10 +213,17 @@ def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
                 return code
         elif cur.state == "running" and not cur.options.get("restart"):
             seen_running = True
-            containers.wait(cid)  # until its monitor is gone; then look again
+            # until its monitor is gone (a look at /proc, cheaper than the row), an
+            # attach saw the exit, or the client left; then the row again
+            with _EXIT_SEEN:
+                while monitor_alive(cur) and not gone.is_set() and \
+                        _ATTACHED_EXITS.get(cid, (0, 0))[0] == count:
+                    _EXIT_SEEN.wait(0.1)
             delay = 0.01
             continue
-        time.sleep(delay)
+        with _EXIT_SEEN:
+            if _ATTACHED_EXITS.get(cid, (0, 0))[0] == count:
+                _EXIT_SEEN.wait(delay)
         delay = min(delay * 2, 0.1)
     return None
 
@@ -517,9 +552,7 @@ def attach(req: Request) -> Response:
             code = containers.attach(c.id, streams, logs=logs, stream=stream or not logs,
                                      detach_keys=keys)
             if code is not None:
-                _ATTACHED_EXITS[c.id] = code
-                while len(_ATTACHED_EXITS) > 256:
-                    _ATTACHED_EXITS.pop(next(iter(_ATTACHED_EXITS)))
+                _note_exit(c.id, code)
         finally:
             hijack.finish(sock)
             if created:

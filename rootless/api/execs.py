@@ -52,8 +52,12 @@ def create(req: Request) -> Response:
     cmd = body.get("Cmd")
     if not cmd or not isinstance(cmd, list):
         raise ApiError(400, "Cmd is required (a list)")
-    for k in ("DetachKeys", "ConsoleSize"):
-        body.pop(k, None)
+    if body.pop("DetachKeys", None):
+        # the exec's process is a child of the service's worker, which cannot hand it over
+        # mid-stream; the CLI's `rl exec -it` detaches (rootless/engine/execs.py)
+        raise ApiError(400, "DetachKeys is not supported for exec through the API: "
+                            "leave --detach-keys out (or use rl exec -it, which detaches)")
+    body.pop("ConsoleSize", None)
     e = Exec(os.urandom(32).hex(), c.id, [str(x) for x in cmd], tty=bool(body.get("Tty")),
              stdin=bool(body.get("AttachStdin")), stdout=bool(body.get("AttachStdout", True)),
              stderr=bool(body.get("AttachStderr", True)), user=body.get("User") or None,

@@ -39,19 +39,26 @@ def _registry_auth(req: Request) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def _with_auth(req: Request) -> None:
-    """The engine reads credentials from the user's store (rl login); credentials sent
-    in X-Registry-Auth are refused rather than ignored, with the fix."""
+def _with_auth(req: Request) -> tuple[str, str] | None:
+    """X-Registry-Auth's credentials. An identity token (an OAuth2 refresh token from a
+    client's login at a registry's token service) is returned, (serveraddress, token),
+    for the engine call to use for this request only. A username and password are
+    checked and stored as `rl login` does (the engine reads stored credentials). A
+    registrytoken (a bare bearer token, which rl cannot renew per scope) is refused with
+    the fix."""
     auth = _registry_auth(req)
-    if auth.get("username") or auth.get("password") or auth.get("identitytoken") \
-            or auth.get("registrytoken"):
+    if auth.get("identitytoken"):
+        return (auth.get("serveraddress") or "", str(auth["identitytoken"]))
+    if auth.get("username") or auth.get("password") or auth.get("registrytoken"):
         if auth.get("username") and auth.get("password"):
 
             engine("rootless.engine.images:login", auth.get("serveraddress") or None,
                    auth["username"], auth["password"])
-            return
-        raise ApiError(400, "rl takes registry tokens from `rl login` only: run `rl login "
-                       "REGISTRY` once, then pull without credentials")
+            return None
+        raise ApiError(400, "rl takes a username and password or an identity token in "
+                       "X-Registry-Auth, not a registrytoken: run `rl login REGISTRY` once, "
+                       "then pull without credentials")
+    return None
 
 
 def create(req: Request) -> Response:
@@ -66,13 +73,13 @@ def create(req: Request) -> Response:
     tag = req.q("tag") or ""
     if tag and "@" not in image:
         image = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
-    _with_auth(req)
+    identity = _with_auth(req)
     # streamed: the engine's progress events become Docker's lines as they come; an
     # error after the head is an {"error"} line, as Docker's
     from rootless.api.containers import pipe_stream
 
     return pipe_stream(req, "rootless.api.calls:pull", image, req.q("platform") or None,
-                       content_type="application/json")
+                       identity, content_type="application/json")
 
 
 def _import(req: Request, src: str) -> Response:
@@ -132,8 +139,8 @@ def push(req: Request) -> Response:
     name = _name(req)
     if req.q("tag"):
         name = f"{name}:{req.q('tag')}"
-    _with_auth(req)
-    res = engine("rootless.engine.ship:push", name)
+    identity = _with_auth(req)
+    res = engine("rootless.api.calls:push", name, identity)
     tag = name.rpartition(":")[2] if ":" in name.rpartition("/")[2] else "latest"
     lines = [{"status": f"The push refers to repository [{res.destination}]"},
              {"status": f"{tag}: digest: {res.digest} size: 0"},
@@ -285,7 +292,9 @@ def _unpack_context(tar_path: str) -> str:
     from rootless.errors import RlError
     from rootless.runtime import copying
 
-    dest = tempfile.mkdtemp(prefix="api-build-", dir=ship.data_tmp())
+    # named after this process, as the store's TempArea names its work: a build's sweep
+    # of the tmp area removes what dead processes left there, and kept nothing else
+    dest = tempfile.mkdtemp(prefix=f"{os.getpid()}-api-build-", dir=ship.data_tmp())
     try:
         copying.extract_untrusted(tar_path, dest)
     except (tarfile.TarError, OSError, RlError) as exc:

@@ -35,6 +35,7 @@ import trio
 
 from rootless import __version__
 from rootless.api import API_VERSION, MIN_API_VERSION, protocol, routes
+from rootless.trace import trace
 
 MAX_HEAD = 64 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024
@@ -212,7 +213,10 @@ class Service:
                 size += len(event.data)
                 if kind == "file":
                     if out is None:
-                        fd, path = tempfile.mkstemp(prefix="api-body-", dir=self.tmpdir)
+                        # <pid>-: the store's sweep of tmp/ keeps what live processes
+                        # spool there (rootless/store/layers.py TempArea)
+                        fd, path = tempfile.mkstemp(prefix=f"{os.getpid()}-api-body-",
+                                                    dir=self.tmpdir)
                         out = os.fdopen(fd, "wb")
                         req.body_file = path
                     out.write(event.data)
@@ -260,15 +264,19 @@ class Service:
             await self._drain(conn, stream)
             await self._send_error(conn, stream, exc.status, exc.message, close=False)
             return True
+        trace(f"api {method} {req.path}")
         try:
             resp = await trio.to_thread.run_sync(_call, handler, req, limiter=_LIMITER,
                                                  abandon_on_cancel=True)
         finally:
             _unlink(req.body_file)
+        trace(f"api {method} {req.path} handled {resp.status}")
         if resp.hijack is not None:
             await self._hijack(conn, stream, req, resp)
             return False
-        return await self._respond(conn, stream, req, resp)
+        keep = await self._respond(conn, stream, req, resp)
+        trace(f"api {method} {req.path} answered")
+        return keep
 
     async def _drain(self, conn, stream) -> None:
         while conn.their_state is h11.SEND_BODY:

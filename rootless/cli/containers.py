@@ -55,7 +55,10 @@ def _run_options(f):
         click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
         click.option("--network", "--net", multiple=True, metavar="NETWORK",
                      help="slirp4netns[:OPTS] (default), none, host, container:NAME or a "
-                          "network's name (repeat for several networks)."),
+                          "network's name (repeat for several networks). slirp4netns OPTS: "
+                          "allow_host_loopback=true, mtu=N, cidr=NET, port_handler="
+                          "slirp4netns|proxy (proxy, or podman's rootlesskit: faster -p, "
+                          "but the container sees its own address as the client's)."),
         click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:OPTS]",
                      help="Bind a host path or mount a named volume (OPTS: ro, rw, nocopy, z, Z; comma-separated)."),
         click.option("--mount", multiple=True, metavar="type=TYPE,source=SRC,target=DST[,...]",
@@ -415,7 +418,8 @@ def wait(containers: tuple[str, ...]) -> None:
                      help="Read KEY=VALUE lines from a file.")
 @click.option("-d", "--detach", is_flag=True, help="Run it in the background.")
 @click.option("--detach-keys", metavar="KEYS",
-              help="Not supported: the command's process ends with rl exec (refused).")
+              help="With -it: keys that detach, leaving the command running (default "
+                   "ctrl-p,ctrl-q).")
 @click.option("--privileged", is_flag=True,
               help="Every capability of rl's user namespace and no seccomp filter.")
 @click.argument("container")
@@ -426,14 +430,10 @@ def exec_(interactive, tty, user, workdir, env, env_file, detach, detach_keys, p
     """Run a command in a running container."""
     from rootless.engine.streams import Streams
 
-    if detach_keys is not None:
-        raise InvalidArgument("rl exec cannot detach from the command: its process ends "
-                              "with rl exec, so --detach-keys is not supported",
-                              "use rl exec -d to run it in the background")
     code = _engine().exec_(container, list(command), interactive=interactive, tty=tty,
                            user=user, workdir=workdir, env=list(env), env_files=list(env_file),
                            detach=detach, streams=Streams(0 if interactive else None, 1, 2),
-                           privileged=privileged)
+                           privileged=privileged, detach_keys=detach_keys)
     sys.stdout.flush()
     sys.exit(code or 0)
 

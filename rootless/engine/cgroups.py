@@ -58,7 +58,7 @@ class Report:
         if self.layout == "v1":
             return (f"this host has cgroup v1 only (no cgroup v2 tree at {self.root}); v1 "
                     "controllers cannot be delegated to a user", V2_FIX)
-        if self.layout == "hybrid":
+        if self.layout == "hybrid" and controller not in self.controllers:
             where = ("on cgroup v1" if os.path.isdir(os.path.join(self.root, controller))
                      else "not on the cgroup v2 tree")
             return (f"this host has a hybrid cgroup layout: the {controller} controller is "
@@ -85,7 +85,7 @@ class Report:
     def usable(self) -> bool:
         """A cgroup of its own can be made for a container (cgroup.freeze needs no
         controller)."""
-        return self.layout == "v2" and self.delegated is not None
+        return self.layout != "v1" and self.delegated is not None
 
 
 def _read(path: str) -> str | None:
@@ -113,13 +113,17 @@ def probe(root: str = ROOT, self_cgroup: str = "/proc/self/cgroup",
     rep = Report(layout, path, None, root=root)
     if layout == "hybrid":
         rep.unified = (_read(os.path.join(root, "unified", "cgroup.controllers")) or "").split()
-    if layout != "v2" or not path:
+    if layout == "v1" or not path:
         rep.reason = rep.why_not("memory")[0]
         return rep
-    # the delegated subtree: the top-most ancestor of our cgroup still owned by us
-    here = os.path.join(root, path.strip("/"))
+    # the delegated subtree: the top-most ancestor of our cgroup still owned by us. On a
+    # hybrid host the 0:: line names a cgroup of the v2 tree mounted at root/unified;
+    # systemd delegates it as on v2, but without controllers (they are all on v1): it
+    # gives a container a cgroup of its own and cgroup.freeze, and no limit.
+    tree = root if layout == "v2" else os.path.join(root, "unified")
+    here = os.path.join(tree, path.strip("/"))
     top = None
-    while os.path.normpath(here) != os.path.normpath(root):
+    while os.path.normpath(here) != os.path.normpath(tree):
         try:
             if owner_of(here) != uid:
                 break
@@ -550,7 +554,8 @@ def info_line(rep: Report | None = None) -> tuple[bool, str, str | None]:
     rep = rep or probe()
     if rep.usable:
         missing = [c for c in WANTED if c not in rep.controllers]
-        detail = (f"cgroup v2, {rep.delegated} delegated with "
+        kind = "cgroup v2" if rep.layout == "v2" else "the cgroup v2 tree of a hybrid layout"
+        detail = (f"{kind}, {rep.delegated} delegated with "
                   f"{' '.join(rep.controllers) or 'no controllers'}"
                   + (f" (no {' '.join(missing)}: the flags needing them are refused)"
                      if missing else ""))

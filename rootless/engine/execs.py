@@ -2,12 +2,14 @@
 
     exec_(ref, command, *, streams=None, tty=False, interactive=False, user=None,
           workdir=None, env=None, env_files=None, detach=False, privileged=False,
-          on_started=None) -> int | None
+          on_started=None, detach_keys=None) -> int | None
         the command's exit code (126/127 when it cannot be run, 125 when the container
         cannot be entered, with the reason on its stderr); None with `detach` (it runs
         on, its output dropped). `on_started(handle)` is called once it runs; with a tty,
         exec_resize(handle, rows, cols) sets its terminal's size. `privileged`: every
         capability of the container's user namespace and no seccomp filter.
+        `detach_keys` (Docker's syntax; None: ctrl-p,ctrl-q; "": none), with -it from
+        the CLI: at the keys the command is left running and None is returned.
 
 setns(2) into the container's user namespace needs a single-threaded process: from the
 single-threaded CLI with its own fds the command's process is forked (the fast path);
@@ -82,10 +84,17 @@ def exec_(ref: str, command: list[str], *, streams: Streams | None = None,
           interactive: bool = False, tty: bool = False, user: str | None = None,
           workdir: str | None = None, env: list[str] | None = None,
           env_files: list[str] | None = None, detach: bool = False,
-          privileged: bool = False, on_started=None) -> int | None:
+          privileged: bool = False, on_started=None,
+          detach_keys: str | None = None) -> int | None:
     """See the module's docstring."""
+    from rootless.engine.streams import parse_detach_keys
+
     if not command:
         raise InvalidArgument("rl exec needs a command")
+    keys = parse_detach_keys(detach_keys)
+    if detach_keys is not None and not (tty and interactive):
+        raise InvalidArgument("--detach-keys needs -i and -t: the keys are read from the "
+                              "command's terminal", "add -it, or drop --detach-keys")
     _check_workdir(workdir)
     c = _running(ref)
     spec, process = _process_of(c, command, tty=tty, workdir=workdir, env=env,
@@ -102,33 +111,41 @@ def exec_(ref: str, command: list[str], *, streams: Streams | None = None,
             and streams.fds() in ((0, 1, 2), (None, 1, 2))):
         return _exec_forked(c, spec, process, bpf, interactive=interactive and
                             streams.stdin is not None, tty=tty, user=user,
-                            on_started=on_started)
+                            on_started=on_started, keys=keys)
     return _exec_spawned(c, process, streams, interactive=interactive, tty=tty, user=user,
                          detach=detach, on_started=on_started, privileged=privileged)
 
 
-def _exec_forked(c, spec, process, bpf, *, interactive, tty, user, on_started) -> int:
-    """The CLI's exec: a fork of this single-threaded process on its own fds 0/1/2."""
+def _exec_forked(c, spec, process, bpf, *, interactive, tty, user, on_started,
+                 keys: bytes = b"") -> int | None:
+    """The CLI's exec: a fork of this single-threaded process on its own fds 0/1/2. With
+    -it, the detach keys hand the command to the joining process, which keeps it running
+    (rootless.runtime.join.keep_after_detach): None then."""
     from rootless.runtime import join, monitor
 
-    sock_parent = sock_child = None
+    sock_parent = sock_child = ctl_parent = ctl_child = None
     if tty:
         import socket
 
         sock_parent, sock_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if interactive and keys:
+            ctl_parent, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
         if not interactive:
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
-        if sock_parent is not None:
-            sock_parent.close()
+        for s in (sock_parent, ctl_parent):
+            if s is not None:
+                s.close()
         join.exec_child(c.pid, spec, process,
                         tty_sock=sock_child.detach() if sock_child is not None else None,
-                        user=user, seccomp_bpf=bpf)
-    if sock_child is not None:
-        sock_child.close()
+                        user=user, seccomp_bpf=bpf,
+                        control=ctl_child.detach() if ctl_child is not None else None)
+    for s in (sock_child, ctl_child):
+        if s is not None:
+            s.close()
     if not tty:
         if on_started is not None:
             on_started(ExecHandle(pid))
@@ -139,9 +156,30 @@ def _exec_forked(c, spec, process, bpf, *, interactive, tty, user, on_started) -
 
     _, fds, _, _ = socket.recv_fds(sock_parent, 16, 1)
     sock_parent.close()
+    master = fds[0] if fds else None
     if on_started is not None:
-        on_started(ExecHandle(pid, fds[0] if fds else None))
-    return monitor.run_exec_pty(pid, fds[0] if fds else None, interactive=interactive)
+        on_started(ExecHandle(pid, master))
+    if ctl_parent is None or master is None:
+        return monitor.run_exec_pty(pid, master, interactive=interactive)
+    from rootless.engine.streams import DetachScanner
+
+    def hand_over() -> bool:
+        """The joining process takes the pty and stays (its answer: b"k"); no answer,
+        the command has just ended: go on to its exit code."""
+        try:
+            socket.send_fds(ctl_parent, [b"d"], [master])
+            ctl_parent.settimeout(5)
+            return ctl_parent.recv(1) == b"k"
+        except OSError:
+            return False
+
+    try:
+        code = monitor.run_exec_pty(pid, master, interactive=interactive,
+                                    scan=DetachScanner(keys).feed, detach=hand_over)
+    finally:
+        ctl_parent.close()
+    # None: detached, the joining process not waited for (it outlives us; init reaps it)
+    return code
 
 
 def _exec_spawned(c, process: dict, streams: Streams, *, interactive: bool, tty: bool,

@@ -149,13 +149,25 @@ def stop(ref: str, timeout: int | None = None, sig: str | None = None) -> Contai
         except (ProcessLookupError, PermissionError):
             pass
         if _wait_exit(c, None if t < 0 else t):
-            return lookup(c.id)
+            return _after_stop(c)
     try:
         join.kill(c.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     _wait_exit(c, 10)
-    return lookup(c.id)
+    return _after_stop(c)
+
+
+def _after_stop(c: Container) -> Container:
+    """The stopped container's record; an --rm one is removed at its exit, which is the
+    stop succeeding (as Docker's), not "no such container"."""
+    try:
+        return lookup(c.id)
+    except NotFound:
+        if not c.options.get("rm"):
+            raise
+        c.state = "exited"
+        return c
 
 
 def stop_signal_of(c: Container) -> int:

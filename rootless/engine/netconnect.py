@@ -35,9 +35,15 @@ def _target(network_ref: str, container_ref: str):
     nets = netwire.user_networks(c.options)
     if not nets:
         mode = netwire.mode_of(c.options.get("network"))
-        raise InvalidArgument(f"container {c.name} uses --network {mode}, not a user-defined "
-                              "network", "only containers started with --network NAME can change "
-                              "networks; recreate it with --network NAME")
+        # Docker connects any bridge container; rootless podman refuses a slirp4netns one
+        # too ('"slirp4netns" is not supported: invalid network mode'). Same text for the
+        # CLI and the API (400, as Docker's refusals of host/container: network modes).
+        raise InvalidArgument(
+            f"container {c.name} uses --network {mode}, not a user-defined network: only a "
+            "container started on one can join others (its user namespace is made under "
+            "the networks' holder at its start, which cannot be changed later)",
+            "recreate it with --network NAME (a network of rl network create), then "
+            "connect it to more networks")
     return net, c, nets
 
 

@@ -132,36 +132,42 @@ def mappings_of(options: dict) -> list:
     return [PortMapping.from_dict(p) for p in options.get("ports") or []]
 
 
-def start(options: dict, sandbox_pid: int, api_socket: str, container=None):
+def start(options: dict, sandbox_pid: int, api_socket: str, container=None) -> list:
     """In the monitor, once the sandbox's net namespace exists: slirp4netns and every
     published port (all or nothing), or the veth on a user-defined network. Returns what
-    to stop() when the container ends, or None."""
+    to stop() when the container ends (slirp4netns, and with port_handler=proxy the
+    listeners the monitor serves: network/proxy.py)."""
     from rootless.network import ports, slirp
 
     mode = mode_of(options.get("network"))
     if mode.kind == "bridge":
-        return _Endpoint.attach(container, mode.name, sandbox_pid)
+        return [_Endpoint.attach(container, mode.name, sandbox_pid)]
     if mode.kind != "slirp4netns":
-        return None
+        return []
     maps = mappings_of(options)
-    from rootless.network import loopguard
+    from rootless.network import etcfiles, loopguard
 
+    proxied = mode.port_handler == "proxy" and maps
     # a UDP port a loopback client can reach needs host loopback in slirp4netns and a rule
-    # keeping the container from opening flows to the host's loopback (loopguard.py)
-    guard = loopguard.needed(maps, mode.allow_host_loopback)
+    # keeping the container from opening flows to the host's loopback (loopguard.py); the
+    # proxy's UDP comes from inside the namespace and needs neither
+    guard = not proxied and loopguard.needed(maps, mode.allow_host_loopback)
     s = slirp.start(sandbox_pid, api_socket=api_socket,
                     allow_host_loopback=mode.allow_host_loopback or guard, mtu=mode.mtu,
                     cidr=mode.cidr, mac=options.get("mac_address"))
     try:
         if guard:
-            from rootless.network import etcfiles
-
             loopguard.install(sandbox_pid, etcfiles.slirp_addresses(mode.cidr)["gateway"])
+        if proxied:
+            from rootless.network import proxy
+
+            guest = etcfiles.slirp_addresses(mode.cidr)["container"]
+            return [s, proxy.bind(maps, sandbox_pid, guest)]
         ports.forward_all(s, maps)
     except BaseException:
         s.stop()
         raise
-    return s
+    return [s]
 
 
 def files(network: str | None, hostname: str) -> dict[str, str]:

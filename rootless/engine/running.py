@@ -131,10 +131,8 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         cgroups.join(c.short_id, c.options.get("limits"), sandbox_pid)
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
         trace("M network")
-        s = netwire.start(c.options, sandbox_pid, sock, c)  # slirp4netns/veth + ports
-        trace("M network ready")
-        if s is not None:
-            slirp.append(s)
+        slirp.extend(netwire.start(c.options, sandbox_pid, sock, c))  # slirp4netns/veth
+        trace("M network ready")                                       # + ports
 
     forwarder = monitor.Forwarder()
     forwarder.install()
@@ -158,8 +156,19 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
     launch.on_exit = network_end
     if on_started is not None:
         on_started()
-    if not attach:
+    # A detached monitor becomes lean (its memory is what an idle container costs), but
+    # not one with attach clients from before the start: that is a foreground run from
+    # another process (the API's `docker run`, `rl run -i`), whose monitor stays whole as
+    # `rl run`'s own does, so its end imports nothing (the lean one imports the engine
+    # after the exit: ~100 ms that the client waits for).
+    foreground = not attach and bool(hub_fds)
+    if not attach and not foreground:
         _become_lean(c, launch, wiring, forwarder, slirp, hub)  # returns only if that failed
+
+    # port_handler=proxy: this process serves the published ports (network/proxy.py)
+    proxy = next((s for s in slirp if getattr(s, "handover_key", "") == "proxy"), None)
+    if proxy is not None:
+        proxy.start()
 
     def send(sig: int) -> None:
         try:
@@ -176,7 +185,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         code = monitor.run_loop(launch, wiring, log_path=_log_target(c) if log else None,
                                 attach=attach, interactive=bool(c.options.get("interactive")),
                                 send_signal=send, forwarder=forwarder, timer=timer, hub=hub,
-                                stdio=stdio)
+                                stdio=stdio, proxy=proxy)
     finally:
         forwarder.restore()
         for s in slirp:
@@ -187,8 +196,16 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
                 s.stop()
     _set_exited(c, code)
     trace(f"M recorded exit code {code}")
+    if foreground and c.options.get("rm"):
+        # as finish_detached: removed before the clients get the exit code, so that a
+        # client's next verb (the API's wait for "removed") sees it gone
+        _remove_files(c, volumes=True)
     if hub is not None:
         hub.finish(code)
+    if foreground and c.options.get("restart"):
+        from rootless.engine import restart
+
+        restart.after_exit(c.id, code)
     return code
 
 
@@ -210,8 +227,8 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
 
     net: dict = {}
     for s in stoppers:
-        if hasattr(s, "handover"):
-            net["slirp"] = s.handover()
+        if hasattr(s, "handover"):  # slirp4netns, the port proxy (network/proxy.py)
+            net[getattr(s, "handover_key", "slirp")] = s.handover()
         else:
             net["endpoint"] = True
     blocked = set(monitor.FORWARDED)
@@ -306,7 +323,10 @@ def _continue_detached(c: Container, code: int) -> None:
     returns while the daemon restarts the container)."""
     from rootless.engine import restart
 
-    c = lookup(c.id)
+    try:
+        c = lookup(c.id)
+    except NotFound:  # --rm: removed at its exit (no policy restarts an --rm container)
+        return
     if not restart.wants_restart(c.options.get("restart"), code, c.restart_count,
                                  bool(c.manual_stop)):
         return
@@ -425,14 +445,17 @@ def _start_attached(c: Container, streams: Streams, *, detach_keys: str | None,
 
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     waiting = _take_pending(c.id)
+    others = _other_waiters(c)
     try:
         try:
-            _start_detached(c, [theirs] + [s for s, _ in waiting])
+            _start_detached(c, [theirs] + [s for s, _ in waiting] + others)
         except BaseException:
             mine.close()
             raise
     finally:
         theirs.close()
+        for s in others:
+            s.close()
         for s, ev in waiting:
             s.close()
             ev.set()
@@ -520,8 +543,9 @@ def start(ref: str, *, attach: bool = False, streams: Streams | None = None,
                               tty=bool(c.options.get("tty")))
         launch = _launch(c.options, _maps_of(c), wiring)
         launch.fork()
+        others = [s.detach() for s in _other_waiters(c)]  # the hub owns them
         try:
-            code = _drive(c, launch, wiring, attach=True, log=True)
+            code = _drive(c, launch, wiring, attach=True, log=True, hub_fds=others)
         finally:
             if c.options.get("rm"):
                 _remove_files(c, volumes=True)
@@ -534,13 +558,23 @@ def start(ref: str, *, attach: bool = False, streams: Streams | None = None,
             streams = Streams(None, streams.stdout, streams.stderr)
         return _start_attached(c, streams, detach_keys=detach_keys, on_started=on_started)
     waiting = _take_pending(c.id)
+    others = _other_waiters(c)
     try:
-        _start_detached(c, [s for s, _ in waiting] + list(attach_socks))
+        _start_detached(c, [s for s, _ in waiting] + list(attach_socks) + others)
     finally:
+        for s in others:
+            s.close()
         for s, ev in waiting:
             s.close()
             ev.set()
     return None
+
+
+def _other_waiters(c: Container) -> list:
+    """Attach clients of other processes waiting for this start (engine/attachwait.py)."""
+    from rootless.engine import attachwait
+
+    return attachwait.connect_all(c.short_id)
 
 
 def _start_detached(c: Container, attach_socks=()) -> None:
@@ -605,7 +639,9 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
 
         wiring = monitor.wire(mode="detached", interactive=bool(c.options.get("interactive")),
                               tty=bool(c.options.get("tty")))
-        launch = _launch(c.options, _maps_of(c), wiring, lean=True)
+        # a foreground run (clients from birth, see _drive): the sandbox stays whole too,
+        # so that its end (unmount, stop the fuse server) imports nothing
+        launch = _launch(c.options, _maps_of(c), wiring, lean=not hub_fds)
 
         # pipe[0] is -1 once closed: its number may be reused by then.
         def started() -> None:
@@ -618,7 +654,7 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
             _drive(c, launch, wiring, attach=False, log=True, on_started=started,
                    hub_fds=hub_fds)
         finally:
-            if c.options.get("rm"):
+            if c.options.get("rm") and _still_there(c):  # _drive may have removed it
                 _remove_files(c, volumes=True)
     except BaseException as exc:
         code = exc.exit_code if isinstance(exc, RlError) else 125
@@ -638,6 +674,14 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
         elif isinstance(c, Container):  # already started: the caller is gone, keep the reason
             _monitor_log(c, exc)
     os._exit(0)
+
+
+def _still_there(c: Container) -> bool:
+    try:
+        lookup(c.id)
+    except NotFound:
+        return False
+    return True
 
 
 def _detach_from_caller() -> None:
@@ -743,39 +787,99 @@ def _wait_for_start(c: Container, logs: bool):
     """Block until `c` starts; (socket, replay). Started by this process: the monitor got
     our socket before the container ran. Started by another: we see it running and
     connect, the replay from the start of its run making up for what we missed."""
+    import select
     import socket
-    import threading
+
+    from rootless.engine import attachwait
 
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    taken = threading.Event()
+    taken = _Taken()
     entry = (theirs, taken)
     with _lock():
         _pending.setdefault(c.id, []).append(entry)
-    delay = 0.01
-    while not taken.wait(delay):
-        delay = min(delay * 2, 0.25)
-        try:
-            state = lookup(c.id).state
-        except NotFound:
-            state = "removed"
-        if state == "created":
-            continue
+
+    def withdraw() -> bool:
+        """Out of the pending list; False when a start() of this process took it."""
         with _lock():
             waiting = _pending.get(c.id, [])
-            mine_left = entry in waiting
-            if mine_left:
-                waiting.remove(entry)
-                if not waiting:
-                    _pending.pop(c.id, None)
-        if not mine_left:  # start() took it meanwhile
-            taken.wait()
-            break
-        mine.close()
-        theirs.close()
-        if state == "removed":
-            raise NotFound(f"no such container: {c.id}")
-        return _connect(c), True
-    return mine, logs
+            if entry not in waiting:
+                return False
+            waiting.remove(entry)
+            if not waiting:
+                _pending.pop(c.id, None)
+            return True
+
+    try:  # a start by another process connects here (rootless/engine/attachwait.py)
+        waiter = attachwait.Waiter(c.short_id)
+    except OSError:
+        waiter = None
+    try:
+        delay = 0.01
+        while not taken.wait(delay, also=waiter):
+            if waiter is not None and select.select([waiter], [], [], 0)[0]:
+                conn = waiter.accept()
+                if conn is not None:  # the monitor has its other end, from the start
+                    if withdraw():
+                        mine.close()
+                        theirs.close()
+                        return conn, logs
+                    conn.close()  # a start of this process took ours meanwhile
+                    taken.wait()
+                    break
+            delay = min(delay * 2, 0.25)
+            try:
+                state = lookup(c.id).state
+            except NotFound:
+                state = "removed"
+            if state == "created":
+                continue
+            if not withdraw():  # start() took it meanwhile
+                taken.wait()
+                break
+            mine.close()
+            theirs.close()
+            if state == "removed":
+                raise NotFound(f"no such container: {c.id}")
+            return _connect(c), True
+        return mine, logs
+    finally:
+        if waiter is not None:
+            waiter.close()
+        taken.close()
+
+
+class _Taken:
+    """threading.Event's set/wait for a pending attach, whose wait also wakes when
+    `also` (a waiter's socket) is readable: one select for both."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.flag = False
+
+    def set(self) -> None:
+        self.flag = True
+        try:
+            os.write(self.w, b"x")
+        except OSError:  # closed: its waiter is gone
+            pass
+
+    def wait(self, timeout: float | None = None, also=None) -> bool:
+        import select
+
+        if not self.flag:
+            try:
+                select.select([self.r] + ([also] if also is not None else []), [], [],
+                              timeout)
+            except (OSError, ValueError):  # closed meanwhile
+                pass
+        return self.flag
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def resize(ref: str, rows: int, cols: int) -> None:

@@ -194,8 +194,12 @@ def session(sock, streams: Streams, *, tty: bool, replay: bool, once: bool = Fal
             if stdin_open and stdin_fd in ready:
                 try:
                     data = os.read(stdin_fd, 65536)
+                except BlockingIOError:  # a caller's non-blocking fd: not its end
+                    data = None
                 except OSError:
                     data = b""
+                if data is None:
+                    continue
                 stdin_open = on_stdin(data)
                 if detached.is_set():
                     return True, None

@@ -11,14 +11,22 @@ with Docker. Lookups read, first match wins: $REGISTRY_AUTH_FILE, ~/.config/rl/a
 $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json.
 Credential helpers (`credHelpers`, `credsStore`) are not run: their entries are ignored.
 Docker Hub's key is `https://index.docker.io/v1/` in Docker's file; `docker.io` in ours.
+
+A front end may give one call credentials of its own that are never stored: the API's
+X-Registry-Auth with an `identitytoken` (an OAuth2 refresh token, which a registry's token
+service issued to a client's login: distribution's token-auth spec, oauth.md). `for_call`
+holds it in a context variable for the call (the API runs each pull in a worker process
+of its own); `identity_token(host)` is what the registry client asks.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from rootless.errors import RlError
@@ -92,6 +100,41 @@ def lookup(host: str) -> tuple[str, str] | None:
                 creds = _decode(entry)
                 if creds:
                     return creds
+    return None
+
+
+_CALL: contextvars.ContextVar[tuple[str | None, str] | None] = contextvars.ContextVar(
+    "rl_call_identity_token", default=None)
+
+
+def server_host(address: str) -> str:
+    """A client's serveraddress (`https://127.0.0.1:5000/v2/`, `docker.io`, Docker Hub's
+    `https://index.docker.io/v1/`) as the host key our lookups use."""
+    if address in DOCKER_HUB_KEYS:
+        return "docker.io"
+    host = address.split("://", 1)[-1].split("/", 1)[0]
+    return "docker.io" if host in DOCKER_HUB_KEYS else host
+
+
+@contextmanager
+def for_call(host: str | None, identity_token: str):
+    """For the calls made inside: `identity_token` for registry `host` (None: whichever
+    registry the call talks to), instead of stored credentials; never written."""
+    token = _CALL.set((server_host(host) if host else None, identity_token))
+    try:
+        yield
+    finally:
+        _CALL.reset(token)
+
+
+def identity_token(host: str) -> str | None:
+    """The identity token the current call was given for `host`, if any."""
+    given = _CALL.get()
+    if given is None:
+        return None
+    for_host, token = given
+    if for_host is None or for_host == server_host(host):
+        return token
     return None
 
 

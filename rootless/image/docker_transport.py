@@ -35,7 +35,8 @@ class RegistrySource(ImageSource):
         host = source.endpoint.host
         if host not in self._clients:
             self._clients[host] = RegistryClient(
-                host, insecure=source.endpoint.insecure, credentials=auth.lookup(host))
+                host, insecure=source.endpoint.insecure, credentials=auth.lookup(host),
+                identity_token=auth.identity_token(host))
         return self._clients[host]
 
     def get_manifest(self, instance_digest: str | None = None) -> tuple[bytes, str]:

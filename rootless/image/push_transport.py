@@ -42,7 +42,8 @@ class RegistryDestination(ImageDestination):
         self.repo = source.repository
         self.host = source.endpoint.host
         self.client = RegistryClient(self.host, insecure=source.endpoint.insecure,
-                                     credentials=auth.lookup(self.host))
+                                     credentials=auth.lookup(self.host),
+                                     identity_token=auth.identity_token(self.host))
         self.scope = f"repository:{self.repo}:pull,push"
         self.manifest: tuple[bytes, str, str] | None = None
         self.pushed = 0

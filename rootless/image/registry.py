@@ -4,6 +4,9 @@
 Authentication follows the registry's answer: on 401 with `WWW-Authenticate: Bearer
 realm=..,service=..,scope=..` it asks the realm for a token (anonymously, or with Basic
 credentials when some are stored) and retries; on `Basic` it sends the credentials.
+With an `identity_token` (an OAuth2 refresh token a client's login got, which the API
+receives in X-Registry-Auth) it asks the realm as Docker does: a POST of the form
+grant_type=refresh_token (distribution's token-auth spec, oauth.md), for an access_token.
 The credentials go only to a realm on the registry's own host and port (over https, or
 http for an insecure registry) or to one registries.conf allows for it (`auth-realms`;
 Docker Hub's auth.docker.io is known): a registry that lies in its challenge must not
@@ -28,6 +31,7 @@ from rootless.errors import NotFound, RlError
 from rootless.image import httpx_lite
 
 RETRIES = 3  # attempts in all, for a transient error
+CLIENT_ID = "rl"  # the OAuth2 client_id of our refresh_token grants (Docker sends "docker")
 BACKOFF = 0.25  # seconds before the 2nd attempt; doubles each time
 USER_AGENT = "rl (rootless container engine)"
 MAX_MANIFEST = 4 << 20  # as containers/image: manifests are small documents
@@ -84,12 +88,14 @@ class StreamReader(io.RawIOBase):
 
 class RegistryClient:
     def __init__(self, host: str, *, insecure: bool = False,
-                 credentials: tuple[str, str] | None = None) -> None:
+                 credentials: tuple[str, str] | None = None,
+                 identity_token: str | None = None) -> None:
         httpx = httpx_lite.load()
 
         self.host = host
         self.insecure = insecure
         self.credentials = credentials
+        self.identity_token = identity_token
         self._scheme = "https"
         self._scheme_known = not insecure
         self._tokens: dict[str, str] = {}  # scope -> bearer token
@@ -168,17 +174,27 @@ class RegistryClient:
             query["service"] = params["service"]
         query["scope"] = params.get("scope") or scope
         headers = {}
-        if self.credentials:
+        if self.credentials and not self.identity_token:
             self._check_realm(realm)
             headers["Authorization"] = _basic(self.credentials)
             query["account"] = self.credentials[0]
         httpx = httpx_lite.load()
 
         try:
-            resp = self._http.get(realm, params=query, headers=headers)
+            if self.identity_token:
+                self._check_realm(realm)
+                form = dict(query, grant_type="refresh_token", client_id=CLIENT_ID,
+                            refresh_token=self.identity_token)
+                resp = self._http.post(realm, data=form)
+            else:
+                resp = self._http.get(realm, params=query, headers=headers)
         except httpx.TransportError as exc:
             raise TransientError(f"cannot reach the token service {realm}: {_reason(exc)}"
                                  ) from None
+        if resp.status_code in (401, 403) and self.identity_token:
+            raise AuthError(f"{self.host}: the token service refused the identity token "
+                            f"({resp.status_code})", "log in again with the client that "
+                            "got it (docker login), or pull with a username and password")
         if resp.status_code in (401, 403):
             raise AuthError(f"{self.host}: authentication failed at the token service "
                             f"({resp.status_code})", "check your credentials with rl login")

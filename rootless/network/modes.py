@@ -1,6 +1,11 @@
 """`--network` values: what kind of network a container gets, and its options.
 
-    slirp4netns[:allow_host_loopback=true,mtu=N,cidr=A.B.C.D/M]   the default
+    slirp4netns[:allow_host_loopback=true,mtu=N,cidr=A.B.C.D/M,port_handler=H]   the default
+                         port_handler=slirp4netns (default): slirp4netns forwards the
+                         published ports and the container sees the client's address;
+                         port_handler=proxy (or rootlesskit, podman's word for it): the
+                         container's monitor does, faster, and the container sees its
+                         own address as the client's (network/proxy.py)
     none                 only lo
     host                 the user's own network namespace. Rootless this is the network
                          namespace rl itself runs in: the container sees the host's
@@ -30,6 +35,7 @@ class NetworkMode:
     allow_host_loopback: bool = False
     mtu: int = 65520
     cidr: str | None = None
+    port_handler: str = "slirp4netns"  # or "proxy"
     extra: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -59,7 +65,8 @@ def parse_network(value: str | None) -> NetworkMode:
             key, eq, val = item.partition("=")
             if key not in _SLIRP_OPTIONS or not eq:
                 raise InvalidArgument(f"unknown slirp4netns option {item!r}",
-                                      "known: allow_host_loopback=true|false, mtu=N, cidr=NET")
+                                      "known: allow_host_loopback=true|false, mtu=N, cidr=NET,"
+                                      " port_handler=slirp4netns|proxy")
             opts[key] = val
         mode = {"kind": "slirp4netns"}
         if "allow_host_loopback" in opts:
@@ -77,9 +84,13 @@ def parse_network(value: str | None) -> NetworkMode:
                 raise InvalidArgument(f"invalid cidr {opts['cidr']!r}",
                                       "an IPv4 network of /25 or larger (the guest is .100)")
             mode["cidr"] = str(net)
-        if opts.get("port_handler", "slirp4netns") != "slirp4netns":
-            raise InvalidArgument(f"port_handler={opts['port_handler']} is not supported",
-                                  "rl forwards ports through slirp4netns (keeps client addresses)")
+        handler = opts.get("port_handler", "slirp4netns")
+        if handler in ("proxy", "rootlesskit"):  # podman's name for the same way
+            mode["port_handler"] = "proxy"
+        elif handler != "slirp4netns":
+            raise InvalidArgument(f"port_handler={handler} is not supported",
+                                  "use port_handler=slirp4netns (the default: keeps the "
+                                  "client's address) or port_handler=proxy (faster)")
         if _bool("enable_ipv6", opts.get("enable_ipv6", "false")):
             raise InvalidArgument("enable_ipv6 is not supported yet")
         return NetworkMode(**mode)
@@ -94,6 +105,10 @@ def parse_network(value: str | None) -> NetworkMode:
     if kind == "bridge" and not rest:
         # Docker's default network; ours is slirp4netns
         return NetworkMode("slirp4netns")
+    if rest.startswith("port_handler="):
+        raise InvalidArgument(f"--network {kind}: port_handler is an option of slirp4netns "
+                              "only", "a user-defined network publishes ports through its "
+                              "own slirp4netns, which keeps client addresses")
     if rest:
         raise InvalidArgument(f"invalid --network value {value!r}")
     return NetworkMode("bridge", value)

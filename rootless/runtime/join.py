@@ -89,10 +89,12 @@ def enter(nsfds: list[tuple[int, int]]) -> None:
 
 
 def exec_child(pid: int, spec: dict, process: dict, *, tty_sock: int | None,
-               user: str | None, seccomp_bpf: bytes | None = None) -> NoReturn:
+               user: str | None, seccomp_bpf: bytes | None = None,
+               control: int | None = None) -> NoReturn:
     """Run in a forked child: join the container of `pid`, fork into its pid namespace,
     become the user (with the container's session keyring rule and seccomp filter) and
-    exec process["args"]. Exits with the command's exit code."""
+    exec process["args"]. Exits with the command's exit code. `control` (a socket to the
+    caller, `rl exec -it`): the caller may detach (keep_after_detach)."""
     import fcntl
     import socket
 
@@ -151,6 +153,8 @@ def exec_child(pid: int, spec: dict, process: dict, *, tty_sock: int | None,
             os.write(2, f"rl: error: {msg}\n".encode())
             os.waitpid(child, 0)
             os._exit(int(code) if code.isdigit() else 125)
+        if control is not None:
+            keep_after_detach(child, control)
         _, status = os.waitpid(child, 0)
         os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
     except BaseException as exc:
@@ -158,6 +162,54 @@ def exec_child(pid: int, spec: dict, process: dict, *, tty_sock: int | None,
             os.write(2, f"rl: error: cannot enter the container: {exc}\n".encode())
         finally:
             os._exit(125)
+
+
+def keep_after_detach(child: int, control: int) -> None:
+    """In the joining process of `rl exec -it`, while the command runs: if the caller
+    detaches (the detach keys), it sends b"d" with the pty master on `control`; from then
+    this process keeps the command alive in the caller's place, as Docker's daemon does: no
+    death signal tied to the caller any more, out of its session, off its terminal, the
+    master held (its close would hang the command up) and drained (a full pty would block
+    the command; Docker drops a detached exec's output too). Returns when the command
+    exits (the caller then reaps it as before)."""
+    import select
+    import socket
+
+    pidfd = os.pidfd_open(child)
+    sock = socket.socket(fileno=control)
+    try:
+        ready, _, _ = select.select([pidfd, sock], [], [])
+        if pidfd in ready:
+            return
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 16, 1)
+        except OSError:
+            msg, fds = b"", []
+        if msg != b"d" or not fds:  # the caller ended without detaching (or died: the
+            for fd in fds:          # death signal ends us too)
+                os.close(fd)
+            return
+        master = fds[0]
+        sc.prctl(sc.PR_SET_PDEATHSIG, 0)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        sock.sendall(b"k")
+        sock.close()
+        try:
+            while pidfd not in select.select([pidfd, master], [], [])[0]:
+                try:
+                    if not os.read(master, 65536):
+                        break
+                except OSError:  # EIO: no process holds the pty any more
+                    break
+        finally:
+            os.close(master)
+    finally:
+        sock.close()
+        os.close(pidfd)
 
 
 def _open_pty() -> tuple[int, int]:

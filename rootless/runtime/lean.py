@@ -236,11 +236,18 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
 
 
 def _net_fds(net: str) -> list[int]:
-    """slirp4netns's exit fd stays open across the exec (it exits when the fd closes)."""
+    """slirp4netns's exit fd stays open across the exec (it exits when the fd closes), and
+    so do the port proxy's listeners and namespace fds (rootless.network.proxy)."""
     import json
 
-    w = json.loads(net).get("slirp", {}).get("exit_w")
-    return [w] if w is not None else []
+    state = json.loads(net)
+    w = state.get("slirp", {}).get("exit_w")
+    fds = [w] if w is not None else []
+    if "proxy" in state:
+        from rootless.network import proxy
+
+        fds += proxy.Proxy.adopt(state["proxy"]).fds()
+    return fds
 
 
 def monitor_main(args: list[str]) -> None:
@@ -250,6 +257,16 @@ def monitor_main(args: list[str]) -> None:
 
     (cid, log_path, sandbox_pid, status_fd, pid1, opt, pending, blocked, net, health,
      after_exit) = args[:11]
+    proxy = None
+    if '"proxy"' in net:  # --network slirp4netns:port_handler=proxy: ours to serve
+        from rootless.network.proxy import take_handed_over
+
+        try:
+            proxy = take_handed_over(net)
+        except Exception as exc:  # the container runs on; its ports do not answer
+            from rootless import crashlog
+
+            crashlog.record(exc, f"port proxy of container {cid[:12]}")
     fds = dict(kv.split("=") for kv in opt.split(",") if kv)
     fds = {k: int(v) for k, v in fds.items()}
     wiring = monitor.Wiring((0, 1, 2), fds.get("out"), fds.get("err"), tty="pty" in fds,
@@ -298,9 +315,11 @@ def monitor_main(args: list[str]) -> None:
     try:
         code = monitor.run_loop(launch, wiring, log_path=log_path, attach=False,
                                 interactive=False, send_signal=send, forwarder=forwarder,
-                                timer=timer, hub=hub)
+                                timer=timer, hub=hub, proxy=proxy)
     except BaseException as exc:
         error = exc
+    if proxy is not None:  # the ports close before the exit is recorded
+        proxy.stop()
     forwarder.restore()
     # the attach clients get the exit code once it is recorded (and, with --rm, the
     # container removed): a client's next verb sees what it saw

@@ -124,10 +124,11 @@ class Forwarder:
 
 def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
              interactive: bool, send_signal, forwarder: Forwarder | None = None,
-             timer=None, hub=None, stdio: tuple = (0, 1, 2)) -> int:
+             timer=None, hub=None, stdio: tuple = (0, 1, 2), proxy=None) -> int:
     """Until the container exits: copy, log, forward, serve the attach socket (`hub`,
-    rootless.runtime.attachsock) and run `timer` (the health-check schedule,
-    rootless/runtime/healthtimer.py) when it is due. `attach`: copy to and from the
+    rootless.runtime.attachsock), the published ports of `proxy`
+    (rootless.network.proxy, port_handler=proxy) and run `timer` (the health-check
+    schedule, rootless/runtime/healthtimer.py) when it is due. `attach`: copy to and from the
     caller's `stdio` fds too (None: that one is not attached). Returns Docker's exit
     code; the hub stays open (its owner finishes it once the exit is recorded)."""
     log = Writer(log_path) if log_path else None
@@ -197,6 +198,12 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
             if stdin_w is not None and (stdin_buf or stdin_eof):
                 writes.append(stdin_w)
             wait = timer.timeout() if timer is not None and not exited else None
+            proxy_fd = proxy.watch() if proxy is not None else None
+            if proxy_fd is not None:
+                watch.append(proxy_fd)
+                later = proxy.timeout()  # a UDP flow's idle end, else None
+                if later is not None:
+                    wait = later if wait is None else min(wait, later)
             try:
                 ready, can_write, _ = select.select(watch, writes, [], wait)
             except InterruptedError:
@@ -220,7 +227,9 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                             _set_winsize(launch.pty_master, payload)
                     hub.acknowledge()
                     continue
-                if fd == wake_r:
+                if fd == proxy_fd:
+                    proxy.service()
+                elif fd == wake_r:
                     try:
                         os.read(wake_r, 256)
                     except OSError:
@@ -246,6 +255,11 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                 else:
                     try:
                         data = os.read(fd, 65536)
+                    except BlockingIOError:
+                        # the pty master is non-blocking (it is stdin_w too): a readiness
+                        # whose bytes were flushed meanwhile (tcflush in the container) is
+                        # no end; taken as one, the master was closed and pid 1 hung up
+                        continue
                     except OSError:  # EIO: the pty's last slave was closed
                         data = b""
                     if not data:
@@ -343,8 +357,11 @@ def _set_winsize(master: int, payload: bytes) -> None:
         pass
 
 
-def run_exec_pty(child: int, master: int | None, *, interactive: bool) -> int:
-    """`rl exec -t`: copy between the terminal and the pty until `child` exits."""
+def run_exec_pty(child: int, master: int | None, *, interactive: bool, scan=None,
+                 detach=None) -> int | None:
+    """`rl exec -t`: copy between the terminal and the pty until `child` exits. `scan`
+    (the detach keys: bytes -> (bytes to pass on, hit)) looks at the terminal's input; at a
+    hit, `detach()` hands the command over (True) and this returns None."""
     import termios
     import tty
 
@@ -386,8 +403,14 @@ def run_exec_pty(child: int, master: int | None, *, interactive: bool) -> int:
                 if not data:
                     stdin_open = False
                     _write_all(master, b"\x04")
-                else:
+                    continue
+                hit = False
+                if scan is not None:
+                    data, hit = scan(data)
+                if data:
                     _write_all(master, data)
+                if hit and detach is not None and detach():
+                    return None
             if master in ready:
                 try:
                     data = os.read(master, 65536)

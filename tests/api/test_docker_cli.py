@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -71,7 +72,6 @@ def test_published_port(service):
                    "httpd -f -p 8080 -h /www", check=True)
     port = service.docker("port", "web", "8080", check=True).stdout.strip()
     host_port = int(port.rsplit(":", 1)[1])
-    import time
 
     deadline = time.monotonic() + 20
     body = None
@@ -159,8 +159,10 @@ def test_exec_and_follow(service):
     assert out.stdout == "inside\n" and out.stderr == "e\n"
     fed = service.docker("exec", "-i", "svc", "cat", input="via exec\n", check=True)
     assert fed.stdout == "via exec\n"
+    # detach keys of an exec are refused through the API, with the reason, not ignored
+    keys = service.docker("exec", "-i", "--detach-keys", "ctrl-x", "svc", "true")
+    assert keys.returncode != 0 and "DetachKeys is not supported" in keys.stderr, keys.stderr
     import subprocess
-    import time
 
     follow = subprocess.Popen([*_docker(service), "logs", "-f", "svc"], env=service.client_env(),
                               stdout=subprocess.PIPE, text=True)
@@ -181,3 +183,95 @@ def _docker(service) -> list[str]:
     from tests.api.conftest import docker_cli
 
     return [docker_cli()]
+
+
+def test_run_it_through_a_pty(service):
+    """`docker run -it` under a real terminal: a tty of the client's size that follows
+    it, typed input echoed by the container's terminal, Ctrl-C to its foreground process,
+    the exit code."""
+    import pexpect
+
+    from tests.api.conftest import docker_cli
+
+    service.docker("pull", "busybox", check=True)
+    child = pexpect.spawn(docker_cli(), ["run", "-it", "--rm", "--name", "tty", "busybox",
+                                         "sh"], env=service.client_env(), encoding="utf-8",
+                          timeout=30, dimensions=(30, 100))
+    try:
+        child.expect("# ")
+        child.sendline("echo typed-$((6*7)); tty; stty size")
+        child.expect_exact("echo typed-$((6*7)); tty; stty size")  # the echo of the typing
+        child.expect("typed-42")
+        child.expect("/dev/pts/0")
+        child.expect("30 100")
+        child.setwinsize(40, 120)
+        child.sendline("stty size")
+        child.expect("40 120")
+        child.sendline("sleep 100")
+        child.expect("sleep 100")
+        time.sleep(0.5)  # let the shell start it: a ^C while it reads the line is its own
+        child.sendcontrol("c")
+        child.expect("# ")
+        child.sendline("exit 7")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 7
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    assert service.docker("ps", "-aq", check=True).stdout.strip() == ""
+
+
+def test_build_with_the_classic_builder(service, tmp_path):
+    """`docker build` with DOCKER_BUILDKIT=0 (the client's env here): the context tar goes
+    to /build; steps stream back; the image runs; a failing RUN fails the build."""
+    service.docker("pull", "busybox", check=True)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nARG WHO=nobody\nCOPY hello.txt /hello\n"
+                                    "RUN echo built-for-$WHO > /built\nLABEL team=ci\n"
+                                    'CMD ["cat", "/hello", "/built"]\n')
+    (ctx / "hello.txt").write_text("hello\n")
+    (ctx / ".dockerignore").write_text("secret\n")
+    (ctx / "secret").write_text("not sent\n")
+    # --no-cache: the build's steps take a while, long enough for the store's sweep of
+    # its tmp area to have removed the context, as it once did
+    built = service.docker("build", "--no-cache", "-t", "cibuilt:1", "--build-arg",
+                           "WHO=ci", "--label", "by=cli", str(ctx), check=True)
+    assert "Successfully built" in built.stdout
+    assert "Successfully tagged cibuilt:1" in built.stdout
+    ran = service.docker("run", "--rm", "cibuilt:1", check=True)
+    assert ran.stdout == "hello\nbuilt-for-ci\n"
+    labels = json.loads(service.docker("inspect", "-f", "{{json .Config.Labels}}",
+                                       "cibuilt:1", check=True).stdout)
+    assert labels == {"team": "ci", "by": "cli"}
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY secret /\n")
+    refused = service.docker("build", "-t", "cibuilt:2", str(ctx))
+    assert refused.returncode != 0 and "secret" in refused.stderr
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo failing; exit 3\n")
+    failed = service.docker("build", "-t", "cibuilt:3", str(ctx))
+    assert failed.returncode != 0
+    assert "failing" in failed.stdout and "3" in failed.stderr
+    assert "cibuilt" not in service.docker("images", "--format", "{{.Repository}}:{{.Tag}}",
+                                           "cibuilt:3", check=True).stdout
+    service.docker("rmi", "cibuilt:1", check=True)
+
+
+def test_run_attached_with_a_restart_policy(service):
+    """An attached `docker run` (its monitor stays whole: a client from before the start)
+    with a restart policy: the client gets the first exit code, the policy restarts the
+    container after it, as Docker's daemon does."""
+    service.docker("pull", "busybox", check=True)
+    r = service.docker("run", "--name", "flaky", "--restart", "on-failure:2", "busybox",
+                       "sh", "-c", "echo try; exit 3")
+    assert r.returncode == 3 and r.stdout == "try\n"
+    deadline = time.monotonic() + 60
+    while True:
+        state = service.docker("inspect", "-f", "{{.RestartCount}} {{.State.Status}}",
+                               "flaky", check=True).stdout.split()
+        if state == ["2", "exited"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert state == ["2", "exited"]
+    assert service.docker("logs", "flaky", check=True).stdout == "try\n" * 3
+    service.docker("rm", "flaky", check=True)

@@ -91,7 +91,7 @@ def test_object_api(client):
         client.containers.get("pyc")
 
 
-def test_ports_networks_volumes(client):
+def test_ports_networks_volumes(client, service):
     client.images.pull("busybox", tag="latest")
     web = client.containers.run("busybox", ["sh", "-c", "mkdir /www && echo py > /www/i && "
                                             "httpd -f -p 8080 -h /www"],
@@ -119,12 +119,25 @@ def test_ports_networks_volumes(client):
         assert probe == b"shared\n"
         net.reload()
         assert server.id in net.attrs["Containers"]
-        # a container on the default network cannot change networks: a clear 400
-        plain = client.containers.run("busybox", ["sleep", "300"], detach=True)
+        # a container on the default network (slirp4netns) cannot change networks, as
+        # with rootless podman: a 400 in Docker's body, the reason and the fix, the
+        # engine's error that `rl network connect` prints; nothing changed
+        plain = client.containers.run("busybox", ["sleep", "300"], detach=True,
+                                      name="plain")
         try:
             with pytest.raises(docker.errors.APIError) as refused:
                 net.connect(plain)
             assert refused.value.status_code == 400
+            message = refused.value.explanation
+            assert "uses --network slirp4netns, not a user-defined network" in message
+            assert "recreate it with --network NAME" in message
+            cli = service.runner("network", "connect", "pynet", "plain")
+            assert cli.returncode == 125
+            assert cli.stderr.strip() == f"rl: error: {message}"
+            plain.reload()
+            assert "pynet" not in plain.attrs["NetworkSettings"]["Networks"]
+            net.reload()
+            assert plain.id not in net.attrs["Containers"]
         finally:
             plain.remove(force=True)
     finally:

@@ -172,6 +172,41 @@ def test_clients_killed_mid_attach_and_mid_pull(service):
     assert service.docker("ps", "-aq", check=True).stdout.strip() == ""
 
 
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+@pytest.mark.slow
+def test_a_wait_whose_client_left_ends(service):
+    """A wait holds a worker thread while its client is connected; once the client goes,
+    the thread ends although the container runs on (trio keeps an idle worker thread
+    for 10 s: the count drops by the 20 waits after that)."""
+    service.docker("pull", "busybox", check=True)
+    cid = service.docker("run", "-d", "busybox", "sleep", "300", check=True).stdout.strip()
+    clients = []
+    try:
+        for _ in range(20):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(30)
+            s.connect(str(service.sock))
+            s.sendall(f"POST /containers/{cid}/wait HTTP/1.1\r\nHost: d\r\n"
+                      "Content-Length: 0\r\n\r\n".encode())
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")  # the head, at once
+            clients.append(s)
+        peak = _threads(service.proc.pid)  # a thread each, waiting (and idle ones)
+    finally:
+        for s in clients:
+            s.close()
+    deadline = time.monotonic() + 60
+    while _threads(service.proc.pid) > peak - 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _threads(service.proc.pid) <= peak - 20, (peak, _threads(service.proc.pid))
+    ps = service.docker("ps", "--format", "{{.ID}} {{.State}}", check=True).stdout
+    assert f"{cid[:12]} running" in ps
+    service.docker("rm", "-f", cid, check=True)
+
+
 def _docker() -> str:
     from tests.api.conftest import docker_cli
 

@@ -13,6 +13,10 @@ from rootless.network.modes import NetworkMode, parse_network, publishing_allowe
     ("slirp4netns:allow_host_loopback=true", NetworkMode("slirp4netns", allow_host_loopback=True)),
     ("slirp4netns:mtu=1500,cidr=10.5.0.0/24",
      NetworkMode("slirp4netns", mtu=1500, cidr="10.5.0.0/24")),
+    ("slirp4netns:port_handler=slirp4netns", NetworkMode("slirp4netns")),
+    ("slirp4netns:port_handler=proxy", NetworkMode("slirp4netns", port_handler="proxy")),
+    ("slirp4netns:port_handler=rootlesskit,mtu=1500",
+     NetworkMode("slirp4netns", mtu=1500, port_handler="proxy")),
     ("none", NetworkMode("none")),
     ("host", NetworkMode("host")),
     ("container:web", NetworkMode("container", "web")),
@@ -27,10 +31,11 @@ def test_valid(value, expected):
     ("slirp4netns:bogus=1", "unknown slirp4netns option 'bogus=1'"),
     ("slirp4netns:mtu=10", "invalid mtu '10'"),
     ("slirp4netns:cidr=10.0.0.0/30", "invalid cidr '10.0.0.0/30'"),
-    ("slirp4netns:port_handler=rootlesskit", "port_handler=rootlesskit is not supported"),
+    ("slirp4netns:port_handler=socat", "port_handler=socat is not supported"),
     ("none:x", "--network none takes no options"),
     ("container:", "needs a container name"),
     ("weird:thing", "invalid --network value 'weird:thing'"),
+    ("mynet:port_handler=proxy", "port_handler is an option of slirp4netns only"),
 ])
 def test_invalid(value, message):
     with pytest.raises(InvalidArgument, match=None) as info:

@@ -367,7 +367,9 @@ def test_cli_run_it_detach_keys_then_attach_again(rl):
     finally:
         if child.isalive():
             child.terminate(force=True)
-    assert rl("inspect", "-f", "{{.State.Status}}", "tt", check=True).stdout.strip() == "running"
+    state = rl("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "tt", check=True)
+    # the exit code tells a hang-up (129: its pty closed) from an end of stdin (0)
+    assert state.stdout.split()[0] == "running", (state.stdout, rl("logs", "tt").stdout)
     argv = rl.argv("attach", "tt")
     child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(31, 101))
     try:
@@ -386,3 +388,69 @@ def test_cli_run_it_detach_keys_then_attach_again(rl):
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+def test_exec_it_detach_keys_leave_the_command_running(rl):
+    """Docker's `exec -it` detaches at ctrl-p ctrl-q: the command goes on without the
+    client (its output dropped), the client exits 0 and lets go of the terminal."""
+    import pexpect
+
+    rl("run", "-d", "--name", "ex", "--network", "none", "busybox", "sleep", "300",
+       check=True)
+    argv = rl.argv("exec", "-it", "ex", "sh")
+    env = {k: v for k, v in rl.env.items() if v is not None}
+    child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(25, 90))
+    try:
+        child.expect("# ")
+        child.sendline("while :; do date +%s%N > /tmp/alive; sleep 0.1; done")
+        child.sendcontrol("p")
+        child.sendcontrol("q")
+        child.expect(pexpect.EOF)  # rl exec is gone, and nothing holds its terminal
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+    def alive() -> str:
+        return rl("exec", "ex", "cat", "/tmp/alive", check=True).stdout
+
+    deadline = time.monotonic() + 20
+    first = alive()
+    while alive() == first:  # the loop still runs, with its client gone
+        assert time.monotonic() < deadline, "the detached exec stopped"
+        time.sleep(0.2)
+    r = rl("exec", "-i", "--detach-keys", "ctrl-x", "ex", "true")
+    assert r.returncode == 125 and "--detach-keys needs -i and -t" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("start", [["start"], ["start", "-a"]], ids=["start", "start-a"])
+def test_cli_attach_to_created_rm_container_started_by_another_process(rl, start):
+    """`rl attach` waits for a created container; another `rl start` runs it, it prints
+    and ends at once, its --rm removes it: the attach still gets every line and the
+    exit code (the start hands it to the monitor before the container runs)."""
+    cid = rl("create", "--rm", "--network", "none", "busybox", "sh", "-c",
+             "seq 1 200; exit 7", check=True).stdout.strip()
+    argv = rl.argv("attach", "--no-stdin", cid)
+    env = {k: v for k, v in rl.env.items() if v is not None}
+    attach = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        # its waiting socket is there: the attach is ready for the start
+        deadline = time.monotonic() + 20
+        run_dir = rl.root / "run" / "rl"
+        while not any(p.name.startswith(f"aw-{cid[:12]}-") for p in run_dir.iterdir()):
+            assert attach.poll() is None, attach.communicate()
+            assert time.monotonic() < deadline, "the attach never waited"
+            time.sleep(0.02)
+        r = rl(*start, cid)
+        assert r.returncode == (7 if "-a" in start else 0), r.stderr
+        out, err = attach.communicate(timeout=30)
+    finally:
+        if attach.poll() is None:
+            attach.kill()
+            attach.wait()
+    assert out.split() == [str(i) for i in range(1, 201)], (out[-200:], err)
+    assert attach.returncode == 7, err
+    assert rl("ps", "-aq", check=True).stdout == ""  # --rm removed it

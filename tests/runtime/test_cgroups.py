@@ -52,6 +52,27 @@ def test_hybrid_layout_is_found_and_explained(tmp_path):
     assert "systemd.unified_cgroup_hierarchy=1" in fix and "Delegate=" in fix
 
 
+def test_hybrid_with_a_delegated_v2_cgroup_gives_freeze_not_limits(tmp_path):
+    """systemd delegates the user's cgroup of the v2 tree on a hybrid host too: usable for
+    a container's own cgroup (and cgroup.freeze), while every limit stays refused."""
+    root = tmp_path / "cgroup"
+    (root / "memory").mkdir(parents=True)
+    mine = root / "unified" / "user.slice" / "user-1000.slice" / "user@1000.service"
+    mine.mkdir(parents=True)
+    (root / "unified" / "cgroup.controllers").write_text("\n")
+    (mine / "cgroup.controllers").write_text("\n")
+    f = tmp_path / "self_cgroup"
+    f.write_text("4:memory:/user.slice\n0::/user.slice/user-1000.slice/user@1000.service\n")
+    ours = str(mine)
+    rep = cgroups.probe(str(root), str(f), uid=1000,
+                        owner_of=lambda p: 1000 if p.startswith(ours) else 0)
+    assert rep.layout == "hybrid" and rep.delegated == ours and rep.usable
+    assert "hybrid cgroup layout: the memory controller is on cgroup v1" in \
+        rep.why_not("memory")[0]
+    ok, detail, _ = cgroups.info_line(rep)
+    assert not ok and f"hybrid layout, {ours} delegated with no controllers" in detail
+
+
 def test_v1_only(tmp_path):
     rep = layout(tmp_path, "v1")
     assert rep.layout == "v1"
@@ -96,7 +117,7 @@ def test_resource_flags_are_refused_with_this_hosts_reason(rl, flag, value, cont
     r = rl("run", flag, value, "busybox", "true")
     assert r.returncode == 125
     assert r.stderr == f"rl: error: {flag} cannot be honoured: {reason} ({fix})\n"
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
 
 
 def test_device_cgroup_rule_is_refused(rl):

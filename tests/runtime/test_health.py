@@ -16,12 +16,15 @@ def health(rl, name):
 
 
 def test_failing_check_turns_unhealthy_then_healthy_when_it_passes(rl):
+    # the first check waits for /tmp/armed: `starting` is seen however slow the machine
     rl("run", "-d", "--network", "none", "--name", "hc", "--health-cmd",
-       "echo probing; test -e /tmp/ok", "--health-interval", "300ms", "--health-retries", "2",
+       "while [ ! -e /tmp/armed ]; do sleep 0.05; done; echo probing; test -e /tmp/ok",
+       "--health-interval", "300ms", "--health-timeout", "2m", "--health-retries", "2",
        "busybox", "sleep", "300", check=True)
     h = health(rl, "hc")
     assert h["Status"] == "starting"
     assert "(health: starting)" in ps_json(rl)[0]["Status"]
+    rl("exec", "hc", "touch", "/tmp/armed", check=True)
     h = wait_until(lambda: (lambda h: h if h["Status"] == "unhealthy" else None)(
         health(rl, "hc")), what="unhealthy")
     assert h["FailingStreak"] >= 2
@@ -91,7 +94,7 @@ def test_bad_health_values_are_refused(rl, args, message):
     r = rl("run", *args, "busybox", "true")
     assert r.returncode == 125, r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
 
 
 def test_inspect_has_no_health_without_a_check(rl):

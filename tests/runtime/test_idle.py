@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 
 from tests.support import users
@@ -63,6 +64,36 @@ def _comm(pid: int) -> str:
 
 
 def test_an_idle_detached_container_never_wakes_rl(rl):
+    _assert_idle(rl)
+
+
+def test_the_port_proxy_of_an_idle_container_never_wakes(rl):
+    """port_handler=proxy: the monitor, which serves the ports (its select watches the
+    proxy's epoll fd), still sleeps without a timeout, also after serving a connection."""
+    ports = []
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    _assert_idle(rl, "--network", "slirp4netns:port_handler=proxy",
+                 "-p", f"127.0.0.1:{ports[0]}:80", "-p", f"127.0.0.1:{ports[1]}:53/udp",
+                 poke=ports[0])
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether `pid` holds the socket listening on 127.0.0.1:port (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        inodes = {line.split()[9] for line in f.readlines()[1:]
+                  if line.split()[1] == f"0100007F:{port:04X}" and line.split()[3] == "0A"}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+        links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+    except OSError:
+        return False
+    return any(f"socket:[{i}]" in links for i in inodes)
+
+
+def _assert_idle(rl, *run_args: str, poke: int | None = None) -> None:
     rl("run", "--rm", "--network", "none", "busybox", "true", check=True)  # the zygote then
     zygotes: set[int] = set()
     deadline = time.monotonic() + 20
@@ -73,7 +104,11 @@ def test_an_idle_detached_container_never_wakes_rl(rl):
                         if os.path.exists(f"/proc/{p}")}
         assert zygotes or time.monotonic() < deadline, "no fuse server zygote started"
         time.sleep(0.1)
-    cid = rl("run", "-d", "busybox", "sleep", "300", check=True).stdout.strip()
+    cid = rl("run", "-d", *run_args, "busybox", "sleep", "300", check=True).stdout.strip()
+    if poke is not None:  # a connection through the published port (nothing answers it)
+        with socket.create_connection(("127.0.0.1", poke), timeout=5) as s:
+            s.settimeout(5)
+            assert s.recv(10) == b""
     doc = json.loads(rl("inspect", cid, check=True).stdout)[0]
     children = _children()
     watched = _tree(doc["State"]["MonitorPid"], children) - _tree(doc["State"]["Pid"], children)
@@ -83,6 +118,8 @@ def test_an_idle_detached_container_never_wakes_rl(rl):
         # the container's server is the zygote's child (it serves -d containers too)
         assert served, "the zygote forked no fuse server for the detached container"
     watched |= zygotes | served
+    if poke is not None:  # the process serving the port is one of the watched
+        assert any(_listens(p, poke) for p in watched), "no watched process holds the port"
     # let the start settle (the lean execs, slirp4netns's set-up): until a quiet second
     counts = {p: _switches(p) for p in watched}
     for _ in range(20):

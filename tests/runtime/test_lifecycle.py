@@ -57,7 +57,7 @@ def test_detached_logs_stop_rm_leave_nothing(rl):
     rows = ps_json(rl, "-a")
     assert rows[0]["State"] == "exited"
     assert rows[0]["Status"].startswith("Exited (3)")
-    assert rl("ps", "-q").stdout == ""
+    assert rl("ps", "-q", check=True).stdout == ""
     assert rl("logs", "web").stdout == "started\nbye\n"
     assert rl("wait", "web").stdout.strip() == "3"
     rl("rm", "web", check=True)
@@ -164,7 +164,8 @@ def test_cp_both_ways_and_symlinks_stay_inside(rl, tmp_path):
     rl("cp", "cpbox:/d/pw", str(tmp_path / "pw"), check=True)
     assert os.path.islink(tmp_path / "pw")
     r = rl("cp", "cpbox:/nonexistent", str(tmp_path / "x"))
-    assert r.returncode != 0
+    assert r.returncode != 0 and "/nonexistent" in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_container_prune_keeps_running(rl):
@@ -299,11 +300,25 @@ def test_sigterm_to_rl_run_is_forwarded(rl):
 
 def test_logs_follow_and_tail(rl):
     detached(rl, "busybox", "sh", "-c",
-             "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo late; printf partial",
+             "for i in 1 2 3 4 5; do echo line$i; done; "
+             "while [ ! -e /go ]; do sleep 0.05; done; echo late; printf partial",
              name="chatty")
     wait_for_log(rl, "chatty", "line5")
     assert rl("logs", "--tail", "2", "chatty").stdout == "line4\nline5\n"
-    r = rl("logs", "-f", "chatty", timeout=30)  # returns once the container exited
+    follow = subprocess.Popen(rl.argv("logs", "-f", "chatty"), env=rl.env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        # following, from the first line
+        head = [follow.stdout.readline() for _ in range(5)]
+        rl("exec", "chatty", "touch", "/go", check=True)
+        # ends once the container exited, with what came while it followed
+        rest = follow.stdout.read()
+        assert follow.wait(30) == 0
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    r = subprocess.CompletedProcess([], 0, "".join(head) + rest)
     assert r.stdout == "line1\nline2\nline3\nline4\nline5\nlate\npartial"
     assert rl("logs", "--tail", "1", "chatty").stdout == "partial"
 
@@ -335,3 +350,26 @@ def test_rm_removes_files_owned_by_subordinate_ids(rl):
        "mkdir /tmp/d && echo x > /tmp/d/f && chmod 700 /tmp/d", check=True)
     rl("rm", "owner", check=True)
     assert not list((rl.data_dir / "containers").iterdir())
+
+
+@pytest.mark.parametrize("how", ["foreground", "detached"])
+def test_stop_of_an_rm_container_succeeds(rl, how):
+    """Docker's stop of an --rm container succeeds (it is removed at its exit); rl's said
+    "no such container", racing the removal."""
+    argv = rl.argv("run", "--rm", "--name", "gone", "--network", "none", "busybox", "sh",
+                   "-c", "echo up; sleep 300")
+    if how == "detached":
+        argv.insert(argv.index("--rm"), "-d")
+    proc = subprocess.Popen(argv, env=rl.env, stdout=subprocess.PIPE, text=True)
+    try:
+        if how == "foreground":
+            assert proc.stdout.readline() == "up\n"
+        else:
+            assert proc.wait(60) == 0
+        r = rl("stop", "-t", "1", "gone")
+        assert r.returncode == 0 and r.stdout == "gone\n", r.stderr
+        assert rl("ps", "-aq", check=True).stdout == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -87,7 +87,7 @@ def test_always_restarts_after_pid1_killed_and_stop_ends_it(rl):
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: inspect(rl, "svc")["State"]["Pid"] not in (0, pid), what="restart")
     rl("rm", "-f", "svc", check=True)
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
 
 
 def test_restarting_shows_in_ps_and_stop_ends_the_back_off(rl):
@@ -119,14 +119,14 @@ def test_bad_restart_values_are_refused(rl, value, message):
     r = rl("run", "--restart", value, "busybox", "true")
     assert r.returncode == 125
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
 
 
 def test_restart_with_rm_is_refused(rl):
     r = rl("run", "--rm", "--restart", "always", "busybox", "true")
     assert r.returncode == 125
     assert "--restart and --rm cannot be used together" in r.stderr
-    assert rl("ps", "-aq").stdout == ""
+    assert rl("ps", "-aq", check=True).stdout == ""
 
 
 def test_foreground_run_returns_and_restarts_go_on_detached(rl):
