@@ -190,20 +190,19 @@ def _descendants(root: int, procs) -> set[int]:
 
 
 def _rl_container_pids(e: Env, name: str, procs) -> set[int]:
-    """The processes container `name` costs: its monitor and sandbox, its slirp4netns, and
-    its fuse server (forked by the warm zygote, so not below the monitor: the one whose
-    user namespace is the sandbox's; it leaves the mount namespace once mounted). Not the
-    container's own processes."""
+    """The processes container `name` costs: its monitor, its sandbox (if it still runs:
+    it exits once pid 1 runs since issue 18), its slirp4netns, and its fuse server (forked
+    by the warm zygote, so not below the monitor: the one whose user namespace is the
+    container's; it leaves the mount namespace once mounted). Not the container's own
+    processes."""
     doc = json.loads(_as_user([*e.rl_argv, "inspect", name], e.env).stdout)[0]
     monitor = doc["State"]["MonitorPid"]
     mine = _descendants(monitor, procs) - _descendants(doc["State"]["Pid"], procs)
     sandbox_userns = None
-    for p in mine:
-        if procs[p][0] == monitor and "slirp4netns" not in procs[p][1]:  # the sandbox
-            try:
-                sandbox_userns = os.readlink(f"/proc/{p}/ns/user")
-            except OSError:
-                pass
+    try:
+        sandbox_userns = os.readlink(f"/proc/{doc['State']['Pid']}/ns/user")
+    except OSError:
+        pass
     zygotes = _rl_zygotes(e, procs)
     for p, (pp, _) in procs.items():
         if pp in zygotes:
@@ -259,16 +258,16 @@ def _kinds(pids, procs, zygotes=frozenset()) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(names.items()))
 
 
-def _start_sleepers(e: Env, names: list[str]) -> None:
+def _start_sleepers(e: Env, names: list[str]) -> tuple[float, float]:
+    """Start a `sleep` container of each name with rl and with podman, one after another,
+    interleaved; the total time of each engine's `run -d`."""
+    ours = theirs = 0.0
     for name in names:
-        r = _as_user([*e.rl_argv, "run", "-d", "--name", name, e.image, "sleep", "300"], e.env)
-        if r.returncode != 0:
-            raise RuntimeError(r.stderr)
-        r = _as_user([*e.podman, "run", "-d", "--name", name, "localhost/rlbench",
-                      "sleep", "300"], e.env)
-        if r.returncode != 0:
-            raise RuntimeError(r.stderr)
+        ours += _time([*e.rl_argv, "run", "-d", "--name", name, e.image, "sleep", "300"], e.env)
+        theirs += _time([*e.podman, "run", "-d", "--name", name, "localhost/rlbench",
+                         "sleep", "300"], e.env)
     time.sleep(1)
+    return ours, theirs
 
 
 MANY = int(os.environ.get("RL_BENCH_MANY", "20"))  # issue 18: the cost with 20 running
@@ -292,7 +291,9 @@ def memory(e: Env, report) -> None:
     report.note(f"shared by all containers of the user: rl's fuse server zygote "
                 f"{_pss_sum(zygotes):.1f} MiB, podman's pause process {_pss_sum(pause):.1f} "
                 "MiB (PSS)")
-    _start_sleepers(e, names[1:])
+    ours, theirs = _start_sleepers(e, names[1:])
+    report.ratio(f"run -d of {MANY - 1} containers one after another", ours, "podman", theirs,
+                 target="<= 1.0")
     procs = _procs()
     mine = set().union(*(_rl_container_pids(e, n, procs) for n in names)) | _rl_zygotes(e, procs)
     theirs, pause = _podman_pids(e, procs)

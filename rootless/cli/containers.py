@@ -371,8 +371,7 @@ def ps(all_: bool, quiet: bool, fmt: str | None, filters: tuple[str, ...], no_tr
         table.append((r.id if no_trunc else r.id[:12], r.image, f'"{cmd}"',
                       r.running_for + " ago", r.status, r.ports, r.names)
                      + ((human_size(r.size),) if human_size else ()))
-    for line in table_rows(table):
-        click.echo(line)
+    click.echo("\n".join(table_rows(table)))  # one write, not one per container
 
 
 @click.command()

@@ -109,8 +109,7 @@ def _list(repository: str | None, quiet: bool, digests: bool, fmt: str | None,
         ["IMAGE ID", "CREATED", "SIZE"]
     from rootless.cli.tables import rows as table_rows
 
-    for line in table_rows([header, *rows], sep="   "):
-        click.echo(line)
+    click.echo("\n".join(table_rows([header, *rows], sep="   ")))  # one write, not one per row
 
 
 _list_options = [

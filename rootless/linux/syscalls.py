@@ -71,6 +71,28 @@ def _b(value: str | bytes | None) -> bytes | None:
     return os.fsencode(value)
 
 
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
+CLONE_PARENT = 0x00008000
+_SIGCHLD = 17
+
+
+def fork_sibling() -> int:
+    """fork(2) with CLONE_PARENT: the child is our parent's child, not ours, so we may
+    exit while it runs and our parent waits for it (a detached container's pid 1, whose
+    sandbox then exits: rootless/runtime/sandbox.py). The raw clone syscall, as no libc
+    call takes the flag without a stack and a function to run: Python's after-fork hooks
+    do not run in the child and libc's cached thread id is the caller's, so only a
+    single-threaded caller may use it, and the child should exec or _exit soon (pid 1
+    does). The raw syscall takes the args in the kernel's order, stack 0 = the caller's
+    (copied, as in fork). Returns the child's pid (in our pid namespace) or 0 in it."""
+    if _SYS_CLONE is None:
+        raise OSError(38, "clone: not supported on this architecture")
+    zero = ctypes.c_long(0)
+    return _check(_libc.syscall(ctypes.c_long(_SYS_CLONE),
+                                ctypes.c_long(CLONE_PARENT | _SIGCHLD), zero, zero, zero, zero),
+                  "clone")
+
+
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 

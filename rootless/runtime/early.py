@@ -133,8 +133,11 @@ def _server_main(params_r: int, ready_w: int) -> None:
 
 def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
     """Mount spec's rootfs and serve it; never returns. With `watch` (a server forked by
-    the zygote, so no PDEATHSIG tie to the container), a thread exits the process when the
-    sandbox (spec["ns_pid"]) dies, which tears the mount down with its namespace."""
+    the zygote, so no PDEATHSIG tie to the container) that could not leave the sandbox's
+    mount namespace (_leave_mount), a thread exits the process when the sandbox
+    (spec["ns_pid"]) dies, which tears the mount down with its namespace. One that left
+    needs no watch (the end of the connection ends it) and must have none: a detached
+    container's sandbox exits while the container runs (rootless/runtime/sandbox.py)."""
     trace("F params")
     if spec.get("log"):
         logfd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -157,8 +160,15 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
         pass
 
     def on_ready() -> None:
-        _leave_mount(spec["mountpoint"])  # before any thread: unshare needs a lone thread
-        if pidfd is not None:
+        # Before the ready byte, so that the sandbox, which may exit once pid 1 runs,
+        # finds us gone from its mount namespace (Server.left_us); before any thread:
+        # unshare needs a lone thread.
+        left = _leave_mount(spec["mountpoint"])
+        os.write(ready_w, b"1")
+        os.close(ready_w)
+        if left and pidfd is not None:
+            os.close(pidfd)
+        elif pidfd is not None:
             import select
             import threading
 
@@ -179,22 +189,23 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
     # while the container runs; a close flushes the file's pages to it.
     options = {"writeback": "1", **(spec.get("options") or {})}
     server.run(spec["lowerdirs"], spec["upperdir"], spec["workdir"], spec["mountpoint"],
-               ready_fd=ready_w, options=options, on_ready=on_ready, stop_signals=())
+               ready_fd=None, options=options, on_ready=on_ready, stop_signals=())
     os._exit(0)
 
 
-def _leave_mount(mountpoint: str) -> None:
+def _leave_mount(mountpoint: str) -> bool:
     """Once the rootfs is mounted in the sandbox's mount namespace: move to a private copy
     of that namespace and drop the mount from it. The server then holds no reference to
     its own file system, so when the container's last process is gone (however the
     sandbox ended: unmounted, or killed before it could) the kernel ends the connection
     and the server's read of /dev/fuse returns: it exits at once instead of serving a
-    namespace nobody is in."""
+    namespace nobody is in. False if it could not."""
     try:
         sc.unshare(sc.CLONE_NEWNS)
         sc.umount2(mountpoint, sc.MNT_DETACH)
     except OSError:
-        pass  # still correct: the sandbox's unmount or the pidfd watch ends us
+        return False  # still correct: the sandbox's unmount or the pidfd watch ends us
+    return True
 
 
 def _join(pid: int) -> None:

@@ -98,6 +98,37 @@ def call_main(args: list[str]) -> None:
     _entry(args[0])(*args[1:])
 
 
+def wait_child(pid: int) -> int | None:
+    """The wait status of our child `pid` (None if it was reaped elsewhere)."""
+    while True:
+        try:
+            done, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return None
+        if done == pid:
+            return status
+
+
+def server_gone(pidfd: int, timeout: float = 2.0) -> None:
+    """Wait until the fuse server (a pidfd; not our child) exited, which it does once
+    the container's last process is gone (the end of its FUSE connection); kill it after
+    `timeout`, so that a container's end leaves nothing running. Closes pidfd."""
+    import _signal as signal  # see monitor.py
+    import select
+
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:
+                return
+            select.select([pidfd], [], [], 5.0)
+    finally:
+        os.close(pidfd)
+
+
 # -- the sandbox ---------------------------------------------------------------------------
 
 def exec_waiter(pid1: int, status_w: int, backend: str, mountpoint: str,
@@ -129,16 +160,27 @@ def waiter_main(args: list[str]) -> None:
 # -- the monitor ---------------------------------------------------------------------------
 
 class _Started:
-    """What monitor.run_loop needs of a started sandbox.Launch, rebuilt from fds."""
+    """What monitor.run_loop needs of a started sandbox.Launch, rebuilt from fds. Folded
+    (the sandbox exited once pid 1 ran: rootless/runtime/sandbox.py), `status` is
+    "pFD:SERVERFD": pidfds of pid 1, our child, and of the fuse server; else the fd of
+    the status pipe, on which the waiter writes pid 1's wait status."""
 
-    def __init__(self, sandbox_pid: int, status_fd: int, pty_master: int | None) -> None:
+    def __init__(self, sandbox_pid: int, status: str, pty_master: int | None,
+                 pid1: int) -> None:
         self.sandbox_pid = sandbox_pid
-        self.status_fd = status_fd
+        self.folded = status.startswith("p")
+        fd, _, server = status.lstrip("p").partition(":")
+        self.status_fd = int(fd)
+        self.server_fd = int(server) if server else None
+        self.pid1 = pid1
         self.pty_master = pty_master
         self.exit_status = None
         self._buf = b""
 
     def read_exit(self):
+        if self.folded:
+            self.exit_status = wait_child(self.pid1)
+            return self.exit_status
         while True:
             while b"\n" not in self._buf:
                 chunk = os.read(self.status_fd, 4096)
@@ -154,8 +196,12 @@ class _Started:
         from rootless.runtime import exitcode
 
         status = self.exit_status if self.exit_status is not None else self.read_exit()
-        try:
-            os.waitpid(self.sandbox_pid, 0)
+        if self.folded and self.server_fd is not None:
+            server_gone(self.server_fd)
+            self.server_fd = None
+        try:  # folded, reaped already
+            if self.sandbox_pid > 0:
+                os.waitpid(self.sandbox_pid, 0)
         except ChildProcessError:
             pass
         return 137 if status is None else exitcode.from_status(status)
@@ -171,10 +217,15 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
     `hub`: the attach socket and the clients connected so far
     (rootless.runtime.attachsock)."""
     fds = [launch.status_fd]
+    status = str(launch.status_fd)
+    if launch.exit_fd is not None:  # folded: a pidfd of pid 1, our child, and the server's
+        status = f"p{launch.exit_fd}:{launch.server_fd if launch.server_fd is not None else ''}"
+        if launch.server_fd is not None:
+            fds.append(launch.server_fd)
     opt = {"out": wiring.out_r, "err": wiring.err_r, "pty": launch.pty_master,
            "in": wiring.in_w}
     fds += [fd for fd in opt.values() if fd is not None]
-    args = [container_id, log_path, str(launch.sandbox_pid), str(launch.status_fd), str(pid1),
+    args = [container_id, log_path, str(launch.sandbox_pid or 0), status, str(pid1),
             ",".join(f"{k}={v}" for k, v in opt.items() if v is not None),
             ",".join(map(str, pending)), ",".join(str(int(s)) for s in blocked), net,
             health, after_exit]
@@ -229,7 +280,12 @@ def monitor_main(args: list[str]) -> None:
             if fd:
                 os.set_inheritable(int(fd), False)
         hub = attachsock.Hub(int(listen_fd), path, [int(fd) for fd in clients.split(",") if fd])
-    launch = _Started(int(sandbox_pid), int(status_fd), fds.get("pty"))
+    launch = _Started(int(sandbox_pid), status_fd, fds.get("pty"), int(pid1))
+    if launch.folded and launch.sandbox_pid > 0:  # it exits: no zombie while the container runs
+        try:
+            os.waitpid(launch.sandbox_pid, 0)
+        except ChildProcessError:
+            pass
     forwarder = monitor.Forwarder()
     forwarder.pending.extend(int(s) for s in pending.split(",") if s)
     forwarder.install()

@@ -178,6 +178,17 @@ class Server:
         self._zygote_conn = zygote_conn
         self.peer_pid: int | None = None  # the server the zygote forked (not our child)
 
+    def left_us(self) -> bool:
+        """Has the server the zygote forked for us moved to a mount namespace of its own
+        (rootless.runtime.early._leave_mount)? Then it holds no reference to our rootfs
+        mount and needs nothing of us: it ends with the FUSE connection."""
+        if self.peer_pid is None:
+            return False
+        try:
+            return os.readlink(f"/proc/{self.peer_pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        except OSError:
+            return False
+
     # -- fuse_overlay: fork now, import pyfuse3 while the caller does other work ----------
     def prestart(self, *, fork: bool = False) -> None:
         """Get a server ready: nothing to do when one was forked before us or a warm

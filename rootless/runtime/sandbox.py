@@ -13,6 +13,11 @@
     Launch.wait() <------------------------ "X <wait status>" when pid 1 exits; unmount;
                                             stop the server; exit
 
+Detached (`lean`), after "S" the sandbox says "W" (it execs the lean waiter and goes on as
+above) or, when it forked pid 1 with CLONE_PARENT, "F <server pid>" and exits: pid 1 is
+the monitor's child then, and the monitor waits on pidfds of pid 1 and of the fuse server
+instead of the status pipe (`_fold`; why and when: docs/design.md, section 4).
+
 Debugging: RL_TRACE=FILE appends timestamped steps of every process of a start (where the
 time goes); the traceback of a sandbox that failed unexpectedly goes to rl.log
 (rootless/crashlog.py).
@@ -34,6 +39,7 @@ from pathlib import Path
 from rootless.errors import RlError
 from rootless.linux import syscalls as sc
 from rootless.runtime import exitcode, userns
+from rootless.runtime import lean as lean_mod
 from rootless.runtime import rootfs as rootfs_mod
 from rootless.trace import trace
 
@@ -97,6 +103,10 @@ class Launch:
         self._ctl_w = -1
         self._status: _Lines | None = None
         self._pty_sock = None
+        # Once the sandbox folded (detached: it exits, pid 1 is our child): pidfds of pid 1
+        # and of the fuse server
+        self.exit_fd: int | None = None
+        self.server_fd: int | None = None
         # Called once pid 1 exited (the monitor ends slirp4netns then: its exit is slow
         # and overlaps the sandbox's unmount that way).
         self.on_exit = None
@@ -117,7 +127,9 @@ class Launch:
         if self.early is None and self.backend == "fuse_overlay":
             from rootless.runtime import zygote
 
-            zygote_conn = zygote.connect()
+            # detached: start the zygote if none runs (the latency matters less than
+            # the memory of a server of our own for as long as the container runs)
+            zygote_conn = zygote.connect_or_spawn() if self.lean else zygote.connect()
         sys.stdout.flush()
         sys.stderr.flush()
         # Objects made so far are never collected: the garbage collector then leaves their
@@ -215,6 +227,30 @@ class Launch:
         line = self._status.read()
         if line != "S":
             self._fail(line)
+        if self.lean:
+            line = self._status.read()
+            if line and line.startswith("F "):
+                self._fold(int(line[2:]))
+            elif line != "W":
+                self._fail(line)
+
+    def _fold(self, server_pid: int) -> None:
+        """The sandbox made pid 1 our child (CLONE_PARENT) and exits: pid 1's exit is ours
+        to wait for (its pidfd stands for the status pipe), and the fuse server's, which
+        ends with the container, too (a pidfd: its pid may be reused once it is gone)."""
+        trace("M folded")
+        # The sandbox is reaped at the end (reap; the lean monitor's wait): its exit, which
+        # tears its mount namespace down, is not waited for on the way to "started".
+        assert self._status is not None and self.pid is not None
+        os.close(self._status.fd)
+        self._status = None
+        self.exit_fd = os.pidfd_open(self.pid)
+        self.server_fd = None
+        if server_pid:
+            try:
+                self.server_fd = os.pidfd_open(server_pid)
+            except OSError:
+                pass  # gone already
 
     def _fail(self, line: str | None) -> None:
         self.abort()
@@ -228,11 +264,21 @@ class Launch:
 
     @property
     def status_fd(self) -> int:
+        """Readable when pid 1 exited: the sandbox's status pipe, or once folded, pid 1's
+        pidfd."""
+        if self.exit_fd is not None:
+            return self.exit_fd
         assert self._status is not None
         return self._status.fd
 
     def read_exit(self) -> int | None:
         """Read the sandbox's last line: the wait status of pid 1 (None if it died)."""
+        if self.exit_fd is not None:  # folded: pid 1 is our child
+            self.exit_status = lean_mod.wait_child(self.pid)
+            trace("M exit status")
+            if self.on_exit is not None:
+                self.on_exit()
+            return self.exit_status
         assert self._status is not None
         while True:
             line = self._status.read()
@@ -255,6 +301,23 @@ class Launch:
 
     def reap(self) -> None:
         trace("M reap")
+        if self.exit_fd is not None:
+            if self.exit_status is None:
+                lean_mod.wait_child(self.pid)
+            os.close(self.exit_fd)
+            self.exit_fd = None
+            if self.server_fd is not None:
+                lean_mod.server_gone(self.server_fd)
+                self.server_fd = None
+        elif self.lean and self.pid is not None and self.exit_status is None:
+            # A start that failed after the sandbox forked pid 1 as our child (folding):
+            # pid 1 reported its error and exits; reap it. (Not our child otherwise.)
+            try:
+                if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+            except OSError:
+                pass
         if self.early is not None:
             self.early.close_params()
         if self.sandbox_pid is not None:
@@ -396,7 +459,12 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     if joins and "ipc" in joins:  # pid 1 binds that container's /dev/shm (pid1.py)
         spec.setdefault("annotations", {})["io.rl.ipc-donor"] = str(joins["ipc"])
     exec_r, exec_w = os.pipe()
-    pid = os.fork()
+    # Detached, with a server that is not our child (so not killed when we exit): pid 1
+    # becomes the monitor's child, and we exit once it runs (one process less per
+    # running container). Not when the server still shares our mount namespace (it had
+    # not left it yet: it would keep the rootfs mounted, and itself running, after us).
+    fold = lean and server.pid is None and server.left_us()
+    pid = sc.fork_sibling() if fold else os.fork()
     if pid == 0:
         from rootless.runtime import pid1
 
@@ -418,9 +486,17 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         report += chunk
     os.close(exec_r)
     _send(status_w, report.decode(errors="replace") if report else "S")
+    if fold and not report:
+        # pid 1 is the monitor's now; our mount namespace (the rootfs mounted in it) ends
+        # with us, pid 1's keeps the mount, so the server ends with the container.
+        trace("S folded")
+        _send(status_w, f"F {server.peer_pid or 0}")
+        os._exit(0)
+    if fold:  # it failed and exited: the monitor reaps it
+        server.stop(rfs)
+        os._exit(0)
     if lean and not report:
-        from rootless.runtime import lean as lean_mod
-
+        _send(status_w, "W")  # not folded: we wait for pid 1 (the monitor reads it)
         try:
             lean_mod.exec_waiter(pid, status_w, backend, rfs.mountpoint, server.pid,
                                  server.peer_pid)

@@ -11,14 +11,16 @@ peer and forks a child for the connection at once, and goes back to accept(). Th
 which inherited the connection, sends one JSON message (the rootfs description plus
 `ns_pid`, its own pid, whose user and mount namespaces the server joins) with one fd
 attached, the write end of the pipe on which the server writes b"1" once the mount is
-live; the child answers b"k<pid>" and serves (rootless.runtime.early.serve, with a pidfd
-watch on the sandbox so it never outlives the container).
+live; the child answers b"k<pid>" and serves (rootless.runtime.early.serve: it ends with
+the FUSE connection, or, if it could not leave the sandbox's mount namespace, with the
+sandbox, which it then watches with a pidfd).
 
 The key names the code (rl's version, the fuse_overlay files' mtimes): a zygote of older
 code is never used. The zygote exits after IDLE seconds without a request, or when its
 socket is removed or replaced; idle, it never wakes (no timer but the idle limit).
-`rl run` starts one (after its container ended; `rl run -d` once its container runs)
-when none answers; until then a server is forked for each container.
+`rl run` starts one after its container ended when none answers (until then a server is
+forked for each foreground container); the monitor of a detached container starts one
+before its own start and waits for it (connect_or_spawn).
 """
 
 from __future__ import annotations
@@ -108,6 +110,30 @@ def request(spec: dict, ns_pid: int, conn: int) -> tuple[int, int] | None:
         return None
     finally:
         s.close()
+
+
+def connect_or_spawn(timeout: float = 3.0):
+    """connect(), starting the zygote first when none answers, and waiting for it (up to
+    `timeout`; None then: the caller forks a server of its own). For a detached
+    container's monitor, whose start nobody waits on as on a foreground `rl run`'s: its
+    server is then a fork of the zygote too (~4 MiB PSS, not the 16 MiB of a server that
+    imported everything itself), and its sandbox may exit while the container runs
+    (rootless/runtime/sandbox.py). Forks: a single-threaded caller only."""
+    conn = connect()
+    if conn is not None or not enabled():
+        return conn
+    import time
+
+    try:
+        spawn()
+    except OSError:
+        return None
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while (conn := connect()) is None and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return conn
 
 
 def available() -> bool:
