@@ -60,13 +60,20 @@ def _connect():
     return catalog.connect()
 
 
-def _record(conn, row) -> ImageRecord:
-    from rootless.store.layers import LayerStore
+def _record(conn, row, known: tuple[dict, dict] | None = None,
+            layers=None) -> ImageRecord:
+    """`known`: imagedb.all_names_and_layers, for a listing (no query per image)."""
+    if layers is None:
+        from rootless.store.layers import LayerStore
 
-    layers = LayerStore()
-    diff_ids = imagedb.layers_of(conn, row["id"])
+        layers = LayerStore()
+    if known is not None:
+        names, diff_ids = known[0].get(row["id"], []), known[1].get(row["id"], [])
+    else:
+        names = imagedb.names_of(conn, row["id"])
+        diff_ids = imagedb.layers_of(conn, row["id"])
     return ImageRecord(
-        id=row["id"], names=imagedb.names_of(conn, row["id"]),
+        id=row["id"], names=names,
         config=json.loads(row["config"]), layer_dirs=[layers.path(d) for d in diff_ids],
         manifest_digest=row["manifest_digest"], size=row["size"], created=row["created"],
         diff_ids=diff_ids, manifest_type=row["manifest_type"], added=row["added"])
@@ -140,7 +147,10 @@ def list_images(filter_ref: str | None = None, *, all_images: bool = False,
     conn = _connect()
     try:
         rows = conn.execute("SELECT * FROM images ORDER BY added DESC").fetchall()
-        records = [_record(conn, r) for r in rows]
+        from rootless.store.layers import LayerStore
+
+        known, layers = imagedb.all_names_and_layers(conn), LayerStore()
+        records = [_record(conn, r, known, layers) for r in rows]
         if not all_images:
             parents = buildcache.parents(conn)
             records = [r for r in records if r.names or r.id not in parents]

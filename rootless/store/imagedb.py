@@ -97,6 +97,18 @@ def layers_of(conn: sqlite3.Connection, image_id: str) -> list[str]:
     return [r["diff_id"] for r in rows]
 
 
+def all_names_and_layers(conn: sqlite3.Connection) -> tuple[dict, dict]:
+    """Every image's names and layers in two queries (a listing of 100 images made 200),
+    each list in the order names_of/layers_of give."""
+    names: dict[str, list[str]] = {}
+    for r in conn.execute("SELECT image_id, name FROM image_names ORDER BY added, name"):
+        names.setdefault(r["image_id"], []).append(r["name"])
+    layers: dict[str, list[str]] = {}
+    for r in conn.execute("SELECT image_id, diff_id FROM image_layers ORDER BY position"):
+        layers.setdefault(r["image_id"], []).append(r["diff_id"])
+    return names, layers
+
+
 def images_in_use(conn: sqlite3.Connection) -> set[str]:
     """Image ids referenced by containers (read through the containers table's owner)."""
     from rootless.store import containerdb
