@@ -91,24 +91,34 @@ def _cstr(field: bytes) -> bytes:
     return field if end < 0 else field[:end]
 
 
+_NUMBERS: dict[bytes, int] = {}  # field bytes -> value: a layer repeats modes, ids, times
+
+
 def _number(field: bytes, what: str) -> int:
     """An octal field (NUL- or space-terminated), or GNU's base-256 (first bit set)."""
+    value = _NUMBERS.get(field)
+    if value is not None:
+        return value
     first = field[0]
     if first & 0x80:
         value = int.from_bytes(bytes([first & 0x7F]) + field[1:], "big")
         if first & 0x40:  # negative, two's complement over the field's bits
             value -= 1 << (8 * len(field) - 1)
-        return value
-    text = _cstr(field).strip(b" ")
-    if not text:
-        return 0
-    if not text.isdigit():  # int(x, 8) would take '+', '-', '_' and spaces inside
-        raise TarFormatError(f"tar header field {what} is not a number: {text[:20]!r}")
-    try:
-        return int(text, 8)
-    except ValueError:  # an 8 or a 9
-        raise TarFormatError(f"tar header field {what} is not octal: {text[:20]!r}"
-                             ) from None
+    else:
+        text = _cstr(field).strip(b" ")
+        if not text:
+            value = 0
+        elif not text.isdigit():  # int(x, 8) would take '+', '-', '_' and inner spaces
+            raise TarFormatError(f"tar header field {what} is not a number: {text[:20]!r}")
+        else:
+            try:
+                value = int(text, 8)
+            except ValueError:  # an 8 or a 9
+                raise TarFormatError(f"tar header field {what} is not octal: {text[:20]!r}"
+                                     ) from None
+    if len(_NUMBERS) < 16384:
+        _NUMBERS[field] = value
+    return value
 
 
 def _check_sum(block: bytes) -> None:
@@ -223,14 +233,20 @@ class TarReader:
         e.uid = _number(block[108:116], "uid")
         e.gid = _number(block[116:124], "gid")
         e.mtime = _number(block[136:148], "mtime")
-        name = _cstr(block[0:100])
+        end = block.find(0, 0, 100)
+        name = block[:end] if end >= 0 else block[:100]
         if block[257:263] == b"ustar\0":  # POSIX ustar: a prefix may hold the leading dirs
             prefix = _cstr(block[345:500])
             if prefix:
                 name = prefix + b"/" + name
         if long_name is not None:
             name = long_name
-        link = long_link if long_link is not None else _cstr(block[157:257])
+        if long_link is not None:
+            link = long_link
+        elif kind in (49, 50):  # hard and symbolic links: the target
+            link = _cstr(block[157:257])
+        else:
+            link = b""
         if kind in (51, 52):  # char, block
             e.devmajor = _number(block[329:337], "devmajor")
             e.devminor = _number(block[337:345], "devminor")
@@ -267,7 +283,7 @@ class TarReader:
         if kind == 0 and name.endswith(b"/"):  # old tars: a directory
             e.type = kind = 53
         e.name = _decode(name)
-        e.linkname = _decode(link)
+        e.linkname = _decode(link) if link else ""
         if kind in _HEADER_ONLY:
             size = 0
         e.size = size

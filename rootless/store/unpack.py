@@ -184,8 +184,17 @@ class _Unpacker:
 
     # -- metadata --
 
-    @staticmethod
-    def _override(info: Entry, ftype: int | None = None, rdev: int = 0) -> bytes:
+    _encoded: dict[tuple[int, int, int], bytes] = {}  # a layer repeats a few owners+modes
+
+    def _override(self, info: Entry, ftype: int | None = None, rdev: int = 0) -> bytes:
+        if ftype is None:
+            key = (info.uid, info.gid, info.mode & 0o7777)
+            raw = self._encoded.get(key)
+            if raw is None:
+                raw = Override(*key).encode()
+                if len(self._encoded) < 4096:
+                    self._encoded[key] = raw
+            return raw
         return Override(info.uid, info.gid, info.mode & 0o7777, ftype, rdev).encode()
 
     @staticmethod
