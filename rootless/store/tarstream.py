@@ -17,8 +17,10 @@ What it accepts follows Go's archive/tar, which Docker and containerd unpack lay
   ends inside a header or an entry's data are errors (TarFormatError), never a silent end;
 - PAX and GNU long-name headers are limited to 1 MiB (Go's maxSpecialFileSize), so a
   hostile size cannot make us hold gigabytes;
-- sparse entries (GNU 'S', PAX GNU.sparse.*) are refused by name: no layer writer Docker or
-  podman uses makes them.
+- sparse files (GNU 'S' headers, PAX GNU.sparse.* 0.0, 0.1 and 1.0, as GNU tar --sparse
+  writes them) come with their map (`Entry.sparse`: data segments, checked sorted, inside
+  the file and adding up to the data stored); the unpacker writes the segments and leaves
+  the holes as holes, so a hostile size cannot make it write zeros without end.
 Names are decoded as the filesystem encoding does (UTF-8, undecodable bytes kept as
 surrogates), so os.open gets back the tar's very bytes.
 """
@@ -52,6 +54,7 @@ class Entry:
         "name",
         "pax_headers",
         "size",
+        "sparse",
         "type",
         "uid",
     )
@@ -136,6 +139,7 @@ def parse_pax(data: bytes) -> dict[str, bytes]:
     """PAX records `"%d %s=%s\\n"` (the length counts the whole record) -> {key: raw value};
     trailing NUL padding is tolerated, anything else malformed is an error."""
     out: dict[str, bytes] = {}
+    gnu00: list[bytes] = []
     pos, end = 0, len(data)
     while pos < end and data[pos] != 0:
         space = data.find(b" ", pos, pos + 21)
@@ -149,8 +153,14 @@ def parse_pax(data: bytes) -> dict[str, bytes]:
         key, eq, value = data[space + 1:stop - 1].partition(b"=")
         if not eq or not key:
             raise TarFormatError("malformed PAX header: a record has no key=value")
-        out[_decode(key)] = value
+        name = _decode(key)
+        if name in ("GNU.sparse.offset", "GNU.sparse.numbytes"):  # sparse 0.0: in order
+            gnu00.append(value)
+        else:
+            out[name] = value
         pos = stop
+    if gnu00:  # as Go's archive/tar: into the 0.1 form
+        out["GNU.sparse.map"] = b",".join(gnu00)
     return out
 
 
@@ -159,6 +169,34 @@ def _pax_int(pax: dict[str, bytes], key: str) -> int:
     if not raw.isdigit():
         raise TarFormatError(f"PAX header {key}={raw[:20]!r} is not a number")
     return int(raw)
+
+
+def _pairs(raw: list[bytes], octal: bool = False) -> list[tuple[int, int]]:
+    if len(raw) % 2:
+        raise TarFormatError("a sparse map with an odd number of values")
+    nums = []
+    for r in raw:
+        if octal:
+            nums.append(_number(r, "sparse map"))
+        elif r.isdigit():
+            nums.append(int(r))
+        else:
+            raise TarFormatError(f"a sparse map value is not a number: {r[:20]!r}")
+    return list(zip(nums[::2], nums[1::2], strict=True))
+
+
+def _check_sparse(segments: list[tuple[int, int]], realsize: int, stored: int,
+                  name: bytes) -> None:
+    """As Go's validateSparseEntries: sorted, not overlapping, inside the file; and the
+    data stored is exactly the segments'."""
+    end = 0
+    for offset, length in segments:
+        if offset < end or length < 0 or offset + length > realsize:
+            raise TarFormatError(f"sparse entry {_decode(name)[:200]!r} has a bad map")
+        end = offset + length
+    if sum(length for _, length in segments) != stored:
+        raise TarFormatError(f"sparse entry {_decode(name)[:200]!r}: its map does not "
+                             "match the data stored")
 
 
 class TarReader:
@@ -252,13 +290,12 @@ class TarReader:
             e.devminor = _number(block[337:345], "devminor")
         else:
             e.devmajor = e.devminor = 0
-        if kind == 83:  # 'S'
-            raise TarFormatError(f"entry {_decode(name)[:200]!r} is a GNU sparse file, "
-                                 "which is not supported")
+        e.sparse = None
+        realsize = None
+        if kind == 83:  # 'S': old GNU sparse, the map in this header and extension blocks
+            e.sparse, realsize = self._gnu_sparse_map(block)
+            e.type = kind = 48
         if pax:
-            if any(k.startswith("GNU.sparse.") for k in pax):
-                raise TarFormatError(f"entry {_decode(name)[:200]!r} is a PAX sparse "
-                                     "file, which is not supported")
             if "path" in pax:
                 name = pax["path"]
             if "linkpath" in pax:
@@ -275,8 +312,22 @@ class TarReader:
                 except ValueError:
                     e.mtime = 0
             e.pax_headers = pax
+            if "GNU.sparse.major" in pax or "GNU.sparse.map" in pax:
+                name, realsize = pax.get("GNU.sparse.name", name), None
+                for key in ("GNU.sparse.realsize", "GNU.sparse.size"):
+                    if key in pax:
+                        realsize = _pax_int(pax, key)
+                if realsize is None:
+                    raise TarFormatError(f"sparse entry {_decode(name)[:200]!r} has no size")
+                if pax.get("GNU.sparse.major") == b"1":  # 1.0: the map opens the data
+                    e.sparse, used = self._pax_sparse_map(size)
+                    size -= used
+                else:
+                    e.sparse = _pairs(pax.get("GNU.sparse.map", b"").split(b","))
         else:
             e.pax_headers = {}
+        if e.sparse is not None:
+            _check_sparse(e.sparse, realsize, size, name)
         if size < 0 or e.mode < 0 or e.uid < 0 or e.gid < 0:
             raise TarFormatError(f"entry {_decode(name)[:200]!r} has a negative number "
                                  "in its header")
@@ -286,10 +337,51 @@ class TarReader:
         e.linkname = _decode(link) if link else ""
         if kind in _HEADER_ONLY:
             size = 0
-        e.size = size
+        e.size = size if e.sparse is None else realsize
         self._left = size
         self._pad = -size % BLOCK
         return e
+
+    def _gnu_sparse_map(self, block: bytes) -> tuple[list[tuple[int, int]], int]:
+        """Old GNU sparse: 4 (offset, numbytes) in the header, 21 in each extension block."""
+        fields = [block[386 + 24 * i:410 + 24 * i] for i in range(4)]
+        extended = block[482]
+        realsize = _number(block[483:495], "realsize")
+        blocks = 0
+        while extended:
+            blocks += 1
+            if blocks * BLOCK > MAX_SPECIAL:
+                raise TarFormatError(f"a sparse map of more than {MAX_SPECIAL} bytes")
+            ext = self._read_exact(BLOCK, "a sparse map")
+            fields += [ext[24 * i:24 * i + 24] for i in range(21)]
+            extended = ext[504]
+        raw = []
+        for f in fields:
+            if f[0] == 0:  # the first unused slot ends the map
+                break
+            raw += [f[:12], f[12:]]
+        return _pairs(raw, octal=True), realsize
+
+    def _pax_sparse_map(self, size: int) -> tuple[list[tuple[int, int]], int]:
+        """Sparse 1.0: decimal lines (count, then offset and numbytes pairs) padded to a
+        block at the start of the data; returns the map and the bytes it took."""
+        blocks: list[bytes] = []
+        newlines = 0
+        count = None
+        while True:
+            if (len(blocks) + 1) * BLOCK > min(size, MAX_SPECIAL):
+                raise TarFormatError("a sparse map that does not end inside its entry")
+            blocks.append(self._read_exact(BLOCK, "a sparse map"))
+            newlines += blocks[-1].count(b"\n")
+            if count is None and newlines:
+                first = b"".join(blocks).split(b"\n", 1)[0]
+                if not first.isdigit():
+                    raise TarFormatError("a sparse map that does not start with its count")
+                count = int(first)
+            if count is not None and newlines >= 1 + 2 * count:
+                break
+        lines = b"".join(blocks).split(b"\n")
+        return _pairs(lines[1:1 + 2 * count]), len(blocks) * BLOCK
 
     def readinto_data(self, buf) -> int:
         """Read the current entry's data into `buf` (a writable buffer); 0 at its end."""
