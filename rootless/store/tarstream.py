@@ -252,8 +252,8 @@ class TarReader:
             kind = block[156]
             size = _number(block[124:136], "size")
             if kind == 120:  # 'x': PAX for the next entry
-                records = parse_pax(self._special(size, "a PAX header"))
-                pax = records if pax is None else {**pax, **records}
+                # a second one replaces the first, as in Go: what is held stays bounded
+                pax = parse_pax(self._special(size, "a PAX header"))
                 continue
             if kind == 103:  # 'g': global PAX, ignored as Docker does
                 self._special(size, "a global PAX header")
