@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import mmap
 import os
 from pathlib import Path
 
@@ -89,6 +88,7 @@ class BlobWriter:
         if not self.direct:
             self.fd = os.open(path, flags, 0o600)
             return
+        import mmap  # only a pull needs these (hot paths import this module too)
         import queue
         import threading
 
