@@ -3,7 +3,8 @@
 user when run as root; then an image of 20,000 small files and a 200 MiB file, against
 podman and skopeo (copy into a dir:, a floor: no unpacking). Also times the stages rl's
 pull is made of (gzip decompression with zlib vs isal, sha256), to say what limits it.
-PYTHONPATH, when set, goes to rl (another checkout: a before/after run)."""
+PYTHONPATH, when set, goes to rl (another checkout: a before/after run); RL_BENCH_BEFORE, a
+checkout's path, adds that rl as one more peer of the same interleaved rounds."""
 
 from __future__ import annotations
 
@@ -66,17 +67,27 @@ def _compare(report: Report, work: Path, ref: str, label: str) -> list[float]:
     if os.environ.get("PYTHONPATH"):  # another checkout: a before/after run
         base_env["PYTHONPATH"] = os.environ["PYTHONPATH"]
 
+    trash = work / "trash"
+    trash.mkdir(exist_ok=True)
+
     def fresh(name: str) -> Path:
+        # The previous run's tree is moved aside, not deleted: on ext4 without a journal
+        # (this machine's /) a new inode skips every inode freed in the last 60-360 s
+        # (recently_deleted() in find_inode_bit), so a pull right after an rm -r of
+        # 20,000 files spent most of its time in the kernel's open(O_CREAT) (perf).
         d = work / name
-        shutil.rmtree(d, ignore_errors=True)
+        if d.exists():
+            d.rename(trash / f"{name}-{len(os.listdir(trash))}")
         d.mkdir()
         if os.getuid() == 0:
             shutil.chown(d, TEST_USER, TEST_USER)
         return d
 
-    def rl_pull() -> float:
-        d = fresh("rl")
+    def rl_pull(pythonpath: str | None = None, name: str = "rl") -> float:
+        d = fresh(name)
         env = dict(base_env, XDG_DATA_HOME=str(d / "data"), XDG_CONFIG_HOME=str(d / "cfg"))
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
         return _timed(_as_user([rl_executable(), "pull", "-q", ref], env), env)
 
     def podman_pull() -> float:
@@ -91,6 +102,9 @@ def _compare(report: Report, work: Path, ref: str, label: str) -> list[float]:
                                 f"docker://{ref}", f"dir:{d}/img"], base_env), base_env)
 
     peers = {"podman pull": podman_pull}
+    if os.environ.get("RL_BENCH_BEFORE"):  # another checkout's rl in the same rounds
+        peers["rl before (RL_BENCH_BEFORE)"] = lambda: rl_pull(os.environ["RL_BENCH_BEFORE"],
+                                                               "rl-before")
     if shutil.which("skopeo"):
         peers["skopeo copy to dir:"] = skopeo_copy
     rl_times: list[float] = []

@@ -21,7 +21,7 @@ from rootless.image.registry import TransientError
 from rootless.image.streams import BlobReader, Cancelled, DigestReader, decompressor
 from rootless.image.types import ImageDestination, ImageSource, LayerResult
 from rootless.store import catalog, imagedb, locks, paths
-from rootless.store.blobs import BlobStore
+from rootless.store.blobs import BlobStore, BlobWriter
 from rootless.store.layers import LayerStore, TempArea, remove_tree
 from rootless.store.unpack import UnpackError, unpack_tar
 
@@ -107,12 +107,12 @@ class StoreDestination(ImageDestination):
         short = descriptor.digest[7:19]
         tmp_blob = self.temp.path("blob")
         tmp_dir = None
-        fd = -1
+        sink = None
         blob = None
         try:
-            fd = os.open(tmp_blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            sink = BlobWriter(tmp_blob)
             tmp_dir = self.temp.mkdir("layer")
-            blob = BlobReader(reader, limit=descriptor.size, sink_fd=fd, progress=progress)
+            blob = BlobReader(reader, limit=descriptor.size, sink=sink, progress=progress)
             tar = DigestReader(decompressor(blob))
             try:
                 unpack_tar(tar, tmp_dir)
@@ -130,8 +130,9 @@ class StoreDestination(ImageDestination):
                     raise RlError(f"layer {short}: {exc.message}", exc.fix) from None
                 raise RlError(f"layer {short} cannot be decompressed: {exc}") from None
             self._check(blob, descriptor, tar.digest, diff_id)
-            os.close(fd)
-            fd = -1
+            sink.finish()
+            sink.close()
+            sink = None
             self.blobs.commit(tmp_blob, descriptor.digest)
             self.layers.commit(tmp_dir, diff_id)
             tmp_dir = None
@@ -141,8 +142,8 @@ class StoreDestination(ImageDestination):
         except OSError as exc:
             raise _disk_error(exc, f"layer {short}") from None
         finally:
-            if fd >= 0:
-                os.close(fd)
+            if sink is not None:
+                sink.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_blob)
             if tmp_dir is not None:

@@ -26,11 +26,13 @@ class Cancelled(RlError):
 
 
 class BlobReader(io.RawIOBase):
-    """Reads the raw blob, hashing it, writing it to `sink_fd` (or not), and counting."""
+    """Reads the raw blob, hashing it, writing it to `sink_fd` or `sink` (an object with
+    write(data), or neither), and counting."""
 
-    def __init__(self, raw, *, limit: int, sink_fd: int | None = None, progress=None,
-                 cancel: threading.Event | None = None) -> None:
+    def __init__(self, raw, *, limit: int, sink_fd: int | None = None, sink=None,
+                 progress=None, cancel: threading.Event | None = None) -> None:
         self.raw = raw
+        self.sink = sink
         self.hash = hashlib.sha256()
         self.count = 0
         self.limit = limit
@@ -56,6 +58,8 @@ class BlobReader(io.RawIOBase):
             view = memoryview(data)
             while view:
                 view = view[os.write(self.sink_fd, view):]
+        elif self.sink is not None:
+            self.sink.write(data)
         if self.progress is not None:
             self.progress(len(data))
         return data

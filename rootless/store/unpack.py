@@ -23,20 +23,18 @@ read the store and delete it. Whiteouts stay `.wh.NAME` / `.wh..wh..opq` entries
 own xattrs: `user.*` as they are, others (security.capability, ...) under
 `user.containers.override_<name>`, the prefix fuse-overlayfs uses for the same purpose.
 
-The tar stream is parsed by the stdlib's tarfile (headers only: PAX, GNU long names, sparse);
-the extraction itself is ours because tarfile's extraction filters are string based and
-drop setuid bits that images need.
+The tar stream is parsed by store/tarstream.py (ustar, PAX, GNU long names, as Go's
+archive/tar reads them; see there why not tarfile); the extraction is ours because
+tarfile's extraction filters are string based and drop setuid bits that images need.
 """
 
 from __future__ import annotations
 
 import base64
 import errno
-import io
 import os
 import shutil
 import stat
-import tarfile
 from dataclasses import dataclass
 
 from fuse_overlay.metadata import (
@@ -46,6 +44,7 @@ from fuse_overlay.metadata import (
     Override,
 )
 from rootless.errors import RlError
+from rootless.store.tarstream import Entry, TarFormatError, TarReader, open_stream
 
 XATTR_OVERRIDE_PREFIX = "user.containers.override_"
 MAX_SYMLINKS = 40
@@ -97,8 +96,9 @@ class _Unpacker:
         self.cache_key: tuple[str, ...] | None = None
         self.cache_fd = -1
         self.dirs: list[tuple[list[str], int]] = []  # (components, mtime ns) set at the end
-        self.dir_infos: dict[tuple[str, ...], tarfile.TarInfo] = {}
+        self.dir_infos: dict[tuple[str, ...], Entry] = {}
         self.stats = UnpackStats()
+        self._buf: bytearray | None = None  # for files larger than COPY_CHUNK
 
     # -- resolution inside the root --
 
@@ -184,21 +184,30 @@ class _Unpacker:
 
     # -- metadata --
 
-    @staticmethod
-    def _override(info: tarfile.TarInfo, ftype: int | None = None, rdev: int = 0) -> bytes:
+    _encoded: dict[tuple[int, int, int], bytes] = {}  # a layer repeats a few owners+modes
+
+    def _override(self, info: Entry, ftype: int | None = None, rdev: int = 0) -> bytes:
+        if ftype is None:
+            key = (info.uid, info.gid, info.mode & 0o7777)
+            raw = self._encoded.get(key)
+            if raw is None:
+                raw = Override(*key).encode()
+                if len(self._encoded) < 4096:
+                    self._encoded[key] = raw
+            return raw
         return Override(info.uid, info.gid, info.mode & 0o7777, ftype, rdev).encode()
 
     @staticmethod
-    def _xattrs(info: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    def _xattrs(info: Entry) -> list[tuple[str, bytes]]:
         out = []
-        for key, value in info.pax_headers.items():
+        for key, value in info.pax_headers.items():  # raw bytes values (tarstream)
             if key.startswith("SCHILY.xattr."):
                 name = key[len("SCHILY.xattr."):]
-                raw = value.encode("utf-8", "surrogateescape")
+                raw = value
             elif key.startswith("LIBARCHIVE.xattr."):
                 name = key[len("LIBARCHIVE.xattr."):]
                 try:
-                    raw = base64.b64decode(value + "=" * (-len(value) % 4))
+                    raw = base64.b64decode(value + b"=" * (-len(value) % 4))
                 except ValueError:
                     continue
             else:
@@ -210,13 +219,13 @@ class _Unpacker:
             out.append((name, raw))
         return out
 
-    def _finish(self, fd: int, info: tarfile.TarInfo, override: bytes) -> None:
+    def _finish(self, fd: int, info: Entry, override: bytes) -> None:
         for name, value in self._xattrs(info):
             os.setxattr(fd, name, value)
         os.setxattr(fd, OVERRIDE_XATTR, override)
 
     @staticmethod
-    def _mtime_ns(info: tarfile.TarInfo) -> int:
+    def _mtime_ns(info: Entry) -> int:
         """The entry's time in ns, as Docker applies it (moby's system.Chtimes): a time
         before the epoch or after 2**63-1 ns (the year 2262), or not a number at all (a
         PAX mtime of nan, inf, 1e19, -1e18), becomes the epoch. os.utime would otherwise
@@ -231,7 +240,7 @@ class _Unpacker:
 
     # -- entries --
 
-    def entry(self, tf: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+    def entry(self, tar: TarReader, info: Entry) -> None:
         comps = clean(info.name)
         self.stats.entries += 1
         if not comps:  # the layer root itself ("./")
@@ -263,7 +272,7 @@ class _Unpacker:
             self._hardlink(parent, leaf, info)
             return
         if info.isreg():  # the most common entry: no stat(2) first (see _new_file)
-            self._regular(tf, parent, leaf, info, ns)
+            self._regular(tar, parent, leaf, info, ns)
             return
         self._remove_existing(parent, leaf, keep_dir=False)
         if info.issym():
@@ -274,20 +283,20 @@ class _Unpacker:
         if info.ischr() or info.isblk() or info.isfifo():
             self._special(parent, leaf, info, ns)
             return
-        raise UnpackError(f"entry {info.name!r} has unsupported tar type {info.type!r}")
+        raise UnpackError(f"entry {info.name!r} has unsupported tar type {info.typechar!r}")
 
     # -- what the store records (the override xattr) and what a volume gets (the real
     #    owners and modes, _RealUnpacker) --
 
-    def _dir_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+    def _dir_meta(self, fd: int, info: Entry) -> None:
         os.chmod(fd, DISK_DIR_MODE)
         self._finish(fd, info, self._override(info))
 
-    def _file_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+    def _file_meta(self, fd: int, info: Entry) -> None:
         os.fchmod(fd, disk_file_mode(info.mode))
         self._finish(fd, info, self._override(info))
 
-    def _link_meta(self, parent: int, leaf: str, info: tarfile.TarInfo) -> None:
+    def _link_meta(self, parent: int, leaf: str, info: Entry) -> None:
         pass  # Linux refuses user xattrs on symlinks; fuse_overlay shows them as root's
 
     def _dir_final(self, fd: int, comps: list[str]) -> None:
@@ -298,7 +307,7 @@ class _Unpacker:
         """A parent directory the tar does not list, made on the way."""
         os.setxattr(fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
 
-    def _special(self, parent: int, leaf: str, info: tarfile.TarInfo, ns: int) -> None:
+    def _special(self, parent: int, leaf: str, info: Entry, ns: int) -> None:
         if info.isfifo():
             ftype, rdev = stat.S_IFIFO, 0
         else:
@@ -320,10 +329,10 @@ class _Unpacker:
     # disk mode, the mode given to open(2) is the file's and no fchmod(2) follows
     umask = 0o777
 
-    def _new_file_mode(self, info: tarfile.TarInfo) -> int:
+    def _new_file_mode(self, info: Entry) -> int:
         return disk_file_mode(info.mode)
 
-    def _new_file(self, parent: int, leaf: str, info: tarfile.TarInfo) -> int:
+    def _new_file(self, parent: int, leaf: str, info: Entry) -> int:
         """Create the regular file of `info`, replacing what its name holds: one open(2)
         when the name is free (an exclusive create, so nothing is followed either)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -334,34 +343,52 @@ class _Unpacker:
             self._remove_existing(parent, leaf, keep_dir=False)
             return os.open(leaf, flags, mode, dir_fd=parent)
 
-    def _regular_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+    def _regular_meta(self, fd: int, info: Entry) -> None:
         mode = disk_file_mode(info.mode)
         if mode & self.umask:
             os.fchmod(fd, mode)
         self._finish(fd, info, self._override(info))
 
-    def _regular(self, tf: tarfile.TarFile, parent: int, leaf: str, info: tarfile.TarInfo,
+    def _regular(self, tar: TarReader, parent: int, leaf: str, info: Entry,
                  ns: int) -> None:
         fd = self._new_file(parent, leaf, info)
         try:
-            src = tf.extractfile(info)
-            remaining = info.size
-            while remaining > 0:
-                chunk = src.read(min(COPY_CHUNK, remaining))
-                if not chunk:
-                    raise UnpackError(f"entry {info.name!r}: the tar ends inside the file")
-                view = memoryview(chunk)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                remaining -= len(chunk)
-            self.stats.bytes += info.size
+            size = info.size
+            if info.sparse is not None:
+                self._sparse_data(tar, fd, info)
+            elif 0 < size <= COPY_CHUNK:  # most files: one read, one write
+                _write_all(fd, tar.read_data(size))
+            elif size:
+                if self._buf is None:
+                    self._buf = bytearray(COPY_CHUNK)
+                view = memoryview(self._buf)
+                while n := tar.readinto_data(view):
+                    _write_all(fd, view[:n])
+            self.stats.bytes += size
             self._regular_meta(fd, info)
             os.utime(fd, ns=(ns, ns))
         finally:
             os.close(fd)
 
-    def _hardlink(self, parent: int, leaf: str, info: tarfile.TarInfo) -> None:
+    def _sparse_data(self, tar: TarReader, fd: int, info: Entry) -> None:
+        """A sparse file's segments where they belong; the holes stay holes (a hostile
+        size costs no disk, and one past what the filesystem holds is EFBIG)."""
+        if self._buf is None:
+            self._buf = bytearray(COPY_CHUNK)
+        view = memoryview(self._buf)
+        for offset, length in info.sparse:
+            while length > 0:
+                n = tar.readinto_data(view[:min(length, COPY_CHUNK)])
+                if not n:
+                    raise UnpackError(f"entry {info.name!r}: the tar ends inside the file")
+                done = 0
+                while done < n:
+                    done += os.pwrite(fd, view[done:n], offset + done)
+                offset += n
+                length -= n
+        os.ftruncate(fd, info.size)
+
+    def _hardlink(self, parent: int, leaf: str, info: Entry) -> None:
         target = clean(info.linkname)
         if not target:
             raise UnpackError(f"hardlink {info.name!r} has no target")
@@ -419,7 +446,7 @@ class _RealUnpacker(_Unpacker):
     def _implicit_dir(fd: int) -> None:
         pass  # root's (the user's), 0755 as made
 
-    def _dir_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+    def _dir_meta(self, fd: int, info: Entry) -> None:
         pass  # owner and mode at the end: a 0555 directory must still take entries
 
     def _dir_final(self, fd: int, comps: list[str]) -> None:
@@ -427,13 +454,13 @@ class _RealUnpacker(_Unpacker):
         if info is not None:
             self._file_meta(fd, info)
 
-    def _new_file_mode(self, info: tarfile.TarInfo) -> int:
+    def _new_file_mode(self, info: Entry) -> int:
         return 0o600  # the tar's mode comes after the chown
 
-    def _regular_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+    def _regular_meta(self, fd: int, info: Entry) -> None:
         self._file_meta(fd, info)
 
-    def _file_meta(self, fd: int, info: tarfile.TarInfo) -> None:
+    def _file_meta(self, fd: int, info: Entry) -> None:
         try:
             os.fchown(fd, info.uid, info.gid)
         except OSError as exc:  # an id outside the maps: keep root's
@@ -441,14 +468,14 @@ class _RealUnpacker(_Unpacker):
                 raise
         os.fchmod(fd, info.mode & 0o7777)  # after chown, which clears setuid bits
 
-    def _link_meta(self, parent: int, leaf: str, info: tarfile.TarInfo) -> None:
+    def _link_meta(self, parent: int, leaf: str, info: Entry) -> None:
         try:
             os.chown(leaf, info.uid, info.gid, dir_fd=parent, follow_symlinks=False)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
 
-    def _special(self, parent: int, leaf: str, info: tarfile.TarInfo, ns: int) -> None:
+    def _special(self, parent: int, leaf: str, info: Entry, ns: int) -> None:
         if not info.isfifo():
             raise UnpackError(f"entry {info.name!r}: device nodes are not allowed here")
         os.mkfifo(leaf, 0o600, dir_fd=parent)
@@ -476,26 +503,12 @@ def _umask() -> int:
     return 0o777
 
 
-class _Raw(io.RawIOBase):
-    """A reader with only read(n) as the raw stream of an io.BufferedReader."""
-
-    def __init__(self, reader) -> None:
-        self.reader = reader
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.reader.read(len(b))
-        n = len(data)
-        b[:n] = data
-        return n
-
-
-def _buffered(fileobj):
-    if isinstance(fileobj, (io.BufferedReader, io.BytesIO)):
-        return fileobj
-    return io.BufferedReader(_Raw(fileobj), COPY_CHUNK)
+def _write_all(fd: int, data) -> None:
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,
@@ -505,7 +518,7 @@ def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,
     With `real_owners` (a volume, unpacked as root of the user namespace into a tree a
     container may be changing meanwhile) the tar's owners and modes go on the files, and a
     symlink in a parent is refused instead of followed inside the root; `root` need not be
-    empty. `tar_mode` "r|*" reads a compressed stream too.
+    empty. `tar_mode` "r|*" reads a compressed stream too (gzip, bzip2, xz, zstd).
 
     Reads the stream only up to the tar's end-of-archive marker; the caller drains the rest
     (and checks digests). Raises UnpackError (an RlError) for a malformed or hostile tar and
@@ -519,16 +532,11 @@ def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,
         if not real_owners:
             os.chmod(root_fd, DISK_DIR_MODE)
             os.setxattr(root_fd, OVERRIDE_XATTR, Override(0, 0, 0o755).encode())
+        tar = TarReader(open_stream(fileobj, compressed=tar_mode == "r|*"))
         try:
-            # tarfile's stream keeps what it read ahead in one bytes object and copies
-            # the rest of it on every read: with a large bufsize each 512-byte header
-            # read copied up to a MiB (most of a pull of many small files went there).
-            # A small record size, and a BufferedReader doing the large reads below it.
-            tf = tarfile.open(fileobj=_buffered(fileobj), mode=tar_mode,
-                              bufsize=tarfile.RECORDSIZE, errorlevel=2)
-            for info in tf:
+            for info in tar:
                 try:
-                    unpacker.entry(tf, info)
+                    unpacker.entry(tar, info)
                 except UnpackError:
                     raise
                 except OSError as exc:
@@ -536,9 +544,9 @@ def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,
                         raise
                     raise UnpackError(f"entry {info.name[:200]!r}: {exc.strerror or exc}"
                                       ) from None
-                except ValueError as exc:  # e.g. a NUL byte in a name
+                except ValueError as exc:  # a NUL byte in a name, the tar ending inside
                     raise UnpackError(f"entry {info.name[:200]!r}: {exc}") from None
-        except tarfile.TarError as exc:
+        except TarFormatError as exc:
             raise UnpackError(f"malformed tar: {exc}") from None
         unpacker.finish_dirs()
     finally:

@@ -294,6 +294,128 @@ def test_hostile_hardlink_cycle_to_itself(sandbox):
         sandbox.unpack(RawTar().hardlink("self", "self").bytes())
 
 
+# -- the tar formats real writers make, and headers that do not parse --
+
+
+class _Trickle:
+    """A stream that returns at most 700 bytes a read, as a network does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.f = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(min(n, 700) if n >= 0 else 700)
+
+
+def _tar(fmt: int, entries) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for info, data in entries:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _info(name: str, kind=tarfile.REGTYPE, size: int = 0, **kw) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.mtime, info.mode = kind, size, 1_700_000_000, 0o644
+    for k, v in kw.items():
+        setattr(info, k, v)
+    return info
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_long_names_big_ids_and_a_short_reading_stream(sandbox, fmt):
+    """GNU long names and base-256 ids, PAX records, a ustar prefix: the same tree."""
+    deep = "/".join([f"dir{i:02d}" for i in range(12)])  # 71 characters of directories
+    name = deep + "/" + "n" * 90  # > 100: GNU 'L', PAX path, ustar prefix + name
+    uid = 3_000_000 if fmt != tarfile.USTAR_FORMAT else 2_000_000  # > 8**7-1: base-256
+    entries = [(_info(name, size=5, uid=uid, gid=7), b"hello"),
+               (_info("big", size=3 << 20), bytes(range(256)) * (3 << 12))]
+    if fmt != tarfile.USTAR_FORMAT:  # a link target over 100 characters: GNU 'K'
+        entries.append((_info("link", tarfile.SYMTYPE, linkname="/" + name), None))
+    unpack_tar(_Trickle(_tar(fmt, entries)), sandbox.layer)
+    assert (sandbox.layer / name).read_bytes() == b"hello"
+    assert (override(sandbox.layer / name).uid, override(sandbox.layer / name).gid) == (uid, 7)
+    assert (sandbox.layer / "big").read_bytes() == bytes(range(256)) * (3 << 12)
+    assert os.stat(sandbox.layer / name).st_mtime_ns == 1_700_000_000 * 10**9
+    if fmt != tarfile.USTAR_FORMAT:
+        assert os.readlink(sandbox.layer / "link") == "/" + name
+
+
+def test_hostile_bad_checksum_refused_not_a_silent_end(sandbox):
+    """A corrupted header after the first one is an error (tarfile ended the archive
+    there without a word; Go's archive/tar, which Docker uses, refuses it)."""
+    data = bytearray(RawTar().file("a", b"x").file("b", b"y").bytes())
+    data[1024 + 148:1024 + 156] = b"0000000\0"
+    with pytest.raises(UnpackError, match="checksum"):
+        sandbox.unpack(bytes(data))
+
+
+def test_hostile_huge_pax_header_refused(sandbox):
+    """A PAX header is read whole: more than 1 MiB (Go's limit) is refused unread."""
+    with pytest.raises(UnpackError, match="larger than"):
+        sandbox.unpack(RawTar().file("f", b"x", pax={"comment": "c" * (2 << 20)}).bytes())
+
+
+def test_hostile_malformed_pax_record_refused(sandbox):
+    data = RawTar().file("f", b"x", pax={"path": "g"}).bytes()
+    data = data.replace(b" path=g\n", b" path-g\n", 1)  # same length, no '='
+    with pytest.raises(UnpackError, match="PAX"):
+        sandbox.unpack(data)
+
+
+@pytest.mark.parametrize("fmt", [["--format=gnu"], ["--format=posix", "--sparse-version=0.0"],
+                                 ["--format=posix", "--sparse-version=0.1"],
+                                 ["--format=posix", "--sparse-version=1.0"]])
+def test_sparse_files_as_gnu_tar_writes_them(sandbox, tmp_path_factory, fmt):
+    """GNU tar --sparse, each of its formats: same bytes, the holes stay holes."""
+    import subprocess
+
+    src = tmp_path_factory.mktemp("sparse-src")
+    with open(src / "s", "wb") as f:
+        for offset in (0, 5 << 20, 9 << 20):
+            f.seek(offset)
+            f.write(b"data at %d\n" % offset * 100)
+        f.truncate(12 << 20)
+    expected = (src / "s").read_bytes()
+    data = subprocess.run(["tar", "--sparse", *fmt, "-C", str(src), "-cf", "-", "s"],
+                          check=True, capture_output=True).stdout
+    unpack_tar(_Trickle(data), sandbox.layer)
+    assert (sandbox.layer / "s").read_bytes() == expected
+    assert os.stat(sandbox.layer / "s").st_blocks * 512 < 1 << 20
+
+
+def test_hostile_sparse_maps(sandbox):
+    with pytest.raises(UnpackError, match="bad map"):  # overlapping segments
+        sandbox.unpack(RawTar().file("t", b"xx", pax={
+            "GNU.sparse.map": "0,1,0,1", "GNU.sparse.size": "10"}).bytes())
+    with pytest.raises(UnpackError, match="does not match"):  # more data than the map says
+        sandbox.unpack(RawTar().file("u", b"xyz", pax={
+            "GNU.sparse.map": "0,1", "GNU.sparse.size": "10"}).bytes())
+    # a huge file of one byte: a hole, not terabytes of zeros (or refused by the filesystem)
+    try:
+        sandbox.unpack(RawTar().file("v", b"x", pax={
+            "GNU.sparse.map": f"{1 << 40},1", "GNU.sparse.size": str((1 << 40) + 1)}).bytes())
+    except UnpackError as exc:
+        assert "too large" in str(exc)
+    else:
+        assert os.stat(sandbox.layer / "v").st_blocks * 512 < 1 << 20
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "lzma", "zstd", None])
+def test_compressed_streams_for_volume_import(tmp_path, compress):
+    """`rl volume import` takes a compressed tar as tarfile's "r|*" did."""
+    data = RawTar().dir("d").file("d/f", b"content").bytes()
+    if compress == "zstd":
+        import zstandard
+
+        data = zstandard.ZstdCompressor().compress(data)
+    elif compress:
+        data = __import__(compress).compress(data)
+    unpack_tar(_Trickle(data), tmp_path, tar_mode="r|*")
+    assert (tmp_path / "d" / "f").read_bytes() == b"content"
+
+
 # -- random hostile tars: whatever the entries, nothing outside changes --
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
