@@ -8,7 +8,14 @@ interleave on a local file system). `rl events` reads it from the start (with --
 and, without --until, follows it as it grows. A line holds Docker's event fields (Type,
 Action, Actor.ID, Actor.Attributes, time, timeNano; for containers also status, id and
 from). Writing an event never fails the command that made it: an unwritable journal is
-skipped. The journal is not rotated yet (one line is ~300 bytes).
+skipped.
+
+Rotation: once the journal passes MAX_BYTES, the writer that sees it renames it to
+`events.log.1` (replacing the one before), so a user's journal stays below ~2x MAX_BYTES
+(Docker's daemon keeps its last 1000 events in memory only). A writer that opened the file
+just before the rename appends to events.log.1: its line is kept there. Readers read
+events.log.1 then events.log; a follower that sees the journal's inode change reads the
+rest of the old file (now events.log.1) before it goes on in the new one.
 """
 
 from __future__ import annotations
@@ -43,10 +50,43 @@ def emit(type_: str, action: str, actor_id: str, attributes: dict[str, str] | No
         return
     try:
         os.write(fd, line)
+        if os.fstat(fd).st_size > MAX_BYTES:
+            _rotate(journal(root), fd)
     except OSError:
         pass
     finally:
         os.close(fd)
+
+
+MAX_BYTES = 8 << 20
+
+
+def _rotate(path: Path, fd: int) -> None:
+    """events.log -> events.log.1, if the name still holds the file this writer has (two
+    writers over the limit at once: the second sees the new, small file and does not)."""
+    st = os.fstat(fd)
+    try:
+        now = os.stat(path)
+    except OSError:
+        return
+    if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+        os.replace(path, _older(path))
+
+
+def _older(path: Path) -> Path:
+    return path.with_name(path.name + ".1")
+
+
+def _rest_of(path: Path, ino: int, pos: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_ino != ino:
+                return b""  # rotated twice meanwhile: that part is gone
+            f.seek(pos)
+            data = f.read()
+    except FileNotFoundError:
+        return b""
+    return data if not data or data.endswith(b"\n") else data + b"\n"
 
 
 def container(action: str, c, **extra) -> None:
@@ -59,16 +99,31 @@ def read(since_ns: int | None = None, until_ns: int | None = None, follow: bool 
     """The events in [since, until), oldest first; with `follow`, then the new ones as
     they are written, until `until` passes (or forever)."""
     path = journal()
+    ino = None  # the file read so far (its inode), and how far
     pos = 0
     pending = b""
+    try:  # the history before the last rotation first
+        with open(_older(path), "rb") as f:
+            pending = f.read()
+    except FileNotFoundError:
+        pass
+    if pending and not pending.endswith(b"\n"):
+        pending += b"\n"  # a torn last line must not join the next file's first
     while True:
+        data = b""
         try:
             with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if ino is not None and st.st_ino != ino:
+                    # rotated: what the old file got since our last read is in .1
+                    data = _rest_of(_older(path), ino, pos)
+                    pos = 0
+                ino = st.st_ino
                 f.seek(pos)
-                data = f.read()
+                data += f.read()
                 pos = f.tell()
         except FileNotFoundError:
-            data = b""
+            pass
         pending += data
         *complete, pending = pending.split(b"\n")
         for raw in complete:
