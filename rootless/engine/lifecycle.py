@@ -338,5 +338,12 @@ def rename(ref: str, new_name: str) -> Container:
                 conn.execute(f"UPDATE {table} SET {col}=? WHERE container_id=?",
                              (new_name, c.id))
     old, c.name = c.name, new_name
+    # its peers on user networks list it by name in their /etc/hosts (and it itself)
+    from rootless.engine import netwire
+
+    try:
+        netwire.rewrite_hosts(c.id)
+    except (OSError, RlError):  # the name is changed; a peer's file will follow at its start
+        pass
     events.container("rename", c, oldName=old)
     return c

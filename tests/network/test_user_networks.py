@@ -79,3 +79,22 @@ def test_udp_published_from_a_user_network_answers_a_host_loopback_client(rlc, u
     ok(rlc, "rm", "-f", "echo")
     assert udp_port_free(port)
     assert holder_pids(rlc) == []
+
+
+def test_rename_shows_in_the_peers_hosts(rlc):
+    """As Docker's embedded DNS: a renamed container is found by its new name, not the old."""
+    ok(rlc, "network", "create", "--subnet", "10.89.73.0/24", "netr")
+    try:
+        for name in ("one", "two"):
+            ok(rlc, "run", "-d", "--name", name, "--network", "netr", rlc.busybox,
+               "sleep", "300")
+        ok(rlc, "rename", "one", "uno")
+        names = [line.split()[1:] for line in
+                 ok(rlc, "exec", "two", "cat", "/etc/hosts").stdout.splitlines()
+                 if line.startswith("10.89.73.2\t")]
+        assert names == [["uno"]], names
+        r = ok(rlc, "exec", "two", "ping", "-c", "1", "-W", "5", "uno")
+        assert "1 packets received" in r.stdout, r.stdout
+    finally:
+        rlc("rm", "-f", "one", "uno", "two")
+        rlc("network", "rm", "netr")
