@@ -243,21 +243,25 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
             raise InvalidArgument(f"{arcname} is a symbolic link to {src}, which does not "
                                   "exist on the host")
     r, w = os.pipe()
+    # what the child finds wrong in the container comes back here, to be the one error
+    # line (on the child's stderr, the parent's generic line would follow it)
+    said_r, said_w = os.pipe()
 
     def consume() -> int:
         os.close(w)
+        os.close(said_r)
         target = dest
         name = arcname or os.path.basename(os.path.abspath(src or "-"))
         if in_fd is not None and not os.path.isdir(target):
-            os.write(2, f"rl: error: {target} is not a directory in the container (a tar "
-                        "stream is extracted into a directory)\n".encode())
+            os.write(said_w, f"{target} is not a directory in the container (a tar "
+                             "stream is extracted into a directory)".encode())
             return 2
         if os.path.isdir(target):
             into, rename = target, None
         else:
             into, rename = os.path.dirname(target) or "/", os.path.basename(target)
             if not os.path.isdir(into):
-                os.write(2, f"rl: error: {into} does not exist in the container\n".encode())
+                os.write(said_w, f"{into} does not exist in the container".encode())
                 return 2
         with os.fdopen(r, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
             for m in tar:
@@ -274,9 +278,18 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
                 tar.extract(m, into, set_attrs=True, numeric_owner=True)
         return 0
 
-    child = child_in_container(pid, consume)
+    try:
+        child = child_in_container(pid, consume)
+    finally:
+        os.close(said_w)
     os.close(r)
     err = None
+
+    def failed(what: str):
+        with os.fdopen(said_r, "rb") as f:
+            said = f.read().decode(errors="replace")
+        return InvalidArgument(said) if said else RlError(what)
+
     if in_fd is not None:
         try:
             with os.fdopen(w, "wb") as out:
@@ -285,7 +298,8 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
         except BrokenPipeError as exc:
             err = exc
         if wait_child(child) != 0 or err is not None:
-            raise RlError("copying the tar stream into the container failed")
+            raise failed("copying the tar stream into the container failed")
+        os.close(said_r)
         return
     try:
         # src is the user's path; below it we read by fd, never through a symlink: it may
@@ -305,7 +319,8 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
         err = exc
     code = wait_child(child)
     if code != 0 or err is not None:
-        raise RlError(f"copying {src} into the container failed")
+        raise failed(f"copying {src} into the container failed")
+    os.close(said_r)
 
 
 # -- the Docker API's archive endpoints: tar streams, not host paths --------------------------

@@ -65,6 +65,7 @@ def test_cp_tar_streams_on_stdin_and_stdout(rl):
         assert tar.extractfile("dir/file").read() == b"from a tar\n"
     r = rl("cp", "-", "cps:/tmp/dir/file", input=buf.getvalue(), text=False)
     assert r.returncode != 0 and b"is not a directory" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_exec_privileged_has_every_capability(rl):
