@@ -192,8 +192,10 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
             if stdin_open:
                 watch.append(in_fd)
             writes = []
+            hub_fds: set[int] = set()
             if hub is not None:
-                watch += hub.read_fds()
+                hub_fds = set(hub.read_fds())
+                watch += hub_fds
                 writes = hub.write_fds()
             if stdin_w is not None and (stdin_buf or stdin_eof):
                 writes.append(stdin_w)
@@ -217,7 +219,9 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                 elif hub is not None:
                     hub.writable(fd)
             for fd in ready:
-                if hub is not None and (fd in hub.clients or fd == hub.listen_fd):
+                # an attach client's fd is the hub's even when the hub closed it in this
+                # round (a write to a client that detached failed): never a source's
+                if fd in hub_fds:
                     for kind, payload in hub.readable(fd):
                         if kind == "i" and stdin_w is not None and not stdin_eof:
                             stdin_buf += payload
