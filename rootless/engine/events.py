@@ -77,10 +77,12 @@ def _older(path: Path) -> Path:
     return path.with_name(path.name + ".1")
 
 
-def _rest_of(path: Path, ino: int, pos: int) -> bytes:
+def _rest_of(path: Path, ino: int | None = None, pos: int = 0) -> bytes:
+    """`path` from `pos` (if it is still the file `ino`), ending with a whole line: a torn
+    last line must not join the next file's first."""
     try:
         with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_ino != ino:
+            if ino is not None and os.fstat(f.fileno()).st_ino != ino:
                 return b""  # rotated twice meanwhile: that part is gone
             f.seek(pos)
             data = f.read()
@@ -101,14 +103,7 @@ def read(since_ns: int | None = None, until_ns: int | None = None, follow: bool 
     path = journal()
     ino = None  # the file read so far (its inode), and how far
     pos = 0
-    pending = b""
-    try:  # the history before the last rotation first
-        with open(_older(path), "rb") as f:
-            pending = f.read()
-    except FileNotFoundError:
-        pass
-    if pending and not pending.endswith(b"\n"):
-        pending += b"\n"  # a torn last line must not join the next file's first
+    pending = _rest_of(_older(path))  # the history before the last rotation first
     while True:
         data = b""
         try:

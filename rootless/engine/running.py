@@ -377,8 +377,8 @@ def run(opts: RunOptions, streams: Streams | None = None, *, sig_proxy: bool = T
         except RlError as exc:
             _forget_unstarted(c, exc)
             raise
-        if _single_threaded():
-            _warm_up()
+        # no _warm_up() here: the detached monitor made sure a zygote runs before its
+        # start (rootless.runtime.zygote.connect_or_spawn)
         return RunResult(c.id, None, warnings)
     streams = streams or Streams()
     # The caller's own fds, nothing to read for the container, and the caller may be the

@@ -349,29 +349,43 @@ def test_exec_with_a_tty_from_a_thread_and_its_resize(engine):
         engine.stop(r.id, timeout=0)
 
 
+def _on_a_terminal(rl, *args, dimensions=(25, 90)):
+    """`rl ARGS` under a pty of its own (pexpect)."""
+    import pexpect
+
+    argv = rl.argv(*args)
+    env = {k: v for k, v in rl.env.items() if v is not None}
+    return pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=dimensions)
+
+
+def _detach(child) -> None:
+    """ctrl-p ctrl-q: the rl command ends (exit 0) and lets go of its terminal."""
+    import pexpect
+
+    child.sendcontrol("p")
+    child.sendcontrol("q")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
 def test_cli_run_it_detach_keys_then_attach_again(rl):
     import pexpect
 
-    argv = rl.argv("run", "-it", "--name", "tt", "--network", "none", "busybox", "sh")
-    env = {k: v for k, v in rl.env.items() if v is not None}
-    child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(25, 90))
+    child = _on_a_terminal(rl, "run", "-it", "--name", "tt", "--network", "none", "busybox",
+                           "sh")
     try:
         child.expect("# ")
         child.sendline("echo $((6*7))")
         child.expect("42")
-        child.sendcontrol("p")
-        child.sendcontrol("q")
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == 0
+        _detach(child)
     finally:
         if child.isalive():
             child.terminate(force=True)
     state = rl("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "tt", check=True)
     # the exit code tells a hang-up (129: its pty closed) from an end of stdin (0)
     assert state.stdout.split()[0] == "running", (state.stdout, rl("logs", "tt").stdout)
-    argv = rl.argv("attach", "tt")
-    child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(31, 101))
+    child = _on_a_terminal(rl, "attach", "tt", dimensions=(31, 101))
     try:
         # the shell redraws its line at the resize of the attach (SIGWINCH): a line typed
         # meanwhile may be dropped by busybox's line editor, so ask until it answers
@@ -393,21 +407,13 @@ def test_cli_run_it_detach_keys_then_attach_again(rl):
 def test_exec_it_detach_keys_leave_the_command_running(rl):
     """Docker's `exec -it` detaches at ctrl-p ctrl-q: the command goes on without the
     client (its output dropped), the client exits 0 and lets go of the terminal."""
-    import pexpect
-
     rl("run", "-d", "--name", "ex", "--network", "none", "busybox", "sleep", "300",
        check=True)
-    argv = rl.argv("exec", "-it", "ex", "sh")
-    env = {k: v for k, v in rl.env.items() if v is not None}
-    child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, dimensions=(25, 90))
+    child = _on_a_terminal(rl, "exec", "-it", "ex", "sh")
     try:
         child.expect("# ")
         child.sendline("while :; do date +%s%N > /tmp/alive; sleep 0.1; done")
-        child.sendcontrol("p")
-        child.sendcontrol("q")
-        child.expect(pexpect.EOF)  # rl exec is gone, and nothing holds its terminal
-        child.close()
-        assert child.exitstatus == 0
+        _detach(child)  # rl exec is gone, and nothing holds its terminal
     finally:
         if child.isalive():
             child.terminate(force=True)
