@@ -108,6 +108,8 @@ def _number(field: bytes, what: str) -> int:
         value = int.from_bytes(bytes([first & 0x7F]) + field[1:], "big")
         if first & 0x40:  # negative, two's complement over the field's bits
             value -= 1 << (8 * len(field) - 1)
+        if not -_INT63 - 1 <= value <= _INT63:  # as Go's: it must fit an int64
+            raise TarFormatError(f"tar header field {what} is out of range")
     else:
         text = _cstr(field).strip(b" ")
         if not text:
@@ -165,11 +167,23 @@ def parse_pax(data: bytes) -> dict[str, bytes]:
     return out
 
 
+_INT63 = (1 << 63) - 1
+
+
+def _int63(raw: bytes, what: str) -> int:
+    """Decimal digits that fit Go's int64, as archive/tar wants them (a longer number
+    would overflow the syscalls it ends in, and int() of one over 4300 digits raises a
+    ValueError of its own)."""
+    if len(raw) > 19 or int(raw) > _INT63:
+        raise TarFormatError(f"{what} {raw[:20]!r} is out of range")
+    return int(raw)
+
+
 def _pax_int(pax: dict[str, bytes], key: str) -> int:
     raw = pax[key]
     if not raw.isdigit():
         raise TarFormatError(f"PAX header {key}={raw[:20]!r} is not a number")
-    return int(raw)
+    return _int63(raw, f"PAX header {key}")
 
 
 def _pairs(raw: list[bytes], octal: bool = False) -> list[tuple[int, int]]:
@@ -180,7 +194,7 @@ def _pairs(raw: list[bytes], octal: bool = False) -> list[tuple[int, int]]:
         if octal:
             nums.append(_number(r, "sparse map"))
         elif r.isdigit():
-            nums.append(int(r))
+            nums.append(_int63(r, "a sparse map value"))
         else:
             raise TarFormatError(f"a sparse map value is not a number: {r[:20]!r}")
     return list(zip(nums[::2], nums[1::2], strict=True))
@@ -378,7 +392,7 @@ class TarReader:
                 first = b"".join(blocks).split(b"\n", 1)[0]
                 if not first.isdigit():
                     raise TarFormatError("a sparse map that does not start with its count")
-                count = int(first)
+                count = _int63(first, "a sparse map's count")
             if count is not None and newlines >= 1 + 2 * count:
                 break
         lines = b"".join(blocks).split(b"\n")

@@ -402,6 +402,19 @@ def test_hostile_sparse_maps(sandbox):
         assert os.stat(sandbox.layer / "v").st_blocks * 512 < 1 << 20
 
 
+@pytest.mark.parametrize("pax, what", [
+    ({"GNU.sparse.map": "0,0", "GNU.sparse.size": str(10 ** 30)}, "out of range"),
+    ({"GNU.sparse.map": f"{10 ** 30},0", "GNU.sparse.size": "10"}, "out of range"),
+    ({"size": "1" * 5000}, "out of range"),
+    ({"uid": "9" * 20}, "out of range"),
+])
+def test_hostile_numbers_beyond_int64_refused(sandbox, pax, what):
+    """Go's archive/tar takes int64s only: a bigger size, offset or id is one clear error
+    (it was an OverflowError or Python's 4300-digit ValueError, not an UnpackError)."""
+    with pytest.raises(UnpackError, match=what):
+        sandbox.unpack(RawTar().file("n", b"", pax=pax).bytes())
+
+
 @pytest.mark.parametrize("compress", ["gzip", "bz2", "lzma", "zstd", None])
 def test_compressed_streams_for_volume_import(tmp_path, compress):
     """`rl volume import` takes a compressed tar as tarfile's "r|*" did."""
