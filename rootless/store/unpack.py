@@ -96,7 +96,7 @@ class _Unpacker:
         self.cache_key: tuple[str, ...] | None = None
         self.cache_fd = -1
         self.dirs: list[tuple[list[str], int]] = []  # (components, mtime ns) set at the end
-        self.dir_infos: dict[tuple[str, ...], Entry] = {}
+        self.dir_infos: dict[tuple[str, ...], _DirMeta] = {}  # _RealUnpacker's
         self.stats = UnpackStats()
         self._buf: bytearray | None = None  # for files larger than COPY_CHUNK
 
@@ -247,7 +247,7 @@ class _Unpacker:
             if info.isdir():
                 self._dir_meta(self.root_fd, info)
                 self.dirs.append(([], self._mtime_ns(info)))
-                self.dir_infos[()] = info
+                self._remember_dir((), info)
             return
         leaf = comps[-1]
         if leaf.startswith(WHITEOUT_PREFIX) and leaf != OPAQUE_MARKER:
@@ -266,7 +266,7 @@ class _Unpacker:
             finally:
                 os.close(fd)
             self.dirs.append((comps, ns))
-            self.dir_infos[tuple(comps)] = info
+            self._remember_dir(tuple(comps), info)
             return
         if info.islnk():
             self._hardlink(parent, leaf, info)
@@ -301,6 +301,10 @@ class _Unpacker:
 
     def _dir_final(self, fd: int, comps: list[str]) -> None:
         pass
+
+    def _remember_dir(self, comps: tuple, info: Entry) -> None:
+        """What _dir_final needs of a directory's entry (nothing here: the store keeps a
+        directory's metadata in its override xattr at once)."""
 
     @staticmethod
     def _implicit_dir(fd: int) -> None:
@@ -435,6 +439,13 @@ class _Unpacker:
         self._drop_cache()
 
 
+class _DirMeta:
+    __slots__ = ("gid", "mode", "uid")
+
+    def __init__(self, uid: int, gid: int, mode: int) -> None:
+        self.uid, self.gid, self.mode = uid, gid, mode
+
+
 class _RealUnpacker(_Unpacker):
     """Unpacks into a volume, as root of the user namespace: the tar's numeric owners and
     full modes on the files themselves, fifos as fifos, device nodes refused, and no
@@ -448,6 +459,11 @@ class _RealUnpacker(_Unpacker):
 
     def _dir_meta(self, fd: int, info: Entry) -> None:
         pass  # owner and mode at the end: a 0555 directory must still take entries
+
+    def _remember_dir(self, comps: tuple, info: Entry) -> None:
+        # the owner and mode only: a whole Entry holds its PAX headers (up to 1 MiB each),
+        # and a hostile layer of many directories would keep them all
+        self.dir_infos[comps] = _DirMeta(info.uid, info.gid, info.mode)
 
     def _dir_final(self, fd: int, comps: list[str]) -> None:
         info = self.dir_infos.get(tuple(comps))
@@ -544,7 +560,9 @@ def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,
                         raise
                     raise UnpackError(f"entry {info.name[:200]!r}: {exc.strerror or exc}"
                                       ) from None
-                except ValueError as exc:  # a NUL byte in a name, the tar ending inside
+                except (ValueError, OverflowError) as exc:
+                    # a NUL byte in a name, the tar ending inside, an id or device number
+                    # too large for its syscall
                     raise UnpackError(f"entry {info.name[:200]!r}: {exc}") from None
         except TarFormatError as exc:
             raise UnpackError(f"malformed tar: {exc}") from None
