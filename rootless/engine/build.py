@@ -20,6 +20,7 @@ Names are given only when the whole build succeeded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -678,49 +679,78 @@ def _copy_merged(layers: list[str], rel: str, dest: str) -> None:
     user's own files, as BuildKit's local exporter writes them for the invoking user:
     the image's modes (the override xattr's, not the store's widened ones) and times,
     no xattr of the store's, and no owner of the image (nor a subordinate id's).
-    Device nodes, fifos and sockets are left out: a plain user cannot make them."""
-    import shutil
+    Device nodes, fifos and sockets are left out: a plain user cannot make them.
 
+    `dest` may be a volume or a bind mount a running container writes: its top is opened
+    by the path the user named, everything below by directory fd (safepath), so a symlink
+    planted in it is replaced, never followed. The layers are the store's, which nothing
+    but rl's unpacker writes: they are read by path."""
+    from rootless.linux import safepath
+
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _copy_merged_at(layers, rel, fd)
+    except safepath.Escape as exc:
+        raise RlError(f"{dest}: {exc.strerror}",
+                      "is a container writing there? write the output elsewhere") from None
+    finally:
+        os.close(fd)
+
+
+def _copy_merged_at(layers: list[str], rel: str, dfd: int) -> None:
     from fuse_overlay.metadata import read_override
+    from rootless.linux import safepath
 
     for name, path in sorted(_merged_list(layers, rel).items()):
-        out = os.path.join(dest, name)
         st = os.lstat(path)
-        ov = None if stat.S_ISLNK(st.st_mode) else read_override(path)
+        times = (st.st_atime_ns, st.st_mtime_ns)
+        if stat.S_ISLNK(st.st_mode):
+            safepath.symlink_at(dfd, os.readlink(path), name)
+            os.utime(name, ns=times, dir_fd=dfd, follow_symlinks=False)
+            continue
+        ov = read_override(path)
         kind = ov.ftype if ov is not None and ov.ftype is not None else \
             stat.S_IFMT(st.st_mode)
         mode = ov.mode if ov is not None else stat.S_IMODE(st.st_mode)
-        # an earlier output in `dest` (the user's own dir): replaced, directories merged
-        old = _lstat_or_none(out)
-        if old is not None and not (kind == stat.S_IFDIR and stat.S_ISDIR(old.st_mode)):
-            if stat.S_ISDIR(old.st_mode):
-                shutil.rmtree(out)
-            else:
-                os.unlink(out)
-            old = None
-        if stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(path), out)
-            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-            continue
+        # an earlier output in `dest`: replaced, directories merged (the safepath calls)
         if kind == stat.S_IFDIR:
-            if old is None:
-                os.mkdir(out, 0o700)
-            else:
-                os.chmod(out, 0o700)
-            _copy_merged(layers, f"{rel}/{name}" if rel else name, out)
+            fd = safepath.ensure_dir_at(dfd, name)
+            try:
+                os.fchmod(fd, 0o700)
+                _copy_merged_at(layers, f"{rel}/{name}" if rel else name, fd)
+                os.fchmod(fd, mode)  # last: a read-only directory is filled first
+                os.utime(fd, ns=times)
+            finally:
+                os.close(fd)
         elif kind == stat.S_IFREG:
-            shutil.copyfile(path, out, follow_symlinks=False)
-        else:
-            continue
-        os.chmod(out, mode)  # last: a read-only directory is filled first
-        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+            fd = safepath.create_at(dfd, name)
+            try:
+                _copy_into(path, fd)
+                os.fchmod(fd, mode)
+                os.utime(fd, ns=times)
+            finally:
+                os.close(fd)
 
 
-def _lstat_or_none(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
+def _copy_into(path: str, fd: int) -> None:
+    """The bytes of the file `path` written to `fd`, in the kernel where it can."""
+    with open(path, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        sent = 0
+        try:
+            while sent < size:
+                n = os.sendfile(fd, src.fileno(), sent, size - sent)
+                if n == 0:
+                    break
+                sent += n
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS) or sent:
+                raise
+        import shutil
+
+        with open(fd, "wb", closefd=False) as dst:
+            shutil.copyfileobj(src, dst)
 
 
 def _mounts_key(inst, mounts, pos, rs, results, ctx, opts) -> list:

@@ -146,6 +146,60 @@ def chmod_at(dirfd: int, name: str, mode: int) -> bool:
         os.close(fd)
 
 
+# Writing into a tree a container can write: the name is made new by the *at call itself
+# (mkdirat, O_CREAT|O_EXCL|O_NOFOLLOW, symlinkat), so what a container planted there is
+# removed and never followed. It can plant it again between our removal and our create:
+# we try this often, then refuse (a loop in the container could otherwise hold us forever).
+_REPLACE_TRIES = 8
+
+
+def _unreplaceable(name: str) -> Escape:
+    return Escape(errno.EEXIST, f"{name}: what is there could not be replaced (it cannot "
+                  "be removed, or something keeps putting it back)", name)
+
+
+def ensure_dir_at(dirfd: int, name: str, mode: int = 0o700) -> int:
+    """The directory `name` of `dirfd` as a new fd, made when missing. An existing
+    directory is kept (the caller merges into it); anything else at the name (a file, a
+    symlink, planted a moment ago) is removed first, never followed."""
+    for _ in range(_REPLACE_TRIES):
+        try:
+            os.mkdir(name, mode, dir_fd=dirfd)
+        except FileExistsError:
+            pass
+        try:
+            return open_dir(dirfd, name)
+        except Escape:
+            rmtree_at(dirfd, name)
+        except FileNotFoundError:  # removed between the mkdir and the open
+            pass
+    raise _unreplaceable(name)
+
+
+def create_at(dirfd: int, name: str, mode: int = 0o600) -> int:
+    """A new regular file `name` of `dirfd`, open for writing (O_CREAT | O_EXCL |
+    O_NOFOLLOW: the open itself makes the inode, a planted symlink is EEXIST, not a way
+    out). Whatever held the name (a file, a directory tree, a symlink) is removed first."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(_REPLACE_TRIES):
+        try:
+            return os.open(name, flags, mode, dir_fd=dirfd)
+        except FileExistsError:
+            rmtree_at(dirfd, name)
+    raise _unreplaceable(name)
+
+
+def symlink_at(dirfd: int, target: str, name: str) -> None:
+    """The symlink `name` -> `target` in `dirfd`, replacing whatever held the name."""
+    for _ in range(_REPLACE_TRIES):
+        try:
+            os.symlink(target, name, dir_fd=dirfd)
+            return
+        except FileExistsError:
+            rmtree_at(dirfd, name)
+    raise _unreplaceable(name)
+
+
 def listdir_sorted(dirfd: int) -> list[str]:
     return sorted(os.listdir(dirfd))
 

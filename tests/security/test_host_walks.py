@@ -271,3 +271,73 @@ def test_volume_removal_does_not_chmod_through_planted_symlinks(rlc, canary):
     assert r.returncode == 0, r.stderr
     canary.check()
     assert not (rlc.data_dir / "volumes" / "vol").exists()
+
+
+def _output_context(tmp_path: Path) -> Path:
+    """A build context whose image is /etc/f000..f039 and /etc/sub/deep (FROM scratch:
+    no RUN, so each build after the first is the output alone)."""
+    ctx = tmp_path / "ctx"
+    (ctx / "etc" / "sub").mkdir(parents=True)
+    for i in range(40):
+        (ctx / "etc" / f"f{i:03d}").write_text(f"file {i}\n")
+    (ctx / "etc" / "sub" / "deep").write_text("deep\n")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY etc /etc/\n")
+    return ctx
+
+
+def _output_is_the_image(dest: Path) -> None:
+    etc = dest / "etc"
+    assert etc.is_dir() and not etc.is_symlink()
+    assert (etc / "f039").read_text() == "file 39\n"
+    assert (etc / "sub" / "deep").read_text() == "deep\n"
+
+
+def test_build_output_replaces_planted_symlinks(rlc, canary, tmp_path):
+    """`rl build -o DEST` where DEST already holds symlinks to the canary at the names the
+    image writes (a directory and a file): they are replaced, never followed."""
+    ctx = _output_context(tmp_path)
+    dest = tmp_path / "dest"
+    (dest / "etc").mkdir(parents=True)
+    (dest / "etc" / "f000").symlink_to(canary.secret)
+    (dest / "etc" / "sub").symlink_to(canary.dir)
+    r = rlc("build", "-q", "-o", f"type=local,dest={dest}", str(ctx))
+    assert r.returncode == 0, r.stderr
+    canary.check()
+    _output_is_the_image(dest)
+    assert not (dest / "etc" / "f000").is_symlink()
+    assert (dest / "etc" / "f000").read_text() == "file 0\n"
+    # the top-level directory itself planted as a symlink
+    subprocess.run(["rm", "-rf", str(dest / "etc")], check=True)
+    (dest / "etc").symlink_to(canary.dir)
+    r = rlc("build", "-q", "-o", str(dest), str(ctx))
+    assert r.returncode == 0, r.stderr
+    canary.check()
+    _output_is_the_image(dest)
+
+
+def test_build_output_into_a_mount_a_container_races(rlc, canary, tmp_path):
+    """`rl build -o type=local,dest=DEST` while a container with `-v DEST:/out` keeps
+    swapping /out/etc for a symlink to the canary: nothing of the output lands there."""
+    ctx = _output_context(tmp_path)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    start(rlc, "attacker", "-v", f"{dest}:/out", rlc.busybox, "sh", "-c",
+          "mkdir -p /out/etc && touch /out/ready && "
+          + SWAP.format(d="/out/etc", target=canary.dir))
+    wait_for(rlc, "attacker", "test -e /out/ready")
+    built, tried, last = 0, 0, None
+    for _ in attempts(45, 100):
+        tried += 1
+        last = rlc("build", "-q", "-o", f"type=local,dest={dest}", str(ctx))
+        built += last.returncode == 0
+        if not canary.intact():
+            break
+    print(f"{tried} builds, {built} succeeded; last: {last.stderr}")
+    canary.check()
+    assert tried > 1
+    # a failure is one line naming the destination, never a traceback
+    assert last.returncode == 0 or "Traceback" not in last.stderr
+    ok(rlc, "rm", "-f", "attacker")
+    subprocess.run(["rm", "-rf", str(dest / "etc"), str(dest / "etc.real")])
+    ok(rlc, "build", "-q", "-o", f"type=local,dest={dest}", str(ctx))
+    _output_is_the_image(dest)
