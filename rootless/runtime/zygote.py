@@ -331,12 +331,17 @@ def _handle(conn, server) -> None:
 def _child(conn, server) -> None:
     import socket
 
+    from rootless.linux import syscalls as sc
     from rootless.runtime import early
 
     ready_w = -1
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # Drop the zygote's listener, lock, inotify watch and wakeup pipe now, not once
+        # the request came: a child waiting for it with the lock made a zygote started
+        # meanwhile give up, and its copy of the listener kept a dead zygote's socket.
+        sc.neutralize_fds({0, 1, 2, conn.fileno()})
         msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
         if len(fds) != 1:
             os._exit(0)

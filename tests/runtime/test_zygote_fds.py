@@ -1,0 +1,119 @@
+"""The fuse server zygote's children hold nothing of the zygote (rootless/runtime/zygote.py).
+
+A child the zygote forks for a connection waits there for its request. If it kept the
+zygote's lock, listener and inotify watch while it waited, a zygote started meanwhile (the
+old one killed) would find the lock taken and give up, and the child's copy of the listener
+would keep a socket nobody serves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from tests.support import users
+
+pytestmark = pytest.mark.skipif(users.rootfs_backend() != "fuse_overlay",
+                                reason="the zygote serves the fuse_overlay backend only")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _zygotes(rl) -> set[int]:
+    out = set()
+    for pidfile in (rl.root / "run" / "rl").glob("fuse-zygote-*.pid"):
+        out |= {int(p) for p in pidfile.read_text().split() if _alive(int(p))}
+    return out
+
+
+def _wait_zygote(rl, old: set[int] = frozenset()) -> tuple[int, str]:
+    """(pid, socket path) of a zygote not in `old`, once it listens."""
+    deadline = time.monotonic() + 20
+    while not ((new := _zygotes(rl) - old)
+               and (socks := list((rl.root / "run" / "rl").glob("fuse-zygote-*.sock")))):
+        assert time.monotonic() < deadline, "no fuse server zygote started"
+        time.sleep(0.1)
+    return new.pop(), str(socks[0])
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            if int(raw[raw.rindex(")") + 2:].split()[1]) == pid and _alive(int(entry)):
+                out.add(int(entry))
+    return out
+
+
+def _fd_links(pid: int) -> dict[str, str]:
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[fd] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            pass
+    return out
+
+
+def _of_the_zygote(zygote: int, child: int) -> set[str]:
+    """What `child` holds of the zygote's own files: its sockets, pipes, inotify, lock."""
+    theirs = {link for link in _fd_links(zygote).values() if link != "/dev/null"}
+    return {link for link in _fd_links(child).values() if link in theirs} | \
+        {link for link in _fd_links(child).values()
+         if link == "anon_inode:inotify" or link.endswith(".lock")}
+
+
+def test_a_zygote_child_drops_the_zygotes_fds_and_a_new_zygote_serves(rl):
+    rl("run", "--rm", "--network", "none", "busybox", "true", check=True)  # the zygote then
+    zygote, sock_path = _wait_zygote(rl)
+    # a connection that never sends its request: the child the zygote forks for it waits
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        before = _children(zygote)
+        conn.connect(sock_path)
+        deadline = time.monotonic() + 10
+        while not (pending := _children(zygote) - before):
+            assert time.monotonic() < deadline, "the zygote forked no child for a connection"
+            time.sleep(0.05)
+        (child,) = pending
+        assert _of_the_zygote(zygote, child) == set()
+        # the old zygote killed while its child waits: the next one starts and serves
+        os.kill(zygote, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(zygote):
+            assert time.monotonic() < deadline, "the zygote did not stop"
+            time.sleep(0.05)
+        cid = rl("run", "-d", "--network", "none", "busybox", "sleep", "300",
+                 check=True).stdout.strip()
+        new, _ = _wait_zygote(rl, {zygote})
+        deadline = time.monotonic() + 10
+        while not (served := _children(new)):
+            assert time.monotonic() < deadline, "the new zygote serves no container"
+            time.sleep(0.05)
+        for server in served:
+            assert _of_the_zygote(new, server) == set()
+        r = rl("exec", cid, "cat", "/etc/passwd", check=True)
+        assert "root" in r.stdout
+        rl("rm", "-f", cid, check=True)
+    finally:
+        conn.close()
+    deadline = time.monotonic() + 10
+    while _alive(child):  # the connection's end ends the waiting child
+        assert time.monotonic() < deadline, "the waiting child outlived its connection"
+        time.sleep(0.05)
+
