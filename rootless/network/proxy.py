@@ -178,15 +178,18 @@ def bind(mappings, ns_pid: int, guest: str) -> Proxy:
 # The loop imports only C modules (_socket, select, fcntl) and nothing of rl: the lean
 # monitor of a detached container runs it (rootless/runtime/lean.py).
 
-def _setns_function():
-    """os.setns (Python 3.12+), else ctypes' (rootless.linux.syscalls). Imported in the
-    monitor, not in each forked child: ctypes' import took 50 ms in a child here, under
-    load, against ~0.4 MiB PSS once in the monitor of a container that has connections."""
-    if hasattr(os, "setns"):
-        return os.setns
+def _child_calls():
+    """(setns, nondumpable) for the forked child: os.setns (Python 3.12+), else ctypes'
+    (rootless.linux.syscalls), and prctl(PR_SET_DUMPABLE, 0), which Python has not.
+    Imported in the monitor, not in each forked child: ctypes' import took 50 ms in a
+    child here, under load, against ~0.4 MiB PSS once in the monitor of a container that
+    has connections."""
     from rootless.linux import syscalls
 
-    return syscalls.setns
+    def nondumpable() -> None:
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+
+    return getattr(os, "setns", syscalls.setns), nondumpable
 
 
 def _make_sockets(userns: int, netns: int, kind: int, count: int) -> list[int]:
@@ -200,12 +203,15 @@ def _make_sockets(userns: int, netns: int, kind: int, count: int) -> list[int]:
     import _socket
     import sys
 
-    setns = _setns_function()
+    setns, nondumpable = _child_calls()
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         pid = os.fork()
         if pid == 0:
             try:
+                # a fork of the monitor (its fds, the host's root) in the container's
+                # namespaces: no container process may open its /proc/PID/*
+                nondumpable()
                 setns(userns, _CLONE_NEWUSER)
                 setns(netns, _CLONE_NEWNET)
                 fds = b"".join(

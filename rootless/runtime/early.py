@@ -5,8 +5,8 @@ container's start.
 `fork_server()` forks a process that imports the server at once, then waits for its
 parameters on a pipe: the rootfs description and, when it was forked outside the
 container's namespaces, the pid of a process (the sandbox) whose user and mount namespaces
-it joins before mounting. It writes b"1" on its ready pipe once the mount is live, or
-`E message` if it cannot serve.
+it joins before mounting. It writes b"1" on its ready pipe once the mount is live (b"1L" when it
+also left the sandbox's mount namespace), or `E message` if it cannot serve.
 
 `rl run` calls `start_for_run(argv)` first thing, before click and the engine are even
 imported; the engine later `take()`s the process and hands it to the sandbox. The module
@@ -139,6 +139,12 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
     needs no watch (the end of the connection ends it) and must have none: a detached
     container's sandbox exits while the container runs (rootless/runtime/sandbox.py)."""
     trace("F params")
+    # Not dumpable from here on: the server is a process of the host's user namespace (the
+    # zygote's, or rl's) that joins the container's, and with `--pid host` the container's
+    # root (our kernel uid) would otherwise open its /proc/PID/root, fd/ (layer dirs whose
+    # `..` leads home) and mem. Nobody needs them: the sandbox learns on the ready pipe
+    # whether we left its mount namespace (b"1L"), not from our /proc/PID/ns/mnt.
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
     if spec.get("log"):
         logfd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(logfd, 2)
@@ -164,7 +170,7 @@ def serve(server, spec: dict, ready_w: int, *, watch: bool) -> None:
         # finds us gone from its mount namespace (Server.left_us); before any thread:
         # unshare needs a lone thread.
         left = _leave_mount(spec["mountpoint"])
-        os.write(ready_w, b"1")
+        os.write(ready_w, b"1L" if left else b"1")  # one write: one read gets both
         os.close(ready_w)
         if left and pidfd is not None:
             os.close(pidfd)

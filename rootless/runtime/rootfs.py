@@ -177,6 +177,7 @@ class Server:
         # in the user's namespace: the zygote forks our server when we send our request.
         self._zygote_conn = zygote_conn
         self.peer_pid: int | None = None  # the server the zygote forked (not our child)
+        self._said_left = False  # its ready answer was b"1L" (early._leave_mount)
 
     def left_us(self) -> bool:
         """Has the server the zygote forked for us moved to a mount namespace of its own
@@ -184,7 +185,9 @@ class Server:
         mount and needs nothing of us: it ends with the FUSE connection."""
         if self.peer_pid is None:
             return False
-        try:
+        if self._said_left:  # a server of today says so: it is not dumpable (early.serve)
+            return True
+        try:  # a zygote of older code (same key) only answers b"1": look at it
             return os.readlink(f"/proc/{self.peer_pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
         except OSError:
             return False
@@ -227,6 +230,7 @@ class Server:
                 if answer.startswith(b"1"):
                     break
             os.close(ready_r)
+            self._said_left = answer.startswith(b"1L")
             if not answer.startswith(b"1"):
                 msg = answer[2:].decode(errors="replace") if answer.startswith(b"E ") else ""
                 raise RootfsError(msg or "the fuse_overlay server exited before the mount "

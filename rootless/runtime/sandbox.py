@@ -398,10 +398,10 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     _send(status_w, "U")
     if ctl.read() != "M":
         os._exit(0)
-    # The sandbox stays dumpable: the monitor writes its /proc/PID/uid_map without a helper
-    # when there is no subordinate range, and slirp4netns opens its /proc/PID/ns/net. No
-    # process of the container can reach it (it is outside the container's pid namespace);
-    # pid 1 makes itself non-dumpable until its exec.
+    # The sandbox stays dumpable until "G": the monitor writes its /proc/PID/uid_map
+    # without a helper when there is no subordinate range, slirp4netns and the port proxy
+    # open its /proc/PID/ns/*, and a fuse server joins it by them (newuidmap, too, wants
+    # to own our /proc/PID).
     if backend != "fuse_overlay":
         _become_root()  # fuse-overlayfs is exec'd: as root in the namespace it keeps its caps
     trace("S maps ok")
@@ -451,7 +451,14 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     if ctl.read() != "G":
         server.stop(rfs)
         os._exit(0)
+    # Everything that joins us by /proc/PID/ns has (the monitor's before_go ran). From
+    # now a container's root that sees us (`--pid host`: it has our kernel uid) cannot
+    # open our /proc/PID/root, fd/ or mem; pid 1 inherits it and keeps it until its exec.
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    # Does the container see us (--pid host, or a container's pid namespace that is ours)?
+    seen = "pid" not in namespaces
     if pidns_fd is not None:  # --pid container:NAME: pid 1 is forked into that one
+        seen = os.fstat(pidns_fd).st_ino == os.stat("/proc/self/ns/pid").st_ino
         sc.setns(pidns_fd, sc.CLONE_NEWPID)
         os.close(pidns_fd)
     elif "pid" in namespaces:
@@ -497,6 +504,12 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
         os._exit(0)
     if lean and not report:
         _send(status_w, "W")  # not folded: we wait for pid 1 (the monitor reads it)
+    # The lean waiter would be exec'd in the container's user namespace: the kernel then
+    # lets a container process with CAP_SYS_PTRACE there open its /proc/PID/root (the
+    # host's files, as our mount namespace shows them), dumpable or not. So a container
+    # that sees us keeps us as we are (a fork of rl, exec'd in the host's namespace, not
+    # dumpable since "G"); the others get the lean waiter.
+    if lean and not report and not seen:
         try:
             lean_mod.exec_waiter(pid, status_w, backend, rfs.mountpoint, server.pid,
                                  server.peer_pid)

@@ -95,21 +95,44 @@ def user_processes_mentioning(text: str) -> list[str]:
     """Processes whose command line or environment mentions `text` (a runner's root: every
     process rl starts inherits XDG_DATA_HOME under it, also those whose command line names
     nothing of it, like the fuse server forked from `rl run`), except that root's warm fuse
-    server. Only processes this user may read are seen; as root, all."""
+    server, and the processes whose environment we may not read (rl's helpers in a
+    container's namespaces are not dumpable) below one of those or below that server.
+    Only processes this user may read are seen; as root, all."""
     out = []
     needle = text.encode()
     skip = _zygote_pids(Path(text))
+    parent: dict[str, str] = {}
+    mentions: set[str] = set()
+    hidden: dict[str, str] = {}
     for pid in os.listdir("/proc"):
-        if not pid.isdigit() or pid in skip or int(pid) == os.getpid():
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
+        shown = "?"
         try:
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+            parent[pid] = raw[raw.rindex(")") + 2:].split()[1]
+            if pid in skip:
+                continue
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read()
+            shown = cmd.replace(b"\0", b" ").decode(errors="replace")
             with open(f"/proc/{pid}/environ", "rb") as f:
                 environ = f.read()
+        except PermissionError:
+            hidden[pid] = shown
+            continue
         except OSError:
             continue
         if needle in cmd or needle in environ:
-            shown = cmd.replace(b"\0", b" ").decode(errors="replace")
+            mentions.add(pid)
             out.append(f"{pid}: {shown}")
+    for pid, shown in hidden.items():
+        seen, up = set(), parent.get(pid)
+        while up and up not in seen:
+            if up in mentions or up in skip:
+                out.append(f"{pid}: {shown} (not dumpable)")
+                break
+            seen.add(up)
+            up = parent.get(up)
     return out
