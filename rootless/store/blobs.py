@@ -54,6 +54,9 @@ class BlobWriter:
     """Writes a new blob file at `path` around the page cache (O_DIRECT) where the
     filesystem allows it, else as usual, in a thread of its own.
 
+    Where the open takes O_DIRECT but a write then fails with EINVAL, the rest goes
+    through the cache.
+
     Why: a layer's blob is written once by a pull and read again only by a push or a save,
     while the same bytes, unpacked, are written beside it. In the VMs rl is measured on,
     page-cache memory touched for the first time costs ~4 ms per MiB in the kernel
@@ -118,7 +121,16 @@ class BlobWriter:
     def _write_chunk(self, view: memoryview, n: int) -> None:
         done = 0
         while done < n:
-            written = os.write(self.fd, view[done:n])
+            try:
+                written = os.write(self.fd, view[done:n])
+            except OSError as exc:
+                # A filesystem that took O_DIRECT at the open but refuses the I/O (some
+                # FUSE and overlay set-ups, a block size beyond ALIGN): through the cache
+                # from here (a failed write moved nothing), not a failed pull.
+                if exc.errno != errno.EINVAL or not self.direct:
+                    raise
+                self._buffered()
+                continue
             if not written:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             done += written

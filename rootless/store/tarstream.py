@@ -20,8 +20,10 @@ What it accepts follows Go's archive/tar, which Docker and containerd unpack lay
   hostile size cannot make us hold gigabytes;
 - sparse files (GNU 'S' headers, PAX GNU.sparse.* 0.0, 0.1 and 1.0, as GNU tar --sparse
   writes them) come with their map (`Entry.sparse`: data segments, checked sorted, inside
-  the file and adding up to the data stored); the unpacker writes the segments and leaves
-  the holes as holes, so a hostile size cannot make it write zeros without end.
+  the file, adding up to the data stored, and ending where the file does, as GNU tar
+  writes them; at most MAX_SPARSE_SIZE); the unpacker writes the segments and leaves
+  the holes as holes, so a hostile size cannot make it write zeros without end;
+- an entry of a type this does not know has the data its size says (skipped), as Go's.
 Names are decoded as the filesystem encoding does (UTF-8, undecodable bytes kept as
 surrogates), so os.open gets back the tar's very bytes.
 """
@@ -32,10 +34,14 @@ import io
 
 BLOCK = 512
 MAX_SPECIAL = 1 << 20  # a PAX or long-name header's data, as Go's archive/tar
+# The size of a sparse file, ours (Go's archive/tar takes any int64, GNU tar any off_t): a
+# hole costs no disk, but whatever later reads the file whole (an export, `build -o`, a
+# copy in the container) gets its zeros.
+MAX_SPARSE_SIZE = 1 << 40
 _ZERO = bytes(BLOCK)
 
 REGULAR_TYPES = frozenset(b"07\0")  # '7' (contiguous) is a regular file to everyone
-_HEADER_ONLY = frozenset(b"12345 6")  # link, symlink, char, block, dir, fifo: no data
+_HEADER_ONLY = frozenset(b"123456")  # link, symlink, char, block, dir, fifo: no data
 
 
 class TarFormatError(ValueError):
@@ -212,6 +218,16 @@ def _check_sparse(segments: list[tuple[int, int]], realsize: int, stored: int,
     if sum(length for _, length in segments) != stored:
         raise TarFormatError(f"sparse entry {_decode(name)[:200]!r}: its map does not "
                              "match the data stored")
+    # GNU tar ends every map at the file's size: a file that ends in a hole gets a last,
+    # empty segment (size, 0), and its extraction sizes the file by the map, not by the
+    # header's size. A size beyond the map's end is a lie: Go would make the file that
+    # large, GNU tar the map's size. Neither, here.
+    if realsize != end:
+        raise TarFormatError(f"sparse entry {_decode(name)[:200]!r}: its size {realsize} "
+                             f"is not where its map ends ({end})")
+    if realsize > MAX_SPARSE_SIZE:
+        raise TarFormatError(f"sparse entry {_decode(name)[:200]!r} is too large "
+                             f"({realsize} bytes; rl takes at most {MAX_SPARSE_SIZE})")
 
 
 class TarReader:

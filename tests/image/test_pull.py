@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -361,6 +362,27 @@ def test_disk_full(rl, registry, tmp_path):
     assert len(errors) == 1 and "no space left on device" in errors[0], proc.stderr
     assert proc.stdout.split("rc=125")[1].split()[0] == "images-done"
     assert "no-leftovers" in proc.stdout
+
+
+def test_pull_into_a_store_on_tmpfs(rl, registry):
+    """A store on tmpfs (/dev/shm): the kept blobs are written with O_DIRECT where the
+    filesystem takes it, else through the cache (store/blobs.BlobWriter); the pull works
+    and the blobs kept are the registry's bytes."""
+    import shutil
+    import tempfile
+
+    image = unique_image(unique_layer(3 << 20), unique_layer(5000))
+    registry.push_image("on-tmpfs", "latest", image)
+    base = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        env = {"XDG_DATA_HOME": base}
+        rl("pull", "-q", registry.ref("on-tmpfs"), check=True, env=env)
+        assert rl("images", "-q", check=True, env=env).stdout.strip()
+        for layer in image.layers:
+            kept = Path(base) / "rl" / "blobs" / "sha256" / layer.digest.partition(":")[2]
+            assert kept.read_bytes() == blob_file(registry, layer.digest).read_bytes()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_zstd_multiframe_and_uncompressed_layers(rl, registry):

@@ -478,3 +478,38 @@ def test_random_entries_never_escape(tmp_path_factory, data):
         pass
     assert snapshot(outside) == before
     assert sorted(os.listdir(root)) == ["layer", "outside"]
+
+
+def test_sparse_size_beyond_its_map_refused(sandbox):
+    """A size past the map's end (GNU tar ends each map at the size, with an empty last
+    segment for a trailing hole) is a lie, refused before any file is made."""
+    with pytest.raises(UnpackError, match="where its map ends"):
+        sandbox.unpack(RawTar().file("w", b"x", pax={
+            "GNU.sparse.map": "0,1", "GNU.sparse.size": str(1 << 40)}).bytes())
+    assert not (sandbox.layer / "w").exists()
+    # the trailing hole written as GNU tar writes it: taken, and a hole
+    sandbox.unpack(RawTar().file("h", b"x", pax={
+        "GNU.sparse.map": f"0,1,{8 << 20},0", "GNU.sparse.size": str(8 << 20)}).bytes())
+    assert os.stat(sandbox.layer / "h").st_size == 8 << 20
+    assert os.stat(sandbox.layer / "h").st_blocks * 512 < 1 << 20
+    # the size bound, with an honest map
+    with pytest.raises(UnpackError, match="too large"):
+        sandbox.unpack(RawTar().file("big", b"x", pax={
+            "GNU.sparse.map": f"0,1,{1 << 45},0", "GNU.sparse.size": str(1 << 45)}).bytes())
+    assert not (sandbox.layer / "big").exists()
+
+
+def test_an_entry_of_an_unknown_type_has_its_data_skipped():
+    """A typeflag ' ' (no type) carries the data its size says, as in Go's archive/tar:
+    that data is never read as the next header (it was: ' ' was taken as header-only)."""
+    from rootless.store.tarstream import TarReader
+
+    inner = RawTar().file("smuggled", b"").bytes()[:512]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("odd")
+        info.type, info.size = b" ", len(inner)
+        tar.addfile(info, io.BytesIO(inner))
+        tar.addfile(tarfile.TarInfo("after"), io.BytesIO(b""))
+    names = [e.name for e in TarReader(io.BytesIO(buf.getvalue()))]
+    assert names == ["odd", "after"]
