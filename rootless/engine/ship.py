@@ -468,10 +468,7 @@ def _export(ref: str, out_fd: int) -> None:
             layertar.write_tar("/", out)
         return 0
 
-    child = copying.child_in_container(rfs, produce)
-    code = copying.wait_child(child)
-    if code != 0:
-        raise RlError(f"exporting container {c.name} failed (exit {code})")
+    copying.child_in_container(rfs, produce).wait(f"exporting container {c.name} failed")
 
 
 def upper_layer(upper: str) -> NewLayer | None:

@@ -12,21 +12,84 @@ bind-mounted directory): it reads and writes by directory fd (rootless/linux/saf
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
 import tarfile
 
-from rootless.errors import InvalidArgument, RlError
+from rootless.errors import InvalidArgument, NotFound, RlError
 from rootless.runtime import join
 
 
-def child_in_container(target, fn) -> int:
+class ContainerChild:
+    """A child running a function in the container (child_in_container). What it finds
+    wrong there comes back on a pipe of its own and is the one error `wait` raises: its
+    stderr stays quiet, so no second, generic line follows the child's own."""
+
+    def __init__(self, pid: int, said_r: int) -> None:
+        self.pid = pid
+        self._said_r = said_r
+
+    def wait(self, what: str) -> None:
+        """Wait for the child; when it failed, raise the error it said (the RlError kind
+        its function raised, e.g. NotFound), else `what` with its words, else `what`."""
+        code = wait_child(self.pid)
+        # it wrote (one write, before it exited) or not: never wait for more, a server
+        # it forked may still hold the pipe's other end
+        os.set_blocking(self._said_r, False)
+        try:
+            said = os.read(self._said_r, _SAID_MAX).decode(errors="replace")
+        except BlockingIOError:
+            said = ""
+        finally:
+            os.close(self._said_r)
+        if code == 0:
+            return
+        kind, _, message = said.partition("\n")
+        if kind in _KINDS and message:
+            raise _KINDS[kind](message)
+        raise RlError(f"{what}: {message}" if message else what)
+
+
+_SAID_MAX = 4096  # one write up to PIPE_BUF is atomic
+_KINDS = {cls.__name__: cls for cls in (RlError, InvalidArgument, NotFound)}
+
+
+def _say(said_w: int, exc: BaseException) -> None:
+    """In the child: `exc` as the one error its parent raises (ContainerChild.wait)."""
+    if isinstance(exc, RlError) and type(exc).__name__ in _KINDS:
+        kind, message = type(exc).__name__, str(exc)
+    else:
+        kind, message = "", str(exc) or type(exc).__name__
+    data = f"{kind}\n{message}".encode(errors="replace")[:_SAID_MAX]
+    try:
+        os.write(said_w, data)
+    except OSError:
+        pass
+
+
+def child_in_container(target, fn) -> ContainerChild:
     """Fork a child that runs fn() with the container's root as its root: joining the
     running container (target: its pid 1) or, for a stopped one (target: a RootfsSpec),
-    mounting its root filesystem in a user and mount namespace of its own."""
-    if not isinstance(target, int):
-        return _child_in_rootfs(target, fn)
-    pid = target
+    mounting its root filesystem in a user and mount namespace of its own. fn returns an
+    exit code or raises (an RlError subclass for what the user should read); the caller
+    waits with `.wait(what)`, which raises what the child said."""
+    said_r, said_w = os.pipe()
+    try:
+        if not isinstance(target, int):
+            pid = _child_in_rootfs(target, fn, said_w)
+        else:
+            pid = _child_in_ns(target, fn, said_w)
+    except BaseException:
+        os.close(said_r)
+        raise
+    finally:
+        os.close(said_w)
+    return ContainerChild(pid, said_r)
+
+
+def _child_in_ns(pid: int, fn, said_w: int) -> int:
     nsfds = join.open_namespaces(pid, kinds={"user", "mnt"})
     child = os.fork()
     if child == 0:
@@ -42,7 +105,7 @@ def child_in_container(target, fn) -> int:
             code = fn()
         except BaseException as exc:
             try:
-                os.write(2, f"rl: error: {exc}\n".encode())
+                _say(said_w, exc)
             finally:
                 os._exit(1)
         os._exit(code or 0)
@@ -51,7 +114,7 @@ def child_in_container(target, fn) -> int:
     return child
 
 
-def _child_in_rootfs(rfs, fn) -> int:
+def _child_in_rootfs(rfs, fn, said_w: int) -> int:
     from rootless.runtime import userns
 
     child = os.fork()
@@ -71,12 +134,12 @@ def _child_in_rootfs(rfs, fn) -> int:
                     if worker == 0:
                         rc = 1
                         try:
-                            tarfile.pwd = tarfile.grp = None  # see child_in_container
+                            tarfile.pwd = tarfile.grp = None  # see _child_in_ns
                             os.chroot(rfs.mountpoint)
                             os.chdir("/")
                             rc = fn() or 0
                         except BaseException as exc:
-                            os.write(2, f"rl: error: {exc}\n".encode())
+                            _say(said_w, exc)
                         finally:
                             os._exit(rc)
                     _, status = os.waitpid(worker, 0)
@@ -87,11 +150,11 @@ def _child_in_rootfs(rfs, fn) -> int:
             try:
                 code = userns.run_in_userns(inner)
             except userns.ChildFailed as exc:  # inner() raised: as before, exit 125
-                os.write(2, f"rl: error: {exc}\n".encode())
+                _say(said_w, exc)
                 code = 125
         except BaseException as exc:
             try:
-                os.write(2, f"rl: error: {exc}\n".encode())
+                _say(said_w, exc)
             finally:
                 os._exit(1)
         os._exit(code)
@@ -124,10 +187,11 @@ def copy_out(pid, src: str, dest: str | None, *, follow: bool = False,
             if tar is not None:
                 with tar:
                     _safe_extract(tar, dest)
-    finally:
-        code = wait_child(child)
-    if code != 0:
-        raise RlError(f"copying {src} out of the container failed")
+    except BaseException:
+        with contextlib.suppress(RlError):
+            child.wait("")  # reaped; what the host found wrong is the error
+        raise
+    child.wait(f"copying {src} out of the container failed")
 
 
 def _target(dest: str, first_name: str) -> tuple[str, str | None]:
@@ -243,26 +307,20 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
             raise InvalidArgument(f"{arcname} is a symbolic link to {src}, which does not "
                                   "exist on the host")
     r, w = os.pipe()
-    # what the child finds wrong in the container comes back here, to be the one error
-    # line (on the child's stderr, the parent's generic line would follow it)
-    said_r, said_w = os.pipe()
 
     def consume() -> int:
         os.close(w)
-        os.close(said_r)
         target = dest
         name = arcname or os.path.basename(os.path.abspath(src or "-"))
         if in_fd is not None and not os.path.isdir(target):
-            os.write(said_w, f"{target} is not a directory in the container (a tar "
-                             "stream is extracted into a directory)".encode())
-            return 2
+            raise InvalidArgument(f"{target} is not a directory in the container (a tar "
+                                  "stream is extracted into a directory)")
         if os.path.isdir(target):
             into, rename = target, None
         else:
             into, rename = os.path.dirname(target) or "/", os.path.basename(target)
             if not os.path.isdir(into):
-                os.write(said_w, f"{into} does not exist in the container".encode())
-                return 2
+                raise InvalidArgument(f"{into} does not exist in the container")
         with os.fdopen(r, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
             for m in tar:
                 if rename is not None:
@@ -278,28 +336,20 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
                 tar.extract(m, into, set_attrs=True, numeric_owner=True)
         return 0
 
-    try:
-        child = child_in_container(pid, consume)
-    finally:
-        os.close(said_w)
+    child = child_in_container(pid, consume)
     os.close(r)
     err = None
-
-    def failed(what: str):
-        with os.fdopen(said_r, "rb") as f:
-            said = f.read().decode(errors="replace")
-        return InvalidArgument(said) if said else RlError(what)
-
     if in_fd is not None:
+        what = "copying the tar stream into the container failed"
         try:
             with os.fdopen(w, "wb") as out:
                 while chunk := os.read(in_fd, 1 << 16):
                     out.write(chunk)
         except BrokenPipeError as exc:
             err = exc
-        if wait_child(child) != 0 or err is not None:
-            raise failed("copying the tar stream into the container failed")
-        os.close(said_r)
+        child.wait(what)
+        if err is not None:
+            raise RlError(what)
         return
     try:
         # src is the user's path; below it we read by fd, never through a symlink: it may
@@ -317,10 +367,13 @@ def copy_in(pid, src: str | None, dest: str, *, archive: bool = False,
             os.close(pfd)
     except BrokenPipeError as exc:
         err = exc
-    code = wait_child(child)
-    if code != 0 or err is not None:
-        raise failed(f"copying {src} into the container failed")
-    os.close(said_r)
+    except BaseException:
+        with contextlib.suppress(RlError):
+            child.wait("")  # reaped; what the host found wrong is the error
+        raise
+    child.wait(f"copying {src} into the container failed")
+    if err is not None:
+        raise RlError(f"copying {src} into the container failed")
 
 
 # -- the Docker API's archive endpoints: tar streams, not host paths --------------------------
@@ -351,8 +404,7 @@ def stat_in(target, path: str) -> dict | None:
     os.close(w)
     with os.fdopen(r, "rb") as f:
         data = f.read()
-    if wait_child(child) != 0:
-        raise RlError(f"cannot look at {path} in the container")
+    child.wait(f"cannot look at {path} in the container")
     doc = json.loads(data or b"null")
     if doc is not None:
         from datetime import UTC, datetime
@@ -390,8 +442,8 @@ def _tar_producer(src: str, follow: bool, r: int, w: int):
                 path = os.path.realpath(src)  # our root is the container's: it stays there
                 os.lstat(path)
         except OSError as exc:
-            os.write(2, f"rl: error: {src}: {exc.strerror} in the container\n".encode())
-            return 2
+            kind = NotFound if exc.errno == errno.ENOENT else InvalidArgument
+            raise kind(f"{src}: {exc.strerror} in the container") from None
         with os.fdopen(w, "wb") as pipe, tarfile.open(fileobj=pipe, mode="w|",
                                                       format=tarfile.PAX_FORMAT) as tar:
             tar.add(path, arcname=os.path.basename(src.rstrip("/")) or ".")
@@ -410,10 +462,11 @@ def tar_out(target, path: str, out, *, follow: bool = False) -> None:
         with os.fdopen(r, "rb") as f:
             while chunk := f.read(1 << 20):
                 out.write(chunk)
-    finally:
-        code = wait_child(child)
-    if code != 0:
-        raise RlError(f"copying {path} out of the container failed")
+    except BaseException:
+        with contextlib.suppress(RlError):
+            child.wait("")  # reaped; what went wrong here is the error
+        raise
+    child.wait(f"copying {path} out of the container failed")
 
 
 def untar_in(target, dest: str, tar_path: str) -> None:
@@ -424,8 +477,7 @@ def untar_in(target, dest: str, tar_path: str) -> None:
 
     def consume() -> int:
         if not os.path.isdir(dest):
-            os.write(2, f"rl: error: {dest}: not a directory in the container\n".encode())
-            return 2
+            raise InvalidArgument(f"{dest}: not a directory in the container")
         with os.fdopen(fd, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
             for m in tar:
                 tar.extract(m, dest, set_attrs=True, numeric_owner=True)
@@ -435,8 +487,7 @@ def untar_in(target, dest: str, tar_path: str) -> None:
         child = child_in_container(target, consume)
     finally:
         os.close(fd)
-    if wait_child(child) != 0:
-        raise RlError(f"copying into {dest} in the container failed")
+    child.wait(f"copying into {dest} in the container failed")
 
 
 def extract_untrusted(tar_path: str, dest: str) -> None:

@@ -44,6 +44,26 @@ def test_cp_follow_link_on_the_host_side(rl, tmp_path):
     assert (tmp_path / "got").read_text() == "inside\n" and not (tmp_path / "got").is_symlink()
 
 
+def test_cp_errors_in_the_container_are_one_line(rl, tmp_path):
+    """What the child in the container finds wrong is the error, said once: running
+    (the child joins it) or stopped (its root mounted for the copy), out, into, and '-'."""
+    _running(rl, "cpe")
+    rl("create", "--name", "cpstopped", "--network", "none", "busybox", "true", check=True)
+    (tmp_path / "f").write_text("x\n")
+    cases = [
+        (["cpe:/missing", str(tmp_path)], "/missing: No such file or directory"),
+        (["cpstopped:/missing", str(tmp_path)], "/missing: No such file or directory"),
+        (["cpe:/missing", "-"], "/missing: No such file or directory"),
+        ([str(tmp_path / "f"), "cpe:/nodir/sub/f"], "/nodir/sub does not exist"),
+        ([str(tmp_path / "f"), "cpstopped:/nodir/sub/f"], "/nodir/sub does not exist"),
+    ]
+    for args, said in cases:
+        r = rl("cp", *args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and said in lines[0], (args, r.stderr)
+    assert not (tmp_path / "missing").exists()
+
+
 def test_cp_tar_streams_on_stdin_and_stdout(rl):
     _running(rl, "cps")
     buf = io.BytesIO()
