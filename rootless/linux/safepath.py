@@ -173,6 +173,8 @@ def ensure_dir_at(dirfd: int, name: str, mode: int = 0o700) -> int:
             rmtree_at(dirfd, name)
         except FileNotFoundError:  # removed between the mkdir and the open
             pass
+        except PermissionError:  # ours but not readable (an earlier output's mode 0311)
+            chmod_at(dirfd, name, 0o700)  # on that inode, never through a symlink
     raise _unreplaceable(name)
 
 
