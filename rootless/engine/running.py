@@ -377,7 +377,7 @@ def run(opts: RunOptions, streams: Streams | None = None, *, sig_proxy: bool = T
         except RlError as exc:
             _forget_unstarted(c, exc)
             raise
-        # no _warm_up() here: the detached monitor made sure a zygote runs before its
+        # no warm_up() here: the detached monitor made sure a zygote runs before its
         # start (rootless.runtime.zygote.connect_or_spawn)
         return RunResult(c.id, None, warnings)
     streams = streams or Streams()
@@ -442,7 +442,7 @@ def _run_here(opts: RunOptions, streams: Streams, warn, warnings: list[str]) -> 
         for s in ending:
             s.stop()
         trace("M removed")
-        _warm_up()
+        warm_up()
 
 
 def _start_attached(c: Container, streams: Streams, *, detach_keys: str | None,
@@ -505,9 +505,10 @@ def _forget_unstarted(c: Container, exc: RlError) -> None:
         _remove_files(c, volumes=True)
 
 
-def _warm_up() -> None:
-    """After a container ran (so that its start did not pay for it): start the fuse
-    server zygote for the next ones, if fuse_overlay serves root filesystems."""
+def warm_up() -> None:
+    """After a container ran (so that its start did not pay for it; `rl run`, the API's
+    start): start the fuse server zygote for the next ones, if fuse_overlay serves root
+    filesystems and none runs (it idles out after 10 min)."""
     from rootless.runtime import rootfs
 
     if rootfs.default_backend() != "fuse_overlay":
