@@ -137,10 +137,12 @@ def probe(root: str = ROOT, self_cgroup: str = "/proc/self/cgroup",
     return rep
 
 
-def refuse_resource_flags(given: dict[str, object], rep: Report | None = None) -> dict:
+def refuse_resource_flags(given: dict[str, object], rep: Report | None = None,
+                          current: dict | None = None) -> dict:
     """Refuse the first resource flag given (value not None) that this host cannot honour,
-    with the host's reason; check the values. Returns the limits as Docker's HostConfig
-    keys ({} when no flag is given)."""
+    with the host's reason; check the values (`current`: the limits a container has, for
+    `rl update`). Returns the limits as Docker's HostConfig keys ({} when no flag is
+    given)."""
     flags = [f for f, v in given.items() if v is not None and v != () and v != []]
     if not flags:
         return {}
@@ -154,7 +156,7 @@ def refuse_resource_flags(given: dict[str, object], rep: Report | None = None) -
         reason, fix = rep.why_not(FLAGS[flag])
         if reason:
             raise InvalidArgument(f"{flag} cannot be honoured: {reason}", fix)
-    return parse_limits({f: given[f] for f in flags})
+    return parse_limits({f: given[f] for f in flags}, current)
 
 
 def limits_of(opts) -> dict:
@@ -204,8 +206,10 @@ def _cpuset(value: object, flag: str) -> str:
     return text
 
 
-def parse_limits(given: dict[str, object]) -> dict:
-    """The flags' values as Docker's HostConfig keys, checked as Docker checks them."""
+def parse_limits(given: dict[str, object], current: dict | None = None) -> dict:
+    """The flags' values as Docker's HostConfig keys, checked as Docker checks them; for
+    `rl update`, against the limits the container has (`current`): a --memory-swap alone
+    is checked against its --memory, a --memory alone against its --memory-swap."""
     out: dict = {}
     for flag, value in given.items():
         if flag == "--memory":
@@ -254,14 +258,24 @@ def parse_limits(given: dict[str, object]) -> dict:
     if out.get("NanoCpus") and (out.get("CpuQuota") or out.get("CpuPeriod")):
         raise InvalidArgument("--cpus cannot be given with --cpu-quota or --cpu-period "
                               "(Docker's \"conflicting options\")", "give one or the other")
+    current = current or {}
+    memory = out.get("Memory") or current.get("Memory") or 0
     swap = out.get("MemorySwap")
     if swap is not None:
-        if not out.get("Memory"):
+        if not memory:
             raise InvalidArgument("--memory-swap needs --memory (the swap limit is memory "
                                   "plus swap)", "give --memory too")
-        if swap != -1 and swap < out["Memory"]:
+        if swap != -1 and swap < memory:
             raise InvalidArgument("--memory-swap must be at least --memory (it is memory "
-                                  "plus swap)", "give a larger --memory-swap, or -1")
+                                  f"plus swap; --memory is {memory})",
+                                  "give a larger --memory-swap, or -1")
+    elif out.get("Memory") and (current.get("MemorySwap") or 0) > 0 and \
+            out["Memory"] > current["MemorySwap"]:
+        # Docker's update: "Memory limit should be smaller than already set memoryswap
+        # limit, update the memoryswap at the same time"
+        raise InvalidArgument(f"--memory must be at most the container's --memory-swap "
+                              f"({current['MemorySwap']})",
+                              "give --memory-swap too (a larger one, or -1)")
     return out
 
 

@@ -32,8 +32,9 @@ def update(ref: str, *, restart: str | None = None, resources: dict | None = Non
     from rootless.engine import cgroups
     from rootless.engine import restart as restart_mod
 
-    limits = cgroups.refuse_resource_flags(resources or {})
     c = lookup(ref)
+    limits = cgroups.refuse_resource_flags(resources or {},
+                                           current=c.options.get("limits") or {})
     if limits:
         with db() as conn, catalog.transaction(conn):
             now = containerdb.get_in(conn, c.id)

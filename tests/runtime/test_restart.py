@@ -195,3 +195,8 @@ def test_update_restart_applies_to_a_running_container(rl):
     assert r.returncode == 125 and "invalid restart policy 'bogus'" in r.stderr
     r = rl("update", "--memory", "1g", "u")
     assert r.returncode == 125 and "--memory cannot be honoured" in r.stderr
+    # what runs here of `update --memory-swap` (its checks against the container's
+    # --memory: tests/runtime/test_cgroup_tree.py): the host's reason, in one line
+    r = rl("update", "--memory-swap", "1g", "u")
+    assert r.returncode == 125 and "--memory-swap cannot be honoured" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
