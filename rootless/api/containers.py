@@ -33,10 +33,12 @@ def _lookup(ref: str):
 
 def create(req: Request) -> Response:
     from rootless.api import createbody
+    from rootless.api.forker import Sink
 
     opts = createbody.to_run_options(req.json({}), req.q("name"))
-    c = engine("rootless.engine.containers:create", opts)
-    return json_response({"Id": c.id, "Warnings": []}, 201)
+    warnings = Sink()  # the engine's warn= (a single mapped id without a subuid range)
+    c = engine("rootless.engine.containers:create", opts, warn=warnings)
+    return json_response({"Id": c.id, "Warnings": warnings.said}, 201)
 
 
 def list_(req: Request) -> Response:
