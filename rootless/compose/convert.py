@@ -179,9 +179,10 @@ def _mounts(project, svc: dict) -> list:
         elif kind == "bind":
             # create_host_path (default true, as the short syntax): the engine makes a
             # missing source, as -v; false: refused, as --mount (check_binds says so first)
-            create = (v.get("bind") or {}).get("create_host_path", True)
+            bind = v.get("bind") or {}
             out.append(Mount("bind", target, v["source"], readonly=ro,
-                             create_source=bool(create)))
+                             create_source=bool(bind.get("create_host_path", True)),
+                             propagation=bind.get("propagation") or "rprivate"))
         else:
             # nocopy: the volume is not filled from the image's files at the target
             nocopy = bool((v.get("volume") or {}).get("nocopy"))
