@@ -333,6 +333,23 @@ def _open_dir(dirfd: int | None, path: str) -> int:
     return os.open(path, flags, dir_fd=dirfd) if dirfd is not None else os.open(path, flags)
 
 
+def _open_top(rep: Report) -> int:
+    """The delegated dir (OSError when it cannot be opened)."""
+    assert rep.delegated is not None
+    return _open_dir(None, rep.delegated)
+
+
+def _open_own(top: int, short_id: str, *, create: bool = False) -> int:
+    """The container's cgroup rl-<short id> under the delegated dir `top` (made first with
+    `create`; a restart reuses it): the one way every verb opens it."""
+    if create:
+        try:
+            os.mkdir(name_of(short_id), 0o755, dir_fd=top)
+        except FileExistsError:
+            pass
+    return _open_dir(top, name_of(short_id))
+
+
 def _read_at(dirfd: int, name: str) -> str:
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
     try:
@@ -411,9 +428,8 @@ def make(short_id: str, limits: dict | None, rep: Report | None = None) -> bool:
         reason, fix = rep.why_not(missing[0])
         raise RlError(f"the container has cgroup limits but {reason}", fix)
     name = name_of(short_id)
-    assert rep.delegated is not None
     try:
-        top = _open_dir(None, rep.delegated)
+        top = _open_top(rep)
     except OSError as exc:
         raise _failed("open the delegated cgroup", exc, rep.delegated) from None
     try:
@@ -423,13 +439,10 @@ def make(short_id: str, limits: dict | None, rep: Report | None = None) -> bool:
             raise _failed("enable " + " ".join(sorted(needed)), exc,
                           f"{rep.delegated}/cgroup.subtree_control") from None
         try:
-            os.mkdir(name, 0o755, dir_fd=top)
-        except FileExistsError:
-            pass
+            fd = _open_own(top, short_id, create=True)
         except OSError as exc:
             raise _failed("make the container's cgroup", exc, f"{rep.delegated}/{name}") \
                 from None
-        fd = _open_dir(top, name)
         try:
             _write_at(fd, "cgroup.freeze", "0")  # a restart after a stop while paused
             for f, value in files.items():
@@ -452,10 +465,12 @@ def _controller(filename: str) -> str:
 def enter(short_id: str, pid: int, rep: Report | None = None) -> None:
     """Put `pid` (the sandbox, before it forks pid 1) into the container's cgroup."""
     rep = rep or probe()
-    assert rep.delegated is not None
-    top = _open_dir(None, rep.delegated)
     try:
-        fd = _open_dir(top, name_of(short_id))
+        top = _open_top(rep)
+        try:
+            fd = _open_own(top, short_id)
+        finally:
+            os.close(top)
         try:
             _write_at(fd, "cgroup.procs", str(pid))
         finally:
@@ -463,8 +478,6 @@ def enter(short_id: str, pid: int, rep: Report | None = None) -> None:
     except OSError as exc:
         raise _failed("move the container into its cgroup", exc,
                       f"{rep.delegated}/{name_of(short_id)}") from None
-    finally:
-        os.close(top)
 
 
 def join(short_id: str, limits: dict | None, pid: int) -> None:
@@ -485,15 +498,15 @@ def join(short_id: str, limits: dict | None, pid: int) -> None:
 
 
 def _opened(short_id: str, rep: Report) -> int | None:
+    """The container's cgroup, None when it has none (or no delegation)."""
     if not rep.usable:
         return None
-    assert rep.delegated is not None
     try:
-        top = _open_dir(None, rep.delegated)
+        top = _open_top(rep)
     except OSError:
         return None
     try:
-        return _open_dir(top, name_of(short_id))
+        return _open_own(top, short_id)
     except OSError:
         return None
     finally:
@@ -504,29 +517,35 @@ def update(short_id: str, limits: dict, rep: Report | None = None) -> bool:
     """`rl update` of a running container: write the new limits into its cgroup. False
     when it has no cgroup (not running, or started without one)."""
     rep = rep or probe()
-    fd = _opened(short_id, rep)
-    if fd is None:
+    if not rep.usable:
         return False
     files = files_of(limits)
     try:
-        # a container started without limits has a cgroup without their controllers
-        assert rep.delegated is not None
-        top = _open_dir(None, rep.delegated)
+        top = _open_top(rep)
+    except OSError:
+        return False
+    try:
         try:
-            _enable(top, {_controller(f) for f in files})
-        except OSError as exc:
-            raise _failed("enable the controllers", exc,
-                          f"{rep.delegated}/cgroup.subtree_control") from None
-        finally:
-            os.close(top)
-        for f, value in files.items():
+            fd = _open_own(top, short_id)
+        except OSError:
+            return False
+        try:
+            # a container started without limits has a cgroup without their controllers
             try:
-                _write_at(fd, f, value)
+                _enable(top, {_controller(f) for f in files})
             except OSError as exc:
-                raise _failed(f"write {value} to {f}", exc,
-                              f"{rep.delegated}/{name_of(short_id)}") from None
+                raise _failed("enable the controllers", exc,
+                              f"{rep.delegated}/cgroup.subtree_control") from None
+            for f, value in files.items():
+                try:
+                    _write_at(fd, f, value)
+                except OSError as exc:
+                    raise _failed(f"write {value} to {f}", exc,
+                                  f"{rep.delegated}/{name_of(short_id)}") from None
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(top)
     return True
 
 
@@ -539,9 +558,8 @@ def remove(short_id: str, rep: Report | None = None, *, wait: float = 2.0) -> No
     rep = rep or probe()
     if not rep.usable:
         return
-    assert rep.delegated is not None
     try:
-        top = _open_dir(None, rep.delegated)
+        top = _open_top(rep)
     except OSError:
         return
     try:
