@@ -6,8 +6,9 @@ implementation every front end calls:
 - `next-exit`: the next exit after the call, even of a container that is not running at
   the call; an exit that a restart (`rl restart`, a restart policy) follows at once counts;
 - `removed`: until the container is gone.
-The answer is the exit code of that exit (0 when none is known: Docker's ExitCode of a
-container that never exited).
+The answer is the exit code of that exit: 0 for a container that never ran (Docker's
+ExitCode then), -1 when it ran and its code is unknown (its monitor was killed: a build's
+RUN step must not pass for it).
 
 No daemon sees the exits. What does: the row (the monitor records each exit: `finished`
 set, and a new start sets `started`, so an exit is seen even when a restart came before
@@ -86,8 +87,10 @@ def wait(ref: str, condition: str = "not-running", *, gone: threading.Event | No
                 (condition == "not-running" and (exited or cur.state != "running")):
             if cur.exit_code is None and exited and cur.state == "running":
                 code = _die_code(cid, call)  # restarted: the row has no code now
-                return code if code is not None else 0
-            return last_code if last_code is not None else 0
+                return code if code is not None else -1
+            if last_code is not None:
+                return last_code
+            return 0 if cur.state == "created" else -1
         finished, started = cur.finished, cur.started
         was_up = cur.state in ("running", "restarting")
         if deadline is not None and time.monotonic() > deadline:
@@ -119,7 +122,7 @@ def _code_of_removed(cid: str, created: float, last_code: int | None,
         if code is not None or last_code is not None or (gone is not None and gone.is_set()):
             break
         time.sleep(0.05)
-    return code if code is not None else last_code if last_code is not None else 0
+    return code if code is not None else last_code if last_code is not None else -1
 
 
 def _die_code(cid: str, since: float) -> int | None:
