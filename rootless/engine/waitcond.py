@@ -1,8 +1,8 @@
 """Docker's container wait (`rl wait`, `POST /containers/{id}/wait?condition=`), the one
 implementation every front end calls:
-- `not-running` (the default): until the container is not running; one restarting by
-  its policy counts as not running (as Docker's: the exit notifies its waiters), and so
-  does one that is not running at the call;
+- `not-running` (the default): until the container is not running: an exit counts, also
+  one its restart policy restarts it after (Docker's exit notifies its waiters); one
+  restarting (backing off) at the call counts as running, as Docker's Running flag says;
 - `next-exit`: the next exit after the call, even of a container that is not running at
   the call; an exit that a restart (`rl restart`, a restart policy) follows at once counts;
 - `removed`: until the container is gone.
@@ -66,7 +66,7 @@ def wait(ref: str, condition: str = "not-running", *, gone: threading.Event | No
     c = containers.lookup(ref)
     cid, created, call = c.id, c.created, time.time()
     finished, last_code = c.finished, c.exit_code
-    started, was_up = c.started, c.state in ("running", "restarting")
+    started, was_up = c.started, c.state == "running"
     rm = bool(c.options.get("rm"))
     seen_at_call = _seen(cid)[0]
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -84,7 +84,8 @@ def wait(ref: str, condition: str = "not-running", *, gone: threading.Event | No
         if cur.exit_code is not None:
             last_code = cur.exit_code
         if (condition == "next-exit" and exited) or \
-                (condition == "not-running" and (exited or cur.state != "running")):
+                (condition == "not-running" and
+                 (exited or cur.state not in ("running", "restarting"))):
             if cur.exit_code is None and exited and cur.state == "running":
                 code = _die_code(cid, call)  # restarted: the row has no code now
                 return code if code is not None else -1
@@ -92,7 +93,7 @@ def wait(ref: str, condition: str = "not-running", *, gone: threading.Event | No
                 return last_code
             return 0 if cur.state == "created" else -1
         finished, started = cur.finished, cur.started
-        was_up = cur.state in ("running", "restarting")
+        was_up = cur.state == "running"  # restarting: its exit was before
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"container {cur.name}: {condition} not reached")
         with _SEEN_CHANGED:
