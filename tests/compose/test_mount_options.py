@@ -78,8 +78,9 @@ def test_nocopy_leaves_the_volume_empty(project, rlc):
     up = project(NOCOPY)
     up("up", "-d", check=True)
     rlc("wait", "mnt-copied-1", "mnt-kept-1", check=True)
-    assert _listing(rlc, "mnt_full") == ["index.html"]  # filled from the image
-    assert _listing(rlc, "mnt_empty") == []  # nocopy: not filled
+    states = rlc("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout
+    assert _listing(rlc, "mnt_full") == ["index.html"], states  # filled from the image
+    assert _listing(rlc, "mnt_empty") == [], states  # nocopy: not filled
 
 
 def test_create_host_path_false_refuses_a_missing_path(project, rlc):
