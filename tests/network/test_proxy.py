@@ -1,13 +1,19 @@
 """The proxy port handler (`--network slirp4netns:port_handler=proxy`, rootless/network/
 proxy.py) in real containers, as the unprivileged user: TCP and UDP forwarded, the ports
-closed with the container, a port in use refused. Traffic stays on the host's loopback."""
+closed with the container, a port in use refused; and the attacks on the monitor that
+serves them (a reset client, a flood of UDP source ports, running out of fds, fds above
+select()'s 1024). Traffic stays on the host's loopback."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import resource
+import select
 import socket
+import struct
 import subprocess
+import time
 import urllib.request
 
 from tests.network.test_publish import (
@@ -111,3 +117,186 @@ def test_an_unknown_port_handler_is_one_line_and_exit_125(rlc):
     assert r.returncode == 125
     assert "port_handler=socat is not supported" in r.stderr
     assert ok(rlc, "ps", "-aq").stdout == ""
+
+
+def _monitor(rlc, name: str) -> int:
+    return int(ok(rlc, "inspect", "-f", "{{.State.MonitorPid}}", name).stdout)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` (its own threads, not its waited-for children)."""
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _fds(pid: int) -> list[int]:
+    return [int(fd) for fd in os.listdir(f"/proc/{pid}/fd")]
+
+
+def _stuck_client(port: int) -> socket.socket:
+    """A client connected through the proxy to a server that accepted and never reads:
+    it sent until every buffer on the way was full (no byte moved for a second). Retries
+    while the container's server is not listening yet (the proxy then closes the client)."""
+    deadline = time.monotonic() + 30
+    chunk = b"x" * 65536
+    while True:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setblocking(False)
+        sent = 0
+        try:
+            while True:
+                try:
+                    sent += s.send(chunk)
+                    continue
+                except BlockingIOError:
+                    pass
+                if not select.select([], [s], [], 1.0)[1]:
+                    if sent > 1 << 20:
+                        return s  # full (a closed one fails with EPIPE/ECONNRESET)
+                    break
+        except OSError:
+            pass
+        s.close()
+        assert time.monotonic() < deadline, "the container's server never took the flood"
+        time.sleep(0.2)
+
+
+def test_a_client_that_resets_while_the_container_does_not_read_costs_no_cpu(rlc):
+    """A reset client whose socket had nothing left to wait for (the container does not
+    read, so the proxy watched it for nothing): epoll still reports its error and
+    hang-up, level-triggered, and the monitor spun at 100% CPU on them."""
+    port = free_port()
+    ok(rlc, "run", "-d", "--name", "sink", "--network", PROXY, "-p", f"127.0.0.1:{port}:80",
+       rlc.busybox, "sh", "-c", "sleep 3600 | nc -l -p 80 | sleep 3600")
+    monitor = _monitor(rlc, "sink")
+    client = _stuck_client(port)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # RST
+    time.sleep(0.5)
+    before = _cpu_seconds(monitor)
+    time.sleep(3)
+    used = _cpu_seconds(monitor) - before
+    assert used < 0.9, f"the monitor used {used:.2f} s of CPU in 3 s after a client reset"
+    _stops_cleanly(rlc, "sink")
+
+
+def _stops_cleanly(rlc, name: str) -> None:
+    """The monitor is alive and records the exit (it was not wedged)."""
+    ok(rlc, "stop", "-t", "1", name)
+    assert ok(rlc, "inspect", "-f", "{{.State.Status}}", name).stdout.strip() == "exited"
+
+
+def test_udp_from_many_source_ports_is_capped_and_the_port_still_answers(rlc, udpecho_image):
+    """A socket in the container per client address: a client sending from many source
+    ports made one each until the monitor's fds ran out. Flows are capped (the least
+    recently used goes)."""
+    port = free_udp_port()
+    ok(rlc, "pull", "-q", udpecho_image)
+    ok(rlc, "run", "-d", "--name", "echo", "--network", PROXY,
+       "-p", f"127.0.0.1:{port}:{port}/udp", udpecho_image, "udpecho", str(port))
+    assert udp_echo(port, b"first") == b"first"
+    monitor = _monitor(rlc, "echo")
+    before = len(_fds(monitor))
+    clients = []
+    try:
+        for i in range(400):  # each from its own source port, answered one after another
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            clients.append(s)
+            s.settimeout(0.5)
+            payload = b"client %d" % i
+            for _ in range(20):
+                s.sendto(payload, ("127.0.0.1", port))
+                try:
+                    if s.recv(2048) == payload:
+                        break
+                except (TimeoutError, ConnectionRefusedError):
+                    pass
+            else:
+                raise AssertionError(f"client {i} got no answer")
+        grown = len(_fds(monitor)) - before
+    finally:
+        for s in clients:
+            s.close()
+    assert grown < 200, f"the monitor holds {grown} more fds after 400 UDP clients"
+    assert udp_echo(port, b"still there") == b"still there"
+
+
+def _tcp_get(sock: socket.socket) -> bytes:
+    sock.settimeout(20)
+    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def test_out_of_fds_pauses_tcp_only_and_serving_resumes(rlc, udpecho_image):
+    """At EMFILE the proxy stops accepting (the clients wait in the backlog): UDP flows
+    go on, and accepting resumes once fds are there again, with no TCP client closing."""
+    tport, uport = free_port(), free_udp_port()
+    ok(rlc, "pull", "-q", udpecho_image)
+    ok(rlc, "run", "-d", "--name", "both", "--network", PROXY,
+       "-p", f"127.0.0.1:{tport}:80", "-p", f"127.0.0.1:{uport}:{uport}/udp",
+       udpecho_image, "sh", "-c",
+       f"mkdir /www; echo hi > /www/index.html; httpd -p 80 -h /www; exec udpecho {uport}")
+    assert fetch(tport) == "hi\n"
+    monitor = _monitor(rlc, "both")
+    limits = resource.prlimit(monitor, resource.RLIMIT_NOFILE)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(0.5)
+        assert _echo_on(u, uport, b"before")  # the flow (and its socket) exists now
+        used = set(_fds(monitor))
+        lowest_free = min(set(range(len(used) + 1)) - used)
+        resource.prlimit(monitor, resource.RLIMIT_NOFILE, (lowest_free, limits[1]))
+        try:
+            waiting = socket.create_connection(("127.0.0.1", tport), timeout=5)
+            time.sleep(1)  # the proxy tried to accept it: EMFILE
+            assert _echo_on(u, uport, b"while tcp waits"), "UDP stopped with TCP"
+        finally:
+            resource.prlimit(monitor, resource.RLIMIT_NOFILE, limits)
+        with waiting:
+            assert _tcp_get(waiting).endswith(b"\r\n\r\nhi\n")
+    assert fetch(tport) == "hi\n"
+
+
+def _echo_on(s: socket.socket, port: int, payload: bytes) -> bool:
+    for _ in range(20):
+        s.sendto(payload, ("127.0.0.1", port))
+        try:
+            if s.recv(2048) == payload:
+                return True
+        except (TimeoutError, ConnectionRefusedError):
+            pass
+    return False
+
+
+def test_many_connections_with_a_raised_fd_limit_take_fds_above_1024(rlc):
+    """With a soft NOFILE limit above 1024 (raised before `rl run`, which the monitor
+    inherits), the proxy serves more connections at once, and the monitor's loop works
+    with fds above select()'s FD_SETSIZE: the 200th connection, opened while the 199
+    before it hold theirs, is answered."""
+    port = free_port()
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, old[1]), old[1]))
+    clients: list[socket.socket] = []
+    try:
+        ok(rlc, "run", "-d", "--name", "many", "--network", PROXY,
+           "-p", f"127.0.0.1:{port}:80", rlc.voltest)
+        assert fetch(port) == "hello from rl\n"
+        monitor = _monitor(rlc, "many")
+        for _ in range(199):  # connected, no request sent: httpd waits for it
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as last:
+            assert _tcp_get(last).endswith(b"hello from rl\n")
+        assert max(_fds(monitor)) >= 1024
+        for c in clients[:5]:
+            assert _tcp_get(c).endswith(b"hello from rl\n")
+    finally:
+        for c in clients:
+            c.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+    ok(rlc, "stop", "-t", "1", "many")
+    assert refused(port)
+    assert port_free(port)
