@@ -13,6 +13,8 @@ import select
 import socket
 import struct
 import subprocess
+import sys
+import textwrap
 import time
 import urllib.request
 
@@ -300,3 +302,30 @@ def test_many_connections_with_a_raised_fd_limit_take_fds_above_1024(rlc):
     ok(rlc, "stop", "-t", "1", "many")
     assert refused(port)
     assert port_free(port)
+
+
+def test_one_direction_gives_the_loop_back_however_fast_both_ends_are():
+    """A source that never runs dry and a sink that never fills (a container streaming to
+    a fast client, at its limit): pump() moved bytes as long as any moved, and the
+    monitor's loop (attach clients, signals, the exit, other connections) waited for the
+    stream's end. Now it returns after PUMP_BUDGET bytes. In a child, so the old endless
+    loop is a failure, not a hung suite."""
+    code = textwrap.dedent("""
+        import os
+        from rootless.network import proxy
+        src = open("/dev/zero", "rb", buffering=0)
+        dst = open("/dev/null", "wb", buffering=0)
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        half = proxy._Half(src, dst, (r, w, 1 << 16))
+        half.pump()
+        half.pump()
+        print("returned", half.buffered)
+        """)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=30, cwd=os.path.dirname(os.path.dirname(
+                                 os.path.dirname(os.path.abspath(__file__)))))
+    except subprocess.TimeoutExpired:
+        raise AssertionError("pump() never returned while both ends stayed ready") from None
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "returned"
