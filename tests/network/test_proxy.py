@@ -18,6 +18,8 @@ import textwrap
 import time
 import urllib.request
 
+import pytest
+
 from tests.network.test_publish import (
     fetch,
     free_udp_port,
@@ -329,3 +331,26 @@ def test_one_direction_gives_the_loop_back_however_fast_both_ends_are():
         raise AssertionError("pump() never returned while both ends stayed ready") from None
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "returned"
+
+
+@pytest.mark.slow
+def test_a_udp_flow_that_goes_quiet_ends_without_spinning_the_monitor(rlc, udpecho_image):
+    """A UDP flow ends after UDP_IDLE (90 s) of silence. The monitor's wait ended then,
+    with nothing ready, and the proxy was served only when its epoll fd was: the flow
+    never ended and every later wait was 0, 100% CPU until the next datagram."""
+    from rootless.network.proxy import UDP_IDLE
+
+    port = free_udp_port()
+    ok(rlc, "pull", "-q", udpecho_image)
+    ok(rlc, "run", "-d", "--name", "quiet", "--network", PROXY,
+       "-p", f"127.0.0.1:{port}:{port}/udp", udpecho_image, "udpecho", str(port))
+    assert udp_echo(port, b"once") == b"once"
+    monitor = _monitor(rlc, "quiet")
+    fds = len(_fds(monitor))
+    time.sleep(UDP_IDLE + 2)
+    before = _cpu_seconds(monitor)
+    time.sleep(3)
+    used = _cpu_seconds(monitor) - before
+    assert used < 0.9, f"the monitor used {used:.2f} s of CPU in 3 s after a flow's end"
+    assert len(_fds(monitor)) < fds, "the quiet flow's socket is still open"
+    assert udp_echo(port, b"again") == b"again"
