@@ -80,21 +80,24 @@ def _copy_winsize(src: int, dst: int) -> None:
         pass
 
 
-_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR | select.POLLNVAL
+# what select() counts as readable and writable (no POLLPRI: urgent data is its third set,
+# and an attach client's MSG_OOB byte, never read, would be ready every round)
+_IN = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
 _OUT = select.POLLOUT | select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 def _poll(reads: list[int], writes: list[int], timeout: float | None
           ) -> tuple[list[int], list[int]]:
     """select()'s answer (the readable of `reads`, the writable of `writes`, in their
-    order; an error or hang-up counts as both, as in select) from poll(2), which has no
+    order; an error or hang-up counts as both: a write there fails at once, which its
+    handler takes as the end) from poll(2), which has no
     FD_SETSIZE: a monitor's fds go above 1024 when its NOFILE limit allows (port_handler=
     proxy connections). `timeout` in seconds, None: no end; rounded up to a millisecond,
     so a wait for a due time does not come back just before it."""
     p = select.poll()
     masks: dict[int, int] = {}
     for fd in reads:
-        masks[fd] = masks.get(fd, 0) | select.POLLIN | select.POLLPRI
+        masks[fd] = masks.get(fd, 0) | select.POLLIN
     for fd in writes:
         masks[fd] = masks.get(fd, 0) | select.POLLOUT
     for fd, mask in masks.items():
