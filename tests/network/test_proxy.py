@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -184,6 +185,58 @@ def test_a_client_that_resets_while_the_container_does_not_read_costs_no_cpu(rlc
     used = _cpu_seconds(monitor) - before
     assert used < 0.9, f"the monitor used {used:.2f} s of CPU in 3 s after a client reset"
     _stops_cleanly(rlc, "sink")
+
+
+@pytest.fixture(scope="session")
+def listenonly_image(ctr_images, tmp_path_factory):
+    """`listenonly` in the test registry: busybox + listenonly.c (a server that listens
+    with a backlog of 0 and never accepts), built with gcc -static."""
+    from tests.support import images
+
+    return images.push_static_probe(ctr_images, tmp_path_factory.mktemp("listenonly"),
+                                    Path(__file__).with_name("listenonly.c"), "listenonly",
+                                    ["listenonly", "80"])
+
+
+def test_a_client_that_resets_while_the_connect_hangs_costs_no_cpu(rlc, listenonly_image):
+    """The proxy's connect into the container hangs (the server's accept queue is full:
+    its SYNs are dropped); the client resets meanwhile. Its fd, registered with an empty
+    mask while connecting, reported the error every round: the monitor spun until the
+    connect timed out (minutes). Now the reset ends the connection."""
+    port = free_port()
+    ok(rlc, "pull", "-q", listenonly_image)
+    ok(rlc, "run", "-d", "--name", "full", "--network", PROXY, "-p", f"127.0.0.1:{port}:80",
+       listenonly_image)
+    monitor = _monitor(rlc, "full")
+    deadline = time.monotonic() + 30
+    while True:  # the first connection that stays open fills the accept queue
+        first = socket.create_connection(("127.0.0.1", port), timeout=5)
+        first.settimeout(1)
+        try:
+            first.recv(1)  # b"" or a reset: not listening yet, the proxy closed it
+        except TimeoutError:
+            break
+        except OSError:
+            pass
+        first.close()
+        assert time.monotonic() < deadline, "the container's server never listened"
+        time.sleep(0.2)
+    with first:
+        time.sleep(0.5)
+        fds = len(_fds(monitor))
+        hanging = socket.create_connection(("127.0.0.1", port), timeout=5)
+        hanging.sendall(b"x" * 65536)
+        time.sleep(1)  # the proxy accepted it and is connecting
+        assert len(_fds(monitor)) > fds, "the proxy did not take the second client"
+        hanging.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        hanging.close()  # RST
+        time.sleep(0.5)
+        before = _cpu_seconds(monitor)
+        time.sleep(3)
+        used = _cpu_seconds(monitor) - before
+        assert used < 0.9, f"the monitor used {used:.2f} s of CPU in 3 s after a client reset"
+        assert len(_fds(monitor)) <= fds, "the abandoned connection's fds are still open"
+    _stops_cleanly(rlc, "full")
 
 
 def _stops_cleanly(rlc, name: str) -> None:
