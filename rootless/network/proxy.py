@@ -27,7 +27,9 @@ How, and why so:
   docker-proxy connects to the container's IP: a server bound to the container's
   127.0.0.1 is not published, as with slirp4netns's forwards.
 - TCP bytes move with splice(2) through a pipe per direction (os.splice): none passes
-  through Python, which only runs the epoll loop. UDP datagrams are copied by the loop
+  through Python, which only runs the epoll loop. At most BIG_PIPES (16) pipes are
+  enlarged to 1 MiB, so many connections do not use up the user's pipe quota (past it
+  every new pipe of the user is 8 KiB). UDP datagrams are copied by the loop
   (splice keeps no datagram boundaries), one socket in the container per client address,
   dropped after UDP_IDLE seconds without traffic (docker-proxy's 90 s); at most
   MAX_FLOWS, the longest quiet one ending for a new one.
@@ -52,6 +54,11 @@ import os
 
 UDP_IDLE = 90.0
 PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ; the unprivileged maximum by default (pipe-max-size)
+# Pipes of PIPE_SIZE at once; the others keep the default 64 KiB. The kernel counts pipe
+# pages per user (pipe-user-pages-soft, 64 MiB by default) and past it gives every new
+# pipe of the user 8 KiB: 32 connections with two 1 MiB pipes each did that to all the
+# user's pipes. 16 MiB is a quarter of the default quota.
+BIG_PIPES = 16
 MAX_BATCH = 64  # sockets of the container's namespace made by one fork
 MAX_UDP_BATCH = 16
 # Connections served at once (more wait in the listen backlog): each holds 6 fds (2
@@ -280,6 +287,7 @@ class _Loop:
         self.batch = {_socket.SOCK_STREAM: 0, _socket.SOCK_DGRAM: 0}
         self.refilled = {_socket.SOCK_STREAM: 0.0, _socket.SOCK_DGRAM: 0.0}
         self.pipes: list[tuple[int, int, int]] = []  # empty pipes to reuse: (r, w, size)
+        self.big_pipes = 0  # pipes of PIPE_SIZE open (in use or kept for reuse)
         self.ep = select.epoll()
         self.handlers: dict[int, object] = {}
         self.listeners: dict[int, tuple] = {}
@@ -318,17 +326,21 @@ class _Loop:
 
     def pipe(self) -> tuple[int, int, int]:
         """A pipe (r, w, its size) for a direction of a connection: an empty one a closed
-        connection left, else a new one of PIPE_SIZE."""
+        connection left, else a new one, of PIPE_SIZE while fewer than BIG_PIPES are."""
         if self.pipes:
             return self.pipes.pop()
         import fcntl
 
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            size = fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:  # over the user's pipe quota: what it has (64 KiB by default)
-            size = fcntl.fcntl(w, _F_GETPIPE_SZ)
-        return r, w, size
+        if self.big_pipes < BIG_PIPES:
+            try:
+                size = fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
+                self.big_pipes += 1
+                return r, w, size
+            except OSError:  # over the user's pipe quota
+                pass
+        # what it has: 64 KiB by default, 8 KiB once the user is over the quota
+        return r, w, fcntl.fcntl(w, _F_GETPIPE_SZ)
 
     def unpipe(self, r: int, w: int, size: int, empty: bool) -> None:
         if empty and len(self.pipes) < 16:
@@ -336,6 +348,8 @@ class _Loop:
         else:
             os.close(r)
             os.close(w)
+            if size >= PIPE_SIZE:
+                self.big_pipes -= 1
 
     def timeout(self) -> float | None:
         if not self.flows and self.retry_at is None:

@@ -407,3 +407,52 @@ def test_a_udp_flow_that_goes_quiet_ends_without_spinning_the_monitor(rlc, udpec
     assert used < 0.9, f"the monitor used {used:.2f} s of CPU in 3 s after a flow's end"
     assert len(_fds(monitor)) < fds, "the quiet flow's socket is still open"
     assert udp_echo(port, b"again") == b"again"
+
+
+def _pipe_fds(pid: int) -> int:
+    n = 0
+    for fd in _fds(pid):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:[")
+        except OSError:  # closed meanwhile
+            pass
+    return n
+
+
+def _new_pipe_size() -> int:
+    import fcntl
+
+    r, w = os.pipe()
+    try:
+        return fcntl.fcntl(w, 1032)  # F_GETPIPE_SZ
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_many_connections_leave_the_user_s_other_pipes_their_size(rlc):
+    """Each connection's two pipes were enlarged to 1 MiB: the kernel counts pipe pages
+    per user, and past the quota (64 MiB) every new pipe of the user, in any process, is
+    8 KiB. 40 connections did it; now only 16 pipes are enlarged."""
+    assert _new_pipe_size() == 65536, "the user's pipe quota is already used up"
+    port = free_port()
+    ok(rlc, "run", "-d", "--name", "pipes", "--network", PROXY,
+       "-p", f"127.0.0.1:{port}:80", rlc.voltest)
+    assert fetch(port) == "hello from rl\n"
+    monitor = _monitor(rlc, "pipes")
+    pipes = _pipe_fds(monitor)  # its own, and the two pipes the fetch left for reuse
+    clients = []
+    try:
+        for _ in range(40):  # connected, no request sent: httpd waits for it
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        # the last one answered: the proxy has connected all 40 (accepted in order)
+        assert _tcp_get(clients[-1]).endswith(b"hello from rl\n")
+        # until the other 39 have their two pipes each (made once their connect is seen)
+        deadline = time.monotonic() + 20
+        while _pipe_fds(monitor) < pipes + 39 * 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _pipe_fds(monitor) >= pipes + 39 * 4
+        assert _new_pipe_size() == 65536
+    finally:
+        for c in clients:
+            c.close()
