@@ -347,14 +347,33 @@ def test_many_connections_with_a_raised_fd_limit_take_fds_above_1024(rlc):
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
         with socket.create_connection(("127.0.0.1", port), timeout=5) as last:
             assert _tcp_get(last).endswith(b"hello from rl\n")
+        deadline = time.monotonic() + 20  # until the proxy has connected the 199 too
+        while max(_fds(monitor)) < 1024 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert max(_fds(monitor)) >= 1024
         for c in clients[:5]:
             assert _tcp_get(c).endswith(b"hello from rl\n")
+        # an attach client now gets fds above 1024 in the monitor too (its socket, the
+        # pidfd of its peer check): select() there raised ValueError and the monitor died
+        attach = subprocess.Popen([users.rl_executable(), "attach", "--no-stdin", "many"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, env=rlc.env, text=True)
+        try:
+            time.sleep(2)
+            assert attach.poll() is None, attach.stderr.read()
+            assert os.path.exists(f"/proc/{monitor}"), "the monitor died"
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as more:
+                assert _tcp_get(more).endswith(b"hello from rl\n")
+            ok(rlc, "stop", "-t", "1", "many")
+            attach.wait(timeout=30)  # it saw the exit
+        finally:
+            if attach.poll() is None:
+                attach.kill()
+                attach.wait()
     finally:
         for c in clients:
             c.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, old)
-    ok(rlc, "stop", "-t", "1", "many")
     assert refused(port)
     assert port_free(port)
 
