@@ -65,7 +65,8 @@ def _single_threaded() -> bool:
     return threading is None or threading.active_count() == 1
 
 
-def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
+def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False,
+            own_monitor: bool = False):
     from rootless.engine import netwire, nsflags
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
@@ -80,13 +81,15 @@ def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
         raise
     return Launch(maps=maps, backend=rootfs.default_backend(), joins=joins, holder=holder,
                   namespaces=kinds,
-                  stdio=wiring.stdio, terminal=wiring.tty, early=early, lean=lean)
+                  stdio=wiring.stdio, terminal=wiring.tty, early=early, lean=lean,
+                  own_monitor=own_monitor)
 
 
-def _set_running(c: Container, pid: int) -> None:
+def _set_running(c: Container, pid: int, monitor_pid: int | None = None) -> None:
+    monitor_pid = monitor_pid or os.getpid()
     with _db() as conn, catalog.transaction(conn):
-        containerdb.update(conn, c.id, state="running", monitor_pid=os.getpid(),
-                           monitor_start=_proc_start(os.getpid()), pid=pid,
+        containerdb.update(conn, c.id, state="running", monitor_pid=monitor_pid,
+                           monitor_start=_proc_start(monitor_pid), pid=pid,
                            started=time.time(), exit_code=None, finished=None)
         if c.options.get("healthcheck"):
             from rootless.engine import health
@@ -148,7 +151,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         if hub is not None:
             hub.finish(None, grace=0)
         raise
-    _set_running(c, launch.pid)
+    _set_running(c, launch.pid, launch.monitor_pid)
 
     def network_end() -> None:  # slirp4netns takes ~16 ms to exit: start it now
         for s in slirp:
@@ -236,11 +239,16 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
     blocked = set(monitor.FORWARDED)
     signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
-        lean.exec_monitor(container_id=c.id, log_path=_log_target(c) or "", launch=launch,
-                          wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
-                          net=json.dumps(net), blocked=blocked, health=_health_timer_args(c),
-                          after_exit="rootless.engine.running:finish_detached", hub=hub)
+        if lean.exec_monitor(container_id=c.id, log_path=_log_target(c) or "", launch=launch,
+                             wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
+                             net=json.dumps(net), blocked=blocked,
+                             health=_health_timer_args(c),
+                             after_exit="rootless.engine.running:finish_detached", hub=hub,
+                             handover=launch.monitor):
+            os._exit(0)  # the zygote's monitor has it (rootless/runtime/monitorfork.py)
     except OSError:
+        if launch.monitor is not None:  # it could not be handed over: nothing else has it
+            raise
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
 
 
@@ -652,7 +660,8 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
                               tty=bool(c.options.get("tty")))
         # a foreground run (clients from birth, see _drive): the sandbox stays whole too,
         # so that its end (unmount, stop the fuse server) imports nothing
-        launch = _launch(c.options, _maps_of(c), wiring, lean=not hub_fds)
+        launch = _launch(c.options, _maps_of(c), wiring, lean=not hub_fds,
+                         own_monitor=not hub_fds)
 
         # pipe[0] is -1 once closed: its number may be reused by then.
         def started() -> None:

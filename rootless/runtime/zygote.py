@@ -46,10 +46,11 @@ def _key() -> str:
     try:
         import fuse_overlay
 
-        d = os.path.dirname(fuse_overlay.__file__)
-        for name in sorted(os.listdir(d)):
-            if name.endswith(".py"):
-                parts.append(f"{name}:{os.stat(os.path.join(d, name)).st_mtime_ns}")
+        # the server's code, and the monitors' and sandboxes' it forks too
+        for d in (os.path.dirname(fuse_overlay.__file__), os.path.dirname(__file__)):
+            for name in sorted(os.listdir(d)):
+                if name.endswith(".py"):
+                    parts.append(f"{name}:{os.stat(os.path.join(d, name)).st_mtime_ns}")
     except (ImportError, OSError):
         pass
     return f"{zlib.crc32(' '.join(parts).encode()):08x}"
@@ -209,10 +210,13 @@ def _main(path: str) -> None:
         server = early.import_server()
     except ImportError:
         return
+    # and what a detached container's monitor runs (rootless/runtime/monitorfork.py)
     # Every object made so far goes to the collector's permanent generation: a forked
     # server's collections then never write to their pages (the gc header sits in each
     # object), so those pages stay shared with us instead of being copied per container.
     import gc
+
+    from rootless.runtime import attachsock, lean, logfile, monitor, monitorfork  # noqa: F401
 
     gc.collect()
     gc.freeze()
@@ -337,11 +341,15 @@ def _child(conn, server) -> None:
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 16)
+        spec = json.loads(msg)
+        if "monitor" in spec:  # a detached container's monitor, not a server
+            from rootless.runtime import monitorfork
+
+            monitorfork.serve(conn, spec["monitor"], fds)
         if len(fds) != 1:
             os._exit(0)
         ready_w = fds[0]
-        spec = json.loads(msg)
         conn.sendall(b"k%d" % os.getpid())
         conn.close()
         early.serve(server, spec, ready_w, watch=True)
