@@ -19,6 +19,7 @@ from tests.runtime.conftest import (
     user_processes_mentioning,
 )
 from tests.support import users
+from tests.support.waiting import wait_until
 
 
 def _inspect(rl, name):
@@ -26,13 +27,7 @@ def _inspect(rl, name):
 
 
 def _wait(pred, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(pred, timeout, what)
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
