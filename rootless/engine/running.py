@@ -246,10 +246,26 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
                              after_exit="rootless.engine.running:finish_detached", hub=hub,
                              handover=launch.monitor):
             os._exit(0)  # the zygote's monitor has it (rootless/runtime/monitorfork.py)
-    except OSError:
-        if launch.monitor is not None:  # it could not be handed over: nothing else has it
-            raise
+    except OSError as exc:
+        if launch.monitor is not None:  # the zygote's monitor failed: the container ends
+            _lost_to_monitor(c, launch, stoppers, hub, exc)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
+
+
+def _lost_to_monitor(c: Container, launch, stoppers: list, hub, exc: OSError) -> None:
+    """The monitor the zygote forked did not take the container over (it is gone, and
+    pid 1, its child, with it): end what is left, record the end, say why."""
+    if launch.exit_fd is not None:  # pid 1, in case it was still before its PDEATHSIG
+        try:
+            signal.pidfd_send_signal(launch.exit_fd, signal.SIGKILL)
+        except OSError:
+            pass
+    for s in stoppers:
+        s.stop()
+    if hub is not None:
+        hub.finish(None, grace=0)
+    _set_exited(c, None)
+    raise RlError(f"container {c.short_id}: its monitor failed after the start: {exc}")
 
 
 def _log_target(c: Container) -> str | None:

@@ -234,18 +234,31 @@ class _Adopted:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            try:
-                done, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = self.pid, 0
-                if self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]:
-                    return None  # still running
-            if done:
-                self.returncode = os.waitstatus_to_exitcode(status)
-                if self.pidfd is not None:
-                    os.close(self.pidfd)
-                    self.pidfd = None
+            if self.pidfd is not None:
+                self._poll_pidfd()
+            else:
+                try:
+                    done, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    done, status = self.pid, 0
+                if done:
+                    self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+    def _poll_pidfd(self) -> None:
+        # never by pid: not our child, its pid may be a child of ours by now
+        try:
+            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
+            if info is None:
+                return  # our child, running
+            code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        except ChildProcessError:  # not our child: ended when its pidfd is readable
+            if not select.select([self.pidfd], [], [], 0)[0]:
+                return
+            code = 0
+        self.returncode = code
+        os.close(self.pidfd)
+        self.pidfd = None
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -56,11 +56,16 @@ class Handle:
         data = json.dumps({"args": args, "fds": fds}).encode()
         # at most SCM_MAX_FD (253) fds a message: a proxied port range has one each; the
         # JSON goes with the first, a space (JSON whitespace) with each further one
-        for i in range(0, max(len(fds), 1), _FDS_PER_MESSAGE):
-            socket.send_fds(self.conn, [data if i == 0 else b" "],
-                            fds[i:i + _FDS_PER_MESSAGE])
-        self.conn.shutdown(socket.SHUT_WR)
-        self.conn.close()
+        try:
+            for i in range(0, max(len(fds), 1), _FDS_PER_MESSAGE):
+                socket.send_fds(self.conn, [data if i == 0 else b" "],
+                                fds[i:i + _FDS_PER_MESSAGE])
+            self.conn.shutdown(socket.SHUT_WR)
+            answer = _line(self.conn)
+        finally:
+            self.conn.close()
+        if answer != "ok":  # M is gone, and pid 1 with it (its PDEATHSIG)
+            raise OSError(f"the monitor did not take the container over ({answer or 'gone'})")
 
     def close(self) -> None:
         """Before the handover: M kills the sandbox and exits; wait for that."""
@@ -95,9 +100,45 @@ def request(conn: socket.socket, sandbox: dict, fds: dict[str, int | None]) -> H
     """Ask the zygote (a connect()ed socket) for a monitor that forks the sandbox with
     `sandbox` (the keyword arguments of rootless.runtime.sandbox._sandbox that are not
     fds) and `fds`; None if it did not answer (the caller forks the sandbox itself)."""
+    names = [n for n in _SANDBOX_FDS if fds.get(n) is not None]
+    msg = {"monitor": {"sandbox": sandbox, "fds": names, "env": dict(os.environ),
+                       "context": _context()}}
+    try:  # one line (the zygote reads up to the newline: a long one arrives in parts)
+        socket.send_fds(conn, [json.dumps(msg).encode() + b"\n"], [fds[n] for n in names])
+        answer = _line(conn)
+    except OSError:
+        conn.close()
+        return None
+    parts = answer.split()
+    if len(parts) != 3 or parts[0] != "k" or not (parts[1] + parts[2]).isdigit():
+        from rootless.trace import trace
+
+        trace(f"M no monitor from the zygote: {answer[:200]!r}")
+        conn.close()
+        return None
+    return Handle(conn, int(parts[1]), int(parts[2]))
+
+
+def _line(conn: socket.socket) -> str:
+    """A short answer line (without its newline); "" at the connection's end."""
+    answer = b""
+    while not answer.endswith(b"\n"):
+        chunk = conn.recv(256)
+        if not chunk:
+            return ""
+        answer += chunk
+    return answer[:-1].decode(errors="replace")
+
+
+# What a process of ours inherits from its parent and the container gets from the `rl`
+# that starts it: the monitor takes it on (or refuses when it cannot: the caller then
+# forks the sandbox itself), so that a zygote started by another `rl` changes nothing.
+_STATUS_KEYS = ("NoNewPrivs", "Seccomp", "Groups", "CapBnd", "CapAmb", "CapInh")
+
+
+def _context() -> dict:
     import resource
 
-    names = [n for n in _SANDBOX_FDS if fds.get(n) is not None]
     umask = os.umask(0)
     os.umask(umask)
     limits = {}
@@ -107,27 +148,46 @@ def request(conn: socket.socket, sandbox: dict, fds: dict[str, int | None]) -> H
                 limits[name] = resource.getrlimit(getattr(resource, name))
             except (OSError, ValueError):
                 pass
-    msg = {"monitor": {"sandbox": sandbox, "fds": names, "env": dict(os.environ),
-                       "umask": umask, "rlimits": limits}}
-    try:
-        socket.send_fds(conn, [json.dumps(msg).encode()], [fds[n] for n in names])
-        answer = b""
-        while not answer.endswith(b"\n"):
-            chunk = conn.recv(64)
-            if not chunk:
-                break
-            answer += chunk
-    except OSError:
-        conn.close()
-        return None
-    parts = answer.decode(errors="replace").split()
-    if len(parts) != 3 or parts[0] != "k" or not (parts[1] + parts[2]).isdigit():
-        from rootless.trace import trace
+    with open("/proc/self/oom_score_adj") as f:
+        oom = f.read().strip()
+    return {"umask": umask, "rlimits": limits, "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            "affinity": sorted(os.sched_getaffinity(0)), "oom_score_adj": oom,
+            "status": _status()}
 
-        trace(f"M no monitor from the zygote: {answer[:200]!r}")
-        conn.close()
-        return None
-    return Handle(conn, int(parts[1]), int(parts[2]))
+
+def _status() -> dict:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in _STATUS_KEYS:
+                out[key] = value.strip()
+    return out
+
+
+def _take_context(ctx: dict) -> str | None:
+    """Make ours the caller's context; the reason when we cannot."""
+    import resource
+
+    if _status() != ctx["status"]:
+        return "its credentials or no_new_privs/seccomp differ from the caller's"
+    os.umask(ctx["umask"])
+    try:
+        for name, (soft, hard) in ctx["rlimits"].items():
+            res = getattr(resource, name)
+            if resource.getrlimit(res) != (soft, hard):
+                resource.setrlimit(res, (soft, hard))
+        if os.getpriority(os.PRIO_PROCESS, 0) != ctx["nice"]:
+            os.setpriority(os.PRIO_PROCESS, 0, ctx["nice"])
+        if sorted(os.sched_getaffinity(0)) != ctx["affinity"]:
+            os.sched_setaffinity(0, ctx["affinity"])
+        with open("/proc/self/oom_score_adj", "r+") as f:
+            if f.read().strip() != ctx["oom_score_adj"]:
+                f.seek(0)
+                f.write(ctx["oom_score_adj"])
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"cannot take the caller's limits: {exc}"
+    return None
 
 
 # -- M, in the zygote's forked child -----------------------------------------------------
@@ -157,7 +217,10 @@ def _serve(conn: socket.socket, req: dict, fds: list[int]) -> None:
     # for the engine's work then (its store paths; rootless.runtime.lean.monitor_main):
     # replacing os.environ here cost ~0.8 MiB of private memory for as long as the
     # container runs (measured).
-    os.umask(req["umask"])
+    refused = _take_context(req["context"])
+    if refused is not None:
+        conn.sendall(f"n {refused}\n".encode())
+        os._exit(0)
     try:  # `ps`/`top` name it (its command line is the zygote's)
         with open("/proc/self/comm", "w") as f:
             f.write("rl-monitor")
@@ -165,9 +228,10 @@ def _serve(conn: socket.socket, req: dict, fds: list[int]) -> None:
         pass
     mine = dict(zip(req["fds"], fds, strict=True))
     sc.neutralize_fds({0, 1, 2, conn.fileno(), *fds})
+    me = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _sandbox_child(req, mine)
+        _sandbox_child(req, mine, me)
     for fd in fds:
         os.close(fd)
     try:
@@ -175,39 +239,75 @@ def _serve(conn: socket.socket, req: dict, fds: list[int]) -> None:
         data, got = _receive(conn)
     except OSError:
         data, got = b"", []
-    conn.close()
     try:
         handover = json.loads(data) if data else None
     except ValueError:
         handover = None
     if handover is None:  # H gave up (or died): nothing of this start may stay
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
+        _end_children()
         os._exit(0)
-    _place(got, handover["fds"])
+    import fcntl
+
+    # our answer goes on a copy above every number H's fds take here
+    answer = fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC, max([*handover["fds"], 2]) + 1)
+    conn.close()
+    try:
+        _place(got, handover["fds"])
+    except OSError as exc:
+        _end_children()
+        os.write(answer, f"n {exc}\n".encode())
+        raise
+    os.write(answer, b"ok\n")
+    os.close(answer)
     from rootless.runtime import lean
 
     lean.monitor_main(handover["args"], env=req["env"])
     os._exit(0)
 
 
+def _end_children() -> None:
+    """Kill and reap our children: the sandbox and, once it forked it, pid 1 (whose
+    PDEATHSIG would come too, but not if it is still before setting it)."""
+    import time
+
+    kids: set[int] = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                kids |= {int(p) for p in f.read().split()}
+    except OSError:
+        pass
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 5
+    while kids and time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        kids.discard(done)
 
 
-def _sandbox_child(req: dict, fds: dict[str, int]) -> None:
-    import resource
+
+
+def _sandbox_child(req: dict, fds: dict[str, int], monitor: int) -> None:
+    from rootless.linux import syscalls as sc
 
     try:
+        # first: a sandbox whose monitor died before it answered must not run on (the
+        # caller then forks another on the same pipes)
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != monitor:
+            os._exit(0)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])  # pid 1 inherits the mask
         os.environ.clear()
         os.environ.update(req["env"])
-        for name, (soft, hard) in req["rlimits"].items():
-            try:
-                resource.setrlimit(getattr(resource, name), (soft, hard))
-            except (OSError, ValueError, AttributeError):
-                pass
+        from rootless.trace import trace
+
+        trace("S forked by the zygote's monitor")
         s = req["sandbox"]
         from rootless.runtime import sandbox
 

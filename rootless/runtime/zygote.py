@@ -46,11 +46,15 @@ def _key() -> str:
     try:
         import fuse_overlay
 
-        # the server's code, and the monitors' and sandboxes' it forks too
-        for d in (os.path.dirname(fuse_overlay.__file__), os.path.dirname(__file__)):
+        # the server's code, and the monitors' and sandboxes' it forks too (runtime, and
+        # the linux/ and top-level modules they import)
+        here = os.path.dirname(__file__)
+        top = os.path.dirname(here)
+        for d in (os.path.dirname(fuse_overlay.__file__), here, top,
+                  os.path.join(top, "linux")):
             for name in sorted(os.listdir(d)):
                 if name.endswith(".py"):
-                    parts.append(f"{name}:{os.stat(os.path.join(d, name)).st_mtime_ns}")
+                    parts.append(f"{d}/{name}:{os.stat(os.path.join(d, name)).st_mtime_ns}")
     except (ImportError, OSError):
         pass
     return f"{zlib.crc32(' '.join(parts).encode()):08x}"
@@ -97,7 +101,7 @@ def request(spec: dict, ns_pid: int, conn: int) -> tuple[int, int] | None:
     try:
         r, w = os.pipe()
         try:
-            socket.send_fds(s, [json.dumps(dict(spec, ns_pid=ns_pid)).encode()], [w])
+            socket.send_fds(s, [json.dumps(dict(spec, ns_pid=ns_pid)).encode() + b"\n"], [w])
         finally:
             os.close(w)
         answer = b""
@@ -342,6 +346,12 @@ def _child(conn, server) -> None:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 16)
+        # one line: a long one (a big environment) arrives in more than one read
+        while msg and not msg.endswith(b"\n"):
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                break
+            msg += chunk
         spec = json.loads(msg)
         if "monitor" in spec:  # a detached container's monitor, not a server
             from rootless.runtime import monitorfork

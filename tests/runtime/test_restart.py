@@ -10,20 +10,11 @@ import time
 import pytest
 
 from tests.runtime.test_lifecycle import ps_json
+from tests.support.waiting import wait_until
 
 
 def inspect(rl, name):
     return json.loads(rl("inspect", name, check=True).stdout)[0]
-
-
-def wait_until(pred, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_on_failure_restarts_n_times_then_stays_exited(rl):
