@@ -203,9 +203,13 @@ def _rl_container_pids(e: Env, name: str, procs) -> set[int]:
         sandbox_userns = os.readlink(f"/proc/{doc['State']['Pid']}/ns/user")
     except OSError:
         pass
+    # slirp4netns is the child of the process that started the container, which hands it
+    # over to a monitor the zygote forked and exits: found by its API socket's name
+    slirp = f"/slirp-{doc['Id'][:12]}.sock"
+    mine |= {p for p, (_, cmd) in procs.items() if "slirp4netns" in cmd and slirp in cmd}
     zygotes = _rl_zygotes(e, procs)
     for p, (pp, _) in procs.items():
-        if pp in zygotes:
+        if pp in zygotes and p != monitor:
             try:
                 if os.readlink(f"/proc/{p}/ns/user") == sandbox_userns:
                     mine.add(p)
@@ -246,7 +250,13 @@ def _kinds(pids, procs, zygotes=frozenset()) -> str:
     for p in pids:
         cmd = procs[p][1]
         name = cmd.split()[0].rsplit("/", 1)[-1] if cmd.split() else "?"
-        if p in zygotes:
+        try:
+            comm = open(f"/proc/{p}/comm").read().strip()
+        except OSError:
+            comm = ""
+        if comm == "rl-monitor":  # forked by the zygote (rootless/runtime/monitorfork.py)
+            name = "monitor (zygote's)"
+        elif p in zygotes:
             name = "zygote"
         elif procs[p][0] in zygotes:
             name = "fuse server"

@@ -43,20 +43,9 @@ def start(cid: str, *fds: int) -> None:
     finally:
         for sock in socks:
             sock.close()
-    _warm_up()
+    from rootless.engine.running import warm_up
 
-
-def _warm_up() -> None:
-    """As `rl run` does after a container ran: the fuse server zygote for the next
-    starts (a cold fuse server imports pyfuse3 during the start: ~60 ms here), if
-    fuse_overlay serves root filesystems and none runs (it idles out after 10 min)."""
-    from rootless.runtime import rootfs, zygote
-
-    try:
-        if not zygote.available() and rootfs.default_backend() == "fuse_overlay":
-            zygote.spawn()
-    except OSError:
-        pass
+    warm_up()  # as `rl run` does after a container ran
 
 
 class DockerProgress:

@@ -33,10 +33,12 @@ def _lookup(ref: str):
 
 def create(req: Request) -> Response:
     from rootless.api import createbody
+    from rootless.api.forker import Sink
 
     opts = createbody.to_run_options(req.json({}), req.q("name"))
-    c = engine("rootless.engine.containers:create", opts)
-    return json_response({"Id": c.id, "Warnings": []}, 201)
+    warnings = Sink()  # the engine's warn= (a single mapped id without a subuid range)
+    c = engine("rootless.engine.containers:create", opts, warn=warnings)
+    return json_response({"Id": c.id, "Warnings": warnings.said}, 201)
 
 
 def list_(req: Request) -> Response:
@@ -130,112 +132,21 @@ def kill(req: Request) -> Response:
 
 def wait(req: Request) -> Response:
     """The answer's head goes out at once (clients send this before the start, and wait
-    for the head); the body when the condition is met."""
+    for the head); the body when the condition is met (engine/waitcond.py)."""
+    from rootless.engine import containers, waitcond
+
     condition = req.q("condition") or "not-running"
-    if condition not in ("not-running", "next-exit", "removed"):
+    if condition not in waitcond.CONDITIONS:
         raise ApiError(400, f"invalid condition {condition!r}: use not-running, next-exit "
                        "or removed")
     c = _lookup(_id(req))
 
     def gen():
-        code = _wait_for(c, condition, req.gone)
+        code = containers.wait(c.id, condition, gone=req.gone)
         if code is not None:
             yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
 
     return Response(200, gen(), streamed=True)
-
-
-# The exits attaches of this service saw, per container: (how many, the last code). An
-# attach gets the exit code from the container's monitor once the exit is recorded (and
-# an --rm container removed), so a wait here answers from it at once, woken by
-# _EXIT_SEEN, instead of polling the row; it is also where a wait on "removed" finds
-# the exit code of a --rm container whose row is gone. Bounded: the newest 256.
-_ATTACHED_EXITS: dict[str, tuple[int, int]] = {}
-_EXIT_SEEN = threading.Condition()
-
-
-def _note_exit(cid: str, code: int) -> None:
-    with _EXIT_SEEN:
-        count = _ATTACHED_EXITS.pop(cid, (0, 0))[0]
-        _ATTACHED_EXITS[cid] = (count + 1, code)
-        while len(_ATTACHED_EXITS) > 256:
-            _ATTACHED_EXITS.pop(next(iter(_ATTACHED_EXITS)))
-        _EXIT_SEEN.notify_all()
-
-
-def _exits_seen(cid: str) -> tuple[int, int | None]:
-    with _EXIT_SEEN:
-        return _ATTACHED_EXITS.get(cid, (0, None))
-
-
-def _wait_for(c, condition: str, gone: threading.Event) -> int | None:
-    """The exit code once `condition` holds (None when the client went away).
-
-    An exit an attach of this service saw after the wait began answers it (for
-    "removed", when the container is --rm: its monitor removed it before saying so).
-    Otherwise the row is looked at, at most 0.1 s apart (lookup turns the row of a
-    container whose monitor is gone into an exited one), and while it runs, whether its
-    monitor is alive; between looks the thread sleeps on _EXIT_SEEN, and it checks `gone`
-    at each, so a wait whose client went away ends within 0.1 s instead of keeping its
-    thread until the container exits."""
-    from rootless.engine import containers
-    from rootless.errors import NotFound
-    from rootless.store.containerdb import monitor_alive
-
-    cid, first, last_code, created = c.id, c.started, c.exit_code, c.created
-    rm = bool(c.options.get("rm"))
-    seen_at_start = _exits_seen(cid)[0]
-    seen_running = False
-    delay = 0.01
-    while not gone.is_set():
-        count, code = _exits_seen(cid)
-        if count > seen_at_start and (condition != "removed" or rm):
-            return code
-        try:
-            cur = containers.lookup(cid)
-        except NotFound:  # removed (--rm): its exit code is in its die event, which
-            # its monitor may write just after the removal
-            for _ in range(50):
-                code = _exits_seen(cid)[1]
-                if code is None:
-                    code = _exit_code_from_events(cid, created)
-                if code is not None or last_code is not None or gone.is_set():
-                    break
-                time.sleep(0.05)
-            return code if code is not None else last_code if last_code is not None else 0
-        last_code = cur.exit_code
-        code = cur.exit_code if cur.exit_code is not None else 0
-        if cur.state not in ("running", "restarting"):
-            if condition == "not-running":
-                return code
-            if condition == "next-exit" and (cur.started != first or seen_running):
-                return code
-        elif cur.state == "running" and not cur.options.get("restart"):
-            seen_running = True
-            # until its monitor is gone (a look at /proc, cheaper than the row), an
-            # attach saw the exit, or the client left; then the row again
-            with _EXIT_SEEN:
-                while monitor_alive(cur) and not gone.is_set() and \
-                        _ATTACHED_EXITS.get(cid, (0, 0))[0] == count:
-                    _EXIT_SEEN.wait(0.1)
-            delay = 0.01
-            continue
-        with _EXIT_SEEN:
-            if _ATTACHED_EXITS.get(cid, (0, 0))[0] == count:
-                _EXIT_SEEN.wait(delay)
-        delay = min(delay * 2, 0.1)
-    return None
-
-
-def _exit_code_from_events(cid: str, since: float) -> int | None:
-    from rootless.engine import events
-
-    code = None
-    for ev in events.read(int(since * 1e9), None, follow=False):
-        if ev.get("Action") == "die" and (ev.get("Actor") or {}).get("ID") == cid:
-            raw = ev["Actor"].get("Attributes", {}).get("exitCode", "")
-            code = int(raw) if str(raw).lstrip("-").isdigit() else code
-    return code
 
 
 def delete(req: Request) -> Response:
@@ -550,8 +461,10 @@ def attach(req: Request) -> Response:
         try:
             code = containers.attach(c.id, streams, logs=logs, stream=stream or not logs,
                                      detach_keys=keys)
-            if code is not None:
-                _note_exit(c.id, code)
+            if code is not None:  # wakes the waits on it (engine/waitcond.py)
+                from rootless.engine import waitcond
+
+                waitcond.note_exit(c.id, code)
         finally:
             hijack.finish(sock)
             if created:

@@ -21,7 +21,9 @@ forker that imports nothing but this module would fork workers that pay each tim
     forker.call("rootless.api.calls:archive_read", cid, path, FD(0), fds=[w])
 
 The result comes back pickled; an RlError comes back as the same class with the same
-message, fix and exit code, any other exception as RlError with its text.
+message, fix and exit code, any other exception as RlError with its text. A `Sink()` given
+as an argument (the engine's `warn=`) stands for a callable in the worker: what the engine
+said through it comes back with the answer, in the Sink's `said` (the answer's Warnings).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import pickle
 import signal
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rootless.errors import RlError
 
@@ -40,6 +42,19 @@ from rootless.errors import RlError
 class FD:
     """Marks an argument that is the n-th fd sent with the call."""
     index: int
+
+
+@dataclass
+class Sink:
+    """Marks an argument that is a warn(text) callable: in the worker, one that collects
+    the texts; here, after the call (also one that raised), they are in `said`."""
+    said: list[str] = field(default_factory=list)
+
+
+def _sinks_to_callables(args, kwargs, said: list[str]):
+    args = [said.append if isinstance(a, Sink) else a for a in args]
+    kwargs = {k: said.append if isinstance(v, Sink) else v for k, v in kwargs.items()}
+    return args, kwargs
 
 
 def _resolve(fn_path: str):
@@ -59,6 +74,8 @@ def _worker(conn: socket.socket, ctl: socket.socket) -> None:
         fn_path, args, kwargs = pickle.loads(msg)
         args = [fds[a.index] if isinstance(a, FD) else a for a in args]
         kwargs = {k: fds[v.index] if isinstance(v, FD) else v for k, v in kwargs.items()}
+        said: list[str] = []
+        args, kwargs = _sinks_to_callables(args, kwargs, said)
         if os.environ.get("RL_TRACE"):
             import sys
 
@@ -75,10 +92,11 @@ def _worker(conn: socket.socket, ctl: socket.socket) -> None:
             answer = ("rl", "rootless.errors", "RlError",
                       f"internal error: {type(exc).__name__}: {exc}", None, 125)
         try:
-            data = pickle.dumps(answer)
+            data = pickle.dumps((answer, said))
         except Exception as exc:
-            data = pickle.dumps(("rl", "rootless.errors", "RlError",
-                                 f"internal error: unpicklable result: {exc}", None, 125))
+            data = pickle.dumps((("rl", "rootless.errors", "RlError",
+                                  f"internal error: unpicklable result: {exc}", None, 125),
+                                 said))
         conn.sendall(data)
         conn.shutdown(socket.SHUT_WR)
         if os.environ.get("RL_TRACE"):
@@ -175,7 +193,10 @@ class Forker:
                 theirs.close()
         if not chunks:
             raise RlError("internal error: the engine's worker process died")
-        answer = pickle.loads(b"".join(chunks))
+        answer, said = pickle.loads(b"".join(chunks))
+        for a in [*args, *kwargs.values()]:
+            if isinstance(a, Sink):
+                a.said.extend(said)
         if answer[0] == "ok":
             return answer[1]
         _, mod, qual, message, fix, code = answer
@@ -207,5 +228,8 @@ def call(fn_path: str, *args, fds: list[int] = (), **kwargs):
         fn = _resolve(fn_path)
         if fds:
             args = tuple(fds[a.index] if isinstance(a, FD) else a for a in args)
+        sinks = [a for a in [*args, *kwargs.values()] if isinstance(a, Sink)]
+        if sinks:
+            args, kwargs = _sinks_to_callables(args, kwargs, sinks[0].said)
         return fn(*args, **kwargs)
     return _FORKER.call(fn_path, *args, fds=fds, **kwargs)

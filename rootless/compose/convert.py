@@ -177,17 +177,33 @@ def _mounts(project, svc: dict) -> list:
             size = (v.get("tmpfs") or {}).get("size")
             tmpfs.append(Mount("tmpfs", target, tmpfs_options=[f"size={size}"] if size else []))
         elif kind == "bind":
-            src = v["source"]
-            if (v.get("bind") or {}).get("create_host_path", True) and not os.path.exists(src):
-                os.makedirs(src, exist_ok=True)  # as docker compose does for a bind source
-            out.append(Mount("bind", target, src, readonly=ro, create_source=True))
-        elif v.get("source"):
-            out.append(Mount("volume", target, project.volumes[v["source"]]["name"],
-                             readonly=ro))
+            # create_host_path (default true, as the short syntax): the engine makes a
+            # missing source, as -v; false: refused, as --mount (check_binds says so first)
+            bind = v.get("bind") or {}
+            out.append(Mount("bind", target, v["source"], readonly=ro,
+                             create_source=bool(bind.get("create_host_path", True)),
+                             propagation=bind.get("propagation") or "rprivate"))
         else:
-            out.append(Mount("volume", target))  # an anonymous volume
+            # nocopy: the volume is not filled from the image's files at the target
+            nocopy = bool((v.get("volume") or {}).get("nocopy"))
+            name = project.volumes[v["source"]]["name"] if v.get("source") else None
+            out.append(Mount("volume", target, name, readonly=ro, nocopy=nocopy))
     # compose's `tmpfs:` entries are Docker's --tmpfs text (PATH[:OPTIONS])
     return out + [parse_tmpfs(t) for t in svc.get("tmpfs") or []] + tmpfs
+
+
+def check_binds(project, services: list[str]) -> None:
+    """Before anything of an `up` is made: a bind whose host path is missing and may not
+    be created (`bind: {create_host_path: false}`) is one error naming it."""
+    for name in services:
+        for i, v in enumerate(project.services[name].get("volumes") or []):
+            if v.get("type") == "bind" and \
+                    not (v.get("bind") or {}).get("create_host_path", True) and \
+                    not os.path.exists(v["source"]):
+                raise ComposeError(f"services.{name}.volumes[{i}]: bind source path "
+                                   f"{v['source']} does not exist (create_host_path is "
+                                   "false)", "create it first, or drop create_host_path: "
+                                   "false")
 
 
 def _network(project, name: str, svc: dict, opts: RunOptions) -> None:

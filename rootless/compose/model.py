@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rootless.compose import interpolate, schema, supported
 from rootless.compose.errors import ComposeError
+from rootless.errors import InvalidArgument
 
 FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 OVERRIDE_NAMES = ("compose.override.yaml", "compose.override.yml",
@@ -344,15 +345,6 @@ def canonical(svc: dict, base_dir: str, env: dict, file: str, name: str) -> dict
     return out
 
 
-_PORT = re.compile(r"^(?:(?:(?P<ip>\[[^\]]*\]|[^:\[\]]*):)?(?P<pub>\d*(?:-\d+)?):)?"
-                   r"(?P<target>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$")
-
-
-def _range(text: str) -> list[int]:
-    a, _, b = text.partition("-")
-    return list(range(int(a), int(b or a) + 1))
-
-
 def _ports(item, file: str, path: str) -> list[dict]:
     if isinstance(item, dict):
         try:
@@ -366,23 +358,21 @@ def _ports(item, file: str, path: str) -> list[dict]:
         if item.get("host_ip"):
             p["host_ip"] = item["host_ip"]
         return [p]
-    m = _PORT.match(str(item))
-    if not m:
-        raise ComposeError(f"{file}: {path}: invalid port {item!r}: expected "
-                           "[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]")
-    targets = _range(m["target"])
-    pubs = _range(m["pub"]) if m["pub"] else []
-    if pubs and len(pubs) != len(targets) and len(pubs) > 1 and len(targets) > 1:
-        raise ComposeError(f"{file}: {path}: port ranges {m['pub']} and {m['target']} "
-                           "differ in size")
+    from rootless.network import ports
+
+    try:  # `rl run -p`'s parser: compose and the CLI take and refuse the same strings
+        requests = ports.parse_publish(str(item))
+    except InvalidArgument as exc:
+        raise ComposeError(f"{file}: {path}: {exc.message}", exc.fix) from None
     out = []
-    for i, t in enumerate(targets):
-        p: dict = {"target": t, "protocol": m["proto"] or "tcp"}
-        if pubs:
-            p["published"] = str(pubs[i] if len(pubs) == len(targets) else
-                                 pubs[0] if len(targets) > 1 else m["pub"])
-        if m["ip"]:
-            p["host_ip"] = m["ip"].strip("[]")
+    for r in requests:
+        p: dict = {"target": r.container_port, "protocol": r.protocol}
+        if r.host_port_start:
+            p["published"] = (str(r.host_port_start)
+                              if r.host_port_end in (0, r.host_port_start)
+                              else f"{r.host_port_start}-{r.host_port_end}")
+        if r.host_ip:
+            p["host_ip"] = r.host_ip
         out.append(p)
     return out
 
@@ -393,25 +383,27 @@ def _volume(item, base_dir: str, file: str, path: str) -> dict:
         if v.get("type") == "bind" and v.get("source"):
             v["source"] = _abs(base_dir, v["source"])
         return v
-    parts = str(item).split(":")
-    if len(parts) == 1:
-        return {"type": "volume", "target": parts[0]}
-    if len(parts) > 3:
-        raise ComposeError(f"{file}: {path}: invalid volume {item!r}: expected "
-                           "SOURCE:TARGET[:MODE]")
-    src, target = parts[0], parts[1]
-    mode = parts[2].split(",") if len(parts) == 3 else []
-    bad = [m for m in mode if m not in ("ro", "rw", "z", "Z")]
-    if bad:
-        raise ComposeError(f"{file}: {path}: volume mode {bad[0]!r} is not supported by rl",
-                           "use ro or rw")
-    is_path = src.startswith((".", "/", "~"))
-    v: dict = {"type": "bind" if is_path else "volume",
-               "source": _abs(base_dir, src) if is_path else src, "target": target}
-    if "ro" in mode:
+    from rootless.engine import mountspec
+
+    text = str(item)
+    src, sep, rest = text.partition(":")
+    if sep and src.startswith((".", "~")):  # relative to the file's directory, in compose
+        text = f"{_abs(base_dir, src)}:{rest}"
+    try:  # `rl run -v`'s parser: compose and the CLI take and refuse the same strings
+        m = mountspec.parse_volume(text)
+    except InvalidArgument as exc:
+        raise ComposeError(f"{file}: {path}: {exc.message}", exc.fix) from None
+    v: dict = {"type": m.type, "target": m.target}
+    if m.source is not None:
+        v["source"] = m.source
+    if m.readonly:
         v["read_only"] = True
-    if is_path:
+    if m.type == "bind":
         v["bind"] = {"create_host_path": True}
+        if m.propagation != "rprivate":
+            v["bind"]["propagation"] = m.propagation
+    elif m.nocopy:
+        v["volume"] = {"nocopy": True}
     return v
 
 

@@ -276,6 +276,7 @@ def converge(project, services: list[str] | None = None, *, start: bool = True,
     if force_recreate and no_recreate:
         raise ComposeError("--force-recreate and --no-recreate cannot be combined")
     targets = _targets(project, services, with_deps=not no_deps)
+    convert.check_binds(project, targets)
     _orphans(project, remove_orphans)
     ensure_networks(project, targets)
     ensure_volumes(project, targets)

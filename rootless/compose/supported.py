@@ -13,7 +13,7 @@ _HEALTH = {k: None for k in ("test", "interval", "timeout", "retries", "start_pe
                              "start_interval", "disable")}
 _PORT = {k: None for k in ("target", "published", "host_ip", "protocol", "mode", "name")}
 _VOLUME = {"type": None, "source": None, "target": None, "read_only": None,
-           "bind": {"create_host_path": None}, "volume": {"nocopy": None},
+           "bind": {"create_host_path": None, "propagation": None}, "volume": {"nocopy": None},
            "tmpfs": {"size": None}}
 SERVICE = {
     **{k: None for k in (

@@ -137,10 +137,12 @@ def probe(root: str = ROOT, self_cgroup: str = "/proc/self/cgroup",
     return rep
 
 
-def refuse_resource_flags(given: dict[str, object], rep: Report | None = None) -> dict:
+def refuse_resource_flags(given: dict[str, object], rep: Report | None = None,
+                          current: dict | None = None) -> dict:
     """Refuse the first resource flag given (value not None) that this host cannot honour,
-    with the host's reason; check the values. Returns the limits as Docker's HostConfig
-    keys ({} when no flag is given)."""
+    with the host's reason; check the values (`current`: the limits a container has, for
+    `rl update`). Returns the limits as Docker's HostConfig keys ({} when no flag is
+    given)."""
     flags = [f for f, v in given.items() if v is not None and v != () and v != []]
     if not flags:
         return {}
@@ -154,7 +156,7 @@ def refuse_resource_flags(given: dict[str, object], rep: Report | None = None) -
         reason, fix = rep.why_not(FLAGS[flag])
         if reason:
             raise InvalidArgument(f"{flag} cannot be honoured: {reason}", fix)
-    return parse_limits({f: given[f] for f in flags})
+    return parse_limits({f: given[f] for f in flags}, current)
 
 
 def limits_of(opts) -> dict:
@@ -204,8 +206,10 @@ def _cpuset(value: object, flag: str) -> str:
     return text
 
 
-def parse_limits(given: dict[str, object]) -> dict:
-    """The flags' values as Docker's HostConfig keys, checked as Docker checks them."""
+def parse_limits(given: dict[str, object], current: dict | None = None) -> dict:
+    """The flags' values as Docker's HostConfig keys, checked as Docker checks them; for
+    `rl update`, against the limits the container has (`current`): a --memory-swap alone
+    is checked against its --memory, a --memory alone against its --memory-swap."""
     out: dict = {}
     for flag, value in given.items():
         if flag == "--memory":
@@ -254,14 +258,24 @@ def parse_limits(given: dict[str, object]) -> dict:
     if out.get("NanoCpus") and (out.get("CpuQuota") or out.get("CpuPeriod")):
         raise InvalidArgument("--cpus cannot be given with --cpu-quota or --cpu-period "
                               "(Docker's \"conflicting options\")", "give one or the other")
+    current = current or {}
+    memory = out.get("Memory") or current.get("Memory") or 0
     swap = out.get("MemorySwap")
     if swap is not None:
-        if not out.get("Memory"):
+        if not memory:
             raise InvalidArgument("--memory-swap needs --memory (the swap limit is memory "
                                   "plus swap)", "give --memory too")
-        if swap != -1 and swap < out["Memory"]:
+        if swap != -1 and swap < memory:
             raise InvalidArgument("--memory-swap must be at least --memory (it is memory "
-                                  "plus swap)", "give a larger --memory-swap, or -1")
+                                  f"plus swap; --memory is {memory})",
+                                  "give a larger --memory-swap, or -1")
+    elif out.get("Memory") and (current.get("MemorySwap") or 0) > 0 and \
+            out["Memory"] > current["MemorySwap"]:
+        # Docker's update: "Memory limit should be smaller than already set memoryswap
+        # limit, update the memoryswap at the same time"
+        raise InvalidArgument(f"--memory must be at most the container's --memory-swap "
+                              f"({current['MemorySwap']})",
+                              "give --memory-swap too (a larger one, or -1)")
     return out
 
 
@@ -317,6 +331,23 @@ def name_of(short_id: str) -> str:
 def _open_dir(dirfd: int | None, path: str) -> int:
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     return os.open(path, flags, dir_fd=dirfd) if dirfd is not None else os.open(path, flags)
+
+
+def _open_top(rep: Report) -> int:
+    """The delegated dir (OSError when it cannot be opened)."""
+    assert rep.delegated is not None
+    return _open_dir(None, rep.delegated)
+
+
+def _open_own(top: int, short_id: str, *, create: bool = False) -> int:
+    """The container's cgroup rl-<short id> under the delegated dir `top` (made first with
+    `create`; a restart reuses it): the one way every verb opens it."""
+    if create:
+        try:
+            os.mkdir(name_of(short_id), 0o755, dir_fd=top)
+        except FileExistsError:
+            pass
+    return _open_dir(top, name_of(short_id))
 
 
 def _read_at(dirfd: int, name: str) -> str:
@@ -397,9 +428,8 @@ def make(short_id: str, limits: dict | None, rep: Report | None = None) -> bool:
         reason, fix = rep.why_not(missing[0])
         raise RlError(f"the container has cgroup limits but {reason}", fix)
     name = name_of(short_id)
-    assert rep.delegated is not None
     try:
-        top = _open_dir(None, rep.delegated)
+        top = _open_top(rep)
     except OSError as exc:
         raise _failed("open the delegated cgroup", exc, rep.delegated) from None
     try:
@@ -409,13 +439,10 @@ def make(short_id: str, limits: dict | None, rep: Report | None = None) -> bool:
             raise _failed("enable " + " ".join(sorted(needed)), exc,
                           f"{rep.delegated}/cgroup.subtree_control") from None
         try:
-            os.mkdir(name, 0o755, dir_fd=top)
-        except FileExistsError:
-            pass
+            fd = _open_own(top, short_id, create=True)
         except OSError as exc:
             raise _failed("make the container's cgroup", exc, f"{rep.delegated}/{name}") \
                 from None
-        fd = _open_dir(top, name)
         try:
             _write_at(fd, "cgroup.freeze", "0")  # a restart after a stop while paused
             for f, value in files.items():
@@ -438,10 +465,12 @@ def _controller(filename: str) -> str:
 def enter(short_id: str, pid: int, rep: Report | None = None) -> None:
     """Put `pid` (the sandbox, before it forks pid 1) into the container's cgroup."""
     rep = rep or probe()
-    assert rep.delegated is not None
-    top = _open_dir(None, rep.delegated)
     try:
-        fd = _open_dir(top, name_of(short_id))
+        top = _open_top(rep)
+        try:
+            fd = _open_own(top, short_id)
+        finally:
+            os.close(top)
         try:
             _write_at(fd, "cgroup.procs", str(pid))
         finally:
@@ -449,8 +478,6 @@ def enter(short_id: str, pid: int, rep: Report | None = None) -> None:
     except OSError as exc:
         raise _failed("move the container into its cgroup", exc,
                       f"{rep.delegated}/{name_of(short_id)}") from None
-    finally:
-        os.close(top)
 
 
 def join(short_id: str, limits: dict | None, pid: int) -> None:
@@ -471,15 +498,15 @@ def join(short_id: str, limits: dict | None, pid: int) -> None:
 
 
 def _opened(short_id: str, rep: Report) -> int | None:
+    """The container's cgroup, None when it has none (or no delegation)."""
     if not rep.usable:
         return None
-    assert rep.delegated is not None
     try:
-        top = _open_dir(None, rep.delegated)
+        top = _open_top(rep)
     except OSError:
         return None
     try:
-        return _open_dir(top, name_of(short_id))
+        return _open_own(top, short_id)
     except OSError:
         return None
     finally:
@@ -490,29 +517,35 @@ def update(short_id: str, limits: dict, rep: Report | None = None) -> bool:
     """`rl update` of a running container: write the new limits into its cgroup. False
     when it has no cgroup (not running, or started without one)."""
     rep = rep or probe()
-    fd = _opened(short_id, rep)
-    if fd is None:
+    if not rep.usable:
         return False
     files = files_of(limits)
     try:
-        # a container started without limits has a cgroup without their controllers
-        assert rep.delegated is not None
-        top = _open_dir(None, rep.delegated)
+        top = _open_top(rep)
+    except OSError:
+        return False
+    try:
         try:
-            _enable(top, {_controller(f) for f in files})
-        except OSError as exc:
-            raise _failed("enable the controllers", exc,
-                          f"{rep.delegated}/cgroup.subtree_control") from None
-        finally:
-            os.close(top)
-        for f, value in files.items():
+            fd = _open_own(top, short_id)
+        except OSError:
+            return False
+        try:
+            # a container started without limits has a cgroup without their controllers
             try:
-                _write_at(fd, f, value)
+                _enable(top, {_controller(f) for f in files})
             except OSError as exc:
-                raise _failed(f"write {value} to {f}", exc,
-                              f"{rep.delegated}/{name_of(short_id)}") from None
+                raise _failed("enable the controllers", exc,
+                              f"{rep.delegated}/cgroup.subtree_control") from None
+            for f, value in files.items():
+                try:
+                    _write_at(fd, f, value)
+                except OSError as exc:
+                    raise _failed(f"write {value} to {f}", exc,
+                                  f"{rep.delegated}/{name_of(short_id)}") from None
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(top)
     return True
 
 
@@ -525,9 +558,8 @@ def remove(short_id: str, rep: Report | None = None, *, wait: float = 2.0) -> No
     rep = rep or probe()
     if not rep.usable:
         return
-    assert rep.delegated is not None
     try:
-        top = _open_dir(None, rep.delegated)
+        top = _open_top(rep)
     except OSError:
         return
     try:

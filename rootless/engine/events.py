@@ -91,6 +91,35 @@ def _rest_of(path: Path, ino: int | None = None, pos: int = 0) -> bytes:
     return data if not data or data.endswith(b"\n") else data + b"\n"
 
 
+def _last_time(path: Path) -> int | None:
+    """timeNano of the latest whole event in `path`'s tail (0 when the file is
+    missing or empty; None when the tail holds no whole event: then the caller reads the
+    file): a read `--since` a time after it skips the rotated file (up to MAX_BYTES)
+    unread."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+    except FileNotFoundError:
+        return 0
+    lines = tail.split(b"\n")
+    if size > 65536:
+        lines = lines[1:]  # the first may be the end of a line that began before the tail
+    # the latest of the tail's events, not the last line's: writers take their time
+    # before their write, so two at once may append out of order
+    latest = None
+    for raw in lines:
+        try:
+            t = int(json.loads(raw).get("timeNano", 0))
+        except (ValueError, AttributeError, TypeError):
+            continue  # empty, or torn by a writer that died mid-write
+        latest = t if latest is None else max(latest, t)
+    if latest is None and not size:
+        return 0
+    return latest
+
+
 def container(action: str, c, **extra) -> None:
     """A container event with Docker's attributes (image, name, the labels, extra)."""
     emit("container", action, c.id, {**c.labels, "image": c.image, "name": c.name, **extra})
@@ -103,7 +132,10 @@ def read(since_ns: int | None = None, until_ns: int | None = None, follow: bool 
     path = journal()
     ino = None  # the file read so far (its inode), and how far
     pos = 0
-    pending = _rest_of(_older(path))  # the history before the last rotation first
+    pending = b""  # the history before the last rotation first, if any of it is wanted
+    last = None if since_ns is None else _last_time(_older(path))
+    if last is None or last >= since_ns:
+        pending = _rest_of(_older(path))
     while True:
         data = b""
         try:

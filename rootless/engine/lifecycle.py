@@ -32,8 +32,9 @@ def update(ref: str, *, restart: str | None = None, resources: dict | None = Non
     from rootless.engine import cgroups
     from rootless.engine import restart as restart_mod
 
-    limits = cgroups.refuse_resource_flags(resources or {})
     c = lookup(ref)
+    limits = cgroups.refuse_resource_flags(resources or {},
+                                           current=c.options.get("limits") or {})
     if limits:
         with db() as conn, catalog.transaction(conn):
             now = containerdb.get_in(conn, c.id)
@@ -187,29 +188,12 @@ def stop_timeout_of(c: Container) -> int:
     return STOP_TIMEOUT if t is None else int(t)
 
 
-def wait(ref: str, condition: str = "not-running") -> int:
-    """Until the container is not running (as Docker's: one restarting by its policy
-    counts as not running; the exit code is its last one). The API's other conditions,
-    next-exit and removed: engine/waitcond.py."""
-    if condition != "not-running":
-        from rootless.engine import waitcond
+def wait(ref: str, condition: str = "not-running", *, gone=None,
+         timeout: float | None = None) -> int | None:
+    """Docker's wait (`rl wait`, the API's conditions): engine/waitcond.py."""
+    from rootless.engine import waitcond
 
-        return waitcond.wait(ref, condition)
-    c = lookup(ref)
-    started = c.started
-    delay = 0.005
-    while True:
-        if c.state != "running" or c.started != started:
-            return c.exit_code if c.exit_code is not None else -1
-        if c.options.get("restart"):  # the monitor outlives the exit: watch the row
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-        else:
-            _wait_exit(c, None)
-        try:
-            c = lookup(c.id)
-        except NotFound:
-            return -1
+    return waitcond.wait(ref, condition, gone=gone, timeout=timeout)
 
 
 def pause(ref: str, *, unpause: bool = False) -> Container:

@@ -65,7 +65,8 @@ def _single_threaded() -> bool:
     return threading is None or threading.active_count() == 1
 
 
-def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
+def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False,
+            own_monitor: bool = False):
     from rootless.engine import netwire, nsflags
     from rootless.runtime import rootfs
     from rootless.runtime.sandbox import Launch
@@ -80,13 +81,15 @@ def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False):
         raise
     return Launch(maps=maps, backend=rootfs.default_backend(), joins=joins, holder=holder,
                   namespaces=kinds,
-                  stdio=wiring.stdio, terminal=wiring.tty, early=early, lean=lean)
+                  stdio=wiring.stdio, terminal=wiring.tty, early=early, lean=lean,
+                  own_monitor=own_monitor)
 
 
-def _set_running(c: Container, pid: int) -> None:
+def _set_running(c: Container, pid: int, monitor_pid: int | None = None) -> None:
+    monitor_pid = monitor_pid or os.getpid()
     with _db() as conn, catalog.transaction(conn):
-        containerdb.update(conn, c.id, state="running", monitor_pid=os.getpid(),
-                           monitor_start=_proc_start(os.getpid()), pid=pid,
+        containerdb.update(conn, c.id, state="running", monitor_pid=monitor_pid,
+                           monitor_start=_proc_start(monitor_pid), pid=pid,
                            started=time.time(), exit_code=None, finished=None)
         if c.options.get("healthcheck"):
             from rootless.engine import health
@@ -148,7 +151,7 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         if hub is not None:
             hub.finish(None, grace=0)
         raise
-    _set_running(c, launch.pid)
+    _set_running(c, launch.pid, launch.monitor_pid)
 
     def network_end() -> None:  # slirp4netns takes ~16 ms to exit: start it now
         for s in slirp:
@@ -236,12 +239,33 @@ def _become_lean(c: Container, launch, wiring, forwarder, stoppers: list, hub=No
     blocked = set(monitor.FORWARDED)
     signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
-        lean.exec_monitor(container_id=c.id, log_path=_log_target(c) or "", launch=launch,
-                          wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
-                          net=json.dumps(net), blocked=blocked, health=_health_timer_args(c),
-                          after_exit="rootless.engine.running:finish_detached", hub=hub)
-    except OSError:
+        if lean.exec_monitor(container_id=c.id, log_path=_log_target(c) or "", launch=launch,
+                             wiring=wiring, pid1=launch.pid, pending=list(forwarder.pending),
+                             net=json.dumps(net), blocked=blocked,
+                             health=_health_timer_args(c),
+                             after_exit="rootless.engine.running:finish_detached", hub=hub,
+                             handover=launch.monitor):
+            os._exit(0)  # the zygote's monitor has it (rootless/runtime/monitorfork.py)
+    except OSError as exc:
+        if launch.monitor is not None:  # the zygote's monitor failed: the container ends
+            _lost_to_monitor(c, launch, stoppers, hub, exc)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)  # go on in this process
+
+
+def _lost_to_monitor(c: Container, launch, stoppers: list, hub, exc: OSError) -> None:
+    """The monitor the zygote forked did not take the container over (it is gone, and
+    pid 1, its child, with it): end what is left, record the end, say why."""
+    if launch.exit_fd is not None:  # pid 1, in case it was still before its PDEATHSIG
+        try:
+            signal.pidfd_send_signal(launch.exit_fd, signal.SIGKILL)
+        except OSError:
+            pass
+    for s in stoppers:
+        s.stop()
+    if hub is not None:
+        hub.finish(None, grace=0)
+    _set_exited(c, None)
+    raise RlError(f"container {c.short_id}: its monitor failed after the start: {exc}")
 
 
 def _log_target(c: Container) -> str | None:
@@ -377,7 +401,7 @@ def run(opts: RunOptions, streams: Streams | None = None, *, sig_proxy: bool = T
         except RlError as exc:
             _forget_unstarted(c, exc)
             raise
-        # no _warm_up() here: the detached monitor made sure a zygote runs before its
+        # no warm_up() here: the detached monitor made sure a zygote runs before its
         # start (rootless.runtime.zygote.connect_or_spawn)
         return RunResult(c.id, None, warnings)
     streams = streams or Streams()
@@ -442,7 +466,7 @@ def _run_here(opts: RunOptions, streams: Streams, warn, warnings: list[str]) -> 
         for s in ending:
             s.stop()
         trace("M removed")
-        _warm_up()
+        warm_up()
 
 
 def _start_attached(c: Container, streams: Streams, *, detach_keys: str | None,
@@ -505,9 +529,10 @@ def _forget_unstarted(c: Container, exc: RlError) -> None:
         _remove_files(c, volumes=True)
 
 
-def _warm_up() -> None:
-    """After a container ran (so that its start did not pay for it): start the fuse
-    server zygote for the next ones, if fuse_overlay serves root filesystems."""
+def warm_up() -> None:
+    """After a container ran (so that its start did not pay for it; `rl run`, the API's
+    start): start the fuse server zygote for the next ones, if fuse_overlay serves root
+    filesystems and none runs (it idles out after 10 min)."""
     from rootless.runtime import rootfs
 
     if rootfs.default_backend() != "fuse_overlay":
@@ -652,7 +677,8 @@ def monitor_process(c: Container | str, w: int, hub_fds=()) -> None:
                               tty=bool(c.options.get("tty")))
         # a foreground run (clients from birth, see _drive): the sandbox stays whole too,
         # so that its end (unmount, stop the fuse server) imports nothing
-        launch = _launch(c.options, _maps_of(c), wiring, lean=not hub_fds)
+        launch = _launch(c.options, _maps_of(c), wiring, lean=not hub_fds,
+                         own_monitor=not hub_fds)
 
         # pipe[0] is -1 once closed: its number may be reused by then.
         def started() -> None:

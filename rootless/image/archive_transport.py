@@ -26,8 +26,8 @@ import tempfile
 from rootless.errors import RlError
 from rootless.image import manifest as mf
 from rootless.image.local_transport import build_manifest, file_digest, receive
-from rootless.image.streams import GZIP_MAGIC, ZSTD_MAGIC
 from rootless.image.types import ImageDestination, ImageSource, LayerResult
+from rootless.store.decompress import GZIP_MAGIC, ZSTD_MAGIC
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 OCI_LAYOUT = b'{"imageLayoutVersion": "1.0.0"}'

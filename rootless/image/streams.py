@@ -1,7 +1,8 @@
 """Streams for one pass over a layer: hash and save the blob, decompress, hash the tar.
 
     network -> BlobReader (sha256 of the blob, copy to the blob file, size limit, progress,
-               cancellation) -> decompress (gzip via isal, zstd via zstandard, or none)
+               cancellation) -> decompress (store/decompress.py: gzip via isal, zstd,
+               bzip2, xz, or none)
             -> DigestReader (sha256 of the uncompressed tar = diff_id) -> tar unpacker
 
 Compression is detected from the stream's magic bytes, as Docker does, so a layer whose
@@ -16,9 +17,6 @@ import os
 import threading
 
 from rootless.errors import RlError
-
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class Cancelled(RlError):
@@ -133,18 +131,8 @@ class DigestReader(io.RawIOBase):
 
 
 def decompressor(blob: BlobReader):
-    """A reader of the uncompressed stream, chosen by the blob's magic bytes."""
-    head = blob.peek(4)
-    if head[:2] == GZIP_MAGIC:
-        # isal's igzip decompresses gzip 3-4x faster than zlib (contrib/bench/pull.py).
-        from isal import igzip
+    """A reader of the uncompressed stream, chosen by the blob's magic bytes
+    (store/decompress.py)."""
+    from rootless.store import decompress
 
-        return igzip.IGzipFile(fileobj=blob, mode="rb")
-    if head[:4] == ZSTD_MAGIC:
-        import zstandard
-
-        # read_across_frames: a zstd layer may hold several frames; the default stops
-        # after the first. The streaming reader, not decompressobj(), stays fast.
-        return zstandard.ZstdDecompressor().stream_reader(
-            blob, read_size=1 << 20, read_across_frames=True, closefd=False)
-    return blob
+    return decompress.reader(blob)

@@ -19,17 +19,28 @@ How, and why so:
   container's user namespace, which our uid owns, then its network namespace, and sends
   a batch of unconnected sockets back), kept in a pool, connected by the monitor. One
   short-lived fork per batch (16 TCP sockets, 4 UDP, growing to 64 in a burst of
-  connections), none while nothing connects. At most MAX_CONNS (128) connections are
-  served at once; more wait in the listen backlog.
+  connections), none while nothing connects. At most (soft RLIMIT_NOFILE - 256) / 6
+  connections (128 under the usual 1024) are served at once; more wait in the listen
+  backlog. Out of fds (EMFILE), the TCP listeners are paused until a connection or flow
+  ends or a second passes; UDP goes on.
   It connects to the container's own address (10.0.2.100 with the default cidr), as
   docker-proxy connects to the container's IP: a server bound to the container's
   127.0.0.1 is not published, as with slirp4netns's forwards.
 - TCP bytes move with splice(2) through a pipe per direction (os.splice): none passes
-  through Python, which only runs the epoll loop. UDP datagrams are copied by the loop
+  through Python, which only runs the epoll loop. At most BIG_PIPES (16) pipes are
+  enlarged to 1 MiB, so many connections do not use up the user's pipe quota (past it
+  every new pipe of the user is 8 KiB). UDP datagrams are copied by the loop
   (splice keeps no datagram boundaries), one socket in the container per client address,
-  dropped after UDP_IDLE seconds without traffic (docker-proxy's 90 s).
-- Idle, nothing wakes: the monitor's select has no timeout from the proxy unless a UDP
-  flow lives (then until its idle end).
+  dropped after UDP_IDLE seconds without traffic (docker-proxy's 90 s); at most
+  MAX_FLOWS, the longest quiet one ending for a new one.
+- The loop is hostile-client safe: a direction moves at most PUMP_BUDGET bytes per
+  round (a fast stream cannot starve the monitor's other work); a socket with nothing to
+  wait for is watched edge-triggered with an empty mask (epoll reports an error or
+  hang-up even then, level-triggered it would report it again every round: a client
+  reset while the container did not read spun the monitor), and an error ends the
+  connection once what can move has moved.
+- Idle, nothing wakes: the monitor's poll has no timeout from the proxy unless a UDP
+  flow lives (then until its idle end) or accepting is paused (a second).
 - Lifetime: the monitor closes the listeners when the container ends, before its exit is
   recorded, so the port is free when `rl stop` returns; a killed monitor's fds close with
   it.
@@ -43,12 +54,29 @@ import os
 
 UDP_IDLE = 90.0
 PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ; the unprivileged maximum by default (pipe-max-size)
+# Pipes of PIPE_SIZE at once; the others keep the default 64 KiB. The kernel counts pipe
+# pages per user (pipe-user-pages-soft, 64 MiB by default) and past it gives every new
+# pipe of the user 8 KiB: 32 connections with two 1 MiB pipes each did that to all the
+# user's pipes. 16 MiB is a quarter of the default quota.
+BIG_PIPES = 16
 MAX_BATCH = 64  # sockets of the container's namespace made by one fork
-# Connections served at once (more wait in the listen backlog). Each holds 6 fds (2
-# sockets, 2 pipes): with the pools, under ~900 of the monitor's 1024 (its soft
-# RLIMIT_NOFILE, also select()'s FD_SETSIZE), so its own files and attach clients still
-# get one.
-MAX_CONNS = 128
+MAX_UDP_BATCH = 16
+# Connections served at once (more wait in the listen backlog): each holds 6 fds (2
+# sockets, 2 pipes), so what the monitor's soft RLIMIT_NOFILE allows less FD_RESERVE for
+# the pools, UDP flows, its own files and attach clients: 128 under the usual 1024.
+FD_RESERVE = 256
+MAX_CONNS = 4096
+# UDP client addresses served at once, one socket each: a new one beyond this ends the
+# flow that was quiet the longest (conntrack's way), so a client sending from many source
+# ports cannot take the monitor's fds.
+MAX_FLOWS = 64
+# Bytes one direction of a connection splices (in and out of its pipe) per loop round:
+# then the monitor's other work (attach clients, signals, the exit, other connections)
+# gets its turn; level-triggered epoll brings the rest next round.
+PUMP_BUDGET = 4 << 20
+# Out of fds, the TCP listeners are unwatched (clients wait in the backlog) until a
+# connection or flow ends, or this many seconds pass (fds freed elsewhere, a raised limit).
+RETRY_ACCEPT = 1.0
 _F_SETPIPE_SZ = 1031
 _F_GETPIPE_SZ = 1032
 _SPLICE = 2 | 1  # SPLICE_F_NONBLOCK | SPLICE_F_MOVE
@@ -101,12 +129,13 @@ class Proxy:
         return self.loop.ep.fileno() if self.loop is not None else None
 
     def service(self) -> None:
-        """Handle what is ready (the epoll fd was readable)."""
+        """Handle what is ready (the epoll fd was readable, or timeout() passed)."""
         if self.loop is not None:
             self.loop.service(0)
 
     def timeout(self) -> float | None:
-        """Seconds until the loop must look again (a UDP flow's idle end), else None."""
+        """Seconds until service() must run even if nothing is ready (a UDP flow's idle
+        end, a paused accept's retry), else None."""
         return self.loop.timeout() if self.loop is not None else None
 
     def terminate(self) -> None:
@@ -201,6 +230,7 @@ def _make_sockets(userns: int, netns: int, kind: int, count: int) -> list[int]:
     namespace without it. A fork of this single-threaded process is single-threaded, as
     setns into a user namespace requires."""
     import _socket
+    import errno
     import sys
 
     setns, nondumpable = _child_calls()
@@ -223,7 +253,7 @@ def _make_sockets(userns: int, netns: int, kind: int, count: int) -> list[int]:
                 os._exit(0)
         theirs.close()
         try:
-            _, anc, _, _ = ours.recvmsg(1, _socket.CMSG_SPACE(4 * count))
+            _, anc, flags, _ = ours.recvmsg(1, _socket.CMSG_SPACE(4 * count))
         finally:
             while True:
                 try:
@@ -242,6 +272,8 @@ def _make_sockets(userns: int, netns: int, kind: int, count: int) -> list[int]:
             out += [int.from_bytes(data[i:i + 4], sys.byteorder)
                     for i in range(0, len(data) - len(data) % 4, 4)]
     if not out:
+        if flags & _socket.MSG_CTRUNC:  # no fd number left for them here
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
         raise OSError(1, "could not make a socket in the container's network namespace")
     return out
 
@@ -261,6 +293,7 @@ class _Loop:
         self.batch = {_socket.SOCK_STREAM: 0, _socket.SOCK_DGRAM: 0}
         self.refilled = {_socket.SOCK_STREAM: 0.0, _socket.SOCK_DGRAM: 0.0}
         self.pipes: list[tuple[int, int, int]] = []  # empty pipes to reuse: (r, w, size)
+        self.big_pipes = 0  # pipes of PIPE_SIZE open (in use or kept for reuse)
         self.ep = select.epoll()
         self.handlers: dict[int, object] = {}
         self.listeners: dict[int, tuple] = {}
@@ -269,9 +302,15 @@ class _Loop:
             self.listeners[fd] = (lsock, proto, port, lsock.family)
             self.handlers[fd] = self._accept if proto == "tcp" else self._udp_in
             self.ep.register(fd, select.EPOLLIN)
-        self.paused = False  # out of fds: listeners unregistered until a connection ends
+        self.paused = False  # TCP listeners unwatched: at max_conns, or out of fds
+        self.retry_at: float | None = None  # out of fds: when to try accepting again
         self.flows: dict[tuple, _Flow] = {}
         self.conns: set[_Conn] = set()
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_conns = MAX_CONNS if soft < 0 else max(16, min(MAX_CONNS,
+                                                                (soft - FD_RESERVE) // 6))
 
     def inner_socket(self, kind: int) -> int:
         """An unconnected socket of the container's namespace, from a pool refilled a
@@ -283,26 +322,31 @@ class _Loop:
         pool = self.pools[kind]
         if not pool:
             now = time.monotonic()
-            first = 16 if kind == self._socket.SOCK_STREAM else 4
+            tcp = kind == self._socket.SOCK_STREAM
+            first, most = (16, MAX_BATCH) if tcp else (4, MAX_UDP_BATCH)
             recent = now - self.refilled[kind] < 2.0
-            self.batch[kind] = min(MAX_BATCH, self.batch[kind] * 2) if recent else first
+            self.batch[kind] = min(most, self.batch[kind] * 2) if recent else first
             self.refilled[kind] = now
             pool += _make_sockets(self.userns, self.netns, kind, self.batch[kind])
         return pool.pop()
 
     def pipe(self) -> tuple[int, int, int]:
         """A pipe (r, w, its size) for a direction of a connection: an empty one a closed
-        connection left, else a new one of PIPE_SIZE."""
+        connection left, else a new one, of PIPE_SIZE while fewer than BIG_PIPES are."""
         if self.pipes:
             return self.pipes.pop()
         import fcntl
 
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            size = fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:  # over the user's pipe quota: what it has (64 KiB by default)
-            size = fcntl.fcntl(w, _F_GETPIPE_SZ)
-        return r, w, size
+        if self.big_pipes < BIG_PIPES:
+            try:
+                size = fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
+                self.big_pipes += 1
+                return r, w, size
+            except OSError:  # over the user's pipe quota
+                pass
+        # what it has: 64 KiB by default, 8 KiB once the user is over the quota
+        return r, w, fcntl.fcntl(w, _F_GETPIPE_SZ)
 
     def unpipe(self, r: int, w: int, size: int, empty: bool) -> None:
         if empty and len(self.pipes) < 16:
@@ -310,19 +354,29 @@ class _Loop:
         else:
             os.close(r)
             os.close(w)
+            if size >= PIPE_SIZE:
+                self.big_pipes -= 1
 
     def timeout(self) -> float | None:
-        if not self.flows:
+        if not self.flows and self.retry_at is None:
             return None
         import time
 
-        return max(0.0, min(f.last for f in self.flows.values()) + UDP_IDLE - time.monotonic())
+        due = [f.last + UDP_IDLE for f in self.flows.values()]
+        if self.retry_at is not None:
+            due.append(self.retry_at)
+        return max(0.0, min(due) - time.monotonic())
 
     def service(self, timeout: float) -> None:
         try:
             events = self.ep.poll(timeout)
         except InterruptedError:
             return
+        if self.retry_at is not None:
+            import time
+
+            if time.monotonic() >= self.retry_at:
+                self.resume()
         for fd, ev in events:
             handler = self.handlers.get(fd)
             if handler is not None:
@@ -379,8 +433,8 @@ class _Loop:
 
         lsock, _, port, family = self.listeners[fd]
         for _ in range(64):
-            if len(self.conns) >= MAX_CONNS:  # the rest wait in the listen backlog
-                self._pause()
+            if len(self.conns) >= self.max_conns:  # the rest wait in the listen backlog
+                self._pause(out_of_fds=False)
                 return
             try:
                 cfd, _addr = lsock._accept()
@@ -388,27 +442,39 @@ class _Loop:
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._pause()
+                    self._pause(out_of_fds=True)  # the client waits in the backlog
                 return
             try:
                 _Conn(self, cfd, family, port)
             except OSError as exc:
                 os.close(cfd)
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    self._pause()
+                    self._pause(out_of_fds=True)
                 return
 
-    def _pause(self) -> None:
+    def _pause(self, out_of_fds: bool) -> None:
+        """Stop watching the TCP listeners (UDP goes on: its flows need no new fd): until
+        a connection ends, and, out of fds, at most RETRY_ACCEPT seconds (fds may be freed
+        by what the proxy does not see, or the limit raised)."""
+        if out_of_fds:
+            import time
+
+            self.retry_at = time.monotonic() + RETRY_ACCEPT
         if not self.paused:
             self.paused = True
-            for fd in self.listeners:
-                self.ep.unregister(fd)
+            for fd, (_, proto, *_) in self.listeners.items():
+                if proto == "tcp":
+                    self.ep.unregister(fd)
 
     def resume(self) -> None:
+        """Watch the TCP listeners again (something was freed): at worst they fail once
+        more and pause again."""
+        self.retry_at = None
         if self.paused:
             self.paused = False
-            for fd in self.listeners:
-                self.ep.register(fd, self.select.EPOLLIN)
+            for fd, (_, proto, *_) in self.listeners.items():
+                if proto == "tcp":
+                    self.ep.register(fd, self.select.EPOLLIN)
 
     # -- udp --
 
@@ -424,6 +490,8 @@ class _Loop:
                 return
             flow = self.flows.get((fd, addr))
             if flow is None:
+                if len(self.flows) >= MAX_FLOWS:
+                    min(self.flows.values(), key=lambda f: f.last).close()
                 try:
                     flow = _Flow(self, fd, addr, port)
                 except OSError:
@@ -483,6 +551,7 @@ class _Flow:
         self.loop.ep.unregister(fd)
         self.sock.close()
         del self.loop.flows[(self.lfd, self.addr)]
+        self.loop.resume()  # a fd is free: accept again if that was what stopped it
 
 
 class _Half:
@@ -499,18 +568,23 @@ class _Half:
         self.shut = False
 
     def pump(self) -> None:
-        """Move what can move now; raises OSError on a broken connection."""
-        while True:
+        """Move what can move now, up to PUMP_BUDGET bytes spliced (the rest next round:
+        its fds stay ready, and the loop is level-triggered); raises OSError on a broken
+        connection."""
+        budget = PUMP_BUDGET
+        while budget > 0:
             moved = False
             if not self.eof and self.buffered < self.cap:
                 try:
-                    n = os.splice(self.src, self.pw, self.cap - self.buffered, flags=_SPLICE)
+                    n = os.splice(self.src, self.pw, min(self.cap - self.buffered, budget),
+                                  flags=_SPLICE)
                 except BlockingIOError:
                     n = -1
                 if n == 0:
                     self.eof = True
                 elif n > 0:
                     self.buffered += n
+                    budget -= n
                     moved = True
             if self.buffered:
                 try:
@@ -518,6 +592,7 @@ class _Half:
                 except BlockingIOError:
                     m = 0
                 self.buffered -= m
+                budget -= m
                 moved = moved or m > 0
             if self.eof and not self.buffered and not self.shut:
                 self.shut = True
@@ -555,7 +630,10 @@ class _Conn:
         loop.conns.add(self)
         loop.handlers[cfd] = self._event
         loop.handlers[ufd] = self._event
-        loop.ep.register(cfd, 0)
+        # while connecting, the client only for its reset (edge-triggered, empty mask:
+        # its bytes wait in its socket, an error is reported once)
+        loop.ep.register(cfd, loop.select.EPOLLET)
+        self.mask[cfd] = loop.select.EPOLLET
         loop.ep.register(ufd, loop.select.EPOLLOUT)
         self.mask[ufd] = loop.select.EPOLLOUT
         if err == 115:
@@ -568,9 +646,12 @@ class _Conn:
         self._event(ufd, 0)
 
     def _event(self, fd: int, ev: int) -> None:
+        sel = self.loop.select
         try:
             if not self.connected:
                 if fd != self.upstream:
+                    if ev & (sel.EPOLLERR | sel.EPOLLHUP):  # the client reset: give up
+                        self.close()
                     return
                 _socket = self.loop._socket
                 err = self.usock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
@@ -584,7 +665,9 @@ class _Conn:
         except OSError:
             self.close()
             return
-        if all(h.shut for h in self.halves):
+        # an error (a reset) on either socket ends the connection once what could move
+        # has moved: else a socket with nothing to splice would never see it
+        if ev & sel.EPOLLERR or all(h.shut for h in self.halves):
             self.close()
             return
         self._interest()
@@ -598,6 +681,9 @@ class _Conn:
             if h.buffered:
                 want[h.dst] |= sel.EPOLLOUT
         for fd, mask in want.items():
+            # epoll reports an error or hang-up even with an empty mask: edge-triggered,
+            # once, not every round (a hang-up with bytes left to move is no end)
+            mask = mask or sel.EPOLLET
             if self.mask[fd] != mask:
                 self.loop.ep.modify(fd, mask)
                 self.mask[fd] = mask

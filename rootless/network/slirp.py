@@ -194,14 +194,19 @@ class Slirp(Api):
     def handover(self) -> dict:
         """What `adopt` needs in a process that this one exec'd into (the lean monitor of
         rootless.runtime.lean): the exit fd must survive the exec."""
-        return {"process": self.process.pid, "pid": self.pid, "api_socket": str(self.api_socket),
+        try:  # for a monitor that is not its parent (rootless/runtime/monitorfork.py)
+            pidfd = os.pidfd_open(self.process.pid)
+        except OSError:
+            pidfd = None
+        return {"process": self.process.pid, "pidfd": pidfd, "pid": self.pid,
+                "api_socket": str(self.api_socket),
                 "log_path": str(self.log_path), "cidr": self.cidr,
                 "allow_host_loopback": self.allow_host_loopback, "mtu": self.mtu,
                 "exit_w": self._exit_w}
 
     @classmethod
     def adopt(cls, state: dict) -> Slirp:
-        return cls(process=_Adopted(state["process"]), pid=state["pid"],
+        return cls(process=_Adopted(state["process"], state.get("pidfd")), pid=state["pid"],
                    api_socket=Path(state["api_socket"]), log_path=Path(state["log_path"]),
                    cidr=state["cidr"], allow_host_loopback=state["allow_host_loopback"],
                    mtu=state["mtu"], _exit_w=state["exit_w"])
@@ -218,21 +223,42 @@ class Slirp(Api):
 
 class _Adopted:
     """What Slirp.stop needs of a Popen, for a slirp4netns this process started before it
-    exec'd (so without its Popen object): it is still our child."""
+    exec'd (so without its Popen object): it is still our child; or one that another
+    process started and handed over with a pidfd (its end is seen there, its exit
+    status is its parent's: 0 here)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, pidfd: int | None = None) -> None:
         self.pid = pid
+        self.pidfd = pidfd
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            try:
-                done, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = self.pid, 0
-            if done:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            if self.pidfd is not None:
+                self._poll_pidfd()
+            else:
+                try:
+                    done, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    done, status = self.pid, 0
+                if done:
+                    self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+    def _poll_pidfd(self) -> None:
+        # never by pid: not our child, its pid may be a child of ours by now
+        try:
+            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
+            if info is None:
+                return  # our child, running
+            code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        except ChildProcessError:  # not our child: ended when its pidfd is readable
+            if not select.select([self.pidfd], [], [], 0)[0]:
+                return
+            code = 0
+        self.returncode = code
+        os.close(self.pidfd)
+        self.pidfd = None
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -244,7 +270,10 @@ class _Adopted:
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:
-            os.kill(self.pid, sig)
+            if self.pidfd is not None:  # not our child: its pid may be another's by now
+                signal.pidfd_send_signal(self.pidfd, sig)
+            else:
+                os.kill(self.pid, sig)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

@@ -83,7 +83,11 @@ def peer_is_ours(fd: int) -> bool:
         if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
             return False
         if pidfd >= 0:  # readable: it exited (its pid may be another process's by now)
-            return not select.select([pidfd], [], [], 0)[0]
+            # poll, not select: the monitor's fds go above select()'s 1024 when its
+            # NOFILE limit allows (port_handler=proxy connections)
+            p = select.poll()
+            p.register(pidfd, select.POLLIN)
+            return not p.poll(0)
         return True
     except OSError:
         return False
@@ -312,8 +316,11 @@ class Hub:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            p = select.poll()  # not select: fds above 1024 (see peer_is_ours)
+            for fd in self.write_fds():
+                p.register(fd, select.POLLOUT)
             try:
-                _, ready, _ = select.select([], self.write_fds(), [], left)
+                ready = [fd for fd, _ in p.poll(int(left * 1000) + 1)]
             except InterruptedError:
                 continue
             for fd in ready:

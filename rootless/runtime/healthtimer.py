@@ -15,9 +15,11 @@ import time
 
 
 class HealthTimer:
-    def __init__(self, cid: str, args: str) -> None:
+    def __init__(self, cid: str, args: str, env: dict | None = None) -> None:
         """`args`: interval,start_period,start_interval (seconds),check (the check's
-        `module:function`, which rootless.runtime.lean health_main calls)."""
+        `module:function`, which rootless.runtime.lean health_main calls); `env`: the
+        checks' environment, if not ours."""
+        self.env = env
         *times, self.check = args.split(",")
         interval, start_period, start_interval = (float(x) for x in times)
         self.cid = cid
@@ -67,6 +69,8 @@ class HealthTimer:
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
                 os.closerange(3, 65536)  # nothing of the monitor's (pty, pipes, status)
+                if self.env is not None:
+                    os.execve(sys.executable, argv, self.env)
                 os.execv(sys.executable, argv)
             finally:
                 os._exit(2)

@@ -14,6 +14,10 @@ command runs, each execs `python -I -S` with just what its wait needs:
 - and the fuse server zygote (rootless.runtime.zygote) starts from here, not as a fork of
   the `rl run` that spawned it, so the servers it forks share only what serving needs.
 
+The first start of a detached container, when the zygote answers, has a monitor the
+zygote forked instead (rootless/runtime/monitorfork.py): it runs `monitor_main` with the
+same arguments, handed over on a socket instead of an exec's argv.
+
 Both keep their pid (rl ps/stop find the monitor by pid and start time), their children
 (pid 1, slirp4netns, a fuse server) and PR_SET_PDEATHSIG. The heavy imports of the end
 happen after the container exited, when memory no longer counts. This module imports
@@ -209,13 +213,15 @@ class _Started:
 
 def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
                  pending: list[int], net: str, blocked: set[int], after_exit: str,
-                 health: str = "", hub=None) -> None:
+                 health: str = "", hub=None, handover=None) -> bool:
     """In a detached monitor, once the container runs: become the lean monitor. The
     caller blocked the forwarded signals (`blocked`) so none is lost across the exec;
     `pending` are those caught before; `net` says what to stop at the end, which
     `after_exit` (`module:function`, called as f(cid, exit code, net, error)) does;
     `hub`: the attach socket and the clients connected so far
-    (rootless.runtime.attachsock)."""
+    (rootless.runtime.attachsock). With `handover` (a monitor the zygote forked, which
+    is pid 1's parent: rootless/runtime/monitorfork.py), the same arguments and fds go
+    to it instead, and this returns True: the caller exits."""
     fds = [launch.status_fd]
     status = str(launch.status_fd)
     if launch.exit_fd is not None:  # folded: a pidfd of pid 1, our child, and the server's
@@ -232,7 +238,12 @@ def exec_monitor(*, container_id: str, log_path: str, launch, wiring, pid1: int,
     if hub is not None:
         args += hub.handover_args()
         fds += hub.handover_fds()
-    exec_entry("monitor_main", args, fds + _net_fds(net))
+    fds += _net_fds(net)
+    if handover is not None:
+        handover.hand_over(args, fds)
+        return True
+    exec_entry("monitor_main", args, fds)
+    return False
 
 
 def _net_fds(net: str) -> list[int]:
@@ -241,8 +252,8 @@ def _net_fds(net: str) -> list[int]:
     import json
 
     state = json.loads(net)
-    w = state.get("slirp", {}).get("exit_w")
-    fds = [w] if w is not None else []
+    slirp = state.get("slirp", {})
+    fds = [fd for fd in (slirp.get("exit_w"), slirp.get("pidfd")) if fd is not None]
     if "proxy" in state:
         from rootless.network import proxy
 
@@ -250,7 +261,11 @@ def _net_fds(net: str) -> list[int]:
     return fds
 
 
-def monitor_main(args: list[str]) -> None:
+def monitor_main(args: list[str], env: dict | None = None) -> None:
+    """The lean monitor (its arguments: exec_monitor's). `env`: the environment of the
+    `rl` that started the container, if it is not ours (a monitor the zygote forked:
+    rootless/runtime/monitorfork.py): for the health checks, and ours once the container
+    ended, for the engine's work then."""
     import _signal as signal  # see monitor.py
 
     from rootless.runtime import monitor
@@ -310,7 +325,7 @@ def monitor_main(args: list[str]) -> None:
     if health:  # the container has a health check: its schedule runs in this loop
         from rootless.runtime.healthtimer import HealthTimer
 
-        timer = HealthTimer(cid, health)
+        timer = HealthTimer(cid, health, env)
     code, error = None, None
     try:
         code = monitor.run_loop(launch, wiring, log_path=log_path, attach=False,
@@ -324,6 +339,9 @@ def monitor_main(args: list[str]) -> None:
     # the attach clients get the exit code once it is recorded (and, with --rm, the
     # container removed): a client's next verb sees what it saw
     on_recorded = (lambda: hub.finish(code)) if hub is not None else None
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     try:
         _entry(after_exit)(cid, code, net, error, on_recorded=on_recorded)
     finally:

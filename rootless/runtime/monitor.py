@@ -80,6 +80,36 @@ def _copy_winsize(src: int, dst: int) -> None:
         pass
 
 
+# what select() counts as readable and writable (no POLLPRI: urgent data is its third set,
+# and an attach client's MSG_OOB byte, never read, would be ready every round)
+_IN = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
+_OUT = select.POLLOUT | select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def _poll(reads: list[int], writes: list[int], timeout: float | None
+          ) -> tuple[list[int], list[int]]:
+    """select()'s answer (the readable of `reads`, the writable of `writes`, in their
+    order; an error or hang-up counts as both: a write there fails at once, which its
+    handler takes as the end) from poll(2), which has no
+    FD_SETSIZE: a monitor's fds go above 1024 when its NOFILE limit allows (port_handler=
+    proxy connections). `timeout` in seconds, None: no end; rounded up to a millisecond,
+    so a wait for a due time does not come back just before it."""
+    p = select.poll()
+    masks: dict[int, int] = {}
+    for fd in reads:
+        masks[fd] = masks.get(fd, 0) | select.POLLIN
+    for fd in writes:
+        masks[fd] = masks.get(fd, 0) | select.POLLOUT
+    for fd, mask in masks.items():
+        p.register(fd, mask)
+    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    got = dict(p.poll(ms))
+    if not got:
+        return [], []
+    return ([fd for fd in reads if got.get(fd, 0) & _IN],
+            [fd for fd in writes if got.get(fd, 0) & _OUT])
+
+
 def _write_all(fd: int, data: bytes) -> bool:
     while data:
         try:
@@ -88,7 +118,7 @@ def _write_all(fd: int, data: bytes) -> bool:
             return False
         except OSError as exc:
             if exc.errno == errno.EAGAIN:
-                select.select([], [fd], [])
+                _poll([], [fd], None)
                 continue
             return False
         data = data[n:]
@@ -201,15 +231,21 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                 writes.append(stdin_w)
             wait = timer.timeout() if timer is not None and not exited else None
             proxy_fd = proxy.watch() if proxy is not None else None
+            proxy_due = None
             if proxy_fd is not None:
                 watch.append(proxy_fd)
-                later = proxy.timeout()  # a UDP flow's idle end, else None
-                if later is not None:
-                    wait = later if wait is None else min(wait, later)
+                proxy_due = proxy.timeout()  # a UDP flow's idle end, an accept's retry
+                if proxy_due is not None:
+                    wait = proxy_due if wait is None else min(wait, proxy_due)
             try:
-                ready, can_write, _ = select.select(watch, writes, [], wait)
+                ready, can_write = _poll(watch, writes, wait)
             except InterruptedError:
                 continue
+            if proxy_due is not None and proxy_fd not in ready and not proxy.timeout():
+                # its time came with nothing ready (else service() runs below): a UDP
+                # flow ends, a paused accept tries again; without this call the wait was
+                # 0 from then on, a spin
+                proxy.service()
             if timer is not None and not exited:
                 timer.tick()
             for fd in can_write:
@@ -387,7 +423,7 @@ def run_exec_pty(child: int, master: int | None, *, interactive: bool, scan=None
         while master is not None:
             watch = [master] + ([0] if stdin_open else [])
             try:
-                ready, _, _ = select.select(watch, [], [], 0.2)
+                ready, _ = _poll(watch, [], 0.2)
             except InterruptedError:
                 continue
             if not ready:

@@ -18,6 +18,9 @@ above) or, when it forked pid 1 with CLONE_PARENT, "F <server pid>" and exits: p
 the monitor's child then, and the monitor waits on pidfds of pid 1 and of the fuse server
 instead of the status pipe (`_fold`; why and when: docs/design.md, section 4).
 
+The first start of a detached container forks the sandbox from a monitor the zygote
+forked (rootless/runtime/monitorfork.py), the caller keeping the monitor's side above.
+
 Debugging: RL_TRACE=FILE appends timestamped steps of every process of a start (where the
 time goes); the traceback of a sandbox that failed unexpectedly goes to rl.log
 (rootless/crashlog.py).
@@ -77,8 +80,13 @@ class Launch:
     def __init__(self, *, maps: userns.Maps, backend: str, namespaces: set[str],
                  stdio: tuple[int, int, int], terminal: bool = False, early=None,
                  joins: dict[str, int] | None = None, holder=None,
-                 lean: bool = False) -> None:
+                 lean: bool = False, own_monitor: bool = False) -> None:
         self.maps = maps
+        # Detached, first start: the zygote forks the container's monitor, which forks the
+        # sandbox; this process hands the container over to it once it runs
+        # (rootless/runtime/monitorfork.py). `monitor`: that monitor, once asked.
+        self.own_monitor = own_monitor and lean
+        self.monitor = None
         # Detached: once pid 1 runs, the sandbox execs a lean waiter (rootless.runtime.lean).
         self.lean = lean
         # --network NAME: the user namespace is made under the network holder's
@@ -135,29 +143,24 @@ class Launch:
         # Objects made so far are never collected: the garbage collector then leaves their
         # pages alone in the sandbox, which keeps sharing them with us (copy-on-write).
         gc.freeze()
-        pid = os.fork()
+        nest_pid = self.holder.pid if self.holder is not None else None
+        if self.own_monitor and zygote_conn is not None:
+            # the zygote forks this container's monitor, which forks the sandbox
+            # (rootless/runtime/monitorfork.py): H's fds and the sandbox's arguments
+            self.monitor = self._zygote_monitor(ctl_r, status_w, pty_child, zygote_conn,
+                                                nest_pid)
+        pid = self.monitor.sandbox_pid if self.monitor is not None else os.fork()
         if pid == 0:
-            try:
-                gc.disable()
-                os.close(ctl_w)
-                os.close(status_r)
-                if self._pty_sock is not None:
-                    self._pty_sock.close()
-                _sandbox(ctl_r, status_w, self.stdio, self.backend, self.namespaces,
-                         pty_child.detach() if pty_child is not None else None,
-                         self.early.ready_r if self.early is not None else None,
-                         self.joins, self.holder.pid if self.holder is not None else None,
-                         self.lean, zygote_conn.fileno() if zygote_conn is not None else None)
-            except BaseException as exc:
-                try:
-                    if not isinstance(exc, (RlError, SystemExit)):
-                        from rootless import crashlog
-
-                        crashlog.record(exc, "sandbox")
-                    _send(status_w, f"E 125 sandbox: {exc}")
-                finally:
-                    os._exit(125)
-            os._exit(0)
+            gc.disable()
+            os.close(ctl_w)
+            os.close(status_r)
+            if self._pty_sock is not None:
+                self._pty_sock.close()
+            child(ctl_r, status_w, self.stdio, self.backend, self.namespaces,
+                  pty_child.detach() if pty_child is not None else None,
+                  self.early.ready_r if self.early is not None else None,
+                  self.joins, nest_pid, self.lean,
+                  zygote_conn.fileno() if zygote_conn is not None else None)
         os.close(ctl_r)
         os.close(status_w)
         if pty_child is not None:
@@ -188,6 +191,28 @@ class Launch:
             raise
         trace("M maps written")
         _send(ctl_w, "M")
+
+    def _zygote_monitor(self, ctl_r: int, status_w: int, pty_child, zygote_conn,
+                        nest_pid: int | None):
+        from rootless.runtime import monitorfork, zygote
+
+        conn = zygote.connect()
+        if conn is None:
+            return None
+        if not monitorfork.same_cgroup(conn):
+            conn.close()
+            return None
+        return monitorfork.request(
+            conn, {"backend": self.backend, "namespaces": sorted(self.namespaces),
+                   "joins": self.joins, "nest_pid": nest_pid},
+            {"ctl_r": ctl_r, "status_w": status_w, "in": self.stdio[0], "out": self.stdio[1],
+             "err": self.stdio[2], "pty": pty_child.fileno() if pty_child is not None else None,
+             "zygote": zygote_conn.fileno()})
+
+    @property
+    def monitor_pid(self) -> int:
+        """The pid of the container's monitor: the zygote's child, or this process."""
+        return self.monitor.monitor_pid if self.monitor is not None else os.getpid()
 
     def start(self, bundle: Path, *, before_go=None) -> None:
         """Send the bundle; return once the container's command runs (or raise)."""
@@ -320,6 +345,9 @@ class Launch:
                 pass
         if self.early is not None:
             self.early.close_params()
+        if self.monitor is not None:  # not handed over: it kills the sandbox and exits
+            self.monitor.close()
+            self.sandbox_pid = None
         if self.sandbox_pid is not None:
             try:
                 os.waitpid(self.sandbox_pid, 0)
@@ -346,6 +374,24 @@ class Launch:
 
 
 # -- the sandbox process -------------------------------------------------------------------
+
+def child(ctl_r: int, status_w: int, *args) -> None:
+    """The sandbox's body in a forked child (of the monitor, or of a monitor the zygote
+    forked: rootless/runtime/monitorfork.py); its failure goes to the status pipe.
+    Never returns."""
+    try:
+        _sandbox(ctl_r, status_w, *args)
+    except BaseException as exc:
+        try:
+            if not isinstance(exc, (RlError, SystemExit)):
+                from rootless import crashlog
+
+                crashlog.record(exc, "sandbox")
+            _send(status_w, f"E 125 sandbox: {exc}")
+        finally:
+            os._exit(125)
+    os._exit(0)
+
 
 def _become_root() -> None:
     try:  # root inside (keep-id maps our own uid to itself; root is then a subuid)

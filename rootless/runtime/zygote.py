@@ -46,10 +46,15 @@ def _key() -> str:
     try:
         import fuse_overlay
 
-        d = os.path.dirname(fuse_overlay.__file__)
-        for name in sorted(os.listdir(d)):
-            if name.endswith(".py"):
-                parts.append(f"{name}:{os.stat(os.path.join(d, name)).st_mtime_ns}")
+        # the server's code, and the monitors' and sandboxes' it forks too (runtime, and
+        # the linux/ and top-level modules they import)
+        here = os.path.dirname(__file__)
+        top = os.path.dirname(here)
+        for d in (os.path.dirname(fuse_overlay.__file__), here, top,
+                  os.path.join(top, "linux")):
+            for name in sorted(os.listdir(d)):
+                if name.endswith(".py"):
+                    parts.append(f"{d}/{name}:{os.stat(os.path.join(d, name)).st_mtime_ns}")
     except (ImportError, OSError):
         pass
     return f"{zlib.crc32(' '.join(parts).encode()):08x}"
@@ -96,7 +101,7 @@ def request(spec: dict, ns_pid: int, conn: int) -> tuple[int, int] | None:
     try:
         r, w = os.pipe()
         try:
-            socket.send_fds(s, [json.dumps(dict(spec, ns_pid=ns_pid)).encode()], [w])
+            socket.send_fds(s, [json.dumps(dict(spec, ns_pid=ns_pid)).encode() + b"\n"], [w])
         finally:
             os.close(w)
         answer = b""
@@ -209,10 +214,13 @@ def _main(path: str) -> None:
         server = early.import_server()
     except ImportError:
         return
+    # and what a detached container's monitor runs (rootless/runtime/monitorfork.py)
     # Every object made so far goes to the collector's permanent generation: a forked
     # server's collections then never write to their pages (the gc header sits in each
     # object), so those pages stay shared with us instead of being copied per container.
     import gc
+
+    from rootless.runtime import attachsock, lean, logfile, monitor, monitorfork  # noqa: F401
 
     gc.collect()
     gc.freeze()
@@ -342,11 +350,21 @@ def _child(conn, server) -> None:
         # the request came: a child waiting for it with the lock made a zygote started
         # meanwhile give up, and its copy of the listener kept a dead zygote's socket.
         sc.neutralize_fds({0, 1, 2, conn.fileno()})
-        msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 16)
+        # one line: a long one (a big environment) arrives in more than one read
+        while msg and not msg.endswith(b"\n"):
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                break
+            msg += chunk
+        spec = json.loads(msg)
+        if "monitor" in spec:  # a detached container's monitor, not a server
+            from rootless.runtime import monitorfork
+
+            monitorfork.serve(conn, spec["monitor"], fds)
         if len(fds) != 1:
             os._exit(0)
         ready_w = fds[0]
-        spec = json.loads(msg)
         conn.sendall(b"k%d" % os.getpid())
         conn.close()
         early.serve(server, spec, ready_w, watch=True)

@@ -139,7 +139,7 @@ class BlobWriter:
 
     def write(self, data) -> None:
         if self._thread is None:
-            _write_all(self.fd, data)
+            write_all(self.fd, data)
             return
         if self._error is not None:
             raise self._error
@@ -178,7 +178,7 @@ class BlobWriter:
         if tail > aligned:
             if self.direct:
                 self._buffered()
-            _write_all(self.fd, self._view[aligned:tail])
+            write_all(self.fd, self._view[aligned:tail])
         self._fill = 0
 
     def close(self) -> None:
@@ -194,7 +194,11 @@ class BlobWriter:
             self._thread = None
 
 
-def _write_all(fd: int, data) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def write_all(fd: int, data) -> None:
+    """os.write until all of `data` is written (a pipe or a full disk writes less); one
+    write, and no memoryview, in the usual case (the unpacker calls it per chunk)."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]

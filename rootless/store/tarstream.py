@@ -442,29 +442,12 @@ def open_stream(fileobj, *, compressed: bool = False):
         io.BufferedReader(_Raw(fileobj), 1 << 20)
     if not compressed:
         return raw
-    head = raw.peek(6)[:6] if hasattr(raw, "peek") else b""
-    if isinstance(raw, io.BytesIO):
-        pos = raw.tell()
-        head = raw.read(6)
-        raw.seek(pos)
-    if head[:2] == b"\x1f\x8b":
-        import gzip
+    if not hasattr(raw, "peek"):  # a BytesIO
+        raw = io.BufferedReader(_Raw(raw), 1 << 20)
+    from rootless.store import decompress
 
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), 1 << 20)
-    if head[:3] == b"BZh":
-        import bz2
-
-        return io.BufferedReader(bz2.BZ2File(raw, "rb"), 1 << 20)
-    if head[:6] == b"\xfd7zXZ\0":
-        import lzma
-
-        return io.BufferedReader(lzma.LZMAFile(raw, "rb"), 1 << 20)
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(
-            raw, read_across_frames=True, closefd=False), 1 << 20)
-    return raw
+    plain = decompress.reader(raw)
+    return raw if plain is raw else io.BufferedReader(plain, 1 << 20)
 
 
 class _Raw(io.RawIOBase):

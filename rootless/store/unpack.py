@@ -44,6 +44,7 @@ from fuse_overlay.metadata import (
     Override,
 )
 from rootless.errors import RlError
+from rootless.store.blobs import write_all
 from rootless.store.tarstream import Entry, TarFormatError, TarReader, open_stream
 
 XATTR_OVERRIDE_PREFIX = "user.containers.override_"
@@ -361,13 +362,13 @@ class _Unpacker:
             if info.sparse is not None:
                 self._sparse_data(tar, fd, info)
             elif 0 < size <= COPY_CHUNK:  # most files: one read, one write
-                _write_all(fd, tar.read_data(size))
+                write_all(fd, tar.read_data(size))
             elif size:
                 if self._buf is None:
                     self._buf = bytearray(COPY_CHUNK)
                 view = memoryview(self._buf)
                 while n := tar.readinto_data(view):
-                    _write_all(fd, view[:n])
+                    write_all(fd, view[:n])
             self.stats.bytes += size
             self._regular_meta(fd, info)
             os.utime(fd, ns=(ns, ns))
@@ -517,14 +518,6 @@ def _umask() -> int:
     except (OSError, ValueError):
         pass
     return 0o777
-
-
-def _write_all(fd: int, data) -> None:
-    written = os.write(fd, data)
-    if written < len(data):
-        view = memoryview(data)[written:]
-        while view:
-            view = view[os.write(fd, view):]
 
 
 def unpack_tar(fileobj, root: str | os.PathLike, *, real_owners: bool = False,

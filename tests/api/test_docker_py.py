@@ -197,3 +197,40 @@ def test_testcontainers(service, monkeypatch):
         host = container.get_container_host_ip()
         port = int(container.get_exposed_port(8080))
         assert _http_get(host, port, "/i") == b"tc\n"
+
+
+def test_wait_next_exit_returns_at_a_restart(client, service):
+    """Docker's next-exit: the next exit after the call; a `rl restart` of the running
+    container is one (its row is running again before the next look at it)."""
+    import threading
+
+    client.images.pull("busybox", tag="latest")
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, name="nx")
+    try:
+        got: list = []
+        waiter = threading.Thread(
+            target=lambda: got.append(c.wait(condition="next-exit", timeout=60)))
+        waiter.start()
+        time.sleep(0.5)
+        assert not got  # running: no exit yet
+        # the request may reach the service after a restart under load: then the next
+        # restart is its next exit
+        for _ in range(5):
+            service.runner("restart", "-t", "0", "nx", check=True)
+            waiter.join(10)
+            if got:
+                break
+        assert got and got[0]["StatusCode"] == 137  # SIGKILL at once (-t 0)
+        c.reload()
+        assert c.status == "running"  # and it runs again
+        # not-running (the default) on a running container: until it stops
+        got.clear()
+        waiter = threading.Thread(target=lambda: got.append(c.wait(timeout=60)))
+        waiter.start()
+        time.sleep(0.3)
+        assert not got
+        c.kill()
+        waiter.join(60)
+        assert got and got[0]["StatusCode"] == 137
+    finally:
+        c.remove(force=True)

@@ -287,3 +287,34 @@ def test_tcp_listener_is_explicit_and_warned(rl, tmp_path):
 def test_info_prints_docker_host(rl):
     out = rl("info", check=True).stdout
     assert f"export DOCKER_HOST=unix://{rl.root}/run/rl/rl.sock" in out
+
+
+def test_create_answers_the_engines_warnings(rl, tmp_path, monkeypatch):
+    """What the engine says through warn= crosses the forker into create's Warnings,
+    which the docker CLI prints: here the single-mapping warning of a user without a
+    subordinate id range (the service's idmap reads empty subuid/subgid files; the forker
+    and its workers are forks of it)."""
+    from tests.api import conftest
+
+    empty = tmp_path / "empty-subids"
+    empty.write_text("")
+    wrapper = tmp_path / "rl-without-subids"
+    wrapper.write_text(f"#!{sys.executable}\n"
+                       "from rootless.runtime import idmap\n"
+                       f"idmap.SUBUID_FILE = idmap.SUBGID_FILE = {str(empty)!r}\n"
+                       "from rootless.cli.main import main\n"
+                       "main()\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(conftest.users, "rl_executable", lambda: str(wrapper))
+    svc = conftest.Service(rl, tmp_path)
+    svc.start("--time", "0")
+    try:
+        svc.docker("pull", "busybox", check=True)
+        r = svc.docker("create", "--name", "warned", "busybox", "true", check=True)
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("WARNING")]
+        assert len(warnings) == 1, r.stderr
+        assert "no subordinate id range" in warnings[0]
+        assert "usermod --add-subuids" in warnings[0]
+        svc.docker("rm", "warned", check=True)
+    finally:
+        svc.stop()

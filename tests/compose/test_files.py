@@ -208,3 +208,39 @@ def test_config_services_and_volumes(rl, tmp_path):
     assert doc["networks"]["default"]["name"] == "proj_default"
     assert doc["services"]["web"]["ports"] == [{"target": 80, "protocol": "tcp",
                                                "published": "8080"}]
+
+
+# short-syntax strings, some good and some bad, for -p/ports and -v/volumes
+SHORT = {
+    "ports": ["127.0.0.1:8080:80", "8000-8001:80-81/udp", "9000-9009:90", "[::1]::70",
+              "80/sctp", "70000:80", "8000-8002:80-81", "1.2.3:80:80", "0:80", "80/tcpx"],
+    "volumes": ["{tmp}/host:/a:ro,rshared", "named:/n:nocopy", "/anon", "named:/n:bogus",
+                "a:b:c:d", "named:relative", "bad name!:/x", "{tmp}/host::/x"],
+}
+
+
+def test_short_syntax_is_taken_and_refused_as_by_the_cli(rlc, tmp_path):
+    """ports and volumes strings go through `rl run`'s parsers: compose and `rl create`
+    take the same ones and refuse the same ones with the same words."""
+    (tmp_path / "host").mkdir()
+    for key, flag in (("ports", "-p"), ("volumes", "-v")):
+        for item in SHORT[key]:
+            item = item.format(tmp=tmp_path)
+            f = write(tmp_path, f"""\
+                services:
+                  web:
+                    image: busybox
+                    {key}: [{json.dumps(item)}]
+                volumes:
+                  named: {{}}
+                """)
+            composed = rlc("compose", "-f", str(f), "config")
+            cli = rlc("create", flag, item, "busybox", "true")
+            assert (composed.returncode == 0) == (cli.returncode == 0), \
+                (item, composed.stderr, cli.stderr)
+            if cli.returncode == 0:
+                rlc("rm", "-v", cli.stdout.strip(), check=True)
+                continue
+            said = cli.stderr.strip().removeprefix("rl: error: ")
+            assert f"services.web.{key}[0]: {said}" in composed.stderr, item
+    rlc("volume", "rm", "-f", "named")

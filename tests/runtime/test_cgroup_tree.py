@@ -264,3 +264,31 @@ def test_a_pause_shows_until_the_next_start():
     c.started = 200.0  # restarted since
     assert docker_shapes.docker_status(c, now=260.0) == "Up About a minute"
     assert filters._status(c) == "running" and not docker_shapes.paused(c)
+
+
+@pytest.mark.parametrize("args, current, expect", [
+    # rl update --memory-swap of a container made with --memory: checked against it
+    (("--memory-swap", "1g"), {"Memory": 512 << 20}, {"MemorySwap": 1 << 30}),
+    (("--memory-swap", "-1"), {"Memory": 512 << 20}, {"MemorySwap": -1}),
+    (("--memory-swap", "256m"), {"Memory": 512 << 20},
+     "--memory-swap must be at least --memory (it is memory plus swap; --memory is"),
+    (("--memory-swap", "1g"), {}, "--memory-swap needs --memory"),
+    # --memory alone: at most the swap limit the container has, as Docker's update
+    (("--memory", "2g"), {"Memory": 512 << 20, "MemorySwap": 1 << 30},
+     "--memory must be at most the container's --memory-swap"),
+    (("--memory", "768m"), {"Memory": 512 << 20, "MemorySwap": 1 << 30},
+     {"Memory": 768 << 20}),
+    (("--memory", "2g"), {"Memory": 512 << 20, "MemorySwap": -1}, {"Memory": 2 << 30}),
+    (("--memory", "2g", "--memory-swap", "3g"), {"Memory": 512 << 20, "MemorySwap": 1 << 30},
+     {"Memory": 2 << 30, "MemorySwap": 3 << 30}),
+])
+def test_update_checks_memory_swap_against_the_containers_limits(tree, args, current,
+                                                                   expect):
+    rep, _ = tree
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    if isinstance(expect, str):
+        with pytest.raises(InvalidArgument) as err:
+            cgroups.refuse_resource_flags(given, rep, current=current)
+        assert expect in err.value.message and "\n" not in err.value.message
+    else:
+        assert cgroups.refuse_resource_flags(given, rep, current=current) == expect

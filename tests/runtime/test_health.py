@@ -8,7 +8,8 @@ import json
 import pytest
 
 from tests.runtime.test_lifecycle import ps_json
-from tests.runtime.test_restart import inspect, wait_until
+from tests.runtime.test_restart import inspect
+from tests.support.waiting import wait_until
 
 
 def health(rl, name):

@@ -74,8 +74,9 @@ def _helpers(rl, cid: str) -> tuple[set[int], int]:
     monitor, pid1 = doc["State"]["MonitorPid"], doc["State"]["Pid"]
     children = _children()
     mine = _tree(monitor, children) - _tree(pid1, children) - {monitor}
+    # the zygote's children: the fuse server, and the monitor itself when it forked it
     mine = {p for p in mine if _comm(p) != "slirp4netns"} | _zygote_servers(rl, children)
-    return mine, pid1
+    return mine - {monitor} - _tree(pid1, children), pid1
 
 
 def _reachable(rl, cid: str, pids) -> set[str]:

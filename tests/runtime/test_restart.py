@@ -10,20 +10,11 @@ import time
 import pytest
 
 from tests.runtime.test_lifecycle import ps_json
+from tests.support.waiting import wait_until
 
 
 def inspect(rl, name):
     return json.loads(rl("inspect", name, check=True).stdout)[0]
-
-
-def wait_until(pred, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_on_failure_restarts_n_times_then_stays_exited(rl):
@@ -195,3 +186,8 @@ def test_update_restart_applies_to_a_running_container(rl):
     assert r.returncode == 125 and "invalid restart policy 'bogus'" in r.stderr
     r = rl("update", "--memory", "1g", "u")
     assert r.returncode == 125 and "--memory cannot be honoured" in r.stderr
+    # what runs here of `update --memory-swap` (its checks against the container's
+    # --memory: tests/runtime/test_cgroup_tree.py): the host's reason, in one line
+    r = rl("update", "--memory-swap", "1g", "u")
+    assert r.returncode == 125 and "--memory-swap cannot be honoured" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

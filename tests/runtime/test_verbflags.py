@@ -121,11 +121,24 @@ def test_pause_is_refused_with_the_hosts_reason(rl):
 
 
 def _engine_wait(rl, ref, condition):
-    """The engine's wait with a condition, as the API service calls it."""
-    code = ("import sys; from rootless.engine import containers; "
-            f"print(containers.wait({ref!r}, {condition!r}))")
-    return subprocess.Popen([sys.executable, "-c", code], env=dict(rl.env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """The engine's wait with a condition, as the API service calls it; it prints
+    "looked" once the wait has looked at the container the first time."""
+    code = f"""
+from rootless.engine import containers
+lookup, first = containers.lookup, []
+def looked(ref):
+    c = lookup(ref)
+    if not first:
+        first.append(1)
+        print("looked", flush=True)
+    return c
+containers.lookup = looked
+print(containers.wait({ref!r}, {condition!r}))
+"""
+    p = subprocess.Popen([sys.executable, "-c", code], env=dict(rl.env),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "looked\n", p.communicate()
+    return p
 
 
 def test_wait_conditions_next_exit_and_removed(rl):
@@ -141,3 +154,15 @@ def test_wait_conditions_next_exit_and_removed(rl):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     assert out.strip() == "3"
+
+
+def test_wait_next_exit_sees_an_exit_a_restart_follows_at_once(rl):
+    _running(rl, "wr")
+    p = _engine_wait(rl, "wr", "next-exit")
+    assert p.poll() is None  # running: no exit yet
+    rl("restart", "-t", "0", "wr", check=True)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert out.strip() == "137"
+    assert rl("inspect", "-f", "{{.State.Status}}", "wr", check=True).stdout.strip() == \
+        "running"

@@ -44,3 +44,25 @@ def test_a_follower_goes_across_a_rotation(journal):
     assert journal.stat().st_ino != read_from  # it did rotate, under the follower
     assert ids(next(follow) for _ in range(12)) == list(range(3, 15))
     follow.close()
+
+
+def test_since_after_the_rotated_file_skips_it_unread(journal, monkeypatch):
+    import time
+
+    emit(16)  # rotates once: .1 holds the first ten or so
+    older = journal.with_name("events.log.1")
+    assert older.exists()
+    time.sleep(0.01)
+    since = time.time_ns()
+    emit(3, 100)
+    read_whole = []
+    rest_of = events._rest_of
+    monkeypatch.setattr(events, "_rest_of",
+                        lambda path, *a: read_whole.append(path.name) or rest_of(path, *a))
+    assert ids(events.read(since)) == [100, 101, 102]
+    assert "events.log.1" not in read_whole  # its tail said it is all before --since
+    # a --since that falls inside the rotated file reads it, from that event on
+    first_new = [e["timeNano"] for e in events.read()][5]
+    got = ids(events.read(first_new))
+    assert "events.log.1" in read_whole
+    assert got == ids(events.read())[5:]

@@ -57,7 +57,9 @@ class Ctr(users.RlRunner):
 def rlc(tmp_path, ctr_images):
     root = tmp_path / "rl"
     users.make_runner(root)
-    runner = Ctr(root, extra_env={"RL_ROOTFS_BACKEND": users.rootfs_backend()})
+    # the warm zygote on, as for users (detached monitors are its forks): cleanup stops it
+    runner = Ctr(root, extra_env={"RL_ROOTFS_BACKEND": users.rootfs_backend(),
+                                  "RL_FUSE_ZYGOTE": "1"})
     # as tests/runtime does: short names resolve to the test registry
     runner.config_dir.mkdir(parents=True, exist_ok=True)
     (runner.config_dir / "registries.conf").write_text(
