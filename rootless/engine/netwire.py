@@ -8,6 +8,8 @@ PortMapping dicts, which engine.networks.container_ports reads for `rl port`).
 
 from __future__ import annotations
 
+import os
+
 from rootless.errors import InvalidArgument
 
 
@@ -249,7 +251,24 @@ def holder_for(network: str | None):
     from rootless.network.holder import Holder
 
     networks.get_network(mode_of(network).name)
-    return Holder.ensure(networks.holder_state_file(), slirp_socket=networks.holder_slirp_socket())
+    lock = networks.holder_use_lock(shared=True)  # till the endpoint is in: holder_used
+    try:
+        holder = Holder.ensure(networks.holder_state_file(),
+                               slirp_socket=networks.holder_slirp_socket())
+    except BaseException:
+        os.close(lock)
+        raise
+    holder.use_lock = lock
+    return holder
+
+
+def holder_used(holder) -> None:
+    """The container's endpoint is in (or its start failed): the holder may be stopped
+    with the last endpoint again (networks.holder_use_lock)."""
+    lock = getattr(holder, "use_lock", None)
+    if lock is not None:
+        holder.use_lock = None
+        os.close(lock)
 
 
 def abandon(network: str | None) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -257,6 +258,26 @@ def holder_state_file(create: bool = True) -> Path:
     return paths.runtime_dir(create=create) / "netns-holder.json"
 
 
+def holder_use_lock(shared: bool) -> int | None:
+    """The lock that keeps the holder from being stopped while a container is being
+    started on a user network (its sandbox nests under the holder's user namespace
+    before its endpoint exists, and `_holder_cleanup` stops the holder when no endpoint
+    is left: a container ending at that moment took the holder away from one starting,
+    which failed on /proc/PID/ns/user). Held shared by a start from before it looks the
+    holder up until its endpoint is in; exclusive (not waiting) by a stop. The fd, or
+    None when it cannot be had (exclusive: someone is starting)."""
+    import fcntl
+
+    fd = os.open(paths.runtime_dir(create=True) / "netns-holder-use.lock",
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def holder_slirp_socket() -> Path:
     return paths.runtime_dir(create=True) / "netns-holder-slirp.sock"
 
@@ -469,7 +490,13 @@ def _holder_cleanup(conn: sqlite3.Connection, drop_bridge: str | None = None) ->
         return
     in_use = conn.execute("SELECT 1 FROM network_endpoints LIMIT 1").fetchone()
     if not in_use:
-        holder.stop(state)
+        lock = holder_use_lock(shared=False)
+        if lock is None:  # a container is starting on it
+            return
+        try:
+            holder.stop(state)
+        finally:
+            os.close(lock)
         return
     if drop_bridge:
         with contextlib.suppress(RlError):

@@ -136,8 +136,12 @@ def _drive(c: Container, launch, wiring, *, attach: bool, log: bool,
         cgroups.join(c.short_id, c.options.get("limits"), sandbox_pid)
         sock = str(paths.runtime_dir(create=True) / f"slirp-{c.short_id}.sock")
         trace("M network")
-        slirp.extend(netwire.start(c.options, sandbox_pid, sock, c))  # slirp4netns/veth
-        trace("M network ready")                                       # + ports
+        try:
+            slirp.extend(netwire.start(c.options, sandbox_pid, sock, c))  # slirp4netns/veth
+        finally:                                                          # + ports
+            if launch.holder is not None:
+                netwire.holder_used(launch.holder)
+        trace("M network ready")
 
     forwarder = monitor.Forwarder()
     forwarder.install()
