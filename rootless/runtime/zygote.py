@@ -336,6 +336,22 @@ def _handle(conn, server) -> None:
         conn.close()
 
 
+def _whole_request(conn, msg: bytes) -> dict:
+    """The JSON request that `msg` begins: a long one (a monitor's, with the caller's
+    environment) arrives in more than one read; it ends with a newline or where the
+    JSON ends."""
+    while True:
+        try:
+            return json.loads(msg)
+        except ValueError:
+            if not msg or msg.endswith(b"\n"):
+                raise
+        chunk = conn.recv(1 << 20)
+        if not chunk:
+            raise ValueError("the request ended early")
+        msg += chunk
+
+
 def _child(conn, server) -> None:
     import socket
 
@@ -351,13 +367,7 @@ def _child(conn, server) -> None:
         # meanwhile give up, and its copy of the listener kept a dead zygote's socket.
         sc.neutralize_fds({0, 1, 2, conn.fileno()})
         msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 16)
-        # one line: a long one (a big environment) arrives in more than one read
-        while msg and not msg.endswith(b"\n"):
-            chunk = conn.recv(1 << 20)
-            if not chunk:
-                break
-            msg += chunk
-        spec = json.loads(msg)
+        spec = _whole_request(conn, msg)
         if "monitor" in spec:  # a detached container's monitor, not a server
             from rootless.runtime import monitorfork
 
