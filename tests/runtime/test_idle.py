@@ -15,6 +15,9 @@ import socket
 import time
 
 from tests.support import users
+from tests.support.procs import children as _children
+from tests.support.procs import comm as _comm
+from tests.support.procs import tree as _tree
 
 
 def _switches(pid: int) -> int | None:
@@ -29,38 +32,6 @@ def _switches(pid: int) -> int | None:
     except OSError:
         return None
     return total
-
-
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    raw = f.read()
-            except OSError:
-                continue
-            ppid = int(raw[raw.rindex(")") + 2:].split()[1])
-            out.setdefault(ppid, []).append(int(entry))
-    return out
-
-
-def _tree(pid: int, children: dict[int, list[int]]) -> set[int]:
-    seen, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        if p not in seen:
-            seen.add(p)
-            todo.extend(children.get(p, []))
-    return seen
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
 
 
 def test_an_idle_detached_container_never_wakes_rl(rl):

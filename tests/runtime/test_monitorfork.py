@@ -18,7 +18,7 @@ from tests.runtime.conftest import (
     _extra_env,
     user_processes_mentioning,
 )
-from tests.support import users
+from tests.support import procs, users
 from tests.support.waiting import wait_until
 
 
@@ -32,13 +32,8 @@ def _wait(pred, what, timeout=20.0):
 
 def _stat(pid: int) -> tuple[str, int] | None:
     """(comm, ppid) of `pid`, None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1:raw.rindex(")")]
-    return comm, int(raw[raw.rindex(")") + 2:].split()[1])
+    s = procs.stat(pid)
+    return None if s is None else (s[0], s[2])
 
 
 def _zygotes(rl) -> set[int]:

@@ -11,12 +11,14 @@ mem stay closed. The container's own processes are the control: those it may ope
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
 from tests.support import users
+from tests.support.procs import children as _children
+from tests.support.procs import comm as _comm
+from tests.support.procs import tree as _tree
 
 pytestmark = pytest.mark.skipif(users.rootfs_backend() != "fuse_overlay",
                                 reason="the fuse server helpers are fuse_overlay's")
@@ -24,40 +26,6 @@ pytestmark = pytest.mark.skipif(users.rootfs_backend() != "fuse_overlay",
 # prints PID:root / PID:mem for each pid whose /proc/PID/root or mem it could open
 PROBE = ("for p in $PIDS; do ls /proc/$p/root/ >/dev/null 2>&1 && echo $p:root; "
          "(exec 3</proc/$p/mem) 2>/dev/null && echo $p:mem; done; true")
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return int(raw[raw.rindex(")") + 2:].split()[1])
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
-
-
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (pp := _ppid(int(entry))) is not None:
-            out.setdefault(pp, []).append(int(entry))
-    return out
-
-
-def _tree(pid: int, children: dict[int, list[int]]) -> set[int]:
-    seen, todo = set(), [pid]
-    while todo:
-        if (p := todo.pop()) not in seen:
-            seen.add(p)
-            todo.extend(children.get(p, []))
-    return seen
 
 
 def _zygote_servers(rl, children) -> set[int]:

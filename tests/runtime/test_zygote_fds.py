@@ -15,24 +15,16 @@ import time
 
 import pytest
 
-from tests.support import users
+from tests.support import procs, users
 
 pytestmark = pytest.mark.skipif(users.rootfs_backend() != "fuse_overlay",
                                 reason="the zygote serves the fuse_overlay backend only")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _zygotes(rl) -> set[int]:
     out = set()
     for pidfile in (rl.root / "run" / "rl").glob("fuse-zygote-*.pid"):
-        out |= {int(p) for p in pidfile.read_text().split() if _alive(int(p))}
+        out |= {int(p) for p in pidfile.read_text().split() if procs.alive(int(p))}
     return out
 
 
@@ -47,17 +39,7 @@ def _wait_zygote(rl, old: set[int] = frozenset()) -> tuple[int, str]:
 
 
 def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    raw = f.read()
-            except OSError:
-                continue
-            if int(raw[raw.rindex(")") + 2:].split()[1]) == pid and _alive(int(entry)):
-                out.add(int(entry))
-    return out
+    return {p for p in procs.children().get(pid, []) if procs.alive(p)}
 
 
 def _fd_links(pid: int) -> dict[str, str]:
@@ -95,7 +77,7 @@ def test_a_zygote_child_drops_the_zygotes_fds_and_a_new_zygote_serves(rl):
         # the old zygote killed while its child waits: the next one starts and serves
         os.kill(zygote, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while _alive(zygote):
+        while procs.alive(zygote):
             assert time.monotonic() < deadline, "the zygote did not stop"
             time.sleep(0.05)
         cid = rl("run", "-d", "--network", "none", "busybox", "sleep", "300",
@@ -112,7 +94,7 @@ def test_a_zygote_child_drops_the_zygotes_fds_and_a_new_zygote_serves(rl):
     finally:
         conn.close()
     deadline = time.monotonic() + 10
-    while _alive(child):  # the connection's end ends the waiting child
+    while procs.alive(child):  # the connection's end ends the waiting child
         assert time.monotonic() < deadline, "the waiting child outlived its connection"
         time.sleep(0.05)
 
