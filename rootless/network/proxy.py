@@ -74,6 +74,9 @@ MAX_FLOWS = 64
 # then the monitor's other work (attach clients, signals, the exit, other connections)
 # gets its turn; level-triggered epoll brings the rest next round.
 PUMP_BUDGET = 4 << 20
+# Bytes spliced in one round of the monitor's loop over all connections: past it, the
+# rest waits a round, so the log, attach clients, signals and the exit are not starved.
+ROUND_BUDGET = 16 << 20
 # Out of fds, the TCP listeners are unwatched (clients wait in the backlog) until a
 # connection or flow ends, or this many seconds pass (fds freed elsewhere, a raised limit).
 RETRY_ACCEPT = 1.0
@@ -302,6 +305,8 @@ class _Loop:
             self.listeners[fd] = (lsock, proto, port, lsock.family)
             self.handlers[fd] = self._accept if proto == "tcp" else self._udp_in
             self.ep.register(fd, select.EPOLLIN)
+        self.budget = ROUND_BUDGET  # what this round may still splice
+        self.closed: set[int] = set()  # fds closed in this round (service)
         self.paused = False  # TCP listeners unwatched: at max_conns, or out of fds
         self.retry_at: float | None = None  # out of fds: when to try accepting again
         self.flows: dict[tuple, _Flow] = {}
@@ -372,6 +377,10 @@ class _Loop:
             events = self.ep.poll(timeout)
         except InterruptedError:
             return
+        self.budget = ROUND_BUDGET
+        # an fd closed by an earlier event of this batch: its later events were its old
+        # owner's, not those of a connection that got the same number meanwhile
+        self.closed = set()
         if self.retry_at is not None:
             import time
 
@@ -379,7 +388,7 @@ class _Loop:
                 self.resume()
         for fd, ev in events:
             handler = self.handlers.get(fd)
-            if handler is not None:
+            if handler is not None and fd not in self.closed:
                 try:
                     handler(fd, ev)
                 except Exception as exc:  # a bug here must not end the monitor's loop
@@ -403,6 +412,9 @@ class _Loop:
         except Exception:
             pass
         self.handlers.pop(fd, None)
+        entry = self.listeners.pop(fd, None)
+        if entry is not None:
+            entry[0].detach()  # the Proxy closes the listeners' fds
         try:
             self.ep.unregister(fd)
         except OSError:
@@ -547,6 +559,7 @@ class _Flow:
 
     def close(self) -> None:
         fd = self.sock.fileno()
+        self.loop.closed.add(fd)
         self.loop.handlers.pop(fd, None)
         self.loop.ep.unregister(fd)
         self.sock.close()
@@ -558,7 +571,8 @@ class _Half:
     """One direction of a TCP connection: src -> pipe -> dst (sockets; dst is shut down
     for writing once src ended and the pipe is empty)."""
 
-    __slots__ = ("buffered", "cap", "dsock", "dst", "eof", "pr", "pw", "shut", "src")
+    __slots__ = ("buffered", "cap", "dsock", "dst", "eof", "pr", "pw", "shut", "src",
+                 "stalled")
 
     def __init__(self, src, dst, pipe: tuple[int, int, int]) -> None:
         self.src, self.dst, self.dsock = src.fileno(), dst.fileno(), dst
@@ -566,25 +580,30 @@ class _Half:
         self.buffered = 0
         self.eof = False
         self.shut = False
+        # the pipe took nothing with bytes in it: full by its slots (one per packet
+        # fragment: 16 small segments fill a 64 KiB pipe), not by `cap`. Until bytes
+        # leave it, src is not watched: its level-triggered readiness would spin the loop
+        self.stalled = False
 
-    def pump(self) -> None:
-        """Move what can move now, up to PUMP_BUDGET bytes spliced (the rest next round:
-        its fds stay ready, and the loop is level-triggered); raises OSError on a broken
-        connection."""
-        budget = PUMP_BUDGET
-        while budget > 0:
+    def pump(self, budget: int = PUMP_BUDGET) -> int:
+        """Move what can move now, up to `budget` bytes spliced (the rest next round: its
+        fds stay ready, and the loop is level-triggered); the bytes moved. Raises OSError
+        on a broken connection."""
+        left = budget
+        while left > 0:
             moved = False
             if not self.eof and self.buffered < self.cap:
                 try:
-                    n = os.splice(self.src, self.pw, min(self.cap - self.buffered, budget),
+                    n = os.splice(self.src, self.pw, min(self.cap - self.buffered, left),
                                   flags=_SPLICE)
                 except BlockingIOError:
                     n = -1
+                    self.stalled = self.buffered > 0
                 if n == 0:
                     self.eof = True
                 elif n > 0:
                     self.buffered += n
-                    budget -= n
+                    left -= n
                     moved = True
             if self.buffered:
                 try:
@@ -592,7 +611,8 @@ class _Half:
                 except BlockingIOError:
                     m = 0
                 self.buffered -= m
-                budget -= m
+                if m > 0:
+                    self.stalled = False
                 moved = moved or m > 0
             if self.eof and not self.buffered and not self.shut:
                 self.shut = True
@@ -601,7 +621,8 @@ class _Half:
                 except OSError:
                     pass
             if not moved:
-                return
+                break
+        return budget - left
 
     def close(self, loop: _Loop) -> None:
         loop.unpipe(self.pr, self.pw, self.cap, self.buffered == 0)
@@ -657,13 +678,26 @@ class _Conn:
                 err = self.usock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
                 if err:
                     raise OSError(err, os.strerror(err))
+                first = self.loop.pipe()
+                try:
+                    second = self.loop.pipe()
+                except OSError:
+                    self.loop.unpipe(*first, True)
+                    raise
                 self.connected = True
-                self.halves = [_Half(self.csock, self.usock, self.loop.pipe()),
-                               _Half(self.usock, self.csock, self.loop.pipe())]
+                self.halves = [_Half(self.csock, self.usock, first),
+                               _Half(self.usock, self.csock, second)]
             for half in self.halves:
-                half.pump()
-        except OSError:
+                # what is left of this round's budget (ROUND_BUDGET): past it, the rest
+                # waits for the next round, so the monitor's other work is not starved
+                if self.loop.budget > 0:
+                    self.loop.budget -= half.pump(min(PUMP_BUDGET, self.loop.budget))
+        except OSError as exc:
             self.close()
+            import errno
+
+            if exc.errno in (errno.EMFILE, errno.ENFILE):  # no fds for its pipes
+                self.loop._pause(out_of_fds=True)
             return
         # an error (a reset) on either socket ends the connection once what could move
         # has moved: else a socket with nothing to splice would never see it
@@ -676,7 +710,7 @@ class _Conn:
         sel = self.loop.select
         want = {self.client: 0, self.upstream: 0}
         for h in self.halves:
-            if not h.eof and h.buffered < h.cap:
+            if not h.eof and h.buffered < h.cap and not h.stalled:
                 want[h.src] |= sel.EPOLLIN
             if h.buffered:
                 want[h.dst] |= sel.EPOLLOUT
@@ -690,6 +724,7 @@ class _Conn:
 
     def close(self) -> None:
         for fd in (self.client, self.upstream):
+            self.loop.closed.add(fd)
             self.loop.handlers.pop(fd, None)
             try:
                 self.loop.ep.unregister(fd)

@@ -152,6 +152,23 @@ class Forwarder:
         self.old = {}
 
 
+def _serve_proxy(proxy):
+    """proxy.service(); a bug in it ends the published ports, not the monitor's loop
+    (which would take the container as ended): None then."""
+    try:
+        proxy.service()
+        return proxy
+    except Exception as exc:
+        from rootless import crashlog
+
+        crashlog.record(exc, "port proxy")
+        try:
+            proxy.stop()
+        except Exception:
+            pass
+        return None
+
+
 def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
              interactive: bool, send_signal, forwarder: Forwarder | None = None,
              timer=None, hub=None, stdio: tuple = (0, 1, 2), proxy=None) -> int:
@@ -245,7 +262,7 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                 # its time came with nothing ready (else service() runs below): a UDP
                 # flow ends, a paused accept tries again; without this call the wait was
                 # 0 from then on, a spin
-                proxy.service()
+                proxy = _serve_proxy(proxy)
             if timer is not None and not exited:
                 timer.tick()
             for fd in can_write:
@@ -268,7 +285,7 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                     hub.acknowledge()
                     continue
                 if fd == proxy_fd:
-                    proxy.service()
+                    proxy = _serve_proxy(proxy)
                 elif fd == wake_r:
                     try:
                         os.read(wake_r, 256)
@@ -306,7 +323,11 @@ def run_loop(launch, wiring: Wiring, *, log_path: str | None, attach: bool,
                         del sources[fd]
                         os.close(fd)
                         if fd == master:
-                            launch.pty_master = None
+                            # its number may be a proxy socket's or pipe's by the next
+                            # round: nothing may write to it or wait on it again
+                            launch.pty_master = master = None
+                            if stdin_w == fd:
+                                stdin_w = None
                         continue
                     if log is not None:
                         log.write(sources[fd], data)
