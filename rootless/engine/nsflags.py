@@ -73,11 +73,45 @@ def plan(opts, network_kind: str) -> dict[str, str]:
                                       f"{out['ipc_mode'].split(':')[0]}",
                                       "the IPC namespace is not the container's own")
     joined = [m for m in out.values() if m.startswith("container:")]
+    _check_pid_host(opts, out, joined, network_kind)
     if joined and network_kind == "bridge":
         raise InvalidArgument("--pid/--ipc container: cannot be combined with a "
                               "user-defined network yet",
                               "use --network container:NAME (or the default network)")
     return out
+
+
+def _check_pid_host(opts, out: dict, joined: list[str], network_kind: str) -> None:
+    """`--pid host` shows the container every process of the user, and its root has
+    CAP_SYS_PTRACE (or gets it) in its own user namespace: no process that was exec'd in
+    that user namespace may run outside its pid namespace. rl's own are not dumpable, but
+    an exec'd one is reachable whatever it sets (the kernel records the namespace at
+    exec): a lean waiter of a sandbox that did not fold, exec'd in a container's user
+    namespace (so one that a container joining it, or joined by it, shares), and the
+    fuse-overlayfs process, exec'd in the container's. Refused in those cases."""
+    from rootless.engine import containers
+
+    targets = [m[10:] for m in joined]
+    if network_kind == "container":
+        from rootless.network.modes import parse_network
+
+        targets.append(containers.lookup(parse_network(opts.network).name).id)
+    if out.get("pid_mode") == "host":
+        if targets:
+            raise InvalidArgument("--pid host cannot be combined with joining another "
+                                  "container's namespaces (--network/--ipc container:)",
+                                  "run it with namespaces of its own, or without --pid host")
+        from rootless.runtime import rootfs
+
+        if rootfs.default_backend() != "fuse_overlay":
+            raise InvalidArgument("--pid host needs the fuse_overlay root filesystem backend "
+                                  "(the fuse-overlayfs process runs in the container's user "
+                                  "namespace, where --pid host would reach it)",
+                                  "unset RL_ROOTFS_BACKEND, or run without --pid host")
+    for ref in targets:
+        if containers.lookup(ref).options.get("pid_mode") == "host":
+            raise InvalidArgument(f"container {ref[:12]} runs with --pid host: its namespaces "
+                                  "cannot be joined", "join a container without --pid host")
 
 
 def spec_namespaces(options: dict, network_kind: str) -> list[dict]:

@@ -502,7 +502,8 @@ def _sandbox(ctl_r: int, status_w: int, stdio: tuple[int, int, int], backend: st
     # open our /proc/PID/root, fd/ or mem; pid 1 inherits it and keeps it until its exec.
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     # Does the container see us (--pid host, or a container's pid namespace that is ours)?
-    seen = "pid" not in namespaces
+    # A joined user namespace counts as seen: another container shares it.
+    seen = "pid" not in namespaces or bool(joins)
     if pidns_fd is not None:  # --pid container:NAME: pid 1 is forked into that one
         seen = os.fstat(pidns_fd).st_ino == os.stat("/proc/self/ns/pid").st_ino
         sc.setns(pidns_fd, sc.CLONE_NEWPID)

@@ -82,6 +82,19 @@ def test_bad_namespace_values_are_refused(rl, args, message):
     refused(rl, args, message)
 
 
+def test_pid_host_is_refused_where_it_would_reach_an_execd_helper(rl):
+    """A process exec'd in a container's user namespace (a lean waiter, fuse-overlayfs)
+    is reachable from a --pid host container sharing that namespace: those are refused."""
+    rl("run", "-d", "--name", "plain", "busybox", "sleep", "600", check=True)
+    refused(rl, ["--pid", "host", "--network", "container:plain"],
+            "--pid host cannot be combined with joining another container's namespaces")
+    rl("run", "-d", "--name", "seer", "--pid", "host", "busybox", "sleep", "600", check=True)
+    refused(rl, ["--network", "container:seer"], "runs with --pid host: its namespaces cannot")
+    refused(rl, ["--pid", "host"], "--pid host needs the fuse_overlay root filesystem",
+            env={"RL_ROOTFS_BACKEND": "fuse-overlayfs"})
+    rl("rm", "-f", "plain", "seer", check=True)
+
+
 def test_joining_a_stopped_container_is_refused_at_start(rl):
     rl("create", "--name", "stopped", "busybox", "true", check=True)
     r = rl("run", "--rm", "--pid", "container:stopped", "busybox", "true")

@@ -14,9 +14,9 @@ def run_out(rl, *args):
     return r.stdout
 
 
-def refused(rl, args, message):
+def refused(rl, args, message, env=None):
     before = rl("ps", "-aq", check=True).stdout
-    r = rl("run", *args, "busybox", "true")
+    r = rl("run", *args, "busybox", "true", env=env)
     assert r.returncode == 125, r.stderr
     assert message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
