@@ -218,13 +218,9 @@ def _check_sparse(segments: list[tuple[int, int]], realsize: int, stored: int,
     if sum(length for _, length in segments) != stored:
         raise TarFormatError(f"sparse entry {_decode(name)[:200]!r}: its map does not "
                              "match the data stored")
-    # GNU tar ends every map at the file's size: a file that ends in a hole gets a last,
-    # empty segment (size, 0), and its extraction sizes the file by the map, not by the
-    # header's size. A size beyond the map's end is a lie: Go would make the file that
-    # large, GNU tar the map's size. Neither, here.
-    if realsize != end:
-        raise TarFormatError(f"sparse entry {_decode(name)[:200]!r}: its size {realsize} "
-                             f"is not where its map ends ({end})")
+    # A size beyond the map's end is a trailing hole, as Go (so Docker) takes it: GNU tar
+    # writes an empty last segment there, other writers (libarchive) need not. Its bound
+    # is rl's own: a lying size would otherwise make a file of any apparent size.
     if realsize > MAX_SPARSE_SIZE:
         raise TarFormatError(f"sparse entry {_decode(name)[:200]!r} is too large "
                              f"({realsize} bytes; rl takes at most {MAX_SPARSE_SIZE})")
