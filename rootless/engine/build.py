@@ -693,6 +693,9 @@ def _copy_merged(layers: list[str], rel: str, dest: str) -> None:
     except safepath.Escape as exc:
         raise RlError(f"{dest}: {exc.strerror}",
                       "is a container writing there? write the output elsewhere") from None
+    except OSError as exc:  # a name removed or changed under us meanwhile, a mode refused
+        raise RlError(f"{dest}: cannot write the output: {exc.strerror or exc}",
+                      "is a container writing there? write the output elsewhere") from None
     finally:
         os.close(fd)
 
@@ -712,6 +715,10 @@ def _copy_merged_at(layers: list[str], rel: str, dfd: int) -> None:
         kind = ov.ftype if ov is not None and ov.ftype is not None else \
             stat.S_IFMT(st.st_mode)
         mode = ov.mode if ov is not None else stat.S_IMODE(st.st_mode)
+        # never a real setuid or setgid bit (docs/design.md, section 1): a setuid-root
+        # program of the image would be setuid-you in `dest`, a volume a container's
+        # other users may run it from
+        mode &= 0o1777
         # an earlier output in `dest`: replaced, directories merged (the safepath calls)
         if kind == stat.S_IFDIR:
             fd = safepath.ensure_dir_at(dfd, name)
