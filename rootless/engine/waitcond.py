@@ -78,7 +78,7 @@ def wait(ref: str, condition: str = "not-running", *, gone: threading.Event | No
         try:
             cur = containers.lookup(cid)
         except NotFound:
-            return _code_of_removed(cid, created, last_code, gone)
+            return _code_of_removed(cid, created, last_code, gone, ran=started is not None)
         exited = (cur.finished is not None and cur.finished != finished) or \
             (was_up and cur.started != started)  # it ran at the last look, and ran again
         if cur.exit_code is not None:
@@ -113,16 +113,19 @@ def wait(ref: str, condition: str = "not-running", *, gone: threading.Event | No
 
 
 def _code_of_removed(cid: str, created: float, last_code: int | None,
-                     gone: threading.Event | None) -> int:
+                     gone: threading.Event | None, ran: bool = True) -> int:
     """The exit code of a container whose row is gone: an attach's, else its die event,
-    which its monitor may write just after the removal (--rm)."""
-    for _ in range(50):
+    which its monitor may write just after the removal (--rm). One that never ran (as
+    far as we saw): 0 at once, as Docker answers, unless a die event says otherwise."""
+    for _ in range(50 if ran else 1):
         code = _seen(cid)[1]
         if code is None:
             code = _die_code(cid, created)
         if code is not None or last_code is not None or (gone is not None and gone.is_set()):
             break
         time.sleep(0.05)
+    if code is None and last_code is None and not ran:
+        return 0
     return code if code is not None else last_code if last_code is not None else -1
 
 

@@ -156,6 +156,16 @@ def test_wait_conditions_next_exit_and_removed(rl):
     assert out.strip() == "3"
 
 
+def test_wait_removed_of_a_container_that_never_ran_is_0(rl):
+    """Docker answers 0 (its ExitCode); the wait polled for a die event and answered -1."""
+    rl("create", "--name", "never", "busybox", "true", check=True)
+    p = _engine_wait(rl, "never", "removed")
+    rl("rm", "never", check=True)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert out.strip() == "0"
+
+
 def test_wait_next_exit_sees_an_exit_a_restart_follows_at_once(rl):
     _running(rl, "wr")
     p = _engine_wait(rl, "wr", "next-exit")
