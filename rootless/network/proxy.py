@@ -207,8 +207,9 @@ def bind(mappings, ns_pid: int, guest: str) -> Proxy:
 
 
 # -- in the monitor ------------------------------------------------------------------------
-# The loop imports only C modules (_socket, select, fcntl) and nothing of rl: the lean
-# monitor of a detached container runs it (rootless/runtime/lean.py).
+# The loop imports only C modules (_socket, select, fcntl) and, once a connection comes,
+# rootless.linux.syscalls (ctypes: prctl for the socket child, setns before Python 3.12):
+# the lean monitor of a detached container runs it (rootless/runtime/lean.py).
 
 def _child_calls():
     """(setns, nondumpable) for the forked child: os.setns (Python 3.12+), else ctypes'
