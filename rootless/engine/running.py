@@ -85,8 +85,7 @@ def _launch(c_options: dict, maps, wiring, early=None, lean: bool = False,
                   own_monitor=own_monitor)
 
 
-def _set_running(c: Container, pid: int, monitor_pid: int | None = None) -> None:
-    monitor_pid = monitor_pid or os.getpid()
+def _set_running(c: Container, pid: int, monitor_pid: int) -> None:
     with _db() as conn, catalog.transaction(conn):
         containerdb.update(conn, c.id, state="running", monitor_pid=monitor_pid,
                            monitor_start=_proc_start(monitor_pid), pid=pid,
