@@ -366,6 +366,27 @@ class Overlay(pyfuse3.Operations):
             os.close(self._oldroot)
             self._oldroot = None
 
+    def close(self) -> None:
+        """Close every descriptor the overlay holds (layers, workdir, caches, open files),
+        for a process that made one without serving it to the end (fuse_overlay.warm)."""
+        fds = [*self.rootfds, self.workfd, self.emptyfd, self.procfd, self._oldroot,
+               *self.dfds.fds.values(), *self.dfds.closing,
+               *(ent[0] for ent in self.fdcache.fds.values()),
+               *(h.fd for h in self.fhs.values() if isinstance(h, FileHandle)
+                 and h.cached is None)]
+        for fd in fds:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.rootfds = []
+        self.workfd = self.emptyfd = self._oldroot = None
+        self.dfds.fds.clear()
+        self.dfds.closing.clear()
+        self.fdcache.fds.clear()
+        self.fhs.clear()
+
     # ---- helpers -------------------------------------------------------------------------
 
     def _clean_work(self, workdir: bytes) -> int:

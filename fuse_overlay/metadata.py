@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from collections import namedtuple
 
 OVERRIDE_XATTR = "user.containers.override_stat"
 XATTR_OVERRIDE_PREFIX = "user.containers.override_"
@@ -93,13 +93,12 @@ _TYPES = {
 _NAMES = {v: k for k, v in _TYPES.items()}
 
 
-@dataclass(frozen=True)
-class Override:
-    uid: int
-    gid: int
-    mode: int  # permission bits only (07777)
-    ftype: int | None = None  # an S_IF* value, or None to keep the on-disk type
-    rdev: int = 0
+class Override(namedtuple("Override", "uid gid mode ftype rdev", defaults=(None, 0))):
+    """uid, gid, mode (permission bits only, 07777), ftype (an S_IF* value, or None to keep
+    the on-disk type), rdev. A named tuple rather than a frozen dataclass: `dataclasses`
+    (with inspect and ast) was most of what a process forking fuse servers imported."""
+
+    __slots__ = ()
 
     def encode(self) -> bytes:
         text = f"{self.uid}:{self.gid}:{self.mode & 0o7777:04o}"

@@ -6,7 +6,6 @@ Cheap to import (no pyfuse3, no trio): the CLI validates before it forks or load
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 
 class MountError(ValueError):
@@ -35,17 +34,38 @@ VALUED = frozenset({"lowerdir", "upperdir", "workdir", "ready_fd", "writeback", 
 OWN_FLAGS = frozenset({"realchown", "squash_unmapped"})
 
 
-@dataclass
 class MountOptions:
-    lowerdirs: list[str]
-    upperdir: str | None
-    workdir: str | None
-    ready_fd: int | None = None
-    flags: set[str] = field(default_factory=set)  # PASSED and OWN_FLAGS present
-    writeback: bool = False
-    fsname: str = "fuse-overlay"
-    loop: str = "direct"  # what runs pyfuse3's main loop: direct (loop.py) or trio
-    warnings: list[str] = field(default_factory=list)
+    """Parsed mount options. A plain class, not a dataclass: `dataclasses` (with inspect
+    and ast) would be most of what a process that forks fuse servers imports."""
+
+    _FIELDS = ("lowerdirs", "upperdir", "workdir", "ready_fd", "flags", "writeback",
+               "fsname", "loop", "warnings")
+
+    def __init__(self, lowerdirs: list[str], upperdir: str | None, workdir: str | None,
+                 ready_fd: int | None = None, flags: set[str] | None = None,
+                 writeback: bool = False, fsname: str = "fuse-overlay",
+                 loop: str = "direct", warnings: list[str] | None = None) -> None:
+        self.lowerdirs = lowerdirs
+        self.upperdir = upperdir
+        self.workdir = workdir
+        self.ready_fd = ready_fd
+        self.flags = set() if flags is None else flags  # PASSED and OWN_FLAGS present
+        self.writeback = writeback
+        self.fsname = fsname
+        self.loop = loop  # what runs pyfuse3's main loop: direct (loop.py) or trio
+        self.warnings = [] if warnings is None else warnings
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f) for f in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MountOptions):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS)
+        return f"MountOptions({inner})"
 
 
 def split_options(text: str) -> list[str]:

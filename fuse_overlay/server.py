@@ -45,6 +45,13 @@ def run(lowerdirs: list[str], upperdir: str | None, workdir: str | None, mountpo
     options: other mount options by name, e.g. {"nodev": True, "writeback": "1",
     "realchown": True}, as the `-o` of the command line would give them. `on_ready` is
     called once the mount is live, after ready_fd got its byte."""
+    opts = options_for(lowerdirs, upperdir, workdir, mountpoint, options)
+    serve(opts, mountpoint, ready_fd, on_ready=on_ready, stop_signals=stop_signals)
+
+
+def options_for(lowerdirs: list[str], upperdir: str | None, workdir: str | None,
+                mountpoint: str, options: dict | None) -> mount_options.MountOptions:
+    """run()'s arguments as checked mount options; MountError for bad input."""
     values: dict = {"lowerdir": ":".join(lowerdirs)}
     flags: set[str] = set()
     for key, value in (options or {}).items():
@@ -60,7 +67,7 @@ def run(lowerdirs: list[str], upperdir: str | None, workdir: str | None, mountpo
     opts = mount_options.check(mount_options.from_dict(values, flags), mountpoint)
     if not lowerdirs:
         raise mount_options.MountError("no lowerdir given")
-    serve(opts, mountpoint, ready_fd, on_ready=on_ready, stop_signals=stop_signals)
+    return opts
 
 
 def preload():

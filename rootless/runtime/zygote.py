@@ -222,6 +222,7 @@ def _main(path: str) -> None:
 
     from rootless.runtime import attachsock, lean, logfile, monitor, monitorfork  # noqa: F401
 
+    _warm_up(path)
     gc.collect()
     gc.freeze()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -260,6 +261,18 @@ def _main(path: str) -> None:
         except OSError:
             pass
         listener.close()
+
+
+def _warm_up(path: str) -> None:
+    """Serve requests on scratch layers before forking servers (fuse_overlay/warm.py):
+    each server then shares the quickened code and the caches with us instead of writing
+    its own copy of their pages. Best effort: a failure costs memory, not service."""
+    try:
+        from fuse_overlay import warm
+
+        warm.warm_up(f"{path}.warm.{os.getpid()}")
+    except Exception:
+        pass
 
 
 def _drain(fd: int) -> None:

@@ -87,6 +87,43 @@ def test_import_is_cheap():
     assert r.stdout.strip() == "[]"
 
 
+def test_server_preload_leaves_out_what_serving_does_not_use():
+    """What a process that forks servers (rl's zygote) holds: pyfuse3 and the file system,
+    not importlib.metadata (pyfuse3 asks it only for its version) nor dataclasses: both
+    were ~4 MiB of the zygote and pages every server touched."""
+    code = ("import sys, fuse_overlay.server as s; p = s.preload();"
+            "print(sorted(m for m in ('importlib.metadata', 'dataclasses', 'inspect', 'trio')"
+            " if m in sys.modules), p.__name__, p.__version__)")
+    r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                       check=True)
+    assert r.stdout.split() == ["[]", "pyfuse3", "unknown"]
+    # and later imports get the real module
+    code = ("import fuse_overlay.server as s; s.preload(); import importlib.metadata as m;"
+            "print(m.version('pyfuse3'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip()[:1].isdigit()
+
+
+def test_warm_up_serves_scratch_layers_and_leaves_nothing(tmp_path):
+    """The zygote's warm-up (fuse_overlay/warm.py) runs the handlers without a mount: it
+    leaves no descriptor, no directory, and pyfuse3's reply functions as they were."""
+    code = f"""
+import os, sys
+import fuse_overlay.server as s
+pyfuse3 = s.preload()
+from fuse_overlay import warm
+before = sorted(os.listdir("/proc/self/fd"))
+replies = pyfuse3.readdir_reply, pyfuse3.notify_store
+warm.warm_up({str(tmp_path / "scratch")!r}, rounds=3)
+print(sorted(os.listdir("/proc/self/fd")) == before,
+      (pyfuse3.readdir_reply, pyfuse3.notify_store) == replies,
+      os.path.exists({str(tmp_path / "scratch")!r}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "False"]
+
+
 def test_plain_user_mount_through_fusermount3(dirs):
     """Outside a user namespace libfuse mounts through the setuid fusermount3 (without
     allow_other, which /etc/fuse.conf does not allow here); the daemon mode returns once
