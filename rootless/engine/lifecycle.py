@@ -33,18 +33,23 @@ def update(ref: str, *, restart: str | None = None, resources: dict | None = Non
     from rootless.engine import restart as restart_mod
 
     c = lookup(ref)
-    limits = cgroups.refuse_resource_flags(resources or {},
-                                           current=c.options.get("limits") or {})
-    if limits:
+    if resources:
         with db() as conn, catalog.transaction(conn):
             now = containerdb.get_in(conn, c.id)
             if now is None:
                 raise NotFound(f"no such container: {ref}")
+            # checked against the limits stored now, in the transaction: two updates at
+            # once cannot store a --memory above the --memory-swap the other one set
             options = now.options
-            options["limits"] = {**(options.get("limits") or {}), **limits}
-            containerdb.update(conn, c.id, options=options)
-        if c.state == "running":
-            cgroups.update(c.short_id, options["limits"])
+            current = options.get("limits") or {}
+            limits = cgroups.refuse_resource_flags(resources, current=current)
+            if limits:
+                options["limits"] = {**current, **limits}
+                # the cgroup first: a value it refuses rolls the row back, so the stored
+                # limits stay the ones in force (Docker's update keeps the old ones too)
+                if c.state == "running":
+                    cgroups.update(c.short_id, options["limits"])
+                containerdb.update(conn, c.id, options=options)
         c = lookup(c.id)
     if restart is None:
         return c

@@ -29,6 +29,7 @@ import json
 import os
 import signal
 
+WARM_AFTER = 0.2  # seconds without a request before the warm-up
 IDLE = 600.0
 DISABLE_ENV = "RL_FUSE_ZYGOTE"  # "0" disables
 
@@ -214,15 +215,14 @@ def _main(path: str) -> None:
         server = early.import_server()
     except ImportError:
         return
+    import gc
+
     # and what a detached container's monitor runs (rootless/runtime/monitorfork.py)
+    from rootless.runtime import attachsock, lean, logfile, monitor, monitorfork, warmup  # noqa: F401
+
     # Every object made so far goes to the collector's permanent generation: a forked
     # server's collections then never write to their pages (the gc header sits in each
     # object), so those pages stay shared with us instead of being copied per container.
-    import gc
-
-    from rootless.runtime import attachsock, lean, logfile, monitor, monitorfork  # noqa: F401
-
-    _warm_up(path)
     gc.collect()
     gc.freeze()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -235,10 +235,23 @@ def _main(path: str) -> None:
     # IN_MOVE_SELF/IN_DELETE_SELF on the socket's inode
     watch = sc.inotify_watch(path, sc.IN_ATTRIB | sc.IN_MOVE_SELF | sc.IN_DELETE_SELF)
     last = time.monotonic()
+    warm = False
     try:
         while (left := IDLE - (time.monotonic() - last)) > 0:
             ready, _, _ = select.select([listener, wake_r] + ([watch] if watch >= 0 else []),
-                                        [], [], left)
+                                        [], [], left if warm else min(left, WARM_AFTER))
+            if not ready and not warm:
+                # The first quiet moment: run our children's work on stand-ins
+                # (rootless/runtime/warmup.py), so that they share its result. Not before
+                # listening: the `rl run -d` that started us waits for its monitor.
+                warmup.warm_up(f"{path}.warm.{os.getpid()}")
+                gc.collect()
+                gc.freeze()
+                warm = True
+                from rootless.trace import trace
+
+                trace("Z warmed up")
+                continue
             if wake_r in ready:
                 _drain(wake_r)
                 _reap()
@@ -261,18 +274,6 @@ def _main(path: str) -> None:
         except OSError:
             pass
         listener.close()
-
-
-def _warm_up(path: str) -> None:
-    """Serve requests on scratch layers before forking servers (fuse_overlay/warm.py):
-    each server then shares the quickened code and the caches with us instead of writing
-    its own copy of their pages. Best effort: a failure costs memory, not service."""
-    try:
-        from fuse_overlay import warm
-
-        warm.warm_up(f"{path}.warm.{os.getpid()}")
-    except Exception:
-        pass
 
 
 def _drain(fd: int) -> None:

@@ -102,3 +102,36 @@ def test_a_zygote_child_drops_the_zygotes_fds_and_a_new_zygote_serves(rl):
         assert time.monotonic() < deadline, "the waiting child outlived its connection"
         time.sleep(0.05)
 
+
+
+def test_the_zygote_warms_up_once_and_keeps_nothing_of_it(rl, tmp_path):
+    """At its first quiet moment the zygote runs its children's work on stand-ins
+    (rootless/runtime/warmup.py: FUSE requests on scratch layers, a monitor loop on a
+    child that writes and exits): afterwards it holds only its own fds, has no child, and
+    its scratch directories are gone; detached containers still run and log."""
+    trace = tmp_path / "trace"
+    rl("run", "--rm", "--network", "none", "busybox", "true", check=True,
+       env={"RL_TRACE": str(trace)})
+    zygote, _sock = _wait_zygote(rl)
+    deadline = time.monotonic() + 20
+    while f" {zygote} Z warmed up" not in (trace.read_text() if trace.exists() else ""):
+        assert time.monotonic() < deadline, "the zygote did not warm up"
+        time.sleep(0.1)
+    assert not _children(zygote)
+    kinds = sorted(link.split(":")[0] if ":" in link else os.path.basename(link)
+                   for link in _fd_links(zygote).values())
+    lock = [k for k in kinds if k.endswith(".lock")]
+    assert len(lock) == 1
+    assert sorted(k for k in kinds if k not in lock) == \
+        ["anon_inode", "null", "null", "null", "pipe", "pipe", "socket"], kinds
+    assert not [p.name for p in (rl.root / "run" / "rl").iterdir() if ".warm." in p.name]
+    cid = rl("run", "-d", "busybox", "sh", "-c", "echo out; echo err >&2; sleep 300",
+             check=True).stdout.strip()
+    try:
+        deadline = time.monotonic() + 20
+        while sorted(rl("logs", cid, check=True).stdout.split() +
+                     rl("logs", cid, check=True).stderr.split()) != ["err", "out"]:
+            assert time.monotonic() < deadline, "the detached container's output"
+            time.sleep(0.1)
+    finally:
+        rl("rm", "-f", cid, check=True)
