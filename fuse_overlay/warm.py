@@ -25,8 +25,14 @@ ROUNDS = 64  # beyond CPython's quickening delay and its specialisation counters
 
 
 class _Ctx:
-    uid = gid = pid = 0
-    umask = 0o022
+    """The caller of a request: ourselves, as the container's root is to a server that
+    runs as root in the container's user namespace (so new files need no ownership
+    record: fs.Overlay._new_owner's common case)."""
+
+    def __init__(self) -> None:
+        self.uid, self.gid = os.geteuid(), os.getegid()
+        self.pid = 0
+        self.umask = 0o022
 
 
 def _run(coro):

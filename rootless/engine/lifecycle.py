@@ -45,10 +45,10 @@ def update(ref: str, *, restart: str | None = None, resources: dict | None = Non
             limits = cgroups.refuse_resource_flags(resources, current=current)
             if limits:
                 options["limits"] = {**current, **limits}
-                # the cgroup first: a value it refuses rolls the row back, so the stored
-                # limits stay the ones in force (Docker's update keeps the old ones too)
-                if c.state == "running":
-                    cgroups.update(c.short_id, options["limits"])
+                # the cgroup first (it has none when the container does not run: False):
+                # a value it refuses rolls the row back, so a refused update is not
+                # stored (files it wrote before the refused one stay written)
+                cgroups.update(c.short_id, options["limits"])
                 containerdb.update(conn, c.id, options=options)
         c = lookup(c.id)
     if restart is None:

@@ -16,6 +16,7 @@ reaped and removed before it returns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 ROUNDS = 16  # past CPython's quickening delay (8 calls) and its first specialisations
@@ -35,9 +36,9 @@ def warm_up(scratch: str) -> None:
     except OSError:
         return
     try:
-        for i in range(ROUNDS):
+        for _ in range(ROUNDS):
             _requests()
-            _monitor(scratch, i)
+            _monitor(scratch)
     except Exception:
         pass
     finally:
@@ -48,59 +49,81 @@ def warm_up(scratch: str) -> None:
 
 def _requests() -> None:
     """A request as a client sends it (JSON and fds on a unix socket), read the way the
-    zygote's child reads it."""
+    zygote's child reads it. Small and fixed (not our environment, which may be larger
+    than the socket's buffer: the send would wait for a reader that is this thread)."""
     import json
     import socket
 
     from rootless.runtime import zygote
 
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        req = {"monitor": {"env": dict(os.environ), "umask": 0o22, "fds": {"out": 1}},
-               "lowerdirs": ["/a", "/b"], "upperdir": "/u", "workdir": "/w",
-               "mountpoint": "/m", "ns_pid": 1, "options": {}}
+    req = {"monitor": {"env": {"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8"},
+                       "umask": 0o22, "fds": {"out": 1}},
+           "lowerdirs": ["/a", "/b"], "upperdir": "/u", "workdir": "/w",
+           "mountpoint": "/m", "ns_pid": 1, "options": {}}
+    with contextlib.ExitStack() as done:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        done.callback(a.close)
+        done.callback(b.close)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        done.callback(os.close, r)
+        done.callback(os.close, w)
         socket.send_fds(a, [json.dumps(req).encode() + b"\n"], [r, w])
         msg, fds, _, _ = socket.recv_fds(b, 1 << 20, 16)
-        zygote._whole_request(b, msg)
         for fd in fds:
-            os.close(fd)
-    finally:
-        for s in (a, b):
-            s.close()
-        os.close(r)
-        os.close(w)
+            done.callback(os.close, fd)
+        zygote._whole_request(b, msg)
 
 
-def _monitor(scratch: str, i: int) -> None:
+def _monitor(scratch: str) -> None:
     """monitor.run_loop as a detached container's monitor runs it (folded: pid 1 waited
-    for on a pidfd; log file; attach socket) until the stand-in exits."""
+    for on a pidfd; log file; attach socket) until the stand-in exits. Signals for us
+    that come meanwhile reach run_loop's handlers: they are raised again at the end."""
+    terms: list[int] = []
+    try:
+        _monitor_round(scratch, terms)
+    finally:
+        # signals for the zygote that came while the loop had the handlers: its own
+        # handling now (SIGTERM ends it, SIGINT and SIGHUP are ignored)
+        for sig in terms:
+            os.kill(os.getpid(), sig)
+
+
+def _monitor_round(scratch: str, terms: list[int]) -> None:
     import socket
 
     from rootless.runtime import attachsock, lean, monitor
 
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # the stand-in for pid 1
-        try:
-            os.write(out_w, b"ready\n")
-            os.write(err_w, b"warning\n")
-        finally:
-            os._exit(3)
-    os.close(out_w)
-    os.close(err_w)
-    pidfd = os.pidfd_open(pid)
-    path = os.path.join(scratch, f"attach{i}.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    listener.bind(path)
-    listener.listen(8)
-    terms: list[int] = []
-    pipes = {fd: _ident(fd) for fd in (out_r, err_r)}
-    try:
+    with contextlib.ExitStack() as done:
+        writers: list[int] = []  # ours until the stand-in has them
+        done.callback(lambda: [os.close(fd) for fd in writers])
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        writers.append(out_w)
+        done.callback(_close_if, out_r, _ident(out_r))  # run_loop closes it at its end
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        writers.append(err_w)
+        done.callback(_close_if, err_r, _ident(err_r))
+        # unnamed (autobind): the runtime dir's path may be too long for a socket name
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        done.callback(listener.close)
+        listener.bind("")
+        listener.listen(8)
+        pid = os.fork()
+        if pid == 0:  # the stand-in for pid 1
+            try:
+                os.write(out_w, b"ready\n")
+                os.write(err_w, b"warning\n")
+            finally:
+                os._exit(3)
+        done.callback(_reap, pid)
+        for fd in writers:
+            os.close(fd)
+        writers.clear()
+        pidfd = os.pidfd_open(pid)
+        done.callback(os.close, pidfd)
+        hub = attachsock.Hub(listener.detach(), os.path.join(scratch, "none.sock"), [])
+        done.callback(hub.finish, None, 0)
         launch = lean._Started(0, f"p{pidfd}", None, pid)
         wiring = monitor.Wiring((0, 1, 2), out_r, err_r, tty=False, in_w=None)
-        hub = attachsock.Hub(listener.detach(), path, [])
         forwarder = monitor.Forwarder()
         forwarder.install()
         try:
@@ -109,21 +132,22 @@ def _monitor(scratch: str, i: int) -> None:
                                     send_signal=terms.append, forwarder=forwarder, hub=hub)
         finally:
             forwarder.restore()
+            terms.extend(forwarder.pending)  # caught after run_loop's last round
         hub.finish(code)
-    finally:
-        listener.close()
-        os.close(pidfd)
-        for fd, ident in pipes.items():  # run_loop closes them at their end: a number
-            if _ident(fd) == ident:      # may be another file's by now
-                os.close(fd)
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        # signals for the zygote that came while the loop had the handlers: its own
-        # handling now (SIGTERM ends it, SIGINT and SIGHUP are ignored)
-        for sig in terms:
-            os.kill(os.getpid(), sig)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _close_if(fd: int, ident) -> None:
+    """Close `fd` if it is still the file it was (a number closed elsewhere may be
+    another file's by now)."""
+    if _ident(fd) == ident:
+        os.close(fd)
 
 
 def _ident(fd: int):

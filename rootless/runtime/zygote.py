@@ -245,6 +245,10 @@ def _main(path: str) -> None:
                 # (rootless/runtime/warmup.py), so that they share its result. Not before
                 # listening: the `rl run -d` that started us waits for its monitor.
                 warmup.warm_up(f"{path}.warm.{os.getpid()}")
+                # the monitor loop it ran had a wakeup pipe of its own: ours again, and a
+                # server that ended meanwhile is reaped
+                signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+                _reap()
                 gc.collect()
                 gc.freeze()
                 warm = True
