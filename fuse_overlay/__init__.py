@@ -11,7 +11,8 @@ Entry points:
 Modules: metadata (the on-disk format: ownership xattr, whiteouts, opaque dirs), options
 (parsing and checking mount options), fs (the overlay operations), copyup (copying between
 layers), fdops (the *at system calls os lacks), loop (the runner pyfuse3's main loop runs
-on), server (mount and serve), cli.
+on), server (mount and serve), warm (the handlers on scratch layers, for a process that
+forks servers), cli.
 
 Layers are reached only through descriptors, one name at a time without following symlinks
 (fs.py), and a server that may chroot (root of a user namespace, as rl runs it) confines

@@ -20,7 +20,9 @@ code is never used. The zygote exits after IDLE seconds without a request, or wh
 socket is removed or replaced; idle, it never wakes (no timer but the idle limit).
 `rl run` starts one after its container ended when none answers (until then a server is
 forked for each foreground container); the monitor of a detached container starts one
-before its own start and waits for it (connect_or_spawn).
+before its own start and waits for it (connect_or_spawn). At its first quiet moment it
+runs its children's work on stand-ins (rootless/runtime/warmup.py), so that they share
+the pages that work writes instead of each copying them.
 """
 
 from __future__ import annotations
