@@ -1,5 +1,5 @@
-"""What the zygote (rootless/runtime/zygote.py) runs once before it forks anything: the
-work of its children, on stand-ins, so that the children share the result.
+"""What the zygote (rootless/runtime/zygote.py) runs once, at its first quiet moment: the
+work of its children, on stand-ins, so that the children it forks later share the result.
 
 CPython 3.11 writes into a function's code object while it is new (a call counter, then
 the bytecode rewritten with inline caches, then each instruction's counter until it is
@@ -10,8 +10,9 @@ container (a child that writes a line to stdout and stderr and exits) with the a
 socket and log file the real one has, and passes fds and a JSON request over a socket
 pair as its clients do. Measured with 20 containers running (docs/design.md section 4).
 
-Best effort: a failure here costs memory, never service. Everything made is closed,
-reaped and removed before it returns.
+Best effort: a failure here costs memory, never service. Everything made is closed and
+removed before it returns; the stand-in is reaped by run_loop, or by the zygote's own
+reaping of its children if the loop failed.
 """
 
 from __future__ import annotations
@@ -114,7 +115,6 @@ def _monitor_round(scratch: str, terms: list[int]) -> None:
                 os.write(err_w, b"warning\n")
             finally:
                 os._exit(3)
-        done.callback(_reap, pid)
         for fd in writers:
             os.close(fd)
         writers.clear()
@@ -134,13 +134,6 @@ def _monitor_round(scratch: str, terms: list[int]) -> None:
             forwarder.restore()
             terms.extend(forwarder.pending)  # caught after run_loop's last round
         hub.finish(code)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _close_if(fd: int, ident) -> None:
